@@ -1,0 +1,263 @@
+"""Pydantic schemas of the catalog files (``catalogs/*.yaml``).
+
+Units are in field names: ``_gib`` (2**30 bytes), ``_gb_s`` (1e9 bytes/s), ``_tb_s`` (1e12 bytes/s),
+``_tflops`` (1e12 FLOP/s, dense, no sparsity), ``_w`` (watts), ``_usd_per_hour``.
+Every entry carries a ``source`` (addresses or documents, ``;``-separated); a figure that is an
+estimate is named in ``estimated`` together with its reasoning. Models are frozen: nothing in the
+program mutates a catalog after loading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", min_length=1, max_length=64)]
+Pos = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+ComputeDtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
+Family = Literal[
+    "ampere", "ada", "hopper", "blackwell", "blackwell-ultra", "cdna3", "cdna4", "gaudi3"
+]
+
+
+class Entry(BaseModel):
+    """Common fields of every catalog entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Id
+    source: str = Field(min_length=4, description="where the numbers come from")
+    notes: str = ""
+    estimated: dict[str, str] = Field(
+        default_factory=dict,
+        description="field name -> reasoning, for every figure that is an estimate",
+    )
+
+    @model_validator(mode="after")
+    def _estimated_fields_exist(self) -> "Entry":
+        known = set(type(self).model_fields)
+        for name in self.estimated:
+            if name.split(".")[0] not in known:
+                raise ValueError(f"estimated names unknown field {name!r}")
+        return self
+
+
+class Accelerator(Entry):
+    """One accelerator (GPU/XPU) as the vendor specifies it."""
+
+    name: str
+    vendor: Literal["nvidia", "amd", "intel"]
+    family: Family
+    form_factor: Literal["sxm", "pcie", "oam", "superchip"]
+    hbm_gib: Pos
+    hbm_tb_s: Pos
+    dense_tflops: dict[ComputeDtype, Pos] = Field(
+        description="dense (no sparsity) peak per compute dtype, TFLOP/s (TOP/s for int8)"
+    )
+    scaleup_link_gb_s: NonNeg = Field(
+        description="per-GPU one-direction bandwidth of the scale-up link (NVLink/IF); 0 if none"
+    )
+    scaleup_domain_gpus: Annotated[int, Field(ge=1)] = Field(
+        description="largest number of GPUs that share the scale-up fabric"
+    )
+    pcie_gb_s: Pos = Field(description="host link, one direction, GB/s")
+    tdp_w: Pos
+
+    @field_validator("dense_tflops")
+    @classmethod
+    def _has_bf16_or_fp16(cls, v: dict[str, float]) -> dict[str, float]:
+        if not ({"bf16", "fp16"} & set(v)):
+            raise ValueError("needs at least a bf16 or fp16 figure")
+        return v
+
+
+class System(Entry):
+    """A node shape: how many accelerators, linked how, and how nodes talk to each other."""
+
+    name: str
+    accelerator: Id
+    gpus_per_node: Annotated[int, Field(ge=1)]
+    scaleup_domain_gpus: Annotated[int, Field(ge=1)] = Field(
+        description="GPUs in one scale-up (NVLink/fabric) domain; > gpus_per_node for racks (NVL72)"
+    )
+    intra_node_link: Literal["nvlink", "nvlink-bridge", "pcie", "infinity-fabric", "roce"]
+    intra_node_gb_s: Pos = Field(description="per-GPU one-direction bandwidth inside the domain")
+    intra_node_latency_us: Pos
+    scaleout_gb_s_per_gpu: Pos = Field(description="per-GPU one-direction network bandwidth")
+    scaleout_latency_us: Pos
+    nodes_per_domain: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _domain_covers_node(self) -> "System":
+        if self.scaleup_domain_gpus < 1:
+            raise ValueError("scaleup_domain_gpus must be >= 1")
+        return self
+
+
+class Attention(BaseModel):
+    """Attention shape. ``mla`` uses the LoRA ranks; sliding windows hold at most ``window`` tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["mha", "gqa", "mla"]
+    kv_lora_rank: Annotated[int, Field(ge=1)] | None = None
+    q_lora_rank: Annotated[int, Field(ge=1)] | None = None
+    qk_rope_head_dim: Annotated[int, Field(ge=1)] | None = None
+    qk_nope_head_dim: Annotated[int, Field(ge=1)] | None = None
+    v_head_dim: Annotated[int, Field(ge=1)] | None = None
+    sliding_window: Annotated[int, Field(ge=1)] | None = None
+    sliding_window_layers: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _mla_needs_ranks(self) -> "Attention":
+        if self.kind == "mla" and (self.kv_lora_rank is None or self.qk_rope_head_dim is None):
+            raise ValueError("mla attention needs kv_lora_rank and qk_rope_head_dim")
+        if self.sliding_window_layers and self.sliding_window is None:
+            raise ValueError("sliding_window_layers > 0 needs sliding_window")
+        return self
+
+
+class Moe(BaseModel):
+    """Mixture-of-experts shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_experts: Annotated[int, Field(ge=2)]
+    experts_per_token: Annotated[int, Field(ge=1)]
+    shared_experts: Annotated[int, Field(ge=0)] = 0
+    moe_intermediate_size: Annotated[int, Field(ge=1)]
+    shared_expert_intermediate_size: Annotated[int, Field(ge=1)] | None = None
+    moe_layers: Annotated[int, Field(ge=1)] = Field(description="layers whose FFN is MoE")
+
+    @model_validator(mode="after")
+    def _routed_le_experts(self) -> "Moe":
+        if self.experts_per_token > self.num_experts:
+            raise ValueError("experts_per_token exceeds num_experts")
+        return self
+
+
+class ModelArch(Entry):
+    """A model's architecture facts (from its Hugging Face config) and published sizes."""
+
+    name: str
+    hf_repo: str
+    hf_model_type: str
+    num_layers: Annotated[int, Field(ge=1)]
+    hidden_size: Annotated[int, Field(ge=1)]
+    num_attention_heads: Annotated[int, Field(ge=1)]
+    num_kv_heads: Annotated[int, Field(ge=1)]
+    head_dim: Annotated[int, Field(ge=1)]
+    intermediate_size: Annotated[int, Field(ge=1)] = Field(
+        description="dense FFN width (dense layers of an MoE model too)"
+    )
+    vocab_size: Annotated[int, Field(ge=1)]
+    tie_word_embeddings: bool = False
+    max_context: Annotated[int, Field(ge=1)]
+    attention: Attention
+    moe: Moe | None = None
+    total_params_b: Pos = Field(description="published total parameters, billions")
+    active_params_b: Pos = Field(description="published active parameters per token, billions")
+    native_quantization: Id = Field(
+        default="bf16", description="format of the released weights (e.g. fp8, mxfp4)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelArch":
+        if self.num_attention_heads % self.num_kv_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_kv_heads")
+        if self.active_params_b > self.total_params_b:
+            raise ValueError("active_params_b exceeds total_params_b")
+        if self.moe and self.moe.moe_layers > self.num_layers:
+            raise ValueError("moe.moe_layers exceeds num_layers")
+        return self
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+
+class QualityLoss(BaseModel):
+    """Expected quality loss of a format against bf16, in accuracy points on a named benchmark."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    points: NonNeg
+    benchmark: str
+    measured_on: str = Field(description="model(s) the figure was measured on")
+    source: str = Field(min_length=4)
+
+
+class Emulation(BaseModel):
+    """How a format runs where the hardware has no native support."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    families: list[Family]
+    compute_dtype: ComputeDtype = Field(description="dtype the math actually runs in")
+    note: str
+
+
+class Quantization(Entry):
+    """A weight/activation quantisation format."""
+
+    name: str
+    weight_bits: Annotated[int, Field(ge=2, le=32)]
+    scale_overhead_fraction: NonNeg = Field(
+        description="extra bytes for scales/zero points, as a fraction of the packed weight bytes"
+    )
+    compute_dtype: ComputeDtype = Field(description="dtype of the matmuls where native")
+    kv_dtypes: list[Id] = Field(min_length=1, description="KV-cache dtypes usable with it")
+    native_families: list[Family]
+    emulated: list[Emulation] = Field(default_factory=list)
+    quality_loss: QualityLoss
+
+    @property
+    def bytes_per_weight(self) -> float:
+        """Bytes per weight including scale overhead."""
+        return self.weight_bits / 8 * (1 + self.scale_overhead_fraction)
+
+
+class KvDtype(Entry):
+    """A KV-cache element type."""
+
+    name: str
+    bytes_per_element: Pos
+    native_families: list[Family]
+
+
+class Price(Entry):
+    """One list price per GPU-hour, dated."""
+
+    accelerator: Id
+    provider: str
+    pricing: Literal["on-demand", "reserved", "spot"]
+    usd_per_gpu_hour: Pos
+    date: dt.date
+    region: str = ""
+
+
+class Efficiency(Entry):
+    """Achievable fractions of peak and fixed overheads for one accelerator family and engine."""
+
+    family: Family
+    engine: str = "generic"
+    eta_bw: Fraction = Field(description="achieved / peak HBM bandwidth in decode")
+    mfu_prefill: Fraction = Field(description="achieved / peak dense FLOP/s in prefill")
+    mfu_decode: Fraction = Field(description="achieved / peak dense FLOP/s in decode GEMMs")
+    step_overhead_ms: NonNeg = Field(description="fixed per-decode-step cost (launch, sampling)")
+    collective_latency_us: NonNeg = Field(description="latency term of one all-reduce")
+    collective_bw_efficiency: Fraction = Field(description="achieved / peak link bandwidth")
+
+
+class QuantizationsFile(BaseModel):
+    """``catalogs/quantizations.yaml``: formats plus KV dtypes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantizations: list[Quantization]
+    kv_dtypes: list[KvDtype]
