@@ -115,3 +115,99 @@ def validate_cmd(as_json: bool) -> None:
     else:
         summary = ", ".join(f"{n} {k}" for k, n in counts.items())
         click.echo(f"catalogs OK ({cat.folder}): {summary}")
+
+
+def _entry_yaml(entry: Any) -> str:
+    """A catalog entry as a YAML list item (``- id: ...``), the form ``models.yaml`` holds."""
+    import yaml
+
+    row = entry.model_dump(mode="json", exclude_none=True)
+    for key, default in (("notes", ""), ("estimated", {}), ("tie_word_embeddings", False)):
+        if row.get(key) == default:
+            row.pop(key)
+    if row.get("attention", {}).get("sliding_window_layers") == 0:
+        row["attention"].pop("sliding_window_layers")
+    tail = {k: row.pop(k) for k in ("source", "notes") if k in row}
+    return yaml.safe_dump([row | tail], sort_keys=False, width=100, default_flow_style=False)
+
+
+def _append_entry(out: str, entry: Any, text: str) -> str:
+    """Append ``text`` (one list item) to the models list in ``out``; returns what was done."""
+    from pathlib import Path
+
+    from solver.loading import read_yaml
+
+    path = Path(out)
+    if not path.exists():
+        path.write_text("models:\n" + _indent(text), encoding="utf-8")
+        return f"wrote {path}"
+    data = read_yaml(path)
+    if data is None:
+        path.write_text("models:\n" + _indent(text), encoding="utf-8")
+        return f"wrote {path}"
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list) or set(data) != {"models"}:
+        raise InputError("expected a file with only a top-level 'models' list", where=str(path))
+    if any(isinstance(m, dict) and m.get("id") == entry.id for m in data["models"]):
+        raise InputError(f"a model with id {entry.id!r} is already in the file", where=str(path))
+    existing = path.read_text(encoding="utf-8")
+    sep = "" if existing.endswith("\n") else "\n"
+    path.write_text(existing + sep + _indent(text), encoding="utf-8")
+    return f"appended {entry.id} to {path}"
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}" if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+@catalog.command("import-hf")
+@click.argument("config", metavar="CONFIG.json", type=click.Path(dir_okay=False))
+@click.option("--id", "model_id", required=True, help="Catalog id for the model (lower case, e.g. qwen3-8b).")
+@click.option("--name", default=None, help="Display name [default: the Hugging Face repo name].")
+@click.option("--hf-repo", default=None, metavar="ORG/REPO",
+              help="Hugging Face repo [default: from a file named ORG--REPO_config.json, else the id].")
+@click.option("--total-params-b", type=float, default=None,
+              help="Published total parameters, billions [default: computed from the config].")
+@click.option("--active-params-b", type=float, default=None,
+              help="Published active parameters per token, billions [default: computed; = total if dense].")
+@click.option("--source", default=None,
+              help="Where the numbers come from [default: the repo's config.json address].")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Append the entry to this models YAML file (created if missing) instead of printing it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as a JSON object.")
+def import_hf_cmd(config: str, model_id: str, name: str | None, hf_repo: str | None,
+                  total_params_b: float | None, active_params_b: float | None, source: str | None,
+                  out: str | None, as_json: bool) -> None:
+    """Turn a Hugging Face config.json into a validated model catalog entry.
+
+    Reads a local CONFIG.json (no network) of model_type llama, mistral, mixtral, qwen2, qwen3,
+    qwen3_moe, deepseek_v3, gpt_oss, gemma3 or llama4, and prints the entry as YAML, ready to
+    paste under `models:` in catalogs/models.yaml. Give the published sizes with
+    --total-params-b/--active-params-b; sizes left out are computed from the config and the
+    entry's notes say so.
+
+    \b
+    Examples:
+      fleetplan catalog import-hf Qwen--Qwen3-8B_config.json --id qwen3-8b --total-params-b 8.2
+      fleetplan catalog import-hf config.json --id my-moe --hf-repo org/my-moe --json
+      fleetplan catalog import-hf config.json --id my-moe --out my-models.yaml
+
+    Exit code 2, with one line naming the file and key, for a malformed or unsupported config.
+    """
+    from solver.hf_import import import_hf_config
+
+    entry = import_hf_config(
+        config, model_id, name=name, total_params_b=total_params_b,
+        active_params_b=active_params_b, source=source, hf_repo=hf_repo,
+    )
+    if as_json and out is None:
+        emit_json(entry)
+        return
+    text = _entry_yaml(entry)
+    if out is not None:
+        done = _append_entry(out, entry, text)
+        if as_json:
+            emit_json({"ok": True, "message": done, "entry": entry})
+        else:
+            click.echo(done)
+        return
+    click.echo(text, nl=False)
