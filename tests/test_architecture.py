@@ -42,8 +42,8 @@ PUBLISHED: dict[str, tuple[float, float, str]] = {
     "Qwen--Qwen3-235B-A22B_config.json": (235.0, 22.0, "all"),
     "deepseek-ai--DeepSeek-V3_config.json": (671.0, 37.0, "all"),
     "deepseek-ai--DeepSeek-R1_config.json": (671.0, 37.0, "all"),
-    "openai--gpt-oss-20b_config.json": (20.91, 3.61, "no-input-embedding"),
-    "openai--gpt-oss-120b_config.json": (116.83, 5.13, "no-input-embedding"),
+    "openai--gpt-oss-20b_config.json": (20.9, 3.6, "no-input-embedding"),
+    "openai--gpt-oss-120b_config.json": (116.8, 5.1, "no-input-embedding"),
 }
 
 

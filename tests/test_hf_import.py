@@ -251,12 +251,12 @@ def _run(*args: str):
 
 def test_cli_prints_a_valid_yaml_entry() -> None:
     r = _run(str(FIXTURES / "openai--gpt-oss-120b_config.json"), "--id", "gpt-oss-120b",
-             "--total-params-b", "116.83", "--active-params-b", "5.13")
+             "--total-params-b", "116.8", "--active-params-b", "5.1")
     assert r.exit_code == 0, r.output
     items = yaml.safe_load(r.stdout)
     assert isinstance(items, list) and len(items) == 1
     m = validate(ModelArch, items[0], where="stdout")
-    assert (m.total_params_b, m.active_params_b, m.native_quantization) == (116.83, 5.13, "mxfp4")
+    assert (m.total_params_b, m.active_params_b, m.native_quantization) == (116.8, 5.1, "mxfp4")
     for field in ARCH_FIELDS:
         assert getattr(m, field) == getattr(CATALOG["gpt-oss-120b"], field), field
 
