@@ -77,7 +77,7 @@ class _Cfg:
         v = self.data.get(key)
         return default if v is None else v
 
-    def int(self, key: str, default: int | None = None, *, min_value: int = 1) -> int:
+    def integer(self, key: str, default: int | None = None, *, min_value: int = 1) -> int:
         """A required (or defaulted) integer >= ``min_value``."""
         v = self.data.get(key)
         if v is None:
@@ -93,9 +93,9 @@ class _Cfg:
 
     def opt_int(self, key: str) -> int | None:
         """An optional positive integer (None when absent or null)."""
-        return self.int(key) if self.has(key) else None
+        return self.integer(key) if self.has(key) else None
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         v = self.data.get(key)
         if v is None:
             return default
@@ -161,11 +161,11 @@ def _attention(model_type: str, c: _Cfg, n_layers: int, heads: int, kv: int) -> 
     if model_type == "deepseek_v3":
         return {
             "kind": "mla",
-            "kv_lora_rank": c.int("kv_lora_rank"),
+            "kv_lora_rank": c.integer("kv_lora_rank"),
             "q_lora_rank": c.opt_int("q_lora_rank"),
-            "qk_rope_head_dim": c.int("qk_rope_head_dim"),
-            "qk_nope_head_dim": c.int("qk_nope_head_dim"),
-            "v_head_dim": c.int("v_head_dim"),
+            "qk_rope_head_dim": c.integer("qk_rope_head_dim"),
+            "qk_nope_head_dim": c.integer("qk_nope_head_dim"),
+            "v_head_dim": c.integer("v_head_dim"),
         }
     att: dict[str, Any] = {"kind": "mha" if kv == heads else "gqa"}
     window: int | None = None
@@ -174,23 +174,23 @@ def _attention(model_type: str, c: _Cfg, n_layers: int, heads: int, kv: int) -> 
         window = c.opt_int("sliding_window")
         local = n_layers if window else 0
     elif model_type in ("qwen2", "qwen3", "qwen3_moe"):
-        if c.bool("use_sliding_window", False):
-            window = c.int("sliding_window")
-            local = n_layers - min(n_layers, c.int("max_window_layers", n_layers, min_value=0))
+        if c.flag("use_sliding_window", False):
+            window = c.integer("sliding_window")
+            local = n_layers - min(n_layers, c.integer("max_window_layers", n_layers, min_value=0))
     elif model_type == "gpt_oss":
         local = _layer_count(c.str_list("layer_types"), "sliding_attention", n_layers, c.where) or 0
-        window = c.int("sliding_window") if local else None
+        window = c.integer("sliding_window") if local else None
     elif model_type in ("gemma3", "gemma3_text"):
-        window = c.int("sliding_window")
+        window = c.integer("sliding_window")
         counted = _layer_count(c.str_list("layer_types"), "sliding_attention", n_layers, c.where)
         if counted is None:
-            pattern = c.int("sliding_window_pattern", c.gemma_default("sliding_window_pattern"))
+            pattern = c.integer("sliding_window_pattern", c.gemma_default("sliding_window_pattern"))
             counted = sum(1 for i in range(n_layers) if (i + 1) % pattern)
         local = counted
     elif model_type == "llama4":
         chunk = c.opt_int("attention_chunk_size")
         if chunk:
-            interval = c.int("no_rope_layer_interval", 4)
+            interval = c.integer("no_rope_layer_interval", 4)
             window = chunk
             local = sum(1 for i in range(n_layers) if (i + 1) % interval)
     if window and local:
@@ -203,38 +203,38 @@ def _moe(model_type: str, c: _Cfg, n_layers: int) -> dict[str, Any] | None:
     """The ``moe`` block of the entry, or None for a dense model."""
     if model_type == "mixtral":
         return {
-            "num_experts": c.int("num_local_experts"),
-            "experts_per_token": c.int("num_experts_per_tok"),
-            "moe_intermediate_size": c.int("intermediate_size"),
+            "num_experts": c.integer("num_local_experts"),
+            "experts_per_token": c.integer("num_experts_per_tok"),
+            "moe_intermediate_size": c.integer("intermediate_size"),
             "moe_layers": n_layers,
         }
     if model_type == "gpt_oss":
-        k = c.int("num_experts_per_tok") if c.has("num_experts_per_tok") else c.int("experts_per_token")
+        k = c.integer("num_experts_per_tok") if c.has("num_experts_per_tok") else c.integer("experts_per_token")
         return {
-            "num_experts": c.int("num_local_experts"),
+            "num_experts": c.integer("num_local_experts"),
             "experts_per_token": k,
-            "moe_intermediate_size": c.int("intermediate_size"),
+            "moe_intermediate_size": c.integer("intermediate_size"),
             "moe_layers": n_layers,
         }
     if model_type == "qwen3_moe":
-        step = c.int("decoder_sparse_step", 1)
+        step = c.integer("decoder_sparse_step", 1)
         dense_only = set(c.int_list("mlp_only_layers"))
         layers = sum(1 for i in range(n_layers) if i not in dense_only and (i + 1) % step == 0)
         return {
-            "num_experts": c.int("num_experts"),
-            "experts_per_token": c.int("num_experts_per_tok"),
-            "moe_intermediate_size": c.int("moe_intermediate_size"),
+            "num_experts": c.integer("num_experts"),
+            "experts_per_token": c.integer("num_experts_per_tok"),
+            "moe_intermediate_size": c.integer("moe_intermediate_size"),
             "moe_layers": layers,
         }
     if model_type == "deepseek_v3":
-        first_dense = c.int("first_k_dense_replace", 0, min_value=0)
-        freq = c.int("moe_layer_freq", 1)
+        first_dense = c.integer("first_k_dense_replace", 0, min_value=0)
+        freq = c.integer("moe_layer_freq", 1)
         layers = sum(1 for i in range(n_layers) if i >= first_dense and i % freq == 0)
         return {
-            "num_experts": c.int("n_routed_experts"),
-            "experts_per_token": c.int("num_experts_per_tok"),
-            "shared_experts": c.int("n_shared_experts", 0, min_value=0),
-            "moe_intermediate_size": c.int("moe_intermediate_size"),
+            "num_experts": c.integer("n_routed_experts"),
+            "experts_per_token": c.integer("num_experts_per_tok"),
+            "shared_experts": c.integer("n_shared_experts", 0, min_value=0),
+            "moe_intermediate_size": c.integer("moe_intermediate_size"),
             "moe_layers": layers,
         }
     if model_type == "llama4":
@@ -242,12 +242,12 @@ def _moe(model_type: str, c: _Cfg, n_layers: int) -> dict[str, Any] | None:
         if explicit:
             layers = len(set(explicit))
         else:
-            step = c.int("interleave_moe_layer_step", 1)
+            step = c.integer("interleave_moe_layer_step", 1)
             layers = len(range(step - 1, n_layers, step))
-        width = c.int("intermediate_size")
+        width = c.integer("intermediate_size")
         return {
-            "num_experts": c.int("num_local_experts"),
-            "experts_per_token": c.int("num_experts_per_tok"),
+            "num_experts": c.integer("num_local_experts"),
+            "experts_per_token": c.integer("num_experts_per_tok"),
             "shared_experts": 1,
             "moe_intermediate_size": width,
             "shared_expert_intermediate_size": width,
@@ -287,29 +287,29 @@ def arch_fields(data: dict[str, Any], where: str) -> tuple[dict[str, Any], list[
     notes: list[str] = []
     gemma = model_type in ("gemma3", "gemma3_text")
 
-    n_layers = c.int("num_hidden_layers")
-    hidden = c.int("hidden_size")
-    heads = c.int("num_attention_heads")
-    kv = c.int("num_key_value_heads", heads)
+    n_layers = c.integer("num_hidden_layers")
+    hidden = c.integer("hidden_size")
+    heads = c.integer("num_attention_heads")
+    kv = c.integer("num_key_value_heads", heads)
     if model_type == "deepseek_v3":
-        head_dim = c.int("qk_nope_head_dim") + c.int("qk_rope_head_dim")
+        head_dim = c.integer("qk_nope_head_dim") + c.integer("qk_rope_head_dim")
     else:
-        head_dim = c.int("head_dim", hidden // heads if hidden % heads == 0 else None)
+        head_dim = c.integer("head_dim", hidden // heads if hidden % heads == 0 else None)
     if model_type == "llama4":
-        dense_width = c.int("intermediate_size_mlp")
+        dense_width = c.integer("intermediate_size_mlp")
     else:
-        dense_width = c.int("intermediate_size")
+        dense_width = c.integer("intermediate_size")
     if gemma:
-        vocab = c.int("vocab_size", c.gemma_default("vocab_size"))
-        max_ctx = c.int("max_position_embeddings", c.gemma_default("max_position_embeddings"))
+        vocab = c.integer("vocab_size", c.gemma_default("vocab_size"))
+        max_ctx = c.integer("max_position_embeddings", c.gemma_default("max_position_embeddings"))
         if c.has("tie_word_embeddings") or top.has("tie_word_embeddings"):
-            tie = c.bool("tie_word_embeddings", top.bool("tie_word_embeddings", True))
+            tie = c.flag("tie_word_embeddings", top.flag("tie_word_embeddings", True))
         else:
             tie = c.gemma_default("tie_word_embeddings")
     else:
-        vocab = c.int("vocab_size")
-        max_ctx = c.int("max_position_embeddings")
-        tie = c.bool("tie_word_embeddings", top.bool("tie_word_embeddings", False))
+        vocab = c.integer("vocab_size")
+        max_ctx = c.integer("max_position_embeddings")
+        tie = c.flag("tie_word_embeddings", top.flag("tie_word_embeddings", False))
 
     fields: dict[str, Any] = {
         "hf_model_type": model_type,
@@ -330,7 +330,7 @@ def arch_fields(data: dict[str, Any], where: str) -> tuple[dict[str, Any], list[
     quant = data.get("quantization_config")
     method = quant.get("quant_method") if isinstance(quant, dict) else None
     fields["native_quantization"] = _QUANT_METHODS.get(method, "bf16")
-    if model_type == "deepseek_v3" and c.int("num_nextn_predict_layers", 0, min_value=0):
+    if model_type == "deepseek_v3" and c.integer("num_nextn_predict_layers", 0, min_value=0):
         notes.append("multi-token-prediction layer not counted (not used without speculative decoding)")
     if model_type == "llama4" and "sliding_window" in fields["attention"]:
         notes.append(
