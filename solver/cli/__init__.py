@@ -50,9 +50,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from solver.cli import catalog_cmd
+    from solver.cli import catalog_cmd, check_cmd
 
     main.add_command(catalog_cmd.catalog)
+    main.add_command(check_cmd.check)
 
 
 _register()
