@@ -51,9 +51,11 @@ def main() -> None:
 
 def _register() -> None:
     from solver.cli import catalog_cmd, check_cmd
+    from solver.cli import estimate_cmd
 
     main.add_command(catalog_cmd.catalog)
     main.add_command(check_cmd.check)
+    main.add_command(estimate_cmd.estimate)
 
 
 _register()

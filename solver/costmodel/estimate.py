@@ -1,0 +1,134 @@
+"""``estimate``: one shape at one operating point, as the CLI and the Python API return it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from solver.catalog import Catalog
+from solver.costmodel.memory import fit_reason, kv_budget_bytes_gpu
+from solver.costmodel.operating import check_lengths, operating_point
+from solver.costmodel.shape import Shape, ShapeTerms, shape_terms
+from solver.errors import InputError
+from solver.units import GIB
+
+Concurrency = int | Literal["max"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One replica's memory, latency and throughput. Units in names; ``None`` where nothing runs."""
+
+    model: str
+    accelerator: str
+    system: str
+    quant: str
+    kv_dtype: str
+    tp: int
+    pp: int
+    ep: int
+    gpus: int
+    isl: int
+    osl: int
+    prefix_hit_rate: float
+    compute_dtype: str
+    hbm_gib_per_gpu: float
+    usable_gib_per_gpu: float
+    weights_gib_per_gpu: float
+    overhead_gib_per_gpu: float
+    kv_free_gib_per_gpu: float
+    kv_gib_per_gpu: float | None
+    kv_bytes_per_token: float
+    """Whole-model KV bytes per token (before the TP split)."""
+    max_concurrency: int
+    concurrency: int
+    fits: bool
+    reason: str | None
+    ttft_ms: float | None
+    prefill_ms: float | None
+    tpot_ms: float | None
+    output_tokens_per_s: float | None
+    output_tokens_per_s_per_gpu: float | None
+    requests_per_s: float | None
+    bound: str | None
+    decode_memory_ms: float | None
+    decode_compute_ms: float | None
+    decode_comm_ms: float | None
+    decode_overhead_ms: float | None
+    tp_link: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def estimate_terms(
+    terms: ShapeTerms, isl: int, osl: int, concurrency: Concurrency, prefix_hit_rate: float = 0.0
+) -> Estimate:
+    """:func:`estimate` for precomputed :class:`ShapeTerms`."""
+    from solver.costmodel.compute import prefill_ms
+
+    check_lengths(isl, osl, prefix_hit_rate)
+    s = terms.shape
+    from solver.costmodel.memory import max_concurrency
+
+    cap = int(max_concurrency(terms, isl + osl))
+    if concurrency == "max":
+        b = cap
+    elif isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1:
+        b = concurrency
+    else:
+        raise InputError(f"concurrency must be an integer >= 1 or 'max', got {concurrency!r}")
+    reason = fit_reason(terms, max(b, 1), isl + osl)
+    base: dict[str, Any] = dict(
+        model=s.model, accelerator=s.accelerator, system=terms.system_id, quant=s.quant,
+        kv_dtype=s.kv_dtype, tp=s.tp, pp=s.pp, ep=s.ep, gpus=terms.gpus, isl=int(isl),
+        osl=int(osl), prefix_hit_rate=float(prefix_hit_rate), compute_dtype=terms.compute_dtype,
+        hbm_gib_per_gpu=terms.hbm_bytes / GIB, usable_gib_per_gpu=terms.usable_bytes / GIB,
+        weights_gib_per_gpu=terms.weight_bytes_gpu / GIB,
+        overhead_gib_per_gpu=(terms.overhead_bytes_gpu + terms.activation_bytes_gpu) / GIB,
+        kv_free_gib_per_gpu=max(kv_budget_bytes_gpu(terms), 0.0) / GIB,
+        kv_bytes_per_token=terms.kv_bytes_per_token_model, max_concurrency=cap,
+        concurrency=b, fits=reason is None, reason=reason, tp_link=terms.tp_link.kind,
+    )
+    if b < 1:
+        none = dict.fromkeys(
+            ["kv_gib_per_gpu", "ttft_ms", "prefill_ms", "tpot_ms", "output_tokens_per_s",
+             "output_tokens_per_s_per_gpu", "requests_per_s", "bound", "decode_memory_ms",
+             "decode_compute_ms", "decode_comm_ms", "decode_overhead_ms"]
+        )
+        return Estimate(**base, **none)
+    op = operating_point(terms, b, isl, osl, prefix_hit_rate)
+    return Estimate(
+        **base,
+        kv_gib_per_gpu=float(op.kv_gib_per_gpu),
+        ttft_ms=float(op.ttft_ms),
+        prefill_ms=float(prefill_ms(terms, isl, prefix_hit_rate)),
+        tpot_ms=float(op.tpot_ms),
+        output_tokens_per_s=float(op.output_tokens_per_s),
+        output_tokens_per_s_per_gpu=float(op.output_tokens_per_s_per_gpu),
+        requests_per_s=float(op.requests_per_s),
+        bound=str(op.bound),
+        decode_memory_ms=float(op.decode_memory_ms),
+        decode_compute_ms=float(op.decode_compute_ms),
+        decode_comm_ms=float(op.decode_comm_ms),
+        decode_overhead_ms=float(op.decode_overhead_ms),
+    )
+
+
+def estimate(
+    cat: Catalog,
+    shape: Shape,
+    isl: int,
+    osl: int,
+    concurrency: Concurrency,
+    prefix_hit_rate: float = 0.0,
+    engine: str = "generic",
+) -> Estimate:
+    """Memory, TTFT, TPOT and throughput of one replica of ``shape`` (the ``estimate`` command).
+
+    Raises ``InputError`` for unknown ids, invalid shapes (see :func:`check_shape`), lengths
+    < 1 or concurrency < 1. A shape that runs but does not fit memory returns ``fits=False``
+    with the ``reason``.
+    """
+    check_lengths(isl, osl, prefix_hit_rate)
+    return estimate_terms(shape_terms(cat, shape, engine), isl, osl, concurrency, prefix_hit_rate)

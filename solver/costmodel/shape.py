@@ -1,0 +1,308 @@
+"""A replica's shape (model, hardware, formats, parallelism) and its per-shape constants.
+
+Parallelism convention (the one vLLM, SGLang and TensorRT-LLM share for MoE serving):
+
+* A replica spans ``gpus = max(tp, ep) x pp`` GPUs: ``pp`` pipeline stages of
+  ``stage_gpus = max(tp, ep)`` GPUs each.
+* Dense parts (attention, dense FFN, shared experts, embeddings, router) are tensor-parallel over
+  ``tp`` GPUs. When ``ep > tp`` the stage runs ``dp_attn = ep / tp`` data-parallel copies of
+  them ("attention DP", TensorRT-LLM's DEP, SGLang's ``--enable-dp-attention``); each copy serves
+  its own share of the sequences and holds their KV cache.
+* Routed experts are spread over all ``stage_gpus`` GPUs of a stage: over ``ep`` groups by whole
+  experts, and tensor-parallel inside a group when ``ep < tp``. Either way each GPU holds
+  ``1 / stage_gpus`` of a stage's expert weights; ``ep`` changes the communication (all-to-all
+  instead of all-reduce) and the number of expert weights a step must read per GPU.
+* ``tp`` and ``ep`` must divide one another; ``ep = 1`` for dense models.
+
+Everything that depends on the shape only (bytes, FLOP per token, bandwidths, links) is computed
+once by :func:`shape_terms`; the functions of :mod:`solver.costmodel.memory`,
+:mod:`~solver.costmodel.compute` and :mod:`~solver.costmodel.operating` then vectorise over
+batch and context arrays with numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from solver.architecture import param_counts
+from solver.catalog import Catalog
+from solver.errors import InputError
+from solver.schemas import ModelArch
+from solver.topology import LOCAL, Link, fits_scaleup, link_for_group
+from solver.units import GIB, TB, TFLOP
+
+UTILISATION = 0.90
+"""Share of HBM the engine may use (vLLM's ``gpu_memory_utilization`` default)."""
+RUNTIME_OVERHEAD_GIB = 2.0
+"""Per-GPU memory outside weights and KV: CUDA context (~0.5 GiB), cuBLAS/NCCL workspaces and
+CUDA-graph pools (~1 GiB), allocator fragmentation. Order of magnitude from vLLM's start-up
+memory profile logs; not fitted."""
+PREFILL_CHUNK_TOKENS = 2048
+"""Tokens of prompt processed per engine step with chunked prefill (vLLM's default
+``max_num_batched_tokens`` for chunked prefill; TensorRT-LLM uses up to 8192)."""
+ACT_BYTES = 2
+"""Bytes per activation element (bf16) for activations and collectives."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One replica configuration, by catalog ids. ``system=None`` takes the accelerator's
+    default (largest scale-up) node shape. See the module docstring for tp/pp/ep."""
+
+    model: str
+    accelerator: str
+    system: str | None
+    quant: str
+    kv_dtype: str
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+
+    @property
+    def stage_gpus(self) -> int:
+        """GPUs per pipeline stage: ``max(tp, ep)``."""
+        return max(self.tp, self.ep)
+
+    @property
+    def gpus(self) -> int:
+        """GPUs in one replica: ``max(tp, ep) x pp``."""
+        return self.stage_gpus * self.pp
+
+    @property
+    def dp_attn(self) -> int:
+        """Data-parallel copies of the dense parts inside a stage (``ep / tp`` when ep > tp)."""
+        return self.stage_gpus // self.tp
+
+
+@dataclass(frozen=True)
+class ShapeTerms:
+    """Per-shape constants of the cost model. Bytes, FLOP and seconds; per GPU unless named.
+
+    ``kv_*_bytes_per_token_gpu`` are what one GPU stores per token of one sequence it holds
+    (over its stage's layers). ``*_flop_per_token`` are whole-replica FLOP; divide by ``gpus``
+    for one GPU's share (the work is spread evenly over TP, EP/attention-DP and PP).
+    """
+
+    shape: Shape
+    system_id: str
+    family: str
+    compute_dtype: str
+    gpus: int
+    tp: int
+    pp: int
+    ep: int
+    stage_gpus: int
+    dp_attn: int
+    # model facts
+    num_layers: int
+    moe_layers: int
+    hidden_size: int
+    num_experts: int
+    experts_per_token: int
+    window_tokens: int
+    """Sliding-window length (0: no windowed layers)."""
+    full_attn_layers: int
+    window_attn_layers: int
+    attn_flop_per_pair_layer: float
+    """FLOP of one (query, key) pair in one layer, all heads: 2 x n_h x (d_qk + d_v)."""
+    # memory, bytes per GPU
+    hbm_bytes: float
+    usable_bytes: float
+    weight_bytes_gpu: float
+    dense_weight_bytes_gpu: float
+    expert_weight_bytes_gpu: float
+    overhead_bytes_gpu: float
+    activation_bytes_gpu: float
+    kv_full_bytes_per_token_gpu: float
+    kv_window_bytes_per_token_gpu: float
+    kv_bytes_per_token_model: float
+    """Whole-model KV bytes per token (all layers, all KV heads), before any split."""
+    weight_bytes_model: float
+    # compute, whole replica
+    dense_flop_per_token: float
+    """2 x (non-expert matmul parameters): every token runs them (input embedding excluded)."""
+    expert_flop_per_token: float
+    """2 x routed-expert parameters one token uses."""
+    # rates and efficiencies
+    bw_bytes_s: float
+    """Achievable HBM bandwidth: peak x eta_bw."""
+    peak_flop_s: float
+    mfu_prefill: float
+    mfu_decode: float
+    step_overhead_s: float
+    collective_latency_s: float
+    collective_bw_efficiency: float
+    tp_link: Link
+    ep_link: Link
+    pp_link: Link
+    prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
+
+
+def _kv_split(m: ModelArch, tp: int) -> float:
+    """KV heads one GPU stores: split over TP while n_kv >= TP, else one head (replicated)."""
+    return max(1.0, m.num_kv_heads / tp)
+
+
+def check_shape(cat: Catalog, shape: Shape) -> str | None:
+    """Why a shape cannot run at all (unknown ids raise ``InputError``); ``None`` if it can.
+
+    Memory is not checked here: whether the weights and KV fit is a question of the operating
+    point (see :func:`solver.costmodel.memory.fit_reason`).
+    """
+    m = cat.model(shape.model)
+    acc = cat.accelerator(shape.accelerator)
+    cat.quantization(shape.quant)
+    cat.kv_dtype(shape.kv_dtype)
+    for name in ("tp", "pp", "ep"):
+        v = getattr(shape, name)
+        if not isinstance(v, int) or v < 1:
+            return f"{name} must be a positive integer, got {v!r}"
+    if shape.system is not None:
+        system = cat.system(shape.system)
+        if system.accelerator != acc.id:
+            return f"system {system.id!r} is built from {system.accelerator!r}, not {acc.id!r}"
+    elif not cat.systems_for(acc.id):
+        return f"no system in the catalog uses accelerator {acc.id!r}"
+    else:
+        system = cat.default_system(acc.id)
+    if cat.quant_support(acc.id, shape.quant) is None:
+        return (
+            f"quantization {shape.quant!r} is not supported on {acc.id!r} "
+            f"(supported: {', '.join(cat.supported_quantizations(acc.id))})"
+        )
+    q = cat.quantization(shape.quant)
+    if shape.kv_dtype not in q.kv_dtypes:
+        return f"KV dtype {shape.kv_dtype!r} is not usable with {shape.quant!r} (usable: {', '.join(q.kv_dtypes)})"
+    if not cat.kv_supported(acc.id, shape.kv_dtype):
+        return f"KV dtype {shape.kv_dtype!r} is not supported on {acc.id!r}"
+    tp, pp, ep = shape.tp, shape.pp, shape.ep
+    if m.num_attention_heads % tp:
+        return f"tp={tp} does not divide the {m.num_attention_heads} attention heads of {m.id}"
+    n_kv = m.num_kv_heads
+    if m.attention.kind != "mla" and n_kv % tp and tp % n_kv:
+        return f"tp={tp} and the {n_kv} KV heads of {m.id} must divide one another"
+    if pp > m.num_layers:
+        return f"pp={pp} exceeds the {m.num_layers} layers of {m.id}"
+    if ep > 1 and not m.moe:
+        return f"ep={ep} needs a mixture-of-experts model; {m.id} is dense"
+    if m.moe and m.moe.num_experts % ep:
+        return f"ep={ep} does not divide the {m.moe.num_experts} experts of {m.id}"
+    if tp % ep and ep % tp:
+        return f"tp={tp} and ep={ep} must divide one another"
+    if not fits_scaleup(system, tp):
+        return (
+            f"tp={tp} exceeds the {system.scaleup_domain_gpus}-GPU scale-up domain of "
+            f"{system.id} (tensor parallelism needs one NVLink/fabric domain)"
+        )
+    try:
+        cat.efficiency_for(acc.id)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def _peak_flops(cat: Catalog, shape: Shape) -> tuple[str, float]:
+    """Compute dtype of the matmuls and its dense peak (FLOP/s); falls back to bf16/fp16."""
+    acc = cat.accelerator(shape.accelerator)
+    dtype = cat.compute_dtype(acc.id, shape.quant)
+    table = acc.dense_tflops
+    for d in (dtype, "bf16", "fp16"):
+        if d in table:
+            return d, table[d] * TFLOP
+    raise InputError(f"{acc.id!r} has no {dtype} or bf16/fp16 peak in the catalog")
+
+
+def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTerms:
+    """Per-shape constants; raises ``InputError`` with :func:`check_shape`'s reason if invalid."""
+    reason = check_shape(cat, shape)
+    if reason:
+        raise InputError(reason)
+    m = cat.model(shape.model)
+    acc = cat.accelerator(shape.accelerator)
+    system = cat.system(shape.system) if shape.system else cat.default_system(acc.id)
+    q = cat.quantization(shape.quant)
+    kv = cat.kv_dtype(shape.kv_dtype)
+    eff = cat.efficiency_for(acc.id, engine)
+    pc = param_counts(m)
+    tp, pp, ep = shape.tp, shape.pp, shape.ep
+    stage = shape.stage_gpus
+
+    # Weights: every parameter in the format's bytes (incl. scale overhead); dense parts over
+    # TP x PP, routed experts over all GPUs of the replica (see module docstring).
+    bpw = q.bytes_per_weight
+    dense_w = pc.dense * bpw / (tp * pp)
+    expert_w = pc.expert_ffn_total * bpw / (stage * pp)
+
+    # KV per token: GQA/MHA 2 x n_kv x d_h per layer; MLA one latent (r + d_rope) per layer,
+    # which every TP rank keeps whole (vLLM/SGLang replicate the MLA cache across TP).
+    a = m.attention
+    if a.kind == "mla":
+        per_layer_model = (a.kv_lora_rank or 0) + (a.qk_rope_head_dim or 0)
+        per_layer_gpu = per_layer_model
+        d_qk = (a.qk_nope_head_dim or 0) + (a.qk_rope_head_dim or 0)
+        d_v = a.v_head_dim or m.head_dim
+    else:
+        per_layer_model = 2 * m.num_kv_heads * m.head_dim
+        per_layer_gpu = 2 * _kv_split(m, tp) * m.head_dim
+        d_qk = d_v = m.head_dim
+    window_layers = a.sliding_window_layers if a.sliding_window else 0
+    full_layers = m.num_layers - window_layers
+    kvb = kv.bytes_per_element
+    kv_model = per_layer_model * m.num_layers * kvb
+
+    # Activations of one prefill chunk (per GPU): residual stream, q/k/v/o and the widest FFN
+    # intermediate (gate+up) for the chunk's tokens, plus fp32 logits of a chunk's worth of rows.
+    ffn_width = max(m.intermediate_size, (m.moe.moe_intermediate_size * m.moe.experts_per_token) if m.moe else 0)
+    act = PREFILL_CHUNK_TOKENS * (4 * m.hidden_size + 2 * ffn_width / tp) * ACT_BYTES
+    act += min(PREFILL_CHUNK_TOKENS, 1024) * m.vocab_size * 4 / tp
+
+    dense_matmul = pc.dense - pc.embedding_input
+    compute_dtype, peak = _peak_flops(cat, shape)
+    tp_link = link_for_group(system, tp) if tp > 1 else LOCAL
+    ep_link = link_for_group(system, stage) if ep > 1 else LOCAL
+    pp_link = link_for_group(system, stage * pp) if pp > 1 else LOCAL
+    hbm = acc.hbm_gib * GIB
+    return ShapeTerms(
+        shape=shape,
+        system_id=system.id,
+        family=acc.family,
+        compute_dtype=compute_dtype,
+        gpus=shape.gpus,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        stage_gpus=stage,
+        dp_attn=shape.dp_attn,
+        num_layers=m.num_layers,
+        moe_layers=m.moe.moe_layers if m.moe else 0,
+        hidden_size=m.hidden_size,
+        num_experts=m.moe.num_experts if m.moe else 0,
+        experts_per_token=m.moe.experts_per_token if m.moe else 0,
+        window_tokens=a.sliding_window or 0,
+        full_attn_layers=full_layers,
+        window_attn_layers=window_layers,
+        attn_flop_per_pair_layer=2.0 * m.num_attention_heads * (d_qk + d_v),
+        hbm_bytes=hbm,
+        usable_bytes=UTILISATION * hbm,
+        weight_bytes_gpu=dense_w + expert_w,
+        dense_weight_bytes_gpu=dense_w,
+        expert_weight_bytes_gpu=expert_w,
+        overhead_bytes_gpu=RUNTIME_OVERHEAD_GIB * GIB,
+        activation_bytes_gpu=act,
+        kv_full_bytes_per_token_gpu=per_layer_gpu * full_layers * kvb / pp,
+        kv_window_bytes_per_token_gpu=per_layer_gpu * window_layers * kvb / pp,
+        kv_bytes_per_token_model=kv_model,
+        weight_bytes_model=pc.total * bpw,
+        dense_flop_per_token=2.0 * dense_matmul,
+        expert_flop_per_token=2.0 * pc.expert_ffn_active,
+        bw_bytes_s=acc.hbm_tb_s * TB * eff.eta_bw,
+        peak_flop_s=peak,
+        mfu_prefill=eff.mfu_prefill,
+        mfu_decode=eff.mfu_decode,
+        step_overhead_s=eff.step_overhead_ms / 1e3,
+        collective_latency_s=eff.collective_latency_us / 1e6,
+        collective_bw_efficiency=eff.collective_bw_efficiency,
+        tp_link=tp_link,
+        ep_link=ep_link,
+        pp_link=pp_link,
+    )
