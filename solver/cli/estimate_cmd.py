@@ -70,9 +70,9 @@ def summary(e: Estimate) -> str:
 @click.option("--isl", required=True, type=int, help="input (prompt) tokens per request")
 @click.option("--osl", required=True, type=int, help="output tokens per request")
 @click.option("--concurrency", default="max", show_default=True,
-              help="requests in flight per replica, or 'max' (the most memory allows)")
+              help="requests in flight per replica (integer >= 1), or 'max': the most the KV memory holds at ISL+OSL tokens")
 @click.option("--prefix-hit-rate", default=0.0, show_default=True, type=float,
-              help="share of each prompt served from the prefix cache")
+              help="share of each prompt served from the prefix cache, in [0, 1)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def estimate(
     model: str, gpu: str, quant: str, kv_dtype: str, tp: int, pp: int, ep: int,
@@ -80,12 +80,26 @@ def estimate(
 ) -> None:
     """Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).
 
+    A replica is TP x PP GPUs (max(TP, EP) x PP for MoE with EP > TP, which runs attention
+    data-parallel). The model is a roofline: a decode step costs max(bytes read / achievable
+    HBM bandwidth, FLOPs / achievable compute) + TP/EP/PP communication + a fixed per-step
+    overhead; prefill is compute-bound, bounded below by the weight read. Efficiency factors
+    come from catalogs/efficiency.yaml (per accelerator family).
+
+    \b
+    Units in the output: *_ms milliseconds, *_gib GiB (2**30 bytes) per GPU,
+    output_tokens_per_s tokens per second per replica (and per GPU), requests_per_s
+    requests per second per replica. TTFT excludes queueing; TPOT includes the amortised
+    share of other requests' chunked prefill (continuous batching).
+
     \b
     Example:
       fleetplan estimate --model llama-3.1-70b --gpu h100-sxm --quant fp8 --kv-dtype fp8 \\
           --tp 4 --isl 2048 --osl 256 --concurrency max
+      fleetplan estimate --model deepseek-r1 --gpu h200-sxm --quant fp8 --kv-dtype fp8 \\
+          --tp 1 --ep 8 --isl 1024 --osl 1024 --concurrency 256 --json
 
-    Exit code 1 when the configuration does not fit in memory (the reason is printed).
+    Exit codes: 0 fits, 1 does not fit in memory (the reason is printed), 2 bad input.
     """
     cat = load_catalog()
     shape = Shape(model=model, accelerator=gpu, system=system, quant=quant, kv_dtype=kv_dtype,
