@@ -39,6 +39,7 @@ from solver.costmodel.shape import (
     ShapeTerms,
     check_shape,
     shape_terms,
+    with_efficiency,
 )
 
 __all__ = [
@@ -47,5 +48,5 @@ __all__ = [
     "ShapeTerms", "StepTime", "UTILISATION", "check_shape", "decode_step", "decode_step_ms",
     "estimate", "estimate_terms", "expert_touch_fraction", "fit_reason", "kv_budget_bytes_gpu",
     "kv_bytes_per_seq_gpu", "kv_gib_per_gpu", "max_concurrency", "operating_point", "prefill",
-    "prefill_ms", "shape_terms",
+    "prefill_ms", "shape_terms", "with_efficiency",
 ]

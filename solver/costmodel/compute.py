@@ -1,10 +1,15 @@
 """Prefill and decode times: a roofline per pipeline-stage pass plus communication and overhead.
 
-One stage pass on one GPU (all arrays broadcast):
+One stage pass on one GPU is a sequence of operators, each on its own roofline (all arrays
+broadcast):
 
-    t_pass = max(bytes_read / (HBM_BW x eta_bw),
-                 flop_decode / (peak x mfu_decode) + flop_prefill / (peak x mfu_prefill))
-             + t_comm
+    t_pass = sum over operators of max(bytes_op / (HBM_BW x eta_bw), flop_op / rate_op) + t_comm
+
+with the operators dense GEMMs, routed-expert GEMMs, decode attention and prefill attention,
+and ``rate = peak x mfu_decode`` for decode tokens, ``peak x mfu_prefill`` for prompt tokens.
+GEMMs run at the peak of the format's compute dtype, attention at the bf16/fp16 peak. Summing
+per-operator rooflines (rather than one max over the whole step) is what a kernel-by-kernel
+engine does: a compute-bound GEMM does not hide a memory-bound attention kernel.
 
 * ``bytes_read`` = the GPU's dense weights + the expected share of its expert weights the
   step's tokens touch + the KV cache of the sequences it holds.
@@ -101,37 +106,54 @@ def stage_pass_s(
     context_tokens: ArrayLike,
     prefill_tokens: ArrayLike = 0.0,
     prefill_pair_layers: ArrayLike = 0.0,
-) -> tuple[F, F, F]:
-    """(memory, compute, communication) seconds of one stage pass on one GPU.
+) -> tuple[F, F, F, F]:
+    """(memory, compute, communication, total) seconds of one stage pass on one GPU.
 
     ``decode_seqs`` sequences of one micro-batch each decode one token at ``context_tokens``;
     ``prefill_tokens`` prompt tokens (with ``prefill_pair_layers`` attention pairs) ride along.
+    ``memory`` and ``compute`` are the plain sums of bytes / bandwidth and FLOP / rate over the
+    operators; ``total`` adds each operator's roofline ``max(bytes / BW, FLOP / rate)`` and the
+    communication (operators run one after another; communication is not overlapped).
     """
     b = np.asarray(decode_seqs, dtype=float)
     c = np.asarray(context_tokens, dtype=float)
     p = np.asarray(prefill_tokens, dtype=float)
     pp_pairs = np.asarray(prefill_pair_layers, dtype=float)
     tokens = b + p
-    weights = terms.dense_weight_bytes_gpu + terms.expert_weight_bytes_gpu * expert_touch_fraction(terms, tokens)
-    kv = b / terms.dp_attn * kv_bytes_per_seq_gpu(terms, c)
-    mem = (weights + kv) / terms.bw_bytes_s
-    per_token = terms.dense_flop_per_token + terms.expert_flop_per_token
     g = terms.gpus
-    flop_decode = (b * per_token + b * decode_pair_layers(terms, c) * terms.attn_flop_per_pair_layer) / g
-    flop_prefill = (p * per_token + pp_pairs * terms.attn_flop_per_pair_layer) / g
-    comp = flop_decode / (terms.peak_flop_s * terms.mfu_decode) + flop_prefill / (
-        terms.peak_flop_s * terms.mfu_prefill
+    bw = terms.bw_bytes_s
+    rate_dec = terms.peak_flop_s * terms.mfu_decode
+    rate_pre = terms.peak_flop_s * terms.mfu_prefill
+    # Dense GEMMs (attention projections, dense FFN, shared experts, LM head): all weights read.
+    dense_mem = terms.dense_weight_bytes_gpu / bw
+    dense_flop = terms.dense_flop_per_token / g
+    dense_cmp = dense_flop * (b / rate_dec + p / rate_pre)
+    # Routed-expert GEMMs: the touched share of the expert weights.
+    exp_mem = terms.expert_weight_bytes_gpu * expert_touch_fraction(terms, tokens) / bw
+    exp_flop = terms.expert_flop_per_token / g
+    exp_cmp = exp_flop * (b / rate_dec + p / rate_pre)
+    # Decode attention: reads every held sequence's KV; 16-bit math.
+    att_mem = b / terms.dp_attn * kv_bytes_per_seq_gpu(terms, c) / bw
+    att_flop = b * decode_pair_layers(terms, c) * terms.attn_decode_flop_per_pair_layer / g
+    att_cmp = att_flop / (terms.attn_peak_flop_s * terms.mfu_decode)
+    # Prefill attention: compute-bound, 16-bit math.
+    pre_cmp = pp_pairs * terms.attn_flop_per_pair_layer / g / (terms.attn_peak_flop_s * terms.mfu_prefill)
+    comm = comm_s(terms, tokens)
+    mem = dense_mem + exp_mem + att_mem
+    comp = dense_cmp + exp_cmp + att_cmp + pre_cmp
+    total = (
+        np.maximum(dense_mem, dense_cmp) + np.maximum(exp_mem, exp_cmp)
+        + np.maximum(att_mem, att_cmp) + pre_cmp + comm
     )
-    return mem, comp, comm_s(terms, tokens)
+    return mem, comp, comm, total
 
 
-def _step(terms: ShapeTerms, passes: F, mem: F, comp: F, comm: F, overheads: F) -> StepTime:
+def _step(terms: ShapeTerms, passes: F, mem: F, comp: F, comm: F, total: F, overheads: F) -> StepTime:
     """Assemble a StepTime from per-pass parts (seconds) repeated ``passes`` times."""
     ms = MS_PER_S
     over = overheads * terms.step_overhead_s * ms
-    total = passes * (np.maximum(mem, comp) + comm) * ms + over
     return StepTime(
-        total_ms=total,
+        total_ms=passes * total * ms + over,
         memory_ms=passes * mem * ms,
         compute_ms=passes * comp * ms,
         comm_ms=passes * comm * ms,
@@ -152,13 +174,13 @@ def decode_step(
     """
     b = np.asarray(batch, dtype=float)
     m = np.clip(np.minimum(b, terms.pp), 1.0, None)
-    mem, comp, comm = stage_pass_s(
+    mem, comp, comm, total = stage_pass_s(
         terms, b / m, context_tokens,
         np.asarray(prefill_tokens_per_step, dtype=float) / m,
         np.asarray(prefill_pair_layers_per_step, dtype=float) / m,
     )
-    passes = np.full(np.broadcast(mem, comp, comm).shape, float(terms.pp))
-    return _step(terms, passes, mem, comp, comm, np.ones_like(passes))
+    passes = np.full(np.broadcast(mem, comp, comm, total).shape, float(terms.pp))
+    return _step(terms, passes, mem, comp, comm, total, np.ones_like(passes))
 
 
 def decode_step_ms(terms: ShapeTerms, batch: ArrayLike, context_tokens: ArrayLike) -> F:
@@ -184,9 +206,9 @@ def prefill(terms: ShapeTerms, prompt_tokens: ArrayLike, prefix_hit_rate: ArrayL
     chunks = np.ceil(new / terms.prefill_chunk_tokens)
     pairs = attention_pair_layers(terms, new, cached)
     b = np.asarray(decode_seqs, dtype=float)
-    mem, comp, comm = stage_pass_s(terms, b, context_tokens, new / chunks, pairs / chunks)
+    mem, comp, comm, total = stage_pass_s(terms, b, context_tokens, new / chunks, pairs / chunks)
     passes = chunks + terms.pp - 1
-    return _step(terms, passes, mem, comp, comm, chunks)
+    return _step(terms, passes, mem, comp, comm, total, chunks)
 
 
 def prefill_ms(terms: ShapeTerms, prompt_tokens: ArrayLike, prefix_hit_rate: ArrayLike = 0.0) -> F:

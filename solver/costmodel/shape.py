@@ -22,7 +22,7 @@ batch and context arrays with numpy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from solver.architecture import param_counts
 from solver.catalog import Catalog
@@ -104,7 +104,10 @@ class ShapeTerms:
     full_attn_layers: int
     window_attn_layers: int
     attn_flop_per_pair_layer: float
-    """FLOP of one (query, key) pair in one layer, all heads: 2 x n_h x (d_qk + d_v)."""
+    """Prefill FLOP of one (query, key) pair in one layer, all heads: 2 x n_h x (d_qk + d_v)."""
+    attn_decode_flop_per_pair_layer: float
+    """Decode FLOP per (query, key) pair and layer; MLA decodes against the latent (weights
+    absorbed): 2 x n_h x ((r + d_rope) + r), GQA/MHA as in prefill."""
     # memory, bytes per GPU
     hbm_bytes: float
     usable_bytes: float
@@ -124,9 +127,14 @@ class ShapeTerms:
     expert_flop_per_token: float
     """2 x routed-expert parameters one token uses."""
     # rates and efficiencies
+    peak_bw_bytes_s: float
+    """Datasheet HBM bandwidth."""
     bw_bytes_s: float
     """Achievable HBM bandwidth: peak x eta_bw."""
     peak_flop_s: float
+    """Dense peak of the matmuls' compute dtype."""
+    attn_peak_flop_s: float
+    """Dense bf16/fp16 peak: attention (QK^T, softmax, PV) runs in 16-bit math."""
     mfu_prefill: float
     mfu_decode: float
     step_overhead_s: float
@@ -136,6 +144,27 @@ class ShapeTerms:
     ep_link: Link
     pp_link: Link
     prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
+
+
+def with_efficiency(
+    terms: ShapeTerms,
+    *,
+    eta_bw: float | None = None,
+    mfu_prefill: float | None = None,
+    mfu_decode: float | None = None,
+    step_overhead_ms: float | None = None,
+) -> ShapeTerms:
+    """The same shape with other efficiency factors (for calibration); ``None`` keeps a factor."""
+    changes: dict[str, float] = {}
+    if eta_bw is not None:
+        changes["bw_bytes_s"] = terms.peak_bw_bytes_s * eta_bw
+    if mfu_prefill is not None:
+        changes["mfu_prefill"] = mfu_prefill
+    if mfu_decode is not None:
+        changes["mfu_decode"] = mfu_decode
+    if step_overhead_ms is not None:
+        changes["step_overhead_s"] = step_overhead_ms / 1e3
+    return replace(terms, **changes)
 
 
 def _kv_split(m: ModelArch, tp: int) -> float:
@@ -241,10 +270,12 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
         per_layer_gpu = per_layer_model
         d_qk = (a.qk_nope_head_dim or 0) + (a.qk_rope_head_dim or 0)
         d_v = a.v_head_dim or m.head_dim
+        decode_pair = 2.0 * m.num_attention_heads * (2 * (a.kv_lora_rank or 0) + (a.qk_rope_head_dim or 0))
     else:
         per_layer_model = 2 * m.num_kv_heads * m.head_dim
         per_layer_gpu = 2 * _kv_split(m, tp) * m.head_dim
         d_qk = d_v = m.head_dim
+        decode_pair = 2.0 * m.num_attention_heads * (d_qk + d_v)
     window_layers = a.sliding_window_layers if a.sliding_window else 0
     full_layers = m.num_layers - window_layers
     kvb = kv.bytes_per_element
@@ -282,6 +313,7 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
         full_attn_layers=full_layers,
         window_attn_layers=window_layers,
         attn_flop_per_pair_layer=2.0 * m.num_attention_heads * (d_qk + d_v),
+        attn_decode_flop_per_pair_layer=decode_pair,
         hbm_bytes=hbm,
         usable_bytes=UTILISATION * hbm,
         weight_bytes_gpu=dense_w + expert_w,
@@ -295,8 +327,10 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
         weight_bytes_model=pc.total * bpw,
         dense_flop_per_token=2.0 * dense_matmul,
         expert_flop_per_token=2.0 * pc.expert_ffn_active,
+        peak_bw_bytes_s=acc.hbm_tb_s * TB,
         bw_bytes_s=acc.hbm_tb_s * TB * eff.eta_bw,
         peak_flop_s=peak,
+        attn_peak_flop_s=max(acc.dense_tflops.get("bf16", 0.0), acc.dense_tflops.get("fp16", 0.0)) * TFLOP,
         mfu_prefill=eff.mfu_prefill,
         mfu_decode=eff.mfu_decode,
         step_overhead_s=eff.step_overhead_ms / 1e3,

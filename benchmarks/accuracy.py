@@ -1,0 +1,334 @@
+"""Accuracy of the analytical cost model against public measurements (``../shared/refdata``).
+
+Usage::
+
+    python benchmarks/accuracy.py            # evaluate the catalog's efficiency factors
+    python benchmarks/accuracy.py --fit      # also refit the factors on the fit half
+    python benchmarks/accuracy.py --csv PATH # another measured.csv
+
+Every row of ``measured.csv`` is either mapped to an ``estimate`` call (model, GPU, quantisation,
+KV dtype, TP/PP/EP, ISL/OSL, a concurrency derived from the row's scenario) or listed as skipped
+with the reason. Concurrency per scenario, from the engines' documented behaviour, never fitted:
+
+* offline max-throughput (trtllm-bench): the largest concurrency memory allows, capped at
+  4096 / pp (trtllm-bench's ``finetune_setting`` caps the batch at 4096 requests);
+* ``static batch=N`` / ``concurrency=N``: ``min(N, memory max)``;
+* ``batch=1``: one request (TTFT = prefill alone);
+* Poisson ``QPS=q``: Little's law, ``B = q x (TTFT + (OSL - 1) x TPOT(B))`` solved by
+  fixed-point iteration; ``QPS=inf`` with 500 requests: all 500 in flight (memory permitting),
+  prefilled together before decoding, so their ITL is a decode step without prefill work.
+
+Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
+odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``mfu_prefill``, ``mfu_decode`` and
+``step_overhead_ms`` -- one set shared by every family, each a fraction of that chip's own
+peak -- by coordinate descent on the mean |log(predicted / measured)| of the fit rows, and
+reports the error of the fitted factors on the holdout rows. No per-row factors exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from solver.catalog import Catalog, load_catalog
+from solver.costmodel import (
+    Shape,
+    ShapeTerms,
+    decode_step_ms,
+    estimate_terms,
+    shape_terms,
+    with_efficiency,
+)
+from solver.errors import InputError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CSV = REPO.parent / "shared" / "refdata" / "measured.csv"
+TRTLLM_BENCH_MAX_BATCH = 4096
+MOE_MODELS = {"mixtral-8x7b", "deepseek-r1", "gpt-oss-120b"}
+THROUGHPUT = {"output_tokens_per_s_total", "output_tokens_per_s_per_gpu"}
+LATENCY = {"ttft_ms", "ttft_ms_mean", "itl_ms_mean"}
+
+MODELS = {
+    "llama-3.1-70b": "llama-3.1-70b", "llama-3.1-8b": "llama-3.1-8b",
+    "llama-3.1-405b": "llama-3.1-405b", "llama-3.3-70b": "llama-3.3-70b",
+    "llama-2-70b": "llama-2-70b", "mixtral-8x7b": "mixtral-8x7b",
+    "deepseek-r1": "deepseek-r1", "deepseek-r1-0528": "deepseek-r1",
+    "gpt-oss-120b": "gpt-oss-120b", "meta-llama-3.1-8b-fp8": "llama-3.1-8b",
+    "meta-llama-3.1-70b-instruct-fp8": "llama-3.1-70b", "hermes-3-llama-3.1-405b-fp8": "llama-3.1-405b",
+    "mixtral-8x7b-instruct-v0.1": "mixtral-8x7b",
+}
+GPUS = [
+    (r"^gb200", "gb200"), (r"^b200", "b200"), (r"^h200", "h200-sxm"), (r"^h100 (sxm )?80gb", "h100-sxm"),
+    (r"^a100 sxm4? 80gb", "a100-80gb"), (r"^l40s", "l40s"),
+]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured row mapped onto the cost model."""
+
+    row: int
+    label: str
+    shape: Shape
+    isl: int
+    osl: int
+    concurrency: str  # "max", "n:<N>", "qps:<q>", "burst:<N>"
+    metric: str
+    measured: float
+
+    @property
+    def split(self) -> str:
+        return "fit" if self.row % 2 == 0 else "holdout"
+
+
+def _num(s: str) -> int | None:
+    s = (s or "").strip()
+    return int(float(s)) if re.fullmatch(r"\d+(\.\d+)?", s) else None
+
+
+def _formats(precision: str, family_hint: str) -> tuple[str, str] | None:
+    p = precision.lower()
+    if "not stated" in p:
+        return None
+    if "nvfp4" in p:
+        w = "nvfp4"
+    elif "fp4" in p:
+        w = "mxfp4"
+    elif "fp8" in p:
+        w = "fp8"
+    elif "fp16" in p:
+        w = "fp16"
+    elif "bf16" in p:
+        w = "bf16"
+    else:
+        return None
+    if "fp8 kv" in p or "fp8 w/a" in p:
+        kv = "fp8"
+    elif "fp16 kv" in p:
+        kv = "fp16"
+    elif w in ("fp16", "bf16"):
+        kv = w
+    elif "auto" in p or "weights" in p:
+        kv = "bf16"  # engine default: the model's activation dtype
+    else:
+        kv = "fp8"  # ModelOpt FP8/NVFP4 checkpoints (trtllm-bench v0.19+ rows) quantise the KV cache to FP8
+    return w, kv
+
+
+def map_row(i: int, r: dict[str, str]) -> Case | str:
+    """A Case for a row the catalogs cover, else the reason it is skipped."""
+    metric = r["metric"]
+    if metric.startswith("constraint_"):
+        return "benchmark rule, not a measurement"
+    scen = r["scenario"].lower()
+    if "disagg" in scen or "prefill-only" in scen or "decode-only" in scen:
+        return "prefill/decode disaggregation: not modelled (colocated continuous batching only)"
+    if "mtp" in scen:
+        return "speculative decoding (MTP): not modelled"
+    if metric not in THROUGHPUT | LATENCY:
+        return f"metric {metric} not produced by estimate"
+    model = MODELS.get(r["model"].lower())
+    if model is None:
+        return f"model {r['model']} not in the catalog"
+    gpu = next((g for pat, g in GPUS if re.search(pat, r["gpu"].lower())), None)
+    if gpu is None:
+        return f"GPU {r['gpu']!r} not stated or not in the catalog"
+    isl, osl = _num(r["isl"]), _num(r["osl"])
+    if not isl or not osl:
+        return "ISL/OSL not stated"
+    fmt = _formats(r["precision"], gpu)
+    if fmt is None:
+        return f"precision {r['precision']!r} not stated"
+    n = _num(r["num_gpus"]) or 1
+    tp, pp, ep = _num(r["tp"]), _num(r["pp"]) or 1, _num(r["ep"]) or 1
+    text = (scen + " " + r["notes"]).lower()
+    if "attention dp" in text or re.search(r"\bdep\d", text):
+        tp, ep = 1, n  # attention data-parallel + expert parallel over all GPUs
+    tp = tp or n
+    if "qps=inf" in scen:
+        if metric.startswith("ttft"):
+            return "TTFT of a 500-request burst is queueing, not modelled by estimate (no queueing)"
+        conc = "burst:500"
+    elif (m := re.search(r"qps=([\d.]+)", scen)):
+        if metric.startswith("output_tokens"):
+            return "throughput at a fixed offered load equals the load; says nothing about the model"
+        conc = f"qps:{m.group(1)}"
+    elif "batch=1" in scen and "batch=1024" not in scen:
+        conc = "n:1"
+    elif (m := re.search(r"(?:batch|concurrency)=(\d+)", scen)):
+        conc = f"n:{m.group(1)}"
+    elif "offline" in scen:
+        conc = "max"
+    else:
+        return f"scenario {r['scenario']!r} not mapped"
+    shape = Shape(model, gpu, None, fmt[0], fmt[1], tp=tp, pp=pp, ep=ep)
+    label = (
+        f"{r['engine'].split(' (')[0][:12]} {model} {n}x{gpu} tp{tp}" + (f" ep{ep}" if ep > 1 else "")
+        + f" {fmt[0]}/{fmt[1]} {isl}/{osl} {scen[:22]}"
+    )
+    return Case(i, label, shape, isl, osl, conc, metric, float(r["value"]))
+
+
+def load_cases(path: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
+    cases: list[Case] = []
+    skipped: list[tuple[int, str, str]] = []
+    with open(path, newline="") as fh:
+        for i, r in enumerate(csv.DictReader(fh)):
+            got = map_row(i, r)
+            if isinstance(got, Case):
+                cases.append(got)
+            else:
+                skipped.append((i, f"{r['model']} {r['gpu']} {r['metric']}", got))
+    return cases, skipped
+
+
+def predict(terms: ShapeTerms, c: Case) -> float:
+    """The model's value of ``c.metric`` for one case."""
+    kind, _, arg = c.concurrency.partition(":")
+    cap = estimate_terms(terms, c.isl, c.osl, "max").max_concurrency
+    if cap < 1:
+        raise InputError("does not fit in memory")
+    if kind == "max":
+        b = min(cap, TRTLLM_BENCH_MAX_BATCH // terms.pp)
+    elif kind in ("n", "burst"):
+        b = min(int(arg), cap)
+    else:  # Poisson load: Little's law fixed point
+        qps, b = float(arg), 1
+        for _ in range(20):
+            e = estimate_terms(terms, c.isl, c.osl, b)
+            nb = max(1, min(cap, round(qps * (e.ttft_ms + (c.osl - 1) * e.tpot_ms) / 1e3)))
+            if nb == b:
+                break
+            b = nb
+    e = estimate_terms(terms, c.isl, c.osl, b)
+    if kind == "burst" and c.metric == "itl_ms_mean":
+        # all prompts arrive together and are prefilled before decoding: ITL is a pure decode step
+        return float(decode_step_ms(terms, b, c.isl + c.osl / 2))
+    return {
+        "output_tokens_per_s_total": e.output_tokens_per_s,
+        "output_tokens_per_s_per_gpu": e.output_tokens_per_s_per_gpu,
+        "ttft_ms": e.ttft_ms,
+        "ttft_ms_mean": e.ttft_ms,
+        "itl_ms_mean": e.tpot_ms,
+    }[c.metric]
+
+
+FACTORS = ("eta_bw", "mfu_prefill", "mfu_decode", "step_overhead_ms")
+# Search ranges: physically plausible values only. HBM copy kernels reach 85-92 % of the
+# datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); dense GEMM MFU stays below ~0.8;
+# an engine step (scheduling, sampling, launches with CUDA graphs) costs at most a few ms.
+GRID = {
+    "eta_bw": np.round(np.arange(0.60, 0.901, 0.025), 3),
+    "mfu_prefill": np.round(np.arange(0.20, 0.801, 0.025), 3),
+    "mfu_decode": np.round(np.arange(0.10, 0.801, 0.025), 3),
+    "step_overhead_ms": np.round(np.arange(0.0, 4.01, 0.25), 2),
+}
+
+
+def _log_err(terms_list: list[ShapeTerms], cases: list[Case], f: dict[str, float]) -> float:
+    errs = [abs(math.log(predict(with_efficiency(t, **f), c) / c.measured)) for t, c in zip(terms_list, cases)]
+    return float(np.mean(errs))
+
+
+def fit(terms_list: list[ShapeTerms], cases: list[Case], start: dict[str, float]) -> dict[str, float]:
+    """Coordinate descent over GRID on the mean |log error| of the given cases."""
+    f = dict(start)
+    best = _log_err(terms_list, cases, f)
+    for _ in range(4):
+        improved = False
+        for name in FACTORS:
+            for v in GRID[name]:
+                trial = f | {name: float(v)}
+                err = _log_err(terms_list, cases, trial)
+                if err < best - 1e-9:
+                    best, f, improved = err, trial, True
+        if not improved:
+            break
+    return f
+
+
+def mape(rows: list[tuple[Case, float]]) -> float:
+    return 100.0 * float(np.mean([abs(p - c.measured) / c.measured for c, p in rows])) if rows else float("nan")
+
+
+def report(title: str, results: list[tuple[Case, float]]) -> None:
+    print(f"\n{title}")
+    print(f"{'row':>4} {'split':7} {'reference':76} {'metric':28} {'predicted':>10} {'measured':>10} {'error':>7}")
+    for c, p in results:
+        err = 100 * (p - c.measured) / c.measured
+        flag = "  <-- off by >2x" if max(p / c.measured, c.measured / p) > 2 else ""
+        print(f"{c.row:>4} {c.split:7} {c.label:76} {c.metric:28} {p:>10.1f} {c.measured:>10.1f} {err:>+6.0f}%{flag}")
+    print("\nMAPE (mean absolute percentage error)")
+    print(f"  {'group':12} {'fit':>14} {'holdout':>14} {'all':>14}")
+    groups = {
+        "throughput": lambda c: c.metric in THROUGHPUT,
+        "  dense": lambda c: c.metric in THROUGHPUT and c.shape.model not in MOE_MODELS,
+        "  MoE": lambda c: c.metric in THROUGHPUT and c.shape.model in MOE_MODELS,
+        "ttft": lambda c: c.metric.startswith("ttft"),
+        "itl/tpot": lambda c: c.metric == "itl_ms_mean",
+        "overall": lambda c: True,
+    }
+    for name, sel in groups.items():
+        cells = []
+        for split in ("fit", "holdout", None):
+            rows = [(c, p) for c, p in results if sel(c) and (split is None or c.split == split)]
+            cells.append(f"{mape(rows):6.1f}% (n={len(rows):>2})" if rows else f"{'-':>14}")
+        print(f"  {name:12} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14}")
+    worst_dense = [cp for cp in results if cp[0].shape.model not in MOE_MODELS]
+    far = [cp for cp in results if max(cp[1] / cp[0].measured, cp[0].measured / cp[1]) > 2]
+    print(f"  points off by more than 2x: {len(far)} (rows {', '.join(str(c.row) for c, _ in far) or '-'})")
+    w = max(worst_dense, key=lambda cp: max(cp[1] / cp[0].measured, cp[0].measured / cp[1]))
+    print(f"  largest ratio, dense models: {max(w[1] / w[0].measured, w[0].measured / w[1]):.2f}x (row {w[0].row})")
+    worst = max(results, key=lambda cp: max(cp[1] / cp[0].measured, cp[0].measured / cp[1]))
+    ratio = max(worst[1] / worst[0].measured, worst[0].measured / worst[1])
+    print(f"  largest ratio: {ratio:.2f}x (row {worst[0].row}, {worst[0].metric})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    ap.add_argument("--fit", action="store_true", help="refit the shared efficiency factors on the fit half")
+    args = ap.parse_args(argv)
+    cat: Catalog = load_catalog()
+    cases, skipped = load_cases(args.csv)
+    terms_list: list[ShapeTerms] = []
+    usable: list[Case] = []
+    for c in cases:
+        try:
+            t = shape_terms(cat, c.shape)
+            predict(t, c)
+        except InputError as exc:
+            skipped.append((c.row, c.label, f"estimate refuses it: {exc}"))
+            continue
+        terms_list.append(t)
+        usable.append(c)
+    print(f"measured rows: {len(cases) + len(skipped) - sum(1 for s in skipped if s[2].startswith('estimate'))}; "
+          f"compared: {len(usable)}; skipped: {len(skipped)}")
+    print("split: fit = even row numbers (0-based), holdout = odd row numbers")
+    results = [(c, predict(t, c)) for t, c in zip(terms_list, usable)]
+    report("With the catalog's efficiency factors (catalogs/efficiency.yaml)", results)
+    if args.fit:
+        fam = {t.family for t in terms_list}
+        eff0 = cat.efficiency_for("h100-sxm")
+        start = {k: float(getattr(eff0, k)) for k in FACTORS}
+        idx = [i for i, c in enumerate(usable) if c.split == "fit"]
+        f = fit([terms_list[i] for i in idx], [usable[i] for i in idx], start)
+        print(f"\nFitted on {len(idx)} fit rows (families {', '.join(sorted(fam))}), shared by all families:")
+        print("  " + ", ".join(f"{k}={v:g}" for k, v in f.items()))
+        fitted = [(c, predict(with_efficiency(t, **f), c)) for t, c in zip(terms_list, usable)]
+        report("With the fitted factors (error on the holdout rows is out-of-sample)", fitted)
+    print("\nSkipped rows:")
+    for row, what, why in sorted(skipped):
+        print(f"  {row:>4} {what[:60]:60} {why}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
