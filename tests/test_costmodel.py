@@ -246,3 +246,59 @@ def test_estimate_does_not_fit_reports_reason(cat):
     assert e2.concurrency == 0 and e2.tpot_ms is None
     e3 = estimate(cat, Shape("llama-3.1-70b", "h100-sxm", None, "fp8", "fp8", tp=1), 2048, 256, 64)
     assert not e3.fits and "max concurrency" in e3.reason and e3.tpot_ms is not None
+
+
+def test_mla_decode_attends_the_latent(cat):
+    t = terms(cat, model="deepseek-v3", gpu="h200-sxm", quant="fp8", kv="bf16", tp=1, ep=8)
+    a = cat.model("deepseek-v3").attention
+    assert t.attn_decode_flop_per_pair_layer == 2 * 128 * (2 * a.kv_lora_rank + a.qk_rope_head_dim)
+    assert t.attn_flop_per_pair_layer == 2 * 128 * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim)
+    assert t.dp_attn == 8 and t.gpus == 8
+
+
+def test_attention_runs_at_16_bit_peak(cat):
+    t = terms(cat)  # fp8 GEMMs on H100
+    acc = cat.accelerator("h100-sxm")
+    assert t.peak_flop_s == acc.dense_tflops["fp8"] * 1e12
+    assert t.attn_peak_flop_s == acc.dense_tflops["bf16"] * 1e12
+
+
+def test_with_efficiency_rescales_bandwidth(cat):
+    from solver.costmodel import with_efficiency
+
+    t = terms(cat)
+    slow = with_efficiency(t, eta_bw=t.bw_bytes_s / t.peak_bw_bytes_s / 2)
+    assert slow.bw_bytes_s == pytest.approx(t.bw_bytes_s / 2)
+    assert float(decode_step(slow, 1, 100).memory_ms) == pytest.approx(2 * float(decode_step(t, 1, 100).memory_ms))
+
+
+def test_ep_uses_all_to_all(cat):
+    from solver.costmodel.comm import ep_alltoall_s, tp_allreduce_s
+
+    dep = terms(cat, model="mixtral-8x7b", tp=1, ep=8)
+    assert float(tp_allreduce_s(dep, 1000)) == 0.0 and float(ep_alltoall_s(dep, 1000)) > 0.0
+    tp = terms(cat, model="mixtral-8x7b", tp=8)
+    assert float(ep_alltoall_s(tp, 1000)) == 0.0 and float(tp_allreduce_s(tp, 1000)) > 0.0
+
+
+def test_pipeline_bubble_in_prefill(cat):
+    from solver.costmodel import prefill
+
+    t1 = terms(cat, model="llama-3.1-405b", tp=8)
+    t2 = terms(cat, model="llama-3.1-405b", tp=8, pp=2)
+    # one chunk through two stages takes two stage passes of half the layers each: about the same
+    one, two = float(prefill_ms(t1, 2048)), float(prefill_ms(t2, 2048))
+    assert two == pytest.approx(one, rel=0.15)
+    # eight chunks pipeline: (8 + 2 - 1) half-passes instead of 8 full passes
+    assert float(prefill(t2, 8 * 2048).total_ms) < float(prefill(t1, 8 * 2048).total_ms)
+
+
+def test_operating_point_matches_estimate(cat):
+    s = Shape("llama-3.1-8b", "h100-sxm", None, "fp8", "fp8")
+    t = shape_terms(cat, s)
+    op = operating_point(t, np.array([16, 64]), 1000, 200, 0.3)
+    e = estimate(cat, s, 1000, 200, 64, 0.3)
+    assert op.tpot_ms[1] == pytest.approx(e.tpot_ms)
+    assert op.ttft_ms[1] == pytest.approx(e.ttft_ms)
+    assert op.output_tokens_per_s[1] == pytest.approx(e.output_tokens_per_s)
+    assert bool(op.fits[1]) and op.max_concurrency == e.max_concurrency
