@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from solver.catalog import Catalog
-from solver.costmodel.memory import fit_reason, kv_budget_bytes_gpu
+from solver.costmodel.compute import prefill_ms
+from solver.costmodel.memory import fit_reason, kv_budget_bytes_gpu, max_concurrency
 from solver.costmodel.operating import check_lengths, operating_point
 from solver.costmodel.shape import Shape, ShapeTerms, shape_terms
 from solver.errors import InputError
@@ -65,12 +66,8 @@ def estimate_terms(
     terms: ShapeTerms, isl: int, osl: int, concurrency: Concurrency, prefix_hit_rate: float = 0.0
 ) -> Estimate:
     """:func:`estimate` for precomputed :class:`ShapeTerms`."""
-    from solver.costmodel.compute import prefill_ms
-
     check_lengths(isl, osl, prefix_hit_rate)
     s = terms.shape
-    from solver.costmodel.memory import max_concurrency
-
     cap = int(max_concurrency(terms, isl + osl))
     if concurrency == "max":
         b = cap
