@@ -81,9 +81,10 @@ def estimate(
     """Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).
 
     A replica is TP x PP GPUs (max(TP, EP) x PP for MoE with EP > TP, which runs attention
-    data-parallel). The model is a roofline: a decode step costs max(bytes read / achievable
-    HBM bandwidth, FLOPs / achievable compute) + TP/EP/PP communication + a fixed per-step
-    overhead; prefill is compute-bound, bounded below by the weight read. Efficiency factors
+    data-parallel). The model is a roofline per operator (dense GEMMs, expert GEMMs, attention):
+    each costs max(bytes read / achievable HBM bandwidth, FLOPs / achievable compute); a step adds
+    them, TP/EP/PP communication and a fixed per-step overhead; prefill is compute-bound, bounded
+    below by the weight read. Efficiency factors
     come from catalogs/efficiency.yaml (per accelerator family).
 
     \b
