@@ -1,0 +1,67 @@
+"""The one place where floats become the integers CP-SAT works with.
+
+CP-SAT only knows integers, so every quantity gets a fixed scale and a rounding direction that
+keeps the integer model *conservative*: what a plan uses or costs is rounded up, what it offers is
+rounded down. A plan feasible in integers is therefore feasible in reals (the verifier checks
+this), at the price of at most one unit of each scale.
+
+=====================  =========================  ===================  ===========
+quantity               integer unit               scale                rounding
+=====================  =========================  ===================  ===========
+price, cost, budget    US cents per hour          ``CENTS_PER_USD``    price up, budget down
+capacity per replica   milli-requests per second  ``MILLI``            down
+demand                 milli-requests per second  ``MILLI``            up
+power per GPU          watts                      1                    up
+power limit            watts                      ``W_PER_KW``         down
+=====================  =========================  ===================  ===========
+"""
+
+from __future__ import annotations
+
+import math
+
+CENTS_PER_USD = 100
+MILLI = 1000
+W_PER_KW = 1000
+
+_EPS = 1e-9  # absorbs binary noise such as 2.69 * 100 = 268.99999999999997
+
+
+def price_cents(usd_per_hour: float) -> int:
+    """A price or cost per hour in integer cents, rounded up (never under-states a cost)."""
+    return int(math.ceil(usd_per_hour * CENTS_PER_USD - _EPS))
+
+
+def budget_cents(usd_per_hour: float) -> int:
+    """A budget per hour in integer cents, rounded down (never over-states what may be spent)."""
+    return int(math.floor(usd_per_hour * CENTS_PER_USD + _EPS))
+
+
+def cents_to_usd(cents: int) -> float:
+    return cents / CENTS_PER_USD
+
+
+def capacity_mrps(rps: float) -> int:
+    """Capacity per replica in milli-requests/s, rounded down (never over-states capacity)."""
+    if not math.isfinite(rps) or rps <= 0:
+        return 0
+    return int(math.floor(rps * MILLI + _EPS))
+
+
+def demand_mrps(rps: float) -> int:
+    """Demand in milli-requests/s, rounded up (never under-states load)."""
+    return int(math.ceil(rps * MILLI - _EPS))
+
+
+def mrps_to_rps(mrps: int) -> float:
+    return mrps / MILLI
+
+
+def power_w(watts: float) -> int:
+    """Power drawn, integer watts rounded up."""
+    return int(math.ceil(watts - _EPS))
+
+
+def power_limit_w(kw: float) -> int:
+    """A power limit in integer watts, rounded down."""
+    return int(math.floor(kw * W_PER_KW + _EPS))
