@@ -1,0 +1,362 @@
+"""Candidate tables: for each model of a problem, every deployment shape the optimiser may choose.
+
+A candidate is (accelerator, system, quantisation, KV dtype, TP, PP, EP, batch cap) with its
+analytical terms: GPUs and cost per replica, TDP, quality loss, p99 latencies and capacity at the
+SLO (requests/s per replica, see :mod:`solver.slo`). Candidates that break a per-candidate
+constraint family (memory, TTFT, TPOT, E2E, topology, formats, quality) stay in the table with the
+family named in ``violations``: the CP-SAT model forbids them behind that family's assumption
+literal, which is how an infeasible problem gets its explanation. Shapes that cannot be evaluated
+at all (no price, format unsupported by the hardware, TP beyond the scale-up domain ...) are kept
+as :class:`Rejected` rows with the reason; nothing is dropped silently.
+
+Enumeration (per model, stable order: accelerator, system, quant, KV dtype, TP, PP, EP, batch):
+
+- accelerators: ``allowed_accelerators`` or the whole catalog; price = the cheapest catalog row
+  for ``fleet.pricing`` (and ``fleet.provider``), no price -> rejected;
+- systems: every node shape built from the accelerator;
+- quantisations: every catalog format the hardware runs (formats outside
+  ``allowed_quantizations`` are flagged, not dropped); KV dtypes usable with the format and the
+  hardware, restricted to ``allowed_kv_dtypes`` the same way;
+- TP in 1, 2, 4, 8 (within the scale-up domain); PP > 1 only with TP filling the scale-up
+  domain (pipeline stages cross domains, never split one); EP in {1, TP} for MoE models;
+- batch caps from ``BATCH_GRID`` up to the memory limit at p99 prompt + p99 output per slot.
+  A shape whose weights do not fit even one sequence becomes one memory-violating row at B = 1.
+
+Pruning (:func:`prune_dominated`) then drops candidates that can never be needed by an optimum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from solver import scaling
+from solver.catalog import Catalog
+from solver.costmodel import Shape, ShapeTerms, check_shape, max_concurrency, shape_terms
+from solver.families import CANDIDATE_FAMILIES, Family
+from solver.problem import ModelDemand, Problem
+from solver.schemas import Price
+from solver.queueing import wait_quantile_grid
+from solver.slo import SloView, capacity_at_slo, memory_context_tokens, slo_view
+
+BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+"""Batch caps (max concurrent sequences per replica) considered: a 1.5x/2x ladder; engines
+rarely run more than 1024 sequences per replica."""
+TP_CHOICES = (1, 2, 4, 8)
+PP_CHOICES = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One deployment shape of one model with its analytical terms (floats, real units)."""
+
+    model: str
+    """Name of the model entry in the problem (not the catalog id)."""
+    model_id: str
+    accelerator: str
+    system: str
+    quant: str
+    kv_dtype: str
+    tp: int
+    pp: int
+    ep: int
+    max_batch: int
+    gpus: int
+    gpus_per_node: int
+    usd_per_gpu_hour: float
+    price_id: str
+    tdp_w: float
+    quality_loss_points: float
+    capacity_rps: float
+    """Largest arrival rate per replica within the targets it can meet (0 if none)."""
+    ttft_p99_ms: float
+    """TTFT at the target's percentile when loaded at ``capacity_rps``."""
+    ttft_min_ms: float
+    """TTFT at zero queueing wait (the floor no amount of replicas lowers)."""
+    tpot_p99_ms: float
+    e2e_p99_ms: float
+    e2e_min_ms: float
+    service_s: float
+    max_concurrency: int
+    violations: frozenset[Family] = field(default_factory=frozenset)
+
+    @property
+    def cost_usd_per_hour(self) -> float:
+        """Cost of one replica."""
+        return self.gpus * self.usd_per_gpu_hour
+
+    @property
+    def power_w(self) -> float:
+        return self.gpus * self.tdp_w
+
+    def label(self) -> str:
+        par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
+        return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {par}, batch {self.max_batch}"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A shape that could not become a candidate, and why."""
+
+    model: str
+    what: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelTable:
+    """Candidates of one model (stable order) plus everything that did not make it."""
+
+    demand: ModelDemand
+    candidates: tuple[Candidate, ...]
+    rejected: tuple[Rejected, ...]
+    pruned: int = 0
+    best: dict[str, Candidate] = field(default_factory=dict)
+    """Before pruning, among candidates that break no structural family (memory, topology,
+    formats, quality): the lowest ``ttft`` (zero-load TTFT), ``tpot`` and ``e2e`` (zero-load E2E);
+    what explanations quote."""
+
+    @property
+    def name(self) -> str:
+        return self.demand.name
+
+    @property
+    def load_rps(self) -> float:
+        """Offered load to cover: peak x (1 + headroom)."""
+        return self.demand.traffic.peak_rps * (1 + self.demand.headroom)
+
+
+def _kv_choices(cat: Catalog, d: ModelDemand, gpu: str, quant: str) -> list[tuple[str, bool]]:
+    """KV dtypes usable with the format on this hardware, with 'allowed by the problem'."""
+    q = cat.quantization(quant)
+    out = []
+    for kv in q.kv_dtypes:
+        if kv in cat.kv_dtypes and cat.kv_supported(gpu, kv):
+            out.append((kv, d.allowed_kv_dtypes is None or kv in d.allowed_kv_dtypes))
+    return out
+
+
+def _shapes(cat: Catalog, d: ModelDemand, gpu: str, system_id: str) -> list[tuple[Shape, set[Family]]]:
+    m = cat.model(d.model)
+    system = cat.system(system_id)
+    out = []
+    for quant in sorted(cat.quantizations):
+        if cat.quant_support(gpu, quant) is None:
+            continue  # recorded once per accelerator by the caller
+        q_flags: set[Family] = set()
+        if d.allowed_quantizations is not None and quant not in d.allowed_quantizations:
+            q_flags.add(Family.QUANT)
+        loss = cat.quantization(quant).quality_loss.points
+        if d.max_quality_loss_points is not None and loss > d.max_quality_loss_points + 1e-12:
+            q_flags.add(Family.QUALITY)
+        for kv, kv_ok in _kv_choices(cat, d, gpu, quant):
+            flags = set(q_flags) | (set() if kv_ok else {Family.QUANT})
+            for tp in TP_CHOICES:
+                if tp > system.scaleup_domain_gpus:
+                    continue
+                pps = PP_CHOICES if tp == min(system.scaleup_domain_gpus, TP_CHOICES[-1]) else (1,)
+                for pp in pps:
+                    eps = (1, tp) if (m.moe and tp > 1) else (1,)
+                    for ep in eps:
+                        out.append((Shape(d.model, gpu, system_id, quant, kv, tp, pp, ep), flags))
+    return out
+
+
+def _packs(gpus: int, per_node: int) -> bool:
+    """A replica packs into whole nodes exactly when it divides a node or fills whole nodes."""
+    return per_node % gpus == 0 or gpus % per_node == 0
+
+
+@dataclass(frozen=True)
+class _ShapeRows:
+    """A shape's load-independent terms at each batch cap, before capacity is known."""
+
+    shape: Shape
+    what: str
+    flags: frozenset[Family]
+    per_node: int
+    price: Price
+    tdp_w: float
+    loss: float
+    limit: int
+    view: SloView
+
+
+def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms) -> tuple[int, SloView, bool]:
+    """Memory limit, the SLO view at every batch cap on the grid, and 'fits at all'."""
+    limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
+    fits = limit >= 1
+    batch = np.array([b for b in BATCH_GRID if b <= limit] if fits else [1])
+    return limit, slo_view(terms, batch, d), fits
+
+
+def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True) -> ModelTable:
+    """All candidates of one model in stable order, pruned of dominated ones unless
+    ``prune=False``, and the rejected shapes."""
+    fleet = problem.fleet
+    rejected: list[Rejected] = []
+    pending: list[_ShapeRows] = []
+    for gpu in d.allowed_accelerators or sorted(cat.accelerators):
+        prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
+        if not prices:
+            who = f" from {fleet.provider}" if fleet.provider else ""
+            rejected.append(Rejected(d.name, gpu, f"no {fleet.pricing} price{who} in the catalog"))
+            continue
+        acc = cat.accelerator(gpu)
+        unsupported = [q for q in sorted(cat.quantizations) if cat.quant_support(gpu, q) is None]
+        if unsupported:
+            rejected.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
+        for system in cat.systems_for(gpu):
+            for shape, flags in _shapes(cat, d, gpu, system.id):
+                what = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
+                reason = check_shape(cat, shape)
+                if reason:
+                    rejected.append(Rejected(d.name, what, reason))
+                    continue
+                limit, view, fits = _evaluate(d, shape, shape_terms(cat, shape))
+                f = set(flags)
+                if not fits:
+                    f.add(Family.MEMORY)
+                if not _packs(shape.gpus, system.gpus_per_node):
+                    f.add(Family.TOPOLOGY)
+                pending.append(_ShapeRows(
+                    shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
+                    cat.quantization(shape.quant).quality_loss.points, limit, view))
+    rows, dropped, best = _rows(d, pending, rejected, prune)
+    if prune:
+        rows, more = prune_dominated(rows)
+        dropped += more
+    return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
+
+
+def _rows(
+    d: ModelDemand, pending: list[_ShapeRows], rejected: list[Rejected], prune: bool
+) -> tuple[list[Candidate], int, dict[str, Candidate]]:
+    """Capacity at the SLO for every (shape, batch cap) at once, then the candidate rows.
+
+    With ``prune``, batch caps of one shape that another batch cap of the same shape dominates
+    (same violations, no more capacity: the k = 1 case of :func:`prune_dominated`) are dropped
+    here already, before any object is built; returns (rows, number dropped, best rows)."""
+    if not pending:
+        return [], 0, {}
+    cat_ = np.concatenate
+    view = SloView(
+        batch=cat_([p.view.batch for p in pending]),
+        service_s=cat_([p.view.service_s for p in pending]),
+        ttft0_ms=cat_([p.view.ttft0_ms for p in pending]),
+        tpot_ms=cat_([p.view.tpot_ms for p in pending]),
+        e2e0_ms=cat_([p.view.e2e0_ms for p in pending]),
+        max_concurrency=0,
+    )
+    owner = np.concatenate([np.full(len(p.view.batch), i) for i, p in enumerate(pending)])
+    res = capacity_at_slo(view, d)
+    cap = res.capacity_rps
+    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
+    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
+    w_ttft = wait_quantile_grid(view.batch, cap, view.service_s, q_ttft) * 1e3
+    w_e2e = wait_quantile_grid(view.batch, cap, view.service_s, q_e2e) * 1e3
+    mask = (
+        res.ttft_violated * _BITS[Family.TTFT] + res.tpot_violated * _BITS[Family.TPOT]
+        + res.e2e_violated * _BITS[Family.E2E]
+    ).astype(np.int64)
+    cap_int = np.array([scaling.capacity_mrps(float(x)) for x in cap], dtype=np.int64)
+    keep = np.ones(len(owner), dtype=bool)
+    if prune:
+        # stable order by (shape, mask, capacity desc, position): the first of each run wins
+        order = np.lexsort((np.arange(len(owner)), -cap_int, mask, owner))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (owner[order][1:] != owner[order][:-1]) | (mask[order][1:] != mask[order][:-1])
+        keep[:] = False
+        keep[order[first]] = True
+        keep |= cap_int < 1  # rejected below, with their reason
+    def make(i: int) -> Candidate:
+        p = pending[owner[i]]
+        v = set(p.flags)
+        if res.ttft_violated[i]:
+            v.add(Family.TTFT)
+        if res.tpot_violated[i]:
+            v.add(Family.TPOT)
+        if res.e2e_violated[i]:
+            v.add(Family.E2E)
+        sh = p.shape
+        return Candidate(
+            model=d.name, model_id=d.model, accelerator=sh.accelerator, system=str(sh.system),
+            quant=sh.quant, kv_dtype=sh.kv_dtype, tp=sh.tp, pp=sh.pp, ep=sh.ep,
+            max_batch=int(view.batch[i]), gpus=sh.gpus, gpus_per_node=p.per_node,
+            usd_per_gpu_hour=p.price.usd_per_gpu_hour, price_id=p.price.id, tdp_w=p.tdp_w,
+            quality_loss_points=p.loss, capacity_rps=float(cap[i]),
+            ttft_p99_ms=float(view.ttft0_ms[i] + w_ttft[i]), ttft_min_ms=float(view.ttft0_ms[i]),
+            tpot_p99_ms=float(view.tpot_ms[i]),
+            e2e_p99_ms=float(view.e2e0_ms[i] + w_e2e[i]), e2e_min_ms=float(view.e2e0_ms[i]),
+            service_s=float(view.service_s[i]), max_concurrency=max(p.limit, 0),
+            violations=frozenset(v),
+        )
+
+    rows = []
+    for i in range(len(owner)):
+        if not keep[i]:
+            continue
+        if cap_int[i] < 1:
+            rejected.append(Rejected(d.name, f"{pending[owner[i]].what} batch {int(view.batch[i])}",
+                                     f"capacity within the targets is below {1 / scaling.MILLI:g} req/s"))
+            continue
+        rows.append(make(i))
+    structural = np.array([not (pending[o].flags - {Family.TTFT, Family.TPOT, Family.E2E}) for o in owner])
+    best: dict[str, Candidate] = {}
+    if structural.any():
+        ok = np.flatnonzero(structural)
+        for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
+            best[key] = make(int(ok[np.argmin(metric[ok])]))
+    return rows, int((~keep).sum()), best
+
+
+# -- pruning ---------------------------------------------------------------------------------
+
+_BITS = {f: 1 << i for i, f in enumerate(CANDIDATE_FAMILIES)}
+
+
+def violation_mask(c: Candidate) -> int:
+    return sum(_BITS[f] for f in c.violations)
+
+
+def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
+    """Drop candidates that an optimum never needs; returns (kept in order, number dropped).
+
+    ``a`` dominates ``b`` when both run on the same accelerator *and* system (they share
+    inventory, nodes, price and power), ``k = gpus_b / gpus_a`` is a whole number, ``k`` replicas
+    of ``a`` offer at least the capacity of one ``b`` (in the integer milli-req/s the model uses),
+    and ``a`` violates no family that ``b`` does not. Then in any plan, every replica of ``b`` can
+    be swapped for ``k`` replicas of ``a``: the same GPUs, nodes, power and cost, no less
+    capacity, no more distinct configurations, and no family newly broken, under *any* set of
+    relaxed families. So an optimum without ``b`` always exists. Equal rows keep the first.
+    """
+    n = len(cands)
+    if n < 2:
+        return list(cands), 0
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, c in enumerate(cands):
+        groups.setdefault((c.accelerator, c.system), []).append(i)
+    dropped = np.zeros(n, dtype=bool)
+    for members in groups.values():
+        idx = np.array(members)
+        gpus = np.array([cands[i].gpus for i in members], dtype=np.int64)
+        cap = np.array([scaling.capacity_mrps(cands[i].capacity_rps) for i in members], dtype=np.int64)
+        viol = np.array([violation_mask(cands[i]) for i in members], dtype=np.int64)
+        out = np.zeros(len(members), dtype=bool)
+        for j in range(len(members)):
+            k = gpus // gpus[j]
+            dom = (gpus % gpus[j] == 0) & (k * cap[j] >= cap) & ((viol[j] & ~viol) == 0)
+            strict = (k > 1) | (k * cap[j] > cap) | (viol[j] != viol)
+            dom &= strict | (idx > idx[j])
+            dom[j] = False
+            out |= dom
+        dropped[idx] = out
+    kept = [c for c, d in zip(cands, dropped) if not d]
+    return kept, int(dropped.sum())
+
+
+def build_tables(problem: Problem, cat: Catalog, prune: bool = True) -> tuple[ModelTable, ...]:
+    """One candidate table per model of the problem, pruned unless ``prune=False``."""
+    return tuple(model_table(cat, problem, d, prune) for d in problem.models)

@@ -1,0 +1,72 @@
+"""Brute-force reference solver over an :class:`IntProblem` (every guard enforced).
+
+Enumerates every replica vector of every model and every combination across models, so it is
+only for small tables (tests compare it with CP-SAT). No solver library involved.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from solver.optimize.encode import IntProblem
+
+
+@dataclass(frozen=True)
+class BruteResult:
+    cost_cents: int | None
+    replicas: tuple[int, ...] | None
+
+
+def _model_options(ip: IntProblem, m: int) -> list[dict[int, int]]:
+    """Every *minimal* replica vector of one model: at most K configurations, covering the
+    demand, and no replica can be removed without losing coverage (extra replicas never lower
+    the cost nor help any limit, so an optimum made of minimal vectors always exists)."""
+    idx = [i for i in ip.by_model(m) if not ip.candidates[i].violations]
+    demand = ip.demand_mrps[m]
+    out = []
+    for k in range(1, ip.max_configs + 1):
+        for subset in itertools.combinations(idx, k):
+            caps = [ip.candidates[i].cap_mrps for i in subset]
+            ranges = [range(1, ip.candidates[i].max_replicas + 1) for i in subset]
+            for combo in itertools.product(*ranges):
+                cap = sum(c * r for c, r in zip(caps, combo))
+                if cap >= demand and all(cap - c < demand for c in caps):
+                    out.append(dict(zip(subset, combo)))
+    return out
+
+
+def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
+    """GPUs provisioned per system for a replica assignment (whole nodes when asked)."""
+    used = [0] * len(ip.systems)
+    for i, r in replicas.items():
+        used[ip.candidates[i].system] += r * ip.candidates[i].gpus
+    if ip.whole_nodes:
+        return [-(-u // s.gpus_per_node) * s.gpus_per_node for u, s in zip(used, ip.systems)]
+    return used
+
+
+def brute_force(ip: IntProblem) -> BruteResult:
+    """The optimal cost (cents) and one optimal replica vector; ``None`` when infeasible."""
+    per_model = [_model_options(ip, m) for m in range(len(ip.models))]
+    best: tuple[int, tuple[int, ...]] | None = None
+    for choice in itertools.product(*per_model):
+        reps: dict[int, int] = {}
+        for d in choice:
+            reps.update(d)
+        prov = provisioned(ip, reps)
+        by_acc: dict[str, int] = {}
+        for p, s in zip(prov, ip.systems):
+            by_acc[s.accelerator] = by_acc.get(s.accelerator, 0) + p
+        if any(by_acc.get(a, 0) > n for a, n in ip.inventory.items()):
+            continue
+        if ip.power_limit_w is not None and sum(p * s.tdp_w for p, s in zip(prov, ip.systems)) > ip.power_limit_w:
+            continue
+        cost = sum(p * s.price_cents_per_gpu for p, s in zip(prov, ip.systems))
+        if ip.budget_cents is not None and cost > ip.budget_cents:
+            continue
+        if best is None or cost < best[0]:
+            best = (cost, tuple(reps.get(i, 0) for i in range(len(ip.candidates))))
+    if best is None:
+        return BruteResult(None, None)
+    return BruteResult(best[0], best[1])

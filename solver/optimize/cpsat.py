@@ -1,0 +1,305 @@
+"""The CP-SAT model of a fleet plan, its solve, and infeasibility cores. The only module that
+imports OR-Tools.
+
+Formulation (integers as scaled by :mod:`solver.scaling`):
+
+Sets: models m; candidates c in C_m (one table per model); systems s (accelerator x node shape);
+accelerators a; guards g = (family, scope), one Boolean assumption literal A_g each.
+
+Data per candidate: gpus_c, cap_c (milli-req/s at the SLO), M_c = ceil(D_m / cap_c), system s(c),
+violated families V_c. Per system: gpus per node n_s, price p_s (cents per GPU-hour), TDP w_s.
+Per model: demand D_m = ceil(1000 x peak x (1 + headroom)). Fleet: K (max configurations per
+model), inventory I_a, power limit W, budget B.
+
+Variables: replicas r_c in [0, M_c]; use u_c in {0, 1}; provisioned GPUs P_s >= 0; nodes N_s >= 0.
+
+    minimise    sum_s p_s P_s                                            (cents per hour)
+    subject to  r_c <= M_c u_c,  u_c <= r_c                              (link)
+                sum_{c in C_m} cap_c r_c >= D_m                for all m  (capacity, hard)
+                P_s >= sum_{c in s} gpus_c r_c                 for all s  (hard)
+      A_(f,m)   => sum_{c in C_m, f in V_c} r_c = 0     f in memory, ttft, tpot, e2e, topology,
+                                                           quantization, quality
+      A_(max_configs,m) => sum_{c in C_m} u_c <= K
+      A_(inventory,a)   => sum_{s of a} P_s <= I_a
+      A_whole_nodes     => P_s = n_s N_s                       for all s
+      A_power           => sum_s w_s P_s <= W
+      A_budget          => sum_s p_s P_s <= B
+
+Every A_g is passed as an assumption; on INFEASIBLE, ``sufficient_assumptions_for_infeasibility``
+(single worker, no objective) names a set of guards that conflict, which is then shrunk by
+deletion to a minimal one (each guard left out in turn; kept if the rest becomes feasible).
+Without whole nodes, P_s equals the GPUs in use at an optimum (it is minimised); with them, the
+cost counts every GPU of every node. Packing replicas into nodes by GPU count is exact because
+every replica either divides a node or fills whole nodes (the topology family guarantees it).
+
+Determinism: a fixed ``random_seed``, a fixed worker count (``DEFAULT_WORKERS``) and
+``interleave_search`` (CP-SAT's deterministic parallel mode), plus a deterministic time limit
+alongside the wall-clock one; candidates enter in their stable table order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from solver.families import CANDIDATE_FAMILIES, Family, Guard
+from solver.optimize.encode import IntProblem
+from solver.plan import SolveStatus
+
+DEFAULT_WORKERS = 8
+SEED = 20240611
+CORE_TIME_LIMIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class IntSolution:
+    status: SolveStatus
+    replicas: tuple[int, ...] = ()
+    provisioned: tuple[int, ...] = ()
+    nodes: tuple[int, ...] = ()
+    cost_cents: int | None = None
+    bound_cents: float | None = None
+    seconds: float = 0.0
+    core: tuple[Guard, ...] = ()
+
+    @property
+    def gap(self) -> float | None:
+        if self.cost_cents is None or self.bound_cents is None:
+            return None
+        if self.cost_cents == 0:
+            return 0.0
+        return max(0.0, (self.cost_cents - self.bound_cents) / self.cost_cents)
+
+
+def guards_of(ip: IntProblem) -> list[Guard]:
+    """Every guard the problem needs, in a stable order."""
+    out: list[Guard] = []
+    for m, name in enumerate(ip.models):
+        idx = ip.by_model(m)
+        for f in CANDIDATE_FAMILIES:
+            if any(f in ip.candidates[i].violations for i in idx):
+                out.append(Guard(f, name))
+        if len(idx) > ip.max_configs:
+            out.append(Guard(Family.CONFIGS, name))
+    for a in sorted({s.accelerator for s in ip.systems}):
+        if a in ip.inventory:
+            out.append(Guard(Family.INVENTORY, a))
+    if ip.whole_nodes and ip.systems:
+        out.append(Guard(Family.NODES))
+    if ip.power_limit_w is not None:
+        out.append(Guard(Family.POWER))
+    if ip.budget_cents is not None:
+        out.append(Guard(Family.BUDGET))
+    return out
+
+
+class FleetModel:
+    """Builds the CP-SAT model once; solves it under any subset of guards."""
+
+    def __init__(self, ip: IntProblem) -> None:
+        self.ip = ip
+        self.model = cp_model.CpModel()
+        self.guards = guards_of(ip)
+        self.lit: dict[Guard, cp_model.IntVar] = {}
+        self._build_variables()
+        self._add_constraints()
+        self._add_objective()
+
+    # -- building ----------------------------------------------------------------------------
+    def _build_variables(self) -> None:
+        ip, md = self.ip, self.model
+        self.r = [md.new_int_var(0, c.max_replicas, f"r{i}") for i, c in enumerate(ip.candidates)]
+        self.u = [md.new_bool_var(f"u{i}") for i in range(len(ip.candidates))]
+        self.P, self.N = [], []
+        for s, sysrow in enumerate(ip.systems):
+            ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s)
+            nodes_ub = -(-ub // sysrow.gpus_per_node)
+            self.P.append(md.new_int_var(0, nodes_ub * sysrow.gpus_per_node, f"P{s}"))
+            self.N.append(md.new_int_var(0, nodes_ub, f"N{s}"))
+        for g in self.guards:
+            self.lit[g] = md.new_bool_var(g.name)
+
+    def _add_constraints(self) -> None:
+        self._define_link_constraints()
+        self._define_capacity_constraints()
+        self._define_candidate_family_constraints()
+        self._define_config_constraints()
+        self._define_inventory_constraints()
+        self._define_node_constraints()
+        self._define_power_constraints()
+        self._define_budget_constraints()
+
+    def _define_link_constraints(self) -> None:
+        for i, c in enumerate(self.ip.candidates):
+            self.model.add(self.r[i] <= c.max_replicas * self.u[i])
+            self.model.add(self.u[i] <= self.r[i])
+        for s in range(len(self.ip.systems)):
+            used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s)
+            self.model.add(self.P[s] >= used)
+
+    def _define_capacity_constraints(self) -> None:
+        for m, demand in enumerate(self.ip.demand_mrps):
+            idx = self.ip.by_model(m)
+            self.model.add(sum(self.ip.candidates[i].cap_mrps * self.r[i] for i in idx) >= demand)
+
+    def _define_candidate_family_constraints(self) -> None:
+        for m, name in enumerate(self.ip.models):
+            idx = self.ip.by_model(m)
+            for f in CANDIDATE_FAMILIES:
+                bad = [i for i in idx if f in self.ip.candidates[i].violations]
+                if bad:
+                    self.model.add(sum(self.r[i] for i in bad) == 0).only_enforce_if(self.lit[Guard(f, name)])
+
+    def _define_config_constraints(self) -> None:
+        for m, name in enumerate(self.ip.models):
+            g = Guard(Family.CONFIGS, name)
+            if g in self.lit:
+                self.model.add(sum(self.u[i] for i in self.ip.by_model(m)) <= self.ip.max_configs).only_enforce_if(self.lit[g])
+
+    def _define_inventory_constraints(self) -> None:
+        for g in self.guards:
+            if g.family is Family.INVENTORY:
+                ps = [self.P[s] for s, row in enumerate(self.ip.systems) if row.accelerator == g.scope]
+                self.model.add(sum(ps) <= self.ip.inventory[g.scope]).only_enforce_if(self.lit[g])
+
+    def _define_node_constraints(self) -> None:
+        g = Guard(Family.NODES)
+        if g not in self.lit:
+            return
+        for s, row in enumerate(self.ip.systems):
+            self.model.add(self.P[s] == row.gpus_per_node * self.N[s]).only_enforce_if(self.lit[g])
+
+    def _define_power_constraints(self) -> None:
+        g = Guard(Family.POWER)
+        if g in self.lit:
+            draw = sum(row.tdp_w * self.P[s] for s, row in enumerate(self.ip.systems))
+            self.model.add(draw <= self.ip.power_limit_w).only_enforce_if(self.lit[g])
+
+    def _define_budget_constraints(self) -> None:
+        g = Guard(Family.BUDGET)
+        if g in self.lit:
+            self.model.add(self._cost() <= self.ip.budget_cents).only_enforce_if(self.lit[g])
+
+    def _cost(self) -> cp_model.LinearExpr:
+        return sum(row.price_cents_per_gpu * self.P[s] for s, row in enumerate(self.ip.systems))
+
+    def _add_objective(self) -> None:
+        self.model.minimize(self._cost())
+
+    # -- solving -----------------------------------------------------------------------------
+    def _solver(self, time_limit_s: float, workers: int) -> cp_model.CpSolver:
+        solver = cp_model.CpSolver()
+        p = solver.parameters
+        p.random_seed = SEED
+        p.num_workers = workers
+        if workers > 1:
+            p.interleave_search = True
+        p.max_time_in_seconds = time_limit_s
+        p.max_deterministic_time = time_limit_s
+        return solver
+
+    def _assume(self, relax: frozenset[Guard]) -> None:
+        self.model.clear_assumptions()
+        self.model.add_assumptions([self.lit[g] for g in self.guards if g not in relax])
+
+    def solve(
+        self, time_limit_s: float = 10.0, workers: int = DEFAULT_WORKERS,
+        relax: frozenset[Guard] = frozenset(),
+    ) -> IntSolution:
+        """Optimise with every guard enforced except those in ``relax``."""
+        self._assume(relax)
+        if not self.ip.candidates:
+            return IntSolution(SolveStatus.INFEASIBLE)
+        solver = self._solver(time_limit_s, workers)
+        t0 = time.perf_counter()
+        code = solver.solve(self.model)
+        seconds = time.perf_counter() - t0
+        if code == cp_model.MODEL_INVALID:
+            raise AssertionError(f"CP-SAT model invalid: {self.model.validate()}")
+        status = {
+            cp_model.OPTIMAL: SolveStatus.OPTIMAL,
+            cp_model.FEASIBLE: SolveStatus.FEASIBLE,
+            cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
+        }.get(code, SolveStatus.UNKNOWN)
+        if not status.has_plan:
+            return IntSolution(status, seconds=seconds)
+        return IntSolution(
+            status,
+            replicas=tuple(int(solver.value(v)) for v in self.r),
+            provisioned=tuple(int(solver.value(v)) for v in self.P),
+            nodes=tuple(int(solver.value(v)) for v in self.N),
+            cost_cents=int(round(solver.objective_value)),
+            bound_cents=float(solver.best_objective_bound),
+            seconds=seconds,
+        )
+
+    def _feasible(self, model: cp_model.CpModel, relax: frozenset[Guard], time_limit_s: float) -> bool | None:
+        """Is there any plan with the guards outside ``relax`` enforced? None: unknown."""
+        model.clear_assumptions()
+        model.add_assumptions([self.lit[g] for g in self.guards if g not in relax])
+        code = self._solver(time_limit_s, 1).solve(model)
+        if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return True
+        if code == cp_model.INFEASIBLE:
+            return False
+        return None
+
+    def core(self, time_limit_s: float = CORE_TIME_LIMIT_S) -> tuple[Guard, ...]:
+        """A minimal set of guards that cannot hold together (empty: infeasible without any
+        guard, i.e. some model has no candidate that could cover its demand).
+
+        Runs on a copy of the model without its objective, with one worker (CP-SAT fills
+        ``sufficient_assumptions_for_infeasibility`` only then), and shrinks the answer by
+        deletion so that every guard left is needed."""
+        feas = self.model.clone()
+        feas.clear_objective()
+        feas.clear_assumptions()
+        feas.add_assumptions([self.lit[g] for g in self.guards])
+        solver = self._solver(time_limit_s, 1)
+        if solver.solve(feas) != cp_model.INFEASIBLE:
+            return ()
+        names = {self.lit[g].index: g for g in self.guards}
+        core = sorted({names[i] for i in solver.sufficient_assumptions_for_infeasibility() if i in names})
+        for g in list(core):
+            rest = [h for h in core if h != g]
+            relax = frozenset(h for h in self.guards if h not in rest)
+            if self._feasible(feas, relax, time_limit_s) is False:
+                core = rest
+        return tuple(core)
+
+
+def max_capacity(
+    gpus: list[int], cap_mrps: list[int], gpu_budget: int, max_configs: int,
+    time_limit_s: float = 10.0, workers: int = DEFAULT_WORKERS,
+) -> tuple[SolveStatus, tuple[int, ...]]:
+    """The inverse question on one accelerator: maximise sum cap_c r_c subject to
+    sum gpus_c r_c <= G and at most K configurations (a bounded knapsack)."""
+    md = cp_model.CpModel()
+    r = [md.new_int_var(0, gpu_budget // g, f"r{i}") for i, g in enumerate(gpus)]
+    u = [md.new_bool_var(f"u{i}") for i in range(len(gpus))]
+    for i, g in enumerate(gpus):
+        md.add(r[i] <= (gpu_budget // g) * u[i])
+        md.add(u[i] <= r[i])
+    md.add(sum(g * x for g, x in zip(gpus, r)) <= gpu_budget)
+    md.add(sum(u) <= max_configs)
+    md.add(sum(r) >= 1)
+    md.maximize(sum(c * x for c, x in zip(cap_mrps, r)))
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.random_seed = SEED
+    p.num_workers = workers
+    if workers > 1:
+        p.interleave_search = True
+    p.max_time_in_seconds = time_limit_s
+    p.max_deterministic_time = time_limit_s
+    code = solver.solve(md)
+    status = {
+        cp_model.OPTIMAL: SolveStatus.OPTIMAL,
+        cp_model.FEASIBLE: SolveStatus.FEASIBLE,
+        cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
+    }.get(code, SolveStatus.UNKNOWN)
+    if not status.has_plan:
+        return status, ()
+    return status, tuple(int(solver.value(x)) for x in r)

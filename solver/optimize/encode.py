@@ -1,0 +1,104 @@
+"""Integer view of a problem's candidate tables: what CP-SAT (and the brute-force reference) see.
+
+All scaling goes through :mod:`solver.scaling` (costs up, capacities down, demand up, limits
+down), so an integer-feasible plan is feasible in real units. No solver imports here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from solver import scaling
+from solver.candidates import Candidate, ModelTable
+from solver.families import Family
+from solver.problem import Fleet
+
+
+@dataclass(frozen=True)
+class IntCandidate:
+    """One candidate in integers. ``model`` and ``system`` index ``IntProblem.models/systems``."""
+
+    model: int
+    system: int
+    gpus: int
+    cap_mrps: int
+    cost_cents: int
+    """Cost of one replica: gpus x price per GPU-hour in cents."""
+    power_w: int
+    max_replicas: int
+    violations: frozenset[Family]
+
+
+@dataclass(frozen=True)
+class IntSystem:
+    """A node shape in use: replicas of one system share its nodes, price and power."""
+
+    accelerator: str
+    system: str
+    gpus_per_node: int
+    price_cents_per_gpu: int
+    tdp_w: int
+
+
+@dataclass(frozen=True)
+class IntProblem:
+    models: tuple[str, ...]
+    demand_mrps: tuple[int, ...]
+    candidates: tuple[IntCandidate, ...]
+    source: tuple[Candidate, ...]
+    """The float candidate behind each integer one (same index)."""
+    systems: tuple[IntSystem, ...]
+    max_configs: int
+    inventory: dict[str, int]
+    """GPUs per accelerator; an accelerator absent from the map is unlimited."""
+    whole_nodes: bool
+    power_limit_w: int | None
+    budget_cents: int | None
+
+    def by_model(self, m: int) -> list[int]:
+        return [i for i, c in enumerate(self.candidates) if c.model == m]
+
+
+def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:
+    """Scale every table entry to integers (see :mod:`solver.scaling`)."""
+    systems: dict[tuple[str, str], int] = {}
+    sys_rows: list[IntSystem] = []
+    cands: list[IntCandidate] = []
+    src: list[Candidate] = []
+    inventory = dict(fleet.inventory or {})
+    demands = []
+    for m, t in enumerate(tables):
+        demand = scaling.demand_mrps(t.load_rps)
+        demands.append(demand)
+        for c in t.candidates:
+            key = (c.accelerator, c.system)
+            price = scaling.price_cents(c.usd_per_gpu_hour)
+            if key not in systems:
+                systems[key] = len(sys_rows)
+                sys_rows.append(IntSystem(c.accelerator, c.system, c.gpus_per_node, price,
+                                          scaling.power_w(c.tdp_w)))
+            cap = scaling.capacity_mrps(c.capacity_rps)
+            # More replicas of one candidate than cover the demand alone are never needed. The
+            # inventory is *not* folded into this bound: it is a guarded family of its own, and
+            # relaxing it must be able to lift the limit when infeasibility is explained.
+            bound = math.ceil(demand / cap) if cap > 0 else 0
+            cands.append(IntCandidate(
+                model=m, system=systems[key], gpus=c.gpus, cap_mrps=cap,
+                cost_cents=c.gpus * price, power_w=c.gpus * scaling.power_w(c.tdp_w),
+                max_replicas=bound, violations=c.violations,
+            ))
+            src.append(c)
+    return IntProblem(
+        models=tuple(t.name for t in tables),
+        demand_mrps=tuple(demands),
+        candidates=tuple(cands),
+        source=tuple(src),
+        systems=tuple(sys_rows),
+        max_configs=fleet.max_configs_per_model,
+        inventory=inventory,
+        whole_nodes=fleet.whole_nodes,
+        power_limit_w=scaling.power_limit_w(fleet.power_kw) if fleet.power_kw else None,
+        budget_cents=scaling.budget_cents(fleet.budget_usd_per_hour) if fleet.budget_usd_per_hour else None,
+    )

@@ -1,0 +1,112 @@
+"""Typed results of the optimiser: status, deployments, plan. Plain data any stage may read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class SolveStatus(str, Enum):
+    OPTIMAL = "optimal"
+    FEASIBLE = "feasible"
+    """A plan within the time limit, not proven optimal (see ``gap``)."""
+    INFEASIBLE = "infeasible"
+    UNKNOWN = "unknown"
+    """The time limit ran out before any plan was found; says nothing about feasibility."""
+
+    @property
+    def has_plan(self) -> bool:
+        return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Replicas of one configuration of one model."""
+
+    model: str
+    model_id: str
+    accelerator: str
+    system: str
+    quant: str
+    kv_dtype: str
+    tp: int
+    pp: int
+    ep: int
+    max_batch: int
+    replicas: int
+    gpus: int
+    """GPUs of all replicas together."""
+    gpus_per_replica: int
+    capacity_rps: float
+    """Capacity of all replicas at the SLO."""
+    load_rps: float
+    """Share of the model's load (peak x (1 + headroom)) routed here, proportional to capacity."""
+    ttft_p99_ms: float
+    tpot_p99_ms: float
+    e2e_p99_ms: float
+    """Percentile latencies at the planned load share (target percentiles; p99 by default)."""
+    cost_usd_per_hour: float
+    usd_per_gpu_hour: float
+    price_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SystemUse:
+    """GPUs provisioned on one node shape (whole nodes when the fleet asks for them)."""
+
+    accelerator: str
+    system: str
+    gpus_used: int
+    gpus_provisioned: int
+    nodes: int
+    cost_usd_per_hour: float
+    power_kw: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    problem: str
+    status: SolveStatus
+    cost_usd_per_hour: float | None
+    bound_usd_per_hour: float | None
+    gap: float | None
+    solve_seconds: float
+    deployments: tuple[Deployment, ...] = ()
+    systems: tuple[SystemUse, ...] = ()
+    explanation: tuple[str, ...] = ()
+    """Infeasible: one sentence per conflicting constraint family."""
+    conflict: tuple[str, ...] = ()
+    """Infeasible: the names of the conflicting families (e.g. ``tpot[chat]``)."""
+    candidates: dict[str, int] = field(default_factory=dict)
+    """Candidates per model given to the solver (after pruning)."""
+    pruned: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> int:
+        return sum(s.gpus_provisioned for s in self.systems)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "problem": self.problem,
+            "status": self.status.value,
+            "cost_usd_per_hour": self.cost_usd_per_hour,
+            "bound_usd_per_hour": self.bound_usd_per_hour,
+            "gap": self.gap,
+            "solve_seconds": self.solve_seconds,
+            "gpus": self.gpus,
+            "deployments": [d.to_dict() for d in self.deployments],
+            "systems": [s.to_dict() for s in self.systems],
+            "candidates": dict(self.candidates),
+            "pruned": dict(self.pruned),
+        }
+        if self.status == SolveStatus.INFEASIBLE:
+            out["explanation"] = list(self.explanation)
+            out["conflict"] = list(self.conflict)
+        return out
