@@ -52,10 +52,15 @@ def main() -> None:
 def _register() -> None:
     from solver.cli import catalog_cmd, check_cmd
     from solver.cli import estimate_cmd
+    from solver.cli import solve_cmd
 
     main.add_command(catalog_cmd.catalog)
     main.add_command(check_cmd.check)
     main.add_command(estimate_cmd.estimate)
+    main.add_command(solve_cmd.solve)
+    main.add_command(solve_cmd.query)
+    main.add_command(solve_cmd.capacity)
+    main.add_command(solve_cmd.explain)
 
 
 _register()

@@ -1,0 +1,182 @@
+"""Explanations: a sentence per conflicting constraint family of an infeasible problem, and which
+families bind a feasible plan.
+
+Sentences quote the candidate tables (the best TTFT/TPOT/E2E any allowed candidate reaches, made
+before pruning) and, for each family of a conflict, the cheapest plan that exists once that one
+family is relaxed (a deletion-minimal conflict becomes feasible without any one of its members).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from solver import scaling
+from solver.families import Family, Guard
+
+if TYPE_CHECKING:
+    from solver.api import Prepared
+    from solver.optimize.cpsat import IntSolution
+
+RELAXED_TIME_LIMIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Whether one family shapes a feasible plan."""
+
+    family: str
+    scope: str
+    name: str
+    description: str
+    binding: bool
+    cost_if_relaxed_usd_per_hour: float | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _usage(prep: "Prepared", sol: "IntSolution", g: Guard) -> str:
+    """What the plan ``sol`` uses of the resource or target that guard ``g`` limits."""
+    ip, problem = prep.ip, prep.problem
+    fleet = problem.fleet
+    chosen = [i for i, r in enumerate(sol.replicas) if r > 0]
+    if g.family is Family.INVENTORY:
+        n = sum(p for p, s in zip(sol.provisioned, ip.systems) if s.accelerator == g.scope)
+        return f"{n} of {ip.inventory[g.scope]} {g.scope} GPUs"
+    if g.family is Family.POWER:
+        kw = sum(p * s.tdp_w for p, s in zip(sol.provisioned, ip.systems)) / 1e3
+        return f"{kw:.1f} of {fleet.power_kw:g} kW"
+    if g.family is Family.BUDGET:
+        return f"${scaling.cents_to_usd(sol.cost_cents or 0):.2f}/h of ${fleet.budget_usd_per_hour:g}/h"
+    if g.family is Family.NODES:
+        idle = sum(p for p in sol.provisioned) - sum(
+            sol.replicas[i] * ip.candidates[i].gpus for i in chosen)
+        return f"{idle} idle GPU(s) in partly used nodes"
+    m = ip.models.index(g.scope)
+    mine = [ip.source[i] for i in chosen if ip.candidates[i].model == m]
+    if g.family is Family.CONFIGS:
+        return f"{len(mine)} configuration(s) of {fleet.max_configs_per_model} allowed"
+    if g.family in (Family.TTFT, Family.TPOT, Family.E2E):
+        key = {Family.TTFT: "ttft_p99_ms", Family.TPOT: "tpot_p99_ms", Family.E2E: "e2e_p99_ms"}[g.family]
+        worst = max((getattr(c, key) for c in mine), default=0.0)
+        return f"worst {g.family.value} at capacity {worst:.1f} ms"
+    return ", ".join(c.label() for c in mine)
+
+
+def _target_sentence(prep: "Prepared", g: Guard) -> str:
+    t = next(t for t in prep.tables if t.name == g.scope)
+    d = t.demand
+    target = getattr(d.slo, g.family.value)
+    best = t.best.get(g.family.value)
+    name = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "end-to-end latency"}[g.family.value]
+    head = f"{name} p{target.percentile:g} <= {target.max_ms:g} ms for {d.name}"
+    if best is None:
+        return f"{head}: no allowed candidate (formats, memory) to meet it with"
+    value = {"ttft": best.ttft_min_ms, "tpot": best.tpot_p99_ms, "e2e": best.e2e_min_ms}[g.family.value]
+    what = "reaches" if g.family is Family.TPOT else "reaches, before any queueing,"
+    if value > target.max_ms:
+        return f"{head}: the fastest allowed candidate {what} {value:.1f} ms ({best.label()})"
+    return (f"{head}: only candidates under it qualify (fastest {value:.1f} ms, {best.label()}), "
+            f"and they cannot cover {t.load_rps:.2f} req/s together with the other limits below")
+
+
+def _guard_sentence(prep: "Prepared", g: Guard) -> str:
+    problem, ip = prep.problem, prep.ip
+    fleet = problem.fleet
+    f = g.family
+    if f in (Family.TTFT, Family.TPOT, Family.E2E):
+        return _target_sentence(prep, g)
+    if f is Family.MEMORY:
+        t = next(t for t in prep.tables if t.name == g.scope)
+        from solver.slo import memory_context_tokens
+
+        return (f"memory for {g.scope}: the shapes that hold {t.demand.model}'s weights and a "
+                f"{memory_context_tokens(t.demand)}-token KV cache per sequence cannot serve it "
+                "within the other limits")
+    if f is Family.QUANT:
+        d = next(t.demand for t in prep.tables if t.name == g.scope)
+        allowed = ", ".join(d.allowed_quantizations or ["any"])
+        kv = ", ".join(d.allowed_kv_dtypes or ["any"])
+        return f"allowed formats for {g.scope} (weights: {allowed}; KV: {kv}) exclude every candidate that would work"
+    if f is Family.QUALITY:
+        d = next(t.demand for t in prep.tables if t.name == g.scope)
+        return f"max_quality_loss_points {d.max_quality_loss_points:g} for {g.scope} rules out the formats that would work"
+    if f is Family.TOPOLOGY:
+        return f"topology for {g.scope}: only replicas that fit a node or fill whole nodes may be used"
+    if f is Family.CONFIGS:
+        t = next(t for t in prep.tables if t.name == g.scope)
+        return (f"at most {fleet.max_configs_per_model} configuration(s) for {g.scope}: that many cannot "
+                f"cover {t.load_rps:.2f} req/s within the other limits")
+    if f is Family.INVENTORY:
+        return f"inventory of {g.scope}: {ip.inventory[g.scope]} GPUs"
+    if f is Family.NODES:
+        return "whole nodes: GPUs are bought in whole nodes"
+    if f is Family.POWER:
+        return f"power <= {fleet.power_kw:g} kW (GPU TDP)"
+    if f is Family.BUDGET:
+        return f"budget <= ${fleet.budget_usd_per_hour:g}/h"
+    return g.name
+
+
+def _no_candidate_sentences(prep: "Prepared") -> list[str]:
+    """When no family is to blame: models whose candidates cannot cover the load at all."""
+    out = []
+    for m, t in enumerate(prep.tables):
+        if any(c.cap_mrps > 0 for c in prep.ip.candidates if c.model == m):
+            continue
+        reasons: list[str] = []
+        for r in t.rejected:
+            if r.reason not in reasons:
+                reasons.append(r.reason)
+        more = f" (and {len(reasons) - 3} more reasons)" if len(reasons) > 3 else ""
+        out.append(f"{t.name}: no shape of {t.demand.model} can serve it on the allowed accelerators: "
+                   + "; ".join(reasons[:3]) + more)
+    return out or ["no plan exists even with every constraint family relaxed"]
+
+
+def infeasibility_sentences(prep: "Prepared", core: tuple[Guard, ...]) -> list[str]:
+    """One sentence per family of the conflict, each with what relaxing it alone would give."""
+    if not core:
+        return _no_candidate_sentences(prep)
+    out = []
+    for g in core:
+        sentence = _guard_sentence(prep, g)
+        relaxed = prep.model.solve(RELAXED_TIME_LIMIT_S, 1, relax=frozenset({g}))
+        if relaxed.status.has_plan:
+            sentence += (f" [without it: ${scaling.cents_to_usd(relaxed.cost_cents or 0):.2f}/h, "
+                         f"{_usage(prep, relaxed, g)}]")
+        out.append(sentence)
+    return out
+
+
+def _at_target(prep: "Prepared", sol: "IntSolution", g: Guard) -> bool:
+    """Whether a load-dependent target is what limits the capacity of a chosen candidate."""
+    m = prep.ip.models.index(g.scope)
+    d = prep.tables[m].demand
+    target = getattr(d.slo, g.family.value)
+    if target is None:
+        return False
+    key = "ttft_p99_ms" if g.family is Family.TTFT else "e2e_p99_ms"
+    return any(getattr(prep.ip.source[i], key) >= 0.99 * target.max_ms
+               for i, r in enumerate(sol.replicas) if r > 0 and prep.ip.candidates[i].model == m)
+
+
+def bindings(prep: "Prepared", sol: "IntSolution", time_limit_s: float, workers: int) -> list[Binding]:
+    """For each family of the model: relax it alone, re-optimise, compare the cost."""
+    out = []
+    for g in prep.model.guards:
+        relaxed = prep.model.solve(time_limit_s, workers, relax=frozenset({g}))
+        cost = relaxed.cost_cents if relaxed.status.has_plan else None
+        binding = cost is not None and sol.cost_cents is not None and cost < sol.cost_cents
+        detail = f"plan uses {_usage(prep, sol, g)}"
+        if g.family in (Family.TTFT, Family.E2E) and _at_target(prep, sol, g):
+            binding = True
+            detail += " (the target sets the capacity per replica: the queueing wait fills it)"
+        if cost is not None and sol.cost_cents is not None and cost < sol.cost_cents:
+            detail += (f"; relaxed, the plan would cost ${scaling.cents_to_usd(cost or 0):.2f}/h "
+                       f"with {_usage(prep, relaxed, g)}")
+        out.append(Binding(g.family.value, g.scope, g.name, g.family.description, binding,
+                           scaling.cents_to_usd(cost) if cost is not None else None, detail))
+    return out
