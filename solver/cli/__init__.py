@@ -53,6 +53,7 @@ def _register() -> None:
     from solver.cli import catalog_cmd, check_cmd
     from solver.cli import estimate_cmd
     from solver.cli import solve_cmd
+    from solver.cli import report_cmd
 
     main.add_command(catalog_cmd.catalog)
     main.add_command(check_cmd.check)
@@ -61,6 +62,8 @@ def _register() -> None:
     main.add_command(solve_cmd.query)
     main.add_command(solve_cmd.capacity)
     main.add_command(solve_cmd.explain)
+    main.add_command(report_cmd.pareto_cmd)
+    main.add_command(report_cmd.report_cmd)
 
 
 _register()

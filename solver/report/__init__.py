@@ -1,0 +1,69 @@
+"""Reports a platform team can hand on: Markdown, a self-contained HTML page and JSON.
+
+``make_report`` solves (with binding constraints and a Pareto sweep) and gathers the content;
+``write_report`` renders it to ``PREFIX.md``, ``PREFIX.html`` and ``PREFIX.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from solver.api import DEFAULT_TIME_LIMIT_S, explain
+from solver.catalog import Catalog
+from solver.errors import InputError
+from solver.pareto import pareto
+from solver.problem import Problem
+from solver.report.content import ReportContent, build_content
+from solver.report.render import to_html, to_json_text, to_markdown
+
+
+def binding_lines(bindings: Sequence[object]) -> tuple[str, ...]:
+    """One line per binding family: what it is, what it costs, the detail."""
+    lines = []
+    for b in bindings:
+        if not getattr(b, "binding", False):
+            continue
+        line = f"{b.name}: {b.description}"  # type: ignore[attr-defined]
+        relaxed = getattr(b, "cost_if_relaxed_usd_per_hour", None)
+        if relaxed is not None:
+            line += f" (relaxed: ${relaxed:,.2f}/h)"
+        detail = getattr(b, "detail", "")
+        if detail:
+            line += f" — {detail}"
+        lines.append(line)
+    return tuple(lines)
+
+
+def make_report(
+    problem: Problem, cat: Catalog, axes: Sequence[str] = ("ttft",), points: int = 6,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S, progress: Callable[[int, int], None] | None = None,
+) -> ReportContent:
+    """Solve the problem, find what binds and sweep the Pareto set; gather the report content."""
+    ex = explain(problem, cat, time_limit_s)
+    plan = ex.plan
+    pts: tuple[dict, ...] = ()
+    if plan.status.has_plan:
+        res = pareto(problem, cat, axes, points, time_limit_s, progress=progress, base_plan=plan)
+        pts = tuple(p.to_dict() for p in res.points)
+    return build_content(cat, problem, plan, ",".join(axes), pts, binding_lines(ex.bindings))
+
+
+def write_report(content: ReportContent, prefix: Path) -> list[Path]:
+    """Write PREFIX.md, PREFIX.html and PREFIX.json; an unwritable folder is an InputError."""
+    prefix = Path(prefix)
+    folder = prefix.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out: cannot create folder {folder}: {exc.strerror or exc}") from None
+    outputs = {".md": to_markdown(content), ".html": to_html(content), ".json": to_json_text(content)}
+    written = []
+    for ext, text in outputs.items():
+        path = prefix.with_name(prefix.name + ext)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
+        written.append(path)
+    return written

@@ -1,0 +1,191 @@
+"""What a report says, as plain data: built once from the problem, the plan and the Pareto set,
+then rendered as Markdown, HTML and JSON (``render.py``). Numbers come from the plan and the
+cost model, never from the renderers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from solver.catalog import Catalog
+from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
+from solver.plan import Deployment, Plan
+from solver.problem import ModelDemand, Problem
+from solver.report.plots import Curve
+from solver.slo import memory_context_tokens
+
+NOT_CAPTURED = (
+    "Speculative decoding, prefill/decode disaggregation and KV-cache offload are not modelled.",
+    "Engines differ: efficiency factors are per accelerator family and fitted on public "
+    "TensorRT-LLM/vLLM/SGLang measurements, not on your stack; calibrate before buying.",
+    "Percentiles use an M/M/c (Erlang-C) view of batch slots with Poisson arrivals; bursty "
+    "traffic, long-tail lengths beyond p99 and preemption under memory pressure are not.",
+    "Network contention between replicas, host CPU limits, cold starts and failures are not "
+    "modelled; the headroom factor is the only reserve for them.",
+    "Quality loss per format is one published measurement on a named model and benchmark.",
+)
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """One chosen configuration with the derived figures a reader checks."""
+
+    deployment: Deployment
+    usd_per_million_output_tokens: float
+    output_tokens_per_s_at_peak: float
+    bound: str
+    memory_gib: dict[str, float]
+    hbm_gib: float
+    curve: Curve
+    slo: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    problem: Problem
+    plan: Plan
+    deployments: tuple[DeploymentView, ...]
+    pareto_axis: str | None
+    pareto_points: tuple[dict[str, Any], ...]
+    assumptions: dict[str, Any]
+    binding: tuple[str, ...]
+
+    @property
+    def feasible(self) -> bool:
+        return self.plan.status.has_plan
+
+
+def problem_paragraph(problem: Problem) -> str:
+    """The problem in one paragraph of plain English."""
+    parts = []
+    for d in problem.models:
+        t = d.traffic
+        slo = []
+        for key, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "end-to-end")):
+            target = getattr(d.slo, key)
+            if target is not None:
+                slo.append(f"p{target.percentile:g} {label} <= {target.max_ms:g} ms")
+        parts.append(
+            f"{d.name} serves {d.model} at a peak of {t.peak_rps:g} requests/s "
+            f"(+{d.headroom:.0%} headroom) with prompts of {t.input_tokens.percentile(50)}"
+            f"/{t.input_tokens.percentile(99)} tokens and outputs of "
+            f"{t.output_tokens.percentile(50)}/{t.output_tokens.percentile(99)} tokens (p50/p99), "
+            f"targets {', '.join(slo)}"
+        )
+    f = problem.fleet
+    limits = []
+    if f.inventory:
+        limits.append("inventory " + ", ".join(f"{n} x {g}" for g, n in sorted(f.inventory.items())))
+    if f.budget_usd_per_hour:
+        limits.append(f"budget ${f.budget_usd_per_hour:g}/h")
+    if f.power_kw:
+        limits.append(f"power {f.power_kw:g} kW")
+    text = "; ".join(parts) + f". Prices: {f.pricing}"
+    if limits:
+        text += "; fleet limits: " + ", ".join(limits)
+    return text + "."
+
+
+def _demand(problem: Problem, name: str) -> ModelDemand:
+    return next(d for d in problem.models if d.name == name)
+
+
+def _knee(throughput: np.ndarray, tpot: np.ndarray) -> int | None:
+    """The knee: the point of the curve farthest from the chord between its ends (normalised)."""
+    if len(throughput) < 3:
+        return None
+    x = (throughput - throughput.min()) / max(np.ptp(throughput), 1e-12)
+    y = (tpot - tpot.min()) / max(np.ptp(tpot), 1e-12)
+    dist = np.abs((y[-1] - y[0]) * x - (x[-1] - x[0]) * y + x[-1] * y[0] - y[-1] * x[0])
+    return int(np.argmax(dist))
+
+
+def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> DeploymentView:
+    """Memory budget at the batch cap, throughput-latency curve and cost per token of one deployment."""
+    d = _demand(problem, dep.model)
+    shape = Shape(dep.model_id, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
+    terms = shape_terms(cat, shape)
+    ctx = memory_context_tokens(d)
+    mem = memory_budget(terms, dep.max_batch, ctx)
+    memory = {
+        "weights": round(float(mem.weights_gib), 3),
+        "kv": round(float(mem.kv_gib), 3),
+        "activations": round(float(mem.activations_gib), 3),
+        "overhead": round(float(mem.overhead_gib), 3),
+        "free": round(max(float(mem.free_gib), 0.0), 3),
+        "reserved": round(float(mem.hbm_gib - mem.usable_gib), 3),
+    }
+    isl = d.traffic.input_tokens.percentile(50)
+    osl = d.traffic.output_tokens.percentile(50)
+    hit = d.traffic.prefix_cache_hit_rate
+    top = max(dep.max_batch, 2)
+    grid = np.unique(np.round(np.geomspace(1, top * 2, 24)).astype(int))
+    grid = grid[grid <= max(top * 2, 2)]
+    op = operating_point(terms, grid, isl, osl, hit)
+    at_cap = operating_point(terms, [dep.max_batch], isl, osl, hit)
+    operating_index = int(np.argmin(np.abs(grid - dep.max_batch)))
+    curve = Curve(
+        label=f"{dep.model}: {dep.accelerator} {dep.quant} TP{dep.tp}",
+        tpot_ms=[round(float(v), 3) for v in op.tpot_ms],
+        output_tokens_per_s=[round(float(v), 2) for v in op.output_tokens_per_s],
+        operating_index=operating_index,
+        knee_index=_knee(np.asarray(op.output_tokens_per_s), np.asarray(op.tpot_ms)),
+    )
+    # Tokens actually served at peak (headroom is spare capacity, not traffic).
+    share = dep.load_rps / (d.traffic.peak_rps * (1 + d.headroom))
+    out_tps = d.traffic.peak_rps * share * d.traffic.output_tokens.mean()
+    per_m = dep.cost_usd_per_hour / (out_tps * 3600) * 1e6 if out_tps > 0 else float("inf")
+    slo = {
+        "ttft_ms": d.slo.ttft.max_ms if d.slo.ttft else None,
+        "tpot_ms": d.slo.tpot.max_ms if d.slo.tpot else None,
+        "e2e_ms": d.slo.e2e.max_ms if d.slo.e2e else None,
+    }
+    return DeploymentView(
+        deployment=dep,
+        usd_per_million_output_tokens=round(per_m, 4),
+        output_tokens_per_s_at_peak=round(out_tps, 2),
+        bound=str(at_cap.bound[0]),
+        memory_gib=memory,
+        hbm_gib=round(float(mem.hbm_gib), 3),
+        curve=curve,
+        slo=slo,
+    )
+
+
+def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
+    """Efficiency factors, headroom and prices behind the plan, with their sources and dates."""
+    gpus = sorted({d.accelerator for d in plan.deployments})
+    eff = {}
+    for g in gpus:
+        e = cat.efficiency_for(g)
+        eff[g] = {"id": e.id, "eta_bw": e.eta_bw, "mfu_prefill": e.mfu_prefill,
+                  "mfu_decode": e.mfu_decode, "step_overhead_ms": e.step_overhead_ms,
+                  "source": e.source}
+    prices = {}
+    for d in plan.deployments:
+        p = cat.prices.get(d.price_id)
+        if p is not None:
+            prices[p.id] = {"accelerator": p.accelerator, "provider": p.provider, "pricing": p.pricing,
+                            "usd_per_gpu_hour": p.usd_per_gpu_hour, "date": p.date.isoformat(),
+                            "source": p.source}
+    return {
+        "headroom": {d.name: d.headroom for d in problem.models},
+        "pricing": problem.fleet.pricing,
+        "efficiency": eff,
+        "prices": dict(sorted(prices.items())),
+        "not_captured": list(NOT_CAPTURED),
+    }
+
+
+def build_content(
+    cat: Catalog, problem: Problem, plan: Plan, pareto_axis: str | None = None,
+    pareto_points: tuple[dict[str, Any], ...] = (), binding: tuple[str, ...] = (),
+) -> ReportContent:
+    views = tuple(deployment_view(cat, problem, d) for d in plan.deployments)
+    return ReportContent(
+        problem=problem, plan=plan, deployments=views, pareto_axis=pareto_axis,
+        pareto_points=pareto_points, assumptions=assumptions(cat, problem, plan), binding=binding,
+    )

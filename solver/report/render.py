@@ -1,0 +1,262 @@
+"""Render :class:`ReportContent` as Markdown, a self-contained HTML page and JSON.
+
+All text that comes from users (problem names, model names) is escaped in HTML. Output is
+deterministic: no timestamps or wall-clock timings, so a stale checked-in report shows as a diff.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from solver import __version__
+from solver.report import plots
+from solver.report.content import DeploymentView, ReportContent
+
+REPORT_SCHEMA_VERSION = 1
+AXIS_LABELS = {
+    "ttft": ("ttft_p99_ms", "worst p99 TTFT (ms)"),
+    "tpot": ("tpot_p99_ms", "worst p99 TPOT (ms)"),
+    "e2e": ("e2e_p99_ms", "worst p99 end-to-end (ms)"),
+    "quality": ("quality_loss_points", "worst quality loss (points)"),
+}
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _with_slo(value: float, target: float | None) -> str:
+    return _num(value, 1) + (f" (<= {target:g})" if target is not None else "")
+
+
+PLAN_HEADERS = ["model", "accelerator", "quant", "KV", "TP/PP/EP", "batch cap", "replicas", "GPUs",
+                "$/h", "$/M out tok", "p99 TTFT ms (SLO)", "p99 TPOT ms (SLO)", "bound"]
+
+
+def plan_rows(content: ReportContent) -> list[list[str]]:
+    rows = []
+    for v in content.deployments:
+        d = v.deployment
+        rows.append([
+            d.model, d.accelerator, d.quant, d.kv_dtype, f"{d.tp}/{d.pp}/{d.ep}", str(d.max_batch),
+            str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(v.usd_per_million_output_tokens, 3),
+            _with_slo(d.ttft_p99_ms, v.slo["ttft_ms"]), _with_slo(d.tpot_p99_ms, v.slo["tpot_ms"]), v.bound,
+        ])
+    return rows
+
+
+MEMORY_HEADERS = ["model", "config", "weights GiB", "KV GiB", "activations GiB", "overhead GiB",
+                  "free GiB", "reserved GiB", "HBM GiB"]
+
+
+def memory_rows(content: ReportContent) -> list[list[str]]:
+    rows = []
+    for v in content.deployments:
+        d, m = v.deployment, v.memory_gib
+        rows.append([d.model, f"{d.accelerator} TP{d.tp} batch {d.max_batch}", _num(m["weights"]),
+                     _num(m["kv"]), _num(m["activations"]), _num(m["overhead"]), _num(m["free"]),
+                     _num(m["reserved"]), _num(v.hbm_gib)])
+    return rows
+
+
+def pareto_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
+    key, label = AXIS_LABELS.get(content.pareto_axis or "ttft", AXIS_LABELS["ttft"])
+    headers = ["#", "cost $/h", label, "configurations"]
+    rows = []
+    for i, p in enumerate(content.pareto_points, 1):
+        configs = "; ".join(
+            f"{d['model']}: {d['replicas']} x {d['accelerator']} {d['quant']} TP{d['tp']}"
+            for d in p["deployments"]
+        )
+        rows.append([str(i), _num(p["cost_usd_per_hour"]), _num(p[key], 1), configs])
+    return headers, rows
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _headline(content: ReportContent) -> str:
+    p = content.plan
+    if not content.feasible:
+        return f"No plan meets every constraint (status: {p.status.value})."
+    gpus = sum(v.deployment.gpus for v in content.deployments)
+    text = f"Cheapest plan: **${p.cost_usd_per_hour:,.2f} per hour** on {gpus} GPUs ({p.status.value}"
+    if p.gap:
+        text += f", gap {p.gap:.1%}"
+    return text + ")."
+
+
+def to_markdown(content: ReportContent) -> str:
+    pr = content.problem
+    out = [f"# fleetplan report: {pr.name}", ""]
+    if pr.description:
+        out += [pr.description.strip(), ""]
+    from solver.report.content import problem_paragraph
+
+    out += ["## Problem", "", problem_paragraph(pr), "", "## Result", "", _headline(content), ""]
+    if not content.feasible:
+        out += ["Why: the constraint families below conflict; relax at least one of them.", ""]
+        out += [f"- {s}" for s in content.plan.explanation] + [""]
+    else:
+        out += ["## Chosen plan", "", _md_table(PLAN_HEADERS, plan_rows(content)), "",
+                "Cost per million output tokens is at peak traffic (headroom is spare capacity).", "",
+                "## Memory budget per GPU", "", _md_table(MEMORY_HEADERS, memory_rows(content)), "",
+                "At the batch cap with every slot holding a p99 prompt plus a p99 output; "
+                "'reserved' is the share of HBM the utilisation cap keeps back.", ""]
+        out += ["## Binding constraints", ""]
+        out += [f"- {b}" for b in content.binding] if content.binding else ["- none found"]
+        out += [""]
+        if content.pareto_points:
+            headers, rows = pareto_rows(content)
+            out += [f"## Pareto set (cost vs {content.pareto_axis})", "", _md_table(headers, rows), ""]
+    out += _assumptions_md(content)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _assumptions_md(content: ReportContent) -> list[str]:
+    a = content.assumptions
+    out = ["## Assumptions", ""]
+    out.append("- Headroom: " + ", ".join(f"{k} {v:.0%}" for k, v in a["headroom"].items()))
+    out.append(f"- Pricing: {a['pricing']}")
+    for pid, p in a["prices"].items():
+        out.append(f"- Price {pid}: ${p['usd_per_gpu_hour']:g}/GPU-h ({p['provider']}, {p['pricing']}, read {p['date']})")
+    for g, e in a["efficiency"].items():
+        out.append(f"- Efficiency on {g} ({e['id']}): bandwidth {e['eta_bw']:.2f}, prefill MFU "
+                   f"{e['mfu_prefill']:.2f}, decode MFU {e['mfu_decode']:.2f}, step overhead "
+                   f"{e['step_overhead_ms']:g} ms")
+    out += ["", "## What the model does not capture", ""] + [f"- {s}" for s in a["not_captured"]]
+    return out
+
+
+def to_json(content: ReportContent) -> dict[str, Any]:
+    """The machine-readable report (schema documented in README, versioned)."""
+    plan = content.plan.to_dict()
+    plan.pop("solve_seconds", None)  # wall-clock: would make reports non-reproducible
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "fleetplan_version": __version__,
+        "problem": content.problem.model_dump(mode="json"),
+        "plan": plan,
+        "deployments": [
+            {
+                "model": v.deployment.model,
+                "accelerator": v.deployment.accelerator,
+                "usd_per_million_output_tokens": v.usd_per_million_output_tokens,
+                "output_tokens_per_s_at_peak": v.output_tokens_per_s_at_peak,
+                "bound": v.bound,
+                "memory_gib_per_gpu": v.memory_gib,
+                "hbm_gib": v.hbm_gib,
+            }
+            for v in content.deployments
+        ],
+        "binding": list(content.binding),
+        "pareto": {"axis": content.pareto_axis, "points": list(content.pareto_points)},
+        "assumptions": content.assumptions,
+    }
+
+
+def to_json_text(content: ReportContent) -> str:
+    return json.dumps(to_json(content), indent=2, allow_nan=False) + "\n"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#1d1d1f;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ddd;padding:.3em .5em;
+text-align:left}th{background:#f4f6f8}.headline{font-size:1.1em}.bad{color:#b3261e}
+figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
+"""
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(svg: str, caption: str, fig_id: str) -> str:
+    return f'<figure id="{fig_id}" class="plot">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _plots(content: ReportContent) -> list[str]:
+    figs = []
+    views: Sequence[DeploymentView] = content.deployments
+    if content.pareto_points:
+        key, label = AXIS_LABELS.get(content.pareto_axis or "ttft", AXIS_LABELS["ttft"])
+        costs = [p["cost_usd_per_hour"] for p in content.pareto_points]
+        vals = [p[key] for p in content.pareto_points]
+        chosen = None
+        if content.plan.cost_usd_per_hour is not None:
+            worst = max((getattr(v.deployment, key, 0.0) for v in views), default=0.0) if key != "quality_loss_points" else None
+            if worst is not None:
+                chosen = (content.plan.cost_usd_per_hour, worst)
+        figs.append(_figure(plots.pareto_svg(costs, vals, chosen, label),
+                            "Cost-latency Pareto front; the star is the chosen plan.", "plot-pareto"))
+    if views:
+        figs.append(_figure(
+            plots.memory_svg([f"{v.deployment.model}: {v.deployment.accelerator} TP{v.deployment.tp}" for v in views],
+                             [v.memory_gib for v in views], [v.hbm_gib for v in views]),
+            "Memory budget per GPU at the batch cap (p99 prompt + p99 output per slot).", "plot-memory"))
+        targets = [v.slo["tpot_ms"] for v in views if v.slo["tpot_ms"] is not None]
+        figs.append(_figure(
+            plots.curves_svg([v.curve for v in views], min(targets) if targets else None),
+            "Throughput-latency curve of each chosen configuration at p50 lengths; dot: batch cap, "
+            "diamond: knee.", "plot-curves"))
+    return figs
+
+
+def to_html(content: ReportContent) -> str:
+    e = html.escape
+    pr = content.problem
+    from solver.report.content import problem_paragraph
+
+    parts = [f"<h1>fleetplan report: {e(pr.name)}</h1>"]
+    if pr.description:
+        parts.append(f"<p>{e(pr.description.strip())}</p>")
+    parts += ["<h2>Problem</h2>", f"<p>{e(problem_paragraph(pr))}</p>", "<h2>Result</h2>"]
+    headline = e(_headline(content)).replace("**", "")
+    if not content.feasible:
+        parts.append(f'<p class="headline bad">{headline}</p>')
+        parts.append("<p>Why: the constraint families below conflict; relax at least one of them.</p><ul>")
+        parts += [f"<li>{e(s)}</li>" for s in content.plan.explanation] + ["</ul>"]
+    else:
+        parts.append(f'<p class="headline">{headline}</p>')
+        parts += ["<h2>Chosen plan</h2>", _html_table(PLAN_HEADERS, plan_rows(content)),
+                  "<h2>Memory budget per GPU</h2>", _html_table(MEMORY_HEADERS, memory_rows(content)),
+                  "<h2>Binding constraints</h2><ul>"]
+        parts += [f"<li>{e(b)}</li>" for b in content.binding] or ["<li>none found</li>"]
+        parts.append("</ul>")
+        if content.pareto_points:
+            headers, rows = pareto_rows(content)
+            parts += [f"<h2>Pareto set (cost vs {e(content.pareto_axis or '')})</h2>", _html_table(headers, rows)]
+        parts += ["<h2>Plots</h2>"] + _plots(content)
+    md_assumptions = _assumptions_md(content)
+    parts.append("<h2>Assumptions</h2><ul>")
+    for line in md_assumptions[2:]:
+        if line.startswith("## "):
+            parts.append(f"</ul><h2>{e(line[3:])}</h2><ul>")
+        elif line.startswith("- "):
+            parts.append(f"<li>{e(line[2:])}</li>")
+    parts.append("</ul>")
+    body = "\n".join(parts)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>fleetplan: {e(pr.name)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
+        f"<footer><p><small>fleetplan {e(__version__)}</small></p></footer>\n</body></html>\n"
+    )
