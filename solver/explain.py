@@ -71,7 +71,8 @@ def _target_sentence(prep: "Prepared", g: Guard) -> str:
     target = getattr(d.slo, g.family.value)
     best = t.best.get(g.family.value)
     name = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "end-to-end latency"}[g.family.value]
-    head = f"{name} p{target.percentile:g} <= {target.max_ms:g} ms for {d.name}"
+    who = d.name if d.name == d.model else f"{d.name} ({d.model})"
+    head = f"{name} p{target.percentile:g} <= {target.max_ms:g} ms for {who}"
     if best is None:
         return f"{head}: no allowed candidate (formats, memory) to meet it with"
     value = {"ttft": best.ttft_min_ms, "tpot": best.tpot_p99_ms, "e2e": best.e2e_min_ms}[g.family.value]

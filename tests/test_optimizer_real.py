@@ -143,7 +143,7 @@ def test_infeasible_real_problem_is_explained(cat):
     plan = api.solve(problem, cat)
     assert plan.status is SolveStatus.INFEASIBLE
     assert plan.conflict == ("tpot[chat]",)
-    assert "TPOT p99 <= 4 ms for chat: the fastest allowed candidate reaches" in plan.explanation[0]
+    assert "TPOT p99 <= 4 ms for chat (llama-3.1-70b): the fastest allowed candidate reaches" in plan.explanation[0]
     assert "h100-sxm" in plan.explanation[0]
 
 
@@ -172,3 +172,14 @@ def test_capacity_inverse_question(cat):
     fwd = api.solve(api.single_model_problem("llama-3.1-8b", ans.requests_per_s * 0.999, 1000, 200, 500, 40,
                                              gpus=["h100-sxm"], cat=cat), cat)
     assert fwd.status.has_plan and fwd.gpus <= 8
+
+
+def test_time_limit_returns_best_plan_with_bound(cat):
+    problem = load_problem(PROBLEMS / "chat-assistant-70b.yaml", cat)
+    plan = api.solve(problem, cat, time_limit_s=0.001, workers=1)
+    assert plan.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE, SolveStatus.UNKNOWN)
+    if plan.status.has_plan:
+        assert plan.gap is not None and 0 <= plan.gap <= 1
+        assert plan.bound_usd_per_hour is not None and plan.bound_usd_per_hour <= plan.cost_usd_per_hour + 0.01
+    else:
+        assert plan.cost_usd_per_hour is None and not plan.explanation

@@ -49,7 +49,7 @@ def test_infeasible_exit_1_with_explanation(tmp_path):
     assert r.exit_code == 1, r.output
     out = json.loads(r.output)
     assert out["status"] == "infeasible" and out["conflict"] == ["tpot[chat]"]
-    assert out["explanation"][0].startswith("TPOT p99 <= 2 ms for chat: the fastest allowed candidate reaches")
+    assert out["explanation"][0].startswith("TPOT p99 <= 2 ms for chat (llama-3.3-70b): the fastest allowed candidate reaches")
     r = run(["solve", str(path)])
     assert r.exit_code == 1 and "No plan meets all of these together" in r.output
 

@@ -32,9 +32,10 @@ Without whole nodes, P_s equals the GPUs in use at an optimum (it is minimised);
 cost counts every GPU of every node. Packing replicas into nodes by GPU count is exact because
 every replica either divides a node or fills whole nodes (the topology family guarantees it).
 
-Determinism: a fixed ``random_seed``, a fixed worker count (``DEFAULT_WORKERS``) and
-``interleave_search`` (CP-SAT's deterministic parallel mode), plus a deterministic time limit
-alongside the wall-clock one; candidates enter in their stable table order.
+Determinism: a fixed ``random_seed``, one worker by default (``DEFAULT_WORKERS``; more workers
+run in ``interleave_search``, CP-SAT's deterministic parallel mode), and a deterministic time
+limit alongside the wall-clock one (the same number: whichever binds first; a binding wall-clock
+limit makes the result machine-dependent); candidates enter in their stable table order.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ from solver.families import CANDIDATE_FAMILIES, Family, Guard
 from solver.optimize.encode import IntProblem
 from solver.plan import SolveStatus
 
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 1
+"""One worker: deterministic by construction, and with ``linearization_level = 2`` (the LP
+relaxation of every linear constraint) faster on these models than an 8-worker portfolio in
+CP-SAT's deterministic ``interleave_search`` mode (measured: 0.15 s vs 4.4 s on a 12-model fleet
+with whole nodes, inventory and power). More workers are allowed and stay deterministic
+(interleaved), at that cost."""
 SEED = 20240611
 CORE_TIME_LIMIT_S = 10.0
 
@@ -194,6 +200,7 @@ class FleetModel:
         p = solver.parameters
         p.random_seed = SEED
         p.num_workers = workers
+        p.linearization_level = 2
         if workers > 1:
             p.interleave_search = True
         p.max_time_in_seconds = time_limit_s
@@ -290,6 +297,7 @@ def max_capacity(
     p = solver.parameters
     p.random_seed = SEED
     p.num_workers = workers
+    p.linearization_level = 2
     if workers > 1:
         p.interleave_search = True
     p.max_time_in_seconds = time_limit_s
