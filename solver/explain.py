@@ -137,6 +137,24 @@ def _no_candidate_sentences(prep: "Prepared") -> list[str]:
     return out or ["no plan exists even with every constraint family relaxed"]
 
 
+def _relaxed_clause(prep: "Prepared", g: Guard, relaxed: "IntSolution") -> str:
+    """What the cheapest plan looks like once ``g`` alone is relaxed (the other limits kept)."""
+    ip = prep.ip
+    usd = scaling.cents_to_usd(relaxed.cost_cents or 0)
+    f = g.family
+    if f is Family.BUDGET:
+        return f": the cheapest plan within the other limits costs ${usd:,.2f}/h"
+    if f is Family.INVENTORY:
+        n = sum(p for p, s in zip(relaxed.provisioned, ip.systems) if s.accelerator == g.scope)
+        return f"; the cheapest plan within the other limits needs {n} (${usd:,.2f}/h)"
+    if f is Family.POWER:
+        kw = sum(p * s.tdp_w for p, s in zip(relaxed.provisioned, ip.systems)) / 1e3
+        return f": the cheapest plan within the other limits draws {kw:.1f} kW (${usd:,.2f}/h)"
+    if f in (Family.TTFT, Family.TPOT, Family.E2E):
+        return ""
+    return f"; without it the cheapest plan costs ${usd:,.2f}/h ({_usage(prep, relaxed, g)})"
+
+
 def infeasibility_sentences(prep: "Prepared", core: tuple[Guard, ...]) -> list[str]:
     """One sentence per family of the conflict, each with what relaxing it alone would give."""
     if not core:
@@ -146,8 +164,7 @@ def infeasibility_sentences(prep: "Prepared", core: tuple[Guard, ...]) -> list[s
         sentence = _guard_sentence(prep, g)
         relaxed = prep.model.solve(RELAXED_TIME_LIMIT_S, 1, relax=frozenset({g}))
         if relaxed.status.has_plan:
-            sentence += (f" [without it: ${scaling.cents_to_usd(relaxed.cost_cents or 0):.2f}/h, "
-                         f"{_usage(prep, relaxed, g)}]")
+            sentence += _relaxed_clause(prep, g, relaxed)
         out.append(sentence)
     return out
 
