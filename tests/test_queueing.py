@@ -83,3 +83,29 @@ def test_scaling_rounds_conservatively():
         # exact values survive a round trip unchanged
     assert scaling.cents_to_usd(scaling.price_cents(3.59)) == 3.59
     assert scaling.mrps_to_rps(scaling.demand_mrps(6.0)) == 6.0
+
+
+def _simulate_waits(c: int, lam: float, s: float, n: int, seed: int) -> np.ndarray:
+    """FCFS M/M/c by event simulation: each arrival takes the earliest-free slot."""
+    import heapq
+
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1 / lam, n))
+    services = rng.exponential(s, n)
+    free = [0.0] * c
+    waits = np.empty(n)
+    for i in range(n):
+        t = arrivals[i]
+        start = max(t, heapq.heappop(free))
+        waits[i] = start - t
+        heapq.heappush(free, start + services[i])
+    return waits[n // 10:]  # drop the warm-up
+
+
+@pytest.mark.parametrize("c,rho", [(1, 0.7), (8, 0.85), (32, 0.9)])
+def test_erlang_c_against_a_discrete_event_simulation(c, rho):
+    s = 2.0
+    lam = rho * c / s
+    waits = _simulate_waits(c, lam, s, 200_000, seed=c)
+    assert (waits > 0).mean() == pytest.approx(erlang_c(c, lam * s)[0], abs=0.02)
+    assert np.quantile(waits, 0.99) == pytest.approx(wait_quantile_s(c, lam, s, 0.99)[0], rel=0.1)
