@@ -22,7 +22,10 @@ Enumeration (per model, stable order: accelerator, system, quant, KV dtype, TP, 
 - batch caps from ``BATCH_GRID`` up to the memory limit at p99 prompt + p99 output per slot.
   A shape whose weights do not fit even one sequence becomes one memory-violating row at B = 1.
 
-Pruning (:func:`prune_dominated`) then drops candidates that can never be needed by an optimum.
+Pruning (when ``prune``, the default) drops candidates that can never be needed by an optimum,
+in three places: KV dtypes with the same bytes per element as one already enumerated (exact
+ties; recorded as rejected), batch caps of one shape dominated by another batch cap of it, and
+:func:`prune_dominated` across shapes.
 """
 
 from __future__ import annotations
@@ -45,10 +48,6 @@ BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 
 """Batch caps (max concurrent sequences per replica) considered: a 1.5x/2x ladder; engines
 rarely run more than 1024 sequences per replica."""
 TP_CHOICES = (1, 2, 4, 8)
-DEDUPE_KV = False
-"""Skip KV dtypes whose bytes per element (and 'allowed' status) repeat an earlier one: their
-candidates are exact ties, so this only saves time (~25% of table building). Off for now
-because it changes the ``pruned`` counts that checked-in reports record."""
 PP_CHOICES = (1, 2, 4)
 
 
@@ -230,7 +229,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
         if unsupported:
             rejected.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
         for system in cat.systems_for(gpu):
-            for shape, flags in _shapes(cat, d, gpu, system.id, DEDUPE_KV, rejected):
+            for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
                 what = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
                 reason = check_shape(cat, shape)
                 if reason:
