@@ -195,3 +195,13 @@ def test_solves_are_deterministic():
     for _ in range(3):
         again = FleetModel(ip).solve(10, 8)
         assert again.replicas == first.replicas and again.cost_cents == first.cost_cents
+
+
+def test_only_the_cpsat_module_imports_ortools():
+    import subprocess
+    import sys
+
+    code = ("import sys, solver.verify, solver.candidates, solver.optimize.encode, solver.optimize.brute, "
+            "solver.plan, solver.scaling, solver.queueing; print(any(m.startswith('ortools') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
