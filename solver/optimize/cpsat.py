@@ -68,7 +68,6 @@ class IntSolution:
     cost_cents: int | None = None
     bound_cents: float | None = None
     seconds: float = 0.0
-    core: tuple[Guard, ...] = ()
 
     @property
     def gap(self) -> float | None:
