@@ -163,6 +163,7 @@ def single_model_problem(
     gpus: Sequence[str] | None = None, quants: Sequence[str] | None = None,
     headroom: float = 0.0, pricing: str = "on-demand", max_configs: int = 2,
     inventory: dict[str, int] | None = None, cat: Catalog | None = None,
+    max_quality_loss_points: float | None = None,
 ) -> Problem:
     """A one-model problem with fixed lengths (``isl``/``osl`` as every percentile)."""
     def target(ms: float | None) -> LatencyTarget | None:
@@ -176,7 +177,7 @@ def single_model_problem(
             slo=Slo(ttft=target(ttft_p99_ms), tpot=target(tpot_p99_ms), e2e=target(e2e_p99_ms)),
             allowed_accelerators=list(gpus) if gpus else None,
             allowed_quantizations=list(quants) if quants else None,
-            headroom=headroom,
+            headroom=headroom, max_quality_loss_points=max_quality_loss_points,
         )
         problem = Problem(name=f"query-{model}", models=[d],
                           fleet=Fleet(pricing=pricing, max_configs_per_model=max_configs,  # type: ignore[arg-type]
@@ -217,6 +218,30 @@ class CapacityAnswer:
                 if k != "explanation" or self.status is SolveStatus.INFEASIBLE}
 
 
+def _verify_capacity(
+    problem: Problem, cat: Catalog, d: ModelDemand, deps: list[Deployment], rps: float, gpus: int
+) -> None:
+    """Re-check a capacity answer like a plan: the same model served at exactly the answer's
+    rate (no headroom) by these deployments, within an inventory of ``gpus``."""
+    served = d.model_copy(update={"traffic": d.traffic.model_copy(update={"peak_rps": rps}), "headroom": 0.0})
+    inventory = {deps[0].accelerator: gpus} if deps else None
+    as_problem = problem.model_copy(update={
+        "models": [served], "fleet": problem.fleet.model_copy(update={"inventory": inventory})})
+    systems = {}
+    for dep in deps:
+        s = systems.setdefault((dep.accelerator, dep.system), [0, dep.usd_per_gpu_hour])
+        s[0] += dep.gpus
+    uses = tuple(
+        SystemUse(accelerator=a, system=sid, gpus_used=n, gpus_provisioned=n,
+                  nodes=-(-n // cat.system(sid).gpus_per_node), cost_usd_per_hour=n * usd,
+                  power_kw=n * cat.accelerator(a).tdp_w / 1e3)
+        for (a, sid), (n, usd) in systems.items())
+    plan = Plan(problem=problem.name, status=SolveStatus.OPTIMAL,
+                cost_usd_per_hour=sum(u.cost_usd_per_hour for u in uses), bound_usd_per_hour=None,
+                gap=None, solve_seconds=0.0, deployments=tuple(deps), systems=uses)
+    verify_plan(plan, as_problem, cat)
+
+
 def capacity(
     problem: Problem, cat: Catalog, gpus: int, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     workers: int = DEFAULT_WORKERS,
@@ -245,12 +270,21 @@ def capacity(
     deps = []
     rps = 0.0
     used = 0
+    checked: list[Deployment] = []
     for c, r in zip(usable, reps):
         if r == 0:
             continue
         ttft, tpot, e2e = _latencies(c, d, c.capacity_rps)
         rps += c.capacity_rps * r
         used += c.gpus * r
+        checked.append(Deployment(
+            model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
+            quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep, max_batch=c.max_batch,
+            replicas=r, gpus=r * c.gpus, gpus_per_replica=c.gpus, capacity_rps=c.capacity_rps * r,
+            load_rps=c.capacity_rps * r, ttft_p99_ms=ttft, tpot_p99_ms=tpot, e2e_p99_ms=e2e,
+            cost_usd_per_hour=r * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
+            price_id=c.price_id,
+        ))
         deps.append({
             "accelerator": c.accelerator, "system": c.system, "quant": c.quant,
             "kv_dtype": c.kv_dtype, "tp": c.tp, "pp": c.pp, "ep": c.ep, "max_batch": c.max_batch,
@@ -258,6 +292,7 @@ def capacity(
             "ttft_p99_ms": ttft, "tpot_p99_ms": tpot, "e2e_p99_ms": e2e,
             "cost_usd_per_hour": r * c.cost_usd_per_hour,
         })
+    _verify_capacity(problem, cat, d, checked, rps, gpus)
     return CapacityAnswer(
         status=status, model=d.name, accelerator=str(gpu), gpus_budget=gpus, gpus_used=used,
         requests_per_s=rps, output_tokens_per_s=rps * osl,

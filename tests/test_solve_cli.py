@@ -99,3 +99,14 @@ def test_explain_lists_bindings():
     r = run(["explain", str(PROBLEMS / "chat-assistant-70b.yaml"), "--json"])
     out = json.loads(r.output)
     assert any(b["binding"] for b in out["bindings"])
+
+
+def test_quality_limit_on_the_command_line():
+    from solver.catalog import load_catalog
+
+    cat = load_catalog()
+    r = run(["capacity", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--gpus", "13", "--isl", "3000",
+             "--osl", "300", "--ttft-p99-ms", "900", "--tpot-p99-ms", "30", "--max-quality-loss", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    for d in json.loads(r.output)["deployments"]:
+        assert cat.quantization(d["quant"]).quality_loss.points <= 0.5

@@ -116,6 +116,8 @@ def _targets(f):  # type: ignore[no-untyped-def]
         click.option("--tpot-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="p99 TPOT target."),
         click.option("--e2e-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="p99 end-to-end target."),
         click.option("--quant", "quants", multiple=True, help="Allowed quantisation (repeatable; default all)."),
+        click.option("--max-quality-loss", "max_loss", type=click.FloatRange(min=0), default=None,
+                     help="Largest quality loss of a format, accuracy points (default: no limit)."),
         click.option("--pricing", type=click.Choice(["on-demand", "reserved", "spot"]), default="on-demand", show_default=True),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
@@ -137,13 +139,15 @@ def _need_target(ttft: float | None, tpot: float | None, e2e: float | None) -> N
               help="Extra capacity above --rps (0.2 = 20%).")
 @_time_limit
 def query(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms: float | None,
-          e2e_p99_ms: float | None, quants: tuple[str, ...], pricing: str, as_json: bool, rps: float,
+          e2e_p99_ms: float | None, quants: tuple[str, ...], max_loss: float | None, pricing: str,
+          as_json: bool, rps: float,
           gpus: tuple[str, ...], headroom: float, time_limit: float, workers: int) -> None:
     """Cheapest configuration that serves --rps within the p99 targets (no problem file)."""
     _need_target(ttft_p99_ms, tpot_p99_ms, e2e_p99_ms)
     cat = load_catalog()
     problem = api.single_model_problem(model, rps, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
-                                       gpus or None, quants or None, headroom, pricing, cat=cat)
+                                       gpus or None, quants or None, headroom, pricing, cat=cat,
+                                       max_quality_loss_points=max_loss)
     _finish(api.query(problem, cat, time_limit, workers), as_json)
 
 
@@ -155,14 +159,16 @@ def query(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms
               help="Distinct configurations allowed in the split.")
 @_time_limit
 def capacity(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms: float | None,
-             e2e_p99_ms: float | None, quants: tuple[str, ...], pricing: str, as_json: bool, gpu: str,
+             e2e_p99_ms: float | None, quants: tuple[str, ...], max_loss: float | None, pricing: str,
+             as_json: bool, gpu: str,
              n_gpus: int, max_configs: int, time_limit: float, workers: int) -> None:
     """Most traffic --gpus GPUs of --gpu serve within the p99 targets, with the best
     configuration(s) and replica split."""
     _need_target(ttft_p99_ms, tpot_p99_ms, e2e_p99_ms)
     cat = load_catalog()
     problem = api.single_model_problem(model, 1.0, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
-                                       [gpu], quants or None, 0.0, pricing, max_configs, cat=cat)
+                                       [gpu], quants or None, 0.0, pricing, max_configs, cat=cat,
+                                       max_quality_loss_points=max_loss)
     ans = api.capacity(problem, cat, n_gpus, time_limit, workers)
     if as_json:
         emit_json(ans.to_dict())
