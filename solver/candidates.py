@@ -37,12 +37,15 @@ import numpy as np
 
 from solver import scaling
 from solver.catalog import Catalog
-from solver.costmodel import Shape, ShapeTerms, check_shape, max_concurrency, shape_terms
+from solver.costmodel import (
+    Shape, ShapeTerms, check_shape, kv_gib_per_gpu, max_concurrency, shape_terms,
+)
 from solver.families import CANDIDATE_FAMILIES, Family
 from solver.problem import ModelDemand, Problem
-from solver.schemas import Price
 from solver.queueing import wait_quantile_grid
+from solver.schemas import Price
 from solver.slo import SloView, capacity_at_slo, memory_context_tokens, slo_view
+from solver.units import GIB
 
 BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 """Batch caps (max concurrent sequences per replica) considered: a 1.5x/2x ladder; engines
@@ -83,6 +86,10 @@ class Candidate:
     e2e_min_ms: float
     service_s: float
     max_concurrency: int
+    """Largest batch the memory holds at p99 prompt + p99 output per sequence."""
+    weights_gib_per_gpu: float = 0.0
+    kv_gib_per_gpu: float = 0.0
+    """KV cache on the busiest GPU with ``max_batch`` sequences at p99 prompt + p99 output."""
     violations: frozenset[Family] = field(default_factory=frozenset)
 
     @property
@@ -202,6 +209,8 @@ class _ShapeRows:
     loss: float
     limit: int
     view: SloView
+    weights_gib: float
+    kv_gib: np.ndarray
 
 
 def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms) -> tuple[int, SloView, bool]:
@@ -235,7 +244,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 if reason:
                     rejected.append(Rejected(d.name, what, reason))
                     continue
-                limit, view, fits = _evaluate(d, shape, shape_terms(cat, shape))
+                terms = shape_terms(cat, shape)
+                limit, view, fits = _evaluate(d, shape, terms)
                 f = set(flags)
                 if not fits:
                     f.add(Family.MEMORY)
@@ -243,7 +253,9 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                     f.add(Family.TOPOLOGY)
                 pending.append(_ShapeRows(
                     shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                    cat.quantization(shape.quant).quality_loss.points, limit, view))
+                    cat.quantization(shape.quant).quality_loss.points, limit, view,
+                    terms.weight_bytes_gpu / GIB,
+                    kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d))))
     rows, dropped, best = _rows(d, pending, rejected, prune)
     if prune:
         rows, more = prune_dominated(rows)
@@ -271,6 +283,7 @@ def _rows(
         max_concurrency=0,
     )
     owner = np.concatenate([np.full(len(p.view.batch), i) for i, p in enumerate(pending)])
+    kv_gib = np.concatenate([p.kv_gib for p in pending])
     res = capacity_at_slo(view, d)
     cap = res.capacity_rps
     q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
@@ -311,6 +324,7 @@ def _rows(
             tpot_p99_ms=float(view.tpot_ms[i]),
             e2e_p99_ms=float(view.e2e0_ms[i] + w_e2e[i]), e2e_min_ms=float(view.e2e0_ms[i]),
             service_s=float(view.service_s[i]), max_concurrency=max(p.limit, 0),
+            weights_gib_per_gpu=p.weights_gib, kv_gib_per_gpu=float(kv_gib[i]),
             violations=frozenset(v),
         )
 

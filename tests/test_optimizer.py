@@ -205,3 +205,17 @@ def test_only_the_cpsat_module_imports_ortools():
             "solver.plan, solver.scaling, solver.queueing; print(any(m.startswith('ortools') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_three_family_core_config_cap_and_two_inventories():
+    d = demand("m", 10.0)
+    t = table(d, [cand("m", "gpu-a", 1, 1.0), cand("m", "gpu-b", 1, 1.0)])
+    fleet = Fleet(inventory={"gpu-a": 6, "gpu-b": 6}, max_configs_per_model=1)
+    ip = encode([t], fleet)
+    fm = FleetModel(ip)
+    assert fm.solve(5, 1).status is SolveStatus.INFEASIBLE
+    assert set(fm.core()) == {Guard(Family.CONFIGS, "m"), Guard(Family.INVENTORY, "gpu-a"),
+                              Guard(Family.INVENTORY, "gpu-b")}
+    # each member alone lifted makes it feasible (the core is minimal)
+    for g in fm.core():
+        assert fm.solve(5, 1, relax=frozenset({g})).status is SolveStatus.OPTIMAL
