@@ -127,13 +127,18 @@ def _no_candidate_sentences(prep: "Prepared") -> list[str]:
     for m, t in enumerate(prep.tables):
         if any(c.cap_mrps > 0 for c in prep.ip.candidates if c.model == m):
             continue
-        reasons: list[str] = []
+        by_reason: dict[str, list[str]] = {}
         for r in t.rejected:
-            if r.reason not in reasons:
-                reasons.append(r.reason)
-        more = f" (and {len(reasons) - 3} more reasons)" if len(reasons) > 3 else ""
+            by_reason.setdefault(r.reason, []).append(r.what)
+        parts = []
+        for reason, whats in list(by_reason.items())[:3]:
+            more = f" and {len(whats) - 2} more" if len(whats) > 2 else ""
+            parts.append(f"{', '.join(whats[:2])}{more}: {reason}")
+        extra = f" (and {len(by_reason) - 3} more reasons)" if len(by_reason) > 3 else ""
+        if not parts:
+            parts = ["every candidate's capacity within the targets is zero"]
         out.append(f"{t.name}: no shape of {t.demand.model} can serve it on the allowed accelerators: "
-                   + "; ".join(reasons[:3]) + more)
+                   + "; ".join(parts) + extra)
     return out or ["no plan exists even with every constraint family relaxed"]
 
 
