@@ -304,6 +304,7 @@ def _rows(
         keep[:] = False
         keep[order[first]] = True
         keep |= cap_int < 1  # rejected below, with their reason
+
     def make(i: int) -> Candidate:
         p = pending[owner[i]]
         v = set(p.flags)

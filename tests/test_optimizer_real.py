@@ -183,3 +183,18 @@ def test_time_limit_returns_best_plan_with_bound(cat):
         assert plan.bound_usd_per_hour is not None and plan.bound_usd_per_hour <= plan.cost_usd_per_hour + 0.01
     else:
         assert plan.cost_usd_per_hour is None and not plan.explanation
+
+
+def test_verifier_checks_whole_node_packing(cat):
+    from solver.verify import _pack_nodes
+
+    assert _pack_nodes([4, 2, 2, 1, 1, 1, 1], 8) == 2
+    assert _pack_nodes([16, 8, 4, 4], 8) == 4
+    assert _pack_nodes([], 8) == 0
+    problem = _problem([_model("small", "llama-3.1-8b", 20, ["h100-sxm"], ["fp8"])], {"whole_nodes": True})
+    plan = api.solve(problem, cat)
+    (use,) = plan.systems
+    assert use.gpus_provisioned == 8 * use.nodes >= use.gpus_used
+    short = dataclasses.replace(use, nodes=0, gpus_provisioned=0, cost_usd_per_hour=0.0)
+    with pytest.raises(PlanViolation, match="nodes"):
+        verify_plan(dataclasses.replace(plan, systems=(short,), cost_usd_per_hour=0.0), problem, cat)
