@@ -330,6 +330,9 @@ def arch_fields(data: dict[str, Any], where: str) -> tuple[dict[str, Any], list[
     quant = data.get("quantization_config")
     method = quant.get("quant_method") if isinstance(quant, dict) else None
     fields["native_quantization"] = _QUANT_METHODS.get(method, "bf16")
+    skip = quant.get("modules_to_not_convert") if isinstance(quant, dict) else None
+    if moe is not None and isinstance(skip, list) and any("self_attn" in str(x) for x in skip):
+        fields["quant_scope"] = "experts"  # attention kept in 16-bit: only the experts are quantised
     if model_type == "deepseek_v3" and c.integer("num_nextn_predict_layers", 0, min_value=0):
         notes.append("multi-token-prediction layer not counted (not used without speculative decoding)")
     if model_type == "llama4" and "sliding_window" in fields["attention"]:

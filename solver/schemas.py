@@ -165,6 +165,16 @@ class ModelArch(Entry):
     native_quantization: Id = Field(
         default="bf16", description="format of the released weights (e.g. fp8, mxfp4)"
     )
+    quant_scope: Literal["all", "experts"] = Field(
+        default="all",
+        description=(
+            "parameter groups a quantised format covers: 'all' = every matmul weight except the "
+            "token embedding and LM head (which, like norms and the router, stay 16-bit in every "
+            "format); 'experts' = the routed experts only, attention and dense/shared FFNs stay "
+            "16-bit too (gpt-oss: quantization_config.modules_to_not_convert lists self_attn, "
+            "router, embed_tokens, lm_head)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelArch":
@@ -252,6 +262,15 @@ class Efficiency(Entry):
     step_overhead_ms: NonNeg = Field(description="fixed per-decode-step cost (launch, sampling)")
     collective_latency_us: NonNeg = Field(description="latency term of one all-reduce")
     collective_bw_efficiency: Fraction = Field(description="achieved / peak link bandwidth")
+    expert_gemm_overhead_us: NonNeg = Field(
+        default=0.0,
+        description=(
+            "fixed time (microseconds) per routed-expert weight matrix set one GPU streams in one "
+            "MoE layer (a touched expert's gate/up + down GEMMs): pipeline fill and tail of a small "
+            "grouped-GEMM problem, so an expert of S bytes streams at S / (S / BW + t0); 0 = "
+            "plain roofline"
+        ),
+    )
 
 
 class QuantizationsFile(BaseModel):

@@ -44,7 +44,7 @@ CATALOG_FIXTURES = {
 ARCH_FIELDS = (
     "hf_model_type", "num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",
     "intermediate_size", "vocab_size", "tie_word_embeddings", "max_context", "attention", "moe",
-    "native_quantization",
+    "native_quantization", "quant_scope",
 )
 REQUIRED_IDS = {
     "llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b", "llama-2-70b", "mistral-7b",
