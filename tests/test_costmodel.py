@@ -51,17 +51,34 @@ def test_kv_heads_split_over_tp_then_replicated(cat):
     assert r.kv_full_bytes_per_token_gpu == 2 * 48 * 1 * 128 * 2
 
 
-def test_llama70b_fp8_weights_about_70_6_gb(cat):
+def test_llama70b_fp8_weights_embeddings_stay_16_bit(cat):
+    # ModelOpt FP8 checkpoints keep the token embedding and LM head in bf16: 70.6 GB of fp8
+    # matmul weights less the two 1.05 GB tables, plus the tables at 2 bytes -> ~72.7 GB
     t = terms(cat, tp=1, gpu="h200-sxm")
-    assert t.weight_bytes_model / GB == pytest.approx(70.6, abs=0.2)
+    pc = param_counts(cat.model("llama-3.1-70b"))
+    side = pc.embedding_input + pc.lm_head + pc.norms
+    assert t.weight_bytes_model == pytest.approx((pc.total - side) * 1 + side * 2)
+    assert t.weight_bytes_model / GB == pytest.approx(72.66, abs=0.05)
     assert t.weight_bytes_gpu == pytest.approx(t.weight_bytes_model)
+    # a 16-bit format stores everything alike
+    b = terms(cat, quant="bf16", kv="bf16", tp=1, gpu="h200-sxm")
+    assert b.weight_bytes_model == pytest.approx(pc.total * 2)
 
 
 def test_scale_overhead_counts_in_weights(cat):
     q = cat.quantization("nvfp4")
     t = terms(cat, gpu="b200", quant="nvfp4", tp=1)
     pc = param_counts(cat.model("llama-3.1-70b"))
-    assert t.weight_bytes_gpu == pytest.approx(pc.total * 0.5 * (1 + q.scale_overhead_fraction))
+    side = pc.embedding_input + pc.lm_head + pc.norms
+    assert t.weight_bytes_gpu == pytest.approx((pc.total - side) * 0.5 * (1 + q.scale_overhead_fraction) + side * 2)
+
+
+def test_decode_reads_no_input_embedding(cat):
+    # the input embedding is a row lookup: a step streams every dense weight but that table
+    pc = param_counts(cat.model("llama-3.1-8b"))
+    for tp in (1, 2):
+        t = terms(cat, model="llama-3.1-8b", quant="bf16", kv="bf16", tp=tp)
+        assert t.dense_read_bytes_gpu == pytest.approx(t.dense_weight_bytes_gpu - pc.embedding_input * 2 / tp)
 
 
 def test_more_tp_less_memory_per_gpu(cat):
@@ -106,7 +123,11 @@ def test_moe_experts_split_over_all_stage_gpus(cat):
         t = terms(cat, model="mixtral-8x7b", tp=tp, ep=ep)
         assert t.gpus == max(tp, ep)
         assert t.expert_weight_bytes_gpu == pytest.approx(pc.expert_ffn_total / max(tp, ep))
-        assert t.dense_weight_bytes_gpu == pytest.approx(pc.dense / tp)
+        side = pc.embedding_input + pc.lm_head + pc.router + pc.norms  # 16-bit in fp8 checkpoints
+        assert t.dense_weight_bytes_gpu == pytest.approx((pc.dense - side + 2 * side) / tp)
+        # one GPU holds E / ep experts, each whole (ep >= tp) or a 1 / (tp / ep) slice of it
+        assert t.experts_per_gpu_layer == 8 / ep
+        assert t.expert_bytes_per_expert_gpu == pytest.approx(pc.expert_params / (max(tp, ep) // ep))
 
 
 # --------------------------------------------------------------------------- time
@@ -124,7 +145,7 @@ def test_decode_batch1_is_weight_read_bound(cat):
     t = terms(cat, tp=1, gpu="h200-sxm")
     s = decode_step(t, 1, 1000)
     assert str(s.bound) == "memory"
-    weight_ms = t.weight_bytes_gpu / t.bw_bytes_s * 1e3
+    weight_ms = t.dense_read_bytes_gpu / t.bw_bytes_s * 1e3  # all weights but the embedding table
     assert float(s.memory_ms) == pytest.approx(weight_ms, rel=0.01)
     assert float(s.total_ms) == pytest.approx(weight_ms + t.step_overhead_s * 1e3, rel=0.02)
 

@@ -16,6 +16,8 @@ from solver.costmodel.compute import (
     decode_bound,
     decode_step,
     decode_step_ms,
+    expert_fixed_s,
+    expert_gemms,
     expert_touch_fraction,
     prefill,
     prefill_ms,
@@ -37,8 +39,10 @@ from solver.costmodel.shape import (
     UTILISATION,
     Shape,
     ShapeTerms,
+    WeightGroups,
     check_shape,
     shape_terms,
+    weight_groups,
     with_efficiency,
 )
 
@@ -46,7 +50,8 @@ __all__ = [
     "MemoryBudget", "decode_bound", "memory_budget",
     "Estimate", "OperatingPoint", "PREFILL_CHUNK_TOKENS", "RUNTIME_OVERHEAD_GIB", "Shape",
     "ShapeTerms", "StepTime", "UTILISATION", "check_shape", "decode_step", "decode_step_ms",
-    "estimate", "estimate_terms", "expert_touch_fraction", "fit_reason", "kv_budget_bytes_gpu",
+    "WeightGroups", "estimate", "estimate_terms", "expert_fixed_s", "expert_gemms",
+    "expert_touch_fraction", "weight_groups", "fit_reason", "kv_budget_bytes_gpu",
     "kv_bytes_per_seq_gpu", "kv_gib_per_gpu", "max_concurrency", "operating_point", "prefill",
     "prefill_ms", "shape_terms", "with_efficiency",
 ]

@@ -11,8 +11,12 @@ GEMMs run at the peak of the format's compute dtype, attention at the bf16/fp16 
 per-operator rooflines (rather than one max over the whole step) is what a kernel-by-kernel
 engine does: a compute-bound GEMM does not hide a memory-bound attention kernel.
 
-* ``bytes_read`` = the GPU's dense weights + the expected share of its expert weights the
-  step's tokens touch + the KV cache of the sequences it holds.
+* ``bytes_read`` = the GPU's dense weights (less the input embedding, a row lookup) + the
+  expected share of its expert weights the step's tokens touch + the KV cache of the sequences
+  it holds. Each touched expert of each MoE layer also costs a fixed ``t0``
+  (``expert_gemm_overhead_us``, added outside the roofline): small expert matrices run below
+  the roofline, at best ``S / (S / BW + t0)`` for ``S`` bytes.
+* 16-bit weights (LM head; attention too for ``quant_scope: experts``) run at the bf16 peak.
 * Expected distinct experts a batch of ``T`` tokens touches in one MoE layer:
   ``E x (1 - (1 - k/E)^T)`` (each token picks k of E experts, uniform routing assumed); the
   fraction ``1 - (1 - k/E)^T`` of the expert weights is read.
@@ -71,6 +75,36 @@ def expert_touch_fraction(terms: ShapeTerms, tokens: ArrayLike) -> F:
     return 1.0 - (1.0 - terms.experts_per_token / terms.num_experts) ** t
 
 
+def expert_gemms(terms: ShapeTerms, tokens: ArrayLike) -> F:
+    """Expected expert GEMM problems one GPU runs in one stage pass of ``tokens`` tokens:
+    touched experts it holds per MoE layer x the stage's MoE layers (0 for a dense model)."""
+    return (
+        terms.experts_per_gpu_layer * expert_touch_fraction(terms, tokens)
+        * terms.moe_layers / terms.pp
+    )
+
+
+def expert_stream_s(terms: ShapeTerms, tokens: ArrayLike) -> F:
+    """Seconds to stream the touched expert weights of one GPU in one stage pass at the roofline
+    bandwidth: ``n x S / BW`` for ``n`` touched experts of ``S`` bytes (one GPU's share of one
+    expert in one layer); ``n x S`` is ``expert_weight_bytes_gpu`` x the touched share."""
+    n = expert_gemms(terms, tokens)
+    return n * terms.expert_bytes_per_expert_gpu / terms.bw_bytes_s
+
+
+def expert_fixed_s(terms: ShapeTerms, tokens: ArrayLike) -> F:
+    """Fixed time of the expert GEMM problems of one stage pass: ``n x t0``.
+
+    ``t0`` (``expert_gemm_overhead_us``) is what one small grouped-GEMM problem costs beyond its
+    roofline: the M dimension (the expert's tokens) padded up to the tile height, pipeline fill
+    and drain of its first and last tiles, per-expert scale/offset setup. It is added outside the
+    roofline, so its share falls with the matrix size: an expert of ``S`` bytes streams at
+    ``S / (S / BW + t0)`` at best -- fine-grained experts (gpt-oss 2880x2880, DeepSeek 2048x7168)
+    lose far more than Mixtral's 14336x4096. Zero for dense models (no experts).
+    """
+    return expert_gemms(terms, tokens) * terms.expert_gemm_overhead_s
+
+
 def _window_pairs(n: F, w: int) -> F:
     """Sum over query positions i < n of min(i, w): pairs one windowed layer computes."""
     return np.where(n <= w, n * n / 2.0, w * w / 2.0 + (n - w) * w)
@@ -112,8 +146,9 @@ def stage_pass_s(
     ``decode_seqs`` sequences of one micro-batch each decode one token at ``context_tokens``;
     ``prefill_tokens`` prompt tokens (with ``prefill_pair_layers`` attention pairs) ride along.
     ``memory`` and ``compute`` are the plain sums of bytes / bandwidth and FLOP / rate over the
-    operators; ``total`` adds each operator's roofline ``max(bytes / BW, FLOP / rate)`` and the
-    communication (operators run one after another; communication is not overlapped).
+    operators; ``total`` adds each operator's roofline ``max(bytes / BW, FLOP / rate)``, the
+    fixed per-expert-problem time and the communication (operators run one after another;
+    communication is not overlapped).
     """
     b = np.asarray(decode_seqs, dtype=float)
     c = np.asarray(context_tokens, dtype=float)
@@ -124,12 +159,19 @@ def stage_pass_s(
     bw = terms.bw_bytes_s
     rate_dec = terms.peak_flop_s * terms.mfu_decode
     rate_pre = terms.peak_flop_s * terms.mfu_prefill
-    # Dense GEMMs (attention projections, dense FFN, shared experts, LM head): all weights read.
-    dense_mem = terms.dense_weight_bytes_gpu / bw
-    dense_flop = terms.dense_flop_per_token / g
-    dense_cmp = dense_flop * (b / rate_dec + p / rate_pre)
-    # Routed-expert GEMMs: the touched share of the expert weights.
-    exp_mem = terms.expert_weight_bytes_gpu * expert_touch_fraction(terms, tokens) / bw
+    # Dense GEMMs (attention projections, dense FFN, shared experts, LM head): all their weights
+    # read (the input embedding is a row lookup); the 16-bit ones at the 16-bit peak.
+    dense_mem = terms.dense_read_bytes_gpu / bw
+    flop16 = terms.dense_flop16_per_token / g
+    flop_q = terms.dense_flop_per_token / g - flop16
+    a16 = terms.attn_peak_flop_s
+    dense_cmp = (flop_q / rate_dec + flop16 / (a16 * terms.mfu_decode)) * b + (
+        flop_q / rate_pre + flop16 / (a16 * terms.mfu_prefill)
+    ) * p
+    # Routed-expert GEMMs: the touched experts' weights, plus a fixed t0 per touched expert
+    # problem (see expert_fixed_s).
+    exp_mem = expert_stream_s(terms, tokens)
+    exp_fixed = expert_fixed_s(terms, tokens)
     exp_flop = terms.expert_flop_per_token / g
     exp_cmp = exp_flop * (b / rate_dec + p / rate_pre)
     # Decode attention: reads every held sequence's KV; 16-bit math.
@@ -142,7 +184,7 @@ def stage_pass_s(
     mem = dense_mem + exp_mem + att_mem
     comp = dense_cmp + exp_cmp + att_cmp + pre_cmp
     total = (
-        np.maximum(dense_mem, dense_cmp) + np.maximum(exp_mem, exp_cmp)
+        np.maximum(dense_mem, dense_cmp) + np.maximum(exp_mem, exp_cmp) + exp_fixed
         + np.maximum(att_mem, att_cmp) + pre_cmp + comm
     )
     return mem, comp, comm, total

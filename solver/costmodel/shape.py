@@ -121,11 +121,22 @@ class ShapeTerms:
     kv_bytes_per_token_model: float
     """Whole-model KV bytes per token (all layers, all KV heads), before any split."""
     weight_bytes_model: float
+    dense_read_bytes_gpu: float
+    """Dense weights one step streams: ``dense_weight_bytes_gpu`` less the input embedding table
+    (a lookup of one row per token, not a matrix read)."""
+    expert_bytes_per_expert_gpu: float
+    """One routed expert's weights (all its matrices, one MoE layer) as held by one GPU."""
+    experts_per_gpu_layer: float
+    """Routed experts (or expert slices) one GPU holds in one MoE layer: ``num_experts / ep``."""
     # compute, whole replica
     dense_flop_per_token: float
     """2 x (non-expert matmul parameters): every token runs them (input embedding excluded)."""
     expert_flop_per_token: float
     """2 x routed-expert parameters one token uses."""
+    dense_flop16_per_token: float
+    """The part of ``dense_flop_per_token`` whose weights stay 16-bit under the format's scope
+    (the LM head always; attention and dense FFNs too for ``quant_scope: experts``): it runs at
+    the bf16/fp16 peak. Equals ``dense_flop_per_token`` for 16-bit formats."""
     # rates and efficiencies
     peak_bw_bytes_s: float
     """Datasheet HBM bandwidth."""
@@ -134,10 +145,12 @@ class ShapeTerms:
     peak_flop_s: float
     """Dense peak of the matmuls' compute dtype."""
     attn_peak_flop_s: float
-    """Dense bf16/fp16 peak: attention (QK^T, softmax, PV) runs in 16-bit math."""
+    """Dense bf16/fp16 peak: attention (QK^T, softmax, PV) and 16-bit GEMMs run at it."""
     mfu_prefill: float
     mfu_decode: float
     step_overhead_s: float
+    expert_gemm_overhead_s: float
+    """Fixed time per touched expert per MoE layer on one GPU (see ``Efficiency``)."""
     collective_latency_s: float
     collective_bw_efficiency: float
     tp_link: Link
@@ -153,6 +166,7 @@ def with_efficiency(
     mfu_prefill: float | None = None,
     mfu_decode: float | None = None,
     step_overhead_ms: float | None = None,
+    expert_gemm_overhead_us: float | None = None,
 ) -> ShapeTerms:
     """The same shape with other efficiency factors (for calibration); ``None`` keeps a factor."""
     changes: dict[str, float] = {}
@@ -164,12 +178,62 @@ def with_efficiency(
         changes["mfu_decode"] = mfu_decode
     if step_overhead_ms is not None:
         changes["step_overhead_s"] = step_overhead_ms / 1e3
+    if expert_gemm_overhead_us is not None:
+        changes["expert_gemm_overhead_s"] = expert_gemm_overhead_us / 1e6
     return replace(terms, **changes)
 
 
 def _kv_split(m: ModelArch, tp: int) -> float:
     """KV heads one GPU stores: split over TP while n_kv >= TP, else one head (replicated)."""
     return max(1.0, m.num_kv_heads / tp)
+
+
+@dataclass(frozen=True)
+class WeightGroups:
+    """A model's weights in a format, by how they are stored and read (whole model)."""
+
+    quantised_dense_params: float
+    """Non-expert matmul weights the format covers (0 for ``quant_scope: experts``)."""
+    plain_dense_params: float
+    """Non-expert weights kept 16-bit: embeddings, LM head, router, norms (+ attention and dense
+    FFNs for ``quant_scope: experts``)."""
+    expert_params: float
+    """Routed experts, always in the format."""
+    dense_bytes: float
+    expert_bytes: float
+    lookup_bytes: float
+    """The input embedding table's bytes (read by row lookups, not streamed per step)."""
+    plain_matmul_params: float
+    """Matmul weights among ``plain_dense_params`` (the input embedding, a lookup, excluded)."""
+
+
+def weight_groups(m: ModelArch, bytes_per_weight: float) -> WeightGroups:
+    """Split a model's weights by format scope.
+
+    Quantised checkpoints (FP8, FP4, INT4: ``bytes_per_weight < 2``) keep the token embedding,
+    the LM head, the router and the norms in 16-bit (ModelOpt, llm-compressor and the native
+    FP8/MXFP4 releases all exclude them); a model whose release also keeps attention in 16-bit
+    says ``quant_scope: experts``. 16-bit or wider formats store everything alike.
+    """
+    pc = param_counts(m)
+    hi = max(bytes_per_weight, 2.0)
+    matmul = pc.attention + pc.dense_ffn + pc.shared_expert
+    side = pc.embedding_input + pc.lm_head + pc.router + pc.norms
+    if m.quant_scope == "experts" and m.moe is not None:
+        q_dense, plain = 0.0, float(matmul + side)
+        plain_mm = float(matmul + pc.lm_head)
+    else:
+        q_dense, plain = float(matmul), float(side)
+        plain_mm = float(pc.lm_head)
+    return WeightGroups(
+        quantised_dense_params=q_dense,
+        plain_dense_params=plain,
+        expert_params=float(pc.expert_ffn_total),
+        dense_bytes=q_dense * bytes_per_weight + plain * hi,
+        expert_bytes=pc.expert_ffn_total * bytes_per_weight,
+        lookup_bytes=pc.embedding_input * hi,
+        plain_matmul_params=plain_mm,
+    )
 
 
 def check_shape(cat: Catalog, shape: Shape) -> str | None:
@@ -256,11 +320,17 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
     tp, pp, ep = shape.tp, shape.pp, shape.ep
     stage = shape.stage_gpus
 
-    # Weights: every parameter in the format's bytes (incl. scale overhead); dense parts over
-    # TP x PP, routed experts over all GPUs of the replica (see module docstring).
+    # Weights: the format's bytes (incl. scale overhead) for the groups it covers, 16-bit for
+    # the rest (see weight_groups); dense parts over TP x PP, routed experts over all GPUs of
+    # the replica (see module docstring).
     bpw = q.bytes_per_weight
-    dense_w = pc.dense * bpw / (tp * pp)
-    expert_w = pc.expert_ffn_total * bpw / (stage * pp)
+    wg = weight_groups(m, bpw)
+    dense_w = wg.dense_bytes / (tp * pp)
+    expert_w = wg.expert_bytes / (stage * pp)
+    n_exp = m.moe.num_experts if m.moe else 0
+    exp_per_gpu_layer = n_exp / ep if m.moe else 0.0
+    # one expert is whole on its GPU when ep >= tp, else split over the tp / ep GPUs of its group
+    exp_bytes_one = pc.expert_params * bpw / (stage // ep) if m.moe else 0.0
 
     # KV per token: GQA/MHA 2 x n_kv x d_h per layer; MLA one latent (r + d_rope) per layer,
     # which every TP rank keeps whole (vLLM/SGLang replicate the MLA cache across TP).
@@ -324,9 +394,13 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
         kv_full_bytes_per_token_gpu=per_layer_gpu * full_layers * kvb / pp,
         kv_window_bytes_per_token_gpu=per_layer_gpu * window_layers * kvb / pp,
         kv_bytes_per_token_model=kv_model,
-        weight_bytes_model=pc.total * bpw,
+        weight_bytes_model=wg.dense_bytes + wg.expert_bytes,
+        dense_read_bytes_gpu=(wg.dense_bytes - wg.lookup_bytes) / (tp * pp),
+        expert_bytes_per_expert_gpu=exp_bytes_one,
+        experts_per_gpu_layer=exp_per_gpu_layer,
         dense_flop_per_token=2.0 * dense_matmul,
         expert_flop_per_token=2.0 * pc.expert_ffn_active,
+        dense_flop16_per_token=2.0 * (dense_matmul if bpw >= 2.0 else wg.plain_matmul_params),
         peak_bw_bytes_s=acc.hbm_tb_s * TB,
         bw_bytes_s=acc.hbm_tb_s * TB * eff.eta_bw,
         peak_flop_s=peak,
@@ -334,6 +408,7 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
         mfu_prefill=eff.mfu_prefill,
         mfu_decode=eff.mfu_decode,
         step_overhead_s=eff.step_overhead_ms / 1e3,
+        expert_gemm_overhead_s=eff.expert_gemm_overhead_us / 1e6,
         collective_latency_s=eff.collective_latency_us / 1e6,
         collective_bw_efficiency=eff.collective_bw_efficiency,
         tp_link=tp_link,
