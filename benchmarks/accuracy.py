@@ -12,11 +12,26 @@ with the reason. Concurrency per scenario, from the engines' documented behaviou
 
 * offline max-throughput (trtllm-bench): the largest concurrency memory allows, capped at
   4096 / pp (trtllm-bench's ``finetune_setting`` caps the batch at 4096 requests);
+  the TensorRT-LLM PyTorch-backend perf overview (``developer-guide/perf-overview.md``) also
+  states how many requests each run had (3000 for 1024/1024, 1500 for 8192/1024 and 1024/8192,
+  1000 for 32768/1024 and 1024/32768): no more than those can be in flight
+  (:data:`PERF_OVERVIEW_REQUESTS`);
 * ``static batch=N`` / ``concurrency=N``: ``min(N, memory max)``;
 * ``batch=1``: one request (TTFT = prefill alone);
+* memory: TensorRT-LLM gives the KV cache ``free_gpu_memory_fraction`` = 0.9 of the memory
+  *left free after the weights load* (KvCacheConfig default,
+  https://nvidia.github.io/TensorRT-LLM/examples/kvcacheconfig.html), not 0.9 of the whole HBM
+  as vLLM's ``gpu_memory_utilization`` does (the cost model's default); every TensorRT-LLM row
+  gets that rule (:func:`engine_memory`);
 * Poisson ``QPS=q``: Little's law, ``B = q x (TTFT + (OSL - 1) x TPOT(B))`` solved by
   fixed-point iteration; ``QPS=inf`` with 500 requests: all 500 in flight (memory permitting),
   prefilled together before decoding, so their ITL is a decode step without prefill work.
+
+Weights: a precision marked "(as labelled)" is a table's column label, not a checkpoint; the
+row runs the model's released checkpoint (catalog ``native_quantization``). The gpt-oss rows of
+the perf overview are such: the doc lists the NVIDIA ModelOpt FP4/FP8 checkpoints it used and
+none is a gpt-oss one, so H100/H200 ran openai/gpt-oss-120b itself -- MXFP4 experts with the
+Triton MoE backend its llm_options name for Hopper -- under the column label "FP8".
 
 Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
 odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``mfu_prefill``, ``mfu_decode`` and
@@ -29,10 +44,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +95,10 @@ class Case:
     shape: Shape
     isl: int
     osl: int
-    concurrency: str  # "max", "n:<N>", "qps:<q>", "burst:<N>"
+    concurrency: str  # "max", "max:<requests>", "n:<N>", "qps:<q>", "burst:<N>"
     metric: str
     measured: float
+    engine: str = "generic"
 
     @property
     def split(self) -> str:
@@ -91,6 +108,12 @@ class Case:
 def _num(s: str) -> int | None:
     s = (s or "").strip()
     return int(float(s)) if re.fullmatch(r"\d+(\.\d+)?", s) else None
+
+
+@functools.cache
+def _native_format(model: str) -> str:
+    """Format of a catalog model's released weights (``native_quantization``)."""
+    return load_catalog().model(model).native_quantization
 
 
 def _formats(precision: str, family_hint: str) -> tuple[str, str] | None:
@@ -146,6 +169,8 @@ def map_row(i: int, r: dict[str, str]) -> Case | str:
     fmt = _formats(r["precision"], gpu)
     if fmt is None:
         return f"precision {r['precision']!r} not stated"
+    if "as labelled" in r["precision"].lower():
+        fmt = (_native_format(model), fmt[1])  # the released checkpoint's format
     n = _num(r["num_gpus"]) or 1
     tp, pp, ep = _num(r["tp"]), _num(r["pp"]) or 1, _num(r["ep"]) or 1
     text = (scen + " " + r["notes"]).lower()
@@ -166,6 +191,9 @@ def map_row(i: int, r: dict[str, str]) -> Case | str:
         conc = f"n:{m.group(1)}"
     elif "offline" in scen:
         conc = "max"
+        req = PERF_OVERVIEW_REQUESTS.get((isl, osl))
+        if "perf-overview.md" in r["source"] and "pytorch backend" in r["notes"].lower() and req:
+            conc = f"max:{req}"
     else:
         return f"scenario {r['scenario']!r} not mapped"
     shape = Shape(model, gpu, None, fmt[0], fmt[1], tp=tp, pp=pp, ep=ep)
@@ -173,7 +201,7 @@ def map_row(i: int, r: dict[str, str]) -> Case | str:
         f"{r['engine'].split(' (')[0][:12]} {model} {n}x{gpu} tp{tp}" + (f" ep{ep}" if ep > 1 else "")
         + f" {fmt[0]}/{fmt[1]} {isl}/{osl} {scen[:22]}"
     )
-    return Case(i, label, shape, isl, osl, conc, metric, float(r["value"]))
+    return Case(i, label, shape, isl, osl, conc, metric, float(r["value"]), r["engine"])
 
 
 def load_cases(path: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
@@ -189,6 +217,22 @@ def load_cases(path: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
     return cases, skipped
 
 
+TRTLLM_FREE_FRACTION = 0.9
+PERF_OVERVIEW_REQUESTS = {(1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500,
+                          (32768, 1024): 1000, (1024, 32768): 1000}
+"""``--num-requests`` per ISL/OSL in the perf overview's "Preparing a Dataset" table."""
+
+
+def engine_memory(terms: ShapeTerms, engine: str) -> ShapeTerms:
+    """The shape with the engine's memory rule: TensorRT-LLM's KV cache takes 0.9 of what the
+    weights, runtime and activations leave free; other engines keep the cost model's cap."""
+    if not engine.lower().startswith("tensorrt-llm"):
+        return terms
+    fixed = terms.weight_bytes_gpu + terms.overhead_bytes_gpu + terms.activation_bytes_gpu
+    usable = fixed + TRTLLM_FREE_FRACTION * max(terms.hbm_bytes - fixed, 0.0)
+    return replace(terms, usable_bytes=min(usable, terms.hbm_bytes))
+
+
 def predict(terms: ShapeTerms, c: Case) -> float:
     """The model's value of ``c.metric`` for one case."""
     kind, _, arg = c.concurrency.partition(":")
@@ -196,7 +240,7 @@ def predict(terms: ShapeTerms, c: Case) -> float:
     if cap < 1:
         raise InputError("does not fit in memory")
     if kind == "max":
-        b = min(cap, TRTLLM_BENCH_MAX_BATCH // terms.pp)
+        b = min(cap, TRTLLM_BENCH_MAX_BATCH // terms.pp, int(arg) if arg else cap)
     elif kind in ("n", "burst"):
         b = min(int(arg), cap)
     else:  # Poisson load: Little's law fixed point
@@ -220,7 +264,7 @@ def predict(terms: ShapeTerms, c: Case) -> float:
     }[c.metric]
 
 
-FACTORS = ("eta_bw", "mfu_prefill", "mfu_decode", "step_overhead_ms")
+FACTORS = ("eta_bw", "mfu_prefill", "mfu_decode", "step_overhead_ms", "expert_gemm_overhead_us")
 # Search ranges: physically plausible values only. HBM copy kernels reach 85-92 % of the
 # datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); dense GEMM MFU stays below ~0.8;
 # an engine step (scheduling, sampling, launches with CUDA graphs) costs at most a few ms.
@@ -229,6 +273,9 @@ GRID = {
     "mfu_prefill": np.round(np.arange(0.20, 0.801, 0.025), 3),
     "mfu_decode": np.round(np.arange(0.10, 0.801, 0.025), 3),
     "step_overhead_ms": np.round(np.arange(0.0, 4.01, 0.25), 2),
+    # per touched expert per MoE layer per GPU; a grouped-GEMM problem's fill/drain is a few us
+    # (one wave of CTAs ~2-5 us); 40 us would be a kernel launch per expert and more
+    "expert_gemm_overhead_us": np.round(np.arange(0.0, 40.01, 1.0), 1),
 }
 
 
@@ -302,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     usable: list[Case] = []
     for c in cases:
         try:
-            t = shape_terms(cat, c.shape)
+            t = engine_memory(shape_terms(cat, c.shape), c.engine)
             predict(t, c)
         except InputError as exc:
             skipped.append((c.row, c.label, f"estimate refuses it: {exc}"))

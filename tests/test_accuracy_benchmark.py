@@ -40,3 +40,35 @@ def test_precision_mapping(acc):
     assert acc._formats("NVFP4 weights, FP16 KV", "b200") == ("nvfp4", "fp16")
     assert acc._formats("FP16", "a100-80gb") == ("fp16", "fp16")
     assert acc._formats("not stated", "h100-sxm") is None
+
+
+def _row(**kw) -> dict[str, str]:
+    r = {"source": "https://github.com/NVIDIA/TensorRT-LLM/blob/x/docs/source/developer-guide/perf-overview.md",
+         "engine": "TensorRT-LLM", "model": "gpt-oss-120b", "gpu": "H100 SXM 80GB", "num_gpus": "4",
+         "tp": "", "pp": "1", "ep": "4", "precision": "FP8 (as labelled)", "isl": "1024", "osl": "1024",
+         "scenario": "offline", "metric": "output_tokens_per_s_per_gpu", "value": "4715",
+         "notes": "trtllm-bench throughput, PyTorch backend, max load; parallelism DEP4"}
+    return r | kw
+
+
+def test_as_labelled_runs_the_released_checkpoint_and_requests_cap(acc):
+    c = acc.map_row(81, _row())
+    assert (c.shape.quant, c.shape.tp, c.shape.ep) == ("mxfp4", 1, 4)
+    assert c.concurrency == "max:3000"  # perf overview: 3000 requests at 1024/1024
+    assert acc.map_row(0, _row(isl="8192")).concurrency == "max:1500"
+    # a precision that names the weights is taken as given; other sources are not capped
+    other = acc.map_row(0, _row(precision="FP8 W/A, FP8 KV", source="https://example.org/other"))
+    assert (other.shape.quant, other.concurrency) == ("fp8", "max")
+
+
+def test_trtllm_kv_cache_takes_a_fraction_of_free_memory(acc):
+    from solver.catalog import load_catalog
+    from solver.costmodel import kv_budget_bytes_gpu, shape_terms
+    from solver.costmodel.shape import Shape
+
+    t = shape_terms(load_catalog(), Shape("llama-3.1-70b", "h100-sxm", None, "fp16", "fp16", tp=2))
+    fixed = t.weight_bytes_gpu + t.overhead_bytes_gpu + t.activation_bytes_gpu
+    trt = acc.engine_memory(t, "TensorRT-LLM")
+    assert kv_budget_bytes_gpu(trt) == pytest.approx(0.9 * (t.hbm_bytes - fixed))
+    assert kv_budget_bytes_gpu(trt) > kv_budget_bytes_gpu(t)  # 0.9 of the free part, not of all HBM
+    assert acc.engine_memory(t, "vLLM") is t
