@@ -61,10 +61,12 @@ def test_single_model_scarce_type_splits(cat):
     free = _problem([base])
     cost_free = _cpsat_vs_brute(free, cat)
     plan_free = api.solve(free, cat)
-    cheap = {d.accelerator for d in plan_free.deployments}
-    assert len(cheap) == 1
-    (gpu,) = cheap
-    used = sum(d.gpus for d in plan_free.deployments)
+    # the type the unconstrained plan leans on most (the cost model decides whether it mixes)
+    per_type: dict[str, int] = {}
+    for d in plan_free.deployments:
+        per_type[d.accelerator] = per_type.get(d.accelerator, 0) + d.gpus
+    gpu = max(per_type, key=lambda a: (per_type[a], a))
+    used = per_type[gpu]
     scarce = _problem([base], {"inventory": {gpu: max(used // 2, 1)}})
     cost_scarce = _cpsat_vs_brute(scarce, cat)
     plan = api.solve(scarce, cat)
