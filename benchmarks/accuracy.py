@@ -31,7 +31,9 @@ Weights: a precision marked "(as labelled)" is a table's column label, not a che
 row runs the model's released checkpoint (catalog ``native_quantization``). The gpt-oss rows of
 the perf overview are such: the doc lists the NVIDIA ModelOpt FP4/FP8 checkpoints it used and
 none is a gpt-oss one, so H100/H200 ran openai/gpt-oss-120b itself -- MXFP4 experts with the
-Triton MoE backend its llm_options name for Hopper -- under the column label "FP8".
+Triton MoE backend its llm_options name for Hopper -- under the column label "FP8". The same
+llm_options set the KV cache to ``fp8  # Hopper: use auto``, so every gpt-oss row of that doc on
+H100/H200 keeps a bf16 KV cache (the refdata notes say so for some of them, not all).
 
 Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
 odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``mfu_prefill``, ``mfu_decode`` and
@@ -171,6 +173,9 @@ def map_row(i: int, r: dict[str, str]) -> Case | str:
         return f"precision {r['precision']!r} not stated"
     if "as labelled" in r["precision"].lower():
         fmt = (_native_format(model), fmt[1])  # the released checkpoint's format
+    if (model.startswith("gpt-oss") and "perf-overview.md" in r["source"]
+            and gpu in ("h100-sxm", "h200-sxm")):
+        fmt = (fmt[0], "bf16")  # the overview's GPT-OSS llm_options: KV "fp8  # Hopper: use auto"
     n = _num(r["num_gpus"]) or 1
     tp, pp, ep = _num(r["tp"]), _num(r["pp"]) or 1, _num(r["ep"]) or 1
     text = (scen + " " + r["notes"]).lower()

@@ -53,7 +53,10 @@ def _row(**kw) -> dict[str, str]:
 
 def test_as_labelled_runs_the_released_checkpoint_and_requests_cap(acc):
     c = acc.map_row(81, _row())
-    assert (c.shape.quant, c.shape.tp, c.shape.ep) == ("mxfp4", 1, 4)
+    assert (c.shape.quant, c.shape.kv_dtype, c.shape.tp, c.shape.ep) == ("mxfp4", "bf16", 1, 4)
+    # Blackwell runs of the same doc keep the FP8 KV cache its llm_options set
+    bw = acc.map_row(78, _row(gpu="B200 180GB", precision="FP4 (as labelled), FP8 KV", ep="2", num_gpus="2"))
+    assert (bw.shape.quant, bw.shape.kv_dtype) == ("mxfp4", "fp8")
     assert c.concurrency == "max:3000"  # perf overview: 3000 requests at 1024/1024
     assert acc.map_row(0, _row(isl="8192")).concurrency == "max:1500"
     # a precision that names the weights is taken as given; other sources are not capped
