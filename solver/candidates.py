@@ -31,7 +31,7 @@ ties; recorded as rejected), batch caps of one shape dominated by another batch 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -392,6 +392,35 @@ def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
     return kept, int(dropped.sum())
 
 
+def _table_key(d: ModelDemand) -> str:
+    """Everything a table depends on except the model's name and its load: capacity per replica
+    is a property of the shape, the lengths and the targets, not of how much traffic there is."""
+    t = d.traffic
+    return d.model_copy(update={
+        "name": "_", "headroom": 0.0, "traffic": t.model_copy(update={"peak_rps": 1.0}),
+    }).model_dump_json()
+
+
+def _renamed(t: ModelTable, d: ModelDemand) -> ModelTable:
+    def mv(c: Candidate) -> Candidate:
+        return replace(c, model=d.name)
+
+    return ModelTable(
+        d, tuple(mv(c) for c in t.candidates),
+        tuple(replace(r, model=d.name) for r in t.rejected), t.pruned,
+        {k: mv(c) for k, c in t.best.items()},
+    )
+
+
 def build_tables(problem: Problem, cat: Catalog, prune: bool = True) -> tuple[ModelTable, ...]:
-    """One candidate table per model of the problem, pruned unless ``prune=False``."""
-    return tuple(model_table(cat, problem, d, prune) for d in problem.models)
+    """One candidate table per model of the problem, pruned unless ``prune=False``. Models
+    that differ only in name and load (the same model serving several applications) share
+    one evaluation."""
+    done: dict[str, ModelTable] = {}
+    out = []
+    for d in problem.models:
+        key = _table_key(d)
+        if key not in done:
+            done[key] = model_table(cat, problem, d, prune)
+        out.append(_renamed(done[key], d) if done[key].demand is not d else done[key])
+    return tuple(out)

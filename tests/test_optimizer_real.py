@@ -200,3 +200,16 @@ def test_verifier_checks_whole_node_packing(cat):
     short = dataclasses.replace(use, nodes=0, gpus_provisioned=0, cost_usd_per_hour=0.0)
     with pytest.raises(PlanViolation, match="nodes"):
         verify_plan(dataclasses.replace(plan, systems=(short,), cost_usd_per_hour=0.0), problem, cat)
+
+
+def test_repeated_models_share_one_table_evaluation(cat):
+    from solver.candidates import model_table
+
+    problem = _problem([_model("app-a", "llama-3.1-8b", 20, ["l40s", "h100-sxm"], ["fp8"]),
+                        _model("app-b", "llama-3.1-8b", 70, ["l40s", "h100-sxm"], ["fp8"]),
+                        _model("app-c", "llama-3.1-8b", 20, ["l40s", "h100-sxm"], ["fp8"], tpot=30)])
+    shared = build_tables(problem, cat)
+    alone = [model_table(cat, problem, d) for d in problem.models]
+    for a, b in zip(shared, alone):
+        assert a.candidates == b.candidates and a.rejected == b.rejected and a.best == b.best
+        assert a.load_rps == b.load_rps and all(c.model == a.name for c in a.candidates)
