@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from solver import scaling
-from solver.families import Family, Guard
+from solver.families import CANDIDATE_FAMILIES, Family, Guard
 
 if TYPE_CHECKING:
     from solver.api import Prepared
@@ -187,10 +187,21 @@ def _at_target(prep: "Prepared", sol: "IntSolution", g: Guard) -> bool:
 
 
 def bindings(prep: "Prepared", sol: "IntSolution", time_limit_s: float, workers: int) -> list[Binding]:
-    """For each family of the model: relax it alone, re-optimise, compare the cost."""
+    """For each family of the model: relax it alone, re-optimise (from the plan as a hint),
+    compare the cost. A per-candidate family is skipped (slack, no solve) when no candidate
+    breaks that family alone: relaxing it would then admit no new candidate."""
     out = []
+    ip = prep.ip
     for g in prep.model.guards:
-        relaxed = prep.model.solve(time_limit_s, workers, relax=frozenset({g}))
+        if g.family in CANDIDATE_FAMILIES:
+            m = ip.models.index(g.scope)
+            if not any(ip.candidates[i].violations == {g.family} for i in ip.by_model(m)):
+                out.append(Binding(g.family.value, g.scope, g.name, g.family.description,
+                                   _at_target(prep, sol, g) if g.family in (Family.TTFT, Family.E2E) else False,
+                                   scaling.cents_to_usd(sol.cost_cents or 0),
+                                   f"plan uses {_usage(prep, sol, g)}; no candidate is held back by it alone"))
+                continue
+        relaxed = prep.model.solve(time_limit_s, workers, relax=frozenset({g}), hint=sol)
         cost = relaxed.cost_cents if relaxed.status.has_plan else None
         binding = cost is not None and sol.cost_cents is not None and cost < sol.cost_cents
         detail = f"plan uses {_usage(prep, sol, g)}"

@@ -212,10 +212,19 @@ class FleetModel:
 
     def solve(
         self, time_limit_s: float = 10.0, workers: int = DEFAULT_WORKERS,
-        relax: frozenset[Guard] = frozenset(),
+        relax: frozenset[Guard] = frozenset(), hint: IntSolution | None = None,
     ) -> IntSolution:
-        """Optimise with every guard enforced except those in ``relax``."""
+        """Optimise with every guard enforced except those in ``relax``. ``hint``: a plan to
+        start from (replaces any hints set before; without it, hints are left as they are)."""
         self._assume(relax)
+        if hint is not None and hint.status.has_plan:
+            self.model.clear_hints()
+            for var, value in zip(self.r, hint.replicas):
+                self.model.add_hint(var, value)
+            for var, value in zip(self.P, hint.provisioned):
+                self.model.add_hint(var, value)
+            for var, value in zip(self.N, hint.nodes):
+                self.model.add_hint(var, value)
         if not self.ip.candidates:
             return IntSolution(SolveStatus.INFEASIBLE)
         solver = self._solver(time_limit_s, workers)
