@@ -26,6 +26,10 @@ Pruning (when ``prune``, the default) drops candidates that can never be needed 
 in three places: KV dtypes with the same bytes per element as one already enumerated (exact
 ties; recorded as rejected), batch caps of one shape dominated by another batch cap of it, and
 :func:`prune_dominated` across shapes.
+
+A table depends on the model, lengths, targets, allowed options and pricing, never on the load:
+capacity is per replica. Models of one problem that differ only in name and load share one
+evaluation (:func:`build_tables`).
 """
 
 from __future__ import annotations
