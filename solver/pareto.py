@@ -1,9 +1,10 @@
 """Pareto sets over cost and a latency (or quality) axis, by epsilon-constraint re-solves.
 
 For a latency axis (``ttft``, ``tpot``, ``e2e``) every model's target on that axis is scaled by a
-factor f (tighter below 1, looser above 1) on a geometric grid that runs from the tightest factor
-any allowed candidate could meet up to ``LOOSEST_FACTOR``. A model without a target on the axis
-gets the value its configuration reaches in the base plan, so it is swept too. For ``quality``
+factor f (tighter below 1, looser above 1) on a geometric grid that runs from 25% above the
+tightest factor any allowed candidate could meet (``FLOOR_MARGIN``) up to ``LOOSEST_FACTOR``.
+A model without a target on the axis gets the value its configuration reaches in the base plan,
+so it is swept too. For ``quality``
 the bound ``max_quality_loss_points`` takes each distinct loss of the allowed formats. Each point
 is a full solve, hinted with the previous point's replicas (hints only guide the search), and a
 verified plan. Dominated points (no cheaper and no better on every axis) are removed.
@@ -34,6 +35,8 @@ AXIS_KEY = {"ttft": "ttft_p99_ms", "tpot": "tpot_p99_ms", "e2e": "e2e_p99_ms",
             "quality": "quality_loss_points"}
 LOOSEST_FACTOR = 2.0
 """The sweep goes up to twice the stated targets: 'what would I save if I relaxed them?'"""
+FLOOR_MARGIN = 1.25
+"""The tightest setting swept is 25% above the best zero-load latency any candidate reaches."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,15 @@ def parse_axes(text: str) -> tuple[str, ...]:
     if len(set(axes)) != len(axes) or len(axes) > 2:
         raise InputError("--axis: give one axis, or two different ones separated by a comma")
     return axes
+
+
+def default_axis(problem: Problem) -> str:
+    """The latency axis users of this problem care about: TTFT if any model targets it, else
+    TPOT, else end-to-end."""
+    for axis in LATENCY_AXES:
+        if any(getattr(d.slo, axis) is not None for d in problem.models):
+            return axis
+    return "ttft"
 
 
 def plan_value(plan: Plan, axis: str, cat: Catalog) -> float:
@@ -138,7 +150,9 @@ def _latency_settings(prep: Prepared, problem: Problem, axis: str, base: dict[st
         ref = target.max_ms if target else base.get(t.name)
         if best is not None and ref:
             tightest = max(tightest, getattr(best, floor_key) / ref)
-    lo = min(max(tightest, 0.05), 1.0)
+    # Right at the zero-load floor a target is met only as utilisation goes to zero (replica
+    # counts explode); start the sweep FLOOR_MARGIN above it.
+    lo = min(max(tightest * FLOOR_MARGIN, 0.05), 1.0)
     if points == 1:
         return [1.0]
     ratio = (LOOSEST_FACTOR / lo) ** (1 / (points - 1))

@@ -76,3 +76,27 @@ def test_cli_pareto_json_and_bad_points() -> None:
     assert bad.exit_code == 2 and "--points must be >= 2" in bad.output
     bad = runner.invoke(main, ["pareto", str(CHAT), "--axis", "price"])
     assert bad.exit_code == 2 and "unknown axis" in bad.output
+
+
+def test_solve_returns_pareto_by_default_and_no_pareto_skips() -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["solve", str(CHAT), "--json", "--points", "3"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["pareto"]["axes"] == ["ttft"]
+    costs = [p["cost_usd_per_hour"] for p in out["pareto"]["points"]]
+    # The cheapest plan is the cheapest point of its own front.
+    assert min(costs) == pytest.approx(out["cost_usd_per_hour"])
+    res = runner.invoke(main, ["solve", str(CHAT), "--json", "--no-pareto"])
+    assert "pareto" not in json.loads(res.output)
+    bad = runner.invoke(main, ["solve", str(CHAT), "--axis", "quality"])
+    assert bad.exit_code == 2 and "latency axis" in bad.output
+
+
+def test_sweep_stays_clear_of_the_zero_load_floor() -> None:
+    """Near the floor only vanishing utilisation meets a target; the sweep stops 25% above it."""
+    cat = load_catalog()
+    problem = load_problem(CHAT, cat)
+    res = pareto(problem, cat, ("ttft",), points=4)
+    base = min(p.plan.cost_usd_per_hour for p in res.points)
+    assert max(p.plan.cost_usd_per_hour for p in res.points) < 50 * base

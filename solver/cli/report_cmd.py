@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from solver.catalog import load_catalog
-from solver.cli.output import emit_json, table
+from solver.cli.output import emit_json, progress_bar, table
 from solver.errors import InputError
 from solver.pareto import AXES, AXIS_KEY, pareto, parse_axes
 from solver.problem import load_problem
@@ -18,19 +16,6 @@ from solver.report import make_report, write_report
 
 AXIS_HELP = (f"Axis to trade against cost: {', '.join(AXES)}; two axes separated by a comma "
              "(e.g. ttft,quality) give a cost x latency x quality set.")
-
-
-@contextmanager
-def progress_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when it is a terminal and output is not JSON; else nothing."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
-        def update(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done - bar.pos)
-        yield update
 
 
 def _check_points(points: int) -> None:

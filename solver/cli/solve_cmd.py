@@ -14,9 +14,10 @@ import click
 from solver import api
 from solver.catalog import load_catalog
 from solver.cli import EXIT_INFEASIBLE
-from solver.cli.output import emit_json, fmt, table
+from solver.cli.output import emit_json, fmt, progress_bar, table
 from solver.errors import InputError
 from solver.optimize.cpsat import DEFAULT_WORKERS
+from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
 from solver.plan import Plan
 from solver.problem import load_problem
 
@@ -67,17 +68,56 @@ def _finish(plan: Plan, as_json: bool) -> None:
 @click.command()
 @click.argument("problem_file", type=click.Path(path_type=Path))
 @_time_limit
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def solve(problem_file: Path, time_limit: float, workers: int, as_json: bool) -> None:
-    """Cheapest fleet for PROBLEM_FILE that meets every target and limit.
+@click.option("--pareto/--no-pareto", "with_pareto", default=True, show_default=True,
+              help="Also sweep the cost-latency Pareto set (a few extra solves).")
+@click.option("--axis", default=None,
+              help="Latency axis of the Pareto set: ttft, tpot or e2e "
+                   "(default: ttft if any model targets it, else tpot, else e2e).")
+@click.option("--points", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Settings of the Pareto sweep.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the plan as JSON (with a 'pareto' object unless --no-pareto).")
+def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool, axis: str | None,
+          points: int, as_json: bool) -> None:
+    """Cheapest fleet for PROBLEM_FILE that meets every target and limit, and beside it the
+    Pareto set of plans trading cost against p99 latency.
 
     Prints the deployments (configuration, replicas, load share, p99 latencies at that load,
     cost) and the GPUs provisioned per node shape; an infeasible problem prints the minimal set
     of conflicting constraint families, one sentence each (exit 1).
+
+    \b
+      fleetplan solve problems/chat-assistant-70b.yaml
+      fleetplan solve problems/multi-model-fleet.yaml --no-pareto --json
     """
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
-    _finish(api.solve(problem, cat, time_limit, workers), as_json)
+    axes = parse_axes(axis or default_axis(problem))
+    if any(a == "quality" for a in axes):
+        raise InputError("--axis: solve sweeps a latency axis (ttft, tpot, e2e); use `fleetplan pareto --axis quality`")
+    plan = api.solve(problem, cat, time_limit, workers)
+    front = None
+    if with_pareto and plan.status.has_plan:
+        with progress_bar(not as_json, "Pareto sweep") as update:
+            front = pareto(problem, cat, axes, points, time_limit, workers, progress=update, base_plan=plan)
+    if as_json:
+        out = plan.to_dict()
+        if front is not None:
+            out["pareto"] = front.to_dict()
+        emit_json(out)
+    else:
+        _print_plan(plan)
+        if front is not None:
+            click.echo("")
+            click.echo(f"Pareto set, cost vs worst p99 {axes[0].upper()} ({len(front.points)} plans, {front.solves} solves):")
+            key = AXIS_KEY[axes[0]]
+            rows = [{"cost_usd_per_hour": p["cost_usd_per_hour"], key: p[key],
+                     "plan": "; ".join(f"{d['model']}: {d['replicas']}x {d['accelerator']} {d['quant']} TP{d['tp']}"
+                                       for d in p["deployments"])}
+                    for p in front.to_dict()["points"]]
+            click.echo(table(rows, ["cost_usd_per_hour", key, "plan"]))
+    if not plan.status.has_plan:
+        sys.exit(EXIT_INFEASIBLE)
 
 
 @click.command()
