@@ -100,3 +100,14 @@ def test_sweep_stays_clear_of_the_zero_load_floor() -> None:
     res = pareto(problem, cat, ("ttft",), points=4)
     base = min(p.plan.cost_usd_per_hour for p in res.points)
     assert max(p.plan.cost_usd_per_hour for p in res.points) < 50 * base
+
+
+def test_two_axis_sweep_is_non_dominated_in_three_objectives() -> None:
+    cat = load_catalog()
+    problem = load_problem(CHAT, cat)
+    res = pareto(problem, cat, ("ttft", "quality"), points=3)
+    vecs = [(p.plan.cost_usd_per_hour, p.values["ttft"], p.values["quality"]) for p in res.points]
+    assert len(vecs) >= 2 and len({v[2] for v in vecs}) >= 2  # both bf16 and fp8 plans appear
+    for a in vecs:
+        for b in vecs:
+            assert not (b != a and all(x <= y for x, y in zip(b, a))), (b, "dominates", a)
