@@ -13,7 +13,7 @@ from typing import Any
 
 from solver import __version__
 from solver.report import plots
-from solver.report.content import DeploymentView, ReportContent
+from solver.report.content import DeploymentView, ReportContent, problem_paragraph
 
 REPORT_SCHEMA_VERSION = 1
 AXIS_LABELS = {
@@ -105,8 +105,6 @@ def to_markdown(content: ReportContent) -> str:
     out = [f"# fleetplan report: {pr.name}", ""]
     if pr.description:
         out += [pr.description.strip(), ""]
-    from solver.report.content import problem_paragraph
-
     out += ["## Problem", "", problem_paragraph(pr), "", "## Result", "", _headline(content), ""]
     if not content.feasible:
         out += ["Why: the constraint families below conflict; relax at least one of them.", ""]
@@ -202,10 +200,9 @@ def _plots(content: ReportContent) -> list[str]:
         costs = [p["cost_usd_per_hour"] for p in content.pareto_points]
         vals = [p[key] for p in content.pareto_points]
         chosen = None
-        if content.plan.cost_usd_per_hour is not None:
-            worst = max((getattr(v.deployment, key, 0.0) for v in views), default=0.0) if key != "quality_loss_points" else None
-            if worst is not None:
-                chosen = (content.plan.cost_usd_per_hour, worst)
+        if content.plan.cost_usd_per_hour is not None and key != "quality_loss_points":
+            worst = max((getattr(v.deployment, key) for v in views), default=0.0)
+            chosen = (content.plan.cost_usd_per_hour, worst)
         figs.append(_figure(plots.pareto_svg(costs, vals, chosen, label),
                             "Cost-latency Pareto front; the star is the chosen plan.", "plot-pareto"))
     if views:
@@ -224,8 +221,6 @@ def _plots(content: ReportContent) -> list[str]:
 def to_html(content: ReportContent) -> str:
     e = html.escape
     pr = content.problem
-    from solver.report.content import problem_paragraph
-
     parts = [f"<h1>fleetplan report: {e(pr.name)}</h1>"]
     if pr.description:
         parts.append(f"<p>{e(pr.description.strip())}</p>")
