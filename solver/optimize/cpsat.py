@@ -100,6 +100,29 @@ def guards_of(ip: IntProblem) -> list[Guard]:
     return out
 
 
+def configured_solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
+    """A CP-SAT solver with fleetplan's fixed seed, worker count and (deterministic) time limit."""
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.random_seed = SEED
+    p.num_workers = workers
+    p.linearization_level = 2
+    if workers > 1:
+        p.interleave_search = True
+    p.max_time_in_seconds = time_limit_s
+    p.max_deterministic_time = time_limit_s
+    return solver
+
+
+def neutral_status(code: int) -> SolveStatus:
+    """CP-SAT's status code as fleetplan's solver-neutral status."""
+    return {
+        cp_model.OPTIMAL: SolveStatus.OPTIMAL,
+        cp_model.FEASIBLE: SolveStatus.FEASIBLE,
+        cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
+    }.get(code, SolveStatus.UNKNOWN)
+
+
 class FleetModel:
     """Builds the CP-SAT model once; solves it under any subset of guards."""
 
@@ -194,18 +217,6 @@ class FleetModel:
         self.model.minimize(self._cost())
 
     # -- solving -----------------------------------------------------------------------------
-    def _solver(self, time_limit_s: float, workers: int) -> cp_model.CpSolver:
-        solver = cp_model.CpSolver()
-        p = solver.parameters
-        p.random_seed = SEED
-        p.num_workers = workers
-        p.linearization_level = 2
-        if workers > 1:
-            p.interleave_search = True
-        p.max_time_in_seconds = time_limit_s
-        p.max_deterministic_time = time_limit_s
-        return solver
-
     def _assume(self, relax: frozenset[Guard]) -> None:
         self.model.clear_assumptions()
         self.model.add_assumptions([self.lit[g] for g in self.guards if g not in relax])
@@ -227,17 +238,13 @@ class FleetModel:
                 self.model.add_hint(var, value)
         if not self.ip.candidates:
             return IntSolution(SolveStatus.INFEASIBLE)
-        solver = self._solver(time_limit_s, workers)
+        solver = configured_solver(time_limit_s, workers)
         t0 = time.perf_counter()
         code = solver.solve(self.model)
         seconds = time.perf_counter() - t0
         if code == cp_model.MODEL_INVALID:
             raise AssertionError(f"CP-SAT model invalid: {self.model.validate()}")
-        status = {
-            cp_model.OPTIMAL: SolveStatus.OPTIMAL,
-            cp_model.FEASIBLE: SolveStatus.FEASIBLE,
-            cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
-        }.get(code, SolveStatus.UNKNOWN)
+        status = neutral_status(code)
         if not status.has_plan:
             return IntSolution(status, seconds=seconds)
         return IntSolution(
@@ -254,7 +261,7 @@ class FleetModel:
         """Is there any plan with the guards outside ``relax`` enforced? None: unknown."""
         model.clear_assumptions()
         model.add_assumptions([self.lit[g] for g in self.guards if g not in relax])
-        code = self._solver(time_limit_s, 1).solve(model)
+        code = configured_solver(time_limit_s, 1).solve(model)
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return True
         if code == cp_model.INFEASIBLE:
@@ -272,7 +279,7 @@ class FleetModel:
         feas.clear_objective()
         feas.clear_assumptions()
         feas.add_assumptions([self.lit[g] for g in self.guards])
-        solver = self._solver(time_limit_s, 1)
+        solver = configured_solver(time_limit_s, 1)
         if solver.solve(feas) != cp_model.INFEASIBLE:
             return ()
         names = {self.lit[g].index: g for g in self.guards}
@@ -301,21 +308,8 @@ def max_capacity(
     md.add(sum(u) <= max_configs)
     md.add(sum(r) >= 1)
     md.maximize(sum(c * x for c, x in zip(cap_mrps, r)))
-    solver = cp_model.CpSolver()
-    p = solver.parameters
-    p.random_seed = SEED
-    p.num_workers = workers
-    p.linearization_level = 2
-    if workers > 1:
-        p.interleave_search = True
-    p.max_time_in_seconds = time_limit_s
-    p.max_deterministic_time = time_limit_s
-    code = solver.solve(md)
-    status = {
-        cp_model.OPTIMAL: SolveStatus.OPTIMAL,
-        cp_model.FEASIBLE: SolveStatus.FEASIBLE,
-        cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
-    }.get(code, SolveStatus.UNKNOWN)
+    solver = configured_solver(time_limit_s, workers)
+    status = neutral_status(solver.solve(md))
     if not status.has_plan:
         return status, ()
     return status, tuple(int(solver.value(x)) for x in r)
