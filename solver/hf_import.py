@@ -39,7 +39,7 @@ from typing import Any
 
 from solver.architecture import param_counts
 from solver.errors import InputError
-from solver.loading import validate
+from solver.loading import read_text, validate
 from solver.schemas import ModelArch
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
@@ -129,14 +129,7 @@ class _Cfg:
 def read_hf_config(path: str | Path) -> dict[str, Any]:
     """Parse a ``config.json``; unreadable or malformed files are one ``InputError`` line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", where=str(p)) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, expected a config.json file", where=str(p)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", where=str(p)) from None
+    text = read_text(p, "a config.json file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

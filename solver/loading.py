@@ -13,16 +13,24 @@ from solver.errors import InputError
 M = TypeVar("M", bound=BaseModel)
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file with the safe loader; any failure is an ``InputError`` naming the file."""
+def read_text(path: Path, kind: str) -> str:
+    """A user file's text; a missing, unreadable or folder path is an ``InputError`` naming it.
+
+    ``kind`` names what was expected, for the folder message (e.g. "a YAML file").
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("file not found", where=str(path)) from None
     except IsADirectoryError:
-        raise InputError("is a folder, expected a YAML file", where=str(path)) from None
+        raise InputError(f"is a folder, expected {kind}", where=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc}", where=str(path)) from None
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with the safe loader; any failure is an ``InputError`` naming the file."""
+    text = read_text(path, "a YAML file")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
