@@ -25,7 +25,7 @@ from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import (
     Fleet, LatencyTarget, ModelDemand, Problem, Slo, TokenLengths, Traffic, check_ids,
 )
-from solver.queueing import wait_quantile_s
+from solver.slo import latencies
 from solver.verify import verify_plan
 
 DEFAULT_TIME_LIMIT_S = 10.0
@@ -33,11 +33,8 @@ DEFAULT_TIME_LIMIT_S = 10.0
 
 def _latencies(c: Candidate, d: ModelDemand, lam: float) -> tuple[float, float, float]:
     """TTFT, TPOT, E2E at the targets' percentiles for one replica loaded at ``lam`` req/s."""
-    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
-    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
-    w_ttft = float(wait_quantile_s(c.max_batch, lam, c.service_s, q_ttft)[0]) * 1e3
-    w_e2e = float(wait_quantile_s(c.max_batch, lam, c.service_s, q_e2e)[0]) * 1e3
-    return c.ttft_min_ms + w_ttft, c.tpot_p99_ms, c.e2e_min_ms + w_e2e
+    lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d, lam)
+    return lat.ttft_ms, lat.tpot_ms, lat.e2e_ms
 
 
 def assemble(

@@ -140,15 +140,21 @@ class LatencyAtLoad:
     utilisation: float
 
 
-def latency_at_load(view: SloView, i: int, d: ModelDemand, lam_per_s: float) -> LatencyAtLoad:
-    """Percentile latencies of batch cap ``view.batch[i]`` at arrival rate ``lam_per_s``."""
+def latencies(batch: int, service_s: float, ttft0_ms: float, tpot_ms: float, e2e0_ms: float,
+              d: ModelDemand, lam_per_s: float) -> LatencyAtLoad:
+    """Percentile latencies of a replica with ``batch`` slots at arrival rate ``lam_per_s``:
+    the zero-load TTFT/E2E plus the queueing wait at each target's percentile (p99 if none)."""
     slo = d.slo
-    c = int(view.batch[i])
-    s = float(view.service_s[i])
 
     def wait_ms(q: float) -> float:
-        return float(wait_quantile_s(c, lam_per_s, s, q / 100)[0]) * 1e3
+        return float(wait_quantile_s(batch, lam_per_s, service_s, q / 100)[0]) * 1e3
 
-    ttft = float(view.ttft0_ms[i]) + wait_ms(slo.ttft.percentile if slo.ttft else 99.0)
-    e2e = float(view.e2e0_ms[i]) + wait_ms(slo.e2e.percentile if slo.e2e else 99.0)
-    return LatencyAtLoad(ttft, float(view.tpot_ms[i]), e2e, lam_per_s * s / c)
+    ttft = ttft0_ms + wait_ms(slo.ttft.percentile if slo.ttft else 99.0)
+    e2e = e2e0_ms + wait_ms(slo.e2e.percentile if slo.e2e else 99.0)
+    return LatencyAtLoad(ttft, tpot_ms, e2e, lam_per_s * service_s / batch)
+
+
+def latency_at_load(view: SloView, i: int, d: ModelDemand, lam_per_s: float) -> LatencyAtLoad:
+    """Percentile latencies of batch cap ``view.batch[i]`` at arrival rate ``lam_per_s``."""
+    return latencies(int(view.batch[i]), float(view.service_s[i]), float(view.ttft0_ms[i]),
+                     float(view.tpot_ms[i]), float(view.e2e0_ms[i]), d, lam_per_s)
