@@ -12,25 +12,24 @@ from pathlib import Path
 from solver.api import DEFAULT_TIME_LIMIT_S, explain
 from solver.catalog import Catalog
 from solver.errors import InputError
+from solver.explain import Binding
 from solver.pareto import pareto
 from solver.problem import Problem
 from solver.report.content import ReportContent, build_content
 from solver.report.render import to_html, to_json_text, to_markdown
 
 
-def binding_lines(bindings: Sequence[object]) -> tuple[str, ...]:
-    """One line per binding family: what it is, what it costs, the detail."""
+def binding_lines(bindings: Sequence[Binding]) -> tuple[str, ...]:
+    """One line per binding family: what it is, what relaxing it costs, the detail."""
     lines = []
     for b in bindings:
-        if not getattr(b, "binding", False):
+        if not b.binding:
             continue
-        line = f"{b.name}: {b.description}"  # type: ignore[attr-defined]
-        relaxed = getattr(b, "cost_if_relaxed_usd_per_hour", None)
-        if relaxed is not None:
-            line += f" (relaxed: ${relaxed:,.2f}/h)"
-        detail = getattr(b, "detail", "")
-        if detail:
-            line += f" — {detail}"
+        line = f"{b.name}: {b.description}"
+        if b.cost_if_relaxed_usd_per_hour is not None:
+            line += f" (relaxed: ${b.cost_if_relaxed_usd_per_hour:,.2f}/h)"
+        if b.detail:
+            line += f" — {b.detail}"
         lines.append(line)
     return tuple(lines)
 
