@@ -124,14 +124,13 @@ def _key(model: str, c: Any) -> tuple:
 def _solve_hinted(prep: Prepared, cat: Catalog, hint: Plan | None, time_limit_s: float,
                   workers: int) -> Plan | None:
     """Solve a prepared problem, hinting replica counts from ``hint``; None when no plan."""
-    fm = prep.model
-    fm.model.clear_hints()
+    replicas = None
     if hint is not None:
         wanted = {_key(d.model, d): d.replicas for d in hint.deployments}
-        for i, c in enumerate(prep.ip.source):
-            fm.model.add_hint(fm.r[i], wanted.get(_key(c.model, c), 0))
+        replicas = [wanted.get(_key(c.model, c), 0) for c in prep.ip.source]
+    prep.model.set_hint(replicas)
     t0 = time.perf_counter()
-    sol = fm.solve(time_limit_s, workers)
+    sol = prep.model.solve(time_limit_s, workers)
     if not sol.status.has_plan:
         return None
     plan = assemble(prep.problem, prep.tables, prep.ip, sol, time.perf_counter() - t0)

@@ -41,6 +41,7 @@ limit makes the result machine-dependent); candidates enter in their stable tabl
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
@@ -217,6 +218,12 @@ class FleetModel:
         self.model.minimize(self._cost())
 
     # -- solving -----------------------------------------------------------------------------
+    def set_hint(self, replicas: Sequence[int] | None) -> None:
+        """Hint replica counts per candidate (None clears); hints guide the search only."""
+        self.model.clear_hints()
+        for var, value in zip(self.r, replicas or ()):
+            self.model.add_hint(var, value)
+
     def _assume(self, relax: frozenset[Guard]) -> None:
         self.model.clear_assumptions()
         self.model.add_assumptions([self.lit[g] for g in self.guards if g not in relax])
