@@ -228,14 +228,14 @@ PERF_OVERVIEW_REQUESTS = {(1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 
 """``--num-requests`` per ISL/OSL in the perf overview's "Preparing a Dataset" table."""
 
 
-def engine_memory(terms: ShapeTerms, engine: str) -> ShapeTerms:
-    """The shape with the engine's memory rule: TensorRT-LLM's KV cache takes 0.9 of what the
-    weights, runtime and activations leave free; other engines keep the cost model's cap."""
-    if not engine.lower().startswith("tensorrt-llm"):
-        return terms
-    fixed = terms.weight_bytes_gpu + terms.overhead_bytes_gpu + terms.activation_bytes_gpu
-    usable = fixed + TRTLLM_FREE_FRACTION * max(terms.hbm_bytes - fixed, 0.0)
-    return replace(terms, usable_bytes=min(usable, terms.hbm_bytes))
+def engine_id(engine: str) -> str:
+    """The ``catalogs/engines.yaml`` profile of a row's engine column (vLLM, SGLang, TensorRT-LLM)."""
+    e = engine.lower()
+    if e.startswith("tensorrt-llm") or e.startswith("trt"):
+        return "tensorrt-llm"
+    if e.startswith("sglang"):
+        return "sglang"
+    return "vllm"
 
 
 def predict(terms: ShapeTerms, c: Case) -> float:
@@ -269,18 +269,21 @@ def predict(terms: ShapeTerms, c: Case) -> float:
     }[c.metric]
 
 
-FACTORS = ("eta_bw", "mfu_prefill", "mfu_decode", "step_overhead_ms", "expert_gemm_overhead_us")
+FACTORS = ("eta_bw", "bw_half_mb", "mfu_prefill", "mfu_decode", "moe_layer_fixed_us",
+           "host_overhead_graph_ms", "host_overhead_eager_ms")
+ENGINE_FACTORS = ("host_overhead_graph_ms", "host_overhead_eager_ms")
 # Search ranges: physically plausible values only. HBM copy kernels reach 85-92 % of the
-# datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); dense GEMM MFU stays below ~0.8;
-# an engine step (scheduling, sampling, launches with CUDA graphs) costs at most a few ms.
+# datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); S_half up to 16 MB is a fixed ~5 us per
+# kernel on H100; dense GEMM MFU stays below ~0.8; a MoE layer's 5-6 kernels cost a few us each
+# (<= 60 us together); a step's host time is at most a few ms, and a CUDA-graph replay less.
 GRID = {
     "eta_bw": np.round(np.arange(0.60, 0.901, 0.025), 3),
+    "bw_half_mb": np.round(np.arange(0.0, 16.01, 0.5), 2),
     "mfu_prefill": np.round(np.arange(0.20, 0.801, 0.025), 3),
     "mfu_decode": np.round(np.arange(0.10, 0.801, 0.025), 3),
-    "step_overhead_ms": np.round(np.arange(0.0, 4.01, 0.25), 2),
-    # per touched expert per MoE layer per GPU; a grouped-GEMM problem's fill/drain is a few us
-    # (one wave of CTAs ~2-5 us); 40 us would be a kernel launch per expert and more
-    "expert_gemm_overhead_us": np.round(np.arange(0.0, 40.01, 1.0), 1),
+    "moe_layer_fixed_us": np.round(np.arange(0.0, 60.01, 2.0), 1),
+    "host_overhead_graph_ms": np.round(np.arange(0.0, 2.01, 0.1), 2),
+    "host_overhead_eager_ms": np.round(np.arange(0.0, 6.01, 0.25), 2),
 }
 
 
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     usable: list[Case] = []
     for c in cases:
         try:
-            t = engine_memory(shape_terms(cat, c.shape), c.engine)
+            t = shape_terms(cat, c.shape, engine_id(c.engine))
             predict(t, c)
         except InputError as exc:
             skipped.append((c.row, c.label, f"estimate refuses it: {exc}"))
@@ -369,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit:
         fam = {t.family for t in terms_list}
         eff0 = cat.efficiency_for("h100-sxm")
-        start = {k: float(getattr(eff0, k)) for k in FACTORS}
+        eng0 = cat.engine("tensorrt-llm")
+        start = {k: float(getattr(eng0 if k in ENGINE_FACTORS else eff0, k)) for k in FACTORS}
         idx = [i for i, c in enumerate(usable) if c.split == "fit"]
         f = fit([terms_list[i] for i in idx], [usable[i] for i in idx], start)
         print(f"\nFitted on {len(idx)} fit rows (families {', '.join(sorted(fam))}), shared by all families:")

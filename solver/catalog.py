@@ -21,7 +21,10 @@ from solver.schemas import (
     Accelerator,
     ComputeDtype,
     Efficiency,
+    Engine,
+    EnginesFile,
     Entry,
+    LinkProfile,
     KvDtype,
     ModelArch,
     Price,
@@ -32,7 +35,8 @@ from solver.schemas import (
 
 E = TypeVar("E", bound=Entry)
 
-KINDS = ("accelerators", "systems", "models", "quantizations", "kv-dtypes", "prices", "efficiency")
+KINDS = ("accelerators", "systems", "models", "quantizations", "kv-dtypes", "prices", "efficiency",
+         "engines", "links")
 Support = Literal["native", "emulated"]
 
 
@@ -74,6 +78,9 @@ class Catalog:
     kv_dtypes: Mapping[str, KvDtype]
     prices: Mapping[str, Price]
     efficiency: Mapping[str, Efficiency]
+    engines: Mapping[str, Engine]
+    links: Mapping[str, LinkProfile]
+    default_engine: str
 
     # -- look-ups that raise a helpful InputError -------------------------------------------
     def accelerator(self, gpu_id: str) -> Accelerator:
@@ -101,6 +108,8 @@ class Catalog:
             "kv-dtypes": self.kv_dtypes,
             "prices": self.prices,
             "efficiency": self.efficiency,
+            "engines": self.engines,
+            "links": self.links,
         }
         if kind not in table:
             raise InputError(unknown_id("catalog kind", kind, table))
@@ -148,6 +157,27 @@ class Catalog:
 
     def kv_supported(self, gpu_id: str, kv_id: str) -> bool:
         return self.accelerator(gpu_id).family in self.kv_dtype(kv_id).native_families
+
+    def engine(self, engine_id: str) -> Engine:
+        return _get(self.engines, engine_id, "engine")
+
+    def link_profile(self, kind: str) -> LinkProfile:
+        """Collective parameters of a link kind (``nvlink``, ``pcie`` ..., ``scale-out``)."""
+        return _get(self.links, kind, "link profile")
+
+    def engine_reason(self, engine_id: str, gpu_id: str, quant_id: str) -> str | None:
+        """Why ``engine_id`` cannot serve ``quant_id`` on ``gpu_id``; ``None`` if it can."""
+        eng = self.engine(engine_id)
+        fam = self.accelerator(gpu_id).family
+        if fam not in eng.formats:
+            runs = ", ".join(sorted(eng.formats))
+            return f"engine {eng.id!r} does not run on {gpu_id!r} ({fam}); it runs on: {runs}"
+        if quant_id not in eng.formats[fam]:
+            return (
+                f"engine {eng.id!r} does not run format {quant_id!r} on {fam} "
+                f"(it runs: {', '.join(eng.formats[fam])})"
+            )
+        return None
 
     def efficiency_for(self, gpu_id: str, engine: str = "generic") -> Efficiency:
         """Efficiency factors for the accelerator's family (engine-specific if present)."""
@@ -210,6 +240,22 @@ def _check_references(cat: Catalog) -> None:
                 + unknown_id("quantization", m.native_quantization, cat.quantizations),
                 where=where,
             )
+    if cat.default_engine not in cat.engines:
+        raise InputError("default_engine: " + unknown_id("engine", cat.default_engine, cat.engines), where=where)
+    for e in cat.engines.values():
+        for fam, fmts in e.formats.items():
+            for f in fmts:
+                if f not in cat.quantizations:
+                    raise InputError(
+                        f"engines[{e.id}].formats.{fam}: " + unknown_id("quantization", f, cat.quantizations),
+                        where=where,
+                    )
+    for s in cat.systems.values():
+        if s.intra_node_link not in cat.links:
+            raise InputError(
+                f"systems[{s.id}].intra_node_link: " + unknown_id("link profile", s.intra_node_link, cat.links),
+                where=where,
+            )
     for a in cat.accelerators.values():
         if not cat.systems_for(a.id):
             raise InputError(f"accelerators[{a.id}]: no system uses this accelerator", where=where)
@@ -222,6 +268,8 @@ def _load(folder: Path) -> Catalog:
     qfile = folder / "quantizations.yaml"
     qdata = read_yaml(qfile)
     quant = validate(QuantizationsFile, qdata, where=str(qfile))
+    efile = folder / "engines.yaml"
+    engines = validate(EnginesFile, read_yaml(efile), where=str(efile))
     cat = Catalog(
         folder=folder,
         accelerators=MappingProxyType(_load_list(folder, "accelerators.yaml", "accelerators", Accelerator)),
@@ -231,6 +279,9 @@ def _load(folder: Path) -> Catalog:
         kv_dtypes=MappingProxyType(_unique(quant.kv_dtypes, qfile, "kv_dtypes")),
         prices=MappingProxyType(_load_list(folder, "prices.yaml", "prices", Price)),
         efficiency=MappingProxyType(_load_list(folder, "efficiency.yaml", "efficiency", Efficiency)),
+        engines=MappingProxyType(_unique(engines.engines, efile, "engines")),
+        links=MappingProxyType(_unique(engines.links, efile, "links")),
+        default_engine=engines.default_engine,
     )
     _check_references(cat)
     return cat

@@ -252,25 +252,84 @@ class Price(Entry):
 
 
 class Efficiency(Entry):
-    """Achievable fractions of peak and fixed overheads for one accelerator family and engine."""
+    """Achievable fractions of peak and fixed kernel times for one accelerator family.
+
+    Fields added after the first release carry defaults so older entries still load; the host
+    overhead per step and the collectives' parameters now live in ``catalogs/engines.yaml``
+    (engine and link profiles), so ``step_overhead_ms``, ``collective_latency_us``,
+    ``collective_bw_efficiency`` and ``expert_gemm_overhead_us`` are accepted but not used.
+    """
 
     family: Family
     engine: str = "generic"
-    eta_bw: Fraction = Field(description="achieved / peak HBM bandwidth in decode")
+    eta_bw: Fraction = Field(description="plateau achieved / peak HBM bandwidth of a large kernel")
     mfu_prefill: Fraction = Field(description="achieved / peak dense FLOP/s in prefill")
     mfu_decode: Fraction = Field(description="achieved / peak dense FLOP/s in decode GEMMs")
-    step_overhead_ms: NonNeg = Field(description="fixed per-decode-step cost (launch, sampling)")
-    collective_latency_us: NonNeg = Field(description="latency term of one all-reduce")
-    collective_bw_efficiency: Fraction = Field(description="achieved / peak link bandwidth")
-    expert_gemm_overhead_us: NonNeg = Field(
+    bw_half_mb: NonNeg = Field(
         default=0.0,
         description=(
-            "fixed time (microseconds) per routed-expert weight matrix set one GPU streams in one "
-            "MoE layer (a touched expert's gate/up + down GEMMs): pipeline fill and tail of a small "
-            "grouped-GEMM problem, so an expert of S bytes streams at S / (S / BW + t0); 0 = "
-            "plain roofline"
+            "bytes per kernel (MB, 1e6) at which a streaming kernel reaches half of eta_bw: "
+            "eta(S) = eta_bw x S / (S + S_half); 0 = eta_bw at every size"
         ),
     )
+    moe_layer_fixed_us: NonNeg = Field(
+        default=0.0,
+        description=(
+            "fixed time (microseconds) of one MoE layer's kernels on one GPU -- routing, "
+            "permutation, two grouped GEMMs, un-permutation -- whatever the batch"
+        ),
+    )
+    step_overhead_ms: NonNeg = Field(default=0.0, description="unused: see catalogs/engines.yaml")
+    collective_latency_us: NonNeg = Field(default=0.0, description="unused: see engines.yaml links")
+    collective_bw_efficiency: NonNeg = Field(default=0.0, description="unused: see engines.yaml links")
+    expert_gemm_overhead_us: NonNeg = Field(default=0.0, description="unused: see moe_layer_fixed_us")
+
+
+class Engine(Entry):
+    """A serving engine's defaults that change what a replica holds and how fast it steps."""
+
+    name: str
+    kv_memory_policy: Literal["total-fraction", "free-after-weights"] = Field(
+        description=(
+            "total-fraction: weights + runtime + KV <= fraction x HBM (vLLM gpu_memory_utilization, "
+            "SGLang mem_fraction_static); free-after-weights: KV = fraction x (HBM - weights - "
+            "runtime) (TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction)"
+        )
+    )
+    kv_memory_fraction: Fraction
+    host_overhead_graph_ms: NonNeg = Field(
+        description="host time per decode-only step replayed as a CUDA graph (ms)"
+    )
+    host_overhead_eager_ms: NonNeg = Field(
+        description="host time per step that runs eagerly (a step with a prefill chunk) (ms)"
+    )
+    chunk_tokens: Annotated[int, Field(ge=64)] = Field(
+        description="token budget of one step with chunked prefill (default)"
+    )
+    formats: dict[Family, list[Id]] = Field(
+        description="accelerator family -> formats the engine runs on it (families absent: unsupported)"
+    )
+
+
+class LinkProfile(Entry):
+    """What one collective pays on a kind of link (``id`` = a system's ``intra_node_link`` kind
+    or ``scale-out``): t = latency + wire / (bandwidth x eff(S)), eff(S) = bw_efficiency x
+    min(1, S / saturation)^ramp."""
+
+    latency_us: NonNeg = Field(description="software latency of one collective (launch, sync)")
+    bw_efficiency: Fraction = Field(description="plateau achieved / datasheet link bandwidth")
+    saturation_mb: NonNeg = Field(description="message size (MB, 1e6 bytes) where the plateau starts")
+    ramp: NonNeg = Field(default=0.25, description="exponent of the efficiency ramp below saturation")
+
+
+class EnginesFile(BaseModel):
+    """``catalogs/engines.yaml``: engine profiles plus link (collective) profiles."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_engine: Id
+    engines: list[Engine]
+    links: list[LinkProfile]
 
 
 class QuantizationsFile(BaseModel):

@@ -69,9 +69,11 @@ def test_trtllm_kv_cache_takes_a_fraction_of_free_memory(acc):
     from solver.costmodel import kv_budget_bytes_gpu, shape_terms
     from solver.costmodel.shape import Shape
 
-    t = shape_terms(load_catalog(), Shape("llama-3.1-70b", "h100-sxm", None, "fp16", "fp16", tp=2))
-    fixed = t.weight_bytes_gpu + t.overhead_bytes_gpu + t.activation_bytes_gpu
-    trt = acc.engine_memory(t, "TensorRT-LLM")
-    assert kv_budget_bytes_gpu(trt) == pytest.approx(0.9 * (t.hbm_bytes - fixed))
-    assert kv_budget_bytes_gpu(trt) > kv_budget_bytes_gpu(t)  # 0.9 of the free part, not of all HBM
-    assert acc.engine_memory(t, "vLLM") is t
+    cat = load_catalog()
+    s = Shape("llama-3.1-70b", "h100-sxm", None, "fp16", "fp16", tp=2)
+    trt = shape_terms(cat, s, acc.engine_id("TensorRT-LLM (PyTorch backend)"))
+    vllm = shape_terms(cat, s, acc.engine_id("vLLM"))
+    fixed = trt.weight_bytes_gpu + trt.overhead_bytes_gpu + trt.activation_bytes_gpu
+    assert kv_budget_bytes_gpu(trt) == pytest.approx(0.9 * (trt.hbm_bytes - fixed))
+    assert vllm.usable_bytes == pytest.approx(0.9 * vllm.hbm_bytes)
+    assert kv_budget_bytes_gpu(trt) > kv_budget_bytes_gpu(vllm)  # 0.9 of the free part, not of all HBM

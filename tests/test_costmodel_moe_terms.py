@@ -1,4 +1,4 @@
-"""Quantisation scope and the per-expert GEMM term, against hand-computed cases."""
+"""Quantisation scope and the MoE layer terms, against hand-computed cases."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from solver.catalog import load_catalog
 from solver.costmodel import (
     Shape,
     decode_step,
-    expert_fixed_s,
     expert_gemms,
     shape_terms,
     weight_groups,
@@ -88,54 +87,50 @@ def test_hf_import_reads_modules_to_not_convert():
     assert ds.quant_scope == "all"
 
 
-# --------------------------------------------------------------------------- per-expert GEMM term
-def test_efficiency_field_is_optional_and_defaults_to_zero():
+# --------------------------------------------------------------------------- MoE layer terms
+def test_efficiency_new_fields_are_optional_and_default_to_zero():
+    # an entry written before bw_half_mb / moe_layer_fixed_us existed still loads
     e = Efficiency(id="x-generic", family="hopper", eta_bw=0.8, mfu_prefill=0.5, mfu_decode=0.3,
                    step_overhead_ms=1, collective_latency_us=10, collective_bw_efficiency=0.75,
                    source="test")
-    assert e.expert_gemm_overhead_us == 0.0
+    assert e.bw_half_mb == 0.0 and e.moe_layer_fixed_us == 0.0
 
 
-def test_expert_term_is_zero_for_dense_models(cat):
+def test_moe_fixed_term_is_zero_for_dense_models(cat):
     t = terms(cat, "llama-3.1-70b", tp=4)
     assert t.experts_per_gpu_layer == 0 and t.expert_bytes_per_expert_gpu == 0
     b = np.array([1, 64, 1024])
-    assert np.all(expert_gemms(t, b) == 0) and np.all(expert_fixed_s(t, b) == 0)
-    slow = with_efficiency(t, expert_gemm_overhead_us=100.0)
+    assert np.all(expert_gemms(t, b) == 0)
+    slow = with_efficiency(t, moe_layer_fixed_us=100.0)
     np.testing.assert_array_equal(decode_step(slow, b, 2000).total_ms, decode_step(t, b, 2000).total_ms)
 
 
-def test_expert_term_hand_computed_and_monotonic(cat):
-    t = with_efficiency(terms(cat, "mixtral-8x7b", tp=2), expert_gemm_overhead_us=10.0)
-    assert t.expert_gemm_overhead_s == pytest.approx(10e-6)
-    # one token touches exactly k = 2 of the 8 experts in each of the 32 MoE layers
-    assert float(expert_gemms(t, 1)) == pytest.approx(2 * 32)
-    assert float(expert_fixed_s(t, 1)) == pytest.approx(2 * 32 * 10e-6)
-    # T tokens: E x (1 - (1 - k/E)^T) experts per layer, rising to all 8
+def test_moe_fixed_term_is_per_layer_not_per_expert(cat):
+    # Mixtral TP2: 32 MoE layers. The fixed time is paid once per MoE layer whatever the number of
+    # touched experts: 32 x 10 us = 0.32 ms at batch 1 and at batch 4096 alike.
+    t = with_efficiency(terms(cat, "mixtral-8x7b", tp=2), moe_layer_fixed_us=10.0)
+    assert t.moe_layer_fixed_s == pytest.approx(10e-6)
+    base = with_efficiency(t, moe_layer_fixed_us=0.0)
     tokens = np.array([1, 2, 4, 8, 64, 4096])
+    extra = decode_step(t, tokens, 2000).total_ms - decode_step(base, tokens, 2000).total_ms
+    np.testing.assert_allclose(extra, 32 * 10e-6 * 1e3, rtol=1e-9)
+    # the touched experts still rise with the batch: E x (1 - (1 - k/E)^T) per layer
     n = expert_gemms(t, tokens)
+    assert float(expert_gemms(t, 1)) == pytest.approx(2 * 32)
     assert n[1] == pytest.approx(32 * 8 * (1 - 0.75**2))
     assert np.all(np.diff(n) > 0) and n[-1] == pytest.approx(8 * 32)
-    assert np.all(np.diff(expert_fixed_s(t, tokens)) > 0)
-    # the decode step carries exactly that term (pp = 1: one stage pass)
-    base = with_efficiency(t, expert_gemm_overhead_us=0.0)
-    extra = decode_step(t, tokens, 2000).total_ms - decode_step(base, tokens, 2000).total_ms
-    np.testing.assert_allclose(extra, expert_fixed_s(t, tokens) * 1e3, rtol=1e-9)
-    # and grows with t0
-    more = with_efficiency(t, expert_gemm_overhead_us=20.0)
-    assert np.all(decode_step(more, tokens, 2000).total_ms > decode_step(t, tokens, 2000).total_ms)
 
 
-def test_expert_parallel_divides_the_problems_per_gpu(cat):
-    # DeepSeek-R1: 256 routed experts, 58 MoE layers; at EP8 each GPU runs at most 32 per layer
-    t8 = with_efficiency(terms(cat, "deepseek-r1", gpu="h200-sxm", ep=8), expert_gemm_overhead_us=16.0)
+def test_expert_parallel_divides_the_experts_per_gpu(cat):
+    # DeepSeek-R1: 256 routed experts, 58 MoE layers; at EP8 each GPU holds 32 per layer
+    t8 = terms(cat, "deepseek-r1", gpu="h200-sxm", ep=8)
     assert t8.experts_per_gpu_layer == 32
     assert float(expert_gemms(t8, 100_000)) == pytest.approx(32 * 58)
-    assert float(expert_fixed_s(t8, 100_000)) == pytest.approx(32 * 58 * 16e-6)
     # the same GPUs as tensor parallel inside every expert run every expert's (smaller) slice
     tp8 = terms(cat, "deepseek-r1", gpu="h200-sxm", tp=8)
     assert tp8.experts_per_gpu_layer == 256
     assert tp8.expert_bytes_per_expert_gpu == pytest.approx(t8.expert_bytes_per_expert_gpu / 8)
+    assert tp8.expert_flop_per_row_gpu == pytest.approx(t8.expert_flop_per_row_gpu / 8)
     # bytes are conserved: experts per GPU x bytes per expert x layers = the GPU's expert weights
     for t in (t8, tp8):
         assert t.experts_per_gpu_layer * t.expert_bytes_per_expert_gpu * 58 == pytest.approx(

@@ -42,7 +42,8 @@ BATCH = np.array([1, 4, 16, 64, 256])
 
 
 def _shapes() -> list[Shape]:
-    """Valid, memory-fitting shapes: the smallest TP that holds the weights, per model/GPU/format."""
+    """Valid, memory-fitting shapes the default engine runs: the smallest TP that holds the weights,
+    per model/GPU/format."""
     out = []
     for model, gpu, quant in itertools.product(sorted(CAT.models), GPUS, QUANTS):
         if CAT.quant_support(gpu, quant) is None:
@@ -50,7 +51,7 @@ def _shapes() -> list[Shape]:
         kv = "fp8" if "fp8" in CAT.quantization(quant).kv_dtypes else "bf16"
         for tp in TPS:
             s = Shape(model, gpu, None, quant, kv, tp=tp)
-            if check_shape(CAT, s) is None and int(max_concurrency(shape_terms(CAT, s), ISL + OSL)) >= 1:
+            if check_shape(CAT, s, CAT.default_engine) is None and int(max_concurrency(shape_terms(CAT, s), ISL + OSL)) >= 1:
                 out.append(s)
                 break
     return out

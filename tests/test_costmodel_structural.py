@@ -160,7 +160,8 @@ def test_dp_attention_prefill_runs_on_one_rank(cat):
 def test_amortised_prompt_tokens_do_not_touch_experts_as_decode_tokens(cat):
     # Qwen-like MoE at batch 1 with ISL/OSL 1000/100: 10 prompt tokens per step on average arrive
     # as one chunk every ~chunk/10 steps, not as 10 extra independent tokens in every step.
-    t = _t(cat, "deepseek-r1", ep=8)
+    # TP8 (one attention rank): a share f = 10 / chunk of the steps carries a full chunk.
+    t = _t(cat, "deepseek-r1", tp=8)
     alone = decode_step(t, 1, 1050)
     mixed = decode_step(t, 1, 1050, prefill_tokens_per_step=10.0)
     # the mixed step is a mixture: (1 - f) decode-only steps + f chunk steps, f = 10 / chunk
@@ -172,6 +173,12 @@ def test_amortised_prompt_tokens_do_not_touch_experts_as_decode_tokens(cat):
     # and far below 11 independent tokens' expert reads
     eleven = decode_step(t, 11, 1050)
     assert float(mixed.total_ms) < float(eleven.total_ms)
+    # with 8 attention-DP ranks the expected prompt tokens per step are still the 10 given
+    t8 = _t(cat, "deepseek-r1", ep=8)
+    from solver.costmodel.compute import chunk_mixture
+    f_any, chunk, ranks = chunk_mixture(t8, np.array([10.0, 1e6]))
+    np.testing.assert_allclose(f_any * chunk, [10.0, 1e6])
+    assert ranks[1] == pytest.approx(8.0) and chunk[1] == pytest.approx(1e6)
 
 
 def test_step_overhead_depends_on_cuda_graphs(cat):

@@ -5,7 +5,7 @@ Pure numpy functions of a :class:`Shape` (catalog ids + parallelism) and its pre
 
 * :mod:`~solver.costmodel.shape` -- ``Shape``, ``check_shape``, ``shape_terms`` (per-shape constants);
 * :mod:`~solver.costmodel.memory` -- weights, KV, activations, overhead; ``max_concurrency``;
-* :mod:`~solver.costmodel.comm` -- TP all-reduce, EP all-to-all, PP point-to-point;
+* :mod:`~solver.costmodel.comm` -- collectives: latency + bytes / (bandwidth x efficiency(size));
 * :mod:`~solver.costmodel.compute` -- ``prefill_ms`` and ``decode_step_ms`` (roofline);
 * :mod:`~solver.costmodel.operating` -- ``operating_point`` under continuous batching;
 * :mod:`~solver.costmodel.estimate` -- ``estimate``, the function behind ``fleetplan estimate``.
@@ -16,8 +16,9 @@ from solver.costmodel.compute import (
     decode_bound,
     decode_step,
     decode_step_ms,
-    expert_fixed_s,
     expert_gemms,
+    grouped_gemm_s,
+    hbm_stream_s,
     expert_touch_fraction,
     prefill,
     prefill_ms,
@@ -41,7 +42,9 @@ from solver.costmodel.shape import (
     ShapeTerms,
     WeightGroups,
     check_shape,
+    link_cost,
     shape_terms,
+    usable_bytes,
     weight_groups,
     with_efficiency,
 )
@@ -50,8 +53,8 @@ __all__ = [
     "MemoryBudget", "decode_bound", "memory_budget",
     "Estimate", "OperatingPoint", "PREFILL_CHUNK_TOKENS", "RUNTIME_OVERHEAD_GIB", "Shape",
     "ShapeTerms", "StepTime", "UTILISATION", "check_shape", "decode_step", "decode_step_ms",
-    "WeightGroups", "estimate", "estimate_terms", "expert_fixed_s", "expert_gemms",
+    "WeightGroups", "estimate", "estimate_terms", "expert_gemms", "grouped_gemm_s", "hbm_stream_s",
     "expert_touch_fraction", "weight_groups", "fit_reason", "kv_budget_bytes_gpu",
     "kv_bytes_per_seq_gpu", "kv_gib_per_gpu", "max_concurrency", "operating_point", "prefill",
-    "prefill_ms", "shape_terms", "with_efficiency",
+    "prefill_ms", "shape_terms", "with_efficiency", "link_cost", "usable_bytes",
 ]

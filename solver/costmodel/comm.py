@@ -1,64 +1,122 @@
 """Communication time of one pipeline-stage pass, on the links :mod:`solver.topology` reads.
 
-All functions return seconds for one pass of ``tokens`` tokens through one stage
-(``num_layers / pp`` layers) and broadcast over numpy arrays.
+One collective over a group of ``n`` GPUs on a link of datasheet bandwidth ``BW`` costs
 
-* TP all-reduce, two per layer (after attention and after the FFN), ring cost
-  ``2 (tp-1)/tp x message / (link_bw x efficiency) + latency``, message = tokens of one
-  attention copy x hidden x 2 bytes.
-* EP all-to-all, two per MoE layer (dispatch and combine): each GPU sends its tokens'
-  ``k`` expert copies, ``(ep-1)/ep`` of them to other GPUs.
+    t = latency + wire_bytes / (BW x eff(S)),   eff(S) = eff_max x min(1, S / S_sat)^ramp
+
+where ``S`` is the message size per GPU. ``latency`` is the link kind's software latency
+(``catalogs/engines.yaml`` ``links``: the collective kernel's launch and synchronisation) plus the
+path latency of the group's slowest link (``catalogs/systems.yaml``). ``eff`` rises with the
+message size: nccl-tests' ``all_reduce_perf`` bus bandwidth (https://github.com/NVIDIA/nccl-tests,
+``doc/PERFORMANCE.md`` defines busbw) climbs from a few percent of the link at KB messages to its
+plateau only at tens of MB, so MB-sized decode all-reduces get a fraction of the plateau.
+
+* TP all-reduce, two per layer (after attention and after the FFN), ring: ``2 (n-1)/n x S`` per
+  GPU on the wire, S = the rank's tokens x hidden x 2 bytes.
+* EP all-to-all, two per MoE layer (dispatch and combine): each GPU sends its tokens' ``k``
+  expert copies, ``(ep-1)/ep`` of them to other GPUs.
 * PP point-to-point: the activations of the pass cross one stage boundary.
 
-Latency per collective = the efficiency catalog's ``collective_latency_us`` (software: launch
-and synchronisation) + the path latency of the group's link (hardware).
+Every function broadcasts over numpy arrays and returns seconds.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from solver.costmodel.shape import ACT_BYTES, ShapeTerms
-from solver.topology import Link
-from solver.units import GB, S_PER_US
+F = NDArray[np.float64]
 
 
-def _transfer_s(terms: ShapeTerms, link: Link, nbytes: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Seconds to move ``nbytes`` per GPU over ``link`` plus one collective's latency."""
-    bw = link.bandwidth_gb_s * GB * terms.collective_bw_efficiency
-    return nbytes / bw + terms.collective_latency_s + link.latency_us * S_PER_US
+@dataclass(frozen=True)
+class LinkCost:
+    """What one collective pays on one link: datasheet bandwidth per GPU (one direction, bytes/s),
+    latency (software + path, seconds), the plateau efficiency, the message size (bytes) where
+    the plateau is reached and the ramp exponent below it."""
+
+    bandwidth_bytes_s: float
+    latency_s: float
+    bw_efficiency: float
+    saturation_bytes: float
+    ramp: float
 
 
-def tp_allreduce_s(terms: ShapeTerms, tokens: ArrayLike) -> NDArray[np.float64]:
-    """Two ring all-reduces per layer of the stage over the TP group (0 when tp = 1)."""
-    t = np.asarray(tokens, dtype=float)
-    if terms.tp == 1:
-        return np.zeros_like(t)
-    msg = t / terms.dp_attn * terms.hidden_size * ACT_BYTES
-    one = _transfer_s(terms, terms.tp_link, 2 * (terms.tp - 1) / terms.tp * msg)
-    return 2 * terms.num_layers / terms.pp * one
+NO_LINK = LinkCost(float("inf"), 0.0, 1.0, 0.0, 0.0)
+"""A group of one GPU: nothing on the wire."""
 
 
-def ep_alltoall_s(terms: ShapeTerms, tokens: ArrayLike) -> NDArray[np.float64]:
-    """Dispatch + combine all-to-all per MoE layer of the stage (0 when ep = 1)."""
-    t = np.asarray(tokens, dtype=float)
-    if terms.ep == 1 or terms.moe_layers == 0:
-        return np.zeros_like(t)
-    per_gpu = t / terms.stage_gpus * terms.experts_per_token * terms.hidden_size * ACT_BYTES
-    one = _transfer_s(terms, terms.ep_link, per_gpu * (terms.ep - 1) / terms.ep)
-    return 2 * terms.moe_layers / terms.pp * one
+def link_efficiency(msg_bytes: ArrayLike, link: LinkCost) -> F:
+    """Achieved / datasheet bandwidth for a message of ``msg_bytes``: eff_max x min(1, S/S_sat)^ramp."""
+    s = np.asarray(msg_bytes, dtype=float)
+    if link.saturation_bytes <= 0:
+        return np.full_like(s, link.bw_efficiency)
+    return link.bw_efficiency * np.minimum(1.0, np.maximum(s, 1.0) / link.saturation_bytes) ** link.ramp
 
 
-def pp_p2p_s(terms: ShapeTerms, tokens: ArrayLike) -> NDArray[np.float64]:
-    """Activations of one pass sent to the next stage (0 when pp = 1)."""
-    t = np.asarray(tokens, dtype=float)
-    if terms.pp == 1:
-        return np.zeros_like(t)
-    msg = t / terms.stage_gpus * terms.hidden_size * ACT_BYTES
-    return _transfer_s(terms, terms.pp_link, msg)
+def collective_s(wire_bytes: ArrayLike, msg_bytes: ArrayLike, link: LinkCost) -> F:
+    """latency + wire_bytes / (bandwidth x eff(msg_bytes)) seconds; 0 when nothing moves."""
+    w = np.asarray(wire_bytes, dtype=float)
+    t = link.latency_s + w / (link.bandwidth_bytes_s * link_efficiency(msg_bytes, link))
+    return np.where(w > 0, t, 0.0)
 
 
-def comm_s(terms: ShapeTerms, tokens: ArrayLike) -> NDArray[np.float64]:
-    """All communication of one stage pass of ``tokens`` tokens (seconds)."""
-    return tp_allreduce_s(terms, tokens) + ep_alltoall_s(terms, tokens) + pp_p2p_s(terms, tokens)
+def allreduce_s(msg_bytes: ArrayLike, n: int, link: LinkCost) -> F:
+    """Ring all-reduce of ``msg_bytes`` per GPU over ``n`` GPUs (0 for n = 1)."""
+    s = np.asarray(msg_bytes, dtype=float)
+    if n <= 1:
+        return np.zeros_like(s)
+    return collective_s(2.0 * (n - 1) / n * s, s, link)
+
+
+def alltoall_s(send_bytes: ArrayLike, n: int, link: LinkCost) -> F:
+    """All-to-all where each GPU holds ``send_bytes`` for the group, ``(n-1)/n`` of it leaving."""
+    s = np.asarray(send_bytes, dtype=float)
+    if n <= 1:
+        return np.zeros_like(s)
+    return collective_s((n - 1) / n * s, s, link)
+
+
+def p2p_s(msg_bytes: ArrayLike, link: LinkCost) -> F:
+    """One point-to-point send of ``msg_bytes``."""
+    s = np.asarray(msg_bytes, dtype=float)
+    return collective_s(s, s, link)
+
+
+def stage_comm_s(
+    *,
+    rank_tokens: ArrayLike,
+    stage_tokens: ArrayLike,
+    hidden_size: int,
+    act_bytes: int,
+    layers: float,
+    moe_layers: float,
+    tp: int,
+    ep: int,
+    stage_gpus: int,
+    experts_per_token: int,
+    pp: int,
+    tp_link: LinkCost,
+    ep_link: LinkCost,
+    pp_link: LinkCost,
+) -> F:
+    """All communication of one stage pass (seconds), on the busiest GPU.
+
+    ``rank_tokens``: tokens of the busiest attention rank (its all-reduce message);
+    ``stage_tokens``: tokens of the whole stage (their expert copies are dispatched evenly over
+    its GPUs); ``layers``/``moe_layers``: the stage's layers.
+    """
+    r = np.asarray(rank_tokens, dtype=float)
+    st = np.asarray(stage_tokens, dtype=float)
+    ar = 2.0 * layers * allreduce_s(r * hidden_size * act_bytes, tp, tp_link)
+    if ep > 1 and moe_layers > 0:
+        send = st / stage_gpus * experts_per_token * hidden_size * act_bytes
+        a2a = 2.0 * moe_layers * alltoall_s(send, ep, ep_link)
+    else:
+        a2a = np.zeros_like(st)
+    if pp > 1:
+        p2p = p2p_s(st / stage_gpus * hidden_size * act_bytes, pp_link)
+    else:
+        p2p = np.zeros_like(st)
+    return ar + a2a + p2p

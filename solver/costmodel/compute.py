@@ -1,34 +1,41 @@
-"""Prefill and decode times: a roofline per pipeline-stage pass plus communication and overhead.
+"""Prefill and decode times: per-operator rooflines per pipeline-stage pass, plus communication,
+fixed kernel time and the engine's host overhead.
 
-One stage pass on one GPU is a sequence of operators, each on its own roofline (all arrays
-broadcast):
+One stage pass on the busiest GPU is a sequence of operators, each on its own roofline (all
+arrays broadcast); operators run one after another and communication is not overlapped:
 
-    t_pass = sum over operators of max(bytes_op / (HBM_BW x eta_bw), flop_op / rate_op) + t_comm
+    t_pass = sum over operators of max(t_mem, t_flop) + t_fixed + t_comm
 
-with the operators dense GEMMs, routed-expert GEMMs, decode attention and prefill attention,
-and ``rate = peak x mfu_decode`` for decode tokens, ``peak x mfu_prefill`` for prompt tokens.
-GEMMs run at the peak of the format's compute dtype, attention at the bf16/fp16 peak. Summing
-per-operator rooflines (rather than one max over the whole step) is what a kernel-by-kernel
-engine does: a compute-bound GEMM does not hide a memory-bound attention kernel.
+* HBM streaming (:func:`hbm_stream_s`): a kernel that reads ``S`` bytes reaches
+  ``eta(S) = eta_max x S / (S + S_half)`` of the datasheet bandwidth -- a small per-GPU kernel
+  spends most of its time launching, filling and draining (``bw_half_mb``, fitted). The dense
+  GEMMs of a layer are four kernels (QKV, O, gate/up, down), so at high TP each reads little and
+  streams far below the plateau.
+* Dense GEMMs: the GPU's dense weights (the input embedding is a row lookup, not read), FLOP at
+  the compute dtype's peak (16-bit weights -- LM head, attention for ``quant_scope: experts`` --
+  at the bf16 peak) x ``mfu_decode`` for decode tokens, ``mfu_prefill`` for prompt tokens.
+* Routed experts, per MoE layer (:func:`grouped_gemm_s`): a grouped-GEMM MoE layer (vLLM
+  ``fused_moe``, SGLang/TensorRT-LLM CUTLASS MoE) is a fixed set of kernels -- routing, token
+  permutation, two grouped GEMMs (gate/up, down), un-permute -- whatever the batch, so it pays a
+  fixed ``moe_layer_fixed_us`` (fitted) per MoE layer; each touched expert's rows are padded up
+  to the kernel's tile height (``shape.GROUPED_GEMM_TILE_ROWS``); and it reads only the experts
+  the batch touches: ``E_local x (1 - (1 - k/E)^T)`` for ``T`` tokens routed uniformly.
+* Decode attention reads every held sequence's KV (one kernel per layer); prefill attention is
+  compute-bound; both 16-bit math.
+* Attention data parallelism (``dp_attn > 1``): decode sequences spread evenly over the ranks,
+  but one prompt's chunk is prefilled by ONE rank (its dense and attention FLOPs are not spread
+  over the others); the routed experts of every rank's tokens still spread over all GPUs.
+* A decode step that carries amortised prompt work is a mixture: prompts arrive as chunks of
+  the engine's token budget (``prefill_chunk_tokens``) in a share ``f`` of the steps, the rest
+  are decode-only (:func:`decode_step`). Prompt tokens never go through the touched-experts
+  formula as if they were extra independent decode tokens in every step.
+* Host overhead per step: decode-only steps replay CUDA graphs (``host_overhead_graph_ms``),
+  steps that carry a prefill chunk run eagerly (``host_overhead_eager_ms``), per engine
+  (``catalogs/engines.yaml``).
 
-* ``bytes_read`` = the GPU's dense weights (less the input embedding, a row lookup) + the
-  expected share of its expert weights the step's tokens touch + the KV cache of the sequences
-  it holds. Each touched expert of each MoE layer also costs a fixed ``t0``
-  (``expert_gemm_overhead_us``, added outside the roofline): small expert matrices run below
-  the roofline, at best ``S / (S / BW + t0)`` for ``S`` bytes.
-* 16-bit weights (LM head; attention too for ``quant_scope: experts``) run at the bf16 peak.
-* Expected distinct experts a batch of ``T`` tokens touches in one MoE layer:
-  ``E x (1 - (1 - k/E)^T)`` (each token picks k of E experts, uniform routing assumed); the
-  fraction ``1 - (1 - k/E)^T`` of the expert weights is read.
-* ``flop`` = 2 x matmul parameters per token (input embedding is a lookup) + attention
-  ``2 x n_h x (d_qk + d_v)`` FLOP per (query, key) pair per layer; the replica's work is spread
-  evenly over its GPUs.
-* A decode step (TPOT) is ``pp`` stage passes of a micro-batch of ``B / min(B, pp)`` sequences
-  (each token traverses every stage; the other micro-batches fill the pipeline), plus the
-  engine's fixed per-step overhead (scheduling, sampling, kernel launches).
-* Prefill of one prompt runs in chunks of ``PREFILL_CHUNK_TOKENS``; chunks pipeline through the
-  stages, so it takes ``(n_chunks + pp - 1)`` stage passes plus one overhead per chunk. Each
-  chunk re-reads the weights, which bounds short prompts below by the weight read.
+The breakdown is an exact partition of the time: each operator's roofline time is attributed to
+memory or compute (whichever bounds it), fixed kernel time and host time to overhead, so
+``memory + compute + comm + overhead = total``.
 """
 
 from __future__ import annotations
@@ -38,20 +45,23 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from solver.costmodel.comm import comm_s
+from solver.costmodel.comm import stage_comm_s
 from solver.costmodel.memory import kv_bytes_per_seq_gpu
-from solver.costmodel.shape import ShapeTerms
+from solver.costmodel.shape import ACT_BYTES, ShapeTerms
 from solver.units import MS_PER_S
 
 F = NDArray[np.float64]
 
+DENSE_KERNELS_PER_LAYER = 4
+"""GEMM kernels of one transformer layer's dense part: QKV, O, gate/up, down."""
+
 
 @dataclass(frozen=True)
 class StepTime:
-    """A step's time and its parts (ms), arrays of the broadcast input shape.
+    """A step's time and an exact partition of it (ms), arrays of the broadcast input shape.
 
-    ``memory_ms``/``compute_ms``/``comm_ms`` are the totals over the step's stage passes;
-    ``bound`` names the largest of the three for each element.
+    ``total = memory + compute + comm + overhead``: each operator's roofline time counts as
+    memory or compute (whichever bounds it); ``overhead`` is host time and fixed kernel time.
     """
 
     total_ms: F
@@ -67,42 +77,80 @@ class StepTime:
         return np.array(["memory", "compute", "communication"])[np.argmax(parts, axis=0)]
 
 
+# --------------------------------------------------------------------------- pure terms
+def hbm_stream_s(nbytes: ArrayLike, kernels: ArrayLike, bw_bytes_s: float, half_bytes: float) -> F:
+    """Seconds to read ``nbytes`` in ``kernels`` equal kernels.
+
+    Each kernel of ``S`` bytes streams at ``eta_max x S / (S + S_half)`` of the peak, so the time
+    is ``(nbytes + kernels x S_half) / (peak x eta_max)``; ``bw_bytes_s`` = peak x eta_max.
+    """
+    n = np.asarray(nbytes, dtype=float)
+    k = np.asarray(kernels, dtype=float)
+    return np.where(n > 0, (n + k * half_bytes) / bw_bytes_s, 0.0)
+
+
+def touched_experts(tokens: ArrayLike, num_experts: int, k: int, local_experts: float) -> F:
+    """Expected experts among a GPU's ``local_experts`` that ``tokens`` tokens route to:
+    ``E_local x (1 - (1 - k/E)^T)`` (uniform routing)."""
+    t = np.asarray(tokens, dtype=float)
+    if num_experts == 0:
+        return np.zeros_like(t)
+    return local_experts * (1.0 - (1.0 - k / num_experts) ** t)
+
+
+def padded_rows(rows: ArrayLike, touched: ArrayLike, tile: int) -> F:
+    """Rows a grouped GEMM computes when ``rows`` token rows fall evenly on ``touched`` experts and
+    each expert's rows are padded up to a multiple of ``tile``."""
+    r = np.asarray(rows, dtype=float)
+    n = np.asarray(touched, dtype=float)
+    safe = np.where(n > 0, n, 1.0)
+    return np.where(n > 0, n * tile * np.ceil(r / (safe * tile) - 1e-9), 0.0)
+
+
+def grouped_gemm_s(
+    tokens: ArrayLike,
+    rate: ArrayLike,
+    *,
+    num_experts: int,
+    k: int,
+    local_experts: float,
+    expert_bytes: float,
+    flop_per_row: float,
+    bw_bytes_s: float,
+    half_bytes: float,
+    tile: int,
+    fixed_s: float,
+) -> tuple[F, F, F]:
+    """(memory, compute, fixed) seconds of one MoE layer's grouped GEMMs on one GPU.
+
+    ``tokens`` of the stage route ``k`` copies each uniformly over ``num_experts``; the GPU holds
+    ``local_experts`` (each ``expert_bytes``, ``flop_per_row`` FLOP per token row). Memory: the
+    touched experts' weights in two kernels (gate/up, down); compute: the tile-padded rows at
+    ``rate`` FLOP/s; fixed: the layer's kernels' fixed time, paid whenever a token arrives.
+    """
+    t = np.asarray(tokens, dtype=float)
+    n = touched_experts(t, num_experts, k, local_experts)
+    rows = t * k * local_experts / max(num_experts, 1)
+    mem = hbm_stream_s(n * expert_bytes, 2.0, bw_bytes_s, half_bytes)
+    cmp = padded_rows(rows, n, tile) * flop_per_row / np.asarray(rate, dtype=float)
+    fixed = np.where(t > 0, fixed_s, 0.0) * (num_experts > 0)
+    return mem, cmp, fixed
+
+
 def expert_touch_fraction(terms: ShapeTerms, tokens: ArrayLike) -> F:
     """Expected share of a MoE layer's experts that ``tokens`` tokens route to: 1 - (1 - k/E)^T."""
-    t = np.asarray(tokens, dtype=float)
     if terms.num_experts == 0:
-        return np.zeros_like(t)
-    return 1.0 - (1.0 - terms.experts_per_token / terms.num_experts) ** t
+        return np.zeros_like(np.asarray(tokens, dtype=float))
+    return touched_experts(tokens, terms.num_experts, terms.experts_per_token, 1.0)
 
 
 def expert_gemms(terms: ShapeTerms, tokens: ArrayLike) -> F:
     """Expected expert GEMM problems one GPU runs in one stage pass of ``tokens`` tokens:
     touched experts it holds per MoE layer x the stage's MoE layers (0 for a dense model)."""
     return (
-        terms.experts_per_gpu_layer * expert_touch_fraction(terms, tokens)
+        touched_experts(tokens, terms.num_experts, terms.experts_per_token, terms.experts_per_gpu_layer)
         * terms.moe_layers / terms.pp
     )
-
-
-def expert_stream_s(terms: ShapeTerms, tokens: ArrayLike) -> F:
-    """Seconds to stream the touched expert weights of one GPU in one stage pass at the roofline
-    bandwidth: ``n x S / BW`` for ``n`` touched experts of ``S`` bytes (one GPU's share of one
-    expert in one layer); ``n x S`` is ``expert_weight_bytes_gpu`` x the touched share."""
-    n = expert_gemms(terms, tokens)
-    return n * terms.expert_bytes_per_expert_gpu / terms.bw_bytes_s
-
-
-def expert_fixed_s(terms: ShapeTerms, tokens: ArrayLike) -> F:
-    """Fixed time of the expert GEMM problems of one stage pass: ``n x t0``.
-
-    ``t0`` (``expert_gemm_overhead_us``) is what one small grouped-GEMM problem costs beyond its
-    roofline: the M dimension (the expert's tokens) padded up to the tile height, pipeline fill
-    and drain of its first and last tiles, per-expert scale/offset setup. It is added outside the
-    roofline, so its share falls with the matrix size: an expert of ``S`` bytes streams at
-    ``S / (S / BW + t0)`` at best -- fine-grained experts (gpt-oss 2880x2880, DeepSeek 2048x7168)
-    lose far more than Mixtral's 14336x4096. Zero for dense models (no experts).
-    """
-    return expert_gemms(terms, tokens) * terms.expert_gemm_overhead_s
 
 
 def _window_pairs(n: F, w: int) -> F:
@@ -134,73 +182,122 @@ def decode_pair_layers(terms: ShapeTerms, context_tokens: ArrayLike) -> F:
     return pairs
 
 
+def _roofline(mem: F, cmp: F) -> tuple[F, F]:
+    """Split ``max(mem, cmp)`` into its memory-bound and compute-bound parts (one is 0)."""
+    m_bound = mem >= cmp
+    return np.where(m_bound, mem, 0.0), np.where(m_bound, 0.0, cmp)
+
+
 def stage_pass_s(
     terms: ShapeTerms,
     decode_seqs: ArrayLike,
     context_tokens: ArrayLike,
     prefill_tokens: ArrayLike = 0.0,
     prefill_pair_layers: ArrayLike = 0.0,
+    prefill_ranks: ArrayLike = 1.0,
 ) -> tuple[F, F, F, F]:
-    """(memory, compute, communication, total) seconds of one stage pass on one GPU.
+    """(memory, compute, communication, fixed) seconds of one stage pass on the busiest GPU.
 
-    ``decode_seqs`` sequences of one micro-batch each decode one token at ``context_tokens``;
-    ``prefill_tokens`` prompt tokens (with ``prefill_pair_layers`` attention pairs) ride along.
-    ``memory`` and ``compute`` are the plain sums of bytes / bandwidth and FLOP / rate over the
-    operators; ``total`` adds each operator's roofline ``max(bytes / BW, FLOP / rate)``, the
-    fixed per-expert-problem time and the communication (operators run one after another;
-    communication is not overlapped).
+    ``decode_seqs`` sequences (of the whole stage, spread over its ``dp_attn`` ranks) decode one
+    token at ``context_tokens``; ``prefill_tokens`` prompt tokens (with ``prefill_pair_layers``
+    attention pairs) ride along, spread evenly over ``prefill_ranks`` attention ranks (1: one
+    rank prefills them all). The four parts add up to the pass's time.
     """
     b = np.asarray(decode_seqs, dtype=float)
     c = np.asarray(context_tokens, dtype=float)
     p = np.asarray(prefill_tokens, dtype=float)
-    pp_pairs = np.asarray(prefill_pair_layers, dtype=float)
-    tokens = b + p
+    pairs = np.asarray(prefill_pair_layers, dtype=float)
+    r = np.clip(np.asarray(prefill_ranks, dtype=float), 1.0, terms.dp_attn)
+    dp = terms.dp_attn
     g = terms.gpus
-    bw = terms.bw_bytes_s
+    bw, half = terms.bw_bytes_s, terms.bw_half_bytes
     rate_dec = terms.peak_flop_s * terms.mfu_decode
     rate_pre = terms.peak_flop_s * terms.mfu_prefill
-    # Dense GEMMs (attention projections, dense FFN, shared experts, LM head): all their weights
-    # read (the input embedding is a row lookup); the 16-bit ones at the 16-bit peak.
-    dense_mem = terms.dense_read_bytes_gpu / bw
+    a16 = terms.attn_peak_flop_s
+    layers = terms.num_layers / terms.pp
+    # prompt tokens on the busiest rank, in units of "evenly spread over the stage's GPUs"
+    p_busy = p * dp / r
+    # Dense GEMMs
+    dense_mem = hbm_stream_s(terms.dense_read_bytes_gpu, DENSE_KERNELS_PER_LAYER * layers + 1, bw, half)
     flop16 = terms.dense_flop16_per_token / g
     flop_q = terms.dense_flop_per_token / g - flop16
-    a16 = terms.attn_peak_flop_s
     dense_cmp = (flop_q / rate_dec + flop16 / (a16 * terms.mfu_decode)) * b + (
         flop_q / rate_pre + flop16 / (a16 * terms.mfu_prefill)
-    ) * p
-    # Routed-expert GEMMs: the touched experts' weights, plus a fixed t0 per touched expert
-    # problem (see expert_fixed_s).
-    exp_mem = expert_stream_s(terms, tokens)
-    exp_fixed = expert_fixed_s(terms, tokens)
-    exp_flop = terms.expert_flop_per_token / g
-    exp_cmp = exp_flop * (b / rate_dec + p / rate_pre)
-    # Decode attention: reads every held sequence's KV; 16-bit math.
-    att_mem = b / terms.dp_attn * kv_bytes_per_seq_gpu(terms, c) / bw
-    att_flop = b * decode_pair_layers(terms, c) * terms.attn_decode_flop_per_pair_layer / g
-    att_cmp = att_flop / (terms.attn_peak_flop_s * terms.mfu_decode)
-    # Prefill attention: compute-bound, 16-bit math.
-    pre_cmp = pp_pairs * terms.attn_flop_per_pair_layer / g / (terms.attn_peak_flop_s * terms.mfu_prefill)
-    comm = comm_s(terms, tokens)
-    mem = dense_mem + exp_mem + att_mem
-    comp = dense_cmp + exp_cmp + att_cmp + pre_cmp
-    total = (
-        np.maximum(dense_mem, dense_cmp) + np.maximum(exp_mem, exp_cmp) + exp_fixed
-        + np.maximum(att_mem, att_cmp) + pre_cmp + comm
+    ) * p_busy
+    dm, dc = _roofline(dense_mem + 0.0 * b, dense_cmp)
+    # Routed experts: grouped GEMMs per MoE layer over the stage's tokens
+    tokens = b + p
+    moe = terms.moe_layers / terms.pp
+    if terms.num_experts:
+        rate_mix = np.where(tokens > 0, tokens / (b / rate_dec + p / rate_pre + (tokens == 0)), rate_dec)
+        em, ec, efix = grouped_gemm_s(
+            tokens, rate_mix, num_experts=terms.num_experts, k=terms.experts_per_token,
+            local_experts=terms.experts_per_gpu_layer, expert_bytes=terms.expert_bytes_per_expert_gpu,
+            flop_per_row=terms.expert_flop_per_row_gpu, bw_bytes_s=bw, half_bytes=half,
+            tile=terms.grouped_gemm_tile, fixed_s=terms.moe_layer_fixed_s,
+        )
+        xm, xc = _roofline(em * moe, ec * moe)
+        xfix = efix * moe
+    else:
+        xm = xc = xfix = np.zeros_like(tokens)
+    # Decode attention: the busiest rank's sequences' KV, one kernel per layer
+    att_bytes = b / dp * kv_bytes_per_seq_gpu(terms, c)
+    att_mem = hbm_stream_s(att_bytes, layers, bw, half)
+    att_cmp = b * decode_pair_layers(terms, c) * terms.attn_decode_flop_per_pair_layer / g / (a16 * terms.mfu_decode)
+    am, ac = _roofline(att_mem, att_cmp)
+    # Prefill attention: compute-bound
+    pre_cmp = pairs * dp / r * terms.attn_flop_per_pair_layer / g / (a16 * terms.mfu_prefill)
+    comm = stage_comm_s(
+        rank_tokens=b / dp + p / r, stage_tokens=tokens, hidden_size=terms.hidden_size,
+        act_bytes=ACT_BYTES, layers=layers, moe_layers=moe, tp=terms.tp, ep=terms.ep,
+        stage_gpus=terms.stage_gpus, experts_per_token=terms.experts_per_token, pp=terms.pp,
+        tp_link=terms.tp_cost, ep_link=terms.ep_cost, pp_link=terms.pp_cost,
     )
-    return mem, comp, comm, total
+    mem = dm + xm + am
+    cmp = dc + xc + ac + pre_cmp
+    return mem, cmp, comm, xfix
 
 
-def _step(terms: ShapeTerms, passes: F, mem: F, comp: F, comm: F, total: F, overheads: F) -> StepTime:
-    """Assemble a StepTime from per-pass parts (seconds) repeated ``passes`` times."""
+def _step(passes: ArrayLike, parts: tuple[F, F, F, F], host_s: ArrayLike) -> StepTime:
+    """A StepTime from per-pass parts (seconds) repeated ``passes`` times plus host time."""
     ms = MS_PER_S
-    over = overheads * terms.step_overhead_s * ms
+    mem, cmp, comm, fixed = (np.asarray(x, dtype=float) for x in parts)
+    n = np.asarray(passes, dtype=float)
+    over = n * fixed * ms + np.asarray(host_s, dtype=float) * ms
+    memory_ms, compute_ms, comm_ms = n * mem * ms, n * cmp * ms, n * comm * ms
     return StepTime(
-        total_ms=passes * total * ms + over,
-        memory_ms=passes * mem * ms,
-        compute_ms=passes * comp * ms,
-        comm_ms=passes * comm * ms,
+        total_ms=memory_ms + compute_ms + comm_ms + over,
+        memory_ms=memory_ms,
+        compute_ms=compute_ms,
+        comm_ms=comm_ms,
         overhead_ms=over,
     )
+
+
+def _mix(w: F, a: tuple[F, F, F, F], b: tuple[F, F, F, F]) -> tuple[F, F, F, F]:
+    """``(1 - w) x a + w x b`` part by part."""
+    return tuple((1.0 - w) * x + w * y for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def chunk_mixture(terms: ShapeTerms, prefill_tokens: ArrayLike) -> tuple[F, F, F]:
+    """How ``prefill_tokens`` prompt tokens per step (on average) arrive: (share of steps that
+    carry a chunk, prompt tokens in such a step, attention ranks they are spread over).
+
+    Each of the ``dp`` attention ranks schedules its own prompts in chunks of up to ``C``
+    (``prefill_chunk_tokens``) tokens: a rank carries a chunk in a share ``f = min(1, p / dp / C)``
+    of its steps; a synchronised step is a chunk step if any rank has one
+    (``f_any = 1 - (1 - f)^dp``), and then ``dp f / f_any`` ranks prefill ``max(C, p / dp)``
+    tokens each. Expected prompt tokens per step stay ``p``.
+    """
+    p = np.asarray(prefill_tokens, dtype=float)
+    dp = terms.dp_attn
+    c = float(terms.prefill_chunk_tokens)
+    per_rank = p / dp
+    f = np.minimum(1.0, per_rank / c)
+    f_any = 1.0 - (1.0 - f) ** dp
+    ranks = np.where(f_any > 0, dp * f / np.where(f_any > 0, f_any, 1.0), 1.0)
+    chunk = np.where(p > 0, ranks * np.maximum(c, per_rank), 0.0)
+    return f_any, chunk, ranks
 
 
 def decode_step(
@@ -210,19 +307,25 @@ def decode_step(
     prefill_tokens_per_step: ArrayLike = 0.0,
     prefill_pair_layers_per_step: ArrayLike = 0.0,
 ) -> StepTime:
-    """One engine step with ``batch`` decoding sequences (plus optional chunked-prefill work).
+    """Mean engine step with ``batch`` decoding sequences plus, on average,
+    ``prefill_tokens_per_step`` prompt tokens (see :func:`chunk_mixture`).
 
-    The prefill work of a step is split over its micro-batches like the decode sequences.
+    The step is ``(1 - f)`` decode-only steps (CUDA graphs) and ``f`` steps with a prompt chunk
+    (eager); with pipeline parallelism each is ``pp`` stage passes of micro-batches of
+    ``batch / min(batch, pp)`` sequences.
     """
     b = np.asarray(batch, dtype=float)
+    p = np.asarray(prefill_tokens_per_step, dtype=float)
+    pairs = np.asarray(prefill_pair_layers_per_step, dtype=float)
     m = np.clip(np.minimum(b, terms.pp), 1.0, None)
-    mem, comp, comm, total = stage_pass_s(
-        terms, b / m, context_tokens,
-        np.asarray(prefill_tokens_per_step, dtype=float) / m,
-        np.asarray(prefill_pair_layers_per_step, dtype=float) / m,
-    )
-    passes = np.full(np.broadcast(mem, comp, comm, total).shape, float(terms.pp))
-    return _step(terms, passes, mem, comp, comm, total, np.ones_like(passes))
+    f, chunk, ranks = chunk_mixture(terms, p)
+    pairs_chunk = np.where(p > 0, pairs * chunk / np.where(p > 0, p, 1.0), 0.0)
+    plain = stage_pass_s(terms, b / m, context_tokens)
+    loaded = stage_pass_s(terms, b / m, context_tokens, chunk / m, pairs_chunk / m, ranks)
+    parts = _mix(f, plain, loaded)
+    host = (1.0 - f) * terms.host_overhead_graph_s + f * terms.host_overhead_eager_s
+    passes = np.full(np.broadcast(*parts, host).shape, float(terms.pp))
+    return _step(passes, parts, host)
 
 
 def decode_step_ms(terms: ShapeTerms, batch: ArrayLike, context_tokens: ArrayLike) -> F:
@@ -236,10 +339,11 @@ def decode_bound(terms: ShapeTerms, batch: ArrayLike, context_tokens: ArrayLike)
 
 
 def prefill(terms: ShapeTerms, prompt_tokens: ArrayLike, prefix_hit_rate: ArrayLike = 0.0, decode_seqs: ArrayLike = 0.0, context_tokens: ArrayLike = 0.0) -> StepTime:
-    """Prefill of one prompt in chunks; the cached prefix (``prefix_hit_rate``) is skipped.
+    """Prefill of one prompt in chunks on one attention rank; the cached prefix is skipped.
 
     ``decode_seqs`` other sequences at ``context_tokens`` decode in every chunk's step
-    (continuous batching); 0 gives the prompt alone on the replica.
+    (continuous batching); 0 gives the prompt alone on the replica. Chunks pipeline through the
+    stages: ``n_chunks + pp - 1`` stage passes, one eager host overhead per chunk.
     """
     n = np.asarray(prompt_tokens, dtype=float)
     h = np.asarray(prefix_hit_rate, dtype=float)
@@ -248,9 +352,9 @@ def prefill(terms: ShapeTerms, prompt_tokens: ArrayLike, prefix_hit_rate: ArrayL
     chunks = np.ceil(new / terms.prefill_chunk_tokens)
     pairs = attention_pair_layers(terms, new, cached)
     b = np.asarray(decode_seqs, dtype=float)
-    mem, comp, comm, total = stage_pass_s(terms, b, context_tokens, new / chunks, pairs / chunks)
+    parts = stage_pass_s(terms, b, context_tokens, new / chunks, pairs / chunks, 1.0)
     passes = chunks + terms.pp - 1
-    return _step(terms, passes, mem, comp, comm, total, chunks)
+    return _step(passes, parts, chunks * terms.host_overhead_eager_s)
 
 
 def prefill_ms(terms: ShapeTerms, prompt_tokens: ArrayLike, prefix_hit_rate: ArrayLike = 0.0) -> F:

@@ -119,11 +119,13 @@ def estimate(
     osl: int,
     concurrency: Concurrency,
     prefix_hit_rate: float = 0.0,
-    engine: str = "generic",
+    engine: str | None = None,
 ) -> Estimate:
     """Memory, TTFT, TPOT and throughput of one replica of ``shape`` (the ``estimate`` command).
 
-    Raises ``InputError`` for unknown ids, invalid shapes (see :func:`check_shape`), lengths
+    ``engine``: an ``engines.yaml`` profile (default: the catalog's ``default_engine``).
+    Raises ``InputError`` for unknown ids, an engine that does not serve the format on the
+    accelerator, invalid shapes (see :func:`check_shape`), lengths
     < 1 or concurrency < 1. A shape that runs but does not fit memory returns ``fits=False``
     with the ``reason``.
     """

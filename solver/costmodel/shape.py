@@ -26,20 +26,28 @@ from dataclasses import dataclass, replace
 
 from solver.architecture import param_counts
 from solver.catalog import Catalog
+from solver.costmodel.comm import NO_LINK, LinkCost
 from solver.errors import InputError
 from solver.schemas import ModelArch
 from solver.topology import LOCAL, Link, fits_scaleup, link_for_group
-from solver.units import GIB, TB, TFLOP
+from solver.units import GB, GIB, TB, TFLOP
 
 UTILISATION = 0.90
-"""Share of HBM the engine may use (vLLM's ``gpu_memory_utilization`` default)."""
+"""Share of HBM vLLM may use by default (``gpu_memory_utilization``); each engine's own rule is in
+``catalogs/engines.yaml`` (:func:`usable_bytes`)."""
 RUNTIME_OVERHEAD_GIB = 2.0
 """Per-GPU memory outside weights and KV: CUDA context (~0.5 GiB), cuBLAS/NCCL workspaces and
 CUDA-graph pools (~1 GiB), allocator fragmentation. Order of magnitude from vLLM's start-up
 memory profile logs; not fitted."""
 PREFILL_CHUNK_TOKENS = 2048
-"""Tokens of prompt processed per engine step with chunked prefill (vLLM's default
-``max_num_batched_tokens`` for chunked prefill; TensorRT-LLM uses up to 8192)."""
+"""vLLM's default token budget per chunked-prefill step (``max_num_batched_tokens``); each
+engine's own default is ``chunk_tokens`` in ``catalogs/engines.yaml``. Also sizes the prefill
+activations reserved per GPU."""
+GROUPED_GEMM_TILE_ROWS = 64
+"""Token rows per tile of a grouped-GEMM MoE kernel: Hopper's warpgroup MMA instruction
+(``wgmma``) is 64 rows high and the CUTLASS grouped-GEMM tile shapes the engines dispatch start
+at M = 64 (https://github.com/NVIDIA/cutlass, ``examples/57_hopper_grouped_gemm``). An expert
+that receives one token still computes a 64-row tile."""
 ACT_BYTES = 2
 """Bytes per activation element (bf16) for activations and collectives."""
 
@@ -148,14 +156,24 @@ class ShapeTerms:
     """Dense bf16/fp16 peak: attention (QK^T, softmax, PV) and 16-bit GEMMs run at it."""
     mfu_prefill: float
     mfu_decode: float
-    step_overhead_s: float
-    expert_gemm_overhead_s: float
-    """Fixed time per touched expert per MoE layer on one GPU (see ``Efficiency``)."""
-    collective_latency_s: float
-    collective_bw_efficiency: float
+    bw_half_bytes: float
+    """Bytes per kernel at which streaming reaches half of ``eta_bw`` (``Efficiency.bw_half_mb``)."""
+    moe_layer_fixed_s: float
+    """Fixed time of one MoE layer's kernels on one GPU (``Efficiency.moe_layer_fixed_us``)."""
+    expert_flop_per_row_gpu: float
+    """FLOP of one token row through one expert as held by one GPU (2 x its parameters)."""
+    grouped_gemm_tile: int
+    engine: str
+    host_overhead_graph_s: float
+    """Host time of a decode-only step (CUDA graph replay), from the engine profile."""
+    host_overhead_eager_s: float
+    """Host time of a step with a prefill chunk (eager), from the engine profile."""
     tp_link: Link
     ep_link: Link
     pp_link: Link
+    tp_cost: LinkCost
+    ep_cost: LinkCost
+    pp_cost: LinkCost
     prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
 
 
@@ -165,8 +183,10 @@ def with_efficiency(
     eta_bw: float | None = None,
     mfu_prefill: float | None = None,
     mfu_decode: float | None = None,
-    step_overhead_ms: float | None = None,
-    expert_gemm_overhead_us: float | None = None,
+    bw_half_mb: float | None = None,
+    moe_layer_fixed_us: float | None = None,
+    host_overhead_graph_ms: float | None = None,
+    host_overhead_eager_ms: float | None = None,
 ) -> ShapeTerms:
     """The same shape with other efficiency factors (for calibration); ``None`` keeps a factor."""
     changes: dict[str, float] = {}
@@ -176,10 +196,14 @@ def with_efficiency(
         changes["mfu_prefill"] = mfu_prefill
     if mfu_decode is not None:
         changes["mfu_decode"] = mfu_decode
-    if step_overhead_ms is not None:
-        changes["step_overhead_s"] = step_overhead_ms / 1e3
-    if expert_gemm_overhead_us is not None:
-        changes["expert_gemm_overhead_s"] = expert_gemm_overhead_us / 1e6
+    if bw_half_mb is not None:
+        changes["bw_half_bytes"] = bw_half_mb * 1e6
+    if moe_layer_fixed_us is not None:
+        changes["moe_layer_fixed_s"] = moe_layer_fixed_us / 1e6
+    if host_overhead_graph_ms is not None:
+        changes["host_overhead_graph_s"] = host_overhead_graph_ms / 1e3
+    if host_overhead_eager_ms is not None:
+        changes["host_overhead_eager_s"] = host_overhead_eager_ms / 1e3
     return replace(terms, **changes)
 
 
@@ -236,8 +260,11 @@ def weight_groups(m: ModelArch, bytes_per_weight: float) -> WeightGroups:
     )
 
 
-def check_shape(cat: Catalog, shape: Shape) -> str | None:
+def check_shape(cat: Catalog, shape: Shape, engine: str | None = None) -> str | None:
     """Why a shape cannot run at all (unknown ids raise ``InputError``); ``None`` if it can.
+
+    ``engine`` (an ``engines.yaml`` id; ``None`` checks no engine) must serve the format on the
+    accelerator's family.
 
     Memory is not checked here: whether the weights and KV fit is a question of the operating
     point (see :func:`solver.costmodel.memory.fit_reason`).
@@ -291,7 +318,34 @@ def check_shape(cat: Catalog, shape: Shape) -> str | None:
         cat.efficiency_for(acc.id)
     except InputError as exc:
         return str(exc)
+    if engine is not None:
+        return cat.engine_reason(engine, acc.id, shape.quant)
     return None
+
+
+def usable_bytes(policy: str, fraction: float, hbm: float, fixed: float) -> float:
+    """Bytes an engine lets weights + runtime + activations + KV take on one GPU of ``hbm`` bytes.
+
+    ``total-fraction`` (vLLM, SGLang): ``fraction x hbm``. ``free-after-weights`` (TensorRT-LLM):
+    the ``fixed`` bytes (weights, runtime, activations) plus ``fraction`` of what they leave.
+    """
+    if policy == "free-after-weights":
+        return min(fixed + fraction * max(hbm - fixed, 0.0), hbm)
+    return fraction * hbm
+
+
+def link_cost(cat: Catalog, link: Link) -> LinkCost:
+    """The collective parameters of a group's link (its kind's profile + the path latency)."""
+    if link.kind == "local":
+        return NO_LINK
+    prof = cat.link_profile(link.kind)
+    return LinkCost(
+        bandwidth_bytes_s=link.bandwidth_gb_s * GB,
+        latency_s=(prof.latency_us + link.latency_us) * 1e-6,
+        bw_efficiency=prof.bw_efficiency,
+        saturation_bytes=prof.saturation_mb * 1e6,
+        ramp=prof.ramp,
+    )
 
 
 def _peak_flops(cat: Catalog, shape: Shape) -> tuple[str, float]:
@@ -305,9 +359,12 @@ def _peak_flops(cat: Catalog, shape: Shape) -> tuple[str, float]:
     raise InputError(f"{acc.id!r} has no {dtype} or bf16/fp16 peak in the catalog")
 
 
-def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTerms:
-    """Per-shape constants; raises ``InputError`` with :func:`check_shape`'s reason if invalid."""
-    reason = check_shape(cat, shape)
+def shape_terms(cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeTerms:
+    """Per-shape constants under ``engine`` (default: the catalog's ``default_engine``); raises
+    ``InputError`` with :func:`check_shape`'s reason if invalid."""
+    engine = engine or cat.default_engine
+    eng = cat.engine(engine)
+    reason = check_shape(cat, shape, engine)
     if reason:
         raise InputError(reason)
     m = cat.model(shape.model)
@@ -315,7 +372,7 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
     system = cat.system(shape.system) if shape.system else cat.default_system(acc.id)
     q = cat.quantization(shape.quant)
     kv = cat.kv_dtype(shape.kv_dtype)
-    eff = cat.efficiency_for(acc.id, engine)
+    eff = cat.efficiency_for(acc.id)
     pc = param_counts(m)
     tp, pp, ep = shape.tp, shape.pp, shape.ep
     stage = shape.stage_gpus
@@ -363,6 +420,8 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
     ep_link = link_for_group(system, stage) if ep > 1 else LOCAL
     pp_link = link_for_group(system, stage * pp) if pp > 1 else LOCAL
     hbm = acc.hbm_gib * GIB
+    overhead = RUNTIME_OVERHEAD_GIB * GIB
+    fixed = dense_w + expert_w + overhead + act
     return ShapeTerms(
         shape=shape,
         system_id=system.id,
@@ -385,11 +444,11 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
         attn_flop_per_pair_layer=2.0 * m.num_attention_heads * (d_qk + d_v),
         attn_decode_flop_per_pair_layer=decode_pair,
         hbm_bytes=hbm,
-        usable_bytes=UTILISATION * hbm,
+        usable_bytes=usable_bytes(eng.kv_memory_policy, eng.kv_memory_fraction, hbm, fixed),
         weight_bytes_gpu=dense_w + expert_w,
         dense_weight_bytes_gpu=dense_w,
         expert_weight_bytes_gpu=expert_w,
-        overhead_bytes_gpu=RUNTIME_OVERHEAD_GIB * GIB,
+        overhead_bytes_gpu=overhead,
         activation_bytes_gpu=act,
         kv_full_bytes_per_token_gpu=per_layer_gpu * full_layers * kvb / pp,
         kv_window_bytes_per_token_gpu=per_layer_gpu * window_layers * kvb / pp,
@@ -407,11 +466,18 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTer
         attn_peak_flop_s=max(acc.dense_tflops.get("bf16", 0.0), acc.dense_tflops.get("fp16", 0.0)) * TFLOP,
         mfu_prefill=eff.mfu_prefill,
         mfu_decode=eff.mfu_decode,
-        step_overhead_s=eff.step_overhead_ms / 1e3,
-        expert_gemm_overhead_s=eff.expert_gemm_overhead_us / 1e6,
-        collective_latency_s=eff.collective_latency_us / 1e6,
-        collective_bw_efficiency=eff.collective_bw_efficiency,
+        bw_half_bytes=eff.bw_half_mb * 1e6,
+        moe_layer_fixed_s=eff.moe_layer_fixed_us / 1e6,
+        expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
+        grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,
+        engine=eng.id,
+        host_overhead_graph_s=eng.host_overhead_graph_ms / 1e3,
+        host_overhead_eager_s=eng.host_overhead_eager_ms / 1e3,
         tp_link=tp_link,
         ep_link=ep_link,
         pp_link=pp_link,
+        tp_cost=link_cost(cat, tp_link),
+        ep_cost=link_cost(cat, ep_link),
+        pp_cost=link_cost(cat, pp_link),
+        prefill_chunk_tokens=eng.chunk_tokens,
     )
