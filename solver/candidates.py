@@ -17,8 +17,15 @@ Enumeration (per model, stable order: accelerator, system, quant, KV dtype, TP, 
 - quantisations: every catalog format the hardware runs (formats outside
   ``allowed_quantizations`` are flagged, not dropped); KV dtypes usable with the format and the
   hardware, restricted to ``allowed_kv_dtypes`` the same way;
-- TP in 1, 2, 4, 8 (within the scale-up domain); PP > 1 only with TP filling the scale-up
-  domain (pipeline stages cross domains, never split one); EP in {1, TP} for MoE models;
+- dense models: TP in 1, 2, 4, 8 (within the scale-up domain); PP > 1 only with TP filling the
+  scale-up domain (pipeline stages cross domains, never split one);
+- MoE models (:func:`moe_parallelism`): every (attention TP, EP) of a stage of S GPUs the engines
+  run -- TP S with the experts tensor-parallel (EP 1), split into EP groups (TP4 + EP2 ...), or
+  attention data-parallel (TP < S) with EP S (DP8 + EP8 ...) -- for S in 1, 2, 4, 8 and, where
+  the node shape has a larger scale-up domain (NVL72), wide EP stages of 16, 32, 64 GPUs;
+  EP must divide the expert count;
+- the problem's ``engine`` (default: the catalog's) must serve the format on the accelerator,
+  else the shape is rejected with the reason;
 - batch caps from ``BATCH_GRID`` up to the memory limit at p99 prompt + p99 output per slot.
   A shape whose weights do not fit even one sequence becomes one memory-violating row at B = 1.
 
@@ -167,6 +174,29 @@ def _kv_choices(
     return out
 
 
+WIDE_STAGES = (16, 32, 64)
+"""Expert-parallel stage sizes beyond 8 GPUs, used where one scale-up domain holds them."""
+
+
+def moe_parallelism(stage: int, num_experts: int) -> list[tuple[int, int]]:
+    """(tp, ep) pairs of a MoE stage of ``stage`` GPUs, in stable order.
+
+    ``max(tp, ep) = stage`` and one divides the other (the Shape convention); ``ep`` divides the
+    expert count. Up to 8 GPUs: attention TP over the whole stage with any EP, or EP over the
+    whole stage with any smaller attention TP (attention data parallelism). Wider stages keep
+    attention TP within 8 (heads rarely divide further) and spread experts over all GPUs.
+    """
+    out = []
+    for tp in (1, 2, 4, 8, 16, 32, 64):
+        for ep in (1, 2, 4, 8, 16, 32, 64):
+            if max(tp, ep) != stage or (tp % ep and ep % tp) or num_experts % ep:
+                continue
+            if stage > 8 and (ep != stage or tp > 8):
+                continue
+            out.append((tp, ep))
+    return out
+
+
 def _shapes(
     cat: Catalog, d: ModelDemand, gpu: str, system_id: str, dedupe: bool, rejected: list[Rejected],
 ) -> list[tuple[Shape, set[Family]]]:
@@ -184,13 +214,15 @@ def _shapes(
             q_flags.add(Family.QUALITY)
         for kv, kv_ok in _kv_choices(cat, d, gpu, quant, dedupe, rejected):
             flags = set(q_flags) | (set() if kv_ok else {Family.QUANT})
-            for tp in TP_CHOICES:
-                if tp > system.scaleup_domain_gpus:
+            stages = TP_CHOICES + (WIDE_STAGES if m.moe else ())
+            for stage in stages:
+                if stage > system.scaleup_domain_gpus:
                     continue
-                pps = PP_CHOICES if tp == min(system.scaleup_domain_gpus, TP_CHOICES[-1]) else (1,)
-                for pp in pps:
-                    eps = (1, tp) if (m.moe and tp > 1) else (1,)
-                    for ep in eps:
+                full = stage == min(system.scaleup_domain_gpus, TP_CHOICES[-1])
+                pairs = moe_parallelism(stage, m.moe.num_experts) if m.moe else [(stage, 1)]
+                for tp, ep in pairs:
+                    pps = PP_CHOICES if (full and tp == stage) else (1,)
+                    for pp in pps:
                         out.append((Shape(d.model, gpu, system_id, quant, kv, tp, pp, ep), flags))
     return out
 
@@ -229,6 +261,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     """All candidates of one model in stable order, pruned of dominated ones unless
     ``prune=False``, and the rejected shapes."""
     fleet = problem.fleet
+    engine = d.engine or cat.default_engine
     rejected: list[Rejected] = []
     pending: list[_ShapeRows] = []
     for gpu in d.allowed_accelerators or sorted(cat.accelerators):
@@ -244,11 +277,11 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
         for system in cat.systems_for(gpu):
             for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
                 what = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
-                reason = check_shape(cat, shape)
+                reason = check_shape(cat, shape, engine)
                 if reason:
                     rejected.append(Rejected(d.name, what, reason))
                     continue
-                terms = shape_terms(cat, shape)
+                terms = shape_terms(cat, shape, engine)
                 limit, view, fits = _evaluate(d, shape, terms)
                 f = set(flags)
                 if not fits:

@@ -124,6 +124,9 @@ class ModelDemand(_Strict):
     allowed_kv_dtypes: list[str] | None = None
     max_quality_loss_points: Annotated[float, Field(ge=0)] | None = None
     headroom: Annotated[float, Field(ge=0, le=10)] = 0.2
+    engine: str | None = Field(
+        default=None, description="serving engine (catalogs/engines.yaml id); default: the catalog's default_engine"
+    )
 
 
 class Fleet(_Strict):
@@ -179,6 +182,8 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
         for kv in m.allowed_kv_dtypes or []:
             if kv not in cat.kv_dtypes:
                 raise bad(f"{base}.allowed_kv_dtypes", "KV dtype", kv, cat.kv_dtypes)
+        if m.engine is not None and m.engine not in cat.engines:
+            raise bad(f"{base}.engine", "engine", m.engine, cat.engines)
         if m.allowed_accelerators == [] or m.allowed_quantizations == []:
             raise InputError(f"{base}: allowed lists must not be empty (omit them to allow all)", where=where)
     for g in (problem.fleet.inventory or {}):

@@ -6,13 +6,27 @@ import sys
 
 import click
 
-from solver.catalog import load_catalog
+from solver.catalog import Catalog, load_catalog
 from solver.cli.output import emit_json, fmt
 from solver.costmodel import Estimate, Shape
 from solver.costmodel import estimate as run_estimate
-from solver.errors import InputError
+from solver.errors import InputError, unknown_id
 
 EXIT_INFEASIBLE = 1
+
+
+def check_engine_flag(cat: Catalog, engine: str | None, gpu: str, quant: str | None) -> None:
+    """One ``--engine:`` line for an unknown engine or one that does not run ``quant`` on ``gpu``."""
+    if engine is None:
+        return
+    if engine not in cat.engines:
+        raise InputError("--engine: " + unknown_id("engine", engine, cat.engines))
+    cat.accelerator(gpu)
+    reason = cat.engine_reason(engine, gpu, quant) if quant else None
+    if quant is None and cat.accelerator(gpu).family not in cat.engine(engine).formats:
+        reason = cat.engine_reason(engine, gpu, "bf16")
+    if reason:
+        raise InputError("--engine: " + reason)
 
 
 def _concurrency(value: str) -> int | str:
@@ -66,7 +80,12 @@ def summary(e: Estimate) -> str:
 @click.option("--pp", default=1, show_default=True, type=int, help="pipeline stages")
 @click.option("--ep", default=1, show_default=True, type=int,
               help="expert-parallel GPUs (MoE); ep > tp runs attention data-parallel")
+@click.option("--dp", default=None, type=int,
+              help="attention data-parallel ranks (optional check: dp x tp must equal max(tp, ep))")
 @click.option("--system", default=None, help="system id (default: the accelerator's largest node)")
+@click.option("--engine", default=None,
+              help="serving engine: vllm (default), sglang or tensorrt-llm (catalogs/engines.yaml): "
+                   "KV memory rule, chunk size, host overhead per step, formats it runs")
 @click.option("--isl", required=True, type=int, help="input (prompt) tokens per request")
 @click.option("--osl", required=True, type=int, help="output tokens per request")
 @click.option("--concurrency", default="max", show_default=True,
@@ -75,17 +94,20 @@ def summary(e: Estimate) -> str:
               help="share of each prompt served from the prefix cache, in [0, 1)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def estimate(
-    model: str, gpu: str, quant: str, kv_dtype: str, tp: int, pp: int, ep: int,
-    system: str | None, isl: int, osl: int, concurrency: str, prefix_hit_rate: float, as_json: bool,
+    model: str, gpu: str, quant: str, kv_dtype: str, tp: int, pp: int, ep: int, dp: int | None,
+    system: str | None, engine: str | None, isl: int, osl: int, concurrency: str,
+    prefix_hit_rate: float, as_json: bool,
 ) -> None:
     """Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).
 
     A replica is TP x PP GPUs (max(TP, EP) x PP for MoE with EP > TP, which runs attention
-    data-parallel). The model is a roofline per operator (dense GEMMs, expert GEMMs, attention):
-    each costs max(bytes read / achievable HBM bandwidth, FLOPs / achievable compute); a step adds
-    them, TP/EP/PP communication and a fixed per-step overhead; prefill is compute-bound, bounded
-    below by the weight read. Efficiency factors
-    come from catalogs/efficiency.yaml (per accelerator family).
+    data-parallel). The model is a roofline per operator (dense GEMMs, grouped expert GEMMs,
+    attention): each costs max(bytes read / achievable HBM bandwidth, FLOPs / achievable
+    compute), with bandwidth falling for small kernels; a step adds them, the MoE layers' fixed
+    kernel time, TP/EP/PP collectives (latency + bytes / (link bandwidth x efficiency(size))) and
+    the engine's host time per step (CUDA graphs for decode-only steps). The step breakdown
+    (memory + compute + comm + overhead) adds up to TPOT. Efficiency factors come from
+    catalogs/efficiency.yaml (per accelerator family), engine defaults from catalogs/engines.yaml.
 
     \b
     Units in the output: *_ms milliseconds, *_gib GiB (2**30 bytes) per GPU,
@@ -99,13 +121,21 @@ def estimate(
           --tp 4 --isl 2048 --osl 256 --concurrency max
       fleetplan estimate --model deepseek-r1 --gpu h200-sxm --quant fp8 --kv-dtype fp8 \\
           --tp 1 --ep 8 --isl 1024 --osl 1024 --concurrency 256 --json
+      fleetplan estimate --model deepseek-v3 --gpu h200-sxm --quant fp8 --kv-dtype fp8 \\
+          --tp 1 --ep 8 --dp 8 --engine tensorrt-llm --isl 4000 --osl 1000 --concurrency 112
 
     Exit codes: 0 fits, 1 does not fit in memory (the reason is printed), 2 bad input.
     """
     cat = load_catalog()
+    check_engine_flag(cat, engine, gpu, quant)
+    if dp is not None and dp * tp != max(tp, ep):
+        raise InputError(
+            f"--dp {dp} x --tp {tp} = {dp * tp} GPUs, but a stage of --tp {tp} and --ep {ep} has "
+            f"max(tp, ep) = {max(tp, ep)} GPUs (attention DP = ep / tp = {max(tp, ep) // tp})"
+        )
     shape = Shape(model=model, accelerator=gpu, system=system, quant=quant, kv_dtype=kv_dtype,
                   tp=tp, pp=pp, ep=ep)
-    result = run_estimate(cat, shape, isl, osl, _concurrency(concurrency), prefix_hit_rate)
+    result = run_estimate(cat, shape, isl, osl, _concurrency(concurrency), prefix_hit_rate, engine)
     if as_json:
         emit_json(result)
     else:

@@ -12,14 +12,15 @@ from pathlib import Path
 import click
 
 from solver import api
-from solver.catalog import load_catalog
+from solver.catalog import Catalog, load_catalog
 from solver.cli import EXIT_INFEASIBLE
+from solver.cli.estimate_cmd import check_engine_flag
 from solver.cli.output import emit_json, fmt, progress_bar, table
-from solver.errors import InputError
+from solver.errors import InputError, unknown_id
 from solver.optimize.cpsat import DEFAULT_WORKERS
 from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
 from solver.plan import Plan
-from solver.problem import load_problem
+from solver.problem import Problem, load_problem
 
 _DEPLOY_COLS = ["model", "accelerator", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
                 "replicas", "gpus", "load_rps", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms",
@@ -159,11 +160,25 @@ def _targets(f):  # type: ignore[no-untyped-def]
         click.option("--max-quality-loss", "max_loss", type=click.FloatRange(min=0), default=None,
                      help="Largest quality loss of a format, accuracy points (default: no limit)."),
         click.option("--pricing", type=click.Choice(["on-demand", "reserved", "spot"]), default="on-demand", show_default=True),
+        click.option("--engine", default=None,
+                     help="serving engine: vllm (default), sglang or tensorrt-llm (catalogs/engines.yaml)."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _with_engine(cat: Catalog, problem: Problem, engine: str | None, gpus: tuple[str, ...]) -> Problem:
+    """The problem with ``--engine`` set on its model; an unknown engine, or one that runs on none
+    of the given accelerators, is one ``--engine:`` line."""
+    if engine is None:
+        return problem
+    if engine not in cat.engines:
+        raise InputError("--engine: " + unknown_id("engine", engine, cat.engines))
+    for g in gpus:
+        check_engine_flag(cat, engine, g, None)
+    return problem.model_copy(update={"models": [m.model_copy(update={"engine": engine}) for m in problem.models]})
 
 
 def _need_target(ttft: float | None, tpot: float | None, e2e: float | None) -> None:
@@ -180,7 +195,7 @@ def _need_target(ttft: float | None, tpot: float | None, e2e: float | None) -> N
 @_time_limit
 def query(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms: float | None,
           e2e_p99_ms: float | None, quants: tuple[str, ...], max_loss: float | None, pricing: str,
-          as_json: bool, rps: float,
+          engine: str | None, as_json: bool, rps: float,
           gpus: tuple[str, ...], headroom: float, time_limit: float, workers: int) -> None:
     """Cheapest configuration that serves --rps within the p99 targets (no problem file)."""
     _need_target(ttft_p99_ms, tpot_p99_ms, e2e_p99_ms)
@@ -188,6 +203,7 @@ def query(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms
     problem = api.single_model_problem(model, rps, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
                                        gpus or None, quants or None, headroom, pricing, cat=cat,
                                        max_quality_loss_points=max_loss)
+    problem = _with_engine(cat, problem, engine, gpus)
     _finish(api.query(problem, cat, time_limit, workers), as_json)
 
 
@@ -200,7 +216,7 @@ def query(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms
 @_time_limit
 def capacity(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms: float | None,
              e2e_p99_ms: float | None, quants: tuple[str, ...], max_loss: float | None, pricing: str,
-             as_json: bool, gpu: str,
+             engine: str | None, as_json: bool, gpu: str,
              n_gpus: int, max_configs: int, time_limit: float, workers: int) -> None:
     """Most traffic --gpus GPUs of --gpu serve within the p99 targets, with the best
     configuration(s) and replica split."""
@@ -209,6 +225,7 @@ def capacity(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99
     problem = api.single_model_problem(model, 1.0, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
                                        [gpu], quants or None, 0.0, pricing, max_configs, cat=cat,
                                        max_quality_loss_points=max_loss)
+    problem = _with_engine(cat, problem, engine, (gpu,))
     ans = api.capacity(problem, cat, n_gpus, time_limit, workers)
     if as_json:
         emit_json(ans.to_dict())
