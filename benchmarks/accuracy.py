@@ -6,6 +6,10 @@ Usage::
     python benchmarks/accuracy.py --fit      # also refit the factors on the fit half
     python benchmarks/accuracy.py --csv PATH # another measured.csv
 
+Vendor rows: ``benchmarks/data/vendor_measured.csv`` (AMD/Intel measurements, same columns), when
+it exists, is read too; its rows print as their own group ("vendor", row numbers prefixed ``v``)
+and take no part in the shared fit (their families have their own catalog entries).
+
 Every row of ``measured.csv`` is either mapped to an ``estimate`` call (model, GPU, quantisation,
 KV dtype, TP/PP/EP, ISL/OSL, a concurrency derived from the row's scenario) or listed as skipped
 with the reason. Concurrency per scenario, from the engines' documented behaviour, never fitted:
@@ -21,8 +25,8 @@ with the reason. Concurrency per scenario, from the engines' documented behaviou
 * memory: TensorRT-LLM gives the KV cache ``free_gpu_memory_fraction`` = 0.9 of the memory
   *left free after the weights load* (KvCacheConfig default,
   https://nvidia.github.io/TensorRT-LLM/examples/kvcacheconfig.html), not 0.9 of the whole HBM
-  as vLLM's ``gpu_memory_utilization`` does (the cost model's default); every TensorRT-LLM row
-  gets that rule (:func:`engine_memory`);
+  as vLLM's ``gpu_memory_utilization`` does; every row runs under its engine's profile in
+  ``catalogs/engines.yaml`` (:func:`engine_id`: memory rule, chunk size, host overheads);
 * Poisson ``QPS=q``: Little's law, ``B = q x (TTFT + (OSL - 1) x TPOT(B))`` solved by
   fixed-point iteration; ``QPS=inf`` with 500 requests: all 500 in flight (memory permitting),
   prefilled together before decoding, so their ITL is a decode step without prefill work.
@@ -36,10 +40,12 @@ llm_options set the KV cache to ``fp8  # Hopper: use auto``, so every gpt-oss ro
 H100/H200 keeps a bf16 KV cache (the refdata notes say so for some of them, not all).
 
 Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
-odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``mfu_prefill``, ``mfu_decode`` and
-``step_overhead_ms`` -- one set shared by every family, each a fraction of that chip's own
-peak -- by coordinate descent on the mean |log(predicted / measured)| of the fit rows, and
-reports the error of the fitted factors on the holdout rows. No per-row factors exist.
+odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``bw_half_mb``, ``mfu_prefill``,
+``mfu_decode``, ``moe_layer_fixed_us`` (catalogs/efficiency.yaml) and TensorRT-LLM's
+``host_overhead_graph_ms`` / ``host_overhead_eager_ms`` (catalogs/engines.yaml) -- one set shared
+by every family, each a fraction of that chip's own peak or an absolute time -- by coordinate
+descent on the mean |log(predicted / measured)| of the refdata fit rows, and reports the error of
+the fitted factors on the holdout rows. No per-row factors exist.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from solver.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CSV = REPO.parent / "shared" / "refdata" / "measured.csv"
+VENDOR_CSV = REPO / "benchmarks" / "data" / "vendor_measured.csv"
 TRTLLM_BENCH_MAX_BATCH = 4096
 MOE_MODELS = {"mixtral-8x7b", "deepseek-r1", "gpt-oss-120b"}
 THROUGHPUT = {"output_tokens_per_s_total", "output_tokens_per_s_per_gpu"}
@@ -85,6 +92,8 @@ MODELS = {
 GPUS = [
     (r"^gb200", "gb200"), (r"^b200", "b200"), (r"^h200", "h200-sxm"), (r"^h100 (sxm )?80gb", "h100-sxm"),
     (r"^a100 sxm4? 80gb", "a100-80gb"), (r"^l40s", "l40s"),
+    (r"^(amd )?(instinct )?mi300x", "mi300x"), (r"^(amd )?(instinct )?mi325x", "mi325x"),
+    (r"^(amd )?(instinct )?mi355x", "mi355x"), (r"^(intel )?gaudi ?3", "gaudi3"),
 ]
 
 
@@ -100,7 +109,13 @@ class Case:
     concurrency: str  # "max", "max:<requests>", "n:<N>", "qps:<q>", "burst:<N>"
     metric: str
     measured: float
-    engine: str = "generic"
+    engine: str = "vllm"
+    group: str = "refdata"
+    """``refdata`` (../shared/refdata) or ``vendor`` (benchmarks/data/vendor_measured.csv)."""
+
+    @property
+    def tag(self) -> str:
+        return f"v{self.row}" if self.group == "vendor" else str(self.row)
 
     @property
     def split(self) -> str:
@@ -209,20 +224,20 @@ def map_row(i: int, r: dict[str, str]) -> Case | str:
     return Case(i, label, shape, isl, osl, conc, metric, float(r["value"]), r["engine"])
 
 
-def load_cases(path: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
+def load_cases(path: Path, group: str = "refdata") -> tuple[list[Case], list[tuple[str, str, str]]]:
     cases: list[Case] = []
-    skipped: list[tuple[int, str, str]] = []
+    skipped: list[tuple[str, str, str]] = []
+    prefix = "v" if group == "vendor" else ""
     with open(path, newline="") as fh:
         for i, r in enumerate(csv.DictReader(fh)):
             got = map_row(i, r)
             if isinstance(got, Case):
-                cases.append(got)
+                cases.append(replace(got, group=group))
             else:
-                skipped.append((i, f"{r['model']} {r['gpu']} {r['metric']}", got))
+                skipped.append((f"{prefix}{i}", f"{r['model']} {r['gpu']} {r['metric']}", got))
     return cases, skipped
 
 
-TRTLLM_FREE_FRACTION = 0.9
 PERF_OVERVIEW_REQUESTS = {(1024, 1024): 3000, (8192, 1024): 1500, (1024, 8192): 1500,
                           (32768, 1024): 1000, (1024, 32768): 1000}
 """``--num-requests`` per ISL/OSL in the perf overview's "Preparing a Dataset" table."""
@@ -319,16 +334,18 @@ def report(title: str, results: list[tuple[Case, float]]) -> None:
     for c, p in results:
         err = 100 * (p - c.measured) / c.measured
         flag = "  <-- off by >2x" if max(p / c.measured, c.measured / p) > 2 else ""
-        print(f"{c.row:>4} {c.split:7} {c.label:76} {c.metric:28} {p:>10.1f} {c.measured:>10.1f} {err:>+6.0f}%{flag}")
+        print(f"{c.tag:>4} {c.split:7} {c.label:76} {c.metric:28} {p:>10.1f} {c.measured:>10.1f} {err:>+6.0f}%{flag}")
     print("\nMAPE (mean absolute percentage error)")
     print(f"  {'group':12} {'fit':>14} {'holdout':>14} {'all':>14}")
+    ref = lambda c: c.group == "refdata"  # noqa: E731
     groups = {
-        "throughput": lambda c: c.metric in THROUGHPUT,
-        "  dense": lambda c: c.metric in THROUGHPUT and c.shape.model not in MOE_MODELS,
-        "  MoE": lambda c: c.metric in THROUGHPUT and c.shape.model in MOE_MODELS,
-        "ttft": lambda c: c.metric.startswith("ttft"),
-        "itl/tpot": lambda c: c.metric == "itl_ms_mean",
-        "overall": lambda c: True,
+        "throughput": lambda c: ref(c) and c.metric in THROUGHPUT,
+        "  dense": lambda c: ref(c) and c.metric in THROUGHPUT and c.shape.model not in MOE_MODELS,
+        "  MoE": lambda c: ref(c) and c.metric in THROUGHPUT and c.shape.model in MOE_MODELS,
+        "ttft": lambda c: ref(c) and c.metric.startswith("ttft"),
+        "itl/tpot": lambda c: ref(c) and c.metric == "itl_ms_mean",
+        "overall": ref,
+        "vendor": lambda c: c.group == "vendor",
     }
     for name, sel in groups.items():
         cells = []
@@ -338,21 +355,33 @@ def report(title: str, results: list[tuple[Case, float]]) -> None:
         print(f"  {name:12} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14}")
     worst_dense = [cp for cp in results if cp[0].shape.model not in MOE_MODELS]
     far = [cp for cp in results if max(cp[1] / cp[0].measured, cp[0].measured / cp[1]) > 2]
-    print(f"  points off by more than 2x: {len(far)} (rows {', '.join(str(c.row) for c, _ in far) or '-'})")
-    w = max(worst_dense, key=lambda cp: max(cp[1] / cp[0].measured, cp[0].measured / cp[1]))
-    print(f"  largest ratio, dense models: {max(w[1] / w[0].measured, w[0].measured / w[1]):.2f}x (row {w[0].row})")
-    worst = max(results, key=lambda cp: max(cp[1] / cp[0].measured, cp[0].measured / cp[1]))
-    ratio = max(worst[1] / worst[0].measured, worst[0].measured / worst[1])
-    print(f"  largest ratio: {ratio:.2f}x (row {worst[0].row}, {worst[0].metric})")
+    print(f"  points off by more than 2x: {len(far)} (rows {', '.join(c.tag for c, _ in far) or '-'})")
+
+    def off(cp: tuple[Case, float]) -> float:
+        return max(cp[1] / cp[0].measured, cp[0].measured / cp[1])
+
+    w = max(worst_dense, key=off)
+    print(f"  largest ratio, dense models: {off(w):.2f}x (row {w[0].tag})")
+    for name, rows in (("refdata", [cp for cp in results if ref(cp[0])]),
+                       ("refdata holdout", [cp for cp in results if ref(cp[0]) and cp[0].split == "holdout"]),
+                       ("vendor", [cp for cp in results if cp[0].group == "vendor"])):
+        if rows:
+            worst = max(rows, key=off)
+            print(f"  largest ratio, {name}: {off(worst):.2f}x (row {worst[0].tag}, {worst[0].metric})")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     ap.add_argument("--fit", action="store_true", help="refit the shared efficiency factors on the fit half")
+    ap.add_argument("--vendor-csv", type=Path, default=VENDOR_CSV,
+                    help="AMD/Intel measurements, read when the file exists (own group, not fitted)")
     args = ap.parse_args(argv)
     cat: Catalog = load_catalog()
     cases, skipped = load_cases(args.csv)
+    if args.vendor_csv.exists():
+        v_cases, v_skipped = load_cases(args.vendor_csv, "vendor")
+        cases, skipped = cases + v_cases, skipped + v_skipped
     terms_list: list[ShapeTerms] = []
     usable: list[Case] = []
     for c in cases:
@@ -360,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             t = shape_terms(cat, c.shape, engine_id(c.engine))
             predict(t, c)
         except InputError as exc:
-            skipped.append((c.row, c.label, f"estimate refuses it: {exc}"))
+            skipped.append((c.tag, c.label, f"estimate refuses it: {exc}"))
             continue
         terms_list.append(t)
         usable.append(c)
@@ -374,14 +403,14 @@ def main(argv: list[str] | None = None) -> int:
         eff0 = cat.efficiency_for("h100-sxm")
         eng0 = cat.engine("tensorrt-llm")
         start = {k: float(getattr(eng0 if k in ENGINE_FACTORS else eff0, k)) for k in FACTORS}
-        idx = [i for i, c in enumerate(usable) if c.split == "fit"]
+        idx = [i for i, c in enumerate(usable) if c.split == "fit" and c.group == "refdata"]
         f = fit([terms_list[i] for i in idx], [usable[i] for i in idx], start)
         print(f"\nFitted on {len(idx)} fit rows (families {', '.join(sorted(fam))}), shared by all families:")
         print("  " + ", ".join(f"{k}={v:g}" for k, v in f.items()))
         fitted = [(c, predict(with_efficiency(t, **f), c)) for t, c in zip(terms_list, usable)]
         report("With the fitted factors (error on the holdout rows is out-of-sample)", fitted)
     print("\nSkipped rows:")
-    for row, what, why in sorted(skipped):
+    for row, what, why in sorted(skipped, key=lambda s: (s[0].startswith("v"), int(s[0].lstrip("v")))):
         print(f"  {row:>4} {what[:60]:60} {why}")
     return 0
 

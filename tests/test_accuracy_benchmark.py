@@ -77,3 +77,15 @@ def test_trtllm_kv_cache_takes_a_fraction_of_free_memory(acc):
     assert kv_budget_bytes_gpu(trt) == pytest.approx(0.9 * (trt.hbm_bytes - fixed))
     assert vllm.usable_bytes == pytest.approx(0.9 * vllm.hbm_bytes)
     assert kv_budget_bytes_gpu(trt) > kv_budget_bytes_gpu(vllm)  # 0.9 of the free part, not of all HBM
+
+
+def test_vendor_rows_are_their_own_group_and_not_fitted(acc, tmp_path):
+    header = "source,engine,model,gpu,num_gpus,tp,pp,ep,precision,isl,osl,scenario,metric,value,notes\n"
+    row = ("https://example.org/amd,vLLM,Llama-3.1-70B,MI300X,8,8,1,1,\"FP8 W/A, FP8 KV\",128,2048,"
+           "\"static batch, concurrency=64\",output_tokens_per_s_total,5000,test row\n")
+    path = tmp_path / "vendor.csv"
+    path.write_text(header + row + row.replace("Llama-3.1-70B", "Llama-9-1T"))
+    cases, skipped = acc.load_cases(path, "vendor")
+    assert [(c.group, c.tag, c.shape.accelerator, c.concurrency) for c in cases] == [("vendor", "v0", "mi300x", "n:64")]
+    assert skipped[0][0] == "v1" and "not in the catalog" in skipped[0][2]
+    assert acc.engine_id(cases[0].engine) == "vllm"

@@ -53,11 +53,18 @@ def test_json_schema(chat_content) -> None:
 
 
 def test_cost_per_million_tokens_matches_hand_computation(chat_content) -> None:
-    v = chat_content.deployments[0]
+    # the plan may split the model over several deployments: each serves its share of the peak
+    # load (load_rps out of peak x (1 + headroom)); the shares cover all the traffic
     d = chat_content.problem.models[0]
     tokens_per_hour = d.traffic.peak_rps * d.traffic.output_tokens.mean() * 3600
-    assert v.usd_per_million_output_tokens == pytest.approx(
-        chat_content.plan.cost_usd_per_hour / tokens_per_hour * 1e6, rel=1e-3)
+    served = 0.0
+    for v in chat_content.deployments:
+        dep = v.deployment
+        share = dep.load_rps / (d.traffic.peak_rps * (1 + d.headroom))
+        assert v.usd_per_million_output_tokens == pytest.approx(
+            dep.cost_usd_per_hour / (share * tokens_per_hour) * 1e6, rel=1e-3)
+        served += share * tokens_per_hour
+    assert served == pytest.approx(tokens_per_hour, rel=1e-3)
 
 
 def test_html_is_self_contained_with_plots(chat_content) -> None:

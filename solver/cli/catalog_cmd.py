@@ -22,8 +22,11 @@ LIST_COLUMNS: dict[str, list[str]] = {
                       "quality_loss_points"],
     "kv-dtypes": ["id", "bytes_per_element"],
     "prices": ["id", "accelerator", "provider", "pricing", "usd_per_gpu_hour", "date"],
-    "efficiency": ["id", "family", "engine", "eta_bw", "mfu_prefill", "mfu_decode",
-                   "step_overhead_ms"],
+    "efficiency": ["id", "family", "eta_bw", "bw_half_mb", "mfu_prefill", "mfu_decode",
+                   "moe_layer_fixed_us"],
+    "engines": ["id", "name", "kv_memory_policy", "kv_memory_fraction", "host_overhead_graph_ms",
+                "host_overhead_eager_ms", "chunk_tokens"],
+    "links": ["id", "latency_us", "bw_efficiency", "saturation_mb", "ramp"],
 }
 SINGULAR = {k.rstrip("s"): k for k in KINDS} | {
     "efficiency": "efficiency", "kv-dtype": "kv-dtypes", "gpu": "accelerators", "gpus": "accelerators",

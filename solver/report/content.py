@@ -107,7 +107,7 @@ def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> Deployme
     """Memory budget at the batch cap, throughput-latency curve and cost per token of one deployment."""
     d = _demand(problem, dep.model)
     shape = Shape(dep.model_id, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
-    terms = shape_terms(cat, shape)
+    terms = shape_terms(cat, shape, d.engine)
     ctx = memory_context_tokens(d)
     mem = memory_budget(terms, dep.max_batch, ctx)
     memory = {
@@ -159,11 +159,18 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
     """Efficiency factors, headroom and prices behind the plan, with their sources and dates."""
     gpus = sorted({d.accelerator for d in plan.deployments})
     eff = {}
+    engines = sorted({m.engine or cat.default_engine for m in problem.models})
     for g in gpus:
         e = cat.efficiency_for(g)
         eff[g] = {"id": e.id, "eta_bw": e.eta_bw, "mfu_prefill": e.mfu_prefill,
-                  "mfu_decode": e.mfu_decode, "step_overhead_ms": e.step_overhead_ms,
-                  "source": e.source}
+                  "mfu_decode": e.mfu_decode, "bw_half_mb": e.bw_half_mb,
+                  "moe_layer_fixed_us": e.moe_layer_fixed_us, "source": e.source}
+    engine_info = {
+        k: {"host_overhead_graph_ms": cat.engine(k).host_overhead_graph_ms,
+            "host_overhead_eager_ms": cat.engine(k).host_overhead_eager_ms,
+            "chunk_tokens": cat.engine(k).chunk_tokens, "source": cat.engine(k).source}
+        for k in engines
+    }
     prices = {}
     for d in plan.deployments:
         p = cat.prices.get(d.price_id)
@@ -175,6 +182,7 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
         "headroom": {d.name: d.headroom for d in problem.models},
         "pricing": problem.fleet.pricing,
         "efficiency": eff,
+        "engines": engine_info,
         "prices": dict(sorted(prices.items())),
         "not_captured": list(NOT_CAPTURED),
     }
