@@ -348,6 +348,8 @@ def report(title: str, results: list[tuple[Case, float]]) -> None:
         "vendor": lambda c: c.group == "vendor",
     }
     for name, sel in groups.items():
+        if not any(sel(c) for c, _ in results):
+            continue
         cells = []
         for split in ("fit", "holdout", None):
             rows = [(c, p) for c, p in results if sel(c) and (split is None or c.split == split)]
