@@ -309,6 +309,11 @@ class Engine(Entry):
     formats: dict[Family, list[Id]] = Field(
         description="accelerator family -> formats the engine runs on it (families absent: unsupported)"
     )
+    compute_dtype_overrides: dict[Id, dict[Family, ComputeDtype]] = Field(
+        default_factory=dict,
+        description="format -> family -> the dtype the engine's GEMMs of that format run in, where "
+                    "it differs from the format's own (e.g. MXFP4 weights x MXFP8 activations)",
+    )
 
 
 class LinkProfile(Entry):

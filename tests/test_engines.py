@@ -111,3 +111,14 @@ def test_moe_parallelism_space():
     assert moe_parallelism(16, 8) == []
     # wide stages (NVL72): EP over all GPUs, attention TP within 8
     assert moe_parallelism(32, 256) == [(1, 32), (2, 32), (4, 32), (8, 32)]
+
+
+def test_engine_runs_mxfp4_experts_at_its_activation_dtype(cat):
+    # TensorRT-LLM's gpt-oss MoE backend on Blackwell: MXFP4 weights x MXFP8 activations
+    s = Shape("gpt-oss-120b", "b200", None, "mxfp4", "fp8")
+    trt, vllm = shape_terms(cat, s, "tensorrt-llm"), shape_terms(cat, s, "vllm")
+    acc = cat.accelerator("b200")
+    assert trt.compute_dtype == "fp8" and trt.peak_flop_s == acc.dense_tflops["fp8"] * 1e12
+    assert vllm.compute_dtype == "fp4"
+    # Hopper has no override: the format's own (emulated, bf16) dtype
+    assert shape_terms(cat, Shape("gpt-oss-120b", "h200-sxm", None, "mxfp4", "bf16"), "tensorrt-llm").compute_dtype == "bf16"

@@ -348,10 +348,12 @@ def link_cost(cat: Catalog, link: Link) -> LinkCost:
     )
 
 
-def _peak_flops(cat: Catalog, shape: Shape) -> tuple[str, float]:
-    """Compute dtype of the matmuls and its dense peak (FLOP/s); falls back to bf16/fp16."""
+def _peak_flops(cat: Catalog, shape: Shape, engine: str) -> tuple[str, float]:
+    """Compute dtype of the matmuls and its dense peak (FLOP/s); the engine may run a format's
+    GEMMs in another dtype (``compute_dtype_overrides``); falls back to bf16/fp16."""
     acc = cat.accelerator(shape.accelerator)
     dtype = cat.compute_dtype(acc.id, shape.quant)
+    dtype = cat.engine(engine).compute_dtype_overrides.get(shape.quant, {}).get(acc.family, dtype)
     table = acc.dense_tflops
     for d in (dtype, "bf16", "fp16"):
         if d in table:
@@ -415,7 +417,7 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeT
     act += min(PREFILL_CHUNK_TOKENS, 1024) * m.vocab_size * 4 / tp
 
     dense_matmul = pc.dense - pc.embedding_input
-    compute_dtype, peak = _peak_flops(cat, shape)
+    compute_dtype, peak = _peak_flops(cat, shape, eng.id)
     tp_link = link_for_group(system, tp) if tp > 1 else LOCAL
     ep_link = link_for_group(system, stage) if ep > 1 else LOCAL
     pp_link = link_for_group(system, stage * pp) if pp > 1 else LOCAL
