@@ -102,7 +102,7 @@ def verify_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
             issues.append(f"{where}: cost {dep.cost_usd_per_hour} != GPUs x price")
         cost_deploy += dep.cost_usd_per_hour
 
-        terms = shape_terms(cat, shape)
+        terms = shape_terms(cat, shape, d.engine)
         limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
         if dep.max_batch > limit:
             issues.append(f"{where}: batch cap {dep.max_batch} exceeds the memory limit {limit}")

@@ -122,3 +122,11 @@ def test_engine_runs_mxfp4_experts_at_its_activation_dtype(cat):
     assert vllm.compute_dtype == "fp4"
     # Hopper has no override: the format's own (emulated, bf16) dtype
     assert shape_terms(cat, Shape("gpt-oss-120b", "h200-sxm", None, "mxfp4", "bf16"), "tensorrt-llm").compute_dtype == "bf16"
+
+
+def test_capacity_with_an_engine_plans_and_verifies_under_that_engine():
+    # the verifier recomputes each deployment under the model's engine (a TensorRT-LLM plan checked
+    # against vLLM's memory rule and chunk size would not verify)
+    r = run(["capacity", "--model", "qwen3-30b-a3b", "--gpu", "h200-sxm", "--gpus", "8", "--isl", "4000",
+             "--osl", "1000", "--ttft-p99-ms", "2000", "--tpot-p99-ms", "50", "--engine", "tensorrt-llm", "--json"])
+    assert r.exit_code == 0, r.output
