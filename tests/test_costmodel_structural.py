@@ -217,3 +217,19 @@ def test_breakdown_sums_to_tpot_over_the_catalog(cat):
             n += 1
     assert n >= 40
     assert math.isfinite(n)
+
+
+def test_without_cuda_graphs_decode_pays_the_eager_host_time(cat):
+    s = Shape("llama-3.1-8b", "h200-sxm", None, "fp8", "fp8")
+    eager = shape_terms(cat, s, "vllm", cuda_graphs=False)
+    graph = shape_terms(cat, s, "vllm")
+    eng = cat.engine("vllm")
+    assert float(decode_step(eager, 1, 1000).overhead_ms) == pytest.approx(eng.host_overhead_eager_ms)
+    assert float(decode_step(graph, 1, 1000).overhead_ms) == pytest.approx(eng.host_overhead_graph_ms)
+    e = estimate(cat, s, 1000, 100, 1, engine="vllm", cuda_graphs=False)
+    g = estimate(cat, s, 1000, 100, 1, engine="vllm")
+    # in the operating point a share f = (1000 / 100) / 2048 of the steps carries a prompt chunk
+    # and runs eagerly either way; only the other 1 - f decode-only steps change
+    f = 10 / 2048
+    want = (1 - f) * (eng.host_overhead_eager_ms - eng.host_overhead_graph_ms)
+    assert e.tpot_ms - g.tpot_ms == pytest.approx(want, rel=1e-6)

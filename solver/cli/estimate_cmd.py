@@ -86,6 +86,9 @@ def summary(e: Estimate) -> str:
 @click.option("--engine", default=None,
               help="serving engine: vllm (default), sglang or tensorrt-llm (catalogs/engines.yaml): "
                    "KV memory rule, chunk size, host overhead per step, formats it runs")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
+              help="decode steps replay CUDA graphs (engine default); --no-cuda-graphs is vLLM "
+                   "--enforce-eager / SGLang --disable-cuda-graph: every step pays the eager host time")
 @click.option("--isl", required=True, type=int, help="input (prompt) tokens per request")
 @click.option("--osl", required=True, type=int, help="output tokens per request")
 @click.option("--concurrency", default="max", show_default=True,
@@ -95,7 +98,7 @@ def summary(e: Estimate) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def estimate(
     model: str, gpu: str, quant: str, kv_dtype: str, tp: int, pp: int, ep: int, dp: int | None,
-    system: str | None, engine: str | None, isl: int, osl: int, concurrency: str,
+    system: str | None, engine: str | None, cuda_graphs: bool, isl: int, osl: int, concurrency: str,
     prefix_hit_rate: float, as_json: bool,
 ) -> None:
     """Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).
@@ -135,7 +138,8 @@ def estimate(
         )
     shape = Shape(model=model, accelerator=gpu, system=system, quant=quant, kv_dtype=kv_dtype,
                   tp=tp, pp=pp, ep=ep)
-    result = run_estimate(cat, shape, isl, osl, _concurrency(concurrency), prefix_hit_rate, engine)
+    result = run_estimate(cat, shape, isl, osl, _concurrency(concurrency), prefix_hit_rate, engine,
+                          cuda_graphs)
     if as_json:
         emit_json(result)
     else:

@@ -120,14 +120,17 @@ def estimate(
     concurrency: Concurrency,
     prefix_hit_rate: float = 0.0,
     engine: str | None = None,
+    cuda_graphs: bool = True,
 ) -> Estimate:
     """Memory, TTFT, TPOT and throughput of one replica of ``shape`` (the ``estimate`` command).
 
-    ``engine``: an ``engines.yaml`` profile (default: the catalog's ``default_engine``).
+    ``engine``: an ``engines.yaml`` profile (default: the catalog's ``default_engine``);
+    ``cuda_graphs=False``: decode steps run eagerly (the engine's eager host time per step).
     Raises ``InputError`` for unknown ids, an engine that does not serve the format on the
     accelerator, invalid shapes (see :func:`check_shape`), lengths
     < 1 or concurrency < 1. A shape that runs but does not fit memory returns ``fits=False``
     with the ``reason``.
     """
     check_lengths(isl, osl, prefix_hit_rate)
-    return estimate_terms(shape_terms(cat, shape, engine), isl, osl, concurrency, prefix_hit_rate)
+    terms = shape_terms(cat, shape, engine, cuda_graphs)
+    return estimate_terms(terms, isl, osl, concurrency, prefix_hit_rate)

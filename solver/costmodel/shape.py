@@ -361,9 +361,13 @@ def _peak_flops(cat: Catalog, shape: Shape, engine: str) -> tuple[str, float]:
     raise InputError(f"{acc.id!r} has no {dtype} or bf16/fp16 peak in the catalog")
 
 
-def shape_terms(cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeTerms:
+def shape_terms(
+    cat: Catalog, shape: Shape, engine: str | None = None, cuda_graphs: bool = True
+) -> ShapeTerms:
     """Per-shape constants under ``engine`` (default: the catalog's ``default_engine``); raises
-    ``InputError`` with :func:`check_shape`'s reason if invalid."""
+    ``InputError`` with :func:`check_shape`'s reason if invalid. ``cuda_graphs=False`` (vLLM
+    ``--enforce-eager``, SGLang ``--disable-cuda-graph``) makes decode-only steps pay the eager
+    host time too."""
     engine = engine or cat.default_engine
     eng = cat.engine(engine)
     reason = check_shape(cat, shape, engine)
@@ -473,7 +477,7 @@ def shape_terms(cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeT
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
         grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,
         engine=eng.id,
-        host_overhead_graph_s=eng.host_overhead_graph_ms / 1e3,
+        host_overhead_graph_s=(eng.host_overhead_graph_ms if cuda_graphs else eng.host_overhead_eager_ms) / 1e3,
         host_overhead_eager_s=eng.host_overhead_eager_ms / 1e3,
         tp_link=tp_link,
         ep_link=ep_link,
