@@ -285,8 +285,8 @@ def predict(terms: ShapeTerms, c: Case) -> float:
 
 
 FACTORS = ("eta_bw", "bw_half_mb", "mfu_prefill", "mfu_decode", "moe_layer_fixed_us",
-           "host_overhead_graph_ms", "host_overhead_eager_ms")
-ENGINE_FACTORS = ("host_overhead_graph_ms", "host_overhead_eager_ms")
+           "host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
+ENGINE_FACTORS = ("host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
 # Search ranges: physically plausible values only. HBM copy kernels reach 85-92 % of the
 # datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); S_half up to 16 MB is a fixed ~5 us per
 # kernel on H100; dense GEMM MFU stays below ~0.8; a MoE layer's 5-6 kernels (routing, permute,
@@ -301,6 +301,8 @@ GRID = {
     "moe_layer_fixed_us": np.round(np.arange(0.0, 30.01, 1.0), 1),
     "host_overhead_graph_ms": np.round(np.arange(0.0, 2.01, 0.1), 2),
     "host_overhead_eager_ms": np.round(np.arange(0.0, 6.01, 0.25), 2),
+    # a request's admission, tokenisation and first-token return: a few ms at most
+    "request_overhead_ms": np.round(np.arange(0.0, 20.01, 1.0), 1),
 }
 
 

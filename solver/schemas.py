@@ -303,6 +303,11 @@ class Engine(Entry):
     host_overhead_eager_ms: NonNeg = Field(
         description="host time per step that runs eagerly (a step with a prefill chunk) (ms)"
     )
+    request_overhead_ms: NonNeg = Field(
+        default=0.0,
+        description="per-request time before the first step (admission, tokenisation, first-token "
+                    "return), added to TTFT only (ms)",
+    )
     chunk_tokens: Annotated[int, Field(ge=64)] = Field(
         description="token budget of one step with chunked prefill (default)"
     )

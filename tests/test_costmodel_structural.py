@@ -233,3 +233,16 @@ def test_without_cuda_graphs_decode_pays_the_eager_host_time(cat):
     f = 10 / 2048
     want = (1 - f) * (eng.host_overhead_eager_ms - eng.host_overhead_graph_ms)
     assert e.tpot_ms - g.tpot_ms == pytest.approx(want, rel=1e-6)
+
+
+def test_request_overhead_is_in_ttft_only(cat):
+    from solver.costmodel import operating_point, prefill_ms, with_efficiency
+
+    t = with_efficiency(shape_terms(cat, Shape("llama-3.1-8b", "h200-sxm", None, "fp8", "fp8")),
+                        request_overhead_ms=5.0)
+    base = with_efficiency(t, request_overhead_ms=0.0)
+    op, op0 = operating_point(t, [1, 64], 2000, 200), operating_point(base, [1, 64], 2000, 200)
+    # batch 1: TTFT = 5 ms + the prompt alone
+    assert float(op.ttft_ms[0]) == pytest.approx(5.0 + float(prefill_ms(base, 2000)), rel=1e-9)
+    np.testing.assert_allclose(op.ttft_ms - op0.ttft_ms, 5.0, rtol=1e-9)
+    np.testing.assert_array_equal(op.tpot_ms, op0.tpot_ms)  # not a per-step cost

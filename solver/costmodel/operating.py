@@ -13,8 +13,9 @@ Model (steady state, fixed ISL/OSL, ``B`` requests in flight, no queueing):
   request's cycle: the prompt's work is already inside TPOT (the amortised share), and adding the
   prefill time again would count it twice. (The cost of this choice: with very short outputs a
   request's slot is idle during its own prefill, which this ignores.)
-* TTFT (no queueing) = the prompt's chunks, each co-scheduled with the other ``B - 1``
-  sequences' decode tokens (:func:`solver.costmodel.compute.prefill`). Queueing delay is
+* TTFT (no queueing) = the engine's per-request time (``request_overhead_ms``: admission,
+  tokenisation, first-token return) + the prompt's chunks, each co-scheduled with the other
+  ``B - 1`` sequences' decode tokens (:func:`solver.costmodel.compute.prefill`). Queueing delay is
   added by the percentile model, not here.
 * Memory: ``B`` must not exceed :func:`~solver.costmodel.memory.max_concurrency` at
   ``ISL + OSL`` tokens (a no-eviction scheduler reserves each sequence's final length).
@@ -89,6 +90,7 @@ def operating_point(
     tpot = step.total_ms
     m = np.clip(np.minimum(bf, terms.pp), 1.0, None)
     ttft = prefill(terms, isl, prefix_hit_rate, decode_seqs=(bf - 1.0) / m, context_tokens=ctx_mean).total_ms
+    ttft = ttft + terms.request_overhead_s * 1e3
     out_tps = bf / (tpot / 1e3)
     cap = int(max_concurrency(terms, isl + osl))
     return OperatingPoint(

@@ -168,6 +168,8 @@ class ShapeTerms:
     """Host time of a decode-only step (CUDA graph replay), from the engine profile."""
     host_overhead_eager_s: float
     """Host time of a step with a prefill chunk (eager), from the engine profile."""
+    request_overhead_s: float
+    """Per-request time outside the steps (admission, tokenisation, first-token return), in TTFT."""
     tp_link: Link
     ep_link: Link
     pp_link: Link
@@ -187,6 +189,7 @@ def with_efficiency(
     moe_layer_fixed_us: float | None = None,
     host_overhead_graph_ms: float | None = None,
     host_overhead_eager_ms: float | None = None,
+    request_overhead_ms: float | None = None,
 ) -> ShapeTerms:
     """The same shape with other efficiency factors (for calibration); ``None`` keeps a factor."""
     changes: dict[str, float] = {}
@@ -204,6 +207,8 @@ def with_efficiency(
         changes["host_overhead_graph_s"] = host_overhead_graph_ms / 1e3
     if host_overhead_eager_ms is not None:
         changes["host_overhead_eager_s"] = host_overhead_eager_ms / 1e3
+    if request_overhead_ms is not None:
+        changes["request_overhead_s"] = request_overhead_ms / 1e3
     return replace(terms, **changes)
 
 
@@ -479,6 +484,7 @@ def shape_terms(
         engine=eng.id,
         host_overhead_graph_s=(eng.host_overhead_graph_ms if cuda_graphs else eng.host_overhead_eager_ms) / 1e3,
         host_overhead_eager_s=eng.host_overhead_eager_ms / 1e3,
+        request_overhead_s=eng.request_overhead_ms / 1e3,
         tp_link=tp_link,
         ep_link=ep_link,
         pp_link=pp_link,
