@@ -224,12 +224,14 @@ def stage_pass_s(
     dense_cmp = (flop_q / rate_dec + flop16 / (a16 * terms.mfu_decode)) * b + (
         flop_q / rate_pre + flop16 / (a16 * terms.mfu_prefill)
     ) * p_busy
-    dm, dc = _roofline(dense_mem + 0.0 * b, dense_cmp)
+    dm, dc = _roofline(np.broadcast_to(dense_mem, np.shape(dense_cmp)), dense_cmp)
     # Routed experts: grouped GEMMs per MoE layer over the stage's tokens
     tokens = b + p
     moe = terms.moe_layers / terms.pp
     if terms.num_experts:
-        rate_mix = np.where(tokens > 0, tokens / (b / rate_dec + p / rate_pre + (tokens == 0)), rate_dec)
+        # decode rows at mfu_decode, prompt rows at mfu_prefill: the harmonic mean per row
+        safe = np.where(tokens > 0, tokens, 1.0)
+        rate_mix = np.where(tokens > 0, safe / (b / rate_dec + p / rate_pre + (tokens == 0)), rate_dec)
         em, ec, efix = grouped_gemm_s(
             tokens, rate_mix, num_experts=terms.num_experts, k=terms.experts_per_token,
             local_experts=terms.experts_per_gpu_layer, expert_bytes=terms.expert_bytes_per_expert_gpu,

@@ -14,8 +14,9 @@ Parallelism convention (the one vLLM, SGLang and TensorRT-LLM share for MoE serv
   instead of all-reduce) and the number of expert weights a step must read per GPU.
 * ``tp`` and ``ep`` must divide one another; ``ep = 1`` for dense models.
 
-Everything that depends on the shape only (bytes, FLOP per token, bandwidths, links) is computed
-once by :func:`shape_terms`; the functions of :mod:`solver.costmodel.memory`,
+Everything that depends on the shape and the serving engine only (bytes, FLOP per token,
+bandwidths, links and their collective costs, the engine's memory rule, chunk size and host
+times from ``catalogs/engines.yaml``) is computed once by :func:`shape_terms`; the functions of :mod:`solver.costmodel.memory`,
 :mod:`~solver.costmodel.compute` and :mod:`~solver.costmodel.operating` then vectorise over
 batch and context arrays with numpy.
 """
