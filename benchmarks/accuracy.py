@@ -40,7 +40,7 @@ llm_options set the KV cache to ``fp8  # Hopper: use auto``, so every gpt-oss ro
 H100/H200 keeps a bf16 KV cache (the refdata notes say so for some of them, not all).
 
 Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
-odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``bw_half_mb``, ``mfu_prefill``,
+odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``stream_kernel_us``, ``mfu_prefill``,
 ``mfu_decode``, ``moe_layer_fixed_us`` (catalogs/efficiency.yaml) and TensorRT-LLM's
 ``host_overhead_graph_ms`` / ``host_overhead_eager_ms`` (catalogs/engines.yaml) -- one set shared
 by every family, each a fraction of that chip's own peak or an absolute time -- by coordinate
@@ -284,18 +284,18 @@ def predict(terms: ShapeTerms, c: Case) -> float:
     }[c.metric]
 
 
-FACTORS = ("eta_bw", "bw_half_mb", "mfu_prefill", "mfu_decode", "moe_layer_fixed_us",
+FACTORS = ("eta_bw", "stream_kernel_us", "mfu_prefill", "mfu_decode", "moe_layer_fixed_us",
            "host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
 ENGINE_FACTORS = ("host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
 # Search ranges: physically plausible values only. HBM copy kernels reach 85-92 % of the
-# datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); S_half up to 16 MB is a fixed ~5 us per
-# kernel on H100; dense GEMM MFU stays below ~0.8; a MoE layer's 5-6 kernels (routing, permute,
+# datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); a kernel's launch, fill and drain cost
+# a few us (<= 10 us); dense GEMM MFU stays below ~0.8; a MoE layer's 5-6 kernels (routing, permute,
 # two grouped GEMMs, un-permute) cost at most ~5 us each beyond their roofline under CUDA graphs
 # (<= 30 us together: DeepSeek-V3's 58 MoE layers would otherwise exceed the 6-8 ms whole decode
 # step issue 8 traced at batch 1); a step's host time is at most a few ms, a graph replay less.
 GRID = {
     "eta_bw": np.round(np.arange(0.60, 0.901, 0.025), 3),
-    "bw_half_mb": np.round(np.arange(0.0, 16.01, 0.5), 2),
+    "stream_kernel_us": np.round(np.arange(0.0, 10.01, 0.5), 2),
     "mfu_prefill": np.round(np.arange(0.20, 0.801, 0.025), 3),
     "mfu_decode": np.round(np.arange(0.10, 0.801, 0.025), 3),
     "moe_layer_fixed_us": np.round(np.arange(0.0, 30.01, 1.0), 1),

@@ -265,11 +265,12 @@ class Efficiency(Entry):
     eta_bw: Fraction = Field(description="plateau achieved / peak HBM bandwidth of a large kernel")
     mfu_prefill: Fraction = Field(description="achieved / peak dense FLOP/s in prefill")
     mfu_decode: Fraction = Field(description="achieved / peak dense FLOP/s in decode GEMMs")
-    bw_half_mb: NonNeg = Field(
+    stream_kernel_us: NonNeg = Field(
         default=0.0,
         description=(
-            "bytes per kernel (MB, 1e6) at which a streaming kernel reaches half of eta_bw: "
-            "eta(S) = eta_bw x S / (S + S_half); 0 = eta_bw at every size"
+            "fixed time (microseconds) of one streaming kernel beyond bytes / (peak x eta_bw): "
+            "launch, fill, drain; a kernel of S bytes reaches eta(S) = eta_bw x S / (S + S_half), "
+            "S_half = peak x eta_bw x t0; 0 = eta_bw at every size"
         ),
     )
     moe_layer_fixed_us: NonNeg = Field(

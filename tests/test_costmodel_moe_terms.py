@@ -89,11 +89,11 @@ def test_hf_import_reads_modules_to_not_convert():
 
 # --------------------------------------------------------------------------- MoE layer terms
 def test_efficiency_new_fields_are_optional_and_default_to_zero():
-    # an entry written before bw_half_mb / moe_layer_fixed_us existed still loads
+    # an entry written before stream_kernel_us / moe_layer_fixed_us existed still loads
     e = Efficiency(id="x-generic", family="hopper", eta_bw=0.8, mfu_prefill=0.5, mfu_decode=0.3,
                    step_overhead_ms=1, collective_latency_us=10, collective_bw_efficiency=0.75,
                    source="test")
-    assert e.bw_half_mb == 0.0 and e.moe_layer_fixed_us == 0.0
+    assert e.stream_kernel_us == 0.0 and e.moe_layer_fixed_us == 0.0
 
 
 def test_moe_fixed_term_is_zero_for_dense_models(cat):

@@ -45,7 +45,7 @@ def summary(e: Estimate) -> str:
     """A short readable summary of an estimate."""
     head = (
         f"{e.model} on {e.gpus} x {e.accelerator} ({e.system}, tp={e.tp} pp={e.pp} ep={e.ep}, "
-        f"{e.quant} weights, {e.kv_dtype} KV, matmuls in {e.compute_dtype})"
+        f"{e.quant} weights, {e.kv_dtype} KV, matmuls in {e.compute_dtype}; engine {e.engine})"
     )
     lines = [
         head,

@@ -8,7 +8,8 @@ arrays broadcast); operators run one after another and communication is not over
 
 * HBM streaming (:func:`hbm_stream_s`): a kernel that reads ``S`` bytes reaches
   ``eta(S) = eta_max x S / (S + S_half)`` of the datasheet bandwidth -- a small per-GPU kernel
-  spends most of its time launching, filling and draining (``bw_half_mb``, fitted). The dense
+  spends most of its time launching, filling and draining (``S_half`` = what the achievable
+  bandwidth moves in ``stream_kernel_us``, fitted). The dense
   GEMMs of a layer are four kernels (QKV, O, gate/up, down), so at high TP each reads little and
   streams far below the plateau.
 * Dense GEMMs: the GPU's dense weights (the input embedding is a row lookup, not read), FLOP at

@@ -57,6 +57,8 @@ class Estimate:
     decode_comm_ms: float | None
     decode_overhead_ms: float | None
     tp_link: str
+    engine: str
+    """The ``engines.yaml`` profile the estimate ran under."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +88,7 @@ def estimate_terms(
         kv_free_gib_per_gpu=max(kv_budget_bytes_gpu(terms), 0.0) / GIB,
         kv_bytes_per_token=terms.kv_bytes_per_token_model, max_concurrency=cap,
         concurrency=b, fits=reason is None, reason=reason, tp_link=terms.tp_link.kind,
+        engine=terms.engine,
     )
     if b < 1:
         none = dict.fromkeys(

@@ -157,8 +157,8 @@ class ShapeTerms:
     """Dense bf16/fp16 peak: attention (QK^T, softmax, PV) and 16-bit GEMMs run at it."""
     mfu_prefill: float
     mfu_decode: float
-    bw_half_bytes: float
-    """Bytes per kernel at which streaming reaches half of ``eta_bw`` (``Efficiency.bw_half_mb``)."""
+    stream_kernel_s: float
+    """Fixed time of one streaming kernel (``Efficiency.stream_kernel_us``)."""
     moe_layer_fixed_s: float
     """Fixed time of one MoE layer's kernels on one GPU (``Efficiency.moe_layer_fixed_us``)."""
     expert_flop_per_row_gpu: float
@@ -179,6 +179,12 @@ class ShapeTerms:
     pp_cost: LinkCost
     prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
 
+    @property
+    def bw_half_bytes(self) -> float:
+        """Bytes per kernel at which streaming reaches half of ``eta_bw``: what the achievable
+        bandwidth moves in one kernel's fixed time."""
+        return self.bw_bytes_s * self.stream_kernel_s
+
 
 def with_efficiency(
     terms: ShapeTerms,
@@ -186,7 +192,7 @@ def with_efficiency(
     eta_bw: float | None = None,
     mfu_prefill: float | None = None,
     mfu_decode: float | None = None,
-    bw_half_mb: float | None = None,
+    stream_kernel_us: float | None = None,
     moe_layer_fixed_us: float | None = None,
     host_overhead_graph_ms: float | None = None,
     host_overhead_eager_ms: float | None = None,
@@ -200,8 +206,8 @@ def with_efficiency(
         changes["mfu_prefill"] = mfu_prefill
     if mfu_decode is not None:
         changes["mfu_decode"] = mfu_decode
-    if bw_half_mb is not None:
-        changes["bw_half_bytes"] = bw_half_mb * 1e6
+    if stream_kernel_us is not None:
+        changes["stream_kernel_s"] = stream_kernel_us / 1e6
     if moe_layer_fixed_us is not None:
         changes["moe_layer_fixed_s"] = moe_layer_fixed_us / 1e6
     if host_overhead_graph_ms is not None:
@@ -478,7 +484,7 @@ def shape_terms(
         attn_peak_flop_s=max(acc.dense_tflops.get("bf16", 0.0), acc.dense_tflops.get("fp16", 0.0)) * TFLOP,
         mfu_prefill=eff.mfu_prefill,
         mfu_decode=eff.mfu_decode,
-        bw_half_bytes=eff.bw_half_mb * 1e6,
+        stream_kernel_s=eff.stream_kernel_us / 1e6,
         moe_layer_fixed_s=eff.moe_layer_fixed_us / 1e6,
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
         grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,

@@ -163,7 +163,7 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
     for g in gpus:
         e = cat.efficiency_for(g)
         eff[g] = {"id": e.id, "eta_bw": e.eta_bw, "mfu_prefill": e.mfu_prefill,
-                  "mfu_decode": e.mfu_decode, "bw_half_mb": e.bw_half_mb,
+                  "mfu_decode": e.mfu_decode, "stream_kernel_us": e.stream_kernel_us,
                   "moe_layer_fixed_us": e.moe_layer_fixed_us, "source": e.source}
     engine_info = {
         k: {"host_overhead_graph_ms": cat.engine(k).host_overhead_graph_ms,

@@ -134,7 +134,7 @@ def _assumptions_md(content: ReportContent) -> list[str]:
         out.append(f"- Price {pid}: ${p['usd_per_gpu_hour']:g}/GPU-h ({p['provider']}, {p['pricing']}, read {p['date']})")
     for g, e in a["efficiency"].items():
         out.append(f"- Efficiency on {g} ({e['id']}): bandwidth {e['eta_bw']:.2f} (half at "
-                   f"{e['bw_half_mb']:g} MB per kernel), prefill MFU {e['mfu_prefill']:.2f}, decode MFU "
+                   f"{e['stream_kernel_us']:g} us fixed per kernel), prefill MFU {e['mfu_prefill']:.2f}, decode MFU "
                    f"{e['mfu_decode']:.2f}, MoE layer fixed time {e['moe_layer_fixed_us']:g} us")
     for k, e in a.get("engines", {}).items():
         out.append(f"- Engine {k}: host time per step {e['host_overhead_graph_ms']:g} ms (CUDA graph) / "
