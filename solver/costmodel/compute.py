@@ -9,9 +9,8 @@ arrays broadcast); operators run one after another and communication is not over
 * HBM streaming (:func:`hbm_stream_s`): a kernel that reads ``S`` bytes reaches
   ``eta(S) = eta_max x S / (S + S_half)`` of the datasheet bandwidth -- a small per-GPU kernel
   spends most of its time launching, filling and draining (``S_half`` = what the achievable
-  bandwidth moves in ``stream_kernel_us``, fitted). The dense
-  GEMMs of a layer are four kernels (QKV, O, gate/up, down), so at high TP each reads little and
-  streams far below the plateau.
+  bandwidth moves in ``stream_kernel_us``, fitted). The dense GEMMs of a layer are four kernels
+  (QKV, O, gate/up, down), so at high TP each reads little and streams far below the plateau.
 * Dense GEMMs: the GPU's dense weights (the input embedding is a row lookup, not read), FLOP at
   the compute dtype's peak (16-bit weights -- LM head, attention for ``quant_scope: experts`` --
   at the bf16 peak) x ``mfu_decode`` for decode tokens, ``mfu_prefill`` for prompt tokens.
@@ -35,8 +34,8 @@ arrays broadcast); operators run one after another and communication is not over
   (``catalogs/engines.yaml``).
 
 The breakdown is an exact partition of the time: each operator's roofline time is attributed to
-memory or compute (whichever bounds it), fixed kernel time and host time to overhead, so
-``memory + compute + comm + overhead = total``.
+memory or compute (whichever bounds it), the MoE layers' fixed time and the host time to
+overhead, so ``memory + compute + comm + overhead = total``.
 """
 
 from __future__ import annotations
@@ -62,7 +61,8 @@ class StepTime:
     """A step's time and an exact partition of it (ms), arrays of the broadcast input shape.
 
     ``total = memory + compute + comm + overhead``: each operator's roofline time counts as
-    memory or compute (whichever bounds it); ``overhead`` is host time and fixed kernel time.
+    memory or compute (whichever bounds it; a streaming kernel's fixed time is part of its
+    memory time); ``overhead`` is the engine's host time and the MoE layers' fixed time.
     """
 
     total_ms: F
