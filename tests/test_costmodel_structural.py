@@ -246,3 +246,20 @@ def test_request_overhead_is_in_ttft_only(cat):
     assert float(op.ttft_ms[0]) == pytest.approx(5.0 + float(prefill_ms(base, 2000)), rel=1e-9)
     np.testing.assert_allclose(op.ttft_ms - op0.ttft_ms, 5.0, rtol=1e-9)
     np.testing.assert_array_equal(op.tpot_ms, op0.tpot_ms)  # not a per-step cost
+
+
+def test_link_costs_come_from_the_link_kind_and_the_path(cat):
+    # HGX H100: NVLink 450 GB/s per GPU and direction, 3 us path latency (systems.yaml) + the
+    # nvlink profile's 2 us software latency (engines.yaml links)
+    t = _t(cat, "llama-3.1-70b", gpu="h100-sxm", tp=8)
+    nv = cat.link_profile("nvlink")
+    assert t.tp_cost.bandwidth_bytes_s == pytest.approx(450e9)
+    assert t.tp_cost.latency_s == pytest.approx((nv.latency_us + 3) * 1e-6)
+    assert (t.tp_cost.bw_efficiency, t.tp_cost.saturation_bytes) == (nv.bw_efficiency, nv.saturation_mb * 1e6)
+    # PCIe H100 box: the pcie profile on the system's PCIe link
+    p = shape_terms(cat, Shape("llama-3.1-70b", "h100-pcie", "pcie-h100-8", "fp8", "fp8", tp=4), "vllm")
+    pc = cat.link_profile("pcie")
+    assert p.tp_link.kind == "pcie"
+    assert p.tp_cost.latency_s == pytest.approx((pc.latency_us + p.tp_link.latency_us) * 1e-6)
+    # one GPU: no link at all
+    assert _t(cat, "llama-3.1-8b").tp_cost.bandwidth_bytes_s == float("inf")
