@@ -232,7 +232,8 @@ class TrafficStats:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in asdict(self).items()}  # NaN (too short to measure) -> null
         out["traffic"] = self.traffic_block()
         return out
 
