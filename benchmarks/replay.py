@@ -1,0 +1,112 @@
+"""Replay benchmark: the planner's analytic p99 TTFT/TPOT against the replay simulator.
+
+Run: ``python benchmarks/replay.py`` (prints tables; no assertions; a few minutes on one core).
+
+1. Poisson load sweep on one replica of a bundled plan (problems/chat-assistant-70b.yaml):
+   at fractions of the replica's planned capacity (the capacity at the SLO the optimiser uses),
+   the analytic p99 TTFT (:func:`solver.slo.latencies`, M/M/B wait + zero-load TTFT) beside the
+   simulated p99 TTFT and TPOT, lengths drawn from the problem's percentiles.
+2. The whole plan replaying the Azure conversation trace (Azure LLM inference trace 2023, Azure
+   Public Dataset, CC-BY 4.0; Patel et al., "Splitwise", ISCA 2024), its arrival times scaled so
+   that the trace's mean rate, or its p99 rate over 10 s windows, equals the problem's peak_rps.
+   Lengths come from the trace; the targets are the problem's.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from solver.api import solve
+from solver.catalog import load_catalog
+from solver.costmodel import Shape, shape_terms
+from solver.problem import load_problem
+from solver.simulate import plan_replicas, poisson_workload, simulate, trace_workload
+from solver.slo import latencies, slo_view
+from solver.traffic import AZURE_CITATION, read_trace, traffic_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+CONV = ROOT.parent / "shared" / "traces" / "azure-llm-2023-conv.csv"
+LOADS = (0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7)
+REQUESTS_PER_POINT = 20_000
+
+
+def sweep(problem_file: Path, seed: int = 0) -> list[dict[str, float]]:
+    """Analytic vs simulated p99 TTFT of one replica over Poisson loads (rows of a table)."""
+    cat = load_catalog()
+    problem = load_problem(problem_file, cat)
+    d = problem.models[0]
+    plan = solve(problem, cat).to_dict()
+    dep = plan["deployments"][0]
+    one = {**plan, "deployments": [{**dep, "replicas": 1}]}
+    cap = dep["capacity_rps"] / dep["replicas"]
+    terms = shape_terms(cat, Shape(dep["model_id"], dep["accelerator"], dep["system"], dep["quant"],
+                                   dep["kv_dtype"], dep["tp"], dep["pp"], dep["ep"]))
+    view = slo_view(terms, np.array([dep["max_batch"]]), d)
+    longest = d.traffic.input_tokens.percentile(99) + d.traffic.output_tokens.percentile(99)
+    reps = plan_replicas(one, cat, None, longest)
+    print(f"plan: {dep['replicas']} x {dep['accelerator']} {dep['quant']} TP{dep['tp']} batch cap "
+          f"{dep['max_batch']}; capacity at the SLO {cap:.2f} req/s per replica "
+          f"(service time {float(view.service_s[0]):.1f} s, zero-load p99 TTFT {float(view.ttft0_ms[0]):.0f} ms)")
+    rows = []
+    for f in LOADS:
+        lam = f * cap
+        lat = latencies(int(view.batch[0]), float(view.service_s[0]), float(view.ttft0_ms[0]),
+                        float(view.tpot_ms[0]), float(view.e2e0_ms[0]), d, lam)
+        w = poisson_workload(lam, REQUESTS_PER_POINT / lam, d.traffic.input_tokens,
+                             d.traffic.output_tokens, seed, d.traffic.prefix_cache_hit_rate)
+        r = simulate(reps, w, "round-robin", d.slo)
+        rows.append({"load": f, "rps": lam, "analytic_ttft": lat.ttft_ms, "sim_ttft": r.ttft.p99_ms,
+                     "ratio": r.ttft.p99_ms / lat.ttft_ms, "analytic_tpot": lat.tpot_ms,
+                     "sim_tpot": r.tpot.p99_ms, "batch": r.mean_batch, "busy": r.utilisation,
+                     "p_wait": r.p_wait_for_slot})
+    return rows
+
+
+def print_sweep(rows: list[dict[str, float]]) -> None:
+    print(f"{'load':>5} {'req/s':>6} {'analytic p99 TTFT':>18} {'simulated':>10} {'sim/analytic':>12} "
+          f"{'analytic p99 TPOT':>18} {'simulated':>10} {'mean batch':>10} {'no free slot':>12}")
+    for r in rows:
+        print(f"{r['load']:>5.2f} {r['rps']:>6.2f} {r['analytic_ttft']:>15.0f} ms {r['sim_ttft']:>7.0f} ms "
+              f"{r['ratio']:>12.2f} {r['analytic_tpot']:>15.1f} ms {r['sim_tpot']:>7.1f} ms "
+              f"{r['batch']:>10.1f} {r['p_wait']:>12.1%}")
+
+
+def trace_replay(problem_file: Path) -> None:
+    """The whole plan replaying the conversation trace at two scalings."""
+    cat = load_catalog()
+    problem = load_problem(problem_file, cat)
+    d = problem.models[0]
+    plan = solve(problem, cat).to_dict()
+    tr = read_trace(CONV)
+    st = traffic_stats(tr, 10.0, 99.0)
+    longest = int((tr.input_tokens + tr.output_tokens).max())
+    reps = plan_replicas(plan, cat, None, longest)
+    print(f"\ntrace: {AZURE_CITATION}")
+    print(f"conversation trace: mean {st.mean_rps:.2f} req/s, p99 of 10 s windows {st.peak_rps:.2f} req/s, "
+          f"index of dispersion {st.index_of_dispersion:.2f}, inter-arrival CV {st.interarrival_cv:.2f}")
+    print(f"plan for {problem.name}: peak_rps {d.traffic.peak_rps:g} x (1 + headroom {d.headroom:g}); "
+          f"{len(reps)} replicas")
+    for label, scale in (("mean rate = peak_rps", d.traffic.peak_rps / st.mean_rps),
+                         ("p99 10 s rate = peak_rps", d.traffic.peak_rps / st.peak_rps)):
+        for router in ("round-robin", "least-loaded"):
+            r = simulate(reps, trace_workload(tr, scale, d.traffic.prefix_cache_hit_rate), router, d.slo)
+            checks = "; ".join(f"{t.metric} p{t.percentile:g} {t.simulated_ms:.0f} ms vs {t.max_ms:g} "
+                               f"({'met' if t.met else 'MISSED'}, {t.within:.2%} within)" for t in r.targets)
+            print(f"  {label:<26} x{scale:.2f} ({r.offered_rps:.1f} req/s), {router:<12}: {checks}")
+
+
+def main() -> None:
+    problem = ROOT / "problems" / "chat-assistant-70b.yaml"
+    print("1. Poisson sweep, one replica (problems/chat-assistant-70b.yaml; lengths from its percentiles)")
+    print_sweep(sweep(problem))
+    if CONV.exists():
+        trace_replay(problem)
+    else:
+        print(f"(no {CONV}: trace replay skipped)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
