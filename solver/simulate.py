@@ -414,6 +414,8 @@ class SimResult:
     """Share of the replay's span that replicas were running steps (mean over replicas)."""
     unservable: int
     """Requests whose KV cache alone exceeds a replica's budget (never run)."""
+    steps: int = 0
+    """Engine steps run, all replicas together."""
     targets: tuple[TargetCheck, ...] = ()
     ttft_s: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     tpot_s: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
@@ -437,7 +439,7 @@ class SimResult:
             "ttft": pct(self.ttft), "tpot": pct(self.tpot), "e2e": pct(self.e2e),
             "queue_wait": pct(self.queue_wait), "p_wait_for_slot": self.p_wait_for_slot,
             "mean_batch": self.mean_batch, "utilisation": self.utilisation,
-            "unservable": self.unservable,
+            "unservable": self.unservable, "steps": self.steps,
             "targets": [{k: clean(v) for k, v in t.__dict__.items()} for t in self.targets],
             "meets_targets": self.meets,
         }
@@ -513,6 +515,7 @@ def simulate(replicas: Sequence[ReplicaSpec], workload: Workload, router: Router
         p_wait_for_slot=float(np.mean(reqs.queued_full)),
         mean_batch=sum(r.batch_time for r in reps) / busy if busy > 0 else 0.0,
         utilisation=busy / (n_rep * span), unservable=int(np.sum(np.isinf(admit))),
+        steps=sum(r.step for r in reps),
         targets=_checks(slo, {"ttft": ttft, "tpot": tpot, "e2e": e2e}),
         ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, wait_s=wait,
     )
