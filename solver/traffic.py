@@ -194,6 +194,21 @@ def window_counts(arrival_s: np.ndarray, window_s: float) -> np.ndarray:
     return np.bincount(idx[idx < n], minlength=n)
 
 
+def length_histogram(x: np.ndarray, bins: int) -> list[dict[str, int]]:
+    """Lengths as ``bins`` log-spaced bins (the problem files' histogram form): each bin's
+    ``tokens`` is its upper edge (so percentiles read from it are never low) and ``weight`` its
+    request count; empty bins are left out."""
+    if bins < 1:
+        raise InputError(f"--histogram: needs at least 1 bin, got {bins}")
+    lo, hi = float(x.min()), float(x.max())
+    edges = np.unique(np.ceil(np.geomspace(lo, hi, bins + 1)).astype(np.int64)) if hi > lo else np.array([int(hi)])
+    idx = np.searchsorted(edges, x, side="left")  # bin whose upper edge is the first >= x
+    if edges.size > 1:
+        idx = np.maximum(idx, 1)  # the minimum joins the first bin [edge 0, edge 1]
+    counts = np.bincount(idx, minlength=edges.size)
+    return [{"tokens": int(e), "weight": int(c)} for e, c in zip(edges, counts) if c > 0]
+
+
 @dataclass(frozen=True)
 class TrafficStats:
     """What a trace says about sizing; rates in requests/s, lengths in tokens."""
@@ -220,9 +235,16 @@ class TrafficStats:
     """Rate at ``percentile`` for each standard window (1s, 10s, 60s) the trace is long enough for."""
     hourly_rps: list[float] | None = None
     """Mean rate of each whole hour, when the trace spans at least two."""
+    input_histogram: list[dict[str, int]] | None = None
+    output_histogram: list[dict[str, int]] | None = None
+    """Lengths as histograms instead of percentiles in the traffic block (``histogram_bins``)."""
 
     def traffic_block(self) -> dict[str, Any]:
         """The ``traffic:`` block of a problem file (peak rate rounded up to 0.01 req/s)."""
+        if self.input_histogram is not None and self.output_histogram is not None:
+            return {"peak_rps": math.ceil(round(self.peak_rps * 100, 6)) / 100,
+                    "input_tokens": {"histogram": self.input_histogram},
+                    "output_tokens": {"histogram": self.output_histogram}}
         return {
             "peak_rps": math.ceil(round(self.peak_rps * 100, 6)) / 100,
             "input_tokens": {"p50": self.input_tokens.p50, "p90": self.input_tokens.p90,
@@ -238,8 +260,10 @@ class TrafficStats:
         return out
 
 
-def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0) -> TrafficStats:
-    """Rates, lengths and burstiness of a trace at windows of ``window_s`` seconds."""
+def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0,
+                  histogram_bins: int = 0) -> TrafficStats:
+    """Rates, lengths and burstiness of a trace at windows of ``window_s`` seconds; lengths as
+    ``histogram_bins`` log-spaced bins too when it is > 0."""
     if not 0 < percentile <= 100:
         raise InputError(f"--percentile: must be in (0, 100], got {percentile:g}")
     t = trace.arrival_s
@@ -266,6 +290,8 @@ def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0
         index_of_dispersion=iod, interarrival_cv=cv,
         input_tokens=_lengths(trace.input_tokens), output_tokens=_lengths(trace.output_tokens),
         peaks_rps=peaks, hourly_rps=hourly,
+        input_histogram=length_histogram(trace.input_tokens, histogram_bins) if histogram_bins else None,
+        output_histogram=length_histogram(trace.output_tokens, histogram_bins) if histogram_bins else None,
     )
 
 

@@ -145,3 +145,18 @@ def test_bad_window_is_exit_2(tmp_path: Path) -> None:
     f.write_text(SMALL)
     res = CliRunner().invoke(main, ["traffic", str(f), "--window", "soon"])
     assert res.exit_code == 2 and "--window" in res.output
+
+
+@needs_traces
+def test_histogram_form_is_a_valid_block_that_never_reads_low() -> None:
+    tr = read_trace(CODE)
+    s = traffic_stats(tr, 10.0, 99.0, histogram_bins=8)
+    t = Traffic.model_validate(s.traffic_block())
+    assert t.input_tokens.histogram is not None and len(t.input_tokens.histogram) == 8
+    assert sum(b.weight for b in t.input_tokens.histogram) == tr.requests
+    for q in (50, 90, 99):  # a bin's upper edge is at or above the true percentile
+        assert t.input_tokens.percentile(q) >= np.percentile(tr.input_tokens, q)
+        assert t.output_tokens.percentile(q) >= np.percentile(tr.output_tokens, q)
+    res = CliRunner().invoke(main, ["traffic", str(CODE), "--histogram", "6"])
+    assert res.exit_code == 0
+    assert len(yaml.safe_load(res.output)["traffic"]["output_tokens"]["histogram"]) == 6

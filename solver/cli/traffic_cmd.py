@@ -26,12 +26,14 @@ def _yaml_block(s: TrafficStats, window: str) -> str:
     lines.append(f"# mean lengths: input {s.input_tokens.mean:,.0f}, output {s.output_tokens.mean:,.0f} tokens")
     if s.hourly_rps:
         lines.append("# hourly mean req/s: " + ", ".join(fmt(x) for x in s.hourly_rps))
-    lines += [
-        "traffic:",
-        f"  peak_rps: {t['peak_rps']:g}    # p{s.percentile:g} of {window} windows",
-        "  input_tokens: {{p50: {p50}, p90: {p90}, p99: {p99}}}".format(**t["input_tokens"]),
-        "  output_tokens: {{p50: {p50}, p90: {p90}, p99: {p99}}}".format(**t["output_tokens"]),
-    ]
+    lines += ["traffic:", f"  peak_rps: {t['peak_rps']:g}    # p{s.percentile:g} of {window} windows"]
+    for key in ("input_tokens", "output_tokens"):
+        if "histogram" in t[key]:
+            lines.append(f"  {key}:")
+            lines.append("    histogram:    # tokens = upper edge of each bin, weight = requests")
+            lines += [f"      - {{tokens: {b['tokens']}, weight: {b['weight']}}}" for b in t[key]["histogram"]]
+        else:
+            lines.append(f"  {key}: {{{{p50: {{p50}}, p90: {{p90}}, p99: {{p99}}}}}}".format(**t[key]))
     return "\n".join(lines)
 
 
@@ -41,8 +43,10 @@ def _yaml_block(s: TrafficStats, window: str) -> str:
               help="Window the peak rate is measured over: 1s, 10s, 60s (or any N s / N m).")
 @click.option("--percentile", type=float, default=99.0, show_default=True,
               help="Percentile of the windows' rates taken as the peak (100 = the busiest window).")
+@click.option("--histogram", "bins", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Give lengths as a histogram of this many log-spaced bins (0: p50/p90/p99).")
 @click.option("--json", "as_json", is_flag=True, help="Print every statistic and the block as JSON.")
-def traffic(trace_file: Path, window: str, percentile: float, as_json: bool) -> None:
+def traffic(trace_file: Path, window: str, percentile: float, bins: int, as_json: bool) -> None:
     """Read a request trace and print the traffic block of a problem file: the peak rate at a
     percentile of fixed windows, length percentiles (p50/p90/p99), and, as comments, the mean
     rate, burstiness (index of dispersion of counts per window, inter-arrival CV; both 1 for
@@ -55,11 +59,12 @@ def traffic(trace_file: Path, window: str, percentile: float, as_json: bool) -> 
     \b
       fleetplan traffic ../shared/traces/azure-llm-2023-conv.csv
       fleetplan traffic my-trace.csv --window 1s --percentile 99.9 --json
+      fleetplan traffic my-trace.csv --histogram 12
 
     A problem file can also name the trace directly:
     traffic: {trace: my-trace.csv, window: 10s, percentile: 99}.
     """
-    stats = traffic_stats(read_trace(trace_file), parse_window(window), percentile)
+    stats = traffic_stats(read_trace(trace_file), parse_window(window), percentile, bins)
     if as_json:
         emit_json(stats)
     else:
