@@ -71,11 +71,12 @@ def sweep(problem_file: Path, seed: int = 0) -> list[dict[str, float]]:
 
 
 def print_sweep(rows: list[dict[str, float]]) -> None:
-    print(f"{'load':>5} {'req/s':>6} {'analytic p99 TTFT':>18} {'simulated':>10} {'sim/analytic':>12} "
+    print(f"{'load':>5} {'req/s':>6} {'analytic p99 TTFT':>18} {'simulated':>12} {'sim/analytic':>12} "
           f"{'analytic p99 TPOT':>18} {'simulated':>10} {'mean batch':>10} {'no free slot':>12}")
     for r in rows:
-        print(f"{r['load']:>5.2f} {r['rps']:>6.2f} {r['analytic_ttft']:>15.0f} ms {r['sim_ttft']:>7.0f} ms "
-              f"{r['ratio']:>12.2f} {r['analytic_tpot']:>15.1f} ms {r['sim_tpot']:>7.1f} ms "
+        ratio = f"{r['ratio']:>12.2f}" if np.isfinite(r["analytic_ttft"]) else f"{'-':>12}"
+        print(f"{r['load']:>5.2f} {r['rps']:>6.2f} {r['analytic_ttft']:>15,.0f} ms {r['sim_ttft']:>9,.0f} ms "
+              f"{ratio} {r['analytic_tpot']:>15.1f} ms {r['sim_tpot']:>7.1f} ms "
               f"{r['batch']:>10.1f} {r['p_wait']:>12.1%}")
 
 
