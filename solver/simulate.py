@@ -177,23 +177,34 @@ def sample_lengths(lengths: TokenLengths, n: int, rng: np.random.Generator) -> n
 
 def poisson_workload(rate_rps: float, duration_s: float, input_tokens: TokenLengths,
                      output_tokens: TokenLengths, seed: int = 0, prefix_hit_rate: float = 0.0,
-                     lengths_from: Trace | None = None) -> Workload:
+                     lengths_from: Trace | None = None, cv: float = 1.0) -> Workload:
     """Poisson arrivals at ``rate_rps`` for ``duration_s``; lengths drawn from the problem's
-    percentiles, or resampled (with replacement, as pairs) from ``lengths_from``."""
+    percentiles, or resampled (with replacement, as pairs) from ``lengths_from``.
+
+    ``cv`` != 1 makes the stream bursty (or smoother): gaps between arrivals are gamma
+    distributed with mean ``1 / rate_rps`` and coefficient of variation ``cv`` (a renewal
+    process; ``rate_rps x duration_s`` arrivals, rounded)."""
     if not rate_rps > 0:
         raise InputError(f"--poisson: rate must be > 0 req/s, got {rate_rps:g}")
     if not duration_s > 0:
         raise InputError(f"--duration: must be > 0 s, got {duration_s:g}")
+    if not cv > 0:
+        raise InputError(f"--cv: must be > 0 (1 = Poisson), got {cv:g}")
     rng = np.random.default_rng(seed)
-    n = max(1, int(rng.poisson(rate_rps * duration_s)))
-    arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, n))
+    if cv == 1.0:
+        n = max(1, int(rng.poisson(rate_rps * duration_s)))
+        arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, n))
+    else:
+        n = max(1, round(rate_rps * duration_s))
+        arrivals = np.cumsum(rng.gamma(1.0 / cv**2, cv**2 / rate_rps, n))
     if lengths_from is not None:
         pick = rng.integers(0, lengths_from.requests, n)
         isl, osl = lengths_from.input_tokens[pick], lengths_from.output_tokens[pick]
     else:
         isl = sample_lengths(input_tokens, n, rng)
         osl = sample_lengths(output_tokens, n, rng)
-    return Workload(arrivals, isl, osl, prefix_hit_rate, f"Poisson {rate_rps:g} req/s")
+    kind = "Poisson" if cv == 1.0 else f"gamma-renewal (CV {cv:g})"
+    return Workload(arrivals, isl, osl, prefix_hit_rate, f"{kind} {rate_rps:g} req/s")
 
 
 def trace_workload(trace: Trace, scale: float = 1.0, prefix_hit_rate: float = 0.0) -> Workload:
@@ -551,7 +562,7 @@ def load_plan_json(path: str) -> dict[str, Any]:
 def build_workload(trace: Trace | None, poisson_rps: float | None, duration_s: float, seed: int,
                    scale: float | None, scale_to_rps: float | None,
                    input_tokens: TokenLengths | None, output_tokens: TokenLengths | None,
-                   prefix_hit_rate: float = 0.0) -> Workload:
+                   prefix_hit_rate: float = 0.0, cv: float = 1.0) -> Workload:
     """The requests of a replay: a trace (rate scaled by ``scale``, or to a mean of
     ``scale_to_rps``), or Poisson arrivals with lengths from the trace if one is given, else
     from the problem's percentiles."""
@@ -560,9 +571,11 @@ def build_workload(trace: Trace | None, poisson_rps: float | None, duration_s: f
             raise InputError("--poisson: needs lengths, from --problem or --trace")
         return poisson_workload(poisson_rps, duration_s, input_tokens or TokenLengths(p50=1, p90=1, p99=1),
                                 output_tokens or TokenLengths(p50=1, p90=1, p99=1), seed,
-                                prefix_hit_rate, lengths_from=trace)
+                                prefix_hit_rate, lengths_from=trace, cv=cv)
     if trace is None:
         raise InputError("give --trace TRACE.csv or --poisson RATE")
+    if cv != 1.0:
+        raise InputError("--cv: applies to --poisson arrivals (a trace keeps its own)")
     if scale is not None and scale_to_rps is not None:
         raise InputError("--scale and --scale-to: give one")
     if scale_to_rps is not None:

@@ -244,3 +244,18 @@ def test_code_trace_needs_the_peak_at_a_short_window(tmp_path: Path) -> None:
         ttft[window] = next(t for t in r.targets if t.metric == "ttft")
     assert not ttft["60s"].met and ttft["60s"].simulated_ms > 3000
     assert ttft["1s"].met
+
+
+def test_bursty_stream_has_its_cv_and_rate_and_waits_longer() -> None:
+    cat = load_catalog()
+    problem = load_problem(CHAT, cat)
+    d = problem.models[0]
+    bursty = poisson_workload(10.0, 2000.0, d.traffic.input_tokens, d.traffic.output_tokens, 0, cv=3.0)
+    gaps = np.diff(bursty.arrival_s)
+    assert gaps.std() / gaps.mean() == pytest.approx(3.0, rel=0.1)
+    assert bursty.mean_rps == pytest.approx(10.0, rel=0.1)
+    plain = poisson_workload(10.0, 2000.0, d.traffic.input_tokens, d.traffic.output_tokens, 0)
+    reps = plan_replicas(solve(problem, cat).to_dict(), cat, None, 6000)
+    assert simulate(reps, bursty, slo=d.slo).ttft.p99_ms > 1.5 * simulate(reps, plain, slo=d.slo).ttft.p99_ms
+    with pytest.raises(InputError, match="--cv"):
+        poisson_workload(10.0, 10.0, d.traffic.input_tokens, d.traffic.output_tokens, 0, cv=0.0)

@@ -40,6 +40,9 @@ def _print(res: SimResult) -> None:
 @click.option("--problem", "problem_file", type=click.Path(path_type=Path), default=None,
               help="Problem file of the plan: targets to check, lengths for --poisson, prefix hit rate.")
 @click.option("--model", default=None, help="Model (problem name) to replay, when the plan has several.")
+@click.option("--cv", type=float, default=1.0, show_default=True,
+              help="Burstiness of --poisson: coefficient of variation of the gaps between arrivals "
+                   "(1 = Poisson; 3 = bursty; gamma-distributed gaps).")
 @click.option("--duration", type=float, default=600.0, show_default=True, help="Seconds of Poisson arrivals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the Poisson stream.")
 @click.option("--scale", type=float, default=None, help="Multiply the trace's arrival rate by this factor.")
@@ -49,7 +52,7 @@ def _print(res: SimResult) -> None:
               help="How requests are spread over replicas.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None,
-             problem_file: Path | None, model: str | None, duration: float, seed: int,
+             problem_file: Path | None, model: str | None, cv: float, duration: float, seed: int,
              scale: float | None, scale_to: float | None, router: str, as_json: bool) -> None:
     """Replay requests through the replicas of PLAN_FILE (the output of `fleetplan solve --json`)
     with continuous batching, chunked prefill, each replica's batch cap and KV memory, and step
@@ -59,6 +62,7 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
     \b
       fleetplan solve problems/chat-assistant-70b.yaml --no-pareto --json > plan.json
       fleetplan simulate plan.json --poisson 14.4 --problem problems/chat-assistant-70b.yaml
+      fleetplan simulate plan.json --poisson 14.4 --cv 3 --problem problems/chat-assistant-70b.yaml
       fleetplan simulate plan.json --trace ../shared/traces/azure-llm-2023-conv.csv \\
           --scale-to 12 --problem problems/chat-assistant-70b.yaml
 
@@ -79,7 +83,7 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
     workload = build_workload(
         trace, poisson_rps, duration, seed, scale, scale_to,
         demand.traffic.input_tokens if demand else None, demand.traffic.output_tokens if demand else None,
-        demand.traffic.prefix_cache_hit_rate if demand else 0.0)
+        demand.traffic.prefix_cache_hit_rate if demand else 0.0, cv)
     res = replay(plan, cat, workload, model, router, demand.slo if demand else None)  # type: ignore[arg-type]
     if as_json:
         out = res.to_dict()
