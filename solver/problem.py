@@ -193,7 +193,7 @@ def load_problem(path: Path | str, cat: Catalog | None = None) -> Problem:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise InputError("expected a mapping at the top level", where=str(path))
-    data = expand_trace_traffic(data, path.parent)  # traffic: {trace: FILE} -> the trace's block
+    data = expand_trace_traffic(data, path.parent, str(path))  # traffic: {trace: FILE} -> its block
     problem = validate(Problem, data, where=str(path))
     check_ids(problem, cat or load_catalog(), where=str(path))
     return problem

@@ -295,11 +295,12 @@ def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0
     )
 
 
-def expand_trace_traffic(data: Any, base: Path) -> Any:
+def expand_trace_traffic(data: Any, base: Path, where: str | None = None) -> Any:
     """A problem mapping with each ``models[i].traffic: {trace: FILE, window: W, percentile: P}``
     replaced by the traffic block the trace gives (paths relative to ``base``, the problem's
     folder). Other traffic keys (``prefix_cache_hit_rate``; ``peak_rps`` or lengths to override
-    the trace's) are kept. Anything that is not such a mapping is returned unchanged."""
+    the trace's) are kept. Anything that is not such a mapping is returned unchanged. Errors
+    name the problem file (``where``) and the field."""
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         return data
     models = []
@@ -308,16 +309,22 @@ def expand_trace_traffic(data: Any, base: Path) -> Any:
         if not isinstance(tr, dict) or "trace" not in tr:
             models.append(m)
             continue
-        where = f"models[{i}].traffic"
+        field_name = f"models[{i}].traffic"
         rest = dict(tr)
         file = rest.pop("trace")
-        window = parse_window(rest.pop("window", "10s"), f"{where}.window")
-        pct = rest.pop("percentile", 99.0)
-        if not isinstance(pct, (int, float)) or isinstance(pct, bool) or not 0 < pct <= 100:
-            raise InputError(f"{where}.percentile: must be a number in (0, 100], got {pct!r}")
-        if not isinstance(file, str):
-            raise InputError(f"{where}.trace: expected a path to a CSV trace, got {file!r}")
-        path = Path(file) if Path(file).is_absolute() else base / file
-        stats = traffic_stats(read_trace(path), window, float(pct))
+        try:
+            window = parse_window(rest.pop("window", "10s"), f"{field_name}.window")
+            pct = rest.pop("percentile", 99.0)
+            if not isinstance(pct, (int, float)) or isinstance(pct, bool) or not 0 < pct <= 100:
+                raise InputError(f"{field_name}.percentile: must be a number in (0, 100], got {pct!r}")
+            if not isinstance(file, str):
+                raise InputError(f"{field_name}.trace: expected a path to a CSV trace, got {file!r}")
+            path = Path(file) if Path(file).is_absolute() else base / file
+            try:
+                stats = traffic_stats(read_trace(path), window, float(pct))
+            except InputError as exc:
+                raise InputError(f"{field_name}.trace: {exc}") from None
+        except InputError as exc:
+            raise InputError(exc.detail, where=where) from None
         models.append({**m, "traffic": {**stats.traffic_block(), **rest}})
     return {**data, "models": models}

@@ -259,3 +259,19 @@ def test_bursty_stream_has_its_cv_and_rate_and_waits_longer() -> None:
     assert simulate(reps, bursty, slo=d.slo).ttft.p99_ms > 1.5 * simulate(reps, plain, slo=d.slo).ttft.p99_ms
     with pytest.raises(InputError, match="--cv"):
         poisson_workload(10.0, 10.0, d.traffic.input_tokens, d.traffic.output_tokens, 0, cv=0.0)
+
+
+def test_cli_replays_a_trace_scaled_to_a_rate(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    rows = ["timestamp_s,input_tokens,output_tokens"] + [f"{i * 0.5},{500 + i},{50 + i % 7}" for i in range(200)]
+    trace.write_text("\n".join(rows))
+    runner = CliRunner()
+    plan = tmp_path / "plan.json"
+    plan.write_text(runner.invoke(main, ["solve", str(CHAT), "--no-pareto", "--json"]).output)
+    res = runner.invoke(main, ["simulate", str(plan), "--trace", str(trace), "--scale-to", "8", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["requests"] == 200 and data["offered_rps"] == pytest.approx(8.0 * 199 / 200, rel=0.01)
+    assert data["targets"] == [] and "trace_citation" not in data  # no --problem; not an Azure trace
+    both = runner.invoke(main, ["simulate", str(plan), "--trace", str(trace), "--scale", "2", "--scale-to", "8"])
+    assert both.exit_code == 2 and "--scale" in both.output

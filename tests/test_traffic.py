@@ -160,3 +160,18 @@ def test_histogram_form_is_a_valid_block_that_never_reads_low() -> None:
     res = CliRunner().invoke(main, ["traffic", str(CODE), "--histogram", "6"])
     assert res.exit_code == 0
     assert len(yaml.safe_load(res.output)["traffic"]["output_tokens"]["histogram"]) == 6
+
+
+def test_problem_with_a_bad_trace_names_the_problem_and_field(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("timestamp_s,input_tokens\n0,5\n")
+    base = ("name: bad\nmodels:\n  - name: chat\n    model: llama-3.3-70b\n"
+            "    traffic: {{trace: {file}, window: {window}}}\n    slo: {{ttft: {{max_ms: 800}}}}\n")
+    for file, window, needle in (("missing.csv", "10s", "models[0].traffic.trace: "),
+                                 ("t.csv", "10s", "missing output tokens column"),
+                                 ("t.csv", "soon", "models[0].traffic.window")):
+        p = tmp_path / "p.yaml"
+        p.write_text(base.format(file=file, window=window))
+        res = CliRunner().invoke(main, ["check", str(p)])
+        assert res.exit_code == 2, res.output
+        assert str(p) in res.output and needle in res.output
+        assert len(res.output.strip().splitlines()) == 1
