@@ -14,6 +14,10 @@ Run: ``python benchmarks/replay.py`` (prints tables; no assertions; a few minute
    headroom 0.2) planned from each Azure trace with ``traffic: {trace: ..., window: W}`` (peak =
    the p99 rate over W-second windows, lengths from the trace), then the trace replayed as
    recorded through the plan.
+4. Cross-check against an independent simulator (../shared/findings/p99-under-real-traffic.md):
+   its plan (llama-3.1-70b, h100-sxm fp8/fp8, conversation-trace lengths, sized on the hourly
+   mean, p99 TTFT <= 1000 ms, TPOT <= 60 ms, headroom 0.2) under Poisson load at the fractions of
+   planned capacity it reports, and the trace as recorded; its figures are printed beside ours.
 """
 
 from __future__ import annotations
@@ -134,6 +138,45 @@ def burst_allowance(tmp: Path) -> None:
                       f"{t['tpot'].simulated_ms:>11,.1f} {t['tpot'].within:>7.2%}")
 
 
+FINDINGS = {  # load / planned capacity -> that simulator's p99 TTFT (ms), join-shortest-queue router
+    0.5: 502, 0.8: 605, 0.95: 645, 1.0: 675, 1.1: 704, 1.3: 1060,
+}
+FINDINGS_TRACE = (630, 50.1)  # conversation trace as recorded: p99 TTFT, p99 TPOT (ms)
+
+
+def cross_check(tmp: Path) -> None:
+    """The findings file's plan, replayed here, beside the figures it reports."""
+    cat = load_catalog()
+    f = tmp / "findings.yaml"
+    f.write_text(
+        "name: findings\nmodels:\n  - name: svc\n    model: llama-3.1-70b\n"
+        f"    traffic: {{trace: {CONV}, window: 3600s, percentile: 100}}\n"
+        "    slo: {ttft: {max_ms: 1000}, tpot: {max_ms: 60}}\n    allowed_accelerators: [h100-sxm]\n"
+        "    allowed_quantizations: [fp8]\n    allowed_kv_dtypes: [fp8]\n    headroom: 0.2\n")
+    problem = load_problem(f, cat)
+    d = problem.models[0]
+    plan = solve(problem, cat).to_dict()
+    tr = read_trace(CONV)
+    reps = plan_replicas(plan, cat, None, int((tr.input_tokens + tr.output_tokens).max()))
+    cap = sum(x["capacity_rps"] for x in plan["deployments"])
+    dep = plan["deployments"][0]
+    print(f"\n4. Cross-check with the findings' simulator: {dep['replicas']} x TP{dep['tp']} batch cap "
+          f"{dep['max_batch']}, planned p99 TTFT {dep['ttft_p99_ms']:.0f} ms, TPOT {dep['tpot_p99_ms']:.1f} ms, "
+          f"capacity {cap:.2f} req/s")
+    print(f"{'load':>5} {'findings p99 TTFT':>17} {'ours least-loaded':>17} {'ours round-robin':>16} {'ours p99 TPOT (rr)':>18}")
+    for load, theirs in FINDINGS.items():
+        w = poisson_workload(load * cap, 20_000 / (load * cap), d.traffic.input_tokens,
+                             d.traffic.output_tokens, 0, lengths_from=tr)
+        ll = simulate(reps, w, "least-loaded")
+        rr = simulate(reps, w, "round-robin")
+        print(f"{load:>5.2f} {theirs:>14,} ms {ll.ttft.p99_ms:>14,.0f} ms {rr.ttft.p99_ms:>13,.0f} ms "
+              f"{rr.tpot.p99_ms:>15.1f} ms")
+    for router in ("least-loaded", "round-robin"):
+        r = simulate(reps, trace_workload(tr), router)
+        print(f"trace as recorded, {router}: p99 TTFT {r.ttft.p99_ms:.0f} ms, TPOT {r.tpot.p99_ms:.1f} ms "
+              f"(findings: {FINDINGS_TRACE[0]} ms, {FINDINGS_TRACE[1]} ms)")
+
+
 def main() -> None:
     problem = ROOT / "problems" / "chat-assistant-70b.yaml"
     print("1. Poisson sweep, one replica (problems/chat-assistant-70b.yaml; lengths from its percentiles)")
@@ -143,6 +186,7 @@ def main() -> None:
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:
             burst_allowance(Path(tmp))
+            cross_check(Path(tmp))
     else:
         print(f"(no {CONV}: trace replay skipped)", file=sys.stderr)
 
