@@ -115,13 +115,22 @@ class CostModelStepTimer:
         self._ctx = ctx.tolist()
         self._pre = pre.tolist()
         self._t = t0.tolist()
+        self._decode = t0[:, :, 0].tolist()  # steps without prompt tokens (the common case)
         self._slope = ((t1 - t0) / ref if ref > 0 else np.zeros_like(t0)).tolist()
+        self._ilast = len(self._ctx) - 2
+        self._jlast = len(self._pre) - 2
 
     def step_ms(self, n_decode: int, ctx_mean: float, prefill_tokens: int, prefill_pairs: float) -> float:
-        cg, pg = self._ctx, self._pre
-        i = min(max(bisect.bisect_right(cg, ctx_mean) - 1, 0), len(cg) - 2)
-        j = min(max(bisect.bisect_right(pg, prefill_tokens) - 1, 0), len(pg) - 2)
+        cg = self._ctx
+        i = bisect.bisect_right(cg, ctx_mean) - 1
+        i = 0 if i < 0 else (self._ilast if i > self._ilast else i)
         u = (ctx_mean - cg[i]) / (cg[i + 1] - cg[i])
+        if not prefill_tokens:
+            r = self._decode[n_decode]
+            return r[i] + u * (r[i + 1] - r[i])
+        pg = self._pre
+        j = bisect.bisect_right(pg, prefill_tokens) - 1
+        j = 0 if j < 0 else (self._jlast if j > self._jlast else j)
         v = (prefill_tokens - pg[j]) / (pg[j + 1] - pg[j])
         row0, row1 = self._t[n_decode][i], self._t[n_decode][i + 1]
         t = ((1 - u) * ((1 - v) * row0[j] + v * row0[j + 1])
@@ -510,7 +519,8 @@ def simulate(replicas: Sequence[ReplicaSpec], workload: Workload, router: Router
         else:
             best, j = math.inf, 0
             for jj, rep in enumerate(reps):
-                rep.advance(t)
+                if rep.now < t:  # else its running step straddles t: nothing to advance
+                    rep.advance(t)
                 load = rep.load
                 if load < best:
                     best, j = load, jj
