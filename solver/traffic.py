@@ -261,19 +261,22 @@ class TrafficStats:
 
 
 def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0,
-                  histogram_bins: int = 0) -> TrafficStats:
+                  histogram_bins: int = 0, window_field: str = "--window") -> TrafficStats:
     """Rates, lengths and burstiness of a trace at windows of ``window_s`` seconds; lengths as
-    ``histogram_bins`` log-spaced bins too when it is > 0."""
+    ``histogram_bins`` log-spaced bins too when it is > 0. A trace shorter than one window is
+    an ``InputError`` naming ``window_field``."""
     if not 0 < percentile <= 100:
         raise InputError(f"--percentile: must be in (0, 100], got {percentile:g}")
     t = trace.arrival_s
     n = trace.requests
     span = trace.span_s
     counts = window_counts(t, window_s)
-    whole = span >= window_s
-    width = window_s if whole else max(span, 1e-9)
+    if span < window_s:
+        raise InputError(f"{window_field}: the trace spans {span:.3g} s, less than one {window_s:g} s "
+                         "window; use a shorter window (or a longer trace)")
+    width = window_s
     mean_count = float(counts.mean())
-    iod = float(counts.var() / mean_count) if whole and counts.size > 1 and mean_count > 0 else float("nan")
+    iod = float(counts.var() / mean_count) if counts.size > 1 and mean_count > 0 else float("nan")
     gaps = np.diff(t)
     cv = float(gaps.std() / gaps.mean()) if gaps.size > 1 and gaps.mean() > 0 else float("nan")
     peaks = {
@@ -284,7 +287,7 @@ def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0
     hourly = (window_counts(t, HOUR_S) / HOUR_S).tolist() if hours >= 2 else None
     return TrafficStats(
         source=trace.source, citation=AZURE_CITATION if trace.azure else None, requests=n,
-        span_s=span, mean_rps=n / span if span > 0 else float("nan"), window_s=window_s,
+        span_s=span, mean_rps=n / span, window_s=window_s,
         percentile=percentile, peak_rps=float(np.percentile(counts, percentile)) / width,
         busiest_rps=float(counts.max()) / width, windows=int(counts.size),
         index_of_dispersion=iod, interarrival_cv=cv,
@@ -321,7 +324,7 @@ def expand_trace_traffic(data: Any, base: Path, where: str | None = None) -> Any
                 raise InputError(f"{field_name}.trace: expected a path to a CSV trace, got {file!r}")
             path = Path(file) if Path(file).is_absolute() else base / file
             try:
-                stats = traffic_stats(read_trace(path), window, float(pct))
+                stats = traffic_stats(read_trace(path), window, float(pct), 0, f"{field_name}.window")
             except InputError as exc:
                 raise InputError(f"{field_name}.trace: {exc}") from None
         except InputError as exc:

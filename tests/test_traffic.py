@@ -175,3 +175,15 @@ def test_problem_with_a_bad_trace_names_the_problem_and_field(tmp_path: Path) ->
         assert res.exit_code == 2, res.output
         assert str(p) in res.output and needle in res.output
         assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", [
+    "timestamp_s,input_tokens,output_tokens\n0,5,5\n",              # one request: no span
+    "timestamp_s,input_tokens,output_tokens\n0,5,5\n3,5,5\n",       # 3 s, shorter than 10 s windows
+])
+def test_trace_shorter_than_a_window_is_bad_input(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "t.csv"
+    f.write_text(text)
+    res = CliRunner().invoke(main, ["traffic", str(f), "--window", "10s"])
+    assert res.exit_code == 2 and "--window: the trace spans" in res.output
+    assert len(res.output.strip().splitlines()) == 1
