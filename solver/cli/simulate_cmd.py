@@ -14,6 +14,14 @@ from solver.simulate import ROUTERS, SimResult, build_workload, load_plan_json, 
 from solver.traffic import read_trace
 
 
+def _planned(plan: dict, model: str | None) -> list[dict]:
+    """The plan's own p99 figures for the replayed model, per deployment (for comparison)."""
+    return [{"deployment": f"{d.get('replicas')}x {d.get('accelerator')} {d.get('quant')} TP{d.get('tp')}",
+             "load_rps": d.get("load_rps"), "ttft_p99_ms": d.get("ttft_p99_ms"),
+             "tpot_p99_ms": d.get("tpot_p99_ms"), "e2e_p99_ms": d.get("e2e_p99_ms")}
+            for d in plan.get("deployments", []) if model is None or d.get("model") == model]
+
+
 def _print(res: SimResult) -> None:
     click.echo(f"{res.label}: {res.requests:,} requests, {fmt(res.offered_rps)} req/s offered, "
                f"{res.replicas} replicas ({res.router})")
@@ -85,14 +93,18 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
         demand.traffic.input_tokens if demand else None, demand.traffic.output_tokens if demand else None,
         demand.traffic.prefix_cache_hit_rate if demand else 0.0, cv)
     res = replay(plan, cat, workload, model, router, demand.slo if demand else None)  # type: ignore[arg-type]
+    planned = _planned(plan, model or (plan["deployments"][0].get("model") if plan["deployments"] else None))
     if as_json:
         out = res.to_dict()
+        out["planned"] = planned
         if trace is not None and trace.azure:
             from solver.traffic import AZURE_CITATION
             out["trace_citation"] = AZURE_CITATION
         emit_json(out)
     else:
         _print(res)
+        click.echo("the plan's own figures (at its planned load, target percentiles):")
+        click.echo(table(planned, ["deployment", "load_rps", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms"]))
         if trace is not None and trace.azure:
             from solver.traffic import AZURE_CITATION
             click.echo(f"trace: {AZURE_CITATION}")
