@@ -249,7 +249,10 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
     deps = plan.get("deployments") if isinstance(plan, dict) else None
     if not isinstance(deps, list) or not deps:
         raise InputError("PLAN: no deployments (is it the output of `fleetplan solve --json` with a plan?)")
-    names = sorted({str(d.get("model")) for d in deps if isinstance(d, dict)})
+    bad = next((k for k, d in enumerate(deps) if not isinstance(d, dict)), None)
+    if bad is not None:
+        raise InputError(f"PLAN: deployments[{bad}]: expected an object")
+    names = sorted({str(d.get("model")) for d in deps})
     if model is None:
         if len(names) > 1:
             raise InputError(f"--model: the plan serves {', '.join(names)}; name one")
@@ -264,13 +267,20 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
         missing = [f for f in need if f not in d]
         if missing:
             raise InputError(f"PLAN: deployments[{k}]: missing {', '.join(missing)}")
-        shape = Shape(d["model_id"], d["accelerator"], d["system"], d["quant"], d["kv_dtype"],
-                      int(d["tp"]), int(d["pp"]), int(d["ep"]))
-        terms = shape_terms(cat, shape)
-        timer = CostModelStepTimer(terms, int(d["max_batch"]), max_context)
-        budget = kv_budget_bytes_gpu(terms)
-        label = f"{d['accelerator']} {d['quant']} TP{d['tp']} B{d['max_batch']}"
-        out += [ReplicaSpec(timer, int(d["max_batch"]), budget, terms, label)] * int(d["replicas"])
+        try:
+            tp, pp, ep, batch, reps = (int(d[f]) for f in ("tp", "pp", "ep", "max_batch", "replicas"))
+            if min(tp, pp, ep, batch) < 1 or reps < 0:
+                raise ValueError("tp, pp, ep and max_batch must be >= 1, replicas >= 0")
+            terms = shape_terms(cat, Shape(str(d["model_id"]), str(d["accelerator"]), str(d["system"]),
+                                           str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep))
+        except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
+            detail = exc.detail if isinstance(exc, InputError) else str(exc)
+            raise InputError(f"PLAN: deployments[{k}]: {detail}") from None
+        timer = CostModelStepTimer(terms, batch, max_context)
+        label = f"{d['accelerator']} {d['quant']} TP{tp} B{batch}"
+        out += [ReplicaSpec(timer, batch, kv_budget_bytes_gpu(terms), terms, label)] * reps
+    if not out:
+        raise InputError(f"PLAN: {model!r} has no replicas")
     return out
 
 

@@ -160,6 +160,7 @@ def test_cli_replays_a_plan(tmp_path: Path) -> None:
     data = json.loads(out.output)
     assert data["requests"] > 300 and data["meets_targets"] in (True, False)
     assert {t["metric"] for t in data["targets"]} == {"ttft", "tpot"}
+    assert data["planned"][0]["ttft_p99_ms"] > 0 and data["planned"][0]["deployment"].startswith("5x")
     again = runner.invoke(main, ["simulate", str(plan), "--poisson", "8", "--duration", "60",
                                  "--problem", str(CHAT), "--json"])
     assert again.output == out.output
@@ -275,3 +276,23 @@ def test_cli_replays_a_trace_scaled_to_a_rate(tmp_path: Path) -> None:
     assert data["targets"] == [] and "trace_citation" not in data  # no --problem; not an Azure trace
     both = runner.invoke(main, ["simulate", str(plan), "--trace", str(trace), "--scale", "2", "--scale-to", "8"])
     assert both.exit_code == 2 and "--scale" in both.output
+
+
+@pytest.mark.parametrize("dep,needle", [
+    ("not-an-object", "deployments[0]: expected an object"),
+    ({"model": "chat", "model_id": "llama-3.3-70b", "accelerator": "h100-sxm", "system": "h100-sxm-8",
+      "quant": "fp8", "kv_dtype": "fp8", "tp": "two", "pp": 1, "ep": 1, "max_batch": 8, "replicas": 1},
+     "deployments[0]: invalid literal"),
+    ({"model": "chat", "model_id": "no-such-model", "accelerator": "h100-sxm", "system": "h100-sxm-8",
+      "quant": "fp8", "kv_dtype": "fp8", "tp": 1, "pp": 1, "ep": 1, "max_batch": 8, "replicas": 1},
+     "deployments[0]: "),
+    ({"model": "chat", "model_id": "llama-3.3-70b", "accelerator": "h100-sxm", "system": "h100-sxm-8",
+      "quant": "fp8", "kv_dtype": "fp8", "tp": 1, "pp": 1, "ep": 1, "max_batch": 0, "replicas": 1},
+     "max_batch must be >= 1"),
+])
+def test_malformed_plan_deployments_are_bad_input(tmp_path: Path, dep: object, needle: str) -> None:
+    f = tmp_path / "plan.json"
+    f.write_text(json.dumps({"deployments": [dep]}))
+    res = CliRunner().invoke(main, ["simulate", str(f), "--poisson", "1", "--problem", str(CHAT)])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and len(res.output.strip().splitlines()) == 1
