@@ -232,7 +232,7 @@ def test_code_trace_needs_the_peak_at_a_short_window(tmp_path: Path) -> None:
     """The bursty code trace (inter-arrival CV 13) replayed as recorded: a plan sized on its p99
     60 s rate misses p99 TTFT by >3x; sized on its p99 1 s rate (the burst allowance
     `fleetplan traffic --window 1s` gives), the plan meets p99 TTFT; on its p99.5 1 s rate,
-    both targets (TPOT ~52 ms against 60)."""
+    both targets (TPOT ~50 ms against 60)."""
     from solver.simulate import replay, trace_workload
     from solver.traffic import read_trace
 
