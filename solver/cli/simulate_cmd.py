@@ -48,7 +48,7 @@ def _print(res: SimResult) -> None:
 @click.option("--problem", "problem_file", type=click.Path(path_type=Path), default=None,
               help="Problem file of the plan: targets to check, lengths for --poisson, prefix hit rate.")
 @click.option("--model", default=None, help="Model (problem name) to replay, when the plan has several.")
-@click.option("--cv", type=float, default=1.0, show_default=True,
+@click.option("--cv", "--bursty", "cv", type=float, default=1.0, show_default=True,
               help="Burstiness of --poisson: coefficient of variation of the gaps between arrivals "
                    "(1 = Poisson; 3 = bursty; gamma-distributed gaps).")
 @click.option("--duration", type=float, default=600.0, show_default=True, help="Seconds of Poisson arrivals.")
