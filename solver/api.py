@@ -26,6 +26,7 @@ from solver.problem import (
     Fleet, LatencyTarget, ModelDemand, Problem, Slo, TokenLengths, Traffic, check_ids,
 )
 from solver.slo import latencies
+from solver.unitcost import plan_unit_costs
 from solver.verify import verify_plan
 
 DEFAULT_TIME_LIMIT_S = 10.0
@@ -79,6 +80,7 @@ def assemble(
         gap=sol.gap, solve_seconds=seconds, deployments=tuple(deps), systems=tuple(systems),
         candidates={t.name: len(t.candidates) for t in tables},
         pruned={t.name: t.pruned for t in tables},
+        unit_costs=plan_unit_costs(problem, deps, sum(s.cost_usd_per_hour for s in systems)),
     )
 
 

@@ -87,6 +87,9 @@ class Plan:
     candidates: dict[str, int] = field(default_factory=dict)
     """Candidates per model given to the solver (after pruning)."""
     pruned: dict[str, int] = field(default_factory=dict)
+    unit_costs: Any = None
+    """:class:`solver.unitcost.PlanUnitCosts`: $/M input, output, blended tokens and $/1k
+    requests at peak, for the fleet and per model; ``None`` without a plan."""
 
     @property
     def gpus(self) -> int:
@@ -106,6 +109,8 @@ class Plan:
             "candidates": dict(self.candidates),
             "pruned": dict(self.pruned),
         }
+        if self.unit_costs is not None:
+            out["unit_costs"] = self.unit_costs.to_dict()
         if self.status == SolveStatus.INFEASIBLE:
             out["explanation"] = list(self.explanation)
             out["conflict"] = list(self.conflict)

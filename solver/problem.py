@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from solver.catalog import Catalog, load_catalog
 from solver.errors import InputError, unknown_id
 from solver.loading import read_yaml, validate
+from solver.traffic import expand_trace_traffic
 
 PosInt = Annotated[int, Field(gt=0)]
 Percentile = Annotated[float, Field(gt=0, lt=100)]
@@ -197,6 +198,7 @@ def load_problem(path: Path | str, cat: Catalog | None = None) -> Problem:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise InputError("expected a mapping at the top level", where=str(path))
+    data = expand_trace_traffic(data, path.parent, str(path))  # traffic: {trace: FILE} -> its block
     problem = validate(Problem, data, where=str(path))
     check_ids(problem, cat or load_catalog(), where=str(path))
     return problem

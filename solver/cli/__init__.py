@@ -64,6 +64,7 @@ def _register() -> None:
     main.add_command(solve_cmd.explain)
     main.add_command(report_cmd.pareto_cmd)
     main.add_command(report_cmd.report_cmd)
+    from solver.cli import simulate_cmd, traffic_cmd; main.add_command(traffic_cmd.traffic); main.add_command(simulate_cmd.simulate)
 
 
 _register()
