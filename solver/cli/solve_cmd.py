@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from solver import api
-from solver.catalog import load_catalog
+from solver.catalog import Catalog, load_catalog
 from solver.cli import EXIT_INFEASIBLE
 from solver.cli.output import emit_json, fmt, progress_bar, table
 from solver.errors import InputError
@@ -20,14 +20,12 @@ from solver.cli.params import FiniteFloat, positive
 from solver.optimize.cpsat import DEFAULT_WORKERS
 from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
 from solver.plan import Plan
-from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, load_problem, query_problem
+from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, Problem, load_problem, query_problem
+from solver.report.content import (
+    config_label, latency_percentiles, plan_extras, plan_table_rows, plan_unit_costs,
+)
 
 MAX_TIME_LIMIT_S = 86_400.0
-
-_DEPLOY_COLS = ["model", "accelerator", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
-                "replicas", "gpus", "load_rps", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms",
-                "e2e_p99_ms", "cost_usd_per_hour"]
-
 
 def _time_limit(f):  # type: ignore[no-untyped-def]
     f = click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS, show_default=True,
@@ -36,19 +34,25 @@ def _time_limit(f):  # type: ignore[no-untyped-def]
                         show_default=True, help="Solver time limit, seconds; the best plan and its gap are returned.")(f)
 
 
-def _print_plan(plan: Plan) -> None:
+def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
     head = f"{plan.problem}: {plan.status.value}"
     if plan.status.has_plan:
         gap = f", gap {plan.gap:.2%}" if plan.gap else ""
         head += f" — ${plan.cost_usd_per_hour:,.2f}/h, {plan.gpus} GPUs{gap} ({plan.solve_seconds:.2f}s)"
         click.echo(head)
-        rows = [d.to_dict() for d in plan.deployments]
-        click.echo(table(rows, _DEPLOY_COLS))
+        rows = plan_table_rows(cat, problem, plan)
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        click.echo(table(rows, cols))
         if plan.systems:
             click.echo("")
             click.echo(table([s.to_dict() for s in plan.systems],
                              ["accelerator", "system", "gpus_used", "gpus_provisioned", "nodes",
                               "power_kw", "cost_usd_per_hour"]))
+        click.echo("")
+        for name, c in plan_unit_costs(problem, plan).items():
+            click.echo(f"{name}: ${fmt(c.usd_per_million_input_tokens)} per 1M input tokens, "
+                       f"${fmt(c.usd_per_million_output_tokens)} per 1M output, ${fmt(c.usd_per_million_tokens)} "
+                       f"per 1M tokens (both), ${fmt(c.usd_per_thousand_requests)} per 1k requests (at peak)")
         return
     click.echo(f"{head} ({plan.solve_seconds:.2f}s)")
     if plan.explanation:
@@ -59,11 +63,15 @@ def _print_plan(plan: Plan) -> None:
         click.echo("No plan found within the time limit (this does not prove infeasibility); raise --time-limit.")
 
 
-def _finish(plan: Plan, as_json: bool) -> None:
+def _plan_json(plan: Plan, problem: Problem) -> dict:  # type: ignore[type-arg]
+    return {**plan.to_dict(), **plan_extras(problem, plan)}
+
+
+def _finish(plan: Plan, problem: Problem, cat: Catalog, as_json: bool) -> None:
     if as_json:
-        emit_json(plan)
+        emit_json(_plan_json(plan, problem))
     else:
-        _print_plan(plan)
+        _print_plan(plan, problem, cat)
     if not plan.status.has_plan:
         sys.exit(EXIT_INFEASIBLE)
 
@@ -104,19 +112,20 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
         with progress_bar(not as_json, "Pareto sweep") as update:
             front = pareto(problem, cat, axes, points, time_limit, workers, progress=update, base_plan=plan)
     if as_json:
-        out = plan.to_dict()
+        out = _plan_json(plan, problem)
         if front is not None:
             out["pareto"] = front.to_dict()
         emit_json(out)
     else:
-        _print_plan(plan)
+        _print_plan(plan, problem, cat)
         if front is not None:
             click.echo("")
-            click.echo(f"Pareto set, cost vs worst p99 {axes[0].upper()} ({len(front.points)} plans, {front.solves} solves):")
+            pcts = {v[axes[0]] for v in latency_percentiles(problem).values()} if axes[0] != "quality" else set()
+            which = f"p{pcts.pop():g} " if len(pcts) == 1 else ""
+            click.echo(f"Pareto set, cost vs worst {which}{axes[0].upper()} ({len(front.points)} plans, {front.solves} solves):")
             key = AXIS_KEY[axes[0]]
             rows = [{"cost_usd_per_hour": p["cost_usd_per_hour"], key: p[key],
-                     "plan": "; ".join(f"{d['model']}: {d['replicas']}x {d['accelerator']} {d['quant']} TP{d['tp']}"
-                                       for d in p["deployments"])}
+                     "plan": "; ".join(f"{d['model']}: {d['replicas']}x {config_label(d)}" for d in p["deployments"])}
                     for p in front.to_dict()["points"]]
             click.echo(table(rows, ["cost_usd_per_hour", key, "plan"]))
     if not plan.status.has_plan:
@@ -137,9 +146,9 @@ def explain(problem_file: Path, time_limit: float, workers: int, as_json: bool) 
     problem = load_problem(problem_file, cat)
     ex = api.explain(problem, cat, time_limit, workers)
     if as_json:
-        emit_json(ex)
+        emit_json({**ex.to_dict(), **plan_extras(problem, ex.plan)})
     else:
-        _print_plan(ex.plan)
+        _print_plan(ex.plan, problem, cat)
         if ex.bindings:
             click.echo("")
             click.echo("Constraint families (binding: relaxing it would change the plan):")
@@ -220,7 +229,7 @@ def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float,
           --rps 20 --ttft-p99-ms 800 --tpot-p99-ms 40 --gpu h100-sxm
     """
     cat, problem = _flag_problem(flags, rps, list(gpus) or None, headroom)
-    _finish(api.query(problem, cat, time_limit, workers), as_json)
+    _finish(api.query(problem, cat, time_limit, workers), problem, cat, as_json)
 
 
 @click.command()
