@@ -332,3 +332,29 @@ def test_interrupt_exits_130_and_writes_no_report(tmp_path: Path, monkeypatch: p
     assert res.exit_code == 130, res.output
     assert lines(res.output)[-1] == "interrupted"
     assert list(tmp_path.iterdir()) == []
+
+
+# -- actionable answers without a plan --------------------------------------------------------
+
+def test_no_configuration_names_the_catalog_cause() -> None:
+    """capacity --gpu b300 and --quant nvfp4 --gpu h100-sxm blamed the targets."""
+    common = ["--model", "llama-3.1-8b", "--isl", "100", "--osl", "10", "--tpot-p99-ms", "50"]
+    res = run(["capacity", *common, "--gpus", "4", "--gpu", "b300"])
+    assert res.exit_code == 1 and "b300 has no on-demand price in the catalog" in res.output
+    res = run(["query", *common, "--rps", "3", "--gpu", "h100-sxm", "--quant", "nvfp4", "--json"])
+    assert res.exit_code == 1
+    assert json.loads(res.output)["causes"] == ["llama-3.1-8b: nvfp4 is not supported on h100-sxm (hopper)"]
+
+
+def test_infeasible_answer_says_what_fleet_would_do(tmp_path: Path) -> None:
+    """'inventory 2' and a $5/h budget: the answer names the GPUs and budget a plan needs."""
+    data = base(peak_rps=30)
+    data["models"][0]["model"] = "llama-3.1-70b"
+    data["fleet"] = {"inventory": {"h100-sxm": 2}, "budget_usd_per_hour": 5}
+    res = run(["solve", str(write(tmp_path, data)), "--no-pareto", "--json"])
+    assert res.exit_code == 1, res.output
+    (remedy,) = json.loads(res.output)["remedies"]
+    assert remedy["lifted"] == ["inventory", "budget"] and remedy["gpus"]["h100-sxm"] > 2
+    assert remedy["cost_usd_per_hour"] > 5
+    text = run(["solve", str(write(tmp_path, data)), "--no-pareto"]).output
+    assert "inventory 2" in text and "(budget $5/h)" in text

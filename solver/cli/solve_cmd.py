@@ -19,7 +19,8 @@ from solver.errors import InputError
 from solver.cli.params import FiniteFloat, positive
 from solver.optimize.cpsat import DEFAULT_WORKERS
 from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
-from solver.plan import Plan
+from solver.diagnose import causes, diagnosis
+from solver.plan import Plan, SolveStatus
 from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, Problem, load_problem, query_problem
 from solver.report.content import (
     config_label, latency_percentiles, plan_extras, plan_table_rows, plan_unit_costs,
@@ -61,15 +62,33 @@ def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
             click.echo(f"  - {line}")
     elif plan.status.value == "unknown":
         click.echo("No plan found within the time limit (this does not prove infeasibility); raise --time-limit.")
+    if plan.status is SolveStatus.INFEASIBLE:
+        diag = diagnosis(problem, cat, plan)
+        if diag["causes"]:
+            click.echo("Causes in the catalog:")
+            for line in diag["causes"]:
+                click.echo(f"  - {line}")
+        if diag["remedies"]:
+            click.echo("What would make it feasible:")
+            for r in diag["remedies"]:
+                click.echo(f"  - {r.sentence(problem.fleet)}")
+        elif not diag["causes"]:
+            click.echo("Lifting the fleet limits (inventory, budget, power, whole nodes) does not help: "
+                       "a target, format or model choice has to change.")
 
 
-def _plan_json(plan: Plan, problem: Problem) -> dict:  # type: ignore[type-arg]
-    return {**plan.to_dict(), **plan_extras(problem, plan)}
+def _plan_json(plan: Plan, problem: Problem, cat: Catalog) -> dict:  # type: ignore[type-arg]
+    out = {**plan.to_dict(), **plan_extras(problem, plan)}
+    if plan.status is SolveStatus.INFEASIBLE:
+        diag = diagnosis(problem, cat, plan)
+        out["causes"] = diag["causes"]
+        out["remedies"] = [r.to_dict() for r in diag["remedies"]]
+    return out
 
 
 def _finish(plan: Plan, problem: Problem, cat: Catalog, as_json: bool) -> None:
     if as_json:
-        emit_json(_plan_json(plan, problem))
+        emit_json(_plan_json(plan, problem, cat))
     else:
         _print_plan(plan, problem, cat)
     if not plan.status.has_plan:
@@ -112,7 +131,7 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
         with progress_bar(not as_json, "Pareto sweep") as update:
             front = pareto(problem, cat, axes, points, time_limit, workers, progress=update, base_plan=plan)
     if as_json:
-        out = _plan_json(plan, problem)
+        out = _plan_json(plan, problem, cat)
         if front is not None:
             out["pareto"] = front.to_dict()
         emit_json(out)
@@ -264,5 +283,7 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
                                                      "gpus", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")
+        for line in causes(problem, cat):
+            click.echo(f"  - cause: {line}")
     if not ans.status.has_plan:
         sys.exit(EXIT_INFEASIBLE)
