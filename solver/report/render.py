@@ -46,7 +46,7 @@ def md_escape(text: str) -> str:
     text = _MD_SPECIAL.sub(r"\\\1", text)
     if text[:1] in "-+=>#" and text:
         text = "\\" + text
-    return re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
+    return re.sub(r"^(\d{1,9})([.)])(?=\s|$)", r"\1\\\2", text)
 
 
 def axis_label(content: ReportContent) -> tuple[str, str]:
