@@ -274,6 +274,10 @@ def test_bad_flags_one_line_exit_2(args: list[str], expect: str) -> None:
     ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--isl", "100", "--osl", "10", "--tp", "99999999999"],
     ["solve", "problems/chat-assistant-70b.yaml", "--time-limit", "inf"],
     ["solve", "problems/chat-assistant-70b.yaml", "--points", "1"],
+    ["solve", "problems/chat-assistant-70b.yaml", "--points", "1000000000"],
+    ["pareto", "problems/chat-assistant-70b.yaml", "--time-limit", "nan"],
+    ["pareto", "problems/chat-assistant-70b.yaml", "--points", "1000000000"],
+    ["report", "problems/chat-assistant-70b.yaml", "--out", "/tmp/x", "--time-limit", "-1"],
     ["nonsense-command"],
     ["query", "--model", "llama-3.1-8b"],
 ])

@@ -103,7 +103,7 @@ def _finish(plan: Plan, problem: Problem, cat: Catalog, as_json: bool) -> None:
 @click.option("--axis", default=None,
               help="Latency axis of the Pareto set: ttft, tpot or e2e "
                    "(default: ttft if any model targets it, else tpot, else e2e).")
-@click.option("--points", type=click.IntRange(min=2), default=5, show_default=True,
+@click.option("--points", type=click.IntRange(2, 50), default=5, show_default=True,
               help="Settings of the Pareto sweep.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the plan as JSON (with a 'pareto' object unless --no-pareto).")
