@@ -140,3 +140,24 @@ def test_control_characters_never_reach_a_report(solved) -> None:  # type: ignor
     content = build_content(CAT, sneaky, plan)
     assert "\x00" not in to_html(content) and "\x00" not in to_markdown(content)
     assert md_escape("a\x00b") == "ab"
+
+
+def test_multi_model_pareto_compares_each_model_on_its_own_target(solved) -> None:  # type: ignore[no-untyped-def]
+    """Targets of 150 ms and 3,000 ms: the raw worst tracked the 3,000 ms model only."""
+    from solver.report.render import target_share
+
+    p, plan = solved
+    m = p.models[0]
+    two = p.model_copy(update={"models": [
+        m.model_copy(update={"name": "fast", "slo": m.slo.model_copy(update={"ttft": m.slo.ttft.model_copy(update={"max_ms": 150.0})})}),
+        m.model_copy(update={"name": "slow", "slo": m.slo.model_copy(update={"ttft": m.slo.ttft.model_copy(update={"max_ms": 3000.0})})}),
+    ]})
+    point = {"cost_usd_per_hour": 1.0, "ttft_p99_ms": 2400.0, "deployments": [
+        {**plan.deployments[0].to_dict(), "model": "fast", "ttft_p99_ms": 140.0},
+        {**plan.deployments[0].to_dict(), "model": "slow", "ttft_p99_ms": 2400.0}]}
+    content = dataclasses.replace(build_content(CAT, p, plan), problem=two, pareto_axis="ttft",
+                                  pareto_points=(point,))
+    assert target_share(content, point) == pytest.approx(140 / 150)
+    headers, rows = pareto_rows(content)
+    assert headers[2:5] == ["worst TTFT / target", "fast TTFT ms", "slow TTFT ms"]
+    assert rows[0][2:5] == ["0.93", "140.0", "2,400"]

@@ -22,6 +22,7 @@ from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
 from solver.diagnose import causes, diagnosis
 from solver.plan import Plan, SolveStatus
 from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, Problem, load_problem, query_problem
+from solver.report.render import axis_targets, share_of_target
 from solver.report.content import (
     config_label, latency_percentiles, plan_extras, plan_table_rows, plan_unit_costs,
 )
@@ -143,10 +144,13 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
             which = f"p{pcts.pop():g} " if len(pcts) == 1 else ""
             click.echo(f"Pareto set, cost vs worst {which}{axes[0].upper()} ({len(front.points)} plans, {front.solves} solves):")
             key = AXIS_KEY[axes[0]]
+            multi = len(axis_targets(problem, axes[0])) > 1
             rows = [{"cost_usd_per_hour": p["cost_usd_per_hour"], key: p[key],
+                     "worst_share_of_target": share_of_target(problem, axes[0], p) if multi else None,
                      "plan": "; ".join(f"{d['model']}: {d['replicas']}x {config_label(d)}" for d in p["deployments"])}
                     for p in front.to_dict()["points"]]
-            click.echo(table(rows, ["cost_usd_per_hour", key, "plan"]))
+            cols = ["cost_usd_per_hour", key] + (["worst_share_of_target"] if multi else []) + ["plan"]
+            click.echo(table(rows, cols))
     if not plan.status.has_plan:
         sys.exit(EXIT_INFEASIBLE)
 

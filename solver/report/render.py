@@ -16,6 +16,7 @@ from typing import Any
 
 from solver import __version__
 from solver.report import plots
+from solver.problem import Problem
 from solver.report.content import (
     DeploymentView, ReportContent, config_label, plan_unit_costs, problem_paragraph,
 )
@@ -112,13 +113,61 @@ def memory_rows(content: ReportContent) -> list[list[str]]:
     return rows
 
 
+def axis_targets(problem: Problem, axis: str) -> dict[str, float]:
+    """Model name -> its target (ms) on a latency axis, for models that have one."""
+    if axis not in _AXIS_NAMES:
+        return {}
+    return {d.name: getattr(d.slo, axis).max_ms for d in problem.models if getattr(d.slo, axis) is not None}
+
+
+def _axis_targets(content: ReportContent) -> dict[str, float]:
+    return axis_targets(content.problem, content.pareto_axis or "ttft")
+
+
+def per_model_values(axis: str, point: dict[str, Any]) -> dict[str, float]:
+    """Model name -> the point's worst latency (ms) of that model on a latency axis."""
+    key = AXIS_LABELS[axis][0]
+    out: dict[str, float] = {}
+    for d in point["deployments"]:
+        out[d["model"]] = max(out.get(d["model"], 0.0), d[key])
+    return out
+
+
+def share_of_target(problem: Problem, axis: str, point: dict[str, Any]) -> float | None:
+    """A Pareto point's worst latency as a share of each model's own target (1.0 = at target):
+    the one axis on which models with targets of 150 ms and 3,000 ms are compared fairly; None
+    without targets."""
+    vals = per_model_values(axis, point)
+    shares = [vals[m] / t for m, t in axis_targets(problem, axis).items() if m in vals]
+    return max(shares) if shares else None
+
+
+def target_share(content: ReportContent, point: dict[str, Any]) -> float | None:
+    return share_of_target(content.problem, content.pareto_axis or "ttft", point)
+
+
+def _multi(content: ReportContent) -> bool:
+    return len(_axis_targets(content)) > 1
+
+
 def pareto_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
+    """Pareto table. With several models targeting the axis, the worst latency is shown per
+    model and as the worst share of each model's own target (one raw worst over models would
+    track the model with the largest target only)."""
     key, label = axis_label(content)
-    headers = ["#", "cost $/h", label, "configurations"]
+    models = sorted(_axis_targets(content)) if _multi(content) else []
+    name = _AXIS_NAMES.get(content.pareto_axis or "ttft", "")
+    headers = ["#", "cost $/h"] + ([f"worst {name} / target"] + [f"{m} {name} ms" for m in models]
+                                   if models else [label]) + ["configurations"]
     rows = []
     for i, p in enumerate(content.pareto_points, 1):
         configs = "; ".join(f"{d['model']}: {d['replicas']} x {config_label(d)}" for d in p["deployments"])
-        rows.append([str(i), _num(p["cost_usd_per_hour"]), _num(p[key], 1), configs])
+        if models:
+            vals = per_model_values(content.pareto_axis or "ttft", p)
+            middle = [_num(target_share(content, p), 2)] + [_num(vals.get(m), 1) for m in models]
+        else:
+            middle = [_num(p[key], 1)]
+        rows.append([str(i), _num(p["cost_usd_per_hour"])] + middle + [configs])
     return headers, rows
 
 
@@ -256,6 +305,13 @@ def _plots(content: ReportContent) -> list[str]:
         if content.plan.cost_usd_per_hour is not None and key != "quality_loss_points":
             worst = max((getattr(v.deployment, key) for v in views), default=0.0)
             chosen = (content.plan.cost_usd_per_hour, worst)
+        if _multi(content):  # compare models on their own targets (see pareto_rows)
+            name = _AXIS_NAMES[content.pareto_axis or "ttft"]
+            label = f"worst {name} as a share of each model's target"
+            vals = [target_share(content, p) or 0.0 for p in content.pareto_points]
+            if chosen is not None:
+                here = {"deployments": [{"model": v.deployment.model, key: getattr(v.deployment, key)} for v in views]}
+                chosen = (chosen[0], target_share(content, here) or 0.0)
         figs.append(_figure(plots.pareto_svg(costs, vals, chosen, label),
                             "Cost-latency Pareto front; the star is the chosen plan.", "plot-pareto"))
     if views:
