@@ -362,3 +362,24 @@ def test_infeasible_answer_says_what_fleet_would_do(tmp_path: Path) -> None:
     assert remedy["cost_usd_per_hour"] > 5
     text = run(["solve", str(write(tmp_path, data)), "--no-pareto"]).output
     assert "inventory 2" in text and "(budget $5/h)" in text
+
+
+def test_real_sigint_exits_130_without_partial_files(tmp_path: Path) -> None:
+    """Ctrl-C (a real SIGINT) during a long report: "interrupted", exit 130, no files, and no
+    traceback (CP-SAT no longer swallows the signal and carries on with a cut-short search)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("from solver.cli import main; import sys; sys.argv = ['fleetplan', 'report', "
+            f"'problems/multi-model-fleet.yaml', '--out', {str(tmp_path / 'r')!r}, '--points', '50']; main()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parent.parent,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(3)  # the whole report takes over a minute
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err[-2000:])
+    assert lines(err)[-1] == "interrupted" and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

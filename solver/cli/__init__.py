@@ -112,4 +112,8 @@ def _register() -> None:
     main.add_command(report_cmd.report_cmd)
 
 
-_register()
+try:
+    _register()
+except KeyboardInterrupt:  # Ctrl-C while the commands' libraries load
+    click.echo("interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)
