@@ -383,3 +383,9 @@ def test_real_sigint_exits_130_without_partial_files(tmp_path: Path) -> None:
     assert proc.returncode == 130, (out, err[-2000:])
     assert lines(err)[-1] == "interrupted" and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bare_command_prints_help() -> None:
+    for args in ([], ["catalog"]):
+        res = run(args)
+        assert res.exit_code == 0 and res.output.startswith("Usage: fleetplan"), res.output

@@ -37,6 +37,9 @@ def _write_traceback(exc: BaseException) -> str:
     return path
 
 
+_NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", type("_Never", (Exception,), {}))
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -50,6 +53,9 @@ class FleetplanGroup(click.Group):
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # a bare group ("fleetplan", "fleetplan catalog"): its help
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
         except click.exceptions.UsageError as exc:
             where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
             click.echo(f"error: {where}{_one_line(exc.format_message())}", err=True)
