@@ -388,4 +388,4 @@ def test_real_sigint_exits_130_without_partial_files(tmp_path: Path) -> None:
 def test_bare_command_prints_help() -> None:
     for args in ([], ["catalog"]):
         res = run(args)
-        assert res.exit_code == 0 and res.output.startswith("Usage: fleetplan"), res.output
+        assert res.exit_code == 0 and res.output.startswith("Usage: ") and "Commands:" in res.output, res.output
