@@ -120,3 +120,15 @@ def test_bad_catalog_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyP
     res = CliRunner().invoke(main, ["catalog", "validate"])
     assert res.exit_code == 2, res.output
     assert expect in _one_error_line(res.output)
+
+
+@pytest.mark.parametrize("text,expect", [("[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+                                         ("[" * 50 + "]" * 50, "nested deeper than 32 levels"),
+                                         ('{"a": 1e999}', "")])
+def test_hostile_config_json_one_line_exit_2(tmp_path: Path, text: str, expect: str) -> None:
+    """catalog import-hf reads user JSON under the same limits (deep nesting was a RecursionError)."""
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    res = CliRunner().invoke(main, ["catalog", "import-hf", str(path), "--id", "x"])
+    assert res.exit_code == 2, res.output
+    assert expect in _one_error_line(res.output)
