@@ -233,3 +233,29 @@ def test_mutated_problem_files_never_crash(tmp_path: Path, path: tuple, value: o
     assert res.exit_code in (0, 2), res.output
     if res.exit_code == 2:
         assert "Traceback" not in res.output and all(ln.startswith("error: ") for ln in res.output.splitlines() if ln)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(["--isl", "--osl", "--tp", "--pp", "--ep", "--concurrency", "--prefix-hit-rate",
+                        "--quant", "--kv-dtype", "--gpu", "--model", "--system"]),
+       st.one_of(FLAG_VALUES, st.text(max_size=20)))
+def test_estimate_flags_never_crash(flag: str, value: str) -> None:
+    args = {"--model": "llama-3.1-8b", "--gpu": "h100-sxm", "--isl": "500", "--osl": "100"}
+    args[flag] = value
+    res = CliRunner().invoke(main, ["estimate", *[x for kv in args.items() for x in kv], "--json"])
+    assert res.exit_code in (0, 1, 2), (flag, value, res.output)
+    if res.exit_code == 2:
+        assert "Traceback" not in res.output and len([ln for ln in res.output.splitlines() if ln]) == 1, res.output
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(["--gpus", "--isl", "--osl-p99", "--ttft-p99-ms", "--max-configs", "--gpu", "--kv-dtype",
+                        "--time-limit"]), FLAG_VALUES)
+def test_capacity_flags_never_crash(flag: str, value: str) -> None:
+    args = {"--model": "llama-3.1-8b", "--gpu": "h100-sxm", "--gpus": "4", "--isl": "500", "--osl": "100",
+            "--ttft-p99-ms": "800", "--time-limit": "5"}
+    args[flag] = value
+    res = CliRunner().invoke(main, ["capacity", *[x for kv in args.items() for x in kv], "--json"])
+    assert res.exit_code in (0, 1, 2), (flag, value, res.output)
+    if res.exit_code == 2:
+        assert "Traceback" not in res.output and len([ln for ln in res.output.splitlines() if ln]) == 1, res.output
