@@ -12,6 +12,7 @@ ranges are stated in the README ("Reliability and limits").
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -42,6 +43,7 @@ DEFAULT_MAX_QUALITY_LOSS_POINTS = 1.0
 exceeds this many points are used only when the problem allows them (the model's limit, the
 format listed in ``allowed_quantizations``, or the model's own released format)."""
 
+_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 PosInt = Annotated[int, Field(gt=0)]
 Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
 Percentile = Annotated[float, Field(gt=0, lt=100)]
@@ -143,7 +145,7 @@ class Slo(_Strict):
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
-    name: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+    name: Annotated[str, Field(max_length=64, pattern=_MODEL_NAME)]
     model: Annotated[str, Field(max_length=200)]
     traffic: Traffic
     slo: Slo
@@ -283,7 +285,7 @@ def query_problem(
     data = {
         "name": f"query-{model}",
         "models": [{
-            "name": model if isinstance(model, str) and len(model) <= 64 else "query",
+            "name": model if re.fullmatch(_MODEL_NAME, model) and len(model) <= 64 else "query",
             "model": model,
             "traffic": {"peak_rps": rps, "prefix_cache_hit_rate": prefix_hit_rate,
                         "input_tokens": dict(zip(("p50", "p90", "p99"), isl)),
@@ -298,7 +300,29 @@ def query_problem(
         }],
         "fleet": {"pricing": pricing, "max_configs_per_model": max_configs},
     }
-    problem = validate(Problem, data, where="flags")
-    if cat is not None:
-        check_ids(problem, cat, where="flags")
+    try:
+        problem = validate(Problem, data, where="")
+        if cat is not None:
+            check_ids(problem, cat, where="")
+    except InputError as exc:
+        raise InputError([_flag_line(line) for line in exc.details]) from None
     return problem
+
+
+_FLAGS = (("traffic.peak_rps", "--rps"), ("traffic.input_tokens", "--isl/--isl-p90/--isl-p99"),
+          ("traffic.output_tokens", "--osl/--osl-p90/--osl-p99"),
+          ("traffic.prefix_cache_hit_rate", "--prefix-hit-rate"), ("traffic", "--isl/--osl"),
+          ("slo.ttft", "--ttft-p99-ms"), ("slo.tpot", "--tpot-p99-ms"), ("slo.e2e", "--e2e-p99-ms"),
+          ("slo", "targets"), ("allowed_accelerators", "--gpu"), ("allowed_quantizations", "--quant"),
+          ("allowed_kv_dtypes", "--kv-dtype"), ("max_quality_loss_points", "--max-quality-loss"),
+          ("headroom", "--headroom"), ("model", "--model"), ("name", "--model"))
+
+
+def _flag_line(line: str) -> str:
+    """A validation line about the one-model problem, named by the flag that set the field."""
+    rest = re.sub(r"^models\[0(:[^\]]*)?\]\.?", "", line)
+    for field, flag in _FLAGS:
+        if rest.startswith(field):
+            tail = rest[len(field):].lstrip(".")
+            return f"{flag}: {tail.split(': ', 1)[1] if ': ' in tail else tail}"
+    return rest

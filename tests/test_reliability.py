@@ -389,3 +389,16 @@ def test_bare_command_prints_help() -> None:
     for args in ([], ["catalog"]):
         res = run(args)
         assert res.exit_code == 0 and res.output.startswith("Usage: ") and "Commands:" in res.output, res.output
+
+
+def test_flag_problems_name_the_flag() -> None:
+    res = run(["query", "--model", "llama-3.1-8b", "--isl", "100", "--isl-p90", "50", "--osl", "10", "--rps", "1",
+               "--tpot-p99-ms", "50", "--gpu", "h100", "--kv-dtype", "fp3"])
+    assert res.exit_code == 2
+    assert lines(res.output) == ["error: --isl/--isl-p90/--isl-p99: percentiles must satisfy p50 <= p90 <= p99"]
+    res = run(["query", "--model", "llama-3.1-8b", "--isl", "100", "--osl", "10", "--rps", "1",
+               "--tpot-p99-ms", "50", "--gpu", "h100", "--kv-dtype", "fp3"])
+    assert lines(res.output) == [
+        "error: --gpu: unknown accelerator 'h100'; closest valid ids: h100-sxm, h100-nvl, h100-pcie",
+        "error: --kv-dtype: unknown KV dtype 'fp3'; closest valid ids: fp8, fp16",
+    ]
