@@ -161,3 +161,20 @@ def test_multi_model_pareto_compares_each_model_on_its_own_target(solved) -> Non
     headers, rows = pareto_rows(content)
     assert headers[2:5] == ["worst TTFT / target", "fast TTFT ms", "slow TTFT ms"]
     assert rows[0][2:5] == ["0.93", "140.0", "2,400"]
+
+
+def test_default_quality_guard_is_named_when_it_binds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Llama 3.1 70B on one L40S fits only in 4-bit weights (over 1 point of loss): the answer
+    names the guard, what lifting it gives, and what more GPUs give instead."""
+    import yaml
+    data = problem().model_dump(mode="json")
+    data["models"][0].update({"model": "llama-3.1-70b", "allowed_accelerators": ["l40s"],
+                              "slo": {"tpot": {"max_ms": 500}}})
+    data["models"][0]["traffic"]["peak_rps"] = 0.1
+    data["fleet"] = {"inventory": {"l40s": 1}}
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(main, ["solve", str(f), "--no-pareto"])
+    assert res.exit_code == 1, res.output
+    assert "the default quality guard" in res.output
+    assert "lifting inventory: the cheapest plan needs 2 l40s GPUs (inventory 1)" in res.output
