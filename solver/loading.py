@@ -15,6 +15,7 @@ YAML is parsed with the safe loader only: tags that construct Python objects are
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,20 @@ M = TypeVar("M", bound=BaseModel)
 MAX_FILE_BYTES = 10_000_000
 MAX_DEPTH = 32
 MAX_NODES = 200_000
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, reading ``1e6``, ``1.5e3`` and ``5e-13`` as numbers, as YAML 1.2 and
+    every user does (YAML 1.1, PyYAML's default, reads them as strings: its exponent needs a
+    decimal point and a sign)."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_text(path: Path, kind: str) -> str:
@@ -80,7 +95,7 @@ def read_yaml(path: Path) -> Any:
     ``InputError`` naming the file."""
     text = read_text(path, "a YAML file")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -100,7 +115,10 @@ def field_path(loc: tuple[Any, ...], data: Any = None) -> str:
     out = ""
     node = data
     for part in loc:
-        if isinstance(part, int):
+        if part == "[key]":  # the error is about a mapping key, not its value
+            out += " (key)"
+            continue
+        if isinstance(part, int) and not isinstance(node, dict):
             label = str(part)
             item = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
             if isinstance(item, dict):
@@ -139,6 +157,7 @@ def error_lines(exc: ValidationError, data: Any) -> list[str]:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        msg = re.sub(r" or instance of \w+", "", msg)  # no internal class names
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling)"
         elif err["type"] == "missing":

@@ -402,3 +402,27 @@ def test_flag_problems_name_the_flag() -> None:
         "error: --gpu: unknown accelerator 'h100'; closest valid ids: h100-sxm, h100-nvl, h100-pcie",
         "error: --kv-dtype: unknown KV dtype 'fp3'; closest valid ids: fp8, fp16",
     ]
+
+
+def test_exponent_numbers_are_numbers(tmp_path: Path) -> None:
+    """YAML 1.1 reads 5e-13 and 1.5e3 as strings; users mean numbers (and strict validation
+    would otherwise refuse them)."""
+    text = yaml.safe_dump(base()).replace("peak_rps: 5", "peak_rps: 5e-13")
+    (tmp_path / "p.yaml").write_text(text)
+    res = run(["solve", str(tmp_path / "p.yaml"), "--no-pareto", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["gpus"] >= 1
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump(base()).replace("peak_rps: 5", 'peak_rps: "5"'))
+    res = run(["check", str(tmp_path / "q.yaml")])
+    assert res.exit_code == 2 and "peak_rps: Input should be a valid number (got '5')" in res.output
+
+
+def test_mapping_key_errors_name_the_key(tmp_path: Path) -> None:
+    data = base()
+    data["fleet"] = {"inventory": {1: 4}}
+    data["models"].append(3)
+    res = run(["check", str(write(tmp_path, data))])
+    assert lines(res.output) == [
+        f"error: {tmp_path / 'p.yaml'}: models[1]: Input should be a valid dictionary",
+        f"error: {tmp_path / 'p.yaml'}: fleet.inventory.1 (key): Input should be a valid string (got 1)",
+    ]
