@@ -20,8 +20,8 @@ from solver import scaling
 from solver.candidates import Candidate, ModelTable, build_tables
 from solver.catalog import Catalog
 from solver.errors import InputError
-from solver.loading import error_lines
 from solver.explain import Binding, bindings, infeasibility_sentences
+from solver.loading import error_lines
 from solver.optimize.cpsat import DEFAULT_WORKERS, FleetModel, IntSolution, max_capacity
 from solver.optimize.encode import IntProblem, encode
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
