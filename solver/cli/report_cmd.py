@@ -14,7 +14,7 @@ from solver.errors import InputError
 from solver.pareto import AXES, AXIS_KEY, pareto, parse_axes
 from solver.problem import load_problem
 from solver.report import make_report, write_report
-from solver.report.content import config_label
+from solver.labels import config_label
 
 AXIS_HELP = (f"Axis to trade against cost: {', '.join(AXES)}; two axes separated by a comma "
              "(e.g. ttft,quality) give a cost x latency x quality set.")

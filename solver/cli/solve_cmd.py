@@ -22,9 +22,9 @@ from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
 from solver.diagnose import causes, diagnosis
 from solver.plan import Plan, SolveStatus
 from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, Problem, load_problem, query_problem
-from solver.report.render import axis_targets, share_of_target
-from solver.report.content import (
-    config_label, latency_percentiles, plan_extras, plan_table_rows, plan_unit_costs,
+from solver.labels import (
+    axis_targets, config_label, latency_percentiles, plan_extras, plan_table_rows, plan_unit_costs,
+    share_of_target,
 )
 
 MAX_TIME_LIMIT_S = 86_400.0

@@ -12,6 +12,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
+from solver.labels import UnitCosts, config_label, unit_costs
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.report.plots import Curve
@@ -27,56 +28,6 @@ NOT_CAPTURED = (
     "modelled; the headroom factor is the only reserve for them.",
     "Quality loss per format is one published measurement on a named model and benchmark.",
 )
-
-
-def parallel_label(tp: int, pp: int, ep: int) -> str:
-    """Full parallelism of a replica: ``TP4 PP2 EP1``, plus ``DP<n>`` when experts span more
-    GPUs than TP (attention then runs data-parallel over ``EP / TP`` groups)."""
-    return f"TP{tp} PP{pp} EP{ep}" + (f" DP{ep // tp}" if ep > tp else "")
-
-
-def config_label(d: Any) -> str:
-    """One configuration, every field that tells two apart: ``h100-sxm fp8/kv-fp8 TP4 PP1 EP1,
-    batch 64`` (``d`` is a Deployment or its dict)."""
-    get = (lambda k: d[k]) if isinstance(d, dict) else (lambda k: getattr(d, k))
-    return (f"{get('accelerator')} {get('quant')}/kv-{get('kv_dtype')} "
-            f"{parallel_label(get('tp'), get('pp'), get('ep'))}, batch {get('max_batch')}")
-
-
-@dataclass(frozen=True)
-class UnitCosts:
-    """What one unit of served work costs at peak traffic (headroom is spare capacity, not work):
-    USD per million input, output and all (blended) tokens, and per thousand requests."""
-
-    usd_per_million_input_tokens: float
-    usd_per_million_output_tokens: float
-    usd_per_million_tokens: float
-    usd_per_thousand_requests: float
-
-    def to_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
-
-
-def unit_costs(cost_usd_per_hour: float, rps: float, isl_mean: float, osl_mean: float) -> UnitCosts:
-    """Unit costs of ``cost_usd_per_hour`` serving ``rps`` requests/s of mean lengths
-    ``isl_mean``/``osl_mean`` tokens (inf where nothing is served)."""
-    per_h = rps * 3600
-
-    def per(units_per_h: float, scale: float) -> float:
-        return round(cost_usd_per_hour / units_per_h * scale, 6) if units_per_h > 0 else float("inf")
-
-    return UnitCosts(per(per_h * isl_mean, 1e6), per(per_h * osl_mean, 1e6),
-                     per(per_h * (isl_mean + osl_mean), 1e6), per(per_h, 1e3))
-
-
-def plan_unit_costs(problem: Problem, plan: Plan) -> dict[str, UnitCosts]:
-    """Unit costs per model of the problem: its deployments' cost over its peak traffic."""
-    out = {}
-    for d in problem.models:
-        cost = sum(x.cost_usd_per_hour for x in plan.deployments if x.model == d.name)
-        t = d.traffic
-        out[d.name] = unit_costs(cost, t.peak_rps, t.input_tokens.mean(), t.output_tokens.mean())
-    return out
 
 
 @dataclass(frozen=True)
@@ -249,37 +200,3 @@ def build_content(
         problem=problem, plan=plan, deployments=views, pareto_axis=pareto_axis,
         pareto_points=pareto_points, assumptions=assumptions(cat, problem, plan), binding=binding,
     )
-
-
-def latency_percentiles(problem: Problem) -> dict[str, dict[str, float]]:
-    """Per model: the percentile each latency figure of a plan is at (the target's, else 99)."""
-    return {d.name: {k: (getattr(d.slo, k).percentile if getattr(d.slo, k) else 99.0) for k in ("ttft", "tpot", "e2e")}
-            for d in problem.models}
-
-
-def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str, Any]]:
-    """The plan's deployments as rows for a text table: latency keys named for their actual
-    percentile (``ttft_p90_ms``), the format's published quality loss, full parallelism."""
-    pcts = latency_percentiles(problem)
-    rows = []
-    for dep in plan.deployments:
-        d = dep.to_dict()
-        row = {k: d[k] for k in ("model", "accelerator", "quant")}
-        row["quality_loss_points"] = cat.quantization(dep.quant).quality_loss.points
-        row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep", "max_batch", "replicas", "gpus",
-                                      "load_rps", "capacity_rps")})
-        for k in ("ttft", "tpot", "e2e"):
-            row[f"{k}_p{pcts[dep.model][k]:g}_ms"] = d[f"{k}_p99_ms"]
-        row["cost_usd_per_hour"] = d["cost_usd_per_hour"]
-        rows.append(row)
-    return rows
-
-
-def plan_extras(problem: Problem, plan: Plan) -> dict[str, Any]:
-    """What a plan's JSON carries beside ``Plan.to_dict``: the percentile of every latency field
-    (the field names keep ``_p99_`` for stable scripting; the value is at this percentile) and
-    the unit costs per model."""
-    out: dict[str, Any] = {"latency_percentiles": latency_percentiles(problem)}
-    if plan.status.has_plan:
-        out["unit_costs"] = {k: c.to_dict() for k, c in plan_unit_costs(problem, plan).items()}
-    return out

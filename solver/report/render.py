@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from solver import __version__
+from solver.labels import axis_targets, config_label, per_model_values, plan_unit_costs, share_of_target
 from solver.report import plots
-from solver.problem import Problem
-from solver.report.content import (
-    DeploymentView, ReportContent, config_label, plan_unit_costs, problem_paragraph,
-)
+from solver.report.content import DeploymentView, ReportContent, problem_paragraph
 
 REPORT_SCHEMA_VERSION = 1
 AXIS_LABELS = {
@@ -113,33 +111,8 @@ def memory_rows(content: ReportContent) -> list[list[str]]:
     return rows
 
 
-def axis_targets(problem: Problem, axis: str) -> dict[str, float]:
-    """Model name -> its target (ms) on a latency axis, for models that have one."""
-    if axis not in _AXIS_NAMES:
-        return {}
-    return {d.name: getattr(d.slo, axis).max_ms for d in problem.models if getattr(d.slo, axis) is not None}
-
-
 def _axis_targets(content: ReportContent) -> dict[str, float]:
     return axis_targets(content.problem, content.pareto_axis or "ttft")
-
-
-def per_model_values(axis: str, point: dict[str, Any]) -> dict[str, float]:
-    """Model name -> the point's worst latency (ms) of that model on a latency axis."""
-    key = AXIS_LABELS[axis][0]
-    out: dict[str, float] = {}
-    for d in point["deployments"]:
-        out[d["model"]] = max(out.get(d["model"], 0.0), d[key])
-    return out
-
-
-def share_of_target(problem: Problem, axis: str, point: dict[str, Any]) -> float | None:
-    """A Pareto point's worst latency as a share of each model's own target (1.0 = at target):
-    the one axis on which models with targets of 150 ms and 3,000 ms are compared fairly; None
-    without targets."""
-    vals = per_model_values(axis, point)
-    shares = [vals[m] / t for m, t in axis_targets(problem, axis).items() if m in vals]
-    return max(shares) if shares else None
 
 
 def target_share(content: ReportContent, point: dict[str, Any]) -> float | None:
