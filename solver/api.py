@@ -14,11 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from solver import scaling
 from solver.candidates import Candidate, ModelTable, build_tables
 from solver.catalog import Catalog
 from solver.errors import InputError
 from solver.explain import Binding, bindings, infeasibility_sentences
+from solver.loading import error_lines
 from solver.optimize.cpsat import DEFAULT_WORKERS, FleetModel, IntSolution, max_capacity
 from solver.optimize.encode import IntProblem, encode
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
@@ -181,9 +184,8 @@ def single_model_problem(
         problem = Problem(name=f"query-{model}", models=[d],
                           fleet=Fleet(pricing=pricing, max_configs_per_model=max_configs,  # type: ignore[arg-type]
                                       inventory=inventory))
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise InputError(str(exc).splitlines()[0] + ": " + "; ".join(
-            line.strip() for line in str(exc).splitlines()[1:3])) from None
+    except ValidationError as exc:  # one line per error, no pydantic dump
+        raise InputError(error_lines(exc, None), where="query") from None
     if cat is not None:
         check_ids(problem, cat, where="query")
     return problem
@@ -267,30 +269,34 @@ def capacity(
                               time.perf_counter() - t0,
                               (f"no configuration of {d.model} fits in {gpus} {gpu} GPUs",))
     deps = []
-    rps = 0.0
+    rps_mrps = 0
     used = 0
     checked: list[Deployment] = []
-    for c, r in zip(usable, reps):
+    for c, cap_int, r in zip(usable, caps, reps):
         if r == 0:
             continue
-        ttft, tpot, e2e = _latencies(c, d, c.capacity_rps)
-        rps += c.capacity_rps * r
+        # the promise is what the solver counts (capacity rounded down to milli-req/s), so that
+        # query at this rate finds the same fleet servable
+        per_replica = scaling.mrps_to_rps(cap_int)
+        ttft, tpot, e2e = _latencies(c, d, per_replica)
+        rps_mrps += cap_int * r
         used += c.gpus * r
         checked.append(Deployment(
             model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
             quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep, max_batch=c.max_batch,
             replicas=r, gpus=r * c.gpus, gpus_per_replica=c.gpus, capacity_rps=c.capacity_rps * r,
-            load_rps=c.capacity_rps * r, ttft_p99_ms=ttft, tpot_p99_ms=tpot, e2e_p99_ms=e2e,
+            load_rps=per_replica * r, ttft_p99_ms=ttft, tpot_p99_ms=tpot, e2e_p99_ms=e2e,
             cost_usd_per_hour=r * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
             price_id=c.price_id,
         ))
         deps.append({
             "accelerator": c.accelerator, "system": c.system, "quant": c.quant,
             "kv_dtype": c.kv_dtype, "tp": c.tp, "pp": c.pp, "ep": c.ep, "max_batch": c.max_batch,
-            "replicas": r, "gpus": r * c.gpus, "capacity_rps": c.capacity_rps * r,
+            "replicas": r, "gpus": r * c.gpus, "capacity_rps": per_replica * r,
             "ttft_p99_ms": ttft, "tpot_p99_ms": tpot, "e2e_p99_ms": e2e,
             "cost_usd_per_hour": r * c.cost_usd_per_hour,
         })
+    rps = scaling.mrps_to_rps(rps_mrps)
     _verify_capacity(problem, cat, d, checked, rps, gpus)
     return CapacityAnswer(
         status=status, model=d.name, accelerator=str(gpu), gpus_budget=gpus, gpus_used=used,

@@ -210,7 +210,7 @@ def _shapes(
         if d.allowed_quantizations is not None and quant not in d.allowed_quantizations:
             q_flags.add(Family.QUANT)
         loss = cat.quantization(quant).quality_loss.points
-        if d.max_quality_loss_points is not None and loss > d.max_quality_loss_points + 1e-12:
+        if not d.quality_allowed(quant, loss, m.native_quantization):
             q_flags.add(Family.QUALITY)
         for kv, kv_ok in _kv_choices(cat, d, gpu, quant, dedupe, rejected):
             flags = set(q_flags) | (set() if kv_ok else {Family.QUANT})

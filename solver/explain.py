@@ -103,7 +103,9 @@ def _guard_sentence(prep: "Prepared", g: Guard) -> str:
         return f"allowed formats for {g.scope} (weights: {allowed}; KV: {kv}) exclude every candidate that would work"
     if f is Family.QUALITY:
         d = next(t.demand for t in prep.tables if t.name == g.scope)
-        return f"max_quality_loss_points {d.max_quality_loss_points:g} for {g.scope} rules out the formats that would work"
+        limit = (f"max_quality_loss_points {d.max_quality_loss_points:g}" if d.max_quality_loss_points is not None
+                 else "the default quality guard (formats losing more than 1 point need max_quality_loss_points)")
+        return f"{limit} for {g.scope} rules out the formats that would work"
     if f is Family.TOPOLOGY:
         return f"topology for {g.scope}: only replicas that fit a node or fill whole nodes may be used"
     if f is Family.CONFIGS:

@@ -39,7 +39,7 @@ from typing import Any
 
 from solver.architecture import param_counts
 from solver.errors import InputError
-from solver.loading import read_text, validate
+from solver.loading import MAX_DEPTH, check_shape, read_text, validate
 from solver.schemas import ModelArch
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (
@@ -134,6 +134,9 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}", where=str(p)) from None
+    except RecursionError:
+        raise InputError(f"nested deeper than {MAX_DEPTH} levels", where=str(p)) from None
+    check_shape(data, str(p))
     if not isinstance(data, dict):
         raise InputError("expected a JSON object at the top level", where=str(p))
     return data

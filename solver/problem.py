@@ -3,10 +3,16 @@
 Units are in field names: ``_rps`` requests per second, ``_ms`` milliseconds, ``_usd_per_hour``,
 ``_kw``. Token lengths are given as percentiles (p50/p90/p99) or as a histogram from which the
 percentiles are read. Catalog ids are checked against the catalog with "closest id" hints.
+
+Numbers are strict and finite (``true`` is not 1, ``"5"`` is not 5, ``.inf``/``.nan`` are
+refused) and bounded by the ranges below, inside which the integer scaling of
+:mod:`solver.scaling` is exact enough and CP-SAT's 64-bit arithmetic cannot overflow. The
+ranges are stated in the README ("Reliability and limits").
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,26 +23,50 @@ from solver.errors import InputError, unknown_id
 from solver.loading import read_yaml, validate
 from solver.traffic import expand_trace_traffic
 
+MAX_RPS = 1e7
+"""Largest peak rate, requests/s (demand is held in milli-requests/s; ten million req/s is
+beyond any single fleet). Rates below 0.001 req/s are planned as 0.001 (rounded up)."""
+MAX_TOKENS = 10_000_000
+"""Largest token length (prompt or output) of one request."""
+MAX_MS = 1e7
+"""Largest latency target, milliseconds (about 2.8 hours)."""
+MAX_USD_PER_HOUR = 1e9
+MAX_KW = 1e9
+MAX_GPUS = 10_000_000
+"""Largest inventory of one accelerator (and ``capacity --gpus``)."""
+MAX_WEIGHT = 1e12
+"""Largest histogram weight (weights are relative; this keeps their sum finite)."""
+MAX_BINS = 10_000
+MAX_LENGTH_PERCENTILE = 99.0
+"""Token lengths given as p50/p90/p99 say nothing above p99: targets above it need a histogram."""
+DEFAULT_MAX_QUALITY_LOSS_POINTS = 1.0
+"""Quality guard when a model sets no ``max_quality_loss_points``: formats whose published loss
+exceeds this many points are used only when the problem allows them (the model's limit, the
+format listed in ``allowed_quantizations``, or the model's own released format)."""
+
+_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 PosInt = Annotated[int, Field(gt=0)]
+Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
 Percentile = Annotated[float, Field(gt=0, lt=100)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class HistogramBin(_Strict):
-    tokens: PosInt
-    weight: Annotated[float, Field(gt=0)]
+    tokens: Tokens
+    weight: Annotated[float, Field(gt=0, le=MAX_WEIGHT)]
 
 
 class TokenLengths(_Strict):
     """Token lengths of prompts or outputs: p50/p90/p99, or a histogram of (tokens, weight)."""
 
-    p50: PosInt | None = None
-    p90: PosInt | None = None
-    p99: PosInt | None = None
-    histogram: list[HistogramBin] | None = None
+    p50: Tokens | None = None
+    p90: Tokens | None = None
+    p99: Tokens | None = None
+    histogram: Annotated[list[HistogramBin], Field(max_length=MAX_BINS)] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> "TokenLengths":
@@ -80,14 +110,14 @@ class TokenLengths(_Strict):
 
 
 class Traffic(_Strict):
-    peak_rps: Annotated[float, Field(gt=0, description="peak requests per second")]
+    peak_rps: Annotated[float, Field(gt=0, le=MAX_RPS, description="peak requests per second")]
     input_tokens: TokenLengths
     output_tokens: TokenLengths
     prefix_cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
 class LatencyTarget(_Strict):
-    max_ms: Annotated[float, Field(gt=0)]
+    max_ms: Annotated[float, Field(gt=0, le=MAX_MS)]
     percentile: Percentile = 99.0
 
 
@@ -116,26 +146,57 @@ class Slo(_Strict):
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-    model: str
+    name: Annotated[str, Field(max_length=64, pattern=_MODEL_NAME)]
+    model: Annotated[str, Field(max_length=200)]
     traffic: Traffic
     slo: Slo
     allowed_accelerators: list[str] | None = Field(default=None, description="default: all")
     allowed_quantizations: list[str] | None = Field(default=None, description="default: all")
     allowed_kv_dtypes: list[str] | None = None
-    max_quality_loss_points: Annotated[float, Field(ge=0)] | None = None
+    max_quality_loss_points: Annotated[float, Field(ge=0, le=100)] | None = None
     headroom: Annotated[float, Field(ge=0, le=10)] = 0.2
     engine: str | None = Field(
         default=None, description="serving engine (catalogs/engines.yaml id); default: the catalog's default_engine"
     )
 
+    @model_validator(mode="after")
+    def _lengths_cover_percentiles(self) -> "ModelDemand":
+        """A target above p99 needs lengths above p99, which only a histogram gives."""
+        for name in ("ttft", "tpot", "e2e"):
+            target = getattr(self.slo, name)
+            if target is None or target.percentile <= MAX_LENGTH_PERCENTILE:
+                continue
+            for which in ("input_tokens", "output_tokens"):
+                if getattr(self.traffic, which).histogram is None:
+                    raise ValueError(
+                        f"slo.{name}.percentile {target.percentile:g} is above p99, the highest "
+                        f"length percentile traffic.{which} gives; give {which} as a histogram "
+                        f"to plan above p99")
+        return self
+
+    def length_percentile(self) -> float:
+        """The highest percentile of token lengths the planner reads (99, or a higher target's)."""
+        return max([MAX_LENGTH_PERCENTILE] + [t.percentile for t in (self.slo.ttft, self.slo.tpot,
+                                                                     self.slo.e2e) if t is not None])
+
+    def quality_allowed(self, quant: str, loss_points: float, native: str) -> bool:
+        """Whether a format with this published loss may serve the model: within
+        ``max_quality_loss_points`` when set; else within the default guard
+        (``DEFAULT_MAX_QUALITY_LOSS_POINTS``) unless the format is the model's released one or
+        listed in ``allowed_quantizations``."""
+        if self.max_quality_loss_points is not None:
+            return loss_points <= self.max_quality_loss_points + 1e-12
+        if quant == native or (self.allowed_quantizations is not None and quant in self.allowed_quantizations):
+            return True
+        return loss_points <= DEFAULT_MAX_QUALITY_LOSS_POINTS + 1e-12
+
 
 class Fleet(_Strict):
     """Shared constraints. Inventory maps accelerator id -> GPUs available (absent: unlimited)."""
 
-    inventory: dict[str, Annotated[int, Field(ge=0)]] | None = None
-    budget_usd_per_hour: Annotated[float, Field(gt=0)] | None = None
-    power_kw: Annotated[float, Field(gt=0)] | None = None
+    inventory: dict[str, Annotated[int, Field(ge=0, le=MAX_GPUS)]] | None = None
+    budget_usd_per_hour: Annotated[float, Field(gt=0, le=MAX_USD_PER_HOUR)] | None = None
+    power_kw: Annotated[float, Field(gt=0, le=MAX_KW)] | None = None
     pricing: Literal["on-demand", "reserved", "spot"] = "on-demand"
     provider: str | None = None
     whole_nodes: bool = False
@@ -149,8 +210,8 @@ class Fleet(_Strict):
 
 
 class Problem(_Strict):
-    name: str
-    description: str = ""
+    name: Name
+    description: Annotated[str, Field(max_length=10_000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")] = ""
     models: Annotated[list[ModelDemand], Field(min_length=1)]
     fleet: Fleet = Fleet()
     objective: Literal["cost"] = "cost"
@@ -165,31 +226,45 @@ class Problem(_Strict):
 
 
 def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
-    """Every catalog id in the problem must exist (and be usable together)."""
+    """Every catalog id in the problem must exist, the allowed lists must not be empty, and the
+    longest request planned for must fit the model's context window; all problems are reported
+    together, one line each."""
+    errors: list[str] = []
 
-    def bad(field: str, kind: str, name: str, valid: object) -> InputError:
-        return InputError(f"{field}: {unknown_id(kind, name, valid)}", where=where)  # type: ignore[arg-type]
+    def bad(field: str, kind: str, name: str, valid: object) -> None:
+        errors.append(f"{field}: {unknown_id(kind, name, valid)}")  # type: ignore[arg-type]
 
     for i, m in enumerate(problem.models):
         base = f"models[{i}:{m.name}]"
         if m.model not in cat.models:
-            raise bad(f"{base}.model", "model", m.model, cat.models)
+            bad(f"{base}.model", "model", m.model, cat.models)
         for g in m.allowed_accelerators or []:
             if g not in cat.accelerators:
-                raise bad(f"{base}.allowed_accelerators", "accelerator", g, cat.accelerators)
+                bad(f"{base}.allowed_accelerators", "accelerator", g, cat.accelerators)
         for q in m.allowed_quantizations or []:
             if q not in cat.quantizations:
-                raise bad(f"{base}.allowed_quantizations", "quantization", q, cat.quantizations)
+                bad(f"{base}.allowed_quantizations", "quantization", q, cat.quantizations)
         for kv in m.allowed_kv_dtypes or []:
             if kv not in cat.kv_dtypes:
-                raise bad(f"{base}.allowed_kv_dtypes", "KV dtype", kv, cat.kv_dtypes)
+                bad(f"{base}.allowed_kv_dtypes", "KV dtype", kv, cat.kv_dtypes)
         if m.engine is not None and m.engine not in cat.engines:
-            raise bad(f"{base}.engine", "engine", m.engine, cat.engines)
-        if m.allowed_accelerators == [] or m.allowed_quantizations == []:
-            raise InputError(f"{base}: allowed lists must not be empty (omit them to allow all)", where=where)
+            bad(f"{base}.engine", "engine", m.engine, cat.engines)
+        for field in ("allowed_accelerators", "allowed_quantizations", "allowed_kv_dtypes"):
+            if getattr(m, field) == []:
+                errors.append(f"{base}.{field}: must not be empty (omit it to allow all)")
+        if m.model in cat.models:
+            q = m.length_percentile()
+            isl, osl = m.traffic.input_tokens.percentile(q), m.traffic.output_tokens.percentile(q)
+            ctx = cat.model(m.model).max_context
+            if isl + osl > ctx:
+                errors.append(
+                    f"{base}.traffic: p{q:g} prompt + output = {isl:,} + {osl:,} = {isl + osl:,} tokens "
+                    f"exceeds the context window of {m.model} ({ctx:,} tokens)")
     for g in (problem.fleet.inventory or {}):
         if g not in cat.accelerators:
-            raise bad("fleet.inventory", "accelerator", g, cat.accelerators)
+            bad("fleet.inventory", "accelerator", g, cat.accelerators)
+    if errors:
+        raise InputError(errors, where=where)
 
 
 def load_problem(path: Path | str, cat: Catalog | None = None) -> Problem:
@@ -202,3 +277,59 @@ def load_problem(path: Path | str, cat: Catalog | None = None) -> Problem:
     problem = validate(Problem, data, where=str(path))
     check_ids(problem, cat or load_catalog(), where=str(path))
     return problem
+
+
+def query_problem(
+    model: str, rps: float, isl: tuple[int, int, int], osl: tuple[int, int, int],
+    ttft_ms: float | None, tpot_ms: float | None, e2e_ms: float | None, *,
+    gpus: list[str] | None = None, quants: list[str] | None = None, kv_dtypes: list[str] | None = None,
+    headroom: float = 0.0, prefix_hit_rate: float = 0.0, pricing: str = "on-demand",
+    max_configs: int = 2, max_quality_loss_points: float | None = None, cat: Catalog | None = None,
+) -> Problem:
+    """The one-model problem behind ``query`` and ``capacity``: ``isl``/``osl`` are the
+    (p50, p90, p99) token lengths, targets are p99. Validated like a problem file (every error
+    one line naming the flag's field); ids checked against ``cat`` when given."""
+    data = {
+        "name": f"query-{model}",
+        "models": [{
+            "name": model if re.fullmatch(_MODEL_NAME, model) and len(model) <= 64 else "query",
+            "model": model,
+            "traffic": {"peak_rps": rps, "prefix_cache_hit_rate": prefix_hit_rate,
+                        "input_tokens": dict(zip(("p50", "p90", "p99"), isl)),
+                        "output_tokens": dict(zip(("p50", "p90", "p99"), osl))},
+            "slo": {k: {"max_ms": v} for k, v in (("ttft", ttft_ms), ("tpot", tpot_ms), ("e2e", e2e_ms))
+                    if v is not None},
+            "headroom": headroom,
+            **({"allowed_accelerators": gpus} if gpus else {}),
+            **({"allowed_quantizations": quants} if quants else {}),
+            **({"allowed_kv_dtypes": kv_dtypes} if kv_dtypes else {}),
+            **({"max_quality_loss_points": max_quality_loss_points} if max_quality_loss_points is not None else {}),
+        }],
+        "fleet": {"pricing": pricing, "max_configs_per_model": max_configs},
+    }
+    try:
+        problem = validate(Problem, data, where="")
+        if cat is not None:
+            check_ids(problem, cat, where="")
+    except InputError as exc:
+        raise InputError([_flag_line(line) for line in exc.details]) from None
+    return problem
+
+
+_FLAGS = (("traffic.peak_rps", "--rps"), ("traffic.input_tokens", "--isl/--isl-p90/--isl-p99"),
+          ("traffic.output_tokens", "--osl/--osl-p90/--osl-p99"),
+          ("traffic.prefix_cache_hit_rate", "--prefix-hit-rate"), ("traffic", "--isl/--osl"),
+          ("slo.ttft", "--ttft-p99-ms"), ("slo.tpot", "--tpot-p99-ms"), ("slo.e2e", "--e2e-p99-ms"),
+          ("slo", "targets"), ("allowed_accelerators", "--gpu"), ("allowed_quantizations", "--quant"),
+          ("allowed_kv_dtypes", "--kv-dtype"), ("max_quality_loss_points", "--max-quality-loss"),
+          ("headroom", "--headroom"), ("model", "--model"), ("name", "--model"))
+
+
+def _flag_line(line: str) -> str:
+    """A validation line about the one-model problem, named by the flag that set the field."""
+    rest = re.sub(r"^models\[0(:[^\]]*)?\]\.?", "", line)
+    for field, flag in _FLAGS:
+        if rest.startswith(field):
+            tail = rest[len(field):].lstrip(".")
+            return f"{flag}: {tail.split(': ', 1)[1] if ': ' in tail else tail}"
+    return rest

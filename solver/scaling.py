@@ -25,16 +25,21 @@ MILLI = 1000
 W_PER_KW = 1000
 
 _EPS = 1e-9  # absorbs binary noise such as 2.69 * 100 = 268.99999999999997
+_REL_EPS = 1e-12  # the same for large values (an ulp of 1e10 is 2e-6)
+
+
+def _eps(x: float) -> float:
+    return max(_EPS, abs(x) * _REL_EPS)
 
 
 def price_cents(usd_per_hour: float) -> int:
     """A price or cost per hour in integer cents, rounded up (never under-states a cost)."""
-    return int(math.ceil(usd_per_hour * CENTS_PER_USD - _EPS))
+    return int(math.ceil(usd_per_hour * CENTS_PER_USD - _eps(usd_per_hour * CENTS_PER_USD)))
 
 
 def budget_cents(usd_per_hour: float) -> int:
     """A budget per hour in integer cents, rounded down (never over-states what may be spent)."""
-    return int(math.floor(usd_per_hour * CENTS_PER_USD + _EPS))
+    return int(math.floor(usd_per_hour * CENTS_PER_USD + _eps(usd_per_hour * CENTS_PER_USD)))
 
 
 def cents_to_usd(cents: int) -> float:
@@ -45,12 +50,15 @@ def capacity_mrps(rps: float) -> int:
     """Capacity per replica in milli-requests/s, rounded down (never over-states capacity)."""
     if not math.isfinite(rps) or rps <= 0:
         return 0
-    return int(math.floor(rps * MILLI + _EPS))
+    return int(math.floor(rps * MILLI + _eps(rps * MILLI)))
 
 
 def demand_mrps(rps: float) -> int:
-    """Demand in milli-requests/s, rounded up (never under-states load)."""
-    return int(math.ceil(rps * MILLI - _EPS))
+    """Demand in milli-requests/s, rounded up (never under-states load): any positive demand is
+    at least 1 milli-request/s, so a tiny rate can never round to a free, empty plan."""
+    if rps <= 0:
+        return 0
+    return max(1, int(math.ceil(rps * MILLI - _eps(rps * MILLI))))
 
 
 def mrps_to_rps(mrps: int) -> float:
@@ -64,4 +72,4 @@ def power_w(watts: float) -> int:
 
 def power_limit_w(kw: float) -> int:
     """A power limit in integer watts, rounded down."""
-    return int(math.floor(kw * W_PER_KW + _EPS))
+    return int(math.floor(kw * W_PER_KW + _eps(kw * W_PER_KW)))

@@ -28,7 +28,7 @@ Family = Literal[
 class Entry(BaseModel):
     """Common fields of every catalog entry."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: Id
     source: str = Field(min_length=4, description="where the numbers come from")
@@ -102,7 +102,7 @@ class System(Entry):
 class Attention(BaseModel):
     """Attention shape. ``mla`` uses the LoRA ranks; sliding windows hold at most ``window`` tokens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["mha", "gqa", "mla"]
     kv_lora_rank: Annotated[int, Field(ge=1)] | None = None
@@ -125,7 +125,7 @@ class Attention(BaseModel):
 class Moe(BaseModel):
     """Mixture-of-experts shape."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     num_experts: Annotated[int, Field(ge=2)]
     experts_per_token: Annotated[int, Field(ge=1)]
@@ -194,7 +194,7 @@ class ModelArch(Entry):
 class QualityLoss(BaseModel):
     """Expected quality loss of a format against bf16, in accuracy points on a named benchmark."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     points: NonNeg
     benchmark: str
@@ -205,7 +205,7 @@ class QualityLoss(BaseModel):
 class Emulation(BaseModel):
     """How a format runs where the hardware has no native support."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     families: list[Family]
     compute_dtype: ComputeDtype = Field(description="dtype the math actually runs in")
@@ -346,7 +346,7 @@ class EnginesFile(BaseModel):
 class QuantizationsFile(BaseModel):
     """``catalogs/quantizations.yaml``: formats plus KV dtypes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     quantizations: list[Quantization]
     kv_dtypes: list[KvDtype]

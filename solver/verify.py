@@ -3,176 +3,392 @@
 Nothing here reads the candidate tables or the integer encoding, and nothing imports OR-Tools:
 each deployment's shape is rebuilt from its ids, its terms recomputed by the cost model, its
 percentile latencies recomputed at the planned load share, and every fleet limit summed again
-from the deployments. A violation means the encoding, the scaling or the plan assembly is wrong;
-:class:`PlanViolation` is raised and must never be caught and ignored.
+from the deployments.
+
+There is one check per constraint family (:mod:`solver.families`: memory, latency targets,
+topology, formats, quality, configurations, inventory, whole nodes, power, budget) plus the
+bookkeeping ones (``shape``, ``capacity``, ``accounting``); each returns
+:class:`Violation` records (family, scope, message). :func:`violations` lists them all and
+:func:`verify_plan` raises :class:`PlanViolation` when there is any: a violation means the
+encoding, the scaling or the plan assembly is wrong, and must never be caught and ignored.
+
+Memory and time do not depend on the replica count: replicas are counted per (GPUs per replica)
+size, never listed one by one, and whole-node packing is computed arithmetically
+(:func:`pack_nodes`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, max_concurrency, shape_terms
-from solver.plan import Plan
+from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.queueing import RHO_MAX
-from solver.slo import capacity_at_slo, latency_at_load, memory_context_tokens, slo_view
+from solver.slo import LatencyAtLoad, capacity_at_slo, latency_at_load, memory_context_tokens, slo_view
 
 REL_TOL = 1e-6
 ABS_TOL_MS = 1e-6
 
 
+@dataclass(frozen=True, order=True)
+class Violation:
+    """One broken constraint: its family (a :class:`~solver.families.Family` value or
+    ``shape``/``capacity``/``accounting``), its scope (model name, accelerator, system or ''
+    for the fleet) and a sentence."""
+
+    family: str
+    scope: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class PlanViolation(AssertionError):
     """A returned plan breaks a constraint: a bug in fleetplan, not in the input."""
 
-    def __init__(self, problem: str, issues: list[str]) -> None:
-        self.issues = issues
-        super().__init__(f"plan for {problem!r} violates {len(issues)} constraint(s): " + "; ".join(issues))
+    def __init__(self, problem: str, found: list[Violation]) -> None:
+        self.violations = found
+        self.issues = [str(v) for v in found]
+        super().__init__(f"plan for {problem!r} violates {len(found)} constraint(s): " + "; ".join(self.issues))
 
 
 def _over(value: float, limit: float) -> bool:
     return value > limit * (1 + REL_TOL) + ABS_TOL_MS
 
 
-def _pack_nodes(sizes: list[int], per_node: int) -> int:
-    """Nodes needed to place replicas of these GPU counts (first fit decreasing); a replica
-    larger than a node takes whole nodes of its own."""
+def pack_nodes(sizes: Mapping[int, int], per_node: int) -> int:
+    """Nodes that first-fit-decreasing packing needs for ``sizes`` (GPUs per replica -> number of
+    replicas) on nodes of ``per_node`` GPUs; a replica of at least a node takes whole nodes of its
+    own. Exactly first fit decreasing, but computed on runs of identical nodes, so time and memory
+    depend on the number of distinct sizes, not on the number of replicas."""
     nodes = 0
-    free: list[int] = []
+    runs: list[list[int]] = []  # [free GPUs, number of nodes], in the order nodes were opened
     for g in sorted(sizes, reverse=True):
-        if g >= per_node:
-            nodes += math.ceil(g / per_node)
+        n = sizes[g]
+        if n <= 0:
             continue
-        for i, f in enumerate(free):
-            if f >= g:
-                free[i] -= g
-                break
-        else:
-            free.append(per_node - g)
-            nodes += 1
+        if g >= per_node:
+            nodes += math.ceil(g / per_node) * n
+            continue
+        out: list[list[int]] = []
+        for free, count in runs:
+            k = free // g
+            if n == 0 or k == 0:
+                out.append([free, count])
+                continue
+            full = min(count, n // k)
+            if full:
+                out.append([free - k * g, full])
+                n -= full * k
+            rest = count - full
+            if rest and n:  # one node takes the remainder (< k replicas)
+                out.append([free - n * g, 1])
+                n = 0
+                rest -= 1
+            if rest:
+                out.append([free, rest])
+        k = per_node // g
+        full, rem = divmod(n, k)
+        if full:
+            out.append([per_node - k * g, full])
+        if rem:
+            out.append([per_node - rem * g, 1])
+        nodes += full + (1 if rem else 0)
+        runs = [r for r in out if r[1] > 0]
     return nodes
+
+
+def _pack_nodes(sizes: list[int], per_node: int) -> int:
+    """:func:`pack_nodes` for a plain list of replica sizes (kept for callers and tests)."""
+    counts: dict[int, int] = defaultdict(int)
+    for g in sizes:
+        counts[g] += 1
+    return pack_nodes(counts, per_node)
+
+
+@dataclass
+class _Dep:
+    """One deployment with everything the checks recompute for it."""
+
+    dep: Deployment
+    demand: ModelDemand
+    shape: Shape
+    where: str
+    limit: int = 0
+    lat: LatencyAtLoad | None = None
+    cap_rps: float = 0.0
+    lam: float = 0.0
+
+
+@dataclass
+class _Ctx:
+    plan: Plan
+    problem: Problem
+    cat: Catalog
+    deps: list[_Dep] = field(default_factory=list)
+    found: list[Violation] = field(default_factory=list)
+
+
+def _where(dep: Deployment) -> str:
+    return f"{dep.model} on {dep.accelerator} {dep.quant} TP{dep.tp} PP{dep.pp} EP{dep.ep} B{dep.max_batch}"
+
+
+def _prepare(ctx: _Ctx) -> None:
+    """Rebuild every deployment's shape and recompute its memory limit, latencies and capacity;
+    deployments that cannot be rebuilt are recorded under ``shape``."""
+    demands = {d.name: d for d in ctx.problem.models}
+    for dep in ctx.plan.deployments:
+        where = _where(dep)
+        d = demands.get(dep.model)
+        if d is None:
+            ctx.found.append(Violation("shape", dep.model, f"{where}: model not in the problem"))
+            continue
+        if dep.replicas < 1:
+            ctx.found.append(Violation("shape", dep.model, f"{where}: {dep.replicas} replicas"))
+            continue
+        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
+        reason = check_shape(ctx.cat, shape)
+        if reason:
+            ctx.found.append(Violation("shape", dep.model, f"{where}: invalid shape: {reason}"))
+            continue
+        x = _Dep(dep, d, shape, where)
+        terms = shape_terms(ctx.cat, shape, d.engine)
+        x.limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
+        view = slo_view(terms, np.array([dep.max_batch]), d)
+        x.lam = dep.load_rps / dep.replicas
+        x.lat = latency_at_load(view, 0, d, x.lam)
+        x.cap_rps = float(capacity_at_slo(view, d).capacity_rps[0])
+        ctx.deps.append(x)
+
+
+def _v(family: str, scope: str, message: str) -> Violation:
+    return Violation(family, scope, message)
+
+
+def check_memory(ctx: _Ctx) -> list[Violation]:
+    return [_v("memory", x.dep.model, f"{x.where}: batch cap {x.dep.max_batch} exceeds the memory limit {x.limit}")
+            for x in ctx.deps if x.dep.max_batch > x.limit]
+
+
+def _check_latency(name: str) -> Callable[[_Ctx], list[Violation]]:
+    def check(ctx: _Ctx) -> list[Violation]:
+        out = []
+        for x in ctx.deps:
+            target = getattr(x.demand.slo, name)
+            got = getattr(x.lat, f"{name}_ms")
+            if target is not None and _over(got, target.max_ms):
+                out.append(_v(name, x.dep.model, f"{x.where}: {name} p{target.percentile:g} {got:.2f} ms > "
+                                                 f"{target.max_ms:g} ms at {x.lam:.3f} req/s per replica"))
+            reported = getattr(x.dep, f"{name}_p99_ms")
+            if abs(reported - got) > 1e-3 * max(1.0, got):
+                out.append(_v("accounting", x.dep.model,
+                              f"{x.where}: reported {name} {reported:.3f} ms, recomputed {got:.3f} ms"))
+        return out
+    check.__name__ = f"check_{name}"
+    check.__doc__ = f"{name.upper()} at the planned load share within its percentile target, as reported."
+    return check
+
+
+def check_topology(ctx: _Ctx) -> list[Violation]:
+    out = []
+    for x in ctx.deps:
+        per_node = ctx.cat.system(x.dep.system).gpus_per_node
+        g = x.shape.gpus
+        if not (per_node % g == 0 or g % per_node == 0):
+            out.append(_v("topology", x.dep.model,
+                          f"{x.where}: {g}-GPU replica does not pack into {per_node}-GPU nodes"))
+        if g != x.dep.gpus_per_replica or x.dep.gpus != x.dep.replicas * g:
+            out.append(_v("accounting", x.dep.model, f"{x.where}: GPU count {x.dep.gpus} != {x.dep.replicas} x {g}"))
+    return out
+
+
+def check_formats(ctx: _Ctx) -> list[Violation]:
+    out = []
+    for x in ctx.deps:
+        d, dep = x.demand, x.dep
+        if d.allowed_accelerators is not None and dep.accelerator not in d.allowed_accelerators:
+            out.append(_v("quantization", dep.model, f"{x.where}: accelerator not allowed"))
+        if d.allowed_quantizations is not None and dep.quant not in d.allowed_quantizations:
+            out.append(_v("quantization", dep.model, f"{x.where}: quantization not allowed"))
+        if d.allowed_kv_dtypes is not None and dep.kv_dtype not in d.allowed_kv_dtypes:
+            out.append(_v("quantization", dep.model, f"{x.where}: KV dtype not allowed"))
+    return out
+
+
+def check_quality(ctx: _Ctx) -> list[Violation]:
+    out = []
+    for x in ctx.deps:
+        loss = ctx.cat.quantization(x.dep.quant).quality_loss.points
+        native = ctx.cat.model(x.demand.model).native_quantization
+        if not x.demand.quality_allowed(x.dep.quant, loss, native):
+            limit = x.demand.max_quality_loss_points
+            out.append(_v("quality", x.dep.model, f"{x.where}: quality loss {loss} points > "
+                                                  f"{'the default guard' if limit is None else limit}"))
+    return out
+
+
+def check_capacity(ctx: _Ctx) -> list[Violation]:
+    """Each replica within utilisation and capacity; each model's load routed and covered (no
+    absolute tolerance: a positive load needs positive capacity)."""
+    out = []
+    covered: dict[str, float] = defaultdict(float)
+    routed: dict[str, float] = defaultdict(float)
+    for x in ctx.deps:
+        assert x.lat is not None
+        if x.lat.utilisation > RHO_MAX * (1 + REL_TOL):
+            out.append(_v("capacity", x.dep.model, f"{x.where}: utilisation {x.lat.utilisation:.3f} > {RHO_MAX}"))
+        if _over(x.lam, x.cap_rps):
+            out.append(_v("capacity", x.dep.model,
+                          f"{x.where}: load {x.lam:.4f} req/s per replica above capacity {x.cap_rps:.4f}"))
+        covered[x.dep.model] += x.cap_rps * x.dep.replicas
+        routed[x.dep.model] += x.dep.load_rps
+    for d in ctx.problem.models:
+        load = d.traffic.peak_rps * (1 + d.headroom)
+        if abs(routed[d.name] - load) > 1e-6 * max(1.0, load):
+            out.append(_v("capacity", d.name,
+                          f"{d.name}: routed load {routed[d.name]:.4f} != peak x (1 + headroom) = {load:.4f}"))
+        if load > covered[d.name] * (1 + REL_TOL):
+            out.append(_v("capacity", d.name, f"{d.name}: capacity {covered[d.name]:.6g} req/s < load {load:.6g}"))
+    return out
+
+
+def check_configs(ctx: _Ctx) -> list[Violation]:
+    configs: dict[str, int] = defaultdict(int)
+    for x in ctx.deps:
+        configs[x.dep.model] += 1
+    k = ctx.problem.fleet.max_configs_per_model
+    return [_v("max_configs", m, f"{m}: {n} configurations > {k}") for m, n in sorted(configs.items()) if n > k]
+
+
+def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
+    """Per (accelerator, system): GPUs per replica -> number of replicas."""
+    used: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for x in ctx.deps:
+        used[(x.dep.accelerator, x.dep.system)][x.shape.gpus] += x.dep.replicas
+    return used
+
+
+def check_systems(ctx: _Ctx) -> list[Violation]:
+    """The plan's systems list every system in use, with the GPUs the deployments use."""
+    out = []
+    listed = {(s.accelerator, s.system): s for s in ctx.plan.systems}
+    used = _used(ctx)
+    for key in used:
+        if key not in listed:
+            out.append(_v("accounting", key[1], f"{key[1]}: used by deployments but missing from the plan's systems"))
+    for key, s in listed.items():
+        n = sum(g * r for g, r in used.get(key, {}).items())
+        if s.gpus_used != n:
+            out.append(_v("accounting", key[1], f"{key[1]}: gpus_used {s.gpus_used} != {n}"))
+        if s.gpus_provisioned < n:
+            out.append(_v("accounting", key[1], f"{key[1]}: provisioned {s.gpus_provisioned} < used {n}"))
+    return out
+
+
+def check_whole_nodes(ctx: _Ctx) -> list[Violation]:
+    if not ctx.problem.fleet.whole_nodes:
+        return []
+    out = []
+    used = _used(ctx)
+    for s in ctx.plan.systems:
+        per_node = ctx.cat.system(s.system).gpus_per_node
+        need = pack_nodes(used.get((s.accelerator, s.system), {}), per_node)
+        if s.gpus_provisioned != s.nodes * per_node or s.nodes < need:
+            out.append(_v("whole_nodes", s.system, f"{s.system}: {s.nodes} nodes provisioned, replicas need {need}"))
+    return out
+
+
+def check_inventory(ctx: _Ctx) -> list[Violation]:
+    prov: dict[str, int] = defaultdict(int)
+    for s in ctx.plan.systems:
+        prov[s.accelerator] += s.gpus_provisioned
+    return [_v("inventory", acc, f"inventory of {acc}: {prov[acc]} GPUs > {n}")
+            for acc, n in sorted((ctx.problem.fleet.inventory or {}).items()) if prov.get(acc, 0) > n]
+
+
+def check_power(ctx: _Ctx) -> list[Violation]:
+    limit = ctx.problem.fleet.power_kw
+    kw = sum(s.gpus_provisioned * ctx.cat.accelerator(s.accelerator).tdp_w for s in ctx.plan.systems) / 1e3
+    if limit is not None and _over(kw, limit):
+        return [_v("power", "", f"power {kw:.2f} kW > {limit:g} kW")]
+    return []
+
+
+def _system_costs(ctx: _Ctx) -> list[tuple[str, float, float]]:
+    """(system, listed cost, recomputed cost) per system of the plan."""
+    fleet = ctx.problem.fleet
+    out = []
+    for s in ctx.plan.systems:
+        prices = ctx.cat.prices_for(s.accelerator, fleet.pricing, fleet.provider)
+        price = prices[0].usd_per_gpu_hour if prices else math.nan
+        out.append((s.system, s.cost_usd_per_hour, s.gpus_provisioned * price))
+    return out
+
+
+def check_budget(ctx: _Ctx) -> list[Violation]:
+    limit = ctx.problem.fleet.budget_usd_per_hour
+    total = sum(c for _, _, c in _system_costs(ctx))
+    if limit is not None and _over(total, limit):
+        return [_v("budget", "", f"cost {total:.2f} $/h > budget {limit:g} $/h")]
+    return []
+
+
+def check_accounting(ctx: _Ctx) -> list[Violation]:
+    """Prices are the catalog's cheapest; costs add up from GPUs x price."""
+    fleet = ctx.problem.fleet
+    out = []
+    cost_deploy = 0.0
+    for x in ctx.deps:
+        dep = x.dep
+        price = ctx.cat.prices_for(dep.accelerator, fleet.pricing, fleet.provider)
+        if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
+            out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
+        elif abs(dep.cost_usd_per_hour - dep.gpus * price[0].usd_per_gpu_hour) > 1e-6 * max(1.0, dep.cost_usd_per_hour):
+            out.append(_v("accounting", dep.model, f"{x.where}: cost {dep.cost_usd_per_hour} != GPUs x price"))
+        cost_deploy += dep.cost_usd_per_hour
+    cost_systems = 0.0
+    for sys_id, listed, cost in _system_costs(ctx):
+        if not abs(cost - listed) <= 1e-6 * max(1.0, cost):
+            out.append(_v("accounting", sys_id, f"{sys_id}: cost {listed} != {cost}"))
+        cost_systems += cost
+    plan_cost = ctx.plan.cost_usd_per_hour
+    if plan_cost is None or not abs(plan_cost - cost_systems) <= 1e-6 * max(1.0, cost_systems):
+        out.append(_v("accounting", "", f"plan cost {plan_cost} != recomputed {cost_systems:.4f} $/h"))
+    if cost_deploy > cost_systems * (1 + 1e-9) + 1e-6:
+        out.append(_v("accounting", "", f"deployments cost {cost_deploy:.4f} $/h more than the provisioned GPUs "
+                                        f"{cost_systems:.4f}"))
+    return out
+
+
+CHECKS: tuple[Callable[[_Ctx], list[Violation]], ...] = (
+    check_memory, _check_latency("ttft"), _check_latency("tpot"), _check_latency("e2e"),
+    check_topology, check_formats, check_quality, check_capacity, check_configs, check_systems,
+    check_whole_nodes, check_inventory, check_power, check_budget, check_accounting,
+)
+"""One check per constraint family (and the bookkeeping ones), run in this order."""
+
+
+def violations(plan: Plan, problem: Problem, cat: Catalog) -> list[Violation]:
+    """Every broken constraint of ``plan`` (empty when it verifies, or when it has no plan)."""
+    if not plan.status.has_plan:
+        return []
+    ctx = _Ctx(plan, problem, cat)
+    _prepare(ctx)
+    for check in CHECKS:
+        ctx.found.extend(check(ctx))
+    return ctx.found
 
 
 def verify_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
     """Raise :class:`PlanViolation` listing every broken constraint of ``plan``."""
-    if not plan.status.has_plan:
-        return
-    issues: list[str] = []
-    demands: dict[str, ModelDemand] = {d.name: d for d in problem.models}
-    fleet = problem.fleet
-    covered: dict[str, float] = defaultdict(float)
-    routed: dict[str, float] = defaultdict(float)
-    configs: dict[str, int] = defaultdict(int)
-    used: dict[tuple[str, str], list[int]] = defaultdict(list)
-    cost_deploy = 0.0
-
-    for dep in plan.deployments:
-        where = f"{dep.model} on {dep.accelerator} {dep.quant} TP{dep.tp} PP{dep.pp} EP{dep.ep} B{dep.max_batch}"
-        d = demands.get(dep.model)
-        if d is None:
-            issues.append(f"{where}: model not in the problem")
-            continue
-        if dep.replicas < 1:
-            issues.append(f"{where}: {dep.replicas} replicas")
-            continue
-        configs[dep.model] += 1
-        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
-        reason = check_shape(cat, shape)
-        if reason:
-            issues.append(f"{where}: invalid shape: {reason}")
-            continue
-        if d.allowed_accelerators is not None and dep.accelerator not in d.allowed_accelerators:
-            issues.append(f"{where}: accelerator not allowed")
-        if d.allowed_quantizations is not None and dep.quant not in d.allowed_quantizations:
-            issues.append(f"{where}: quantization not allowed")
-        if d.allowed_kv_dtypes is not None and dep.kv_dtype not in d.allowed_kv_dtypes:
-            issues.append(f"{where}: KV dtype not allowed")
-        loss = cat.quantization(dep.quant).quality_loss.points
-        if d.max_quality_loss_points is not None and _over(loss, d.max_quality_loss_points):
-            issues.append(f"{where}: quality loss {loss} > {d.max_quality_loss_points}")
-        if shape.gpus != dep.gpus_per_replica or dep.gpus != dep.replicas * shape.gpus:
-            issues.append(f"{where}: GPU count {dep.gpus} != {dep.replicas} x {shape.gpus}")
-        price = cat.prices_for(dep.accelerator, fleet.pricing, fleet.provider)
-        if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
-            issues.append(f"{where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest")
-        elif abs(dep.cost_usd_per_hour - dep.gpus * price[0].usd_per_gpu_hour) > 1e-6:
-            issues.append(f"{where}: cost {dep.cost_usd_per_hour} != GPUs x price")
-        cost_deploy += dep.cost_usd_per_hour
-
-        terms = shape_terms(cat, shape, d.engine)
-        limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
-        if dep.max_batch > limit:
-            issues.append(f"{where}: batch cap {dep.max_batch} exceeds the memory limit {limit}")
-        view = slo_view(terms, np.array([dep.max_batch]), d)
-        lam = dep.load_rps / dep.replicas
-        lat = latency_at_load(view, 0, d, lam)
-        if lat.utilisation > RHO_MAX * (1 + REL_TOL):
-            issues.append(f"{where}: utilisation {lat.utilisation:.3f} > {RHO_MAX}")
-        for name, target, got in (("ttft", d.slo.ttft, lat.ttft_ms), ("tpot", d.slo.tpot, lat.tpot_ms),
-                                  ("e2e", d.slo.e2e, lat.e2e_ms)):
-            if target is not None and _over(got, target.max_ms):
-                issues.append(f"{where}: {name} p{target.percentile:g} {got:.2f} ms > {target.max_ms:g} ms "
-                              f"at {lam:.3f} req/s per replica")
-            reported = {"ttft": dep.ttft_p99_ms, "tpot": dep.tpot_p99_ms, "e2e": dep.e2e_p99_ms}[name]
-            if abs(reported - got) > 1e-3 * max(1.0, got):
-                issues.append(f"{where}: reported {name} {reported:.3f} ms, recomputed {got:.3f} ms")
-        cap = float(capacity_at_slo(view, d).capacity_rps[0])
-        if _over(lam, cap):
-            issues.append(f"{where}: load {lam:.4f} req/s per replica above capacity {cap:.4f}")
-        covered[dep.model] += cap * dep.replicas
-        routed[dep.model] += dep.load_rps
-        system = cat.system(dep.system)
-        if not (system.gpus_per_node % shape.gpus == 0 or shape.gpus % system.gpus_per_node == 0):
-            issues.append(f"{where}: {shape.gpus}-GPU replica does not pack into {system.gpus_per_node}-GPU nodes")
-        used[(dep.accelerator, dep.system)].extend([shape.gpus] * dep.replicas)
-
-    for d in problem.models:
-        load = d.traffic.peak_rps * (1 + d.headroom)
-        if abs(routed[d.name] - load) > 1e-6 * max(1.0, load):
-            issues.append(f"{d.name}: routed load {routed[d.name]:.4f} != peak x (1 + headroom) = {load:.4f}")
-        if _over(load, covered[d.name]):
-            issues.append(f"{d.name}: capacity {covered[d.name]:.4f} req/s < load {load:.4f}")
-        if configs[d.name] > fleet.max_configs_per_model:
-            issues.append(f"{d.name}: {configs[d.name]} configurations > {fleet.max_configs_per_model}")
-
-    prov_by_acc: dict[str, int] = defaultdict(int)
-    power_w = 0.0
-    cost_systems = 0.0
-    listed = {(s.accelerator, s.system): s for s in plan.systems}
-    for key, sizes in used.items():
-        if key not in listed:
-            issues.append(f"{key[1]}: used by deployments but missing from the plan's systems")
-    for (acc, sys_id), s in listed.items():
-        sizes = used.get((acc, sys_id), [])
-        per_node = cat.system(sys_id).gpus_per_node
-        if s.gpus_used != sum(sizes):
-            issues.append(f"{sys_id}: gpus_used {s.gpus_used} != {sum(sizes)}")
-        if s.gpus_provisioned < sum(sizes):
-            issues.append(f"{sys_id}: provisioned {s.gpus_provisioned} < used {sum(sizes)}")
-        if fleet.whole_nodes:
-            need = _pack_nodes(sizes, per_node)
-            if s.gpus_provisioned != s.nodes * per_node or s.nodes < need:
-                issues.append(f"{sys_id}: {s.nodes} nodes provisioned, replicas need {need}")
-        prov_by_acc[acc] += s.gpus_provisioned
-        price = cat.prices_for(acc, fleet.pricing, fleet.provider)[0].usd_per_gpu_hour
-        cost = s.gpus_provisioned * price
-        if abs(cost - s.cost_usd_per_hour) > 1e-6:
-            issues.append(f"{sys_id}: cost {s.cost_usd_per_hour} != {cost}")
-        cost_systems += cost
-        power_w += s.gpus_provisioned * cat.accelerator(acc).tdp_w
-    for acc, n in (fleet.inventory or {}).items():
-        if prov_by_acc.get(acc, 0) > n:
-            issues.append(f"inventory of {acc}: {prov_by_acc[acc]} GPUs > {n}")
-    if fleet.power_kw is not None and _over(power_w / 1e3, fleet.power_kw):
-        issues.append(f"power {power_w / 1e3:.2f} kW > {fleet.power_kw:g} kW")
-    if fleet.budget_usd_per_hour is not None and _over(cost_systems, fleet.budget_usd_per_hour):
-        issues.append(f"cost {cost_systems:.2f} $/h > budget {fleet.budget_usd_per_hour:g} $/h")
-    if plan.cost_usd_per_hour is None or abs(plan.cost_usd_per_hour - cost_systems) > 1e-6:
-        issues.append(f"plan cost {plan.cost_usd_per_hour} != recomputed {cost_systems:.4f} $/h")
-    if cost_deploy > cost_systems + 1e-6:
-        issues.append(f"deployments cost {cost_deploy:.4f} $/h more than the provisioned GPUs {cost_systems:.4f}")
-    if issues:
-        raise PlanViolation(problem.name, issues)
+    found = violations(plan, problem, cat)
+    if found:
+        raise PlanViolation(problem.name, found)

@@ -10,9 +10,13 @@ from solver.catalog import Catalog, load_catalog
 from solver.cli.output import emit_json, fmt
 from solver.costmodel import Estimate, Shape
 from solver.costmodel import estimate as run_estimate
+from solver.cli.params import FiniteFloat
 from solver.errors import InputError, unknown_id
+from solver.problem import MAX_TOKENS
 
 EXIT_INFEASIBLE = 1
+MAX_CONCURRENCY = 1_000_000
+MAX_PARALLEL = 1024
 
 
 def check_engine_flag(cat: Catalog, engine: str | None, gpu: str, quant: str | None) -> None:
@@ -36,8 +40,8 @@ def _concurrency(value: str) -> int | str:
         n = int(value)
     except ValueError:
         raise InputError(f"--concurrency must be an integer >= 1 or 'max', got {value!r}") from None
-    if n < 1:
-        raise InputError(f"--concurrency must be >= 1, got {n}")
+    if not 1 <= n <= MAX_CONCURRENCY:
+        raise InputError(f"--concurrency must be between 1 and {MAX_CONCURRENCY:,} or 'max', got {value!r}")
     return n
 
 
@@ -76,11 +80,11 @@ def summary(e: Estimate) -> str:
 @click.option("--gpu", "gpu", required=True, help="accelerator id (fleetplan catalog list accelerators)")
 @click.option("--quant", default="bf16", show_default=True, help="weight format id")
 @click.option("--kv-dtype", default="bf16", show_default=True, help="KV-cache dtype id")
-@click.option("--tp", default=1, show_default=True, type=int, help="tensor-parallel GPUs")
-@click.option("--pp", default=1, show_default=True, type=int, help="pipeline stages")
-@click.option("--ep", default=1, show_default=True, type=int,
+@click.option("--tp", default=1, show_default=True, type=click.IntRange(1, MAX_PARALLEL), help="tensor-parallel GPUs")
+@click.option("--pp", default=1, show_default=True, type=click.IntRange(1, MAX_PARALLEL), help="pipeline stages")
+@click.option("--ep", default=1, show_default=True, type=click.IntRange(1, MAX_PARALLEL),
               help="expert-parallel GPUs (MoE); ep > tp runs attention data-parallel")
-@click.option("--dp", default=None, type=int,
+@click.option("--dp", default=None, type=click.IntRange(1, MAX_PARALLEL),
               help="attention data-parallel ranks (optional check: dp x tp must equal max(tp, ep))")
 @click.option("--system", default=None, help="system id (default: the accelerator's largest node)")
 @click.option("--engine", default=None,
@@ -89,11 +93,11 @@ def summary(e: Estimate) -> str:
 @click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
               help="decode steps replay CUDA graphs (engine default); --no-cuda-graphs is vLLM "
                    "--enforce-eager / SGLang --disable-cuda-graph: every step pays the eager host time")
-@click.option("--isl", required=True, type=int, help="input (prompt) tokens per request")
-@click.option("--osl", required=True, type=int, help="output tokens per request")
+@click.option("--isl", required=True, type=click.IntRange(1, MAX_TOKENS), help="input (prompt) tokens per request")
+@click.option("--osl", required=True, type=click.IntRange(1, MAX_TOKENS), help="output tokens per request")
 @click.option("--concurrency", default="max", show_default=True,
               help="requests in flight per replica (integer >= 1), or 'max': the most the KV memory holds at ISL+OSL tokens")
-@click.option("--prefix-hit-rate", default=0.0, show_default=True, type=float,
+@click.option("--prefix-hit-rate", default=0.0, show_default=True, type=FiniteFloat(0.0, 0.999),
               help="share of each prompt served from the prefix cache, in [0, 1)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def estimate(
@@ -130,6 +134,9 @@ def estimate(
     Exit codes: 0 fits, 1 does not fit in memory (the reason is printed), 2 bad input.
     """
     cat = load_catalog()
+    ctx = cat.model(model).max_context
+    if isl + osl > ctx:
+        raise InputError(f"--isl + --osl = {isl + osl:,} tokens exceeds the context window of {model} ({ctx:,} tokens)")
     check_engine_flag(cat, engine, gpu, quant)
     if dp is not None and dp * tp != max(tp, ep):
         raise InputError(

@@ -9,18 +9,24 @@ import click
 
 from solver.catalog import load_catalog
 from solver.cli.output import emit_json, progress_bar, table
+from solver.cli.params import FiniteFloat
 from solver.errors import InputError
 from solver.pareto import AXES, AXIS_KEY, pareto, parse_axes
 from solver.problem import load_problem
 from solver.report import make_report, write_report
+from solver.labels import config_label
 
 AXIS_HELP = (f"Axis to trade against cost: {', '.join(AXES)}; two axes separated by a comma "
              "(e.g. ttft,quality) give a cost x latency x quality set.")
 
 
+MAX_POINTS = 50
+MAX_TIME_LIMIT_S = 86_400.0
+
+
 def _check_points(points: int) -> None:
-    if points < 2:
-        raise InputError(f"--points must be >= 2 (got {points})")
+    if not 2 <= points <= MAX_POINTS:
+        raise InputError(f"--points must be >= 2 and <= {MAX_POINTS} (got {points})")
 
 
 @click.command("pareto")
@@ -28,7 +34,7 @@ def _check_points(points: int) -> None:
 @click.option("--axis", "axis", default="ttft", show_default=True, help=AXIS_HELP)
 @click.option("--points", default=6, show_default=True, type=int,
               help="Settings per axis to solve at (>= 2); dominated plans are dropped.")
-@click.option("--time-limit", "time_limit", default=10.0, show_default=True, type=float,
+@click.option("--time-limit", "time_limit", default=10.0, show_default=True, type=FiniteFloat(0.01, MAX_TIME_LIMIT_S),
               help="Seconds (deterministic time) per solve.")
 @click.option("--json", "as_json", is_flag=True, help="Print {axes, solves, points: [...]} as JSON.")
 def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as_json: bool) -> None:
@@ -53,8 +59,7 @@ def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as
         for i, p in enumerate(res.to_dict()["points"], 1):
             row = {"#": i, "cost_usd_per_hour": p["cost_usd_per_hour"]}
             row |= {AXIS_KEY[a]: p[AXIS_KEY[a]] for a in axes}
-            row["plan"] = "; ".join(f"{d['model']}: {d['replicas']}x {d['accelerator']} {d['quant']} TP{d['tp']}"
-                                    for d in p["deployments"])
+            row["plan"] = "; ".join(f"{d['model']}: {d['replicas']}x {config_label(d)}" for d in p["deployments"])
             rows.append(row)
         click.echo(f"{problem.name}: {len(rows)} Pareto-optimal plans from {res.solves} solves")
         click.echo(table(rows, ["#", "cost_usd_per_hour"] + [AXIS_KEY[a] for a in axes] + ["plan"]))
@@ -70,7 +75,7 @@ def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as
               help="Folder for several problems: each writes DIR/<problem file stem>.{md,html,json}.")
 @click.option("--axis", "axis", default="ttft", show_default=True, help=AXIS_HELP)
 @click.option("--points", default=5, show_default=True, type=int, help="Pareto settings per axis (>= 2).")
-@click.option("--time-limit", "time_limit", default=10.0, show_default=True, type=float,
+@click.option("--time-limit", "time_limit", default=10.0, show_default=True, type=FiniteFloat(0.01, MAX_TIME_LIMIT_S),
               help="Seconds (deterministic time) per solve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
 def report_cmd(problem_files: tuple[Path, ...], out: Path | None, out_dir: Path | None, axis: str,

@@ -17,36 +17,45 @@ from solver.cli import EXIT_INFEASIBLE
 from solver.cli.estimate_cmd import check_engine_flag
 from solver.cli.output import emit_json, fmt, progress_bar, table
 from solver.errors import InputError, unknown_id
+from solver.cli.params import FiniteFloat, positive
 from solver.optimize.cpsat import DEFAULT_WORKERS
 from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
-from solver.plan import Plan
-from solver.problem import Problem, load_problem
+from solver.diagnose import causes, diagnosis
+from solver.plan import Plan, SolveStatus
+from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, Problem, load_problem, query_problem
+from solver.labels import (
+    axis_targets, config_label, latency_percentiles, plan_extras, plan_table_rows, plan_unit_costs,
+    share_of_target,
+)
 
-_DEPLOY_COLS = ["model", "accelerator", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
-                "replicas", "gpus", "load_rps", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms",
-                "e2e_p99_ms", "cost_usd_per_hour"]
-
+MAX_TIME_LIMIT_S = 86_400.0
 
 def _time_limit(f):  # type: ignore[no-untyped-def]
     f = click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS, show_default=True,
                      help="CP-SAT worker threads (results are deterministic for a given count).")(f)
-    return click.option("--time-limit", "time_limit", type=click.FloatRange(min=0.01), default=api.DEFAULT_TIME_LIMIT_S,
+    return click.option("--time-limit", "time_limit", type=FiniteFloat(0.01, MAX_TIME_LIMIT_S), default=api.DEFAULT_TIME_LIMIT_S,
                         show_default=True, help="Solver time limit, seconds; the best plan and its gap are returned.")(f)
 
 
-def _print_plan(plan: Plan) -> None:
+def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
     head = f"{plan.problem}: {plan.status.value}"
     if plan.status.has_plan:
         gap = f", gap {plan.gap:.2%}" if plan.gap else ""
         head += f" — ${plan.cost_usd_per_hour:,.2f}/h, {plan.gpus} GPUs{gap} ({plan.solve_seconds:.2f}s)"
         click.echo(head)
-        rows = [d.to_dict() for d in plan.deployments]
-        click.echo(table(rows, _DEPLOY_COLS))
+        rows = plan_table_rows(cat, problem, plan)
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        click.echo(table(rows, cols))
         if plan.systems:
             click.echo("")
             click.echo(table([s.to_dict() for s in plan.systems],
                              ["accelerator", "system", "gpus_used", "gpus_provisioned", "nodes",
                               "power_kw", "cost_usd_per_hour"]))
+        click.echo("")
+        for name, c in plan_unit_costs(problem, plan).items():
+            click.echo(f"{name}: ${fmt(c.usd_per_million_input_tokens)} per 1M input tokens, "
+                       f"${fmt(c.usd_per_million_output_tokens)} per 1M output, ${fmt(c.usd_per_million_tokens)} "
+                       f"per 1M tokens (both), ${fmt(c.usd_per_thousand_requests)} per 1k requests (at peak)")
         return
     click.echo(f"{head} ({plan.solve_seconds:.2f}s)")
     if plan.explanation:
@@ -55,13 +64,35 @@ def _print_plan(plan: Plan) -> None:
             click.echo(f"  - {line}")
     elif plan.status.value == "unknown":
         click.echo("No plan found within the time limit (this does not prove infeasibility); raise --time-limit.")
+    if plan.status is SolveStatus.INFEASIBLE:
+        diag = diagnosis(problem, cat, plan)
+        if diag["causes"]:
+            click.echo("Causes in the catalog:")
+            for line in diag["causes"]:
+                click.echo(f"  - {line}")
+        if diag["remedies"]:
+            click.echo("What would make it feasible:")
+            for r in diag["remedies"]:
+                click.echo(f"  - {r.sentence(problem.fleet)}")
+        elif not diag["causes"]:
+            click.echo("Lifting the fleet limits (inventory, budget, power, whole nodes) does not help: "
+                       "a target, format or model choice has to change.")
 
 
-def _finish(plan: Plan, as_json: bool) -> None:
+def _plan_json(plan: Plan, problem: Problem, cat: Catalog) -> dict:  # type: ignore[type-arg]
+    out = {**plan.to_dict(), **plan_extras(problem, plan)}
+    if plan.status is SolveStatus.INFEASIBLE:
+        diag = diagnosis(problem, cat, plan)
+        out["causes"] = diag["causes"]
+        out["remedies"] = [r.to_dict() for r in diag["remedies"]]
+    return out
+
+
+def _finish(plan: Plan, problem: Problem, cat: Catalog, as_json: bool) -> None:
     if as_json:
-        emit_json(plan)
+        emit_json(_plan_json(plan, problem, cat))
     else:
-        _print_plan(plan)
+        _print_plan(plan, problem, cat)
     if not plan.status.has_plan:
         sys.exit(EXIT_INFEASIBLE)
 
@@ -74,7 +105,7 @@ def _finish(plan: Plan, as_json: bool) -> None:
 @click.option("--axis", default=None,
               help="Latency axis of the Pareto set: ttft, tpot or e2e "
                    "(default: ttft if any model targets it, else tpot, else e2e).")
-@click.option("--points", type=click.IntRange(min=2), default=5, show_default=True,
+@click.option("--points", type=click.IntRange(2, 50), default=5, show_default=True,
               help="Settings of the Pareto sweep.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the plan as JSON (with a 'pareto' object unless --no-pareto).")
@@ -102,21 +133,25 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
         with progress_bar(not as_json, "Pareto sweep") as update:
             front = pareto(problem, cat, axes, points, time_limit, workers, progress=update, base_plan=plan)
     if as_json:
-        out = plan.to_dict()
+        out = _plan_json(plan, problem, cat)
         if front is not None:
             out["pareto"] = front.to_dict()
         emit_json(out)
     else:
-        _print_plan(plan)
+        _print_plan(plan, problem, cat)
         if front is not None:
             click.echo("")
-            click.echo(f"Pareto set, cost vs worst p99 {axes[0].upper()} ({len(front.points)} plans, {front.solves} solves):")
+            pcts = {v[axes[0]] for v in latency_percentiles(problem).values()} if axes[0] != "quality" else set()
+            which = f"p{pcts.pop():g} " if len(pcts) == 1 else ""
+            click.echo(f"Pareto set, cost vs worst {which}{axes[0].upper()} ({len(front.points)} plans, {front.solves} solves):")
             key = AXIS_KEY[axes[0]]
+            multi = len(axis_targets(problem, axes[0])) > 1
             rows = [{"cost_usd_per_hour": p["cost_usd_per_hour"], key: p[key],
-                     "plan": "; ".join(f"{d['model']}: {d['replicas']}x {d['accelerator']} {d['quant']} TP{d['tp']}"
-                                       for d in p["deployments"])}
+                     "worst_share_of_target": share_of_target(problem, axes[0], p) if multi else None,
+                     "plan": "; ".join(f"{d['model']}: {d['replicas']}x {config_label(d)}" for d in p["deployments"])}
                     for p in front.to_dict()["points"]]
-            click.echo(table(rows, ["cost_usd_per_hour", key, "plan"]))
+            cols = ["cost_usd_per_hour", key] + (["worst_share_of_target"] if multi else []) + ["plan"]
+            click.echo(table(rows, cols))
     if not plan.status.has_plan:
         sys.exit(EXIT_INFEASIBLE)
 
@@ -135,9 +170,9 @@ def explain(problem_file: Path, time_limit: float, workers: int, as_json: bool) 
     problem = load_problem(problem_file, cat)
     ex = api.explain(problem, cat, time_limit, workers)
     if as_json:
-        emit_json(ex)
+        emit_json({**ex.to_dict(), **plan_extras(problem, ex.plan)})
     else:
-        _print_plan(ex.plan)
+        _print_plan(ex.plan, problem, cat)
         if ex.bindings:
             click.echo("")
             click.echo("Constraint families (binding: relaxing it would change the plan):")
@@ -149,16 +184,27 @@ def explain(problem_file: Path, time_limit: float, workers: int, as_json: bool) 
 
 
 def _targets(f):  # type: ignore[no-untyped-def]
+    tokens = click.IntRange(1, MAX_TOKENS)
     opts = [
         click.option("--model", required=True, help="Catalog model id."),
-        click.option("--isl", type=click.IntRange(min=1), required=True, help="Prompt tokens (used as p50/p90/p99)."),
-        click.option("--osl", type=click.IntRange(min=1), required=True, help="Output tokens (used as p50/p90/p99)."),
-        click.option("--ttft-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="p99 TTFT target."),
-        click.option("--tpot-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="p99 TPOT target."),
-        click.option("--e2e-p99-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="p99 end-to-end target."),
+        click.option("--isl", type=tokens, required=True,
+                     help="Prompt tokens, p50 (also p90/p99 unless --isl-p90/--isl-p99 are given)."),
+        click.option("--isl-p90", type=tokens, default=None, help="Prompt tokens, p90 (default: --isl)."),
+        click.option("--isl-p99", type=tokens, default=None, help="Prompt tokens, p99 (default: --isl-p90)."),
+        click.option("--osl", type=tokens, required=True,
+                     help="Output tokens, p50 (also p90/p99 unless --osl-p90/--osl-p99 are given)."),
+        click.option("--osl-p90", type=tokens, default=None, help="Output tokens, p90 (default: --osl)."),
+        click.option("--osl-p99", type=tokens, default=None, help="Output tokens, p99 (default: --osl-p90)."),
+        click.option("--ttft-p99-ms", type=positive(MAX_MS), default=None, help="p99 TTFT target."),
+        click.option("--tpot-p99-ms", type=positive(MAX_MS), default=None, help="p99 TPOT target."),
+        click.option("--e2e-p99-ms", type=positive(MAX_MS), default=None, help="p99 end-to-end target."),
         click.option("--quant", "quants", multiple=True, help="Allowed quantisation (repeatable; default all)."),
-        click.option("--max-quality-loss", "max_loss", type=click.FloatRange(min=0), default=None,
-                     help="Largest quality loss of a format, accuracy points (default: no limit)."),
+        click.option("--kv-dtype", "kv_dtypes", multiple=True, help="Allowed KV-cache dtype (repeatable; default all)."),
+        click.option("--prefix-hit-rate", type=FiniteFloat(0.0, 0.999), default=0.0, show_default=True,
+                     help="Share of each prompt served from the prefix cache, in [0, 1)."),
+        click.option("--max-quality-loss", "max_loss", type=FiniteFloat(0.0, 100.0), default=None,
+                     help="Largest published quality loss of a format, accuracy points (default: formats "
+                          "losing more than 1 point only when named with --quant)."),
         click.option("--pricing", type=click.Choice(["on-demand", "reserved", "spot"]), default="on-demand", show_default=True),
         click.option("--engine", default=None,
                      help="serving engine: vllm (default), sglang or tensorrt-llm (catalogs/engines.yaml)."),
@@ -181,6 +227,25 @@ def _with_engine(cat: Catalog, problem: Problem, engine: str | None, gpus: tuple
     return problem.model_copy(update={"models": [m.model_copy(update={"engine": engine}) for m in problem.models]})
 
 
+def _lengths(p50: int, p90: int | None, p99: int | None) -> tuple[int, int, int]:
+    """(p50, p90, p99) from the flags: an absent percentile takes the one below it."""
+    p90 = p90 if p90 is not None else p50
+    return p50, p90, p99 if p99 is not None else p90
+
+
+def _flag_problem(o: dict, rps: float, gpus: list[str] | None, headroom: float, max_configs: int = 2):  # type: ignore[no-untyped-def]
+    """The one-model problem the flags of query/capacity describe (validated like a file)."""
+    _need_target(o["ttft_p99_ms"], o["tpot_p99_ms"], o["e2e_p99_ms"])
+    cat = load_catalog()
+    problem = query_problem(
+        o["model"], rps, _lengths(o["isl"], o["isl_p90"], o["isl_p99"]),
+        _lengths(o["osl"], o["osl_p90"], o["osl_p99"]), o["ttft_p99_ms"], o["tpot_p99_ms"], o["e2e_p99_ms"],
+        gpus=gpus, quants=list(o["quants"]) or None, kv_dtypes=list(o["kv_dtypes"]) or None,
+        headroom=headroom, prefix_hit_rate=o["prefix_hit_rate"], pricing=o["pricing"],
+        max_configs=max_configs, max_quality_loss_points=o["max_loss"], cat=cat)
+    return cat, _with_engine(cat, problem, o["engine"], tuple(gpus or ()))
+
+
 def _need_target(ttft: float | None, tpot: float | None, e2e: float | None) -> None:
     if ttft is None and tpot is None and e2e is None:
         raise InputError("give at least one of --ttft-p99-ms, --tpot-p99-ms, --e2e-p99-ms")
@@ -188,44 +253,42 @@ def _need_target(ttft: float | None, tpot: float | None, e2e: float | None) -> N
 
 @click.command()
 @_targets
-@click.option("--rps", type=click.FloatRange(min=0, min_open=True), required=True, help="Peak requests/s to serve.")
+@click.option("--rps", type=positive(MAX_RPS), required=True, help="Peak requests/s to serve.")
 @click.option("--gpu", "gpus", multiple=True, help="Allowed accelerator (repeatable; default all).")
-@click.option("--headroom", type=click.FloatRange(0, 10), default=0.0, show_default=True,
+@click.option("--headroom", type=FiniteFloat(0, 10), default=0.0, show_default=True,
               help="Extra capacity above --rps (0.2 = 20%).")
 @_time_limit
-def query(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms: float | None,
-          e2e_p99_ms: float | None, quants: tuple[str, ...], max_loss: float | None, pricing: str,
-          engine: str | None, as_json: bool, rps: float,
-          gpus: tuple[str, ...], headroom: float, time_limit: float, workers: int) -> None:
-    """Cheapest configuration that serves --rps within the p99 targets (no problem file)."""
-    _need_target(ttft_p99_ms, tpot_p99_ms, e2e_p99_ms)
-    cat = load_catalog()
-    problem = api.single_model_problem(model, rps, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
-                                       gpus or None, quants or None, headroom, pricing, cat=cat,
-                                       max_quality_loss_points=max_loss)
-    problem = _with_engine(cat, problem, engine, gpus)
-    _finish(api.query(problem, cat, time_limit, workers), as_json)
+def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float, workers: int,
+          as_json: bool, **flags: object) -> None:
+    """Cheapest configuration that serves --rps within the p99 targets (no problem file).
+
+    \b
+      fleetplan query --model llama-3.1-8b --isl 1000 --isl-p99 4000 --osl 200 --osl-p99 800 \\
+          --rps 20 --ttft-p99-ms 800 --tpot-p99-ms 40 --gpu h100-sxm
+    """
+    cat, problem = _flag_problem(flags, rps, list(gpus) or None, headroom)
+    _finish(api.query(problem, cat, time_limit, workers), problem, cat, as_json)
 
 
 @click.command()
 @_targets
 @click.option("--gpu", required=True, help="Accelerator id.")
-@click.option("--gpus", "n_gpus", type=click.IntRange(min=1), required=True, help="GPUs available.")
+@click.option("--gpus", "n_gpus", type=click.IntRange(1, MAX_GPUS), required=True, help="GPUs available.")
 @click.option("--max-configs", type=click.IntRange(1, 8), default=2, show_default=True,
               help="Distinct configurations allowed in the split.")
 @_time_limit
-def capacity(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms: float | None,
-             e2e_p99_ms: float | None, quants: tuple[str, ...], max_loss: float | None, pricing: str,
-             engine: str | None, as_json: bool, gpu: str,
-             n_gpus: int, max_configs: int, time_limit: float, workers: int) -> None:
+def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers: int, as_json: bool,
+             **flags: object) -> None:
     """Most traffic --gpus GPUs of --gpu serve within the p99 targets, with the best
-    configuration(s) and replica split."""
-    _need_target(ttft_p99_ms, tpot_p99_ms, e2e_p99_ms)
-    cat = load_catalog()
-    problem = api.single_model_problem(model, 1.0, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
-                                       [gpu], quants or None, 0.0, pricing, max_configs, cat=cat,
-                                       max_quality_loss_points=max_loss)
-    problem = _with_engine(cat, problem, engine, (gpu,))
+    configuration(s) and replica split. The rate is what the planner counts (capacity rounded
+    down to 0.001 req/s per replica), so `query` at that rate is servable by the same GPUs.
+
+    \b
+      fleetplan capacity --model llama-3.1-8b --gpu h100-sxm --gpus 8 --isl 3000 --osl 200 \\
+          --ttft-p99-ms 300
+    """
+    model = flags["model"]
+    cat, problem = _flag_problem(flags, 1.0, [gpu], 0.0, max_configs)
     ans = api.capacity(problem, cat, n_gpus, time_limit, workers)
     if as_json:
         emit_json(ans.to_dict())
@@ -239,5 +302,7 @@ def capacity(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99
                                                      "gpus", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")
+        for line in causes(problem, cat):
+            click.echo(f"  - cause: {line}")
     if not ans.status.has_plan:
         sys.exit(EXIT_INFEASIBLE)

@@ -112,6 +112,9 @@ def configured_solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
         p.interleave_search = True
     p.max_time_in_seconds = time_limit_s
     p.max_deterministic_time = time_limit_s
+    # Ctrl-C must interrupt fleetplan, not quietly cut one search short and carry on with a
+    # worse answer: Python raises KeyboardInterrupt once the current solve returns.
+    p.catch_sigint_signal = False
     return solver
 
 

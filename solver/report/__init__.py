@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -60,9 +61,14 @@ def write_report(content: ReportContent, prefix: Path) -> list[Path]:
     written = []
     for ext, text in outputs.items():
         path = prefix.with_name(prefix.name + ext)
-        try:
-            path.write_text(text, encoding="utf-8")
+        tmp = path.with_name(f".{path.name}.partial")
+        try:  # whole files only: an interrupted write leaves no partial report behind
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
         except OSError as exc:
             raise InputError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         written.append(path)
     return written

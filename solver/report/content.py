@@ -12,6 +12,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
+from solver.labels import UnitCosts, config_label, unit_costs
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.report.plots import Curve
@@ -41,6 +42,11 @@ class DeploymentView:
     hbm_gib: float
     curve: Curve
     slo: dict[str, float | None]
+    percentiles: dict[str, float]
+    """Percentile of each latency figure (the target's, 99 where there is no target)."""
+    quality_loss_points: float
+    """Published quality loss of the weight format (catalog), accuracy points."""
+    costs: UnitCosts
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> Deployme
     at_cap = operating_point(terms, [dep.max_batch], isl, osl, hit)
     operating_index = int(np.argmin(np.abs(grid - dep.max_batch)))
     curve = Curve(
-        label=f"{dep.model}: {dep.accelerator} {dep.quant} TP{dep.tp}",
+        label=f"{dep.model}: {config_label(dep)}",
         tpot_ms=[round(float(v), 3) for v in op.tpot_ms],
         output_tokens_per_s=[round(float(v), 2) for v in op.output_tokens_per_s],
         operating_index=operating_index,
@@ -136,8 +142,10 @@ def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> Deployme
     )
     # Tokens actually served at peak (headroom is spare capacity, not traffic).
     share = dep.load_rps / (d.traffic.peak_rps * (1 + d.headroom))
-    out_tps = d.traffic.peak_rps * share * d.traffic.output_tokens.mean()
-    per_m = dep.cost_usd_per_hour / (out_tps * 3600) * 1e6 if out_tps > 0 else float("inf")
+    served_rps = d.traffic.peak_rps * share
+    out_tps = served_rps * d.traffic.output_tokens.mean()
+    costs = unit_costs(dep.cost_usd_per_hour, served_rps, d.traffic.input_tokens.mean(),
+                       d.traffic.output_tokens.mean())
     slo = {
         "ttft_ms": d.slo.ttft.max_ms if d.slo.ttft else None,
         "tpot_ms": d.slo.tpot.max_ms if d.slo.tpot else None,
@@ -145,13 +153,16 @@ def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> Deployme
     }
     return DeploymentView(
         deployment=dep,
-        usd_per_million_output_tokens=round(per_m, 4),
+        usd_per_million_output_tokens=round(costs.usd_per_million_output_tokens, 4),
         output_tokens_per_s_at_peak=round(out_tps, 2),
         bound=str(at_cap.bound[0]),
         memory_gib=memory,
         hbm_gib=round(float(mem.hbm_gib), 3),
         curve=curve,
         slo=slo,
+        percentiles={k: (getattr(d.slo, k).percentile if getattr(d.slo, k) else 99.0) for k in ("ttft", "tpot", "e2e")},
+        quality_loss_points=cat.quantization(dep.quant).quality_loss.points,
+        costs=costs,
     )
 
 

@@ -86,8 +86,10 @@ def memory_svg(labels: Sequence[str], parts: Sequence[dict[str, float]], hbm_gib
     return _svg(fig)
 
 
-def curves_svg(curves: Sequence[Curve], tpot_target_ms: float | None) -> str:
-    """Output tokens/s per replica (x) against TPOT (y) as concurrency grows."""
+def curves_svg(curves: Sequence[Curve], tpot_targets_ms: Sequence[tuple[str, float]] = ()) -> str:
+    """Output tokens/s per replica (x) against TPOT (y) as concurrency grows, with one dashed
+    TPOT target line per (model name, target) pair: models with different targets get their
+    own lines."""
     fig, ax = _fig()
     for i, c in enumerate(curves):
         color = COLORS[i % len(COLORS)]
@@ -99,8 +101,10 @@ def curves_svg(curves: Sequence[Curve], tpot_target_ms: float | None) -> str:
             k = c.knee_index
             ax.plot([c.output_tokens_per_s[k]], [c.tpot_ms[k]], "D", markerfacecolor="none",
                     markeredgecolor=color, markersize=9)
-    if tpot_target_ms is not None:
-        ax.axhline(tpot_target_ms, color="#c4312f", linestyle="--", linewidth=1, label="TPOT target")
+    styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]
+    for i, (name, target) in enumerate(tpot_targets_ms):
+        ax.axhline(target, color="#c4312f", linestyle=styles[i % len(styles)], linewidth=1,
+                   label=f"TPOT target {name} ({target:g} ms)")
     ax.set_xlabel("output tokens/s per replica")
     ax.set_ylabel("TPOT (ms)")
     ax.legend(loc="upper left", frameon=False, fontsize=8,

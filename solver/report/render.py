@@ -1,6 +1,8 @@
 """Render :class:`ReportContent` as Markdown, a self-contained HTML page and JSON.
 
-All text that comes from users (problem names, model names) is escaped in HTML. Output is
+All text that comes from users (problem names, descriptions, model names) is escaped: in HTML
+by entity escaping, in Markdown by :func:`md_escape` (no headings, links, images or raw HTML can
+be injected through a name), and control characters are dropped in both. Output is
 deterministic: no timestamps or wall-clock timings, so a stale checked-in report shows as a diff.
 """
 
@@ -8,10 +10,12 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from solver import __version__
+from solver.labels import axis_targets, config_label, per_model_values, plan_unit_costs, share_of_target
 from solver.report import plots
 from solver.report.content import DeploymentView, ReportContent, problem_paragraph
 
@@ -22,6 +26,39 @@ AXIS_LABELS = {
     "e2e": ("e2e_p99_ms", "worst p99 end-to-end (ms)"),
     "quality": ("quality_loss_points", "worst quality loss (points)"),
 }
+_AXIS_NAMES = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "end-to-end"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|]|<(?=[A-Za-z/!?]))")
+
+
+def clean(text: str) -> str:
+    """``text`` without control characters (a NUL in a name must not reach a report)."""
+    return _CONTROL.sub("", str(text))
+
+
+def md_escape(text: str) -> str:
+    """User text made inert in Markdown, on one line: characters that open markup (emphasis,
+    code, links, images, table cells, and ``<`` before a tag or autolink) are backslash-escaped,
+    ``&`` becomes an entity, a leading list/quote/heading marker is escaped, line breaks become
+    spaces (so no heading can start inside a name)."""
+    text = " ".join(clean(text).replace("&", "&amp;").split())
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    if text[:1] in "-+=>#" and text:
+        text = "\\" + text
+    return re.sub(r"^(\d{1,9})([.)])(?=\s|$)", r"\1\\\2", text)
+
+
+def axis_label(content: ReportContent) -> tuple[str, str]:
+    """(point key, axis label) of the Pareto axis, naming the latency percentile: the models'
+    common percentile, or 'at each model's target percentile' when they differ."""
+    axis = content.pareto_axis or "ttft"
+    key, label = AXIS_LABELS.get(axis, AXIS_LABELS["ttft"])
+    if axis in _AXIS_NAMES:
+        pcts = {(getattr(d.slo, axis).percentile if getattr(d.slo, axis) else 99.0) for d in content.problem.models}
+        name = _AXIS_NAMES[axis]
+        label = (f"worst p{pcts.pop():g} {name} (ms)" if len(pcts) == 1
+                 else f"worst {name} at each model's target percentile (ms)")
+    return key, label
 
 
 def _num(v: Any, digits: int = 2) -> str:
@@ -34,22 +71,28 @@ def _num(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def _with_slo(value: float, target: float | None) -> str:
-    return _num(value, 1) + (f" (<= {target:g})" if target is not None else "")
+def _with_slo(value: float, pct: float, target: float | None) -> str:
+    """A latency with its percentile and target: ``123.4 p90 (<= 500)``."""
+    return _num(value, 1) + f" p{pct:g}" + (f" (<= {target:g})" if target is not None else "")
 
 
-PLAN_HEADERS = ["model", "accelerator", "quant", "KV", "TP/PP/EP", "batch cap", "replicas", "GPUs",
-                "$/h", "$/M out tok", "p99 TTFT ms (SLO)", "p99 TPOT ms (SLO)", "bound"]
+PLAN_HEADERS = ["model", "accelerator", "quant", "quality loss (points)", "KV", "TP/PP/EP", "batch cap",
+                "replicas", "GPUs", "$/h", "$/M in tok", "$/M out tok", "$/M tok", "$/1k req",
+                "TTFT ms (pct, SLO)", "TPOT ms (pct, SLO)", "bound"]
 
 
 def plan_rows(content: ReportContent) -> list[list[str]]:
     rows = []
     for v in content.deployments:
-        d = v.deployment
+        d, c = v.deployment, v.costs
         rows.append([
-            d.model, d.accelerator, d.quant, d.kv_dtype, f"{d.tp}/{d.pp}/{d.ep}", str(d.max_batch),
-            str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(v.usd_per_million_output_tokens, 3),
-            _with_slo(d.ttft_p99_ms, v.slo["ttft_ms"]), _with_slo(d.tpot_p99_ms, v.slo["tpot_ms"]), v.bound,
+            d.model, d.accelerator, d.quant, _num(v.quality_loss_points), d.kv_dtype,
+            f"{d.tp}/{d.pp}/{d.ep}" + (f" (DP{d.ep // d.tp})" if d.ep > d.tp else ""), str(d.max_batch),
+            str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(c.usd_per_million_input_tokens, 3),
+            _num(c.usd_per_million_output_tokens, 3), _num(c.usd_per_million_tokens, 3),
+            _num(c.usd_per_thousand_requests, 3),
+            _with_slo(d.ttft_p99_ms, v.percentiles["ttft"], v.slo["ttft_ms"]),
+            _with_slo(d.tpot_p99_ms, v.percentiles["tpot"], v.slo["tpot_ms"]), v.bound,
         ])
     return rows
 
@@ -62,28 +105,47 @@ def memory_rows(content: ReportContent) -> list[list[str]]:
     rows = []
     for v in content.deployments:
         d, m = v.deployment, v.memory_gib
-        rows.append([d.model, f"{d.accelerator} TP{d.tp} batch {d.max_batch}", _num(m["weights"]),
+        rows.append([d.model, config_label(d), _num(m["weights"]),
                      _num(m["kv"]), _num(m["activations"]), _num(m["overhead"]), _num(m["free"]),
                      _num(m["reserved"]), _num(v.hbm_gib)])
     return rows
 
 
+def _axis_targets(content: ReportContent) -> dict[str, float]:
+    return axis_targets(content.problem, content.pareto_axis or "ttft")
+
+
+def target_share(content: ReportContent, point: dict[str, Any]) -> float | None:
+    return share_of_target(content.problem, content.pareto_axis or "ttft", point)
+
+
+def _multi(content: ReportContent) -> bool:
+    return len(_axis_targets(content)) > 1
+
+
 def pareto_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
-    key, label = AXIS_LABELS.get(content.pareto_axis or "ttft", AXIS_LABELS["ttft"])
-    headers = ["#", "cost $/h", label, "configurations"]
+    """Pareto table. With several models targeting the axis, the worst latency is shown per
+    model and as the worst share of each model's own target (one raw worst over models would
+    track the model with the largest target only)."""
+    key, label = axis_label(content)
+    models = sorted(_axis_targets(content)) if _multi(content) else []
+    name = _AXIS_NAMES.get(content.pareto_axis or "ttft", "")
+    headers = ["#", "cost $/h"] + ([f"worst {name} / target"] + [f"{m} {name} ms" for m in models]
+                                   if models else [label]) + ["configurations"]
     rows = []
     for i, p in enumerate(content.pareto_points, 1):
-        configs = "; ".join(
-            f"{d['model']}: {d['replicas']} x {d['accelerator']} {d['quant']} TP{d['tp']}"
-            for d in p["deployments"]
-        )
-        rows.append([str(i), _num(p["cost_usd_per_hour"]), _num(p[key], 1), configs])
+        configs = "; ".join(f"{d['model']}: {d['replicas']} x {config_label(d)}" for d in p["deployments"])
+        if models:
+            vals = per_model_values(content.pareto_axis or "ttft", p)
+            middle = [_num(target_share(content, p), 2)] + [_num(vals.get(m), 1) for m in models]
+        else:
+            middle = [_num(p[key], 1)]
+        rows.append([str(i), _num(p["cost_usd_per_hour"])] + middle + [configs])
     return headers, rows
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
+    esc = md_escape
     lines = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -102,25 +164,27 @@ def _headline(content: ReportContent) -> str:
 
 def to_markdown(content: ReportContent) -> str:
     pr = content.problem
-    out = [f"# fleetplan report: {pr.name}", ""]
+    out = [f"# fleetplan report: {md_escape(pr.name)}", ""]
     if pr.description:
-        out += [pr.description.strip(), ""]
-    out += ["## Problem", "", problem_paragraph(pr), "", "## Result", "", _headline(content), ""]
+        out += [md_escape(pr.description), ""]
+    out += ["## Problem", "", md_escape(problem_paragraph(pr)), "", "## Result", "", _headline(content), ""]
     if not content.feasible:
         out += ["Why: the constraint families below conflict; relax at least one of them.", ""]
-        out += [f"- {s}" for s in content.plan.explanation] + [""]
+        out += [f"- {md_escape(s)}" for s in content.plan.explanation] + [""]
     else:
         out += ["## Chosen plan", "", _md_table(PLAN_HEADERS, plan_rows(content)), "",
-                "Cost per million output tokens is at peak traffic (headroom is spare capacity).", "",
+                "Costs per million tokens (input, output, both) and per thousand requests are at peak "
+                "traffic (headroom is spare capacity). Latencies are at each target's percentile. "
+                "Quality loss is the format's published loss against bf16 (catalog).", "",
                 "## Memory budget per GPU", "", _md_table(MEMORY_HEADERS, memory_rows(content)), "",
                 "At the batch cap with every slot holding a p99 prompt plus a p99 output; "
                 "'reserved' is the share of HBM the utilisation cap keeps back.", ""]
         out += ["## Binding constraints", ""]
-        out += [f"- {b}" for b in content.binding] if content.binding else ["- none found"]
+        out += [f"- {md_escape(b)}" for b in content.binding] if content.binding else ["- none found"]
         out += [""]
         if content.pareto_points:
             headers, rows = pareto_rows(content)
-            out += [f"## Pareto set (cost vs {content.pareto_axis})", "", _md_table(headers, rows), ""]
+            out += [f"## Pareto set (cost vs {md_escape(content.pareto_axis or '')})", "", _md_table(headers, rows), ""]
     out += _assumptions_md(content)
     return "\n".join(out).rstrip() + "\n"
 
@@ -131,7 +195,8 @@ def _assumptions_md(content: ReportContent) -> list[str]:
     out.append("- Headroom: " + ", ".join(f"{k} {v:.0%}" for k, v in a["headroom"].items()))
     out.append(f"- Pricing: {a['pricing']}")
     for pid, p in a["prices"].items():
-        out.append(f"- Price {pid}: ${p['usd_per_gpu_hour']:g}/GPU-h ({p['provider']}, {p['pricing']}, read {p['date']})")
+        out.append(f"- Price {pid}: ${p['usd_per_gpu_hour']:g}/GPU-h ({md_escape(p['provider'])}, {p['pricing']}, "
+                   f"read {p['date']})")
     for g, e in a["efficiency"].items():
         out.append(f"- Efficiency on {g} ({e['id']}): bandwidth {e['eta_bw']:.2f} (half at "
                    f"{e['stream_kernel_us']:g} us fixed per kernel), prefill MFU {e['mfu_prefill']:.2f}, decode MFU "
@@ -161,9 +226,14 @@ def to_json(content: ReportContent) -> dict[str, Any]:
                 "bound": v.bound,
                 "memory_gib_per_gpu": v.memory_gib,
                 "hbm_gib": v.hbm_gib,
+                "quality_loss_points": v.quality_loss_points,
+                "latency_percentiles": v.percentiles,
+                "unit_costs": v.costs.to_dict(),
             }
             for v in content.deployments
         ],
+        "unit_costs": {k: c.to_dict() for k, c in plan_unit_costs(content.problem, content.plan).items()}
+        if content.feasible else {},
         "binding": list(content.binding),
         "pareto": {"axis": content.pareto_axis, "points": list(content.pareto_points)},
         "assumptions": content.assumptions,
@@ -184,8 +254,13 @@ figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.
 """
 
 
+def _e(text: str) -> str:
+    """HTML-escaped user text without control characters."""
+    return html.escape(clean(text))
+
+
 def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    e = html.escape
+    e = _e
     head = "".join(f"<th>{e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -199,30 +274,39 @@ def _plots(content: ReportContent) -> list[str]:
     figs = []
     views: Sequence[DeploymentView] = content.deployments
     if content.pareto_points:
-        key, label = AXIS_LABELS.get(content.pareto_axis or "ttft", AXIS_LABELS["ttft"])
+        key, label = axis_label(content)
         costs = [p["cost_usd_per_hour"] for p in content.pareto_points]
         vals = [p[key] for p in content.pareto_points]
         chosen = None
         if content.plan.cost_usd_per_hour is not None and key != "quality_loss_points":
             worst = max((getattr(v.deployment, key) for v in views), default=0.0)
             chosen = (content.plan.cost_usd_per_hour, worst)
+        if _multi(content):  # compare models on their own targets (see pareto_rows)
+            name = _AXIS_NAMES[content.pareto_axis or "ttft"]
+            label = f"worst {name} as a share of each model's target"
+            vals = [target_share(content, p) or 0.0 for p in content.pareto_points]
+            if chosen is not None:
+                here = {"deployments": [{"model": v.deployment.model, key: getattr(v.deployment, key)} for v in views]}
+                chosen = (chosen[0], target_share(content, here) or 0.0)
         figs.append(_figure(plots.pareto_svg(costs, vals, chosen, label),
                             "Cost-latency Pareto front; the star is the chosen plan.", "plot-pareto"))
     if views:
         figs.append(_figure(
-            plots.memory_svg([f"{v.deployment.model}: {v.deployment.accelerator} TP{v.deployment.tp}" for v in views],
+            plots.memory_svg([f"{v.deployment.model}: {config_label(v.deployment)}" for v in views],
                              [v.memory_gib for v in views], [v.hbm_gib for v in views]),
             "Memory budget per GPU at the batch cap (p99 prompt + p99 output per slot).", "plot-memory"))
-        targets = [v.slo["tpot_ms"] for v in views if v.slo["tpot_ms"] is not None]
+        targets = sorted({(d.name, d.slo.tpot.max_ms) for d in content.problem.models
+                          if d.slo.tpot is not None and any(v.deployment.model == d.name for v in views)},
+                         key=lambda t: (t[1], t[0]))
         figs.append(_figure(
-            plots.curves_svg([v.curve for v in views], min(targets) if targets else None),
+            plots.curves_svg([v.curve for v in views], targets),
             "Throughput-latency curve of each chosen configuration at p50 lengths; dot: batch cap, "
             "diamond: knee.", "plot-curves"))
     return figs
 
 
 def to_html(content: ReportContent) -> str:
-    e = html.escape
+    e = _e
     pr = content.problem
     parts = [f"<h1>fleetplan report: {e(pr.name)}</h1>"]
     if pr.description:

@@ -1,0 +1,125 @@
+"""Labels and unit figures for answers people read: configuration labels with the full
+parallelism, latency columns named for their percentile, unit costs, and latency shares of each
+model's own target. Plain functions of the problem and the plan; no plotting, no solver, so
+every command can import them cheaply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from solver.catalog import Catalog
+from solver.plan import Plan
+from solver.problem import Problem
+
+LATENCY_KEYS = {"ttft": "ttft_p99_ms", "tpot": "tpot_p99_ms", "e2e": "e2e_p99_ms"}
+"""Latency axis -> the (stable) field name holding it; the value is at the target's percentile."""
+
+
+def parallel_label(tp: int, pp: int, ep: int) -> str:
+    """Full parallelism of a replica: ``TP4 PP2 EP1``, plus ``DP<n>`` when experts span more
+    GPUs than TP (attention then runs data-parallel over ``EP / TP`` groups)."""
+    return f"TP{tp} PP{pp} EP{ep}" + (f" DP{ep // tp}" if ep > tp else "")
+
+
+def config_label(d: Any) -> str:
+    """One configuration, every field that tells two apart: ``h100-sxm fp8/kv-fp8 TP4 PP1 EP1,
+    batch 64`` (``d`` is a Deployment or its dict)."""
+    get = (lambda k: d[k]) if isinstance(d, dict) else (lambda k: getattr(d, k))
+    return (f"{get('accelerator')} {get('quant')}/kv-{get('kv_dtype')} "
+            f"{parallel_label(get('tp'), get('pp'), get('ep'))}, batch {get('max_batch')}")
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """What one unit of served work costs at peak traffic (headroom is spare capacity, not work):
+    USD per million input, output and all (blended) tokens, and per thousand requests."""
+
+    usd_per_million_input_tokens: float
+    usd_per_million_output_tokens: float
+    usd_per_million_tokens: float
+    usd_per_thousand_requests: float
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def unit_costs(cost_usd_per_hour: float, rps: float, isl_mean: float, osl_mean: float) -> UnitCosts:
+    """Unit costs of ``cost_usd_per_hour`` serving ``rps`` requests/s of mean lengths
+    ``isl_mean``/``osl_mean`` tokens (inf where nothing is served)."""
+    per_h = rps * 3600
+
+    def per(units_per_h: float, scale: float) -> float:
+        return round(cost_usd_per_hour / units_per_h * scale, 6) if units_per_h > 0 else float("inf")
+
+    return UnitCosts(per(per_h * isl_mean, 1e6), per(per_h * osl_mean, 1e6),
+                     per(per_h * (isl_mean + osl_mean), 1e6), per(per_h, 1e3))
+
+
+def plan_unit_costs(problem: Problem, plan: Plan) -> dict[str, UnitCosts]:
+    """Unit costs per model of the problem: its deployments' cost over its peak traffic."""
+    out = {}
+    for d in problem.models:
+        cost = sum(x.cost_usd_per_hour for x in plan.deployments if x.model == d.name)
+        t = d.traffic
+        out[d.name] = unit_costs(cost, t.peak_rps, t.input_tokens.mean(), t.output_tokens.mean())
+    return out
+
+
+def latency_percentiles(problem: Problem) -> dict[str, dict[str, float]]:
+    """Per model: the percentile each latency figure of a plan is at (the target's, else 99)."""
+    return {d.name: {k: (getattr(d.slo, k).percentile if getattr(d.slo, k) else 99.0) for k in ("ttft", "tpot", "e2e")}
+            for d in problem.models}
+
+
+def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str, Any]]:
+    """The plan's deployments as rows for a text table: latency keys named for their actual
+    percentile (``ttft_p90_ms``), the format's published quality loss, full parallelism."""
+    pcts = latency_percentiles(problem)
+    rows = []
+    for dep in plan.deployments:
+        d = dep.to_dict()
+        row = {k: d[k] for k in ("model", "accelerator", "quant")}
+        row["quality_loss_points"] = cat.quantization(dep.quant).quality_loss.points
+        row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep", "max_batch", "replicas", "gpus",
+                                      "load_rps", "capacity_rps")})
+        for k in ("ttft", "tpot", "e2e"):
+            row[f"{k}_p{pcts[dep.model][k]:g}_ms"] = d[f"{k}_p99_ms"]
+        row["cost_usd_per_hour"] = d["cost_usd_per_hour"]
+        rows.append(row)
+    return rows
+
+
+def plan_extras(problem: Problem, plan: Plan) -> dict[str, Any]:
+    """What a plan's JSON carries beside ``Plan.to_dict``: the percentile of every latency field
+    (the field names keep ``_p99_`` for stable scripting; the value is at this percentile) and
+    the unit costs per model."""
+    out: dict[str, Any] = {"latency_percentiles": latency_percentiles(problem)}
+    if plan.status.has_plan:
+        out["unit_costs"] = {k: c.to_dict() for k, c in plan_unit_costs(problem, plan).items()}
+    return out
+
+
+def axis_targets(problem: Problem, axis: str) -> dict[str, float]:
+    """Model name -> its target (ms) on a latency axis, for models that have one."""
+    if axis not in LATENCY_KEYS:
+        return {}
+    return {d.name: getattr(d.slo, axis).max_ms for d in problem.models if getattr(d.slo, axis) is not None}
+
+
+def per_model_values(axis: str, point: dict[str, Any]) -> dict[str, float]:
+    """Model name -> the point's worst latency (ms) of that model on a latency axis."""
+    key = LATENCY_KEYS[axis]
+    out: dict[str, float] = {}
+    for d in point["deployments"]:
+        out[d["model"]] = max(out.get(d["model"], 0.0), d[key])
+    return out
+
+
+def share_of_target(problem: Problem, axis: str, point: dict[str, Any]) -> float | None:
+    """A Pareto point's worst latency as a share of each model's own target (1.0 = at target):
+    the one axis on which models with targets of 150 ms and 3,000 ms are compared fairly; None
+    without targets."""
+    vals = per_model_values(axis, point)
+    shares = [vals[m] / t for m, t in axis_targets(problem, axis).items() if m in vals]
+    return max(shares) if shares else None
