@@ -53,11 +53,14 @@ def test_json_schema(chat_content) -> None:
 
 
 def test_cost_per_million_tokens_matches_hand_computation(chat_content) -> None:
-    v = chat_content.deployments[0]
+    # each deployment's $/M output tokens is its cost over the tokens it serves at peak; over a plan
+    # of one or several deployments, the tokens add up to the traffic and the dollars to the plan
     d = chat_content.problem.models[0]
     tokens_per_hour = d.traffic.peak_rps * d.traffic.output_tokens.mean() * 3600
-    assert v.usd_per_million_output_tokens == pytest.approx(
-        chat_content.plan.cost_usd_per_hour / tokens_per_hour * 1e6, rel=1e-3)
+    served = [v.output_tokens_per_s_at_peak * 3600 for v in chat_content.deployments]
+    assert sum(served) == pytest.approx(tokens_per_hour, rel=1e-3)
+    dollars = sum(v.usd_per_million_output_tokens * t / 1e6 for v, t in zip(chat_content.deployments, served))
+    assert dollars == pytest.approx(chat_content.plan.cost_usd_per_hour, rel=1e-3)
 
 
 def test_html_is_self_contained_with_plots(chat_content) -> None:
