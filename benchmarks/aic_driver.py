@@ -27,7 +27,8 @@ from pathlib import Path
 GRID_FIELDS = ["key", "aic_version", "backend_version", "ttft_ms", "tpot_ms", "tokens_s", "tokens_s_gpu",
                "num_gpus", "kv_cache_warning", "error"]
 SLO_FIELDS = ["key", "aic_version", "backend_version", "tokens_s_gpu", "tokens_s_user", "ttft_ms", "tpot_ms",
-              "concurrency", "parallel", "quant", "num_gpus", "error"]
+              "concurrency", "parallel", "tp", "dp", "moe_tp", "moe_ep", "gemm", "kvcache", "quant", "num_gpus",
+              "error"]
 
 
 def _quant_kwargs(job: dict) -> dict:
@@ -90,7 +91,9 @@ def _slo_row(job: dict, aic_version: str) -> dict:
                tokens_s_user=f"{float(get('tokens/s/user')):.4f}", ttft_ms=f"{float(get('ttft')):.4f}",
                tpot_ms=f"{float(get('tpot')):.4f}", concurrency=str(get("concurrency", "bs")),
                parallel=str(get("parallel")), quant=f"gemm {get('gemm')}, moe {get('moe')}, kv {get('kvcache')}",
-               num_gpus=str(get("num_total_gpus")))
+               num_gpus=str(get("num_total_gpus")), tp=str(get("tp")), dp=str(get("dp")),
+               moe_tp=str(get("moe_tp")), moe_ep=str(get("moe_ep")), gemm=str(get("gemm")),
+               kvcache=str(get("kvcache")))
     return row
 
 

@@ -53,6 +53,8 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 AIC_GRID = RESULTS / "aic_grid.csv"
 AIC_SLO = RESULTS / "aic_slo.csv"
+AIC_RAW = RESULTS / "aic_grid.raw.csv"
+"""The driver's rows while a run is in progress (resumed by the next run, removed at the end)."""
 PEERS_GRID = RESULTS / "peers_grid.csv"
 DRIVER = REPO / "benchmarks" / "aic_driver.py"
 TOLERANCE = 0.25
@@ -189,14 +191,15 @@ def weights_fit(fp: dict) -> bool:
     return "fp_error" not in fp and fp["fp_weights_gib_gpu"] < 0.95 * fp["fp_hbm_gib_gpu"]
 
 
-def fleetplan_capacity(model: str, gpu: str, gpus: int, isl: int, osl: int, ttft: float, tpot: float) -> dict:
-    """``fleetplan capacity`` for one scenario (p99 targets, Poisson arrivals)."""
+def fleetplan_capacity(model: str, gpu: str, gpus: int, isl: int, osl: int, ttft: float, tpot: float,
+                       quants: Sequence[str] | None = None) -> dict:
+    """``fleetplan capacity`` for one scenario (p99 targets, Poisson arrivals), any format or ``quants``."""
     from solver import api
     from solver.catalog import load_catalog
 
     cat = _catalog(load_catalog)
-    problem = api.single_model_problem(model, 1.0, isl, osl, ttft, tpot, None, [gpu], None, 0.0,
-                                       "on-demand", 2, cat=cat)
+    problem = api.single_model_problem(model=model, rps=1.0, isl=isl, osl=osl, ttft_p99_ms=ttft, tpot_p99_ms=tpot,
+                                       gpus=[gpu], quants=list(quants) if quants else None, cat=cat)
     ans = api.capacity(problem, cat, gpus)
     deps = ans.deployments
     desc = "; ".join(f"{d['replicas']}x {d['quant']} tp{d['tp']} ep{d['ep']} batch<={d['max_batch']} "
@@ -307,6 +310,17 @@ def compare(points: Sequence[Point], aic: dict[str, dict[str, str]], fp: dict[st
     return rows
 
 
+def step_breakdown(rows: Iterable[dict], group: Callable[[dict], str]) -> list[dict]:
+    """Per group: median AIC TPOT and median fleetplan TPOT with its decode-step terms (ms), so a
+    gap can be read against the term that makes it (memory, compute, comm, fixed overhead)."""
+    buckets: dict[str, list[dict]] = {}
+    for r in rows:
+        buckets.setdefault(group(r), []).append(r)
+    keys = ("aic_tpot_ms", "fp_tpot_ms", "fp_mem_ms", "fp_compute_ms", "fp_comm_ms", "fp_overhead_ms")
+    return [{"group": g, "n": len(buckets[g]), **{k: _median([r.get(k) for r in buckets[g]]) for k in keys}}
+            for g in sorted(buckets, key=_natural)]
+
+
 def largest_differences(rows: Sequence[dict], n: int = 8) -> list[dict]:
     """The ``n`` rows whose tokens/s/GPU ratio is furthest from 1 (either side), in log terms."""
     scored = [r for r in rows if r.get("r_tok")]
@@ -332,37 +346,104 @@ def report(rows: list[dict], n_grid: int, n_skipped_weights: int, aic_version: s
     print_summary("By kind", summarize(rows, kind))
     for name, sel in (("dense", "dense"), ("MoE", "MoE")):
         sub = [r for r in rows if r["kind"] == sel]
+        if not sub:
+            continue
         print_summary(f"{name} by batch (sequences per attention rank)", summarize(sub, lambda r: f"b{r['batch']}"))
         print_summary(f"{name} by TP (attention)", summarize(sub, lambda r: f"tp{r['tp']}"))
         print_summary(f"{name} by model", summarize(sub, lambda r: r["model"]))
     moe = [r for r in rows if r["kind"] == "MoE"]
-    print_summary("MoE by expert layout", summarize(moe, lambda r: r["layout"]))
+    if moe:
+        print_summary("MoE by expert layout", summarize(moe, lambda r: r["layout"]))
     print_summary("by GPU", summarize(rows, lambda r: r["gpu"]))
     print_summary("by ISL/OSL", summarize(rows, lambda r: f"{r['isl']}/{r['osl']}"))
-    print("\nLargest differences (tokens/s/GPU, fleetplan / AIC):")
-    for r in largest_differences(rows, 12):
-        print(f"  {r['key']:58} {r['r_tok']:6.2f}x  TPOT {r['fp_tpot_ms']:7.1f} vs {r['aic_tpot_ms']:7.1f} ms"
-              f"  (fleetplan step: mem {r['fp_mem_ms']:.1f} + compute {r['fp_compute_ms']:.1f}"
-              f" + comm {r['fp_comm_ms']:.1f} + overhead {r['fp_overhead_ms']:.1f} ms)")
+    regime = lambda r: f"{r['layout']} b{r['batch']}"  # noqa: E731
+    print("\nDecode step by regime (medians, ms): AIC TPOT vs fleetplan TPOT = memory + compute + comm + overhead")
+    print(f"  {'regime':18} {'points':>6} {'AIC':>7} {'fleetplan':>9} {'memory':>7} {'compute':>7} {'comm':>6} {'overhead':>8}")
+    for b in step_breakdown(rows, regime):
+        print(f"  {b['group']:18} {b['n']:>6} {b['aic_tpot_ms']:>7.2f} {b['fp_tpot_ms']:>9.2f} {b['fp_mem_ms']:>7.2f} "
+              f"{b['fp_compute_ms']:>7.2f} {b['fp_comm_ms']:>6.2f} {b['fp_overhead_ms']:>8.2f}")
+    print("\nLargest differences per regime (tokens/s/GPU, fleetplan / AIC):")
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(regime(r), []).append(r)
+    for g in sorted(groups, key=_natural):
+        for r in largest_differences(groups[g], 2):
+            print(f"  {r['key']:60} {r['r_tok']:6.2f}x  TPOT {r['fp_tpot_ms']:7.1f} vs {r['aic_tpot_ms']:7.1f} ms"
+                  f"  (fleetplan step: mem {r['fp_mem_ms']:.1f} + compute {r['fp_compute_ms']:.1f}"
+                  f" + comm {r['fp_comm_ms']:.1f} + overhead {r['fp_overhead_ms']:.1f} ms)")
 
 
-def slo_report(scenarios: Sequence[tuple], aic_rows: dict[str, dict[str, str]], fp_rows: dict[str, dict]) -> None:
-    print("\nSLO capacity, 8 GPUs, ISL 4000 / OSL 1000, TTFT 2000 ms, TPOT 50 ms")
-    print("  fleetplan: p99 targets under Poisson arrivals (queueing included); AIC: its mean TTFT/TPOT at")
-    print("  a fixed concurrency (no arrival variance), so fleetplan's answer is the stricter definition")
-    print(f"  {'model':18} {'fleetplan tok/s/GPU':>20} {'AIC tok/s/GPU':>14} {'ratio':>6}")
+def aic_config(a: dict[str, str]) -> tuple[int, int, str, str, int] | None:
+    """fleetplan's (tp, ep, quant, kv_dtype, concurrency) for AIC's chosen aggregated configuration,
+    or None when fleetplan's convention cannot express it (expert TP together with attention DP)."""
+    try:
+        tp, dp, mtp, mep, conc = (int(float(a[k])) for k in ("tp", "dp", "moe_tp", "moe_ep", "concurrency"))
+    except (KeyError, ValueError):
+        return None
+    if dp > 1 and mtp > 1:
+        return None
+    ep = tp * dp if dp > 1 else mep
+    quant = "fp8" if "fp8" in a.get("gemm", "").lower() else "bf16"
+    kv = "fp8" if "fp8" in a.get("kvcache", "").lower() else "bf16"
+    return tp, ep, quant, kv, conc
+
+
+def fleetplan_at(model: str, gpu: str, cfg: tuple[int, int, str, str, int], isl: int, osl: int) -> dict:
+    """fleetplan's estimate (mean latencies, no queueing -- AIC's definition) at one configuration."""
+    from solver.catalog import load_catalog
+    from solver.costmodel import Shape, estimate
+    from solver.errors import InputError
+
+    tp, ep, quant, kv, conc = cfg
+    try:
+        e = estimate(_catalog(load_catalog), Shape(model, gpu, None, quant, kv, tp=tp, pp=1, ep=ep), isl, osl, conc)
+    except InputError as exc:
+        return {"error": str(exc)}
+    return {"tok_s_gpu": e.output_tokens_per_s_per_gpu, "ttft_ms": e.ttft_ms, "tpot_ms": e.tpot_ms, "fits": e.fits}
+
+
+def slo_report(scenarios: Sequence[tuple], aic_rows: dict[str, dict[str, str]]) -> None:
+    """Capacity at the latency targets, side by side, three ways (see the printed legend)."""
+    print("\nSLO capacity, 8 GPUs, ISL 4000 / OSL 1000, TTFT 2000 ms, TPOT 50 ms (output tokens/s per GPU)")
+    print("  AIC: best aggregated configuration of its own search; its TTFT/TPOT are means at a fixed")
+    print("  concurrency (no arrival variance, no queue). fleetplan capacity: the targets as p99 under Poisson")
+    print("  arrivals, queueing included -- the stricter definition (any format, then AIC's format only).")
+    print("  fleetplan at AIC's config: estimate on AIC's chosen shape and concurrency, mean latencies like AIC.")
+    print(f"  {'model':16} {'AIC':>8} {'fp capacity':>12} {'(AIC fmt)':>10} {'fp at AIC cfg':>14}")
     for sc in scenarios:
-        key = slo_key(sc)
-        a, f = aic_rows.get(key, {}), fp_rows.get(key, {})
+        model, gpu, _, isl, osl, _, _ = sc
+        a = aic_rows.get(slo_key(sc), {})
         a_tok = float(a["tokens_s_gpu"]) if a.get("tokens_s_gpu") else None
-        f_tok = f.get("tok_s_gpu")
-        r = ratio(f_tok, a_tok)
-        print(f"  {sc[0]:18} {f_tok if f_tok is not None else float('nan'):>20.1f} "
-              f"{a_tok if a_tok is not None else float('nan'):>14.1f} {r if r else float('nan'):>6.2f}")
-        print(f"      fleetplan: {f.get('config', '-')}")
+        cfg = aic_config(a) if a_tok else None
+        free = fleetplan_capacity(*sc)
+        same = fleetplan_capacity(*sc, quants=[cfg[2]]) if cfg else {"tok_s_gpu": None, "config": "-"}
+        at = fleetplan_at(model, gpu, cfg, isl, osl) if cfg else {}
+        cells = [a_tok, free["tok_s_gpu"], same["tok_s_gpu"], at.get("tok_s_gpu")]
+        print(f"  {model:16} " + " ".join(f"{(c if c is not None else float('nan')):>{w}.1f}"
+                                          for c, w in zip(cells, (8, 12, 10, 14)))
+              + f"   ratios fp/AIC {_r(free['tok_s_gpu'], a_tok)}, {_r(same['tok_s_gpu'], a_tok)}, "
+              f"{_r(at.get('tok_s_gpu'), a_tok)}")
         if a:
-            print(f"      AIC: {a.get('parallel') or a.get('error')} {a.get('quant', '')} concurrency "
-                  f"{a.get('concurrency', '')}, mean TTFT {a.get('ttft_ms', '')} ms, TPOT {a.get('tpot_ms', '')} ms")
+            print(f"      AIC: {a.get('parallel') or a.get('error')} gemm {a.get('gemm', '')} kv {a.get('kvcache', '')}, "
+                  f"concurrency {a.get('concurrency', '')}, mean TTFT {_f(a.get('ttft_ms'))} ms, "
+                  f"TPOT {_f(a.get('tpot_ms'))} ms")
+        print(f"      fleetplan capacity: {free['config']}")
+        print(f"      fleetplan capacity, AIC's format: {same['config']}")
+        if at:
+            print(f"      fleetplan at AIC's config: TTFT {_f(at.get('ttft_ms'))} ms, TPOT {_f(at.get('tpot_ms'))} ms"
+                  f"{'' if at.get('fits', True) else ' (does not fit fleetplan memory model)'}{at.get('error', '')}")
+
+
+def _r(a: float | None, b: float | None) -> str:
+    x = ratio(a, b)
+    return f"{x:.2f}" if x is not None else "-"
+
+
+def _f(v: object) -> str:
+    try:
+        return f"{float(v):.1f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "-"
 
 
 def slo_key(sc: tuple) -> str:
@@ -374,6 +455,15 @@ def slo_job(sc: tuple) -> dict:
     model, gpu, n, isl, osl, ttft, tpot = sc
     return dict(key=slo_key(sc), aic_model=AIC_MODELS[model], aic_system=AIC_SYSTEMS[gpu], gpus=n,
                 isl=isl, osl=osl, ttft_ms=ttft, tpot_ms=tpot)
+
+
+def write_cache(points: Sequence[Point], raw: Path) -> None:
+    """AIC's rows from the driver's output, with each point's configuration, in grid order."""
+    by_key = {r["key"]: r for r in read_csv(raw)}
+    cache = [{"model": p.model, "gpu": p.gpu, "quant": p.quant, "tp": p.tp, "attn_dp": p.attn_dp, "moe_tp": p.moe_tp,
+              "moe_ep": p.moe_ep, "batch": p.batch, "isl": p.isl, "osl": p.osl} | by_key[p.key]
+             for p in points if p.key in by_key]
+    write_csv(AIC_GRID, cache, GRID_CACHE_FIELDS)
 
 
 GRID_CACHE_FIELDS = ["key", "model", "gpu", "quant", "tp", "attn_dp", "moe_tp", "moe_ep", "batch", "isl", "osl",
@@ -399,17 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     kept = [p for p in points if weights_fit(fp[p.key])]
     if args.aic_venv:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        raw = RESULTS / "aic_grid.raw.csv"
-        run_aic(args.aic_venv, "grid", [p.job() for p in kept], raw)
-        by_key = {r["key"]: r for r in read_csv(raw)}
-        cache = []
-        for p in kept:
-            if p.key in by_key:
-                cache.append({"model": p.model, "gpu": p.gpu, "quant": p.quant, "tp": p.tp, "attn_dp": p.attn_dp,
-                              "moe_tp": p.moe_tp, "moe_ep": p.moe_ep, "batch": p.batch, "isl": p.isl,
-                              "osl": p.osl} | by_key[p.key])
-        write_csv(AIC_GRID, cache, GRID_CACHE_FIELDS)
-        raw.unlink()
+        # MoE points first: an interrupted run (resumable) then still covers the regimes that differ most
+        run_aic(args.aic_venv, "grid", [p.job() for p in sorted(kept, key=lambda p: not p.moe)], AIC_RAW)
+        write_cache(kept, AIC_RAW)
+        AIC_RAW.unlink()
         if not args.no_slo:
             run_aic(args.aic_venv, "slo", [slo_job(sc) for sc in SLO_SCENARIOS], AIC_SLO)
     if not AIC_GRID.exists():
@@ -420,9 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(PEERS_GRID, rows, PEERS_FIELDS)
     report(rows, len(points), len(points) - len(kept), ", ".join(versions) or "?")
     if not args.no_slo and AIC_SLO.exists():
-        aic_slo = {r["key"]: r for r in read_csv(AIC_SLO)}
-        fp_slo = {slo_key(sc): fleetplan_capacity(*sc) for sc in SLO_SCENARIOS}
-        slo_report(SLO_SCENARIOS, aic_slo, fp_slo)
+        slo_report(SLO_SCENARIOS, {r["key"]: r for r in read_csv(AIC_SLO)})
     print(f"\nper-point rows: {PEERS_GRID.relative_to(REPO)}")
     return 0
 

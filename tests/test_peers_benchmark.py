@@ -85,3 +85,29 @@ def test_grid_covers_the_issue_configurations(peers):
     assert {p.batch for p in pts} == {1, 16, 64, 256} and {p.tp for p in pts} == {1, 2, 4, 8}
     assert {(p.isl, p.osl) for p in pts} == {(1024, 256), (4000, 1000)}
     assert {p.layout for p in pts if p.moe} == {"expert-TP", "EP", "DEP"}
+
+
+def test_aic_config_maps_parallelism_onto_fleetplans_convention(peers):
+    dep = {"tp": "1", "dp": "8", "moe_tp": "1", "moe_ep": "8", "concurrency": "896",
+           "gemm": "GEMMQuantMode.fp8_block", "kvcache": "KVCacheQuantMode.fp8"}
+    assert peers.aic_config(dep) == (1, 8, "fp8", "fp8", 896)  # attention DP8 + EP8 -> tp 1, ep 8
+    tp_ep = {"tp": "8", "dp": "1", "moe_tp": "1", "moe_ep": "8", "concurrency": "112", "gemm": "bfloat16",
+             "kvcache": "bfloat16"}
+    assert peers.aic_config(tp_ep) == (8, 8, "bf16", "bf16", 112)
+    expert_tp = tp_ep | {"moe_tp": "8", "moe_ep": "1"}
+    assert peers.aic_config(expert_tp)[:2] == (8, 1)
+    assert peers.aic_config(dep | {"moe_tp": "2", "moe_ep": "4"}) is None  # expert TP under attention DP
+    assert peers.aic_config({"tp": ""}) is None
+
+
+def test_step_breakdown_medians_per_group(peers):
+    rows = [{"layout": "dense", "aic_tpot_ms": 2.0, "fp_tpot_ms": 5.0, "fp_mem_ms": 0.5, "fp_compute_ms": 0.1,
+             "fp_comm_ms": 0.4, "fp_overhead_ms": 4.0},
+            {"layout": "dense", "aic_tpot_ms": 4.0, "fp_tpot_ms": 7.0, "fp_mem_ms": 1.5, "fp_compute_ms": 0.3,
+             "fp_comm_ms": 1.2, "fp_overhead_ms": 4.0},
+            {"layout": "EP", "aic_tpot_ms": 8.0, "fp_tpot_ms": 60.0, "fp_mem_ms": 30.0, "fp_compute_ms": 9.0,
+             "fp_comm_ms": 10.0, "fp_overhead_ms": 4.0}]
+    out = {b["group"]: b for b in peers.step_breakdown(rows, lambda r: r["layout"])}
+    assert out["dense"]["n"] == 2 and out["dense"]["aic_tpot_ms"] == pytest.approx(3.0)
+    assert out["dense"]["fp_mem_ms"] == pytest.approx(1.0) and out["dense"]["fp_overhead_ms"] == pytest.approx(4.0)
+    assert out["EP"]["fp_tpot_ms"] == pytest.approx(60.0) and list(out) == ["EP", "dense"]
