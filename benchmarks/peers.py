@@ -383,9 +383,14 @@ def aic_config(a: dict[str, str]) -> tuple[int, int, str, str, int] | None:
     if dp > 1 and mtp > 1:
         return None
     ep = tp * dp if dp > 1 else mep
-    quant = "fp8" if "fp8" in a.get("gemm", "").lower() else "bf16"
-    kv = "fp8" if "fp8" in a.get("kvcache", "").lower() else "bf16"
+    quant, kv = aic_format(a)
     return tp, ep, quant, kv, conc
+
+
+def aic_format(a: dict[str, str]) -> tuple[str, str]:
+    """fleetplan's (weight format, KV dtype) for AIC's GEMM and KV-cache quantisation modes."""
+    return ("fp8" if "fp8" in a.get("gemm", "").lower() else "bf16",
+            "fp8" if "fp8" in a.get("kvcache", "").lower() else "bf16")
 
 
 def fleetplan_at(model: str, gpu: str, cfg: tuple[int, int, str, str, int], isl: int, osl: int) -> dict:
@@ -416,7 +421,8 @@ def slo_report(scenarios: Sequence[tuple], aic_rows: dict[str, dict[str, str]]) 
         a_tok = float(a["tokens_s_gpu"]) if a.get("tokens_s_gpu") else None
         cfg = aic_config(a) if a_tok else None
         free = fleetplan_capacity(*sc)
-        same = fleetplan_capacity(*sc, quants=[cfg[2]]) if cfg else {"tok_s_gpu": None, "config": "-"}
+        same = (fleetplan_capacity(*sc, quants=[aic_format(a)[0]]) if a_tok
+                else {"tok_s_gpu": None, "config": "-"})
         at = fleetplan_at(model, gpu, cfg, isl, osl) if cfg else {}
         cells = [a_tok, free["tok_s_gpu"], same["tok_s_gpu"], at.get("tok_s_gpu")]
         print(f"  {model:16} " + " ".join(f"{(c if c is not None else float('nan')):>{w}.1f}"
@@ -429,6 +435,9 @@ def slo_report(scenarios: Sequence[tuple], aic_rows: dict[str, dict[str, str]]) 
                   f"TPOT {_f(a.get('tpot_ms'))} ms")
         print(f"      fleetplan capacity: {free['config']}")
         print(f"      fleetplan capacity, AIC's format: {same['config']}")
+        if a_tok and not cfg:
+            print("      fleetplan at AIC's config: not expressible (expert TP inside attention DP: fleetplan's"
+                  " shapes split experts over tp or ep, not both under DP attention)")
         if at:
             print(f"      fleetplan at AIC's config: TTFT {_f(at.get('ttft_ms'))} ms, TPOT {_f(at.get('tpot_ms'))} ms"
                   f"{'' if at.get('fits', True) else ' (does not fit fleetplan memory model)'}{at.get('error', '')}")

@@ -111,3 +111,8 @@ def test_step_breakdown_medians_per_group(peers):
     assert out["dense"]["n"] == 2 and out["dense"]["aic_tpot_ms"] == pytest.approx(3.0)
     assert out["dense"]["fp_mem_ms"] == pytest.approx(1.0) and out["dense"]["fp_overhead_ms"] == pytest.approx(4.0)
     assert out["EP"]["fp_tpot_ms"] == pytest.approx(60.0) and list(out) == ["EP", "dense"]
+
+
+def test_aic_format_reads_quant_modes(peers):
+    assert peers.aic_format({"gemm": "fp8_block", "kvcache": "bfloat16"}) == ("fp8", "bf16")
+    assert peers.aic_format({"gemm": "GEMMQuantMode.bfloat16", "kvcache": "KVCacheQuantMode.fp8"}) == ("bf16", "fp8")
