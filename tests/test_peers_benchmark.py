@@ -116,3 +116,9 @@ def test_step_breakdown_medians_per_group(peers):
 def test_aic_format_reads_quant_modes(peers):
     assert peers.aic_format({"gemm": "fp8_block", "kvcache": "bfloat16"}) == ("fp8", "bf16")
     assert peers.aic_format({"gemm": "GEMMQuantMode.bfloat16", "kvcache": "KVCacheQuantMode.fp8"}) == ("bf16", "fp8")
+
+
+def test_step_rest_is_tpot_minus_printed_terms(peers):
+    f = {"fp_tpot_ms": 20.0, "fp_mem_ms": 5.0, "fp_compute_ms": 2.0, "fp_comm_ms": 1.0, "fp_overhead_ms": 4.0}
+    assert peers.step_rest(f) == pytest.approx(8.0)
+    assert peers.step_rest(f | {"fp_comm_ms": None}) is None
