@@ -323,8 +323,9 @@ def step_breakdown(rows: Iterable[dict], group: Callable[[dict], str]) -> list[d
 
 
 def step_rest(f: dict) -> float | None:
-    """fleetplan's TPOT not covered by its printed decode-step terms (ms): today the fixed time per
-    expert GEMM and the prompt tokens amortised into each step (issue 8, item 7)."""
+    """fleetplan's TPOT minus its printed decode-step terms (ms): positive for work the breakdown does
+    not show (fixed time per expert GEMM, amortised prompt tokens; issue 8, item 7), negative where
+    the step overlaps memory and compute time."""
     terms = [f.get(k) for k in ("fp_mem_ms", "fp_compute_ms", "fp_comm_ms", "fp_overhead_ms")]
     if f.get("fp_tpot_ms") is None or any(t is None for t in terms):
         return None
@@ -368,7 +369,8 @@ def report(rows: list[dict], n_grid: int, n_skipped_weights: int, aic_version: s
     print_summary("by ISL/OSL", summarize(rows, lambda r: f"{r['isl']}/{r['osl']}"))
     regime = lambda r: f"{r['layout']} b{r['batch']}"  # noqa: E731
     print("\nDecode step by regime (medians, ms): AIC TPOT vs fleetplan TPOT = memory + compute + comm + overhead")
-    print("  + rest (not in estimate's breakdown: fixed time per expert GEMM, amortised prompt tokens)")
+    print("  + rest: TPOT minus those four terms -- positive where TPOT holds work the breakdown does not show")
+    print("  (fixed time per expert GEMM, amortised prompt tokens), negative where memory and compute overlap")
     print(f"  {'regime':18} {'points':>6} {'AIC':>7} {'fleetplan':>9} {'memory':>7} {'compute':>7} {'comm':>6} "
           f"{'overhead':>8} {'rest':>7}")
     for b in step_breakdown(rows, regime):
