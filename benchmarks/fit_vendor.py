@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         usable.append((t, c))
     print(f"vendor rows: {len(cases) + len(skipped) - sum(1 for s in skipped if s[2].startswith('estimate'))}; "
           f"compared: {len(usable)}; skipped: {len(skipped)}")
+    # every family's search starts from the shared set accuracy.py fits on NVIDIA rows (the hopper
+    # entry), so a rerun reproduces the catalog's values whatever the vendor entries hold now
+    eff0 = cat.efficiency_for("h100-sxm")
+    start = {k: float(getattr(eff0, k)) for k in acc.FACTORS}
     fitted_all = []
     for fam in FAMILIES:
         rows = [(t, c) for t, c in usable if t.family == fam]
@@ -113,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{fam}: no measured row of a catalog model maps onto estimate -- factors stay estimated")
             continue
         eff = cat.efficiency_for(rows[0][1].shape.accelerator)
-        start = {k: float(getattr(eff, k)) for k in acc.FACTORS}
+        current = {k: float(getattr(eff, k)) for k in acc.FACTORS}
         base = [(c, acc.predict(t, c)) for t, c in rows]
-        acc.report(f"{fam}: with the catalog's factors ({', '.join(f'{k}={v:g}' for k, v in start.items())})", base)
+        acc.report(f"{fam}: with the catalog's factors ({', '.join(f'{k}={v:g}' for k, v in current.items())})", base)
         dense = [(t, c) for t, c in rows if c.shape.model not in acc.MOE_MODELS]
         if len(dense) < 6:
             print(f"\n{fam}: {len(dense)} dense rows -- too few to fit; factors stay estimated")
@@ -125,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         after = [(c, acc.predict(with_efficiency(t, **f), c)) for t, c in rows]
         acc.report(f"{fam}: with the fitted factors (in sample for dense rows; MoE rows not fitted)", after)
         cv = cross_validate(dense, start)
+        shared = [(c, acc.predict(with_efficiency(t, **start), c)) for t, c in dense]
         print(f"  two-fold cross-validation, dense rows out of sample: MAPE {acc.mape(cv):.1f}% (n={len(cv)}), "
               f"largest ratio {max(max(p / c.measured, c.measured / p) for c, p in cv):.2f}x; "
-              f"catalog factors on the same rows: {acc.mape([(c, acc.predict(t, c)) for t, c in dense]):.1f}%")
+              f"same rows with the shared NVIDIA-fitted factors: {acc.mape(shared):.1f}%, "
+              f"with the catalog's: {acc.mape([(c, acc.predict(t, c)) for t, c in dense]):.1f}%")
         fitted_all.append((fam, f))
     print("\nSummary of fitted factors (paste into catalogs/efficiency.yaml with the source):")
     for fam, f in fitted_all:
