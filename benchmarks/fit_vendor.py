@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                                  epilog="example: python benchmarks/fit_vendor.py")
     ap.add_argument("--csv", type=Path, default=VENDOR_CSV)
     args = ap.parse_args(argv)
+    if not args.csv.is_file():
+        ap.error(f"--csv: {args.csv} not found")
     cat = load_catalog()
     cases, skipped = load_vendor_cases(args.csv)
     usable = []

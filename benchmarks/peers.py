@@ -212,8 +212,6 @@ def fleetplan_capacity(model: str, gpu: str, gpus: int, isl: int, osl: int, ttft
 def run_aic(venv: Path, mode: str, jobs: list[dict], out: Path) -> None:
     """Run the driver under the AIC venv's python; rows land in ``out`` (resumable)."""
     py = venv / "bin" / "python"
-    if not py.exists():
-        raise SystemExit(f"--aic-venv: {py} not found (python3 -m venv {venv} && {venv}/bin/pip install aiconfigurator)")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(jobs, fh)
     try:
@@ -506,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--from-cache", action="store_true", help=f"use {AIC_GRID.relative_to(REPO)} (no AIC run)")
     ap.add_argument("--no-slo", action="store_true", help="skip the SLO-capacity scenarios")
     args = ap.parse_args(argv)
+    if args.aic_venv and not (args.aic_venv / "bin" / "python").exists():
+        ap.error(f"--aic-venv: {args.aic_venv}/bin/python not found (python3 -m venv {args.aic_venv} && "
+                 f"{args.aic_venv}/bin/pip install aiconfigurator)")
+    if args.from_cache and not AIC_GRID.exists():
+        ap.error(f"--from-cache: {AIC_GRID.relative_to(REPO)} not found; run with --aic-venv first")
 
     points = grid()
     fp = {p.key: fleetplan_point(p) for p in points}
@@ -518,8 +521,6 @@ def main(argv: list[str] | None = None) -> int:
         AIC_RAW.unlink()
         if not args.no_slo:
             run_aic(args.aic_venv, "slo", [slo_job(sc) for sc in SLO_SCENARIOS], AIC_SLO)
-    if not AIC_GRID.exists():
-        raise SystemExit(f"--from-cache: {AIC_GRID.relative_to(REPO)} not found; run with --aic-venv first")
     aic = {r["key"]: r for r in read_csv(AIC_GRID)}
     versions = sorted({r["aic_version"] for r in aic.values() if r.get("aic_version")})
     rows = compare(kept, aic, fp)

@@ -122,3 +122,10 @@ def test_step_rest_is_tpot_minus_printed_terms(peers):
     f = {"fp_tpot_ms": 20.0, "fp_mem_ms": 5.0, "fp_compute_ms": 2.0, "fp_comm_ms": 1.0, "fp_overhead_ms": 4.0}
     assert peers.step_rest(f) == pytest.approx(8.0)
     assert peers.step_rest(f | {"fp_comm_ms": None}) is None
+
+
+def test_bad_venv_is_a_one_line_error_with_exit_2(peers, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        peers.main(["--aic-venv", str(tmp_path / "no-venv")])
+    assert exc.value.code == 2
+    assert "--aic-venv" in capsys.readouterr().err
