@@ -5,12 +5,12 @@ every command can import them cheaply."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from solver.catalog import Catalog
 from solver.plan import Plan
 from solver.problem import Problem
+from solver.unitcost import UnitCosts, unit_costs  # noqa: F401  (re-exported for display code)
 
 LATENCY_KEYS = {"ttft": "ttft_p99_ms", "tpot": "tpot_p99_ms", "e2e": "e2e_p99_ms"}
 """Latency axis -> the (stable) field name holding it; the value is at the target's percentile."""
@@ -28,42 +28,6 @@ def config_label(d: Any) -> str:
     get = (lambda k: d[k]) if isinstance(d, dict) else (lambda k: getattr(d, k))
     return (f"{get('accelerator')} {get('quant')}/kv-{get('kv_dtype')} "
             f"{parallel_label(get('tp'), get('pp'), get('ep'))}, batch {get('max_batch')}")
-
-
-@dataclass(frozen=True)
-class UnitCosts:
-    """What one unit of served work costs at peak traffic (headroom is spare capacity, not work):
-    USD per million input, output and all (blended) tokens, and per thousand requests."""
-
-    usd_per_million_input_tokens: float
-    usd_per_million_output_tokens: float
-    usd_per_million_tokens: float
-    usd_per_thousand_requests: float
-
-    def to_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
-
-
-def unit_costs(cost_usd_per_hour: float, rps: float, isl_mean: float, osl_mean: float) -> UnitCosts:
-    """Unit costs of ``cost_usd_per_hour`` serving ``rps`` requests/s of mean lengths
-    ``isl_mean``/``osl_mean`` tokens (inf where nothing is served)."""
-    per_h = rps * 3600
-
-    def per(units_per_h: float, scale: float) -> float:
-        return round(cost_usd_per_hour / units_per_h * scale, 6) if units_per_h > 0 else float("inf")
-
-    return UnitCosts(per(per_h * isl_mean, 1e6), per(per_h * osl_mean, 1e6),
-                     per(per_h * (isl_mean + osl_mean), 1e6), per(per_h, 1e3))
-
-
-def plan_unit_costs(problem: Problem, plan: Plan) -> dict[str, UnitCosts]:
-    """Unit costs per model of the problem: its deployments' cost over its peak traffic."""
-    out = {}
-    for d in problem.models:
-        cost = sum(x.cost_usd_per_hour for x in plan.deployments if x.model == d.name)
-        t = d.traffic
-        out[d.name] = unit_costs(cost, t.peak_rps, t.input_tokens.mean(), t.output_tokens.mean())
-    return out
 
 
 def latency_percentiles(problem: Problem) -> dict[str, dict[str, float]]:
@@ -92,12 +56,9 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
 
 def plan_extras(problem: Problem, plan: Plan) -> dict[str, Any]:
     """What a plan's JSON carries beside ``Plan.to_dict``: the percentile of every latency field
-    (the field names keep ``_p99_`` for stable scripting; the value is at this percentile) and
-    the unit costs per model."""
-    out: dict[str, Any] = {"latency_percentiles": latency_percentiles(problem)}
-    if plan.status.has_plan:
-        out["unit_costs"] = {k: c.to_dict() for k, c in plan_unit_costs(problem, plan).items()}
-    return out
+    (the field names keep ``_p99_`` for stable scripting; the value is at this percentile). Unit
+    costs come with the plan itself (``Plan.unit_costs``)."""
+    return {"latency_percentiles": latency_percentiles(problem)}
 
 
 def axis_targets(problem: Problem, axis: str) -> dict[str, float]:

@@ -90,7 +90,7 @@ def test_unit_costs_hand_computed() -> None:
     assert c.usd_per_million_input_tokens == pytest.approx(10 / 3.6)
     assert c.usd_per_million_output_tokens == pytest.approx(100 / 3.6)
     assert c.usd_per_million_tokens == pytest.approx(10 / 3.96)
-    assert c.usd_per_thousand_requests == pytest.approx(10 / 3.6)
+    assert c.usd_per_1k_requests == pytest.approx(10 / 3.6)
 
 
 def test_quality_column_and_default_guard() -> None:

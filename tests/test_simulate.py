@@ -160,7 +160,10 @@ def test_cli_replays_a_plan(tmp_path: Path) -> None:
     data = json.loads(out.output)
     assert data["requests"] > 300 and data["meets_targets"] in (True, False)
     assert {t["metric"] for t in data["targets"]} == {"ttft", "tpot"}
-    assert data["planned"][0]["ttft_p99_ms"] > 0 and data["planned"][0]["deployment"].startswith("5x")
+    deps = json.loads(res.output)["deployments"]
+    assert len(data["planned"]) == len(deps)
+    for row, dep in zip(data["planned"], deps):
+        assert row["ttft_p99_ms"] > 0 and row["deployment"].startswith(f"{dep['replicas']}x {dep['accelerator']} ")
     again = runner.invoke(main, ["simulate", str(plan), "--poisson", "8", "--duration", "60",
                                  "--problem", str(CHAT), "--json"])
     assert again.output == out.output

@@ -24,7 +24,7 @@ from solver.diagnose import causes, diagnosis
 from solver.plan import Plan, SolveStatus
 from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, Problem, load_problem, query_problem
 from solver.labels import (
-    axis_targets, config_label, latency_percentiles, plan_extras, plan_table_rows, plan_unit_costs,
+    axis_targets, config_label, latency_percentiles, plan_extras, plan_table_rows,
     share_of_target,
 )
 
@@ -52,10 +52,10 @@ def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
                              ["accelerator", "system", "gpus_used", "gpus_provisioned", "nodes",
                               "power_kw", "cost_usd_per_hour"]))
         click.echo("")
-        for name, c in plan_unit_costs(problem, plan).items():
+        for name, c in (plan.unit_costs.models if plan.unit_costs is not None else {}).items():
             click.echo(f"{name}: ${fmt(c.usd_per_million_input_tokens)} per 1M input tokens, "
                        f"${fmt(c.usd_per_million_output_tokens)} per 1M output, ${fmt(c.usd_per_million_tokens)} "
-                       f"per 1M tokens (both), ${fmt(c.usd_per_thousand_requests)} per 1k requests (at peak)")
+                       f"per 1M tokens (both), ${fmt(c.usd_per_1k_requests)} per 1k requests (at peak)")
         return
     click.echo(f"{head} ({plan.solve_seconds:.2f}s)")
     if plan.explanation:

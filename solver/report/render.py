@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from solver import __version__
-from solver.labels import axis_targets, config_label, per_model_values, plan_unit_costs, share_of_target
+from solver.labels import axis_targets, config_label, per_model_values, share_of_target
 from solver.report import plots
 from solver.report.content import DeploymentView, ReportContent, problem_paragraph
 
@@ -90,7 +90,7 @@ def plan_rows(content: ReportContent) -> list[list[str]]:
             f"{d.tp}/{d.pp}/{d.ep}" + (f" (DP{d.ep // d.tp})" if d.ep > d.tp else ""), str(d.max_batch),
             str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(c.usd_per_million_input_tokens, 3),
             _num(c.usd_per_million_output_tokens, 3), _num(c.usd_per_million_tokens, 3),
-            _num(c.usd_per_thousand_requests, 3),
+            _num(c.usd_per_1k_requests, 3),
             _with_slo(d.ttft_p99_ms, v.percentiles["ttft"], v.slo["ttft_ms"]),
             _with_slo(d.tpot_p99_ms, v.percentiles["tpot"], v.slo["tpot_ms"]), v.bound,
         ])
@@ -232,8 +232,7 @@ def to_json(content: ReportContent) -> dict[str, Any]:
             }
             for v in content.deployments
         ],
-        "unit_costs": {k: c.to_dict() for k, c in plan_unit_costs(content.problem, content.plan).items()}
-        if content.feasible else {},
+        "unit_costs": content.plan.unit_costs.to_dict() if content.plan.unit_costs is not None else {},
         "binding": list(content.binding),
         "pareto": {"axis": content.pareto_axis, "points": list(content.pareto_points)},
         "assumptions": content.assumptions,
