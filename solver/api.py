@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from solver import scaling
+from solver import guardrails, scaling
 from solver.candidates import Candidate, ModelTable, build_tables
 from solver.catalog import Catalog
 from solver.errors import InputError
@@ -110,7 +110,7 @@ def solve(
     if sol.status.has_plan:
         plan = assemble(problem, prep.tables, prep.ip, sol, time.perf_counter() - t0)
         verify_plan(plan, problem, cat)
-        return plan
+        return replace(plan, guardrails=guardrails.for_plan(plan, problem, cat))
     if sol.status is SolveStatus.INFEASIBLE:
         core = prep.model.core()
         sentences = infeasibility_sentences(prep, core)

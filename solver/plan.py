@@ -87,6 +87,8 @@ class Plan:
     candidates: dict[str, int] = field(default_factory=dict)
     """Candidates per model given to the solver (after pruning)."""
     pruned: dict[str, int] = field(default_factory=dict)
+    guardrails: tuple[dict[str, Any], ...] = ()
+    """Per planned model: request/queue limits, warm replicas, lead time, alerts (solver.guardrails)."""
 
     @property
     def gpus(self) -> int:
@@ -109,4 +111,6 @@ class Plan:
         if self.status == SolveStatus.INFEASIBLE:
             out["explanation"] = list(self.explanation)
             out["conflict"] = list(self.conflict)
+        if self.guardrails:
+            out["guardrails"] = list(self.guardrails)
         return out
