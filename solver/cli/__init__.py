@@ -64,6 +64,9 @@ def _register() -> None:
     main.add_command(solve_cmd.explain)
     main.add_command(report_cmd.pareto_cmd)
     main.add_command(report_cmd.report_cmd)
+    from solver.cli import bench_cmd
+    for c in bench_cmd.COMMANDS:
+        main.add_command(c)
 
 
 _register()
