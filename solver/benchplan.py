@@ -190,8 +190,8 @@ def length_args(client: str, ln: Lengths, prefix_hit: float) -> list[str]:
     vLLM ``random``: uniform on ``len x [1 - r, 1 + r]`` (r < 1), one r for input and output:
     lengths = the means, r reaches the input's p99 (capped 0.95); a prefix-cache hit rate becomes
     a shared prefix of that share of the mean prompt (``--random-prefix-len``).
-    SGLang ``random``: uniform on ``[len x r, len]``: input len = p99, r = 2 mean / p99 - 1 (so the
-    mean is kept), output len = 2 x mean / (1 + r).
+    SGLang ``random``: uniform on ``[len x r, len]``: input len = min(p99, 2 x mean),
+    r = 2 mean / len - 1 (so the mean is kept), output len = 2 x mean / (1 + r).
     AIPerf: normal with the mean and stddev. GuideLLM ``synthetic_text``: mean, stddev and max.
     """
     if client == "vllm-bench":
@@ -201,9 +201,10 @@ def length_args(client: str, ln: Lengths, prefix_hit: float) -> list[str]:
                 "--random-output-len", str(ln.out_mean), "--random-range-ratio", f"{r:.3f}"]
         return args + (["--random-prefix-len", str(prefix)] if prefix else [])
     if client == "sglang-bench":
-        r = min(1.0, max(0.0, 2 * ln.in_mean / ln.in_p99 - 1))
+        top = min(ln.in_p99, 2 * ln.in_mean)
+        r = min(1.0, max(0.0, 2 * ln.in_mean / top - 1))
         out_len = max(1, round(2 * ln.out_mean / (1 + r)))
-        return ["--dataset-name", "random", "--random-input-len", str(ln.in_p99),
+        return ["--dataset-name", "random", "--random-input-len", str(top),
                 "--random-output-len", str(out_len), "--random-range-ratio", f"{r:.3f}"]
     if client == "aiperf":
         return ["--synthetic-input-tokens-mean", str(ln.in_mean), "--synthetic-input-tokens-stddev", str(ln.in_sd),
