@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from solver import guardrails, scaling
@@ -110,7 +110,7 @@ def solve(
     if sol.status.has_plan:
         plan = assemble(problem, prep.tables, prep.ip, sol, time.perf_counter() - t0)
         verify_plan(plan, problem, cat)
-        return replace(plan, guardrails=guardrails.for_plan(plan, problem, cat))
+        return guardrails.attach(plan, problem, cat)
     if sol.status is SolveStatus.INFEASIBLE:
         core = prep.model.core()
         sentences = infeasibility_sentences(prep, core)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from solver.catalog import Catalog
@@ -190,3 +191,8 @@ def for_plan(plan: Plan, problem: Problem, cat: Catalog, load_gb_s: float | None
         if deps:
             out.append(for_model(cat, d, deps, load_gb_s))
     return tuple(out)
+
+
+def attach(plan: Plan, problem: Problem, cat: Catalog, load_gb_s: float | None = None) -> Plan:
+    """``plan`` with its guardrails (what ``api.solve`` returns)."""
+    return replace(plan, guardrails=for_plan(plan, problem, cat, load_gb_s))
