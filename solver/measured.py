@@ -166,7 +166,17 @@ def _ms(metric: dict[str, Any], stat: str, where: str, name: str) -> float:
 
 
 def _aiperf_concurrency(d: dict[str, Any]) -> tuple[Any, Any]:
+    """(concurrency, request rate) of an AIPerf/GenAI-Perf run: ``input_config.loadgen`` (AIPerf
+    up to 0.x CLI config), ``input_config.phases[]`` (AIPerf 0.13 BenchmarkConfig: the phase named
+    ``profiling``, else the last; ``type`` concurrency with ``concurrency``, or a rate type with
+    ``rate``), else GenAI-Perf's top-level ``input_config.concurrency``/``request_rate``."""
     cfg = d.get("input_config") or {}
+    phases = [p for p in cfg.get("phases") or [] if isinstance(p, dict)]
+    if phases:
+        ph = next((p for p in phases if p.get("name") == "profiling"), phases[-1])
+        if ph.get("type") == "concurrency":
+            return ph.get("concurrency"), None
+        return None, ph.get("rate")
     lg = cfg.get("loadgen") or {}
     return lg.get("concurrency", cfg.get("concurrency")), lg.get("request_rate", cfg.get("request_rate"))
 

@@ -59,6 +59,22 @@ def test_aiperf_csv_concurrency_comes_from_the_json_beside_it(tmp_path):
     assert fmt == "aiperf-csv" and p.concurrency == 12
 
 
+@pytest.mark.parametrize("config, conc, rate", [
+    ({"phases": [{"name": "warmup", "type": "concurrency", "concurrency": 2},
+                 {"name": "profiling", "type": "concurrency", "requests": 100, "concurrency": 24}]}, 24, None),
+    ({"phases": [{"name": "profiling", "type": "poisson", "rate": 7.5}]}, None, 7.5),
+    ({"concurrency": 16}, 16, None),  # GenAI-Perf
+])
+def test_aiperf_load_from_each_config_layout(tmp_path, config, conc, rate):
+    """AIPerf 0.13 exports input_config as BenchmarkConfig (phases); older ones as loadgen."""
+    doc = json.loads((F / "aiperf" / "c8" / "profile_export_aiperf.json").read_text())
+    doc["input_config"] = config
+    path = tmp_path / "profile_export_aiperf.json"
+    path.write_text(json.dumps(doc))
+    (p,) = read_file(path)[1]
+    assert (p.concurrency, p.request_rate) == (conc, rate)
+
+
 def test_aiperf_units_convert_to_ms(tmp_path):
     doc = json.loads((F / "aiperf" / "c8" / "profile_export_aiperf.json").read_text())
     doc["time_to_first_token"] = {k: (v * 1e6 if isinstance(v, float) else v)
