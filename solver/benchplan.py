@@ -29,7 +29,10 @@ the workload's mean and the spread reaches its p99 (see :func:`length_args`).
 
 Where each flag was checked (tool, flag, place in the tool's source or documentation):
 
-``FLAG_SOURCES`` below; tests assert every generated flag is listed there.
+``FLAG_SOURCES`` below; tests assert every generated flag is listed there, and parse the
+commands with reproductions of vLLM's, SGLang's and TensorRT-LLM's argument definitions.
+``benchmarks/client_flags.py`` parses the AIPerf and GuideLLM commands with the real tools
+(aiperf 0.13.0 and guidellm 0.8.1 from PyPI, 2026-12-01: all parsed and validated).
 """
 
 from __future__ import annotations

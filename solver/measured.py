@@ -410,6 +410,16 @@ def load_sweep(paths: list[Path] | tuple[Path, ...], min_points: int = MIN_POINT
             points.extend(pts)
             if fmt not in formats:
                 formats.append(fmt)
+    if len(formats) > 1:
+        raise InputError(f"results from several clients ({', '.join(formats)}): pass one client's files "
+                         "(e.g. results/<config>/aiperf)", where=", ".join(str(p) for p in paths))
+    seen: dict[tuple[float | None, float | None], str] = {}
+    for q in points:
+        key = (q.concurrency, q.request_rate)
+        if key in seen:
+            what = f"concurrency {q.concurrency:g}" if q.concurrency is not None else f"rate {q.request_rate:g}"
+            raise InputError(f"{what} appears twice ({seen[key]} and {q.source}): keep one run per load")
+        seen[key] = q.source
     if len(points) < min_points:
         raise InputError(f"a sweep needs at least {min_points} points, got {len(points)}",
                          where=", ".join(str(p) for p in paths))

@@ -99,6 +99,13 @@ def test_bad_results_files(tmp_path):
         read_file(bad)
 
 
+def test_mixed_clients_and_repeated_loads_are_refused(tmp_path):
+    with pytest.raises(InputError, match="several clients"):
+        load_sweep([F / "vllm", F / "aiperf"])
+    with pytest.raises(InputError, match="concurrency 1 appears twice"):
+        load_sweep([F / "sglang.jsonl", F / "sglang.jsonl"])
+
+
 def test_operating_point_of_the_worked_check():
     op = operating_point(load_sweep([WORKED]), 2000.0)
     # knee: first point at >= 90% of the 18 req/s peak (16.2) is 16.6 req/s at 96 concurrent
