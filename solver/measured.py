@@ -66,6 +66,10 @@ PLAIN_COLUMNS = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "outp
 MIN_POINTS = 3
 
 
+class UnknownFormat(InputError):
+    """A file that is none of the understood formats (skipped inside folders, an error alone)."""
+
+
 @dataclass(frozen=True)
 class MeasuredPoint:
     """One load level of a sweep. Latencies ms, rates per second."""
@@ -380,7 +384,7 @@ def read_file(path: Path) -> tuple[str, list[MeasuredPoint]]:
             return "aiperf-csv", [_aiperf_csv_point(text, path, where)]
         if set(PLAIN_COLUMNS) <= set(first) and ({"concurrency", "request_rate_rps"} & set(first)):
             return "plain-csv", _plain_csv_points(text, where)
-    raise InputError(f"unknown results format; understood: {UNDERSTOOD}", where=where)
+    raise UnknownFormat(f"unknown results format; understood: {UNDERSTOOD}", where=where)
 
 
 _SKIP = {"profile_export.jsonl", "inputs.json"}
@@ -402,14 +406,21 @@ def load_sweep(paths: list[Path] | tuple[Path, ...], min_points: int = MIN_POINT
     points: list[MeasuredPoint] = []
     formats: list[str] = []
     for p in paths:
-        files = _files(Path(p))
-        if not files:
-            raise InputError("no .json, .jsonl or .csv results in this folder", where=str(p))
-        for f in files:
-            fmt, pts = read_file(f)
+        folder = Path(p).is_dir()
+        found = 0
+        for f in _files(Path(p)):
+            try:
+                fmt, pts = read_file(f)
+            except UnknownFormat:
+                if folder:
+                    continue  # other artifacts the clients leave beside their summaries
+                raise
+            found += 1
             points.extend(pts)
             if fmt not in formats:
                 formats.append(fmt)
+        if folder and not found:
+            raise InputError(f"no results file in this folder; understood: {UNDERSTOOD}", where=str(p))
     if len(formats) > 1:
         raise InputError(f"results from several clients ({', '.join(formats)}): pass one client's files "
                          "(e.g. results/<config>/aiperf)", where=", ".join(str(p) for p in paths))

@@ -99,6 +99,16 @@ def test_bad_results_files(tmp_path):
         read_file(bad)
 
 
+def test_folders_skip_other_artifacts_but_not_empty(tmp_path):
+    shutil.copytree(F / "aiperf", tmp_path / "aiperf")
+    (tmp_path / "aiperf" / "c8" / "server_metrics_export.json").write_text(json.dumps({"endpoints": []}))
+    assert len(load_sweep([tmp_path / "aiperf"]).points) == 3
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.json").write_text("{}")
+    with pytest.raises(InputError, match="no results file in this folder; understood"):
+        load_sweep([tmp_path / "empty"])
+
+
 def test_mixed_clients_and_repeated_loads_are_refused(tmp_path):
     with pytest.raises(InputError, match="several clients"):
         load_sweep([F / "vllm", F / "aiperf"])
