@@ -1,13 +1,16 @@
-"""Parse every AIPerf and GuideLLM command that ``bench-plan`` writes with the real tools.
+"""Parse every vLLM, AIPerf and GuideLLM command that ``bench-plan`` writes with the real tools.
 
 Not part of the test suite (the tools pull in torch, gigabytes): run it where they are
-installed, e.g. ``python -m venv /tmp/tools && /tmp/tools/bin/pip install aiperf guidellm``,
+installed, e.g. ``python -m venv /tmp/tools && /tmp/tools/bin/pip install aiperf guidellm vllm``,
 then ``python benchmarks/client_flags.py > /tmp/argvs.json`` with fleetplan's environment and
 ``/tmp/tools/bin/python benchmarks/client_flags.py --check /tmp/argvs.json`` with the tools'.
 
-Checked on 2026-12-01 with aiperf 0.13.0 and guidellm 0.8.1 from PyPI: every command parsed
-(AIPerf's cyclopts app; GuideLLM's click command, then BenchmarkArgs validation), and an unknown
-flag or data key was rejected.
+Checked on 2026-12-01 with vllm 0.33.0, aiperf 0.13.0 and guidellm 0.8.1 from PyPI: every
+command parsed with the intended values (vLLM's ``make_arg_parser`` for ``vllm serve`` and
+``vllm.benchmarks.serve.add_cli_args`` for ``vllm bench serve``; AIPerf's cyclopts app;
+GuideLLM's click command, then BenchmarkArgs validation), and an unknown flag or data key was
+rejected. vLLM's serve parser needs a device type: on a machine without GPU the script sets the
+platform's to "cpu" (parsing only).
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ def emit() -> None:
 
     cat = load_catalog()
     root = Path(__file__).resolve().parent.parent / "problems"
-    out: dict[str, list[list[str]]] = {"aiperf": [], "guidellm": []}
+    out: dict[str, list[list[str]]] = {"aiperf": [], "guidellm": [], "vllm-bench": [], "vllm-serve": []}
     for name in ("chat-assistant-70b", "rag-long-context", "multi-model-fleet"):
         plan = api.solve(load_problem(root / f"{name}.yaml", cat), cat).to_dict()
         for engine in ENGINES:
             for c in bench_plan(plan, engine, cat, results_root="res dir/it's"):
-                for client in out:
+                for client in ("aiperf", "guidellm"):
                     out[client] += [list(a) for a in c.clients[client]]
+                if engine == "vllm":
+                    out["vllm-bench"] += [list(a) for a in c.clients["vllm-bench"]]
+                    out["vllm-serve"].append(list(c.launch))
     json.dump(out, sys.stdout)
 
 
@@ -50,8 +56,24 @@ def check(path: str) -> None:
         ctx = run.make_context("run", list(argv[2:]))
         BenchmarkArgs.model_validate({k: v for k, v in ctx.params.items()
                                       if k in ("backend", "profile", "constraints", "data", "outputs")})
-    print(f"aiperf: {len(argvs['aiperf'])} commands parsed; guidellm: {len(argvs['guidellm'])} commands "
-          "parsed and validated")
+    import vllm.platforms
+    from vllm.benchmarks.serve import add_cli_args
+    from vllm.entrypoints.common.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    if vllm.platforms.current_platform.device_type == "":
+        vllm.platforms.current_platform.device_type = "cpu"  # parsing only
+    bench = FlexibleArgumentParser()
+    add_cli_args(bench)
+    for argv in argvs["vllm-bench"]:
+        ns = bench.parse_args(argv[3:])
+        assert ns.max_concurrency == int(argv[argv.index("--max-concurrency") + 1])
+    serve = make_arg_parser(FlexibleArgumentParser())
+    for argv in argvs["vllm-serve"]:
+        ns = serve.parse_args(argv[2:])
+        assert ns.max_num_seqs == int(argv[argv.index("--max-num-seqs") + 1])
+    print(f"aiperf: {len(argvs['aiperf'])} commands parsed; guidellm: {len(argvs['guidellm'])} parsed and "
+          f"validated; vllm bench serve: {len(argvs['vllm-bench'])}, vllm serve: {len(argvs['vllm-serve'])} parsed")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ Where each flag was checked (tool, flag, place in the tool's source or documenta
 
 ``FLAG_SOURCES`` below; tests assert every generated flag is listed there, and parse the
 commands with reproductions of vLLM's, SGLang's and TensorRT-LLM's argument definitions.
-``benchmarks/client_flags.py`` parses the AIPerf and GuideLLM commands with the real tools
-(aiperf 0.13.0 and guidellm 0.8.1 from PyPI, 2026-12-01: all parsed and validated).
+``benchmarks/client_flags.py`` parses the vLLM, AIPerf and GuideLLM commands with the real tools
+(vllm 0.33.0, aiperf 0.13.0 and guidellm 0.8.1 from PyPI, 2026-12-01: all parsed with the
+intended values).
 """
 
 from __future__ import annotations
