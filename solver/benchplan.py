@@ -31,9 +31,12 @@ Where each flag was checked (tool, flag, place in the tool's source or documenta
 
 ``FLAG_SOURCES`` below; tests assert every generated flag is listed there, and parse the
 commands with reproductions of vLLM's, SGLang's and TensorRT-LLM's argument definitions.
-``benchmarks/client_flags.py`` parses the vLLM, AIPerf and GuideLLM commands with the real tools
-(vllm 0.33.0, aiperf 0.13.0 and guidellm 0.8.1 from PyPI, 2026-12-01: all parsed with the
-intended values).
+``benchmarks/client_flags.py`` parses the vLLM, SGLang, AIPerf and GuideLLM commands with the real
+tools (vllm 0.33.0, sglang 0.5.23, aiperf 0.13.0 and guidellm 0.8.1 from PyPI, 2026-12-01: all
+parsed with the intended values). TensorRT-LLM was checked against its source only.
+sglang 0.5.23 marks ``python -m sglang.bench_serving`` deprecated for
+``python -m sglang.benchmark.serving`` (same options); the old path is kept since it runs on
+both older and current releases.
 """
 
 from __future__ import annotations
