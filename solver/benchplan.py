@@ -217,10 +217,12 @@ def length_args(client: str, ln: Lengths, prefix_hit: float) -> list[str]:
         return ["--synthetic-input-tokens-mean", str(ln.in_mean), "--synthetic-input-tokens-stddev", str(ln.in_sd),
                 "--output-tokens-mean", str(ln.out_mean), "--output-tokens-stddev", str(ln.out_sd)]
     if client == "guidellm":
-        spec = (f"kind=synthetic_text,prompt_tokens={ln.in_mean},prompt_tokens_stdev={ln.in_sd},"
-                f"prompt_tokens_min=1,prompt_tokens_max={ln.in_p99},output_tokens={ln.out_mean},"
-                f"output_tokens_stdev={ln.out_sd},output_tokens_min=1,output_tokens_max={ln.out_p99}")
-        return ["--data", spec]
+        parts = ["kind=synthetic_text", f"prompt_tokens={ln.in_mean}"]
+        parts += [f"prompt_tokens_stdev={ln.in_sd}"] if ln.in_sd > 0 else []  # GuideLLM wants > 0
+        parts += ["prompt_tokens_min=1", f"prompt_tokens_max={ln.in_p99}", f"output_tokens={ln.out_mean}"]
+        parts += [f"output_tokens_stdev={ln.out_sd}"] if ln.out_sd > 0 else []
+        parts += ["output_tokens_min=1", f"output_tokens_max={ln.out_p99}"]
+        return ["--data", ",".join(parts)]
     raise ValueError(client)
 
 

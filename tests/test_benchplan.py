@@ -240,6 +240,17 @@ def test_length_arguments_keep_the_workload_mean():
     assert top == 1200 and abs(top * (1 + r) / 2 - narrow.in_mean) < 1
 
 
+def test_guidellm_gets_no_zero_stdev():
+    """GuideLLM 0.8.1 rejects output_tokens_stdev=0 ('Input should be greater than 0'), found by
+    running bench-plan's command: a constant length leaves the key out."""
+    fixed = workload_lengths({"input_tokens": {"p50": 40, "p90": 60, "p99": 80},
+                              "output_tokens": {"p50": 16, "p90": 16, "p99": 16}}, "w")
+    (spec,) = length_args("guidellm", fixed, 0.0)[1:]
+    keys = dict(kv.split("=") for kv in spec.split(","))
+    assert "output_tokens_stdev" not in keys and keys["prompt_tokens_stdev"] == "16"
+    assert keys["output_tokens"] == keys["output_tokens_max"] == "16"
+
+
 def test_plan_without_workload_is_refused():
     plan = _plan()
     del plan["guardrails"]

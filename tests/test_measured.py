@@ -37,6 +37,30 @@ def test_each_client_format_reads_the_same_sweep(path, fmt):
     assert sweep.points[1].output_tokens_per_s == pytest.approx(640.0)
 
 
+@pytest.mark.parametrize("client, fmt", [("vllm-bench", "vllm-bench"), ("aiperf", "aiperf-json"),
+                                         ("guidellm", "guidellm-json")])
+def test_files_written_by_the_real_clients(client, fmt):
+    """vllm 0.33.0, aiperf 0.13.0 and guidellm 0.8.1 output (fixtures/bench/real, run against
+    GuideLLM's mock server with a 20 ms TTFT and 2 ms ITL)."""
+    sweep = load_sweep([F / "real" / client])
+    assert sweep.formats == (fmt,) and [p.concurrency for p in sweep.points] == [1, 2, 4]
+    for p in sweep.points:
+        assert 20.0 <= p.ttft_p50_ms <= p.ttft_p99_ms < 100.0  # the mock waits 20 ms for the first token
+        assert 2.0 <= p.itl_p50_ms <= p.itl_p99_ms < 20.0       # and 2 ms between tokens
+        assert p.e2e_mean_ms is not None and p.requests_per_s > 0
+    rps = [p.requests_per_s for p in sweep.points]
+    assert rps[0] < rps[1] < rps[2]
+    assert all(c.ok and 0.9 < c.ratio < 1.2 for c in little_checks(sweep))
+
+
+def test_real_aiperf_csv_matches_its_json():
+    csv_pt = read_file(F / "real" / "aiperf" / "c2" / "profile_export_aiperf.csv")[1][0]
+    json_pt = read_file(F / "real" / "aiperf" / "c2" / "profile_export_aiperf.json")[1][0]
+    assert csv_pt.concurrency == json_pt.concurrency == 2
+    for k in ("requests_per_s", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "e2e_mean_ms"):
+        assert getattr(csv_pt, k) == pytest.approx(getattr(json_pt, k), abs=0.01)
+
+
 def test_plain_csv_reads_rates_and_reconstructs_the_stay():
     sweep = load_sweep([WORKED])
     assert sweep.formats == ("plain-csv",) and len(sweep.points) == 9
