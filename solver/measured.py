@@ -426,6 +426,8 @@ def load_sweep(paths: list[Path] | tuple[Path, ...], min_points: int = MIN_POINT
                          "(e.g. results/<config>/aiperf)", where=", ".join(str(p) for p in paths))
     seen: dict[tuple[float | None, float | None], str] = {}
     for q in points:
+        if q.requests_per_s <= 0:
+            raise InputError("no completed requests (requests/s is 0): rerun this load", where=q.source)
         key = (q.concurrency, q.request_rate)
         if key in seen:
             what = f"concurrency {q.concurrency:g}" if q.concurrency is not None else f"rate {q.request_rate:g}"

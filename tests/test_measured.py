@@ -133,6 +133,14 @@ def test_folders_skip_other_artifacts_but_not_empty(tmp_path):
         load_sweep([tmp_path / "empty"])
 
 
+def test_a_point_without_completed_requests_is_refused(tmp_path):
+    text = WORKED.read_text().replace(",84.0,0.42\n", ",0,0\n")  # concurrency 1: nothing completed
+    path = tmp_path / "sweep.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match="no completed requests"):
+        load_sweep([path])
+
+
 def test_mixed_clients_and_repeated_loads_are_refused(tmp_path):
     with pytest.raises(InputError, match="several clients"):
         load_sweep([F / "vllm", F / "aiperf"])
