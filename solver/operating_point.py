@@ -185,13 +185,15 @@ def compare_with_plan(size: FleetSize, op: OperatingPoint, plan: dict[str, Any],
         capacity = sum(float(d["capacity_rps"]) for d in deps)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"deployment lacks a numeric field ({exc})", where="--plan") from None
+    if replicas <= 0 or gpus <= 0:
+        raise InputError("deployments with no replicas or GPUs", where="--plan")
     predicted = capacity / replicas
     return {
         "plan_gpus": gpus, "plan_replicas": replicas,
         "plan_capacity_rps_per_replica": predicted,
         "measured_usable_rps_per_instance": op.usable_requests_per_s,
         "measured_over_predicted_capacity": op.usable_requests_per_s / predicted,
-        "bench_gpus": size.gpus, "bench_over_plan_gpus": size.gpus / gpus if gpus else math.inf,
+        "bench_gpus": size.gpus, "bench_over_plan_gpus": size.gpus / gpus,
         "configurations": [f"{d.get('accelerator')} {d.get('quant')} TP{d.get('tp')} PP{d.get('pp')} "
                            f"EP{d.get('ep')} x{d.get('replicas')}" for d in deps],
     }
