@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from solver import scaling
+from solver import guardrails, scaling
 from solver.candidates import Candidate, ModelTable, build_tables
 from solver.catalog import Catalog
 from solver.errors import InputError
@@ -115,7 +115,7 @@ def solve(
     if sol.status.has_plan:
         plan = assemble(problem, prep.tables, prep.ip, sol, time.perf_counter() - t0)
         verify_plan(plan, problem, cat)
-        return plan
+        return guardrails.attach(plan, problem, cat)
     if sol.status is SolveStatus.INFEASIBLE:
         core = prep.model.core()
         sentences = infeasibility_sentences(prep, core)

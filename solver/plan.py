@@ -90,6 +90,8 @@ class Plan:
     unit_costs: Any = None
     """:class:`solver.unitcost.PlanUnitCosts`: $/M input, output, blended tokens and $/1k
     requests at peak, for the fleet and per model; ``None`` without a plan."""
+    guardrails: tuple[dict[str, Any], ...] = ()
+    """Per planned model: request/queue limits, warm replicas, lead time, alerts (solver.guardrails)."""
 
     @property
     def gpus(self) -> int:
@@ -114,4 +116,6 @@ class Plan:
         if self.status == SolveStatus.INFEASIBLE:
             out["explanation"] = list(self.explanation)
             out["conflict"] = list(self.conflict)
+        if self.guardrails:
+            out["guardrails"] = list(self.guardrails)
         return out

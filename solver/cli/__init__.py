@@ -116,7 +116,11 @@ def _register() -> None:
     main.add_command(solve_cmd.explain)
     main.add_command(report_cmd.pareto_cmd)
     main.add_command(report_cmd.report_cmd)
-    from solver.cli import simulate_cmd, traffic_cmd; main.add_command(traffic_cmd.traffic); main.add_command(simulate_cmd.simulate)
+    from solver.cli import bench_cmd, simulate_cmd, traffic_cmd
+    main.add_command(traffic_cmd.traffic)
+    main.add_command(simulate_cmd.simulate)
+    for c in bench_cmd.COMMANDS:
+        main.add_command(c)
 
 
 try:
