@@ -19,7 +19,8 @@ from solver.candidates import Candidate, ModelTable, build_tables
 from solver.catalog import Catalog
 from solver.errors import InputError
 from solver.explain import Binding, bindings, infeasibility_sentences
-from solver.optimize.cpsat import DEFAULT_WORKERS, FleetModel, IntSolution, max_capacity
+from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
+from solver.optimize.cpsat import FleetModel, IntSolution, max_capacity
 from solver.optimize.encode import IntProblem, encode
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import (
@@ -28,7 +29,6 @@ from solver.problem import (
 from solver.slo import latencies
 from solver.verify import verify_plan
 
-DEFAULT_TIME_LIMIT_S = 10.0
 
 
 def _latencies(c: Candidate, d: ModelDemand, lam: float) -> tuple[float, float, float]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 
+from typing import TYPE_CHECKING
+
 import click
 
-from solver.catalog import load_catalog
 from solver.cli.output import emit_json, fmt
-from solver.costmodel import Estimate, Shape
-from solver.costmodel import estimate as run_estimate
 from solver.errors import InputError
+
+if TYPE_CHECKING:
+    from solver.costmodel import Estimate
 
 EXIT_INFEASIBLE = 1
 
@@ -102,6 +104,10 @@ def estimate(
 
     Exit codes: 0 fits, 1 does not fit in memory (the reason is printed), 2 bad input.
     """
+    from solver.catalog import load_catalog
+    from solver.costmodel import Shape
+    from solver.costmodel import estimate as run_estimate
+
     cat = load_catalog()
     shape = Shape(model=model, accelerator=gpu, system=system, quant=quant, kv_dtype=kv_dtype,
                   tp=tp, pp=pp, ep=ep)

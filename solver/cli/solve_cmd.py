@@ -11,15 +11,18 @@ from pathlib import Path
 
 import click
 
-from solver import api
-from solver.catalog import load_catalog
+from typing import TYPE_CHECKING
+
 from solver.cli import EXIT_INFEASIBLE
 from solver.cli.output import emit_json, fmt, progress_bar, table
 from solver.errors import InputError
-from solver.optimize.cpsat import DEFAULT_WORKERS
-from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
-from solver.plan import Plan
-from solver.problem import load_problem
+from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
+
+if TYPE_CHECKING:
+    from solver.plan import Plan
+
+# The library (OR-Tools, numpy, the catalog) is imported inside each command, so that
+# `fleetplan --help` and the commands that do not solve stay fast.
 
 _DEPLOY_COLS = ["model", "accelerator", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
                 "replicas", "gpus", "load_rps", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms",
@@ -29,7 +32,7 @@ _DEPLOY_COLS = ["model", "accelerator", "quant", "kv_dtype", "tp", "pp", "ep", "
 def _time_limit(f):  # type: ignore[no-untyped-def]
     f = click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS, show_default=True,
                      help="CP-SAT worker threads (results are deterministic for a given count).")(f)
-    return click.option("--time-limit", "time_limit", type=click.FloatRange(min=0.01), default=api.DEFAULT_TIME_LIMIT_S,
+    return click.option("--time-limit", "time_limit", type=click.FloatRange(min=0.01), default=DEFAULT_TIME_LIMIT_S,
                         show_default=True, help="Solver time limit, seconds; the best plan and its gap are returned.")(f)
 
 
@@ -90,6 +93,11 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
       fleetplan solve problems/chat-assistant-70b.yaml
       fleetplan solve problems/multi-model-fleet.yaml --no-pareto --json
     """
+    from solver import api
+    from solver.catalog import load_catalog
+    from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
+    from solver.problem import load_problem
+
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
     axes = parse_axes(axis or default_axis(problem))
@@ -130,6 +138,10 @@ def explain(problem_file: Path, time_limit: float, workers: int, as_json: bool) 
     Each family is relaxed alone and the plan re-optimised: a family binds when relaxing it
     lowers the cost (latency targets also bind when they set a replica's capacity).
     """
+    from solver import api
+    from solver.catalog import load_catalog
+    from solver.problem import load_problem
+
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
     ex = api.explain(problem, cat, time_limit, workers)
@@ -184,6 +196,9 @@ def query(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99_ms
           gpus: tuple[str, ...], headroom: float, time_limit: float, workers: int) -> None:
     """Cheapest configuration that serves --rps within the p99 targets (no problem file)."""
     _need_target(ttft_p99_ms, tpot_p99_ms, e2e_p99_ms)
+    from solver import api
+    from solver.catalog import load_catalog
+
     cat = load_catalog()
     problem = api.single_model_problem(model, rps, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
                                        gpus or None, quants or None, headroom, pricing, cat=cat,
@@ -205,6 +220,9 @@ def capacity(model: str, isl: int, osl: int, ttft_p99_ms: float | None, tpot_p99
     """Most traffic --gpus GPUs of --gpu serve within the p99 targets, with the best
     configuration(s) and replica split."""
     _need_target(ttft_p99_ms, tpot_p99_ms, e2e_p99_ms)
+    from solver import api
+    from solver.catalog import load_catalog
+
     cat = load_catalog()
     problem = api.single_model_problem(model, 1.0, isl, osl, ttft_p99_ms, tpot_p99_ms, e2e_p99_ms,
                                        [gpu], quants or None, 0.0, pricing, max_configs, cat=cat,

@@ -50,12 +50,8 @@ from solver.families import CANDIDATE_FAMILIES, Family, Guard
 from solver.optimize.encode import IntProblem
 from solver.plan import SolveStatus
 
-DEFAULT_WORKERS = 1
-"""One worker: deterministic by construction, and with ``linearization_level = 2`` (the LP
-relaxation of every linear constraint) faster on these models than an 8-worker portfolio in
-CP-SAT's deterministic ``interleave_search`` mode (measured: 0.15 s vs 4.4 s on a 12-model fleet
-with whole nodes, inventory and power). More workers are allowed and stay deterministic
-(interleaved), at that cost."""
+from solver.optimize import DEFAULT_WORKERS
+
 SEED = 20240611
 CORE_TIME_LIMIT_S = 10.0
 
