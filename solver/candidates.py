@@ -29,7 +29,14 @@ ties; recorded as rejected), batch caps of one shape dominated by another batch 
 
 A table depends on the model, lengths, targets, allowed options and pricing, never on the load:
 capacity is per replica. Models of one problem that differ only in name and load share one
-evaluation (:func:`build_tables`).
+table (:func:`build_tables`).
+
+Caching (:class:`TableCache`): the expensive part of a table, the cost model evaluated for one
+shape at every batch cap, depends only on the shape, the catalog, the engine and the traffic
+lengths at the percentiles the targets read -- not on the targets' values, the allowed options,
+pricing or demand. A cache keyed by exactly that lets Pareto points, sweeps and every model of a
+fleet that share a model and traffic reuse one evaluation; capacity at the targets, flags and
+pruning are then recomputed from the cached arrays (numpy, cheap).
 """
 
 from __future__ import annotations
@@ -225,9 +232,74 @@ def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms) -> tuple[int, Slo
     return limit, slo_view(terms, batch, d), fits
 
 
-def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True) -> ModelTable:
+@dataclass(frozen=True)
+class ShapeEval:
+    """The cost model's answer for one shape and one traffic: what a table needs of it, before
+    targets, flags or prices. ``reason``: why the shape cannot run (then nothing else is set)."""
+
+    reason: str | None
+    limit: int = 0
+    view: SloView | None = None
+    fits: bool = False
+    weights_gib: float = 0.0
+    kv_gib: np.ndarray | None = None
+
+
+def lengths_key(d: ModelDemand) -> str:
+    """What a shape's evaluation reads of a model's demand: the catalog model, the traffic's
+    token lengths and prefix hit rate, and the percentiles the targets are stated at (they pick
+    which lengths are evaluated). Not the targets' values, the load or the allowed options."""
+    t, slo = d.traffic, d.slo
+    pct = tuple(x.percentile if x else None for x in (slo.ttft, slo.tpot, slo.e2e))
+    return repr((d.model, t.input_tokens.model_dump_json(), t.output_tokens.model_dump_json(),
+                 t.prefix_cache_hit_rate, pct))
+
+
+class TableCache:
+    """Shape evaluations by (catalog, engine, lengths key, shape): see the module docstring.
+
+    Entries are immutable and a catalog is immutable, so a hit is the same evaluation a fresh
+    build would make (tested). One cache may serve several catalogs: each is keyed by identity
+    and held alive by the cache. ``hits``/``misses`` count look-ups."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[int, str, str, Shape], ShapeEval] = {}
+        self._catalogs: dict[int, Catalog] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def evaluate(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str = "generic") -> ShapeEval:
+        self._catalogs.setdefault(id(cat), cat)
+        key = (id(cat), engine, lengths_key(d), shape)
+        hit = self._data.get(key)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        value = _shape_eval(cat, d, shape, engine)
+        self._data[key] = value
+        return value
+
+
+def _shape_eval(cat: Catalog, d: ModelDemand, shape: Shape, engine: str = "generic") -> ShapeEval:
+    reason = check_shape(cat, shape)
+    if reason:
+        return ShapeEval(reason)
+    terms = shape_terms(cat, shape, engine)
+    limit, view, fits = _evaluate(d, shape, terms)
+    return ShapeEval(None, limit, view, fits, terms.weight_bytes_gpu / GIB,
+                     kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d)))
+
+
+def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
+                cache: TableCache | None = None) -> ModelTable:
     """All candidates of one model in stable order, pruned of dominated ones unless
-    ``prune=False``, and the rejected shapes."""
+    ``prune=False``, and the rejected shapes. ``cache``: reuse shape evaluations (a fresh one
+    per call without it)."""
+    cache = cache if cache is not None else TableCache()
     fleet = problem.fleet
     rejected: list[Rejected] = []
     pending: list[_ShapeRows] = []
@@ -244,22 +316,20 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
         for system in cat.systems_for(gpu):
             for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
                 what = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
-                reason = check_shape(cat, shape)
-                if reason:
-                    rejected.append(Rejected(d.name, what, reason))
+                ev = cache.evaluate(cat, d, shape)
+                if ev.reason:
+                    rejected.append(Rejected(d.name, what, ev.reason))
                     continue
-                terms = shape_terms(cat, shape)
-                limit, view, fits = _evaluate(d, shape, terms)
+                assert ev.view is not None and ev.kv_gib is not None
                 f = set(flags)
-                if not fits:
+                if not ev.fits:
                     f.add(Family.MEMORY)
                 if not _packs(shape.gpus, system.gpus_per_node):
                     f.add(Family.TOPOLOGY)
                 pending.append(_ShapeRows(
                     shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                    cat.quantization(shape.quant).quality_loss.points, limit, view,
-                    terms.weight_bytes_gpu / GIB,
-                    kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d))))
+                    cat.quantization(shape.quant).quality_loss.points, ev.limit, ev.view,
+                    ev.weights_gib, ev.kv_gib))
     rows, dropped, best = _rows(d, pending, rejected, prune)
     if prune:
         rows, more = prune_dominated(rows)
@@ -416,15 +486,19 @@ def _renamed(t: ModelTable, d: ModelDemand) -> ModelTable:
     )
 
 
-def build_tables(problem: Problem, cat: Catalog, prune: bool = True) -> tuple[ModelTable, ...]:
+def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
+                 cache: TableCache | None = None) -> tuple[ModelTable, ...]:
     """One candidate table per model of the problem, pruned unless ``prune=False``. Models
     that differ only in name and load (the same model serving several applications) share
-    one evaluation."""
+    one table; models that share a model and traffic share shape evaluations through
+    ``cache`` (a fresh :class:`TableCache` per call without one; pass one to reuse it across
+    calls, e.g. the points of a Pareto sweep)."""
+    cache = cache if cache is not None else TableCache()
     done: dict[str, ModelTable] = {}
     out = []
     for d in problem.models:
         key = _table_key(d)
         if key not in done:
-            done[key] = model_table(cat, problem, d, prune)
+            done[key] = model_table(cat, problem, d, prune, cache)
         out.append(_renamed(done[key], d) if done[key].demand is not d else done[key])
     return tuple(out)

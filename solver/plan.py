@@ -20,6 +20,25 @@ class SolveStatus(str, Enum):
         return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
 
+class Termination(str, Enum):
+    """Why a search stopped: what its answer proves. Only a finished search proves anything;
+    running out of time without a plan says nothing about whether one exists."""
+
+    OPTIMAL = "optimal"
+    FEASIBLE_AT_TIME_LIMIT = "feasible at time limit"
+    """A plan, not proven optimal: the time limit stopped the search (see the gap)."""
+    INFEASIBLE_PROVEN = "infeasible proven"
+    UNKNOWN_AT_TIME_LIMIT = "unknown at time limit"
+    """The time limit stopped the search before it found a plan or proved there is none."""
+
+    @property
+    def status(self) -> SolveStatus:
+        """The plan status this termination gives."""
+        return {Termination.OPTIMAL: SolveStatus.OPTIMAL,
+                Termination.FEASIBLE_AT_TIME_LIMIT: SolveStatus.FEASIBLE,
+                Termination.INFEASIBLE_PROVEN: SolveStatus.INFEASIBLE}.get(self, SolveStatus.UNKNOWN)
+
+
 @dataclass(frozen=True)
 class Deployment:
     """Replicas of one configuration of one model."""
@@ -87,6 +106,11 @@ class Plan:
     candidates: dict[str, int] = field(default_factory=dict)
     """Candidates per model given to the solver (after pruning)."""
     pruned: dict[str, int] = field(default_factory=dict)
+    termination: Termination | None = None
+    """Why the solve stopped (None: not from a solve, e.g. a hand-built plan)."""
+    conflict_termination: Termination | None = None
+    """Infeasible: whether the conflict search proved ``conflict`` (``INFEASIBLE_PROVEN``) or ran
+    out of time (``UNKNOWN_AT_TIME_LIMIT``: ``conflict`` is then empty or not minimal)."""
 
     @property
     def gpus(self) -> int:
@@ -96,6 +120,7 @@ class Plan:
         out: dict[str, Any] = {
             "problem": self.problem,
             "status": self.status.value,
+            "termination": self.termination.value if self.termination else None,
             "cost_usd_per_hour": self.cost_usd_per_hour,
             "bound_usd_per_hour": self.bound_usd_per_hour,
             "gap": self.gap,
@@ -109,4 +134,6 @@ class Plan:
         if self.status == SolveStatus.INFEASIBLE:
             out["explanation"] = list(self.explanation)
             out["conflict"] = list(self.conflict)
+            out["conflict_termination"] = (self.conflict_termination.value
+                                           if self.conflict_termination else None)
         return out
