@@ -264,6 +264,7 @@ class TableCache:
 
     def __init__(self) -> None:
         self._data: dict[tuple[int, str, str, Shape], ShapeEval] = {}
+        self._terms: dict[tuple[int, str, Shape], ShapeTerms | str] = {}
         self._catalogs: dict[int, Catalog] = {}
         self.hits = 0
         self.misses = 0
@@ -271,24 +272,34 @@ class TableCache:
     def __len__(self) -> int:
         return len(self._data)
 
-    def evaluate(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str = "generic") -> ShapeEval:
+    def evaluate(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str = "generic",
+                 key: str | None = None) -> ShapeEval:
+        """The evaluation of ``shape`` for ``d``'s traffic; ``key``: ``lengths_key(d)`` when the
+        caller has it already."""
         self._catalogs.setdefault(id(cat), cat)
-        key = (id(cat), engine, lengths_key(d), shape)
-        hit = self._data.get(key)
+        k = (id(cat), engine, key if key is not None else lengths_key(d), shape)
+        hit = self._data.get(k)
         if hit is not None:
             self.hits += 1
             return hit
         self.misses += 1
-        value = _shape_eval(cat, d, shape, engine)
-        self._data[key] = value
+        value = _shape_eval(d, shape, self.terms(cat, shape, engine))
+        self._data[k] = value
         return value
 
+    def terms(self, cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTerms | str:
+        """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason."""
+        k = (id(cat), engine, shape)
+        if k not in self._terms:
+            self._catalogs.setdefault(id(cat), cat)
+            reason = check_shape(cat, shape)
+            self._terms[k] = reason if reason else shape_terms(cat, shape, engine)
+        return self._terms[k]
 
-def _shape_eval(cat: Catalog, d: ModelDemand, shape: Shape, engine: str = "generic") -> ShapeEval:
-    reason = check_shape(cat, shape)
-    if reason:
-        return ShapeEval(reason)
-    terms = shape_terms(cat, shape, engine)
+
+def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str) -> ShapeEval:
+    if isinstance(terms, str):
+        return ShapeEval(terms)
     limit, view, fits = _evaluate(d, shape, terms)
     return ShapeEval(None, limit, view, fits, terms.weight_bytes_gpu / GIB,
                      kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d)))
@@ -300,6 +311,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     ``prune=False``, and the rejected shapes. ``cache``: reuse shape evaluations (a fresh one
     per call without it)."""
     cache = cache if cache is not None else TableCache()
+    lkey = lengths_key(d)
     fleet = problem.fleet
     rejected: list[Rejected] = []
     pending: list[_ShapeRows] = []
@@ -316,7 +328,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
         for system in cat.systems_for(gpu):
             for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
                 what = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
-                ev = cache.evaluate(cat, d, shape)
+                ev = cache.evaluate(cat, d, shape, key=lkey)
                 if ev.reason:
                     rejected.append(Rejected(d.name, what, ev.reason))
                     continue
