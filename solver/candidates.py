@@ -255,17 +255,26 @@ def lengths_key(d: ModelDemand) -> str:
                  t.prefix_cache_hit_rate, pct))
 
 
+def cost_model_key(cat: Catalog) -> tuple[int, ...]:
+    """What the cost model reads of a catalog, by identity: every kind but prices (catalogs
+    that differ only in prices, like a sweep's price variants, share evaluations)."""
+    return tuple(id(m) for m in (cat.accelerators, cat.systems, cat.models, cat.quantizations,
+                                 cat.kv_dtypes, cat.efficiency))
+
+
 class TableCache:
-    """Shape evaluations by (catalog, engine, lengths key, shape): see the module docstring.
+    """Shape evaluations by (catalog's cost-model part, engine, lengths key, shape): see the
+    module docstring.
 
     Entries are immutable and a catalog is immutable, so a hit is the same evaluation a fresh
-    build would make (tested). One cache may serve several catalogs: each is keyed by identity
-    and held alive by the cache. ``hits``/``misses`` count look-ups."""
+    build would make (tested). One cache may serve several catalogs: each is keyed by the
+    identity of its cost-model mappings (:func:`cost_model_key`), which the cache holds alive.
+    ``hits``/``misses`` count look-ups."""
 
     def __init__(self) -> None:
-        self._data: dict[tuple[int, str, str, Shape], ShapeEval] = {}
-        self._terms: dict[tuple[int, str, Shape], ShapeTerms | str] = {}
-        self._catalogs: dict[int, Catalog] = {}
+        self._data: dict[tuple[tuple[int, ...], str, str, Shape], ShapeEval] = {}
+        self._terms: dict[tuple[tuple[int, ...], str, Shape], ShapeTerms | str] = {}
+        self._catalogs: dict[tuple[int, ...], Catalog] = {}
         self.hits = 0
         self.misses = 0
 
@@ -276,8 +285,9 @@ class TableCache:
                  key: str | None = None) -> ShapeEval:
         """The evaluation of ``shape`` for ``d``'s traffic; ``key``: ``lengths_key(d)`` when the
         caller has it already."""
-        self._catalogs.setdefault(id(cat), cat)
-        k = (id(cat), engine, key if key is not None else lengths_key(d), shape)
+        ck = cost_model_key(cat)
+        self._catalogs.setdefault(ck, cat)
+        k = (ck, engine, key if key is not None else lengths_key(d), shape)
         hit = self._data.get(k)
         if hit is not None:
             self.hits += 1
@@ -289,9 +299,10 @@ class TableCache:
 
     def terms(self, cat: Catalog, shape: Shape, engine: str = "generic") -> ShapeTerms | str:
         """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason."""
-        k = (id(cat), engine, shape)
+        ck = cost_model_key(cat)
+        k = (ck, engine, shape)
         if k not in self._terms:
-            self._catalogs.setdefault(id(cat), cat)
+            self._catalogs.setdefault(ck, cat)
             reason = check_shape(cat, shape)
             self._terms[k] = reason if reason else shape_terms(cat, shape, engine)
         return self._terms[k]

@@ -54,6 +54,7 @@ def _register() -> None:
     from solver.cli import estimate_cmd
     from solver.cli import solve_cmd
     from solver.cli import report_cmd
+    from solver.cli import sweep_cmd
 
     main.add_command(catalog_cmd.catalog)
     main.add_command(check_cmd.check)
@@ -64,6 +65,7 @@ def _register() -> None:
     main.add_command(solve_cmd.explain)
     main.add_command(report_cmd.pareto_cmd)
     main.add_command(report_cmd.report_cmd)
+    main.add_command(sweep_cmd.sweep)
 
 
 _register()
