@@ -509,19 +509,91 @@ def _renamed(t: ModelTable, d: ModelDemand) -> ModelTable:
     )
 
 
+PARALLEL_MIN_EVALUATIONS = 8
+"""Distinct traffics (lengths keys) from which :func:`build_tables` spreads the work over
+processes by default: below it, starting the processes (~1 s each) costs more than it saves."""
+
+
 def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
-                 cache: TableCache | None = None) -> tuple[ModelTable, ...]:
+                 cache: TableCache | None = None, workers: int | None = None) -> tuple[ModelTable, ...]:
     """One candidate table per model of the problem, pruned unless ``prune=False``. Models
     that differ only in name and load (the same model serving several applications) share
     one table; models that share a model and traffic share shape evaluations through
     ``cache`` (a fresh :class:`TableCache` per call without one; pass one to reuse it across
-    calls, e.g. the points of a Pareto sweep)."""
+    calls, e.g. the points of a Pareto sweep).
+
+    ``workers``: processes to build tables in (tables are pure functions of their inputs, so
+    the result does not depend on it). Default: one per CPU when the problem has at least
+    ``PARALLEL_MIN_EVALUATIONS`` distinct traffics and ``cat`` is a catalog loaded from its
+    folder (workers reload it there), else this process. Work is split by traffic, so models
+    that share evaluations share a worker."""
     cache = cache if cache is not None else TableCache()
-    done: dict[str, ModelTable] = {}
+    firsts: dict[str, ModelDemand] = {}
+    for d in problem.models:
+        firsts.setdefault(_table_key(d), d)
+    groups: dict[str, list[str]] = {}
+    for key, d in firsts.items():
+        groups.setdefault(lengths_key(d), []).append(key)
+    n = _table_workers(workers, len(groups), cat)
+    if n > 1:
+        done = _parallel_tables(problem, cat, prune, list(groups.values()), firsts, n)
+    else:
+        done = {key: model_table(cat, problem, d, prune, cache) for key, d in firsts.items()}
     out = []
     for d in problem.models:
-        key = _table_key(d)
-        if key not in done:
-            done[key] = model_table(cat, problem, d, prune, cache)
-        out.append(_renamed(done[key], d) if done[key].demand is not d else done[key])
+        t = done[_table_key(d)]
+        out.append(t if t.demand is d else _renamed(t, d))
     return tuple(out)
+
+
+def _table_workers(workers: int | None, evaluations: int, cat: Catalog) -> int:
+    import os
+
+    from solver.catalog import load_catalog
+
+    if workers is None:
+        if evaluations < PARALLEL_MIN_EVALUATIONS:
+            return 1
+        workers = os.cpu_count() or 1
+    n = max(1, min(workers, evaluations))
+    if n > 1:
+        try:
+            reloadable = load_catalog(cat.folder) is cat
+        except Exception:  # noqa: BLE001 - a catalog that cannot be reloaded stays here
+            reloadable = False
+        if not reloadable:
+            return 1
+    return n
+
+
+def _tables_in_worker(args: tuple[str, str, list[int], bool]) -> list[ModelTable]:
+    """Tables of some models of a problem, in a worker process (module level: it pickles)."""
+    from solver.catalog import load_catalog
+
+    folder, problem_json, indices, prune = args
+    cat = load_catalog(folder)
+    problem = Problem.model_validate_json(problem_json)
+    cache = TableCache()
+    return [model_table(cat, problem, problem.models[i], prune, cache) for i in indices]
+
+
+def _parallel_tables(problem: Problem, cat: Catalog, prune: bool, groups: list[list[str]],
+                     firsts: dict[str, ModelDemand], n: int) -> dict[str, ModelTable]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    position = {id(d): i for i, d in enumerate(problem.models)}
+    # contiguous runs of traffic groups, about the same number of tables each
+    keys = [k for g in groups for k in g]
+    per = -(-len(keys) // n)
+    chunks: list[list[str]] = [[]]
+    for g in groups:
+        if len(chunks[-1]) >= per:
+            chunks.append([])
+        chunks[-1].extend(g)
+    tasks = [(str(cat.folder), problem.model_dump_json(), [position[id(firsts[k])] for k in c], prune)
+             for c in chunks]
+    done: dict[str, ModelTable] = {}
+    with ProcessPoolExecutor(max_workers=min(n, len(chunks))) as pool:
+        for chunk, tables in zip(chunks, pool.map(_tables_in_worker, tasks)):
+            done.update(zip(chunk, tables))
+    return done

@@ -171,9 +171,8 @@ class Session:
 
     def chosen(self, sol: IntSolution, model: str | None = None) -> list[tuple[Candidate, int]]:
         """(candidate, replicas) with replicas > 0 in table order, of one model or all."""
-        m = None if model is None else self._by_name[model]
-        return [(self.ip.source[i], r) for i, r in enumerate(sol.replicas)
-                if r > 0 and (m is None or self.ip.candidates[i].model == m)]
+        idx = range(len(sol.replicas)) if model is None else self.ip.by_model(self._by_name[model])
+        return [(self.ip.source[i], sol.replicas[i]) for i in idx if sol.replicas[i] > 0]
 
     def provisioned(self, sol: IntSolution, accelerator: str | None = None) -> int:
         """GPUs provisioned (of one accelerator, or all)."""

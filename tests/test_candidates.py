@@ -123,3 +123,17 @@ def test_cache_hits_for_a_new_target_and_misses_for_new_lengths(cat, query70) ->
         update={"output_tokens": d.traffic.output_tokens.model_copy(update={"p99": 900})})})
     model_table(cat, query70, longer, cache=cache)
     assert cache.misses == 2 * first
+
+
+def test_tables_built_in_worker_processes_equal_serial_ones(cat) -> None:
+    """Spreading tables over processes changes nothing in them (and keeps the caller's
+    demands, names and order)."""
+    problem = load_problem(ROOT / "problems" / "multi-model-fleet.yaml", cat)
+    twin = problem.models[0].model_copy(update={"name": "router-b", "traffic": problem.models[0].traffic.model_copy(
+        update={"peak_rps": 3.0})})
+    problem = problem.model_copy(update={"models": list(problem.models) + [twin]})
+    serial = build_tables(problem, cat, workers=1)
+    parallel = build_tables(problem, cat, workers=2)
+    assert parallel == serial
+    assert [t.demand for t in parallel] == list(problem.models)
+    assert all(t.demand is d for t, d in zip(parallel, problem.models))
