@@ -57,3 +57,11 @@ def test_help_axes_match_the_library() -> None:
     from solver.pareto import AXES
 
     assert CLI_AXES == AXES
+
+
+def test_single_gpu_estimate_imports_no_graph_or_solver_library() -> None:
+    res = _probe(["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--quant", "fp8",
+                  "--isl", "1000", "--osl", "100", "--json"])
+    assert res["exit"] == 0, res["output"]
+    assert json.loads(res["output"])["fits"] is True
+    assert [m for m in HEAVY if m in res["modules"]] == []
