@@ -104,6 +104,12 @@ class Candidate:
     violations: frozenset[Family] = field(default_factory=frozenset)
 
     @property
+    def shape(self) -> Shape:
+        """The deployment identity the cost model reads (with ``max_batch``: the configuration)."""
+        return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
+                     self.tp, self.pp, self.ep)
+
+    @property
     def cost_usd_per_hour(self) -> float:
         """Cost of one replica."""
         return self.gpus * self.usd_per_gpu_hour

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from solver.costmodel.shape import Shape
 
 
 class SolveStatus(str, Enum):
@@ -68,6 +71,14 @@ class Deployment:
     cost_usd_per_hour: float
     usd_per_gpu_hour: float
     price_id: str
+
+    @property
+    def shape(self) -> "Shape":
+        """The same identity as the candidate it came from (see ``Candidate.shape``)."""
+        from solver.costmodel.shape import Shape
+
+        return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
+                     self.tp, self.pp, self.ep)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -44,7 +44,7 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
 
 def config_key(model: str, c: Candidate | Deployment) -> tuple:
     """A deployment configuration's identity: model entry, shape and batch cap."""
-    return (model, c.accelerator, c.system, c.quant, c.kv_dtype, c.tp, c.pp, c.ep, c.max_batch)
+    return (model, c.shape, c.max_batch)
 
 
 @dataclass
