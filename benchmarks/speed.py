@@ -72,6 +72,42 @@ def synthetic_fleet(n_models: int) -> dict[str, Any]:
     return {"name": f"synthetic-{n_models}", "models": models, "fleet": fleet}
 
 
+SCALING_SIZES = (4, 8, 16, 32)
+"""Synthetic fleet sizes of the scaling plot (``--scaling``)."""
+
+
+def growth_exponent(points: list[dict[str, Any]]) -> float:
+    """Least-squares slope of log(seconds) against log(models x candidates per model), i.e. of
+    the total number of candidates the solver sees."""
+    import numpy as np
+
+    x = np.log([p["candidates"] for p in points])
+    y = np.log([p["seconds"] for p in points])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def scaling_plot(points: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    x = [p["candidates"] for p in points]
+    ax.loglog(x, [p["seconds"] for p in points], "o-")
+    for p, xi in zip(points, x):
+        ax.annotate(f"{p['models']} models", (xi, p["seconds"]), fontsize=8,
+                    textcoords="offset points", xytext=(4, -10))
+    ax.set_xlabel("models x candidates per model (candidates in the CP-SAT model)")
+    ax.set_ylabel("solve seconds (tables + CP-SAT + verify)")
+    ax.set_title(f"fleetplan solve scaling (exponent {growth_exponent(points):.2f})")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+
+
 # -- children: each row's work, run in a fresh process ------------------------------------------
 
 def child(row: str, cap_s: float) -> dict[str, Any]:
@@ -95,6 +131,15 @@ def child(row: str, cap_s: float) -> dict[str, Any]:
         cands = sum(plan.candidates.values())
         return {"seconds": time.perf_counter() - t0, "status": plan.status.value,
                 "gap": plan.gap, "candidates": cands}
+    if row == "scaling":
+        points = []
+        for n in SCALING_SIZES:
+            problem = Problem.model_validate(synthetic_fleet(n))
+            t0 = time.perf_counter()
+            plan = api.solve(problem, cat, time_limit_s=cap_s)
+            points.append({"models": n, "candidates": sum(plan.candidates.values()),
+                           "seconds": time.perf_counter() - t0, "status": plan.status.value})
+        return {"seconds": sum(p["seconds"] for p in points), "points": points}
     raise SystemExit(f"unknown row {row}")
 
 
@@ -158,6 +203,9 @@ def main() -> None:
     ap.add_argument("--rows", default=None, help="comma-separated subset of row ids")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also solve synthetic fleets of %s models and write the scaling plot to "
+                         "benchmarks/results/scaling.svg" % ", ".join(map(str, SCALING_SIZES)))
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.cap_s)))
@@ -208,6 +256,14 @@ def main() -> None:
         if wanted is None or rid in wanted:
             print(f"running {rid} ...", file=sys.stderr, flush=True)
             fn()
+    scaling: list[dict[str, Any]] = []
+    if args.scaling:
+        print("running scaling ...", file=sys.stderr, flush=True)
+        _, _, out, finished = run_process([py, __file__, "--child", "scaling", "--cap-s", str(args.cap_s)],
+                                          4 * args.cap_s)
+        if finished and out.strip():
+            scaling = json.loads(out.strip().splitlines()[-1])["points"]
+            scaling_plot(scaling, ROOT / "benchmarks" / "results" / "scaling.svg")
 
     print(f"baselines: process (python -c pass) {proc_base:.3f} s; compute (reference loop) {comp_base:.3f} s")
     width = max(len(r["case"]) for r in rows) if rows else 10
@@ -218,8 +274,14 @@ def main() -> None:
         met = "yes" if r["seconds"] is not None and r["seconds"] < r["target_s"] else "no"
         rss = f"{r['rss_mib']:8.0f}" if r.get("rss_mib") else "-".rjust(8)
         print(f"{r['case'].ljust(width)}  {sec}  {ratio}  {r['base']:<7}  {r['target_s']:7.1f}  {met:<4}  {rss}  {r.get('note', '')}")
+    if scaling:
+        print("\nscaling (synthetic fleets; benchmarks/results/scaling.svg):")
+        for p in scaling:
+            print(f"  {p['models']:4d} models x {p['candidates']:6d} candidates  {p['seconds']:8.2f} s  {p['status']}")
+        print(f"  growth exponent (log seconds vs log models x candidates per model): {growth_exponent(scaling):.2f}")
     if args.json:
-        print(json.dumps({"process_baseline_s": proc_base, "compute_baseline_s": comp_base, "rows": rows}))
+        print(json.dumps({"process_baseline_s": proc_base, "compute_baseline_s": comp_base, "rows": rows,
+                          "scaling": scaling}))
 
 
 if __name__ == "__main__":
