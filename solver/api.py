@@ -19,7 +19,7 @@ from solver.catalog import Catalog
 from solver.errors import InputError
 from solver.explain import Binding, bindings
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
-from solver.optimize.cpsat import CORE_TIME_LIMIT_S, max_capacity
+from solver.optimize.cpsat import max_capacity
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import (
     Fleet, LatencyTarget, ModelDemand, Problem, Slo, TokenLengths, Traffic, check_ids,
@@ -41,11 +41,12 @@ def prepare(problem: Problem, cat: Catalog, prune: bool = True, cache: TableCach
 def solve(
     problem: Problem, cat: Catalog, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     workers: int = DEFAULT_WORKERS, prune: bool = True, cache: TableCache | None = None,
-    conflict_time_limit_s: float = CORE_TIME_LIMIT_S,
+    conflict_time_limit_s: float | None = None,
 ) -> Plan:
     """The cheapest plan (or the best within ``time_limit_s``), verified; infeasible plans carry
     the conflicting families and one sentence per family. ``cache``: shape evaluations to reuse
-    (see :class:`~solver.candidates.TableCache`)."""
+    (see :class:`~solver.candidates.TableCache`); ``conflict_time_limit_s``: for the conflict
+    search (default: the larger of ``time_limit_s`` and ``CORE_TIME_LIMIT_S``)."""
     return solve_problem(problem, cat, time_limit_s, workers, prune, cache, conflict_time_limit_s)
 
 

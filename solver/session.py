@@ -153,9 +153,13 @@ class Session:
 
     def run(self, time_limit_s: float = DEFAULT_TIME_LIMIT_S, workers: int = DEFAULT_WORKERS,
             hint: IntSolution | Plan | None = None,
-            conflict_time_limit_s: float = CORE_TIME_LIMIT_S) -> tuple[Plan, IntSolution]:
+            conflict_time_limit_s: float | None = None) -> tuple[Plan, IntSolution]:
         """Solve with every guard and return the verified plan (or the explained absence of
-        one) with the solution it came from."""
+        one) with the solution it came from. The conflict search gets
+        ``conflict_time_limit_s`` (default: the larger of ``time_limit_s`` and
+        ``CORE_TIME_LIMIT_S``, so raising the time limit also lengthens it)."""
+        if conflict_time_limit_s is None:
+            conflict_time_limit_s = max(time_limit_s, CORE_TIME_LIMIT_S)
         t0 = time.perf_counter()
         sol = self.solve(time_limit_s, workers, hint=hint)
         if sol.status.has_plan:
@@ -197,7 +201,7 @@ class Session:
 
 def solve_problem(problem: Problem, cat: Catalog, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
                   workers: int = DEFAULT_WORKERS, prune: bool = True, cache: TableCache | None = None,
-                  conflict_time_limit_s: float = CORE_TIME_LIMIT_S) -> Plan:
+                  conflict_time_limit_s: float | None = None) -> Plan:
     """Prepare and run a session in one call (what :func:`solver.api.solve` does)."""
     t0 = time.perf_counter()
     session = Session.prepare(problem, cat, prune, cache)

@@ -51,7 +51,12 @@ def _print_plan(plan: Plan) -> None:
                               "power_kw", "cost_usd_per_hour"]))
         return
     click.echo(f"{head} ({plan.solve_seconds:.2f}s)")
-    if plan.explanation:
+    from solver.plan import Termination
+
+    if plan.explanation and plan.conflict_termination is Termination.UNKNOWN_AT_TIME_LIMIT:
+        for line in plan.explanation:
+            click.echo(line)
+    elif plan.explanation:
         click.echo("No plan meets all of these together:")
         for line in plan.explanation:
             click.echo(f"  - {line}")
