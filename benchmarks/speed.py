@@ -110,7 +110,7 @@ def scaling_plot(points: list[dict[str, Any]], path: Path) -> None:
 
 # -- children: each row's work, run in a fresh process ------------------------------------------
 
-def child(row: str, cap_s: float) -> dict[str, Any]:
+def child(row: str, cap_s: float, cpsat_s: float = 120.0) -> dict[str, Any]:
     """Do one in-process row; return seconds and what was found."""
     from solver import api
     from solver.catalog import load_catalog
@@ -127,7 +127,7 @@ def child(row: str, cap_s: float) -> dict[str, Any]:
         n = int(row[len("fleet"):])
         problem = Problem.model_validate(synthetic_fleet(n))
         t0 = time.perf_counter()
-        plan = api.solve(problem, cat, time_limit_s=cap_s)
+        plan = api.solve(problem, cat, time_limit_s=cpsat_s if n >= 1000 else cap_s)
         cands = sum(plan.candidates.values())
         return {"seconds": time.perf_counter() - t0, "status": plan.status.value,
                 "gap": plan.gap, "candidates": cands}
@@ -200,6 +200,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="only --help, query and the Pareto sweep")
     ap.add_argument("--cap-s", type=float, default=300.0,
                     help="wall-clock cap of the fleet rows and CP-SAT time limit of the 1000-model row")
+    ap.add_argument("--cpsat-s", type=float, default=120.0,
+                    help="CP-SAT time limit of the 1000-model row (the plan states its gap)")
     ap.add_argument("--rows", default=None, help="comma-separated subset of row ids")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
@@ -208,7 +210,7 @@ def main() -> None:
                          "benchmarks/results/scaling.svg" % ", ".join(map(str, SCALING_SIZES)))
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.cap_s)))
+        print(json.dumps(child(args.child, args.cap_s, args.cpsat_s)))
         return
 
     py = sys.executable
@@ -227,10 +229,11 @@ def main() -> None:
 
     def inproc(rid: str, label: str, target: float, timeout: float) -> None:
         wall, rss, out, finished = run_process([py, __file__, "--child", rid, "--cap-s",
-                                              str(min(args.cap_s, timeout))], timeout + 60)
+                                              str(min(args.cap_s, timeout)), "--cpsat-s", str(args.cpsat_s)],
+                                             timeout + 60)
         res = json.loads(out.strip().splitlines()[-1]) if finished and out.strip() else {}
         sec = res.get("seconds")
-        rows.append({"id": rid, "case": label, "seconds": sec, "cap": timeout,
+        rows.append({"id": rid, "case": label, "seconds": sec, "cap": timeout, "gap": res.get("gap"),
                      "ratio": (sec / comp_base) if sec is not None else None, "base": "compute",
                      "target_s": target, "rss_mib": rss,
                      "note": ", ".join(f"{k} {v}" for k, v in res.items()
@@ -250,7 +253,8 @@ def main() -> None:
         plan += [
             ("fleet30", lambda: inproc("fleet30", "30-model fleet, in process", 10, args.cap_s)),
             ("fleet100", lambda: inproc("fleet100", "100-model fleet, in process", 30, args.cap_s)),
-            ("fleet1000", lambda: inproc("fleet1000", "1000-model fleet, in process", 300, args.cap_s)),
+            ("fleet1000", lambda: inproc("fleet1000", "1000-model fleet (CP-SAT --cpsat-s), in process",
+                                         300, args.cap_s)),
         ]
     for rid, fn in plan:
         if wanted is None or rid in wanted:
@@ -272,6 +276,8 @@ def main() -> None:
         sec = f"{r['seconds']:9.3f}" if r["seconds"] is not None else f"> {r['cap']:.0f}".rjust(9)
         ratio = f"{r['ratio']:8.1f}" if r["seconds"] is not None else "-".rjust(8)
         met = "yes" if r["seconds"] is not None and r["seconds"] < r["target_s"] else "no"
+        if r["id"] == "fleet1000" and met == "yes" and (r.get("gap") or 0.0) >= 0.01:
+            met = "no"  # the target: optimal, or a stated gap below 1%
         rss = f"{r['rss_mib']:8.0f}" if r.get("rss_mib") else "-".rjust(8)
         print(f"{r['case'].ljust(width)}  {sec}  {ratio}  {r['base']:<7}  {r['target_s']:7.1f}  {met:<4}  {rss}  {r.get('note', '')}")
     if scaling:

@@ -52,3 +52,14 @@ def test_relaxing_a_fleet_limit_never_costs_more(fleet_session) -> None:
         relaxed = s.solve(relax=frozenset({g}))
         assert relaxed.status.has_plan and relaxed.cost_cents <= sol.cost_cents, g.name
     assert Guard(Family.BUDGET) in s.guards
+
+
+def test_standalone_hint_covers_each_model_and_keeps_the_optimum(fleet_session) -> None:
+    s = fleet_session
+    hint = s.standalone_hint()
+    ip = s.ip
+    for m, demand in enumerate(ip.demand_mrps):
+        chosen = [i for i in ip.by_model(m) if hint.replicas[i] > 0]
+        assert len(chosen) == 1 and not ip.candidates[chosen[0]].violations
+        assert hint.replicas[chosen[0]] * ip.candidates[chosen[0]].cap_mrps >= demand
+    assert s.solve(hint=hint).cost_cents == s.solve().cost_cents
