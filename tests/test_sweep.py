@@ -125,3 +125,12 @@ def test_sweep_cli_writes_table_report_and_plot(tmp_path: Path) -> None:
     md = (tmp_path / "sweep.md").read_text()
     assert "![cost per variant](sweep.svg)" in md and md.count("| optimal |") == 2
     assert (tmp_path / "sweep.svg").read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed here")
+def test_ray_flag_without_ray_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("traffic_growth: [1.0]\n")
+    res = CliRunner().invoke(main, ["sweep", str(CHAT), "--grid", str(grid), "--ray", "auto"])
+    assert res.exit_code == 2
+    assert "fleetplan[ray]" in res.output and "Traceback" not in res.output
