@@ -1,78 +1,293 @@
-"""Speed benchmark: how long fleetplan takes on the questions users ask, as ratios.
+"""Speed benchmark: the rows of issue 10's table, in seconds and as ratios to same-run baselines.
 
-Run: ``python benchmarks/speed.py`` (prints a table; no assertions). Machines here are shared
-and noisy, so each figure is the median of several runs and is also given as a ratio against a
-baseline measured in the same process: the cost of building the candidate tables of one
-single-model problem (``tables``), the fixed part every solve pays.
+Run: ``python benchmarks/speed.py`` (every row) or ``python benchmarks/speed.py --quick`` (the
+small rows: ``--help``, ``query`` and the 20-point Pareto sweep). Prints a table; no assertions.
 
-Cases: a single-model ``query``; each bundled problem; a synthetic fleet of 24 models (the
-bundled models cycled, with traffic scaled) sharing one inventory; and the same fleet solved
-without dominance pruning, to show what pruning buys.
+Every row runs in a fresh Python process, so no row profits from another's warm caches, and its
+peak memory is that process's maximum resident set (``ru_maxrss`` from ``wait4``). Two baselines
+are measured in the same run, because the machines here are shared and noisy:
+
+- ``process``: ``python -c pass`` (interpreter start); whole-process rows are divided by it;
+- ``compute``: a fixed reference computation (a pure-Python loop and a numpy sort, the mix the
+  planner runs); in-process rows are divided by it.
+
+Synthetic fleets (``fleet`` rows) cycle every catalog model over four traffic profiles (chat,
+RAG, summarisation, batch), with SLO targets and peak rates varied per entry, every accelerator
+allowed and one shared inventory, budget and power limit. The 1000-model row runs with a CP-SAT
+time limit (``--cap-s``) and a wall-clock cap; past it the row reads ``> cap``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from solver.api import query, single_model_problem, solve
-from solver.candidates import build_tables
-from solver.catalog import load_catalog
-from solver.problem import Fleet, Problem, load_problem
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-REPEATS = 3
+QUERY_ARGS = ["--model", "llama-3.1-70b", "--rps", "10", "--isl", "2000", "--osl", "300",
+              "--ttft-p99-ms", "1000", "--tpot-p99-ms", "40"]
+
+# name, lengths (p50/p90/p99 prompt and output), targets (ms)
+PROFILES: tuple[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]], ...] = (
+    ("chat", {"p50": 800, "p90": 2000, "p99": 4000}, {"p50": 200, "p90": 500, "p99": 1000},
+     {"ttft": {"max_ms": 2000}, "tpot": {"max_ms": 80}}),
+    ("rag", {"p50": 4000, "p90": 8000, "p99": 12000}, {"p50": 150, "p90": 300, "p99": 600},
+     {"ttft": {"max_ms": 4000}}),
+    ("summarise", {"p50": 2000, "p90": 4000, "p99": 6000}, {"p50": 300, "p90": 600, "p99": 900},
+     {"e2e": {"max_ms": 60000}}),
+    ("batch", {"p50": 500, "p90": 1000, "p99": 2000}, {"p50": 500, "p90": 1000, "p99": 2000},
+     {"tpot": {"max_ms": 150}}),
+)
 
 
-def timed(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    """Median wall seconds of ``fn`` over ``repeats`` runs."""
-    runs = []
-    for _ in range(repeats):
+def synthetic_fleet(n_models: int) -> dict[str, Any]:
+    """A problem dict of ``n_models`` deployments (see the module docstring); deterministic."""
+    from solver.catalog import load_catalog
+
+    cat = load_catalog()
+    ids = sorted(cat.models)
+    models = []
+    for i in range(n_models):
+        name, isl, osl, slo = PROFILES[(i // len(ids)) % len(PROFILES)]
+        loosen = 1 + 0.25 * (i % 4)  # several applications, one model and profile, other targets
+        targets = {k: {"max_ms": v["max_ms"] * loosen} for k, v in slo.items()}
+        models.append({
+            "name": f"m{i:04d}-{ids[i % len(ids)]}-{name}", "model": ids[i % len(ids)],
+            "traffic": {"peak_rps": round(0.5 + (i % 7) * 0.75, 2), "input_tokens": isl,
+                        "output_tokens": osl},
+            "slo": targets,
+        })
+    fleet = {"inventory": {"h100-sxm": 40 * n_models, "h200-sxm": 20 * n_models,
+                           "mi300x": 20 * n_models, "l40s": 10 * n_models},
+             "budget_usd_per_hour": 2000.0 * n_models, "power_kw": 60.0 * n_models,
+             "max_configs_per_model": 2}
+    return {"name": f"synthetic-{n_models}", "models": models, "fleet": fleet}
+
+
+SCALING_SIZES = (4, 8, 16, 32)
+"""Synthetic fleet sizes of the scaling plot (``--scaling``)."""
+
+
+def growth_exponent(points: list[dict[str, Any]]) -> float:
+    """Least-squares slope of log(seconds) against log(models x candidates per model), i.e. of
+    the total number of candidates the solver sees."""
+    import numpy as np
+
+    x = np.log([p["candidates"] for p in points])
+    y = np.log([p["seconds"] for p in points])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def scaling_plot(points: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    x = [p["candidates"] for p in points]
+    ax.loglog(x, [p["seconds"] for p in points], "o-")
+    for p, xi in zip(points, x):
+        ax.annotate(f"{p['models']} models", (xi, p["seconds"]), fontsize=8,
+                    textcoords="offset points", xytext=(4, -10))
+    ax.set_xlabel("models x candidates per model (candidates in the CP-SAT model)")
+    ax.set_ylabel("solve seconds (tables + CP-SAT + verify)")
+    ax.set_title(f"fleetplan solve scaling (exponent {growth_exponent(points):.2f})")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+
+
+# -- children: each row's work, run in a fresh process ------------------------------------------
+
+def child(row: str, cap_s: float, cpsat_s: float = 120.0) -> dict[str, Any]:
+    """Do one in-process row; return seconds and what was found."""
+    from solver import api
+    from solver.catalog import load_catalog
+    from solver.problem import Problem
+
+    cat = load_catalog()
+    if row == "query":
         t0 = time.perf_counter()
-        fn()
+        p = api.single_model_problem(model="llama-3.1-70b", rps=10, isl=2000, osl=300,
+                                     ttft_p99_ms=1000, tpot_p99_ms=40, cat=cat)
+        plan = api.query(p, cat)
+        return {"seconds": time.perf_counter() - t0, "status": plan.status.value}
+    if row.startswith("fleet"):
+        n = int(row[len("fleet"):])
+        problem = Problem.model_validate(synthetic_fleet(n))
+        t0 = time.perf_counter()
+        plan = api.solve(problem, cat, time_limit_s=cpsat_s if n >= 1000 else cap_s)
+        cands = sum(plan.candidates.values())
+        return {"seconds": time.perf_counter() - t0, "status": plan.status.value,
+                "gap": plan.gap, "candidates": cands}
+    if row == "scaling":
+        points = []
+        for n in SCALING_SIZES:
+            problem = Problem.model_validate(synthetic_fleet(n))
+            t0 = time.perf_counter()
+            plan = api.solve(problem, cat, time_limit_s=cap_s)
+            points.append({"models": n, "candidates": sum(plan.candidates.values()),
+                           "seconds": time.perf_counter() - t0, "status": plan.status.value})
+        return {"seconds": sum(p["seconds"] for p in points), "points": points}
+    raise SystemExit(f"unknown row {row}")
+
+
+# -- parent ------------------------------------------------------------------------------------
+
+def run_process(cmd: list[str], timeout_s: float) -> tuple[float, float, str, bool]:
+    """(wall seconds, peak RSS MiB, stdout, finished) of one process; peak RSS from ``wait4``."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
+        finished = True
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout_s:
+                proc.kill()
+                finished = False
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.005)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return wall, usage.ru_maxrss / 1024, out.read().decode(), finished
+
+
+def median_wall(cmd: list[str], repeats: int) -> tuple[float, float]:
+    runs = [run_process(cmd, 60) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def compute_baseline() -> float:
+    """Median seconds of a fixed reference computation (pure Python + numpy)."""
+    import numpy as np
+
+    def work() -> None:
+        sum(i * i for i in range(300_000))
+        np.sort(np.random.default_rng(0).random(300_000))
+
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        work()
         runs.append(time.perf_counter() - t0)
     return statistics.median(runs)
 
 
-def big_fleet(cat, n_models: int = 24) -> Problem:
-    """``n_models`` deployments built from the bundled problems' models, one shared inventory."""
-    demands = []
-    for path in sorted((ROOT / "problems").glob("*.yaml")):
-        p = load_problem(path, cat)
-        if solve(p, cat).status.has_plan:
-            demands += list(p.models)
-    models = []
-    for i in range(n_models):
-        d = demands[i % len(demands)]
-        traffic = d.traffic.model_copy(update={"peak_rps": d.traffic.peak_rps * (1 + i % 3)})
-        models.append(d.model_copy(update={"name": f"{d.name}-{i}", "traffic": traffic}))
-    fleet = Fleet(inventory={"h100-sxm": 512, "h200-sxm": 256, "l40s": 128, "mi300x": 256},
-                  budget_usd_per_hour=5000)
-    return Problem(name=f"synthetic-{n_models}", models=models, fleet=fleet)
+def fleetplan_cmd() -> list[str]:
+    exe = shutil.which("fleetplan", path=str(Path(sys.executable).parent)) or shutil.which("fleetplan")
+    return [exe] if exe else [sys.executable, "-m", "solver.cli"]
 
 
 def main() -> None:
-    cat = load_catalog()
-    chat = load_problem(ROOT / "problems" / "chat-assistant-70b.yaml", cat)
-    base = timed(lambda: build_tables(chat, cat))
-    q = single_model_problem(model="llama-3.1-70b", rps=10, isl=2000, osl=300,
-                             ttft_p99_ms=1000, tpot_p99_ms=40, cat=cat)
-    rows = [("baseline: candidate tables, chat-assistant-70b", base)]
-    rows.append(("query llama-3.1-70b 10 rps", timed(lambda: query(q, cat))))
-    for path in sorted((ROOT / "problems").glob("*.yaml")):
-        p = load_problem(path, cat)
-        rows.append((f"solve {path.stem} ({len(p.models)} models)", timed(lambda p=p: solve(p, cat))))
-    fleet = big_fleet(cat)
-    rows.append((f"solve {fleet.name} (pruned)", timed(lambda: solve(fleet, cat), 1)))
-    rows.append((f"solve {fleet.name} (no pruning)", timed(lambda: solve(fleet, cat, prune=False), 1)))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'case'.ljust(width)}  {'seconds':>8}  {'x baseline':>10}")
-    for name, sec in rows:
-        print(f"{name.ljust(width)}  {sec:8.3f}  {sec / base:10.1f}")
-    pruned, full = rows[-2][1], rows[-1][1]
-    print(f"\npruning speed-up on {fleet.name}: {full / pruned:.2f}x")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only --help, query and the Pareto sweep")
+    ap.add_argument("--cap-s", type=float, default=300.0,
+                    help="wall-clock cap of the fleet rows and CP-SAT time limit of the 1000-model row")
+    ap.add_argument("--cpsat-s", type=float, default=120.0,
+                    help="CP-SAT time limit of the 1000-model row (the plan states its gap)")
+    ap.add_argument("--rows", default=None, help="comma-separated subset of row ids")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also solve synthetic fleets of %s models and write the scaling plot to "
+                         "benchmarks/results/scaling.svg" % ", ".join(map(str, SCALING_SIZES)))
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.cap_s, args.cpsat_s)))
+        return
+
+    py = sys.executable
+    fp = fleetplan_cmd()
+    proc_base, _ = median_wall([py, "-c", "pass"], 5)
+    comp_base = compute_baseline()
+    rows: list[dict[str, Any]] = []
+
+    def whole(rid: str, label: str, cmd: list[str], repeats: int, target: float, timeout: float = 120) -> None:
+        runs = [run_process(cmd, timeout) for _ in range(repeats)]
+        sec = statistics.median(r[0] for r in runs)
+        ok = all(r[3] for r in runs)
+        rows.append({"id": rid, "case": label, "seconds": sec if ok else None, "cap": timeout,
+                     "ratio": sec / proc_base, "base": "process", "target_s": target,
+                     "rss_mib": max(r[1] for r in runs)})
+
+    def inproc(rid: str, label: str, target: float, timeout: float) -> None:
+        wall, rss, out, finished = run_process([py, __file__, "--child", rid, "--cap-s",
+                                              str(min(args.cap_s, timeout)), "--cpsat-s", str(args.cpsat_s)],
+                                             timeout + 60)
+        res = json.loads(out.strip().splitlines()[-1]) if finished and out.strip() else {}
+        sec = res.get("seconds")
+        rows.append({"id": rid, "case": label, "seconds": sec, "cap": timeout, "gap": res.get("gap"),
+                     "ratio": (sec / comp_base) if sec is not None else None, "base": "compute",
+                     "target_s": target, "rss_mib": rss,
+                     "note": ", ".join(f"{k} {v}" for k, v in res.items()
+                                       if k in ("status", "gap", "candidates") and v is not None)})
+
+    wanted = set(args.rows.split(",")) if args.rows else None
+    plan: list[tuple[str, Callable[[], None]]] = [
+        ("help", lambda: whole("help", "fleetplan --help, whole process", fp + ["--help"], 5, 0.3)),
+        ("query", lambda: inproc("query", "query llama-3.1-70b, whole catalog, in process", 0.3, 120)),
+        ("query-process", lambda: whole("query-process", "query llama-3.1-70b, whole process",
+                                        fp + ["query"] + QUERY_ARGS, 3, 1.0)),
+        ("pareto", lambda: whole("pareto", "pareto chat-assistant-70b --points 20, whole process",
+                                 fp + ["pareto", "problems/chat-assistant-70b.yaml", "--points", "20", "--json"],
+                                 1, 3.0, 600)),
+    ]
+    if not args.quick:
+        plan += [
+            ("fleet30", lambda: inproc("fleet30", "30-model fleet, in process", 10, args.cap_s)),
+            ("fleet100", lambda: inproc("fleet100", "100-model fleet, in process", 30, args.cap_s)),
+            ("fleet1000", lambda: inproc("fleet1000", "1000-model fleet (CP-SAT --cpsat-s), in process",
+                                         300, args.cap_s)),
+        ]
+    for rid, fn in plan:
+        if wanted is None or rid in wanted:
+            print(f"running {rid} ...", file=sys.stderr, flush=True)
+            fn()
+    scaling: list[dict[str, Any]] = []
+    if args.scaling:
+        print("running scaling ...", file=sys.stderr, flush=True)
+        _, _, out, finished = run_process([py, __file__, "--child", "scaling", "--cap-s", str(args.cap_s)],
+                                          4 * args.cap_s)
+        if finished and out.strip():
+            scaling = json.loads(out.strip().splitlines()[-1])["points"]
+            scaling_plot(scaling, ROOT / "benchmarks" / "results" / "scaling.svg")
+
+    print(f"baselines: process (python -c pass) {proc_base:.3f} s; compute (reference loop) {comp_base:.3f} s")
+    width = max(len(r["case"]) for r in rows) if rows else 10
+    print(f"{'case'.ljust(width)}  {'seconds':>9}  {'ratio':>8}  {'vs':<7}  {'target':>7}  {'met':<4}  {'peak MiB':>8}  note")
+    for r in rows:
+        sec = f"{r['seconds']:9.3f}" if r["seconds"] is not None else f"> {r['cap']:.0f}".rjust(9)
+        ratio = f"{r['ratio']:8.1f}" if r["seconds"] is not None else "-".rjust(8)
+        met = "yes" if r["seconds"] is not None and r["seconds"] < r["target_s"] else "no"
+        if r["id"] == "fleet1000" and met == "yes" and (r.get("gap") or 0.0) >= 0.01:
+            met = "no"  # the target: optimal, or a stated gap below 1%
+        rss = f"{r['rss_mib']:8.0f}" if r.get("rss_mib") else "-".rjust(8)
+        print(f"{r['case'].ljust(width)}  {sec}  {ratio}  {r['base']:<7}  {r['target_s']:7.1f}  {met:<4}  {rss}  {r.get('note', '')}")
+    if scaling:
+        print("\nscaling (synthetic fleets; benchmarks/results/scaling.svg):")
+        for p in scaling:
+            print(f"  {p['models']:4d} models x {p['candidates']:6d} candidates  {p['seconds']:8.2f} s  {p['status']}")
+        print(f"  growth exponent (log seconds vs log models x candidates per model): {growth_exponent(scaling):.2f}")
+    if args.json:
+        print(json.dumps({"process_baseline_s": proc_base, "compute_baseline_s": comp_base, "rows": rows,
+                          "scaling": scaling}))
 
 
 if __name__ == "__main__":

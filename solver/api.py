@@ -1,15 +1,14 @@
 """Python API of the optimiser: ``solve``, ``query``, ``capacity``, ``explain``.
 
-Each call builds candidate tables (:mod:`solver.candidates`), encodes them in integers
-(:mod:`solver.optimize.encode`), solves with CP-SAT (:mod:`solver.optimize.cpsat`), assembles a
-:class:`~solver.plan.Plan` and re-checks it with :mod:`solver.verify` before returning it.
-Nothing mutates the problem or the catalog.
+Each call prepares a :class:`~solver.session.Session` (candidate tables, their integer
+encoding and the CP-SAT model), solves it, assembles a :class:`~solver.plan.Plan` and re-checks
+it with :mod:`solver.verify` before returning it. Nothing mutates the problem or the catalog.
+``capacity`` asks the inverse question on one table (a knapsack, not the fleet model).
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,117 +16,42 @@ from typing import Any
 from pydantic import ValidationError
 
 from solver import guardrails, scaling
-from solver.candidates import Candidate, ModelTable, build_tables
+from solver.candidates import TableCache, build_tables
 from solver.catalog import Catalog
 from solver.errors import InputError
-from solver.explain import Binding, bindings, infeasibility_sentences
+from solver.explain import Binding, bindings
 from solver.loading import error_lines
-from solver.optimize.cpsat import DEFAULT_WORKERS, FleetModel, IntSolution, max_capacity
-from solver.optimize.encode import IntProblem, encode
+from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
+from solver.optimize.cpsat import max_capacity
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import (
     Fleet, LatencyTarget, ModelDemand, Problem, Slo, TokenLengths, Traffic, check_ids,
 )
-from solver.slo import latencies
-from solver.unitcost import plan_unit_costs
+from solver.session import Session, deployment, solve_problem
 from solver.verify import verify_plan
 
-DEFAULT_TIME_LIMIT_S = 10.0
 
 
-def _latencies(c: Candidate, d: ModelDemand, lam: float) -> tuple[float, float, float]:
-    """TTFT, TPOT, E2E at the targets' percentiles for one replica loaded at ``lam`` req/s."""
-    lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d, lam)
-    return lat.ttft_ms, lat.tpot_ms, lat.e2e_ms
+Prepared = Session
+"""The former name of :class:`~solver.session.Session` (kept for callers)."""
 
 
-def assemble(
-    problem: Problem, tables: Sequence[ModelTable], ip: IntProblem, sol: IntSolution, seconds: float
-) -> Plan:
-    """Turn an integer solution into a plan; load is split in proportion to capacity."""
-    deps: list[Deployment] = []
-    for m, t in enumerate(tables):
-        chosen = [(i, sol.replicas[i]) for i in ip.by_model(m) if sol.replicas[i] > 0]
-        total_cap = sum(ip.source[i].capacity_rps * r for i, r in chosen)
-        for i, r in chosen:
-            c = ip.source[i]
-            share = t.load_rps * c.capacity_rps * r / total_cap
-            ttft, tpot, e2e = _latencies(c, t.demand, share / r)
-            deps.append(Deployment(
-                model=t.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
-                quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
-                max_batch=c.max_batch, replicas=r, gpus=r * c.gpus, gpus_per_replica=c.gpus,
-                capacity_rps=c.capacity_rps * r, load_rps=share, ttft_p99_ms=ttft,
-                tpot_p99_ms=tpot, e2e_p99_ms=e2e, cost_usd_per_hour=r * c.cost_usd_per_hour,
-                usd_per_gpu_hour=c.usd_per_gpu_hour, price_id=c.price_id,
-            ))
-    price = {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in ip.source}
-    used: dict[int, int] = defaultdict(int)
-    for i, r in enumerate(sol.replicas):
-        used[ip.candidates[i].system] += r * ip.candidates[i].gpus
-    systems = []
-    for s, row in enumerate(ip.systems):
-        prov = sol.provisioned[s]
-        if prov == 0:
-            continue
-        usd, tdp = price[(row.accelerator, row.system)]
-        systems.append(SystemUse(
-            accelerator=row.accelerator, system=row.system, gpus_used=used[s],
-            gpus_provisioned=prov, nodes=-(-prov // row.gpus_per_node),
-            cost_usd_per_hour=prov * usd, power_kw=prov * tdp / 1e3,
-        ))
-    return Plan(
-        problem=problem.name, status=sol.status,
-        cost_usd_per_hour=sum(s.cost_usd_per_hour for s in systems),
-        bound_usd_per_hour=scaling.cents_to_usd(sol.bound_cents) if sol.bound_cents is not None else None,
-        gap=sol.gap, solve_seconds=seconds, deployments=tuple(deps), systems=tuple(systems),
-        candidates={t.name: len(t.candidates) for t in tables},
-        pruned={t.name: t.pruned for t in tables},
-        unit_costs=plan_unit_costs(problem, deps, sum(s.cost_usd_per_hour for s in systems)),
-    )
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A problem turned into tables, integers and a CP-SAT model, ready to solve."""
-
-    problem: Problem
-    tables: tuple[ModelTable, ...]
-    ip: IntProblem
-    model: FleetModel
-
-
-def prepare(problem: Problem, cat: Catalog, prune: bool = True) -> Prepared:
-    tables = build_tables(problem, cat, prune=prune)
-    ip = encode(tables, problem.fleet)
-    return Prepared(problem, tables, ip, FleetModel(ip))
+def prepare(problem: Problem, cat: Catalog, prune: bool = True, cache: TableCache | None = None) -> Session:
+    """Tables, integers and a CP-SAT model for ``problem``, ready to solve."""
+    return Session.prepare(problem, cat, prune, cache)
 
 
 def solve(
     problem: Problem, cat: Catalog, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    workers: int = DEFAULT_WORKERS, prune: bool = True,
+    workers: int = DEFAULT_WORKERS, prune: bool = True, cache: TableCache | None = None,
+    conflict_time_limit_s: float | None = None,
 ) -> Plan:
     """The cheapest plan (or the best within ``time_limit_s``), verified; infeasible plans carry
-    the conflicting families and one sentence per family."""
-    t0 = time.perf_counter()
-    prep = prepare(problem, cat, prune)
-    sol = prep.model.solve(time_limit_s, workers)
-    if sol.status.has_plan:
-        plan = assemble(problem, prep.tables, prep.ip, sol, time.perf_counter() - t0)
-        verify_plan(plan, problem, cat)
-        return guardrails.attach(plan, problem, cat)
-    if sol.status is SolveStatus.INFEASIBLE:
-        core = prep.model.core()
-        sentences = infeasibility_sentences(prep, core)
-        return Plan(
-            problem=problem.name, status=sol.status, cost_usd_per_hour=None,
-            bound_usd_per_hour=None, gap=None, solve_seconds=time.perf_counter() - t0,
-            explanation=tuple(sentences), conflict=tuple(g.name for g in core),
-            candidates={t.name: len(t.candidates) for t in prep.tables},
-            pruned={t.name: t.pruned for t in prep.tables},
-        )
-    return Plan(problem=problem.name, status=sol.status, cost_usd_per_hour=None,
-                bound_usd_per_hour=None, gap=None, solve_seconds=time.perf_counter() - t0)
+    the conflicting families and one sentence per family. ``cache``: shape evaluations to reuse
+    (see :class:`~solver.candidates.TableCache`); ``conflict_time_limit_s``: for the conflict
+    search (default: the larger of ``time_limit_s`` and ``CORE_TIME_LIMIT_S``)."""
+    plan = solve_problem(problem, cat, time_limit_s, workers, prune, cache, conflict_time_limit_s)
+    return guardrails.attach(plan, problem, cat) if plan.status.has_plan else plan
 
 
 @dataclass(frozen=True)
@@ -143,18 +67,15 @@ class Explanation:
 
 def explain(
     problem: Problem, cat: Catalog, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    workers: int = DEFAULT_WORKERS,
+    workers: int = DEFAULT_WORKERS, cache: TableCache | None = None,
 ) -> Explanation:
     """Solve, then for a feasible plan say which families bind: each guard is relaxed in turn
     and the plan re-optimised; a family binds when relaxing it lowers the cost."""
-    prep = prepare(problem, cat)
-    t0 = time.perf_counter()
-    sol = prep.model.solve(time_limit_s, workers)
+    session = Session.prepare(problem, cat, cache=cache)
+    plan, sol = session.run(time_limit_s, workers)
     if not sol.status.has_plan:
-        return Explanation(solve(problem, cat, time_limit_s, workers), ())
-    plan = assemble(problem, prep.tables, prep.ip, sol, time.perf_counter() - t0)
-    verify_plan(plan, problem, cat)
-    return Explanation(plan, tuple(bindings(prep, sol, time_limit_s, workers)))
+        return Explanation(plan, ())
+    return Explanation(plan, tuple(bindings(session, sol, time_limit_s, workers)))
 
 
 # -- single-model questions without a problem file -------------------------------------------
@@ -245,14 +166,14 @@ def _verify_capacity(
 
 def capacity(
     problem: Problem, cat: Catalog, gpus: int, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    workers: int = DEFAULT_WORKERS,
+    workers: int = DEFAULT_WORKERS, cache: TableCache | None = None,
 ) -> CapacityAnswer:
     """Maximise requests/s of the problem's single model on at most ``gpus`` GPUs of its single
     allowed accelerator, with at most ``max_configs_per_model`` configurations."""
     t0 = time.perf_counter()
     (d,) = problem.models
     (gpu,) = d.allowed_accelerators or [None]
-    tables = build_tables(problem, cat)
+    tables = build_tables(problem, cat, cache=cache)
     t = tables[0]
     usable = [c for c in t.candidates if not c.violations]
     osl = d.traffic.output_tokens.mean()
@@ -278,24 +199,14 @@ def capacity(
         # the promise is what the solver counts (capacity rounded down to milli-req/s), so that
         # query at this rate finds the same fleet servable
         per_replica = scaling.mrps_to_rps(cap_int)
-        ttft, tpot, e2e = _latencies(c, d, per_replica)
+        dep = deployment(c, d, r, per_replica * r)
         rps_mrps += cap_int * r
-        used += c.gpus * r
-        checked.append(Deployment(
-            model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
-            quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep, max_batch=c.max_batch,
-            replicas=r, gpus=r * c.gpus, gpus_per_replica=c.gpus, capacity_rps=c.capacity_rps * r,
-            load_rps=per_replica * r, ttft_p99_ms=ttft, tpot_p99_ms=tpot, e2e_p99_ms=e2e,
-            cost_usd_per_hour=r * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
-            price_id=c.price_id,
-        ))
-        deps.append({
-            "accelerator": c.accelerator, "system": c.system, "quant": c.quant,
-            "kv_dtype": c.kv_dtype, "tp": c.tp, "pp": c.pp, "ep": c.ep, "max_batch": c.max_batch,
-            "replicas": r, "gpus": r * c.gpus, "capacity_rps": per_replica * r,
-            "ttft_p99_ms": ttft, "tpot_p99_ms": tpot, "e2e_p99_ms": e2e,
-            "cost_usd_per_hour": r * c.cost_usd_per_hour,
-        })
+        used += dep.gpus
+        checked.append(dep)
+        deps.append({**{k: dep.to_dict()[k] for k in (
+            "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
+            "replicas", "gpus", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "cost_usd_per_hour")},
+            "capacity_rps": per_replica * r})
     rps = scaling.mrps_to_rps(rps_mrps)
     _verify_capacity(problem, cat, d, checked, rps, gpus)
     return CapacityAnswer(

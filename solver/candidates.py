@@ -36,7 +36,14 @@ ties; recorded as rejected), batch caps of one shape dominated by another batch 
 
 A table depends on the model, lengths, targets, allowed options and pricing, never on the load:
 capacity is per replica. Models of one problem that differ only in name and load share one
-evaluation (:func:`build_tables`).
+table (:func:`build_tables`).
+
+Caching (:class:`TableCache`): the expensive part of a table, the cost model evaluated for one
+shape at every batch cap, depends only on the shape, the catalog, the engine and the traffic
+lengths at the percentiles the targets read -- not on the targets' values, the allowed options,
+pricing or demand. A cache keyed by exactly that lets Pareto points, sweeps and every model of a
+fleet that share a model and traffic reuse one evaluation; capacity at the targets, flags and
+pruning are then recomputed from the cached arrays (numpy, cheap).
 """
 
 from __future__ import annotations
@@ -102,6 +109,12 @@ class Candidate:
     kv_gib_per_gpu: float = 0.0
     """KV cache on the busiest GPU with ``max_batch`` sequences at p99 prompt + p99 output."""
     violations: frozenset[Family] = field(default_factory=frozenset)
+
+    @property
+    def shape(self) -> Shape:
+        """The deployment identity the cost model reads (with ``max_batch``: the configuration)."""
+        return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
+                     self.tp, self.pp, self.ep)
 
     @property
     def cost_usd_per_hour(self) -> float:
@@ -257,9 +270,97 @@ def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms) -> tuple[int, Slo
     return limit, slo_view(terms, batch, d), fits
 
 
-def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True) -> ModelTable:
+@dataclass(frozen=True)
+class ShapeEval:
+    """The cost model's answer for one shape and one traffic: what a table needs of it, before
+    targets, flags or prices. ``reason``: why the shape cannot run (then nothing else is set)."""
+
+    reason: str | None
+    limit: int = 0
+    view: SloView | None = None
+    fits: bool = False
+    weights_gib: float = 0.0
+    kv_gib: np.ndarray | None = None
+
+
+def lengths_key(d: ModelDemand) -> str:
+    """What a shape's evaluation reads of a model's demand: the catalog model, the traffic's
+    token lengths and prefix hit rate, and the percentiles the targets are stated at (they pick
+    which lengths are evaluated). Not the targets' values, the load or the allowed options."""
+    t, slo = d.traffic, d.slo
+    pct = tuple(x.percentile if x else None for x in (slo.ttft, slo.tpot, slo.e2e))
+    return repr((d.model, t.input_tokens.model_dump_json(), t.output_tokens.model_dump_json(),
+                 t.prefix_cache_hit_rate, pct))
+
+
+def cost_model_key(cat: Catalog) -> tuple[int, ...]:
+    """What the cost model reads of a catalog, by identity: every kind but prices (catalogs
+    that differ only in prices, like a sweep's price variants, share evaluations)."""
+    return tuple(id(m) for m in (cat.accelerators, cat.systems, cat.models, cat.quantizations,
+                                 cat.kv_dtypes, cat.efficiency, cat.engines, cat.links))
+
+
+class TableCache:
+    """Shape evaluations by (catalog's cost-model part, engine, lengths key, shape): see the
+    module docstring.
+
+    Entries are immutable and a catalog is immutable, so a hit is the same evaluation a fresh
+    build would make (tested). One cache may serve several catalogs: each is keyed by the
+    identity of its cost-model mappings (:func:`cost_model_key`), which the cache holds alive.
+    ``hits``/``misses`` count look-ups."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[tuple[int, ...], str | None, str, Shape], ShapeEval] = {}
+        self._terms: dict[tuple[tuple[int, ...], str | None, Shape], ShapeTerms | str] = {}
+        self._catalogs: dict[tuple[int, ...], Catalog] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def evaluate(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str | None = None,
+                 key: str | None = None) -> ShapeEval:
+        """The evaluation of ``shape`` for ``d``'s traffic; ``key``: ``lengths_key(d)`` when the
+        caller has it already."""
+        ck = cost_model_key(cat)
+        self._catalogs.setdefault(ck, cat)
+        k = (ck, engine, key if key is not None else lengths_key(d), shape)
+        hit = self._data.get(k)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        value = _shape_eval(d, shape, self.terms(cat, shape, engine))
+        self._data[k] = value
+        return value
+
+    def terms(self, cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeTerms | str:
+        """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason."""
+        ck = cost_model_key(cat)
+        k = (ck, engine, shape)
+        if k not in self._terms:
+            self._catalogs.setdefault(ck, cat)
+            reason = check_shape(cat, shape, engine)
+            self._terms[k] = reason if reason else shape_terms(cat, shape, engine)
+        return self._terms[k]
+
+
+def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str) -> ShapeEval:
+    if isinstance(terms, str):
+        return ShapeEval(terms)
+    limit, view, fits = _evaluate(d, shape, terms)
+    return ShapeEval(None, limit, view, fits, terms.weight_bytes_gpu / GIB,
+                     kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d)))
+
+
+def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
+                cache: TableCache | None = None) -> ModelTable:
     """All candidates of one model in stable order, pruned of dominated ones unless
-    ``prune=False``, and the rejected shapes."""
+    ``prune=False``, and the rejected shapes. ``cache``: reuse shape evaluations (a fresh one
+    per call without it)."""
+    cache = cache if cache is not None else TableCache()
+    lkey = lengths_key(d)
     fleet = problem.fleet
     engine = d.engine or cat.default_engine
     rejected: list[Rejected] = []
@@ -277,22 +378,20 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
         for system in cat.systems_for(gpu):
             for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
                 what = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
-                reason = check_shape(cat, shape, engine)
-                if reason:
-                    rejected.append(Rejected(d.name, what, reason))
+                ev = cache.evaluate(cat, d, shape, engine, key=lkey)
+                if ev.reason:
+                    rejected.append(Rejected(d.name, what, ev.reason))
                     continue
-                terms = shape_terms(cat, shape, engine)
-                limit, view, fits = _evaluate(d, shape, terms)
+                assert ev.view is not None and ev.kv_gib is not None
                 f = set(flags)
-                if not fits:
+                if not ev.fits:
                     f.add(Family.MEMORY)
                 if not _packs(shape.gpus, system.gpus_per_node):
                     f.add(Family.TOPOLOGY)
                 pending.append(_ShapeRows(
                     shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                    cat.quantization(shape.quant).quality_loss.points, limit, view,
-                    terms.weight_bytes_gpu / GIB,
-                    kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d))))
+                    cat.quantization(shape.quant).quality_loss.points, ev.limit, ev.view,
+                    ev.weights_gib, ev.kv_gib))
     rows, dropped, best = _rows(d, pending, rejected, prune)
     if prune:
         rows, more = prune_dominated(rows)
@@ -449,15 +548,91 @@ def _renamed(t: ModelTable, d: ModelDemand) -> ModelTable:
     )
 
 
-def build_tables(problem: Problem, cat: Catalog, prune: bool = True) -> tuple[ModelTable, ...]:
+PARALLEL_MIN_EVALUATIONS = 8
+"""Distinct traffics (lengths keys) from which :func:`build_tables` spreads the work over
+processes by default: below it, starting the processes (~1 s each) costs more than it saves."""
+
+
+def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
+                 cache: TableCache | None = None, workers: int | None = None) -> tuple[ModelTable, ...]:
     """One candidate table per model of the problem, pruned unless ``prune=False``. Models
     that differ only in name and load (the same model serving several applications) share
-    one evaluation."""
-    done: dict[str, ModelTable] = {}
+    one table; models that share a model and traffic share shape evaluations through
+    ``cache`` (a fresh :class:`TableCache` per call without one; pass one to reuse it across
+    calls, e.g. the points of a Pareto sweep).
+
+    ``workers``: processes to build tables in (tables are pure functions of their inputs, so
+    the result does not depend on it). Default: one per CPU when the problem has at least
+    ``PARALLEL_MIN_EVALUATIONS`` distinct traffics and ``cat`` is a catalog loaded from its
+    folder (workers reload it there), else this process. Work is split by traffic, so models
+    that share evaluations share a worker."""
+    cache = cache if cache is not None else TableCache()
+    firsts: dict[str, ModelDemand] = {}
+    for d in problem.models:
+        firsts.setdefault(_table_key(d), d)
+    groups: dict[str, list[str]] = {}
+    for key, d in firsts.items():
+        groups.setdefault(lengths_key(d), []).append(key)
+    n = _table_workers(workers, len(groups), cat)
+    if n > 1:
+        done = _parallel_tables(problem, cat, prune, list(groups.values()), firsts, n)
+    else:
+        done = {key: model_table(cat, problem, d, prune, cache) for key, d in firsts.items()}
     out = []
     for d in problem.models:
-        key = _table_key(d)
-        if key not in done:
-            done[key] = model_table(cat, problem, d, prune)
-        out.append(_renamed(done[key], d) if done[key].demand is not d else done[key])
+        t = done[_table_key(d)]
+        out.append(t if t.demand is d else _renamed(t, d))
     return tuple(out)
+
+
+def _table_workers(workers: int | None, evaluations: int, cat: Catalog) -> int:
+    import os
+
+    from solver.catalog import load_catalog
+
+    if workers is None:
+        if evaluations < PARALLEL_MIN_EVALUATIONS:
+            return 1
+        workers = os.cpu_count() or 1
+    n = max(1, min(workers, evaluations))
+    if n > 1:
+        try:
+            reloadable = load_catalog(cat.folder) is cat
+        except Exception:  # noqa: BLE001 - a catalog that cannot be reloaded stays here
+            reloadable = False
+        if not reloadable:
+            return 1
+    return n
+
+
+def _tables_in_worker(args: tuple[str, str, list[int], bool]) -> list[ModelTable]:
+    """Tables of some models of a problem, in a worker process (module level: it pickles)."""
+    from solver.catalog import load_catalog
+
+    folder, problem_json, indices, prune = args
+    cat = load_catalog(folder)
+    problem = Problem.model_validate_json(problem_json)
+    cache = TableCache()
+    return [model_table(cat, problem, problem.models[i], prune, cache) for i in indices]
+
+
+def _parallel_tables(problem: Problem, cat: Catalog, prune: bool, groups: list[list[str]],
+                     firsts: dict[str, ModelDemand], n: int) -> dict[str, ModelTable]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    position = {id(d): i for i, d in enumerate(problem.models)}
+    # contiguous runs of traffic groups, about the same number of tables each
+    keys = [k for g in groups for k in g]
+    per = -(-len(keys) // n)
+    chunks: list[list[str]] = [[]]
+    for g in groups:
+        if len(chunks[-1]) >= per:
+            chunks.append([])
+        chunks[-1].extend(g)
+    tasks = [(str(cat.folder), problem.model_dump_json(), [position[id(firsts[k])] for k in c], prune)
+             for c in chunks]
+    done: dict[str, ModelTable] = {}
+    with ProcessPoolExecutor(max_workers=min(n, len(chunks))) as pool:
+        for chunk, tables in zip(chunks, pool.map(_tables_in_worker, tasks)):
+            done.update(zip(chunk, tables))
+    return done

@@ -89,11 +89,11 @@ def remedies(problem: Problem, cat: Catalog, time_limit_s: float = REMEDY_TIME_L
         for n in names:
             upd.update(_LIMITS[n])
         relaxed = problem.model_copy(update={"fleet": problem.fleet.model_copy(update=upd)})
-        prep = api.prepare(relaxed, cat)
-        sol = prep.model.solve(time_limit_s, 1)
+        session = api.prepare(relaxed, cat)
+        sol = session.solve(time_limit_s, 1)
         if not sol.status.has_plan:
             return None
-        plan = api.assemble(relaxed, prep.tables, prep.ip, sol, 0.0)
+        plan = session.plan(sol, 0.0, verify=False)
         gpus: dict[str, int] = defaultdict(int)
         for s in plan.systems:
             gpus[s.accelerator] += s.gpus_provisioned

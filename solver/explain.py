@@ -15,8 +15,8 @@ from solver import scaling
 from solver.families import CANDIDATE_FAMILIES, Family, Guard
 
 if TYPE_CHECKING:
-    from solver.api import Prepared
     from solver.optimize.cpsat import IntSolution
+    from solver.session import Session
 
 RELAXED_TIME_LIMIT_S = 5.0
 
@@ -37,25 +37,18 @@ class Binding:
         return asdict(self)
 
 
-def _usage(prep: "Prepared", sol: "IntSolution", g: Guard) -> str:
+def _usage(prep: "Session", sol: "IntSolution", g: Guard) -> str:
     """What the plan ``sol`` uses of the resource or target that guard ``g`` limits."""
-    ip, problem = prep.ip, prep.problem
-    fleet = problem.fleet
-    chosen = [i for i, r in enumerate(sol.replicas) if r > 0]
+    fleet = prep.problem.fleet
     if g.family is Family.INVENTORY:
-        n = sum(p for p, s in zip(sol.provisioned, ip.systems) if s.accelerator == g.scope)
-        return f"{n} of {ip.inventory[g.scope]} {g.scope} GPUs"
+        return f"{prep.provisioned(sol, g.scope)} of {prep.inventory(g.scope)} {g.scope} GPUs"
     if g.family is Family.POWER:
-        kw = sum(p * s.tdp_w for p, s in zip(sol.provisioned, ip.systems)) / 1e3
-        return f"{kw:.1f} of {fleet.power_kw:g} kW"
+        return f"{prep.power_kw(sol):.1f} of {fleet.power_kw:g} kW"
     if g.family is Family.BUDGET:
         return f"${scaling.cents_to_usd(sol.cost_cents or 0):.2f}/h of ${fleet.budget_usd_per_hour:g}/h"
     if g.family is Family.NODES:
-        idle = sum(p for p in sol.provisioned) - sum(
-            sol.replicas[i] * ip.candidates[i].gpus for i in chosen)
-        return f"{idle} idle GPU(s) in partly used nodes"
-    m = ip.models.index(g.scope)
-    mine = [ip.source[i] for i in chosen if ip.candidates[i].model == m]
+        return f"{prep.idle_gpus(sol)} idle GPU(s) in partly used nodes"
+    mine = [c for c, _ in prep.chosen(sol, g.scope)]
     if g.family is Family.CONFIGS:
         return f"{len(mine)} configuration(s) of {fleet.max_configs_per_model} allowed"
     if g.family in (Family.TTFT, Family.TPOT, Family.E2E):
@@ -65,8 +58,8 @@ def _usage(prep: "Prepared", sol: "IntSolution", g: Guard) -> str:
     return ", ".join(c.label() for c in mine)
 
 
-def _target_sentence(prep: "Prepared", g: Guard) -> str:
-    t = next(t for t in prep.tables if t.name == g.scope)
+def _target_sentence(prep: "Session", g: Guard) -> str:
+    t = prep.table(g.scope)
     d = t.demand
     target = getattr(d.slo, g.family.value)
     best = t.best.get(g.family.value)
@@ -83,37 +76,36 @@ def _target_sentence(prep: "Prepared", g: Guard) -> str:
             f"and they cannot cover {t.load_rps:.2f} req/s together with the other limits below")
 
 
-def _guard_sentence(prep: "Prepared", g: Guard) -> str:
-    problem, ip = prep.problem, prep.ip
-    fleet = problem.fleet
+def _guard_sentence(prep: "Session", g: Guard) -> str:
+    fleet = prep.problem.fleet
     f = g.family
     if f in (Family.TTFT, Family.TPOT, Family.E2E):
         return _target_sentence(prep, g)
     if f is Family.MEMORY:
-        t = next(t for t in prep.tables if t.name == g.scope)
+        t = prep.table(g.scope)
         from solver.slo import memory_context_tokens
 
         return (f"memory for {g.scope}: the shapes that hold {t.demand.model}'s weights and a "
                 f"{memory_context_tokens(t.demand)}-token KV cache per sequence cannot serve it "
                 "within the other limits")
     if f is Family.QUANT:
-        d = next(t.demand for t in prep.tables if t.name == g.scope)
+        d = prep.table(g.scope).demand
         allowed = ", ".join(d.allowed_quantizations or ["any"])
         kv = ", ".join(d.allowed_kv_dtypes or ["any"])
         return f"allowed formats for {g.scope} (weights: {allowed}; KV: {kv}) exclude every candidate that would work"
     if f is Family.QUALITY:
-        d = next(t.demand for t in prep.tables if t.name == g.scope)
+        d = prep.table(g.scope).demand
         limit = (f"max_quality_loss_points {d.max_quality_loss_points:g}" if d.max_quality_loss_points is not None
                  else "the default quality guard (formats losing more than 1 point need max_quality_loss_points)")
         return f"{limit} for {g.scope} rules out the formats that would work"
     if f is Family.TOPOLOGY:
         return f"topology for {g.scope}: only replicas that fit a node or fill whole nodes may be used"
     if f is Family.CONFIGS:
-        t = next(t for t in prep.tables if t.name == g.scope)
+        t = prep.table(g.scope)
         return (f"at most {fleet.max_configs_per_model} configuration(s) for {g.scope}: that many cannot "
                 f"cover {t.load_rps:.2f} req/s within the other limits")
     if f is Family.INVENTORY:
-        return f"inventory of {g.scope}: {ip.inventory[g.scope]} GPUs"
+        return f"inventory of {g.scope}: {prep.inventory(g.scope)} GPUs"
     if f is Family.NODES:
         return "whole nodes: GPUs are bought in whole nodes"
     if f is Family.POWER:
@@ -123,11 +115,11 @@ def _guard_sentence(prep: "Prepared", g: Guard) -> str:
     return g.name
 
 
-def _no_candidate_sentences(prep: "Prepared") -> list[str]:
+def _no_candidate_sentences(prep: "Session") -> list[str]:
     """When no family is to blame: models whose candidates cannot cover the load at all."""
     out = []
-    for m, t in enumerate(prep.tables):
-        if any(c.cap_mrps > 0 for c in prep.ip.candidates if c.model == m):
+    for t in prep.tables:
+        if t.candidates:  # every candidate kept has a capacity of at least 1 milli-req/s
             continue
         by_reason: dict[str, list[str]] = {}
         for r in t.rejected:
@@ -144,66 +136,59 @@ def _no_candidate_sentences(prep: "Prepared") -> list[str]:
     return out or ["no plan exists even with every constraint family relaxed"]
 
 
-def _relaxed_clause(prep: "Prepared", g: Guard, relaxed: "IntSolution") -> str:
+def _relaxed_clause(prep: "Session", g: Guard, relaxed: "IntSolution") -> str:
     """What the cheapest plan looks like once ``g`` alone is relaxed (the other limits kept)."""
-    ip = prep.ip
     usd = scaling.cents_to_usd(relaxed.cost_cents or 0)
     f = g.family
     if f is Family.BUDGET:
         return f": the cheapest plan within the other limits costs ${usd:,.2f}/h"
     if f is Family.INVENTORY:
-        n = sum(p for p, s in zip(relaxed.provisioned, ip.systems) if s.accelerator == g.scope)
+        n = prep.provisioned(relaxed, g.scope)
         return f"; the cheapest plan within the other limits needs {n} (${usd:,.2f}/h)"
     if f is Family.POWER:
-        kw = sum(p * s.tdp_w for p, s in zip(relaxed.provisioned, ip.systems)) / 1e3
-        return f": the cheapest plan within the other limits draws {kw:.1f} kW (${usd:,.2f}/h)"
+        return f": the cheapest plan within the other limits draws {prep.power_kw(relaxed):.1f} kW (${usd:,.2f}/h)"
     if f in (Family.TTFT, Family.TPOT, Family.E2E):
         return ""
     return f"; without it the cheapest plan costs ${usd:,.2f}/h ({_usage(prep, relaxed, g)})"
 
 
-def infeasibility_sentences(prep: "Prepared", core: tuple[Guard, ...]) -> list[str]:
+def infeasibility_sentences(prep: "Session", core: tuple[Guard, ...]) -> list[str]:
     """One sentence per family of the conflict, each with what relaxing it alone would give."""
     if not core:
         return _no_candidate_sentences(prep)
     out = []
     for g in core:
         sentence = _guard_sentence(prep, g)
-        relaxed = prep.model.solve(RELAXED_TIME_LIMIT_S, 1, relax=frozenset({g}))
+        relaxed = prep.solve(RELAXED_TIME_LIMIT_S, 1, relax=frozenset({g}))
         if relaxed.status.has_plan:
             sentence += _relaxed_clause(prep, g, relaxed)
         out.append(sentence)
     return out
 
 
-def _at_target(prep: "Prepared", sol: "IntSolution", g: Guard) -> bool:
+def _at_target(prep: "Session", sol: "IntSolution", g: Guard) -> bool:
     """Whether a load-dependent target is what limits the capacity of a chosen candidate."""
-    m = prep.ip.models.index(g.scope)
-    d = prep.tables[m].demand
-    target = getattr(d.slo, g.family.value)
+    target = getattr(prep.table(g.scope).demand.slo, g.family.value)
     if target is None:
         return False
     key = "ttft_p99_ms" if g.family is Family.TTFT else "e2e_p99_ms"
-    return any(getattr(prep.ip.source[i], key) >= 0.99 * target.max_ms
-               for i, r in enumerate(sol.replicas) if r > 0 and prep.ip.candidates[i].model == m)
+    return any(getattr(c, key) >= 0.99 * target.max_ms for c, _ in prep.chosen(sol, g.scope))
 
 
-def bindings(prep: "Prepared", sol: "IntSolution", time_limit_s: float, workers: int) -> list[Binding]:
+def bindings(prep: "Session", sol: "IntSolution", time_limit_s: float, workers: int) -> list[Binding]:
     """For each family of the model: relax it alone, re-optimise (from the plan as a hint),
     compare the cost. A per-candidate family is skipped (slack, no solve) when no candidate
     breaks that family alone: relaxing it would then admit no new candidate."""
     out = []
-    ip = prep.ip
-    for g in prep.model.guards:
+    for g in prep.guards:
         if g.family in CANDIDATE_FAMILIES:
-            m = ip.models.index(g.scope)
-            if not any(ip.candidates[i].violations == {g.family} for i in ip.by_model(m)):
+            if not any(c.violations == {g.family} for c in prep.table(g.scope).candidates):
                 out.append(Binding(g.family.value, g.scope, g.name, g.family.description,
                                    _at_target(prep, sol, g) if g.family in (Family.TTFT, Family.E2E) else False,
                                    scaling.cents_to_usd(sol.cost_cents or 0),
                                    f"plan uses {_usage(prep, sol, g)}; no candidate is held back by it alone"))
                 continue
-        relaxed = prep.model.solve(time_limit_s, workers, relax=frozenset({g}), hint=sol)
+        relaxed = prep.solve(time_limit_s, workers, relax=frozenset({g}), hint=sol)
         cost = relaxed.cost_cents if relaxed.status.has_plan else None
         binding = cost is not None and sol.cost_cents is not None and cost < sol.cost_cents
         detail = f"plan uses {_usage(prep, sol, g)}"

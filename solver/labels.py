@@ -10,7 +10,6 @@ from typing import Any
 from solver.catalog import Catalog
 from solver.plan import Plan
 from solver.problem import Problem
-from solver.unitcost import UnitCosts, unit_costs  # noqa: F401  (re-exported for display code)
 
 LATENCY_KEYS = {"ttft": "ttft_p99_ms", "tpot": "tpot_p99_ms", "e2e": "e2e_p99_ms"}
 """Latency axis -> the (stable) field name holding it; the value is at the target's percentile."""

@@ -7,7 +7,8 @@ A model without a target on the axis gets the value its configuration reaches in
 so it is swept too. For ``quality``
 the bound ``max_quality_loss_points`` takes each distinct loss of the allowed formats. Each point
 is a full solve, hinted with the previous point's replicas (hints only guide the search), and a
-verified plan. Dominated points (no cheaper and no better on every axis) are removed.
+verified plan. Every point shares one :class:`~solver.candidates.TableCache`: the cost model is
+evaluated once per shape, and each point only recomputes capacities at its targets. Dominated points (no cheaper and no better on every axis) are removed.
 
 The axis value of a plan is its worst value over deployments: the largest predicted p99 in ms,
 or the largest quality loss in points.
@@ -21,13 +22,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from solver.api import DEFAULT_TIME_LIMIT_S, Prepared, assemble, prepare
-from solver.catalog import Catalog
+from typing import TYPE_CHECKING
+
 from solver.errors import InputError
-from solver.optimize.cpsat import DEFAULT_WORKERS
+from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.plan import Plan
 from solver.problem import LatencyTarget, Problem
-from solver.verify import verify_plan
+
+if TYPE_CHECKING:
+    from solver.candidates import TableCache
+    from solver.catalog import Catalog
+    from solver.session import Session
 
 LATENCY_AXES = ("ttft", "tpot", "e2e")
 AXES = LATENCY_AXES + ("quality",)
@@ -93,7 +98,7 @@ def default_axis(problem: Problem) -> str:
     return "ttft"
 
 
-def plan_value(plan: Plan, axis: str, cat: Catalog) -> float:
+def plan_value(plan: Plan, axis: str, cat: "Catalog") -> float:
     """The plan's worst value on an axis (ms for latency, points for quality)."""
     if axis == "quality":
         return max((cat.quantization(d.quant).quality_loss.points for d in plan.deployments), default=0.0)
@@ -117,28 +122,17 @@ def _with_quality(problem: Problem, bound: float) -> Problem:
     return problem.model_copy(update={"models": models})
 
 
-def _key(model: str, c: Any) -> tuple:
-    return (model, c.accelerator, c.system, c.quant, c.kv_dtype, c.tp, c.pp, c.ep, c.max_batch)
-
-
-def _solve_hinted(prep: Prepared, cat: Catalog, hint: Plan | None, time_limit_s: float,
+def _solve_hinted(session: "Session", hint: Plan | None, time_limit_s: float,
                   workers: int) -> Plan | None:
     """Solve a prepared problem, hinting replica counts from ``hint``; None when no plan."""
-    replicas = None
-    if hint is not None:
-        wanted = {_key(d.model, d): d.replicas for d in hint.deployments}
-        replicas = [wanted.get(_key(c.model, c), 0) for c in prep.ip.source]
-    prep.model.set_hint(replicas)
     t0 = time.perf_counter()
-    sol = prep.model.solve(time_limit_s, workers)
+    sol = session.solve(time_limit_s, workers, hint=hint)
     if not sol.status.has_plan:
         return None
-    plan = assemble(prep.problem, prep.tables, prep.ip, sol, time.perf_counter() - t0)
-    verify_plan(plan, prep.problem, cat)
-    return plan
+    return session.plan(sol, time.perf_counter() - t0)
 
 
-def _latency_settings(prep: Prepared, problem: Problem, axis: str, base: dict[str, float],
+def _latency_settings(prep: "Session", problem: Problem, axis: str, base: dict[str, float],
                       points: int) -> list[float]:
     """Geometric grid of factors from the tightest any candidate could meet to LOOSEST_FACTOR."""
     floor_key = {"ttft": "ttft_min_ms", "tpot": "tpot_p99_ms", "e2e": "e2e_min_ms"}[axis]
@@ -158,7 +152,7 @@ def _latency_settings(prep: Prepared, problem: Problem, axis: str, base: dict[st
     return sorted({round(lo * ratio**k, 6) for k in range(points)})
 
 
-def _quality_settings(cat: Catalog, problem: Problem) -> list[float]:
+def _quality_settings(cat: "Catalog", problem: Problem) -> list[float]:
     losses = set()
     for d in problem.models:
         for q in d.allowed_quantizations or sorted(cat.quantizations):
@@ -187,16 +181,22 @@ def non_dominated(points: Sequence[ParetoPoint], axes: Sequence[str]) -> list[Pa
 
 
 def pareto(
-    problem: Problem, cat: Catalog, axes: Sequence[str] = ("ttft",), points: int = 6,
+    problem: Problem, cat: "Catalog", axes: Sequence[str] = ("ttft",), points: int = 6,
     time_limit_s: float = DEFAULT_TIME_LIMIT_S, workers: int = DEFAULT_WORKERS,
     progress: Callable[[int, int], None] | None = None, base_plan: Plan | None = None,
+    cache: "TableCache | None" = None,
 ) -> ParetoResult:
-    """Non-dominated plans over cost and ``axes`` (one or two); see the module docstring."""
+    """Non-dominated plans over cost and ``axes`` (one or two); see the module docstring.
+    ``cache``: shape evaluations to reuse (one is made for the sweep without it)."""
+    from solver.candidates import TableCache
+    from solver.session import Session
+
     if points < 2:
         raise InputError(f"--points must be >= 2 (got {points})")
     axes = tuple(axes)
-    base_prep = prepare(problem, cat)
-    base = base_plan or _solve_hinted(base_prep, cat, None, time_limit_s, workers)
+    cache = cache if cache is not None else TableCache()
+    base_prep = Session.prepare(problem, cat, cache=cache)
+    base = base_plan or _solve_hinted(base_prep, None, time_limit_s, workers)
     # Models without a target on a latency axis are swept from what the base plan reaches.
     reach: dict[str, dict[str, float]] = {}
     for axis in axes:
@@ -225,7 +225,7 @@ def pareto(
         for axis, setting in combo:
             variant = (_with_quality(variant, setting) if axis == "quality"
                        else _scaled(variant, axis, setting, reach[axis]))
-        plan = _solve_hinted(prepare(variant, cat), cat, hint, time_limit_s, workers)
+        plan = _solve_hinted(Session.prepare(variant, cat, cache=cache), hint, time_limit_s, workers)
         if progress:
             progress(n, len(combos))
         if plan is None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from solver.costmodel.shape import Shape
 
 
 class SolveStatus(str, Enum):
@@ -18,6 +21,25 @@ class SolveStatus(str, Enum):
     @property
     def has_plan(self) -> bool:
         return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+
+class Termination(str, Enum):
+    """Why a search stopped: what its answer proves. Only a finished search proves anything;
+    running out of time without a plan says nothing about whether one exists."""
+
+    OPTIMAL = "optimal"
+    FEASIBLE_AT_TIME_LIMIT = "feasible at time limit"
+    """A plan, not proven optimal: the time limit stopped the search (see the gap)."""
+    INFEASIBLE_PROVEN = "infeasible proven"
+    UNKNOWN_AT_TIME_LIMIT = "unknown at time limit"
+    """The time limit stopped the search before it found a plan or proved there is none."""
+
+    @property
+    def status(self) -> SolveStatus:
+        """The plan status this termination gives."""
+        return {Termination.OPTIMAL: SolveStatus.OPTIMAL,
+                Termination.FEASIBLE_AT_TIME_LIMIT: SolveStatus.FEASIBLE,
+                Termination.INFEASIBLE_PROVEN: SolveStatus.INFEASIBLE}.get(self, SolveStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,14 @@ class Deployment:
     cost_usd_per_hour: float
     usd_per_gpu_hour: float
     price_id: str
+
+    @property
+    def shape(self) -> "Shape":
+        """The same identity as the candidate it came from (see ``Candidate.shape``)."""
+        from solver.costmodel.shape import Shape
+
+        return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
+                     self.tp, self.pp, self.ep)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +122,11 @@ class Plan:
     requests at peak, for the fleet and per model; ``None`` without a plan."""
     guardrails: tuple[dict[str, Any], ...] = ()
     """Per planned model: request/queue limits, warm replicas, lead time, alerts (solver.guardrails)."""
+    termination: Termination | None = None
+    """Why the solve stopped (None: not from a solve, e.g. a hand-built plan)."""
+    conflict_termination: Termination | None = None
+    """Infeasible: whether the conflict search proved ``conflict`` (``INFEASIBLE_PROVEN``) or ran
+    out of time (``UNKNOWN_AT_TIME_LIMIT``: ``conflict`` is then empty or not minimal)."""
 
     @property
     def gpus(self) -> int:
@@ -101,6 +136,7 @@ class Plan:
         out: dict[str, Any] = {
             "problem": self.problem,
             "status": self.status.value,
+            "termination": self.termination.value if self.termination else None,
             "cost_usd_per_hour": self.cost_usd_per_hour,
             "bound_usd_per_hour": self.bound_usd_per_hour,
             "gap": self.gap,
@@ -116,6 +152,8 @@ class Plan:
         if self.status == SolveStatus.INFEASIBLE:
             out["explanation"] = list(self.explanation)
             out["conflict"] = list(self.conflict)
+            out["conflict_termination"] = (self.conflict_termination.value
+                                           if self.conflict_termination else None)
         if self.guardrails:
             out["guardrails"] = list(self.guardrails)
         return out

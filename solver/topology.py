@@ -19,12 +19,16 @@ from the graph: the link a TP all-reduce or an EP all-to-all among them pays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterable
 
 from solver.errors import InputError
 from solver.schemas import System
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+# networkx is imported where a graph is built: only multi-GPU groups need one, and importing it
+# costs more than the rest of the cost model.
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ def domain_gpus(system: System) -> int:
 
 def build_topology(system: System, n_gpus: int) -> nx.Graph:
     """The graph of ``n_gpus`` GPUs laid out over as many nodes of ``system`` as they need."""
+    import networkx as nx
+
     if n_gpus < 1:
         raise InputError(f"n_gpus must be >= 1, got {n_gpus}")
     g = nx.Graph(system=system.id)
@@ -97,6 +103,8 @@ def _path_cost(g: nx.Graph, a: str, b: str) -> tuple[float, float, str]:
     The fastest path is the one with the highest bottleneck bandwidth (ties: lowest latency);
     the scale-up fabric wins inside a domain, the network outside it.
     """
+    import networkx as nx
+
     best: tuple[float, float, str] | None = None
     for path in nx.all_simple_paths(g, a, b, cutoff=4):
         edges = [g.edges[u, v] for u, v in zip(path, path[1:])]

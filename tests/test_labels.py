@@ -19,7 +19,8 @@ from solver.cli import main
 from solver.families import Family
 from solver.problem import Problem
 from solver.report import plots
-from solver.labels import config_label, unit_costs
+from solver.labels import config_label
+from solver.unitcost import unit_costs
 from solver.report.content import build_content
 from solver.report.render import md_escape, memory_rows, pareto_rows, plan_rows, to_html, to_markdown
 

@@ -128,7 +128,7 @@ def test_infeasible_tpot_core_names_the_target():
     ip = encode([t], Fleet())
     fm = FleetModel(ip)
     assert fm.solve(5, 1).status is SolveStatus.INFEASIBLE
-    assert fm.core() == (Guard(Family.TPOT, "chat"),)
+    assert fm.core().guards == (Guard(Family.TPOT, "chat"),)
 
 
 def test_infeasible_inventory_and_budget_core():
@@ -139,7 +139,7 @@ def test_infeasible_inventory_and_budget_core():
     ip = encode([t], fleet)
     fm = FleetModel(ip)
     assert fm.solve(5, 1).status is SolveStatus.INFEASIBLE
-    assert set(fm.core()) == {Guard(Family.INVENTORY, "gpu-a"), Guard(Family.BUDGET)}
+    assert set(fm.core().guards) == {Guard(Family.INVENTORY, "gpu-a"), Guard(Family.BUDGET)}
     assert brute_force(ip).cost_cents is None
 
 
@@ -147,7 +147,7 @@ def test_no_candidates_gives_an_empty_core():
     ip = encode([table(demand("m", 1.0), [])], Fleet())
     fm = FleetModel(ip)
     assert fm.solve(5, 1).status is SolveStatus.INFEASIBLE
-    assert fm.core() == ()
+    assert fm.core().guards == () and fm.core().proven
 
 
 def test_heterogeneous_split_when_cheap_type_is_scarce():
@@ -214,8 +214,8 @@ def test_three_family_core_config_cap_and_two_inventories():
     ip = encode([t], fleet)
     fm = FleetModel(ip)
     assert fm.solve(5, 1).status is SolveStatus.INFEASIBLE
-    assert set(fm.core()) == {Guard(Family.CONFIGS, "m"), Guard(Family.INVENTORY, "gpu-a"),
+    assert set(fm.core().guards) == {Guard(Family.CONFIGS, "m"), Guard(Family.INVENTORY, "gpu-a"),
                               Guard(Family.INVENTORY, "gpu-b")}
     # each member alone lifted makes it feasible (the core is minimal)
-    for g in fm.core():
+    for g in fm.core().guards:
         assert fm.solve(5, 1, relax=frozenset({g})).status is SolveStatus.OPTIMAL

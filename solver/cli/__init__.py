@@ -106,6 +106,7 @@ def _register() -> None:
     from solver.cli import estimate_cmd
     from solver.cli import solve_cmd
     from solver.cli import report_cmd
+    from solver.cli import sweep_cmd
 
     main.add_command(catalog_cmd.catalog)
     main.add_command(check_cmd.check)
@@ -121,6 +122,7 @@ def _register() -> None:
     main.add_command(simulate_cmd.simulate)
     for c in bench_cmd.COMMANDS:
         main.add_command(c)
+    main.add_command(sweep_cmd.sweep)
 
 
 try:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from solver.catalog import KINDS, Catalog, load_catalog
 from solver.cli.output import emit_json, table
 from solver.errors import InputError, unknown_id
+
+if TYPE_CHECKING:
+    from solver.catalog import Catalog
+
+# solver.catalog (pydantic, YAML) is imported inside the commands: `--help` stays fast.
 
 # Columns shown by `catalog list KIND` (JSON output always has every field).
 LIST_COLUMNS: dict[str, list[str]] = {
@@ -28,13 +32,15 @@ LIST_COLUMNS: dict[str, list[str]] = {
                 "host_overhead_eager_ms", "chunk_tokens"],
     "links": ["id", "latency_us", "bw_efficiency", "saturation_mb", "ramp"],
 }
-SINGULAR = {k.rstrip("s"): k for k in KINDS} | {
+SINGULAR = {k.rstrip("s"): k for k in LIST_COLUMNS} | {
     "efficiency": "efficiency", "kv-dtype": "kv-dtypes", "gpu": "accelerators", "gpus": "accelerators",
     "quant": "quantizations", "quants": "quantizations",
 }
 
 
 def _kind(name: str) -> str:
+    from solver.catalog import KINDS
+
     name = name.lower()
     if name in KINDS:
         return name
@@ -77,6 +83,8 @@ def catalog() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects, each with its id.")
 def list_cmd(kind: str, as_json: bool) -> None:
     """List the entries of one catalog KIND."""
+    from solver.catalog import load_catalog
+
     kind = _kind(kind)
     cat = load_catalog()
     rows = [describe(cat, kind, i) for i in sorted(cat.entries(kind))]
@@ -92,6 +100,8 @@ def list_cmd(kind: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as a JSON object.")
 def show_cmd(kind: str, entry_id: str, as_json: bool) -> None:
     """Show one entry in full, with its sources."""
+    from solver.catalog import load_catalog
+
     kind = _kind(kind)
     cat = load_catalog()
     if entry_id not in cat.entries(kind):
@@ -111,6 +121,8 @@ def show_cmd(kind: str, entry_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print counts per kind as JSON.")
 def validate_cmd(as_json: bool) -> None:
     """Load and cross-check every catalog file; exit 2 naming the first problem."""
+    from solver.catalog import KINDS, load_catalog
+
     cat = load_catalog()
     counts = {kind: len(cat.entries(kind)) for kind in KINDS}
     if as_json:

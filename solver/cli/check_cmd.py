@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from solver.catalog import load_catalog
 from solver.cli.output import emit_json, table
-from solver.problem import Problem, load_problem
+
+if TYPE_CHECKING:
+    from solver.problem import Problem
 
 
 def summary(problem: Problem) -> dict[str, Any]:
     """The problem as a reader checks it: per model, load, lengths, targets and options."""
+    from solver.catalog import load_catalog
+
     cat = load_catalog()
     rows = []
     for m in problem.models:
@@ -46,6 +49,8 @@ def check(problem_file: Path, as_json: bool) -> None:
     Bad input (malformed YAML, unknown ids, impossible numbers) is reported as one line
     naming the file and field, with exit code 2.
     """
+    from solver.problem import load_problem
+
     out = summary(load_problem(problem_file))
     if as_json:
         emit_json(out)

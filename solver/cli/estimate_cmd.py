@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 
+from typing import TYPE_CHECKING
+
 import click
 
-from solver.catalog import Catalog, load_catalog
 from solver.cli.output import emit_json, fmt
-from solver.costmodel import Estimate, Shape
-from solver.costmodel import estimate as run_estimate
 from solver.cli.params import FiniteFloat
 from solver.errors import InputError, unknown_id
 from solver.problem import MAX_TOKENS
+
+if TYPE_CHECKING:
+    from solver.catalog import Catalog
+    from solver.costmodel import Estimate
 
 EXIT_INFEASIBLE = 1
 MAX_CONCURRENCY = 1_000_000
@@ -133,6 +136,10 @@ def estimate(
 
     Exit codes: 0 fits, 1 does not fit in memory (the reason is printed), 2 bad input.
     """
+    from solver.catalog import load_catalog
+    from solver.costmodel import Shape
+    from solver.costmodel import estimate as run_estimate
+
     cat = load_catalog()
     ctx = cat.model(model).max_context
     if isl + osl > ctx:

@@ -9,12 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from pydantic import BaseModel
 
 
 def to_jsonable(obj: Any) -> Any:
     """Pydantic models and dataclass-like objects to plain JSON types (stable key order)."""
-    if isinstance(obj, BaseModel):
+    if hasattr(obj, "model_dump"):  # a pydantic model (not imported here: keeps --help fast)
         return obj.model_dump(mode="json")
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import click
 
-from solver.catalog import load_catalog
 from solver.cli.output import emit_json, progress_bar, table
 from solver.cli.params import FiniteFloat
 from solver.errors import InputError
-from solver.pareto import AXES, AXIS_KEY, pareto, parse_axes
-from solver.problem import load_problem
-from solver.report import make_report, write_report
 from solver.labels import config_label
 
+# solver.pareto (OR-Tools) and solver.report (matplotlib) are imported inside the commands.
+AXES = ("ttft", "tpot", "e2e", "quality")
+"""The same as ``solver.pareto.AXES`` (a test keeps them equal), for the help text."""
 AXIS_HELP = (f"Axis to trade against cost: {', '.join(AXES)}; two axes separated by a comma "
              "(e.g. ttft,quality) give a cost x latency x quality set.")
 
@@ -46,6 +45,10 @@ def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as
     \b
       fleetplan pareto problems/chat-assistant-70b.yaml --axis ttft --points 6
     """
+    from solver.catalog import load_catalog
+    from solver.pareto import AXIS_KEY, pareto, parse_axes
+    from solver.problem import load_problem
+
     axes = parse_axes(axis)
     _check_points(points)
     cat = load_catalog()
@@ -90,6 +93,11 @@ def report_cmd(problem_files: tuple[Path, ...], out: Path | None, out_dir: Path 
     An infeasible problem still gets a report, explaining which constraints conflict; the
     exit code is then 1 (0 when every problem has a plan, 2 for bad input).
     """
+    from solver.catalog import load_catalog
+    from solver.pareto import parse_axes
+    from solver.problem import load_problem
+    from solver.report import make_report, write_report
+
     axes = parse_axes(axis)
     _check_points(points)
     if (out is None) == (out_dir is None):

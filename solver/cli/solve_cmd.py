@@ -11,29 +11,30 @@ from pathlib import Path
 
 import click
 
-from solver import api
 from solver.catalog import Catalog, load_catalog
 from solver.cli import EXIT_INFEASIBLE
 from solver.cli.estimate_cmd import check_engine_flag
 from solver.cli.output import emit_json, fmt, progress_bar, table
 from solver.errors import InputError, unknown_id
 from solver.cli.params import FiniteFloat, positive
-from solver.optimize.cpsat import DEFAULT_WORKERS
-from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
+from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.diagnose import causes, diagnosis
-from solver.plan import Plan, SolveStatus
+from solver.plan import Plan, SolveStatus, Termination
 from solver.problem import MAX_GPUS, MAX_MS, MAX_RPS, MAX_TOKENS, Problem, load_problem, query_problem
 from solver.labels import (
     axis_targets, config_label, latency_percentiles, plan_extras, plan_table_rows,
     share_of_target,
 )
 
+# OR-Tools (solver.api, solver.pareto) is imported inside the commands that solve, so that
+# `fleetplan --help` and the commands that do not solve stay fast.
+
 MAX_TIME_LIMIT_S = 86_400.0
 
 def _time_limit(f):  # type: ignore[no-untyped-def]
     f = click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS, show_default=True,
                      help="CP-SAT worker threads (results are deterministic for a given count).")(f)
-    return click.option("--time-limit", "time_limit", type=FiniteFloat(0.01, MAX_TIME_LIMIT_S), default=api.DEFAULT_TIME_LIMIT_S,
+    return click.option("--time-limit", "time_limit", type=FiniteFloat(0.01, MAX_TIME_LIMIT_S), default=DEFAULT_TIME_LIMIT_S,
                         show_default=True, help="Solver time limit, seconds; the best plan and its gap are returned.")(f)
 
 
@@ -58,7 +59,10 @@ def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
                        f"per 1M tokens (both), ${fmt(c.usd_per_1k_requests)} per 1k requests (at peak)")
         return
     click.echo(f"{head} ({plan.solve_seconds:.2f}s)")
-    if plan.explanation:
+    if plan.explanation and plan.conflict_termination is Termination.UNKNOWN_AT_TIME_LIMIT:
+        for line in plan.explanation:
+            click.echo(line)
+    elif plan.explanation:
         click.echo("No plan meets all of these together:")
         for line in plan.explanation:
             click.echo(f"  - {line}")
@@ -122,6 +126,9 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
       fleetplan solve problems/chat-assistant-70b.yaml
       fleetplan solve problems/multi-model-fleet.yaml --no-pareto --json
     """
+    from solver import api
+    from solver.pareto import AXIS_KEY, default_axis, pareto, parse_axes
+
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
     axes = parse_axes(axis or default_axis(problem))
@@ -166,6 +173,8 @@ def explain(problem_file: Path, time_limit: float, workers: int, as_json: bool) 
     Each family is relaxed alone and the plan re-optimised: a family binds when relaxing it
     lowers the cost (latency targets also bind when they set a replica's capacity).
     """
+    from solver import api
+
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
     ex = api.explain(problem, cat, time_limit, workers)
@@ -267,6 +276,8 @@ def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float,
           --rps 20 --ttft-p99-ms 800 --tpot-p99-ms 40 --gpu h100-sxm
     """
     cat, problem = _flag_problem(flags, rps, list(gpus) or None, headroom)
+    from solver import api
+
     _finish(api.query(problem, cat, time_limit, workers), problem, cat, as_json)
 
 
@@ -289,6 +300,8 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
     """
     model = flags["model"]
     cat, problem = _flag_problem(flags, 1.0, [gpu], 0.0, max_configs)
+    from solver import api
+
     ans = api.capacity(problem, cat, n_gpus, time_limit, workers)
     if as_json:
         emit_json(ans.to_dict())

@@ -41,21 +41,16 @@ limit makes the result machine-dependent); candidates enter in their stable tabl
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
 from solver.families import CANDIDATE_FAMILIES, Family, Guard
 from solver.optimize.encode import IntProblem
-from solver.plan import SolveStatus
+from solver.plan import SolveStatus, Termination
 
-DEFAULT_WORKERS = 1
-"""One worker: deterministic by construction, and with ``linearization_level = 2`` (the LP
-relaxation of every linear constraint) faster on these models than an 8-worker portfolio in
-CP-SAT's deterministic ``interleave_search`` mode (measured: 0.15 s vs 4.4 s on a 12-model fleet
-with whole nodes, inventory and power). More workers are allowed and stay deterministic
-(interleaved), at that cost."""
+from solver.optimize import DEFAULT_WORKERS
+
 SEED = 20240611
 CORE_TIME_LIMIT_S = 10.0
 
@@ -69,6 +64,8 @@ class IntSolution:
     cost_cents: int | None = None
     bound_cents: float | None = None
     seconds: float = 0.0
+    termination: Termination | None = None
+    """Why the search stopped; see :class:`~solver.plan.Termination`."""
 
     @property
     def gap(self) -> float | None:
@@ -118,13 +115,37 @@ def configured_solver(time_limit_s: float, workers: int) -> cp_model.CpSolver:
     return solver
 
 
+def termination_of(code: int) -> Termination:
+    """CP-SAT's status code as a solver-neutral termination reason. CP-SAT answers FEASIBLE and
+    UNKNOWN only when a limit (here: the time limit) stopped it."""
+    return {
+        cp_model.OPTIMAL: Termination.OPTIMAL,
+        cp_model.FEASIBLE: Termination.FEASIBLE_AT_TIME_LIMIT,
+        cp_model.INFEASIBLE: Termination.INFEASIBLE_PROVEN,
+    }.get(code, Termination.UNKNOWN_AT_TIME_LIMIT)
+
+
 def neutral_status(code: int) -> SolveStatus:
     """CP-SAT's status code as fleetplan's solver-neutral status."""
-    return {
-        cp_model.OPTIMAL: SolveStatus.OPTIMAL,
-        cp_model.FEASIBLE: SolveStatus.FEASIBLE,
-        cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
-    }.get(code, SolveStatus.UNKNOWN)
+    return termination_of(code).status
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """What conflict search found: a set of guards that cannot hold together, and whether that
+    is proven. ``termination`` is ``INFEASIBLE_PROVEN`` when CP-SAT proved the guards conflict
+    (with every guard relaxed, empty ``guards`` then means no plan exists at all), and
+    ``UNKNOWN_AT_TIME_LIMIT`` when the search ran out of time before it could tell (``guards``
+    is then empty and says nothing). ``minimal``: every guard was shown to be needed (a
+    deletion step that ran out of time keeps its guard and clears this)."""
+
+    guards: tuple[Guard, ...]
+    termination: Termination
+    minimal: bool
+
+    @property
+    def proven(self) -> bool:
+        return self.termination is Termination.INFEASIBLE_PROVEN
 
 
 class FleetModel:
@@ -221,12 +242,6 @@ class FleetModel:
         self.model.minimize(self._cost())
 
     # -- solving -----------------------------------------------------------------------------
-    def set_hint(self, replicas: Sequence[int] | None) -> None:
-        """Hint replica counts per candidate (None clears); hints guide the search only."""
-        self.model.clear_hints()
-        for var, value in zip(self.r, replicas or ()):
-            self.model.add_hint(var, value)
-
     def _assume(self, relax: frozenset[Guard]) -> None:
         self.model.clear_assumptions()
         self.model.add_assumptions([self.lit[g] for g in self.guards if g not in relax])
@@ -235,8 +250,9 @@ class FleetModel:
         self, time_limit_s: float = 10.0, workers: int = DEFAULT_WORKERS,
         relax: frozenset[Guard] = frozenset(), hint: IntSolution | None = None,
     ) -> IntSolution:
-        """Optimise with every guard enforced except those in ``relax``. ``hint``: a plan to
-        start from (replaces any hints set before; without it, hints are left as they are)."""
+        """Optimise with every guard enforced except those in ``relax``. ``hint``: a solution to
+        start from, whole or replica counts only (replaces any hints set before; without it,
+        hints are left as they are). Hints guide the search only."""
         self._assume(relax)
         if hint is not None and hint.status.has_plan:
             self.model.clear_hints()
@@ -247,16 +263,17 @@ class FleetModel:
             for var, value in zip(self.N, hint.nodes):
                 self.model.add_hint(var, value)
         if not self.ip.candidates:
-            return IntSolution(SolveStatus.INFEASIBLE)
+            return IntSolution(SolveStatus.INFEASIBLE, termination=Termination.INFEASIBLE_PROVEN)
         solver = configured_solver(time_limit_s, workers)
         t0 = time.perf_counter()
         code = solver.solve(self.model)
         seconds = time.perf_counter() - t0
         if code == cp_model.MODEL_INVALID:
             raise AssertionError(f"CP-SAT model invalid: {self.model.validate()}")
-        status = neutral_status(code)
+        term = termination_of(code)
+        status = term.status
         if not status.has_plan:
-            return IntSolution(status, seconds=seconds)
+            return IntSolution(status, seconds=seconds, termination=term)
         return IntSolution(
             status,
             replicas=tuple(int(solver.value(v)) for v in self.r),
@@ -265,6 +282,7 @@ class FleetModel:
             cost_cents=int(round(solver.objective_value)),
             bound_cents=float(solver.best_objective_bound),
             seconds=seconds,
+            termination=term,
         )
 
     def _feasible(self, model: cp_model.CpModel, relax: frozenset[Guard], time_limit_s: float) -> bool | None:
@@ -278,28 +296,40 @@ class FleetModel:
             return False
         return None
 
-    def core(self, time_limit_s: float = CORE_TIME_LIMIT_S) -> tuple[Guard, ...]:
-        """A minimal set of guards that cannot hold together (empty: infeasible without any
-        guard, i.e. some model has no candidate that could cover its demand).
+    def core(self, time_limit_s: float = CORE_TIME_LIMIT_S) -> Conflict:
+        """A minimal set of guards that cannot hold together, with whether it is proven (see
+        :class:`Conflict`; proven and empty: infeasible without any guard, i.e. some model has
+        no candidate that could cover its demand).
 
         Runs on a copy of the model without its objective, with one worker (CP-SAT fills
         ``sufficient_assumptions_for_infeasibility`` only then), and shrinks the answer by
-        deletion so that every guard left is needed."""
+        deletion so that every guard left is needed. A time-out is never read as a proof:
+        on the first solve it gives ``UNKNOWN_AT_TIME_LIMIT``; in a deletion step it keeps the
+        guard (the set stays a proven conflict, perhaps not a minimal one)."""
+        if not self.ip.candidates:
+            return Conflict((), Termination.INFEASIBLE_PROVEN, True)
         feas = self.model.clone()
         feas.clear_objective()
         feas.clear_assumptions()
         feas.add_assumptions([self.lit[g] for g in self.guards])
         solver = configured_solver(time_limit_s, 1)
-        if solver.solve(feas) != cp_model.INFEASIBLE:
-            return ()
+        term = termination_of(solver.solve(feas))
+        if term is not Termination.INFEASIBLE_PROVEN:
+            # FEASIBLE here would contradict the caller's proof; either way nothing is proven
+            return Conflict((), Termination.UNKNOWN_AT_TIME_LIMIT if not term.status.has_plan
+                            else term, False)
         names = {self.lit[g].index: g for g in self.guards}
         core = sorted({names[i] for i in solver.sufficient_assumptions_for_infeasibility() if i in names})
+        minimal = True
         for g in list(core):
             rest = [h for h in core if h != g]
             relax = frozenset(h for h in self.guards if h not in rest)
-            if self._feasible(feas, relax, time_limit_s) is False:
+            feasible = self._feasible(feas, relax, time_limit_s)
+            if feasible is False:
                 core = rest
-        return tuple(core)
+            elif feasible is None:
+                minimal = False
+        return Conflict(tuple(core), Termination.INFEASIBLE_PROVEN, minimal)
 
 
 def max_capacity(

@@ -6,6 +6,7 @@ down), so an integer-feasible plan is feasible in real units. No solver imports 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +59,16 @@ class IntProblem:
     budget_cents: int | None
 
     def by_model(self, m: int) -> list[int]:
-        return [i for i, c in enumerate(self.candidates) if c.model == m]
+        """Indices of model ``m``'s candidates, in order (an index built once: fleets of
+        hundreds of models ask this per model and per constraint family)."""
+        return list(self._model_index[m])
+
+    @functools.cached_property
+    def _model_index(self) -> tuple[tuple[int, ...], ...]:
+        index: list[list[int]] = [[] for _ in self.models]
+        for i, c in enumerate(self.candidates):
+            index[c.model].append(i)
+        return tuple(tuple(x) for x in index)
 
 
 def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:

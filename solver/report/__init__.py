@@ -40,11 +40,15 @@ def make_report(
     time_limit_s: float = DEFAULT_TIME_LIMIT_S, progress: Callable[[int, int], None] | None = None,
 ) -> ReportContent:
     """Solve the problem, find what binds and sweep the Pareto set; gather the report content."""
-    ex = explain(problem, cat, time_limit_s)
+    from solver.candidates import TableCache
+
+    cache = TableCache()  # explain and every Pareto point share one cost-model evaluation
+    ex = explain(problem, cat, time_limit_s, cache=cache)
     plan = ex.plan
     pts: tuple[dict, ...] = ()
     if plan.status.has_plan:
-        res = pareto(problem, cat, axes, points, time_limit_s, progress=progress, base_plan=plan)
+        res = pareto(problem, cat, axes, points, time_limit_s, progress=progress, base_plan=plan,
+                     cache=cache)
         pts = tuple(p.to_dict() for p in res.points)
     return build_content(cat, problem, plan, ",".join(axes), pts, binding_lines(ex.bindings))
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
-from solver.labels import UnitCosts, config_label, unit_costs
+from solver.labels import config_label
+from solver.unitcost import UnitCosts, unit_costs
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.report.plots import Curve

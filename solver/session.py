@@ -1,0 +1,239 @@
+"""A solve session: a problem prepared once (candidate tables, integers, CP-SAT model), then
+solved under any relaxation and hint, and turned into verified plans.
+
+``prepare -> solve(relax, hint) -> plan``: :mod:`solver.api` (solve, query, explain),
+:mod:`solver.explain` and :mod:`solver.pareto` all go through a :class:`Session`, and read the
+solution through its questions (:meth:`Session.chosen`, :meth:`Session.provisioned`, ...) instead
+of the integer encoding's internals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+from solver import scaling
+from solver.candidates import Candidate, ModelTable, TableCache, build_tables
+from solver.catalog import Catalog
+from solver.families import Guard
+from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
+from solver.optimize.cpsat import CORE_TIME_LIMIT_S, Conflict, FleetModel, IntSolution
+from solver.optimize.encode import IntProblem, encode
+from solver.plan import Deployment, Plan, SolveStatus, SystemUse
+from solver.problem import ModelDemand, Problem
+from solver.slo import latencies
+from solver.unitcost import plan_unit_costs
+from solver.verify import verify_plan
+
+
+def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> Deployment:
+    """``replicas`` replicas of candidate ``c`` serving ``load_rps`` together: the one place a
+    deployment is made from a candidate (per-replica terms times replicas are the totals)."""
+    lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d,
+                    load_rps / replicas)
+    return Deployment(
+        model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
+        quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
+        max_batch=c.max_batch, replicas=replicas, gpus=replicas * c.gpus, gpus_per_replica=c.gpus,
+        capacity_rps=c.capacity_rps * replicas, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
+        tpot_p99_ms=lat.tpot_ms, e2e_p99_ms=lat.e2e_ms,
+        cost_usd_per_hour=replicas * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
+        price_id=c.price_id,
+    )
+
+
+def config_key(model: str, c: Candidate | Deployment) -> tuple:
+    """A deployment configuration's identity: model entry, shape and batch cap."""
+    return (model, c.shape, c.max_batch)
+
+
+STANDALONE_HINT_MODELS = 100
+"""From this many models on, :meth:`Session.run` starts CP-SAT from
+:meth:`Session.standalone_hint` (smaller problems solve to optimality in seconds without one,
+and keep their plans unchanged)."""
+
+
+@dataclass
+class Session:
+    """One problem prepared for solving. Build with :meth:`prepare`."""
+
+    problem: Problem
+    cat: Catalog
+    tables: tuple[ModelTable, ...]
+    ip: IntProblem
+    """The integer encoding (for the optimiser's tests and the brute-force reference)."""
+    model: FleetModel
+    _by_name: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, problem: Problem, cat: Catalog, prune: bool = True,
+                cache: TableCache | None = None) -> "Session":
+        tables = build_tables(problem, cat, prune=prune, cache=cache)
+        ip = encode(tables, problem.fleet)
+        return cls(problem, cat, tables, ip, FleetModel(ip), {t.name: m for m, t in enumerate(tables)})
+
+    # -- solving -----------------------------------------------------------------------------
+    @property
+    def guards(self) -> tuple[Guard, ...]:
+        return tuple(self.model.guards)
+
+    def hint_from(self, plan: Plan) -> IntSolution:
+        """A plan's replica counts as a search hint for this session (configurations matched
+        by model, shape and batch cap; others get 0). Hints guide the search only."""
+        wanted = {config_key(d.model, d): d.replicas for d in plan.deployments}
+        replicas = tuple(wanted.get(config_key(c.model, c), 0) for c in self.ip.source)
+        return IntSolution(SolveStatus.FEASIBLE, replicas=replicas)
+
+    def standalone_hint(self) -> IntSolution:
+        """Each model on its cheapest usable candidate per unit of capacity, replicas enough
+        for its demand alone (shared limits ignored): a warm start for big fleets, where
+        CP-SAT otherwise spends its time finding a first good plan. Hints guide the search
+        only; the plan found is checked against every constraint as usual."""
+        replicas = [0] * len(self.ip.candidates)
+        for m, demand in enumerate(self.ip.demand_mrps):
+            usable = [i for i in self.ip.by_model(m)
+                      if not self.ip.candidates[i].violations and self.ip.candidates[i].cap_mrps > 0]
+            if not usable:
+                continue
+            best = min(usable, key=lambda i: (self.ip.candidates[i].cost_cents / self.ip.candidates[i].cap_mrps, i))
+            replicas[best] = -(-demand // self.ip.candidates[best].cap_mrps)
+        return IntSolution(SolveStatus.FEASIBLE, replicas=tuple(replicas))
+
+    def solve(self, time_limit_s: float = DEFAULT_TIME_LIMIT_S, workers: int = DEFAULT_WORKERS,
+              relax: frozenset[Guard] = frozenset(), hint: IntSolution | Plan | None = None) -> IntSolution:
+        """Optimise with every guard but those in ``relax``; ``hint``: a solution or plan to
+        start the search from."""
+        if isinstance(hint, Plan):
+            hint = self.hint_from(hint) if hint.status.has_plan else None
+        return self.model.solve(time_limit_s, workers, relax=relax, hint=hint)
+
+    def conflict(self, time_limit_s: float = CORE_TIME_LIMIT_S) -> Conflict:
+        return self.model.core(time_limit_s)
+
+    # -- plans -------------------------------------------------------------------------------
+    def plan(self, sol: IntSolution, seconds: float, verify: bool = True) -> Plan:
+        """The verified plan of a solution that has one; load is split in proportion to
+        capacity."""
+        deps: list[Deployment] = []
+        for t in self.tables:
+            chosen = self.chosen(sol, t.name)
+            total_cap = sum(c.capacity_rps * r for c, r in chosen)
+            for c, r in chosen:
+                deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps * r / total_cap))
+        used: dict[int, int] = defaultdict(int)
+        for i, r in enumerate(sol.replicas):
+            used[self.ip.candidates[i].system] += r * self.ip.candidates[i].gpus
+        systems = []
+        for s, row in enumerate(self.ip.systems):
+            prov = sol.provisioned[s]
+            if prov == 0:
+                continue
+            usd, tdp = self._price[(row.accelerator, row.system)]
+            systems.append(SystemUse(
+                accelerator=row.accelerator, system=row.system, gpus_used=used[s],
+                gpus_provisioned=prov, nodes=-(-prov // row.gpus_per_node),
+                cost_usd_per_hour=prov * usd, power_kw=prov * tdp / 1e3,
+            ))
+        plan = Plan(
+            problem=self.problem.name, status=sol.status,
+            cost_usd_per_hour=sum(s.cost_usd_per_hour for s in systems),
+            bound_usd_per_hour=scaling.cents_to_usd(sol.bound_cents) if sol.bound_cents is not None else None,
+            gap=sol.gap, solve_seconds=seconds, deployments=tuple(deps), systems=tuple(systems),
+            candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
+            termination=sol.termination,
+            unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
+        )
+        if verify:
+            verify_plan(plan, self.problem, self.cat)
+        return plan
+
+    def no_plan(self, sol: IntSolution, seconds: float,
+                conflict_time_limit_s: float = CORE_TIME_LIMIT_S) -> Plan:
+        """The plan of a solve without one: for a proven infeasibility, the conflicting
+        families with one sentence each (or, when conflict search runs out of time, a sentence
+        saying the conflict is unknown); for a time-out, nothing is claimed."""
+        from solver.explain import infeasibility_sentences
+
+        if sol.status is not SolveStatus.INFEASIBLE:
+            return Plan(problem=self.problem.name, status=sol.status, cost_usd_per_hour=None,
+                        bound_usd_per_hour=None, gap=None, solve_seconds=seconds,
+                        termination=sol.termination)
+        conflict = self.conflict(conflict_time_limit_s)
+        if conflict.proven:
+            sentences = tuple(infeasibility_sentences(self, conflict.guards))
+        else:
+            sentences = ("no plan meets every constraint (proven), but the search for the "
+                         "conflicting constraint families ran out of time: which ones conflict is "
+                         "unknown; raise --time-limit",)
+        return Plan(
+            problem=self.problem.name, status=sol.status, cost_usd_per_hour=None,
+            bound_usd_per_hour=None, gap=None, solve_seconds=seconds,
+            explanation=sentences, conflict=tuple(g.name for g in conflict.guards),
+            candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
+            termination=sol.termination, conflict_termination=conflict.termination,
+        )
+
+    def run(self, time_limit_s: float = DEFAULT_TIME_LIMIT_S, workers: int = DEFAULT_WORKERS,
+            hint: IntSolution | Plan | None = None,
+            conflict_time_limit_s: float | None = None) -> tuple[Plan, IntSolution]:
+        """Solve with every guard and return the verified plan (or the explained absence of
+        one) with the solution it came from. The conflict search gets
+        ``conflict_time_limit_s`` (default: the larger of ``time_limit_s`` and
+        ``CORE_TIME_LIMIT_S``, so raising the time limit also lengthens it)."""
+        if conflict_time_limit_s is None:
+            conflict_time_limit_s = max(time_limit_s, CORE_TIME_LIMIT_S)
+        if hint is None and len(self.tables) >= STANDALONE_HINT_MODELS:
+            hint = self.standalone_hint()
+        t0 = time.perf_counter()
+        sol = self.solve(time_limit_s, workers, hint=hint)
+        if sol.status.has_plan:
+            return self.plan(sol, time.perf_counter() - t0), sol
+        return self.no_plan(sol, time.perf_counter() - t0, conflict_time_limit_s), sol
+
+    # -- questions about a solution ----------------------------------------------------------
+    def table(self, name: str) -> ModelTable:
+        return self.tables[self._by_name[name]]
+
+    def candidate_counts(self) -> dict[str, int]:
+        return {t.name: len(t.candidates) for t in self.tables}
+
+    def chosen(self, sol: IntSolution, model: str | None = None) -> list[tuple[Candidate, int]]:
+        """(candidate, replicas) with replicas > 0 in table order, of one model or all."""
+        idx = range(len(sol.replicas)) if model is None else self.ip.by_model(self._by_name[model])
+        return [(self.ip.source[i], sol.replicas[i]) for i in idx if sol.replicas[i] > 0]
+
+    def provisioned(self, sol: IntSolution, accelerator: str | None = None) -> int:
+        """GPUs provisioned (of one accelerator, or all)."""
+        return sum(p for p, s in zip(sol.provisioned, self.ip.systems)
+                   if accelerator is None or s.accelerator == accelerator)
+
+    def idle_gpus(self, sol: IntSolution) -> int:
+        """GPUs provisioned but not running a replica (partly used whole nodes)."""
+        return self.provisioned(sol) - sum(c.gpus * r for c, r in self.chosen(sol))
+
+    def power_kw(self, sol: IntSolution) -> float:
+        """GPU TDP of every GPU provisioned, kW."""
+        return sum(p * s.tdp_w for p, s in zip(sol.provisioned, self.ip.systems)) / 1e3
+
+    def inventory(self, accelerator: str) -> int | None:
+        return self.ip.inventory.get(accelerator)
+
+    @property
+    def _price(self) -> dict[tuple[str, str], tuple[float, float]]:
+        return {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in self.ip.source}
+
+
+def solve_problem(problem: Problem, cat: Catalog, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+                  workers: int = DEFAULT_WORKERS, prune: bool = True, cache: TableCache | None = None,
+                  conflict_time_limit_s: float | None = None) -> Plan:
+    """Prepare and run a session in one call (what :func:`solver.api.solve` does)."""
+    t0 = time.perf_counter()
+    session = Session.prepare(problem, cat, prune, cache)
+    plan, _ = session.run(time_limit_s, workers, conflict_time_limit_s=conflict_time_limit_s)
+    return _with_seconds(plan, time.perf_counter() - t0)
+
+
+def _with_seconds(plan: Plan, seconds: float) -> Plan:
+    return replace(plan, solve_seconds=seconds)
+

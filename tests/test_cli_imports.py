@@ -1,0 +1,67 @@
+"""The CLI imports only what a command uses: `--help` loads no solver, plotting or graph library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("ortools", "matplotlib", "networkx", "pandas")
+
+PROBE = """
+import json, sys
+from click.testing import CliRunner
+import solver.cli
+args = json.loads(sys.argv[1])
+result = CliRunner().invoke(solver.cli.main, args)
+print(json.dumps({"exit": result.exit_code, "output": result.output,
+                  "modules": sorted({m.split('.')[0] for m in sys.modules})}))
+"""
+
+
+def _probe(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["solve", "--help"], ["pareto", "--help"],
+                                  ["report", "--help"], ["query", "--help"], ["catalog", "--help"]])
+def test_help_imports_no_heavy_library(args: list[str]) -> None:
+    res = _probe(args)
+    assert res["exit"] == 0
+    assert "Usage:" in res["output"]
+    loaded = [m for m in HEAVY if m in res["modules"]]
+    assert loaded == [], f"`fleetplan {' '.join(args)}` imported {loaded}"
+
+
+def test_catalog_list_does_not_import_the_optimiser() -> None:
+    res = _probe(["catalog", "list", "gpus", "--json"])
+    assert res["exit"] == 0
+    assert json.loads(res["output"])  # a real listing came back
+    assert "ortools" not in res["modules"] and "matplotlib" not in res["modules"]
+
+
+def test_solving_command_does_import_the_optimiser() -> None:
+    """The probe can see a heavy import when one happens (so the tests above can fail)."""
+    res = _probe(["query", "--model", "llama-3.1-8b", "--rps", "1", "--isl", "100", "--osl", "10",
+                  "--tpot-p99-ms", "100", "--gpu", "l40s", "--json"])
+    assert res["exit"] == 0, res["output"]
+    assert "ortools" in res["modules"]
+
+
+def test_help_axes_match_the_library() -> None:
+    from solver.cli.report_cmd import AXES as CLI_AXES
+    from solver.pareto import AXES
+
+    assert CLI_AXES == AXES
+
+
+def test_single_gpu_estimate_imports_no_graph_or_solver_library() -> None:
+    res = _probe(["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--quant", "fp8",
+                  "--isl", "1000", "--osl", "100", "--json"])
+    assert res["exit"] == 0, res["output"]
+    assert json.loads(res["output"])["fits"] is True
+    assert [m for m in HEAVY if m in res["modules"]] == []
