@@ -205,9 +205,7 @@ def map_row(i: int, r: dict[str, str]) -> Case | str:
         if metric.startswith("output_tokens"):
             return "throughput at a fixed offered load equals the load; says nothing about the model"
         conc = f"qps:{m.group(1)}"
-    elif "batch=1" in scen and "batch=1024" not in scen:
-        conc = "n:1"
-    elif (m := re.search(r"(?:batch|concurrency)=(\d+)", scen)):
+    elif (m := re.search(r"(?:batch|concurrency)=(\d+)\b", scen)):
         conc = f"n:{m.group(1)}"
     elif "offline" in scen:
         conc = "max"
