@@ -161,6 +161,10 @@ class ShapeTerms:
     """Fixed time of one streaming kernel (``Efficiency.stream_kernel_us``)."""
     moe_layer_fixed_s: float
     """Fixed time of one MoE layer's kernels on one GPU (``Efficiency.moe_layer_fixed_us``)."""
+    efficiency_measured: bool
+    """False when the family's factors were fitted on no measurement of its own (``Efficiency.measured``)."""
+    stated_error_pct: float | None
+    """Stated throughput error on this family, % (``Efficiency.error_pct``)."""
     expert_flop_per_row_gpu: float
     """FLOP of one token row through one expert as held by one GPU (2 x its parameters)."""
     grouped_gemm_tile: int
@@ -486,6 +490,8 @@ def shape_terms(
         mfu_decode=eff.mfu_decode,
         stream_kernel_s=eff.stream_kernel_us / 1e6,
         moe_layer_fixed_s=eff.moe_layer_fixed_us / 1e6,
+        efficiency_measured=eff.measured,
+        stated_error_pct=eff.error_pct,
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
         grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,
         engine=eng.id,
