@@ -59,7 +59,7 @@ def assemble(
                 max_batch=c.max_batch, replicas=r, gpus=r * c.gpus, gpus_per_replica=c.gpus,
                 capacity_rps=c.capacity_rps * r, load_rps=share, ttft_p99_ms=ttft,
                 tpot_p99_ms=tpot, e2e_p99_ms=e2e, cost_usd_per_hour=r * c.cost_usd_per_hour,
-                usd_per_gpu_hour=c.usd_per_gpu_hour, price_id=c.price_id,
+                usd_per_gpu_hour=c.usd_per_gpu_hour, price_id=c.price_id, stated_error_pct=c.stated_error_pct,
             ))
     price = {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in ip.source}
     used: dict[int, int] = defaultdict(int)
@@ -287,7 +287,7 @@ def capacity(
             replicas=r, gpus=r * c.gpus, gpus_per_replica=c.gpus, capacity_rps=c.capacity_rps * r,
             load_rps=per_replica * r, ttft_p99_ms=ttft, tpot_p99_ms=tpot, e2e_p99_ms=e2e,
             cost_usd_per_hour=r * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
-            price_id=c.price_id,
+            price_id=c.price_id, stated_error_pct=c.stated_error_pct,
         ))
         deps.append({
             "accelerator": c.accelerator, "system": c.system, "quant": c.quant,

@@ -53,3 +53,18 @@ def test_estimate_cli_says_when_a_family_is_unmeasured():
     assert "NO measurement of this accelerator family" in out.output and "+-50 %" in out.output
     out = CliRunner().invoke(main, [*args, "--gpu", "h200-sxm"])
     assert "fitted on measurements of this accelerator family" in out.output
+
+
+def test_plan_json_states_each_deployments_family_error(cat):
+    import json
+
+    from click.testing import CliRunner
+
+    from solver.cli import main
+
+    out = CliRunner().invoke(main, ["solve", "problems/chat-assistant-70b.yaml", "--json"])
+    assert out.exit_code == 0, out.output
+    deps = json.loads(out.output)["deployments"]
+    assert deps
+    for d in deps:
+        assert d["stated_error_pct"] == cat.efficiency_for(d["accelerator"]).error_pct
