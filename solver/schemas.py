@@ -279,6 +279,13 @@ class Efficiency(Entry):
             "permutation, two grouped GEMMs, un-permutation -- whatever the batch"
         ),
     )
+    mixed_input_gemm_efficiency: Fraction = Field(
+        default=1.0,
+        description=(
+            "share of the math dtype's peak that a mixed-input GEMM reaches (weights narrower than "
+            "the math dtype, dequantised in the main loop: MXFP4 on Hopper, W4A16); 1 = as native"
+        ),
+    )
     measured: bool = Field(
         default=True,
         description="false: no public measurement of this family was fitted; its factors are carried over",

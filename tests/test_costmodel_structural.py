@@ -289,3 +289,25 @@ def test_quantised_activations_add_one_quantise_kernel_per_gemm(cat):
     # weight-only int4 (w4a16): weights are dequantised inside a bf16 GEMM, no activation quantiser
     mw, bytes_w, _ = mem("h200-sxm", "w4a16")
     assert mw == pytest.approx(bytes_w / bw + (4 * layers + 1) * 5e-6, rel=1e-9)
+
+
+def test_mixed_input_gemms_run_at_their_own_efficiency(cat):
+    # Weights narrower than the GEMM's math dtype (MXFP4 experts on Hopper, computed in bf16; on
+    # B200 the engine computes them in fp8) are dequantised inside the GEMM's main loop: such GEMMs
+    # reach the family's mixed_input_gemm_efficiency x the peak of the math dtype. Native formats
+    # (fp8 on H200, nvfp4 on B200) keep the full peak.
+    from solver.costmodel import with_efficiency
+
+    def t(model, gpu, quant, kv="bf16"):
+        return shape_terms(cat, Shape(model, gpu, None, quant, kv, tp=1), "tensorrt-llm")
+
+    h = t("gpt-oss-120b", "h200-sxm", "mxfp4")
+    assert h.compute_dtype == "bf16" and h.mixed_input
+    bf16_peak = cat.accelerator("h200-sxm").dense_tflops["bf16"] * 1e12
+    assert with_efficiency(h, mixed_input_gemm_efficiency=0.5).gemm_peak_flop_s == pytest.approx(0.5 * bf16_peak)
+    b = t("gpt-oss-120b", "b200", "mxfp4", "fp8")
+    assert b.compute_dtype == "fp8" and b.mixed_input
+    for native in (t("llama-3.1-8b", "h200-sxm", "fp8"), t("llama-3.1-8b", "b200", "nvfp4"),
+                   t("llama-3.1-8b", "h200-sxm", "bf16")):
+        assert not native.mixed_input
+        assert with_efficiency(native, mixed_input_gemm_efficiency=0.5).gemm_peak_flop_s == native.peak_flop_s

@@ -22,6 +22,10 @@ arrays broadcast); operators run one after another and communication is not over
   fixed ``moe_layer_fixed_us`` (fitted) per MoE layer; each touched expert's rows are padded up
   to the kernel's tile height (``shape.GROUPED_GEMM_TILE_ROWS``); and it reads only the experts
   the batch touches: ``E_local x (1 - (1 - k/E)^T)`` for ``T`` tokens routed uniformly.
+* Mixed-input GEMMs (weights narrower than the math dtype: MXFP4 experts on Hopper in bf16,
+  W4A16, FP8 weights on parts without FP8 math) dequantise the weights in the main loop, which
+  competes with the tensor cores for issue slots: their FLOP rate is the family's
+  ``mixed_input_gemm_efficiency`` x the math peak x MFU (fitted on measured rows).
 * Decode attention reads every held sequence's KV (one kernel per layer); prefill attention is
   compute-bound; both 16-bit math.
 * Attention data parallelism (``dp_attn > 1``): decode sequences spread evenly over the ranks,
@@ -225,8 +229,8 @@ def stage_pass_s(
     dp = terms.dp_attn
     g = terms.gpus
     bw, half = terms.bw_bytes_s, terms.bw_half_bytes
-    rate_dec = terms.peak_flop_s * terms.mfu_decode
-    rate_pre = terms.peak_flop_s * terms.mfu_prefill
+    rate_dec = terms.gemm_peak_flop_s * terms.mfu_decode
+    rate_pre = terms.gemm_peak_flop_s * terms.mfu_prefill
     a16 = terms.attn_peak_flop_s
     layers = terms.num_layers / terms.pp
     # prompt tokens on the busiest rank, in units of "evenly spread over the stage's GPUs"
