@@ -41,7 +41,7 @@ H100/H200 keeps a bf16 KV cache (the refdata notes say so for some of them, not 
 
 Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
 odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``stream_kernel_us``, ``mfu_prefill``,
-``mfu_decode``, ``moe_layer_fixed_us`` (catalogs/efficiency.yaml) and TensorRT-LLM's
+``mfu_decode``, ``moe_layer_fixed_us``, ``mixed_input_gemm_efficiency`` (catalogs/efficiency.yaml) and TensorRT-LLM's
 ``host_overhead_graph_ms`` / ``host_overhead_eager_ms`` (catalogs/engines.yaml) -- one set shared
 by every family, each a fraction of that chip's own peak or an absolute time -- by coordinate
 descent on the mean |log(predicted / measured)| of the refdata fit rows, and reports the error of
@@ -205,9 +205,7 @@ def map_row(i: int, r: dict[str, str]) -> Case | str:
         if metric.startswith("output_tokens"):
             return "throughput at a fixed offered load equals the load; says nothing about the model"
         conc = f"qps:{m.group(1)}"
-    elif "batch=1" in scen and "batch=1024" not in scen:
-        conc = "n:1"
-    elif (m := re.search(r"(?:batch|concurrency)=(\d+)", scen)):
+    elif (m := re.search(r"(?:batch|concurrency)=(\d+)\b", scen)):
         conc = f"n:{m.group(1)}"
     elif "offline" in scen:
         conc = "max"
@@ -285,7 +283,7 @@ def predict(terms: ShapeTerms, c: Case) -> float:
 
 
 FACTORS = ("eta_bw", "stream_kernel_us", "mfu_prefill", "mfu_decode", "moe_layer_fixed_us",
-           "host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
+           "mixed_input_gemm_efficiency", "host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
 ENGINE_FACTORS = ("host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
 # Search ranges: physically plausible values only. HBM copy kernels reach 85-92 % of the
 # datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); a kernel's launch, fill and drain cost
@@ -299,6 +297,8 @@ GRID = {
     "mfu_prefill": np.round(np.arange(0.20, 0.801, 0.025), 3),
     "mfu_decode": np.round(np.arange(0.10, 0.801, 0.025), 3),
     "moe_layer_fixed_us": np.round(np.arange(0.0, 30.01, 1.0), 1),
+    # a mixed-input GEMM (weights dequantised in the main loop) reaches at most the native rate
+    "mixed_input_gemm_efficiency": np.round(np.arange(0.30, 1.001, 0.05), 2),
     "host_overhead_graph_ms": np.round(np.arange(0.0, 2.01, 0.1), 2),
     "host_overhead_eager_ms": np.round(np.arange(0.0, 6.01, 0.25), 2),
     # a request's admission, tokenisation and first-token return: a few ms at most

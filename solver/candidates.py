@@ -109,6 +109,8 @@ class Candidate:
     kv_gib_per_gpu: float = 0.0
     """KV cache on the busiest GPU with ``max_batch`` sequences at p99 prompt + p99 output."""
     violations: frozenset[Family] = field(default_factory=frozenset)
+    stated_error_pct: float | None = None
+    """Stated throughput error of the accelerator family, % (efficiency.yaml ``error_pct``)."""
 
     @property
     def shape(self) -> Shape:
@@ -260,6 +262,7 @@ class _ShapeRows:
     view: SloView
     weights_gib: float
     kv_gib: np.ndarray
+    stated_error_pct: float | None = None
 
 
 def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms) -> tuple[int, SloView, bool]:
@@ -281,6 +284,7 @@ class ShapeEval:
     fits: bool = False
     weights_gib: float = 0.0
     kv_gib: np.ndarray | None = None
+    stated_error_pct: float | None = None
 
 
 def lengths_key(d: ModelDemand) -> str:
@@ -351,7 +355,7 @@ def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str) -> ShapeE
         return ShapeEval(terms)
     limit, view, fits = _evaluate(d, shape, terms)
     return ShapeEval(None, limit, view, fits, terms.weight_bytes_gpu / GIB,
-                     kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d)))
+                     kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d)), terms.stated_error_pct)
 
 
 def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
@@ -391,7 +395,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 pending.append(_ShapeRows(
                     shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
                     cat.quantization(shape.quant).quality_loss.points, ev.limit, ev.view,
-                    ev.weights_gib, ev.kv_gib))
+                    ev.weights_gib, ev.kv_gib, ev.stated_error_pct))
     rows, dropped, best = _rows(d, pending, rejected, prune)
     if prune:
         rows, more = prune_dominated(rows)
@@ -462,7 +466,7 @@ def _rows(
             e2e_p99_ms=float(view.e2e0_ms[i] + w_e2e[i]), e2e_min_ms=float(view.e2e0_ms[i]),
             service_s=float(view.service_s[i]), max_concurrency=max(p.limit, 0),
             weights_gib_per_gpu=p.weights_gib, kv_gib_per_gpu=float(kv_gib[i]),
-            violations=frozenset(v),
+            violations=frozenset(v), stated_error_pct=p.stated_error_pct,
         )
 
     rows = []

@@ -71,6 +71,9 @@ class Deployment:
     cost_usd_per_hour: float
     usd_per_gpu_hour: float
     price_id: str
+    stated_error_pct: float | None = None
+    """Stated throughput error of the accelerator family, %: wider where the family was never
+    measured (catalogs/efficiency.yaml ``measured: false``)."""
 
     @property
     def shape(self) -> "Shape":

@@ -254,10 +254,9 @@ class Price(Entry):
 class Efficiency(Entry):
     """Achievable fractions of peak and fixed kernel times for one accelerator family.
 
-    Fields added after the first release carry defaults so older entries still load; the host
-    overhead per step and the collectives' parameters now live in ``catalogs/engines.yaml``
-    (engine and link profiles), so ``step_overhead_ms``, ``collective_latency_us``,
-    ``collective_bw_efficiency`` and ``expert_gemm_overhead_us`` are accepted but not used.
+    The host overhead per step and the collectives' parameters live in ``catalogs/engines.yaml``
+    (engine and link profiles). ``measured`` and ``error_pct`` say how far a plan on this family
+    can be trusted: a family fitted on no measurement of its own states a wider error.
     """
 
     family: Family
@@ -280,10 +279,24 @@ class Efficiency(Entry):
             "permutation, two grouped GEMMs, un-permutation -- whatever the batch"
         ),
     )
-    step_overhead_ms: NonNeg = Field(default=0.0, description="unused: see catalogs/engines.yaml")
-    collective_latency_us: NonNeg = Field(default=0.0, description="unused: see engines.yaml links")
-    collective_bw_efficiency: NonNeg = Field(default=0.0, description="unused: see engines.yaml links")
-    expert_gemm_overhead_us: NonNeg = Field(default=0.0, description="unused: see moe_layer_fixed_us")
+    mixed_input_gemm_efficiency: Fraction = Field(
+        default=1.0,
+        description=(
+            "share of the math dtype's peak that a mixed-input GEMM reaches (weights narrower than "
+            "the math dtype, dequantised in the main loop: MXFP4 on Hopper, W4A16); 1 = as native"
+        ),
+    )
+    measured: bool = Field(
+        default=True,
+        description="false: no public measurement of this family was fitted; its factors are carried over",
+    )
+    error_pct: NonNeg | None = Field(
+        default=None,
+        description=(
+            "stated error of a throughput prediction on this family (%): the benchmark's "
+            "out-of-sample MAPE where measured, a wider band where not (reasoning in `estimated`)"
+        ),
+    )
 
 
 class Engine(Entry):

@@ -39,7 +39,7 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
         capacity_rps=c.capacity_rps * replicas, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
         tpot_p99_ms=lat.tpot_ms, e2e_p99_ms=lat.e2e_ms,
         cost_usd_per_hour=replicas * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
-        price_id=c.price_id,
+        price_id=c.price_id, stated_error_pct=c.stated_error_pct,
     )
 
 

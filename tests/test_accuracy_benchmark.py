@@ -89,3 +89,10 @@ def test_vendor_rows_are_their_own_group_and_not_fitted(acc, tmp_path):
     assert [(c.group, c.tag, c.shape.accelerator, c.concurrency) for c in cases] == [("vendor", "v0", "mi300x", "n:64")]
     assert skipped[0][0] == "v1" and "not in the catalog" in skipped[0][2]
     assert acc.engine_id(cases[0].engine) == "vllm"
+
+
+def test_batch_scenarios_read_the_whole_number(acc):
+    # "batch=1" is a prefix of batch=16/128/256: each must map to its own concurrency
+    for n in ("1", "16", "128", "256", "1024"):
+        c = acc.map_row(3, _row(scenario=f"static batch={n}", notes="", ep="1", tp="4"))
+        assert c.concurrency == f"n:{n}", (n, c.concurrency)

@@ -358,8 +358,7 @@ def test_full_catalog_cross_checks(tmp_path):
     for fam in sorted({a["family"] for a in accs_data} - have):
         rows.append({
             "id": f"{fam}-test-only", "family": fam, "eta_bw": 0.8, "mfu_prefill": 0.5,
-            "mfu_decode": 0.4, "step_overhead_ms": 2, "collective_latency_us": 10,
-            "collective_bw_efficiency": 0.7, "source": "test-only placeholder in a temporary copy",
+            "mfu_decode": 0.4, "source": "test-only placeholder in a temporary copy",
         })
     eff_path.write_text(yaml.safe_dump(eff, sort_keys=False))
     cat = load_catalog(copy)

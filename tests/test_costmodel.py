@@ -145,9 +145,11 @@ def test_decode_batch1_is_weight_read_bound(cat):
     t = terms(cat, tp=1, gpu="h200-sxm")
     s = decode_step(t, 1, 1000)
     assert str(s.bound) == "memory"
-    # all weights but the embedding table in 4 GEMM kernels per layer + the LM head (321 kernels),
+    # all weights but the embedding table in 4 GEMM kernels per layer, each after its
+    # activation-quantise kernel (fp8 math: 8 kernels per layer), + the LM head (641 kernels),
     # and one sequence's KV in one attention kernel per layer (80): each kernel adds S_half
-    weights = t.dense_read_bytes_gpu + (4 * 80 + 1) * t.bw_half_bytes
+    assert t.compute_dtype == "fp8"
+    weights = t.dense_read_bytes_gpu + (8 * 80 + 1) * t.bw_half_bytes
     kv = float(kv_bytes_per_seq_gpu(t, 1000)) + 80 * t.bw_half_bytes
     assert float(s.memory_ms) == pytest.approx((weights + kv) / t.bw_bytes_s * 1e3, rel=1e-9)
     # a decode-only step replays a CUDA graph: memory + compute-bound parts + the graph's host time
@@ -307,9 +309,11 @@ def test_with_efficiency_rescales_bandwidth(cat):
     t = terms(cat)
     slow = with_efficiency(t, eta_bw=t.bw_bytes_s / t.peak_bw_bytes_s / 2)
     assert slow.bw_bytes_s == pytest.approx(t.bw_bytes_s / 2)
-    # the bytes stream at half the rate; each kernel's fixed time (321 dense + 80 attention
+    # the bytes stream at half the rate; each kernel's fixed time (641 dense -- 4 GEMMs and 4
+    # activation-quantise kernels per layer in fp8 math, + the LM head -- and 80 attention
     # kernels of Llama-70B) stays what it was
-    fixed_ms = (4 * 80 + 1 + 80) * t.stream_kernel_s * 1e3
+    assert t.compute_dtype == "fp8"
+    fixed_ms = (8 * 80 + 1 + 80) * t.stream_kernel_s * 1e3
     base = float(decode_step(t, 1, 100).memory_ms)
     assert float(decode_step(slow, 1, 100).memory_ms) == pytest.approx(2 * (base - fixed_ms) + fixed_ms, rel=1e-9)
     bytes_ms = (t.dense_read_bytes_gpu + float(kv_bytes_per_seq_gpu(t, 100))) / t.bw_bytes_s * 1e3

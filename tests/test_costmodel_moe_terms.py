@@ -91,7 +91,6 @@ def test_hf_import_reads_modules_to_not_convert():
 def test_efficiency_new_fields_are_optional_and_default_to_zero():
     # an entry written before stream_kernel_us / moe_layer_fixed_us existed still loads
     e = Efficiency(id="x-generic", family="hopper", eta_bw=0.8, mfu_prefill=0.5, mfu_decode=0.3,
-                   step_overhead_ms=1, collective_latency_us=10, collective_bw_efficiency=0.75,
                    source="test")
     assert e.stream_kernel_us == 0.0 and e.moe_layer_fixed_us == 0.0
 

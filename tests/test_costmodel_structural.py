@@ -263,3 +263,51 @@ def test_link_costs_come_from_the_link_kind_and_the_path(cat):
     assert p.tp_cost.latency_s == pytest.approx((pc.latency_us + p.tp_link.latency_us) * 1e-6)
     # one GPU: no link at all
     assert _t(cat, "llama-3.1-8b").tp_cost.bandwidth_bytes_s == float("inf")
+
+
+def test_quantised_activations_add_one_quantise_kernel_per_gemm(cat):
+    # An FP8 (W8A8) GEMM reads FP8 activations: each of a layer's four GEMM inputs (QKV, O,
+    # gate/up, down) is first quantised by its own small kernel, which pays a streaming kernel's
+    # fixed time t0 = stream_kernel_us like any other. Weight-only formats (w4a16, computed in
+    # bf16) and bf16 add none. Batch 1, no context: the dense GEMMs' weight stream.
+    from solver.costmodel.compute import stage_pass_s
+    from solver.costmodel import with_efficiency
+
+    def mem(gpu: str, quant: str) -> tuple[float, float, float]:
+        t = with_efficiency(shape_terms(cat, Shape("llama-3.1-8b", gpu, None, quant, "bf16", tp=8),
+                                        "tensorrt-llm"), stream_kernel_us=5.0)
+        m, _, _, _ = stage_pass_s(t, 1.0, 0.0)
+        return float(m), t.dense_read_bytes_gpu, t.bw_half_bytes / t.bw_bytes_s
+
+    layers = 32
+    m8, bytes8, t0 = mem("h200-sxm", "fp8")
+    assert t0 == pytest.approx(5e-6)
+    bw = shape_terms(cat, Shape("llama-3.1-8b", "h200-sxm", None, "fp8", "bf16", tp=8), "tensorrt-llm").bw_bytes_s
+    assert m8 == pytest.approx(bytes8 / bw + (8 * layers + 1) * 5e-6, rel=1e-9)
+    m16, bytes16, _ = mem("h200-sxm", "bf16")
+    assert m16 == pytest.approx(bytes16 / bw + (4 * layers + 1) * 5e-6, rel=1e-9)
+    # weight-only int4 (w4a16): weights are dequantised inside a bf16 GEMM, no activation quantiser
+    mw, bytes_w, _ = mem("h200-sxm", "w4a16")
+    assert mw == pytest.approx(bytes_w / bw + (4 * layers + 1) * 5e-6, rel=1e-9)
+
+
+def test_mixed_input_gemms_run_at_their_own_efficiency(cat):
+    # Weights narrower than the GEMM's math dtype (MXFP4 experts on Hopper, computed in bf16; on
+    # B200 the engine computes them in fp8) are dequantised inside the GEMM's main loop: such GEMMs
+    # reach the family's mixed_input_gemm_efficiency x the peak of the math dtype. Native formats
+    # (fp8 on H200, nvfp4 on B200) keep the full peak.
+    from solver.costmodel import with_efficiency
+
+    def t(model, gpu, quant, kv="bf16"):
+        return shape_terms(cat, Shape(model, gpu, None, quant, kv, tp=1), "tensorrt-llm")
+
+    h = t("gpt-oss-120b", "h200-sxm", "mxfp4")
+    assert h.compute_dtype == "bf16" and h.mixed_input
+    bf16_peak = cat.accelerator("h200-sxm").dense_tflops["bf16"] * 1e12
+    assert with_efficiency(h, mixed_input_gemm_efficiency=0.5).gemm_peak_flop_s == pytest.approx(0.5 * bf16_peak)
+    b = t("gpt-oss-120b", "b200", "mxfp4", "fp8")
+    assert b.compute_dtype == "fp8" and b.mixed_input
+    for native in (t("llama-3.1-8b", "h200-sxm", "fp8"), t("llama-3.1-8b", "b200", "nvfp4"),
+                   t("llama-3.1-8b", "h200-sxm", "bf16")):
+        assert not native.mixed_input
+        assert with_efficiency(native, mixed_input_gemm_efficiency=0.5).gemm_peak_flop_s == native.peak_flop_s

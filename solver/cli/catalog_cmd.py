@@ -27,7 +27,7 @@ LIST_COLUMNS: dict[str, list[str]] = {
     "kv-dtypes": ["id", "bytes_per_element"],
     "prices": ["id", "accelerator", "provider", "pricing", "usd_per_gpu_hour", "date"],
     "efficiency": ["id", "family", "eta_bw", "stream_kernel_us", "mfu_prefill", "mfu_decode",
-                   "moe_layer_fixed_us"],
+                   "moe_layer_fixed_us", "mixed_input_gemm_efficiency", "measured", "error_pct"],
     "engines": ["id", "name", "kv_memory_policy", "kv_memory_fraction", "host_overhead_graph_ms",
                 "host_overhead_eager_ms", "chunk_tokens"],
     "links": ["id", "latency_us", "bw_efficiency", "saturation_mb", "ramp"],

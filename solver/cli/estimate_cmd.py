@@ -74,6 +74,8 @@ def summary(e: Estimate) -> str:
             f"  throughput    {e.output_tokens_per_s:,.0f} output tok/s per replica,"
             f" {e.output_tokens_per_s_per_gpu:,.0f} per GPU, {e.requests_per_s:.2f} req/s",
         ]
+    band = f"+-{e.stated_error_pct:g} % on throughput" if e.stated_error_pct is not None else "not stated"
+    lines.append(f"  accuracy      {band} ({'fitted on measurements of this accelerator family' if e.efficiency_measured else 'NO measurement of this accelerator family: factors carried over from a sibling'})")
     lines.append("  fits          yes" if e.fits else f"  fits          NO: {e.reason}")
     return "\n".join(lines)
 

@@ -10,7 +10,9 @@ arrays broadcast); operators run one after another and communication is not over
   ``eta(S) = eta_max x S / (S + S_half)`` of the datasheet bandwidth -- a small per-GPU kernel
   spends most of its time launching, filling and draining (``S_half`` = what the achievable
   bandwidth moves in ``stream_kernel_us``, fitted). The dense GEMMs of a layer are four kernels
-  (QKV, O, gate/up, down), so at high TP each reads little and streams far below the plateau.
+  (QKV, O, gate/up, down), so at high TP each reads little and streams far below the plateau;
+  GEMMs in FP8/FP4/INT8 math add one activation-quantise kernel per GEMM input
+  (:func:`dense_kernels_per_layer`).
 * Dense GEMMs: the GPU's dense weights (the input embedding is a row lookup, not read), FLOP at
   the compute dtype's peak (16-bit weights -- LM head, attention for ``quant_scope: experts`` --
   at the bf16 peak) x ``mfu_decode`` for decode tokens, ``mfu_prefill`` for prompt tokens.
@@ -20,6 +22,10 @@ arrays broadcast); operators run one after another and communication is not over
   fixed ``moe_layer_fixed_us`` (fitted) per MoE layer; each touched expert's rows are padded up
   to the kernel's tile height (``shape.GROUPED_GEMM_TILE_ROWS``); and it reads only the experts
   the batch touches: ``E_local x (1 - (1 - k/E)^T)`` for ``T`` tokens routed uniformly.
+* Mixed-input GEMMs (weights narrower than the math dtype: MXFP4 experts on Hopper in bf16,
+  W4A16, FP8 weights on parts without FP8 math) dequantise the weights in the main loop, which
+  competes with the tensor cores for issue slots: their FLOP rate is the family's
+  ``mixed_input_gemm_efficiency`` x the math peak x MFU (fitted on measured rows).
 * Decode attention reads every held sequence's KV (one kernel per layer); prefill attention is
   compute-bound; both 16-bit math.
 * Attention data parallelism (``dp_attn > 1``): decode sequences spread evenly over the ranks,
@@ -54,6 +60,17 @@ F = NDArray[np.float64]
 
 DENSE_KERNELS_PER_LAYER = 4
 """GEMM kernels of one transformer layer's dense part: QKV, O, gate/up, down."""
+ACTIVATION_DTYPES_16 = ("bf16", "fp16")
+"""Compute dtypes whose GEMMs read the activations as they are (weight-only formats, 16-bit)."""
+
+
+def dense_kernels_per_layer(compute_dtype: str) -> int:
+    """Kernels of a layer's dense part: the four GEMMs, plus, where the GEMMs run in a quantised
+    dtype (FP8/FP4/INT8 math), one activation-quantise kernel per GEMM input (the engines quantise
+    each GEMM's input to its dtype before the GEMM -- TensorRT-LLM ``static_quantize_e4m3_per_tensor``
+    / FP4 ``fp4_quantize``, vLLM ``scaled_fp8_quant``); each small kernel pays ``stream_kernel_us``
+    like any other. Fusion of some of them into the preceding norm is not assumed."""
+    return DENSE_KERNELS_PER_LAYER * (1 if compute_dtype in ACTIVATION_DTYPES_16 else 2)
 
 
 @dataclass(frozen=True)
@@ -212,14 +229,15 @@ def stage_pass_s(
     dp = terms.dp_attn
     g = terms.gpus
     bw, half = terms.bw_bytes_s, terms.bw_half_bytes
-    rate_dec = terms.peak_flop_s * terms.mfu_decode
-    rate_pre = terms.peak_flop_s * terms.mfu_prefill
+    rate_dec = terms.gemm_peak_flop_s * terms.mfu_decode
+    rate_pre = terms.gemm_peak_flop_s * terms.mfu_prefill
     a16 = terms.attn_peak_flop_s
     layers = terms.num_layers / terms.pp
     # prompt tokens on the busiest rank, in units of "evenly spread over the stage's GPUs"
     p_busy = p * dp / r
     # Dense GEMMs
-    dense_mem = hbm_stream_s(terms.dense_read_bytes_gpu, DENSE_KERNELS_PER_LAYER * layers + 1, bw, half)
+    dense_mem = hbm_stream_s(terms.dense_read_bytes_gpu, dense_kernels_per_layer(terms.compute_dtype) * layers + 1,
+                             bw, half)
     flop16 = terms.dense_flop16_per_token / g
     flop_q = terms.dense_flop_per_token / g - flop16
     dense_cmp = (flop_q / rate_dec + flop16 / (a16 * terms.mfu_decode)) * b + (

@@ -59,6 +59,10 @@ class Estimate:
     tp_link: str
     engine: str
     """The ``engines.yaml`` profile the estimate ran under."""
+    efficiency_measured: bool
+    """False: the accelerator family's factors were fitted on no measurement of its own."""
+    stated_error_pct: float | None
+    """Stated throughput error on this family, % (wider where unmeasured; efficiency.yaml)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +92,8 @@ def estimate_terms(
         kv_free_gib_per_gpu=max(kv_budget_bytes_gpu(terms), 0.0) / GIB,
         kv_bytes_per_token=terms.kv_bytes_per_token_model, max_concurrency=cap,
         concurrency=b, fits=reason is None, reason=reason, tp_link=terms.tp_link.kind,
-        engine=terms.engine,
+        engine=terms.engine, efficiency_measured=terms.efficiency_measured,
+        stated_error_pct=terms.stated_error_pct,
     )
     if b < 1:
         none = dict.fromkeys(

@@ -152,6 +152,10 @@ class ShapeTerms:
     bw_bytes_s: float
     """Achievable HBM bandwidth: peak x eta_bw."""
     peak_flop_s: float
+    mixed_input: bool
+    """Weights narrower than the math dtype, dequantised in the GEMM main loop (:data:`MATH_BYTES`)."""
+    mixed_input_gemm_eff: float
+    """``Efficiency.mixed_input_gemm_efficiency``: such GEMMs' share of the math dtype's peak."""
     """Dense peak of the matmuls' compute dtype."""
     attn_peak_flop_s: float
     """Dense bf16/fp16 peak: attention (QK^T, softmax, PV) and 16-bit GEMMs run at it."""
@@ -161,6 +165,10 @@ class ShapeTerms:
     """Fixed time of one streaming kernel (``Efficiency.stream_kernel_us``)."""
     moe_layer_fixed_s: float
     """Fixed time of one MoE layer's kernels on one GPU (``Efficiency.moe_layer_fixed_us``)."""
+    efficiency_measured: bool
+    """False when the family's factors were fitted on no measurement of its own (``Efficiency.measured``)."""
+    stated_error_pct: float | None
+    """Stated throughput error on this family, % (``Efficiency.error_pct``)."""
     expert_flop_per_row_gpu: float
     """FLOP of one token row through one expert as held by one GPU (2 x its parameters)."""
     grouped_gemm_tile: int
@@ -185,6 +193,12 @@ class ShapeTerms:
         bandwidth moves in one kernel's fixed time."""
         return self.bw_bytes_s * self.stream_kernel_s
 
+    @property
+    def gemm_peak_flop_s(self) -> float:
+        """Peak FLOP/s of the quantised-weight GEMMs: the math dtype's peak, times
+        ``mixed_input_gemm_eff`` where the weights are dequantised in the main loop."""
+        return self.peak_flop_s * (self.mixed_input_gemm_eff if self.mixed_input else 1.0)
+
 
 def with_efficiency(
     terms: ShapeTerms,
@@ -194,6 +208,7 @@ def with_efficiency(
     mfu_decode: float | None = None,
     stream_kernel_us: float | None = None,
     moe_layer_fixed_us: float | None = None,
+    mixed_input_gemm_efficiency: float | None = None,
     host_overhead_graph_ms: float | None = None,
     host_overhead_eager_ms: float | None = None,
     request_overhead_ms: float | None = None,
@@ -210,6 +225,8 @@ def with_efficiency(
         changes["stream_kernel_s"] = stream_kernel_us / 1e6
     if moe_layer_fixed_us is not None:
         changes["moe_layer_fixed_s"] = moe_layer_fixed_us / 1e6
+    if mixed_input_gemm_efficiency is not None:
+        changes["mixed_input_gemm_eff"] = mixed_input_gemm_efficiency
     if host_overhead_graph_ms is not None:
         changes["host_overhead_graph_s"] = host_overhead_graph_ms / 1e3
     if host_overhead_eager_ms is not None:
@@ -360,6 +377,12 @@ def link_cost(cat: Catalog, link: Link) -> LinkCost:
     )
 
 
+MATH_BYTES = {"fp4": 0.5, "fp8": 1.0, "int8": 1.0, "bf16": 2.0, "fp16": 2.0}
+"""Bytes per operand of a GEMM's math dtype. Weights with fewer than 3/4 of those bytes (block
+scales included: MXFP4 0.53 B on fp8 or bf16 math, W4A16 on bf16, FP8 weights on bf16-only parts)
+are a mixed-input GEMM; NVFP4 on fp4 math (0.56 vs 0.5) and FP8 on fp8 math are native."""
+
+
 def _peak_flops(cat: Catalog, shape: Shape, engine: str) -> tuple[str, float]:
     """Compute dtype of the matmuls and its dense peak (FLOP/s); the engine may run a format's
     GEMMs in another dtype (``compute_dtype_overrides``); falls back to bf16/fp16."""
@@ -481,11 +504,15 @@ def shape_terms(
         peak_bw_bytes_s=acc.hbm_tb_s * TB,
         bw_bytes_s=acc.hbm_tb_s * TB * eff.eta_bw,
         peak_flop_s=peak,
+        mixed_input=bpw < 0.75 * MATH_BYTES.get(compute_dtype, 2.0),
+        mixed_input_gemm_eff=eff.mixed_input_gemm_efficiency,
         attn_peak_flop_s=max(acc.dense_tflops.get("bf16", 0.0), acc.dense_tflops.get("fp16", 0.0)) * TFLOP,
         mfu_prefill=eff.mfu_prefill,
         mfu_decode=eff.mfu_decode,
         stream_kernel_s=eff.stream_kernel_us / 1e6,
         moe_layer_fixed_s=eff.moe_layer_fixed_us / 1e6,
+        efficiency_measured=eff.measured,
+        stated_error_pct=eff.error_pct,
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
         grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,
         engine=eng.id,
