@@ -56,13 +56,13 @@ import numpy as np
 from solver import scaling
 from solver.catalog import Catalog
 from solver.costmodel import (
-    Shape, ShapeTerms, check_shape, kv_gib_per_gpu, max_concurrency, shape_terms,
+    Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
 from solver.problem import ModelDemand, Problem
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
-from solver.slo import SloView, capacity_at_slo, memory_context_tokens, slo_view
+from solver.slo import SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
 from solver.units import GIB
 
 BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -264,7 +264,7 @@ class _ShapeRows:
 
 def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms) -> tuple[int, SloView, bool]:
     """Memory limit, the SLO view at every batch cap on the grid, and 'fits at all'."""
-    limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
+    limit = memory_limit(terms, d)
     fits = limit >= 1
     batch = np.array([b for b in BATCH_GRID if b <= limit] if fits else [1])
     return limit, slo_view(terms, batch, d), fits
@@ -285,12 +285,12 @@ class ShapeEval:
 
 def lengths_key(d: ModelDemand) -> str:
     """What a shape's evaluation reads of a model's demand: the catalog model, the traffic's
-    token lengths and prefix hit rate, and the percentiles the targets are stated at (they pick
+    token lengths, prefix hit rate and shared prefix, and the percentiles the targets are stated at (they pick
     which lengths are evaluated). Not the targets' values, the load or the allowed options."""
     t, slo = d.traffic, d.slo
     pct = tuple(x.percentile if x else None for x in (slo.ttft, slo.tpot, slo.e2e))
     return repr((d.model, t.input_tokens.model_dump_json(), t.output_tokens.model_dump_json(),
-                 t.prefix_cache_hit_rate, pct))
+                 t.prefix_cache_hit_rate, t.shared_prefix_tokens, pct))
 
 
 def cost_model_key(cat: Catalog) -> tuple[int, ...]:
@@ -351,7 +351,8 @@ def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str) -> ShapeE
         return ShapeEval(terms)
     limit, view, fits = _evaluate(d, shape, terms)
     return ShapeEval(None, limit, view, fits, terms.weight_bytes_gpu / GIB,
-                     kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d)))
+                     kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d),
+                                    d.traffic.shared_prefix_tokens))
 
 
 def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,

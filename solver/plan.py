@@ -71,6 +71,11 @@ class Deployment:
     cost_usd_per_hour: float
     usd_per_gpu_hour: float
     price_id: str
+    serving_mode: str = "aggregated"
+    """``aggregated``: prefill and decode share every replica (the only mode planned so far)."""
+    speculative: dict[str, Any] | None = None
+    """Speculative decoding when the configuration uses it: draft (catalog id or ``mtp``),
+    acceptance_rate, draft_tokens and expected_tokens_per_step; ``None``: plain decoding."""
 
     @property
     def shape(self) -> "Shape":

@@ -114,6 +114,9 @@ class Traffic(_Strict):
     input_tokens: TokenLengths
     output_tokens: TokenLengths
     prefix_cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    shared_prefix_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = Field(
+        default=0, description="cached shared prefix (system prompt, few-shot block) whose KV each "
+        "replica holds once; 0: none reserved")
 
 
 class LatencyTarget(_Strict):
@@ -256,6 +259,10 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
             q = m.length_percentile()
             isl, osl = m.traffic.input_tokens.percentile(q), m.traffic.output_tokens.percentile(q)
             ctx = cat.model(m.model).max_context
+            if m.traffic.shared_prefix_tokens > ctx:
+                errors.append(
+                    f"{base}.traffic.shared_prefix_tokens: {m.traffic.shared_prefix_tokens:,} exceeds the "
+                    f"context window of {m.model} ({ctx:,} tokens)")
             if isl + osl > ctx:
                 errors.append(
                     f"{base}.traffic: p{q:g} prompt + output = {isl:,} + {osl:,} = {isl + osl:,} tokens "
@@ -283,7 +290,8 @@ def query_problem(
     model: str, rps: float, isl: tuple[int, int, int], osl: tuple[int, int, int],
     ttft_ms: float | None, tpot_ms: float | None, e2e_ms: float | None, *,
     gpus: list[str] | None = None, quants: list[str] | None = None, kv_dtypes: list[str] | None = None,
-    headroom: float = 0.0, prefix_hit_rate: float = 0.0, pricing: str = "on-demand",
+    headroom: float = 0.0, prefix_hit_rate: float = 0.0, shared_prefix_tokens: int = 0,
+    pricing: str = "on-demand",
     max_configs: int = 2, max_quality_loss_points: float | None = None, cat: Catalog | None = None,
 ) -> Problem:
     """The one-model problem behind ``query`` and ``capacity``: ``isl``/``osl`` are the
@@ -295,6 +303,7 @@ def query_problem(
             "name": model if re.fullmatch(_MODEL_NAME, model) and len(model) <= 64 else "query",
             "model": model,
             "traffic": {"peak_rps": rps, "prefix_cache_hit_rate": prefix_hit_rate,
+                        **({"shared_prefix_tokens": shared_prefix_tokens} if shared_prefix_tokens else {}),
                         "input_tokens": dict(zip(("p50", "p90", "p99"), isl)),
                         "output_tokens": dict(zip(("p50", "p90", "p99"), osl))},
             "slo": {k: {"max_ms": v} for k, v in (("ttft", ttft_ms), ("tpot", tpot_ms), ("e2e", e2e_ms))
@@ -318,7 +327,8 @@ def query_problem(
 
 _FLAGS = (("traffic.peak_rps", "--rps"), ("traffic.input_tokens", "--isl/--isl-p90/--isl-p99"),
           ("traffic.output_tokens", "--osl/--osl-p90/--osl-p99"),
-          ("traffic.prefix_cache_hit_rate", "--prefix-hit-rate"), ("traffic", "--isl/--osl"),
+          ("traffic.prefix_cache_hit_rate", "--prefix-hit-rate"),
+          ("traffic.shared_prefix_tokens", "--shared-prefix-tokens"), ("traffic", "--isl/--osl"),
           ("slo.ttft", "--ttft-p99-ms"), ("slo.tpot", "--tpot-p99-ms"), ("slo.e2e", "--e2e-p99-ms"),
           ("slo", "targets"), ("allowed_accelerators", "--gpu"), ("allowed_quantizations", "--quant"),
           ("allowed_kv_dtypes", "--kv-dtype"), ("max_quality_loss_points", "--max-quality-loss"),

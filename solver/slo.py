@@ -56,6 +56,13 @@ def memory_context_tokens(d: ModelDemand) -> int:
     return t.input_tokens.percentile(99) + t.output_tokens.percentile(99)
 
 
+def memory_limit(terms: ShapeTerms, d: ModelDemand) -> int:
+    """Largest batch a replica holds at :func:`memory_context_tokens` per slot, after the
+    traffic's cached shared prefix (``shared_prefix_tokens``, held once per KV pool)."""
+    return int(max_concurrency(terms, memory_context_tokens(d),
+                               shared_prefix_tokens=d.traffic.shared_prefix_tokens))
+
+
 @dataclass(frozen=True)
 class SloView:
     """Load-independent parts of the percentile latencies, one entry per batch cap."""
@@ -95,7 +102,7 @@ def slo_view(terms: ShapeTerms, batch: np.ndarray, d: ModelDemand) -> SloView:
     q = slo.e2e.percentile if slo.e2e else 99.0
     op = op_at(q)
     e2e0 = op.ttft_ms + t.output_tokens.percentile(q) * op.tpot_ms
-    cap = int(max_concurrency(terms, memory_context_tokens(d)))
+    cap = memory_limit(terms, d)
     return SloView(batch, service_s, ttft0, tpot_ms, e2e0, cap)
 
 

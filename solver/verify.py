@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solver.catalog import Catalog
-from solver.costmodel import Shape, check_shape, max_concurrency, shape_terms
+from solver.costmodel import Shape, check_shape, shape_terms
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.queueing import RHO_MAX
-from solver.slo import LatencyAtLoad, capacity_at_slo, latency_at_load, memory_context_tokens, slo_view
+from solver.slo import LatencyAtLoad, capacity_at_slo, latency_at_load, memory_limit, slo_view
 
 REL_TOL = 1e-6
 ABS_TOL_MS = 1e-6
@@ -161,7 +161,7 @@ def _prepare(ctx: _Ctx) -> None:
             continue
         x = _Dep(dep, d, shape, where)
         terms = shape_terms(ctx.cat, shape, d.engine)
-        x.limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
+        x.limit = memory_limit(terms, d)
         view = slo_view(terms, np.array([dep.max_batch]), d)
         x.lam = dep.load_rps / dep.replicas
         x.lat = latency_at_load(view, 0, d, x.lam)
