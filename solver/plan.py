@@ -129,6 +129,8 @@ class Plan:
     """Per planned model: request/queue limits, warm replicas, lead time, alerts (solver.guardrails)."""
     termination: Termination | None = None
     """Why the solve stopped (None: not from a solve, e.g. a hand-built plan)."""
+    notes: tuple[str, ...] = ()
+    """Sentences about serving modes (speculative decoding used or not, per model offering it)."""
     conflict_termination: Termination | None = None
     """Infeasible: whether the conflict search proved ``conflict`` (``INFEASIBLE_PROVEN``) or ran
     out of time (``UNKNOWN_AT_TIME_LIMIT``: ``conflict`` is then empty or not minimal)."""
@@ -161,4 +163,6 @@ class Plan:
                                            if self.conflict_termination else None)
         if self.guardrails:
             out["guardrails"] = list(self.guardrails)
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out

@@ -146,6 +146,16 @@ class Slo(_Strict):
         return self
 
 
+class Speculative(_Strict):
+    """Speculative decoding offered to the search: a draft (catalog model id, or ``mtp`` for the
+    target's published multi-token-prediction module), the acceptance rate per drafted token and
+    the draft length. The search adds candidates with it and uses them where they are cheaper."""
+
+    draft: Annotated[str, Field(min_length=1, max_length=200)]
+    acceptance_rate: Annotated[float, Field(ge=0, le=1)]
+    draft_tokens: Annotated[int, Field(ge=1, le=16)] = 3
+
+
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
@@ -161,6 +171,7 @@ class ModelDemand(_Strict):
     engine: str | None = Field(
         default=None, description="serving engine (catalogs/engines.yaml id); default: the catalog's default_engine"
     )
+    speculative: Speculative | None = None
 
     @model_validator(mode="after")
     def _lengths_cover_percentiles(self) -> "ModelDemand":
@@ -250,6 +261,8 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
         for kv in m.allowed_kv_dtypes or []:
             if kv not in cat.kv_dtypes:
                 bad(f"{base}.allowed_kv_dtypes", "KV dtype", kv, cat.kv_dtypes)
+        if m.speculative is not None and m.model in cat.models:
+            errors.extend(_draft_errors(cat, m.model, m.speculative.draft, f"{base}.speculative.draft"))
         if m.engine is not None and m.engine not in cat.engines:
             bad(f"{base}.engine", "engine", m.engine, cat.engines)
         for field in ("allowed_accelerators", "allowed_quantizations", "allowed_kv_dtypes"):
@@ -272,6 +285,25 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
             bad("fleet.inventory", "accelerator", g, cat.accelerators)
     if errors:
         raise InputError(errors, where=where)
+
+
+def _draft_errors(cat: Catalog, target: str, draft: str, field: str) -> list[str]:
+    """Why ``draft`` cannot draft for ``target``: unknown, no MTP module, larger than the
+    target, or another tokenizer (a different vocabulary size means different token ids)."""
+    t = cat.model(target)
+    if draft == "mtp":
+        return [] if t.mtp_layers else [
+            f"{field}: {target} publishes no multi-token-prediction module (use a catalog draft model)"]
+    if draft not in cat.models:
+        return [f"{field}: {unknown_id('model', draft, cat.models)}"]
+    dm = cat.model(draft)
+    if dm.total_params_b >= t.total_params_b:
+        return [f"{field}: {draft} ({dm.total_params_b:g}B) is not smaller than its target {target} "
+                f"({t.total_params_b:g}B)"]
+    if dm.vocab_size != t.vocab_size:
+        return [f"{field}: {draft} uses another tokenizer family than {target} (vocabulary "
+                f"{dm.vocab_size:,} vs {t.vocab_size:,} tokens)"]
+    return []
 
 
 def load_problem(path: Path | str, cat: Catalog | None = None) -> Problem:

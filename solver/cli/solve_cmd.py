@@ -57,6 +57,8 @@ def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
             click.echo(f"{name}: ${fmt(c.usd_per_million_input_tokens)} per 1M input tokens, "
                        f"${fmt(c.usd_per_million_output_tokens)} per 1M output, ${fmt(c.usd_per_million_tokens)} "
                        f"per 1M tokens (both), ${fmt(c.usd_per_1k_requests)} per 1k requests (at peak)")
+        for note in plan.notes:
+            click.echo(note)
         return
     click.echo(f"{head} ({plan.solve_seconds:.2f}s)")
     if plan.explanation and plan.conflict_termination is Termination.UNKNOWN_AT_TIME_LIMIT:
