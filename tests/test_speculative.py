@@ -159,3 +159,16 @@ def test_bad_speculative_input_is_one_line_exit_2(tmp_path, spec, needle):
     assert r.exit_code == 2
     lines = [x for x in r.output.strip().splitlines() if x]
     assert len(lines) == 1 and needle in lines[0], r.output
+
+
+def test_bench_plan_launch_notes_the_speculation():
+    from solver.benchplan import launch
+
+    notes: list[str] = []
+    dep = {"tp": 4, "pp": 1, "ep": 1, "max_batch": 8, "quant": "bf16", "kv_dtype": "bf16",
+           "speculative": {"draft": "mtp", "acceptance_rate": 0.8, "draft_tokens": 1}}
+    launch("vllm", dep, "deepseek-ai/DeepSeek-V3", 4096, False, notes)
+    assert any('"method": "deepseek_mtp", "num_speculative_tokens": 1' in n for n in notes)
+    plain: list[str] = []
+    launch("vllm", {**dep, "speculative": None}, "deepseek-ai/DeepSeek-V3", 4096, False, plain)
+    assert not any("speculative" in n for n in plain)
