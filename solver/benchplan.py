@@ -270,6 +270,14 @@ def launch(engine: str, dep: dict[str, Any], repo: str, ctx_len: int, prefix: bo
     """Launch argv (and extra files) of one instance of ``dep`` on ``engine``."""
     tp, pp, ep, batch = int(dep["tp"]), int(dep["pp"]), int(dep["ep"]), int(dep["max_batch"])
     dp = max(tp, ep) // tp
+    spec = dep.get("speculative")
+    if spec:
+        draft = ('"method": "deepseek_mtp"' if spec["draft"] == "mtp"
+                 else f'"model": "<{spec["draft"]} checkpoint>"')
+        notes.append(f"the plan decodes speculatively (draft {spec['draft']}, {spec['draft_tokens']} draft "
+                     f"tokens, acceptance {spec['acceptance_rate']:g} assumed): add the engine's speculative "
+                     f"decoding to the launch (vLLM: --speculative-config '{{{draft}, \"num_speculative_tokens\": "
+                     f"{spec['draft_tokens']}}}') and compare the measured acceptance with the assumed one")
     tokens = batch + PREFILL_CHUNK_TOKENS
     if engine == "vllm":
         argv = ["vllm", "serve", repo, "--port", str(PORT), "--tensor-parallel-size", str(tp),

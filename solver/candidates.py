@@ -56,13 +56,16 @@ import numpy as np
 from solver import scaling
 from solver.catalog import Catalog
 from solver.costmodel import (
-    Shape, ShapeTerms, check_shape, kv_gib_per_gpu, max_concurrency, shape_terms,
+    Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
-from solver.problem import ModelDemand, Problem
+from solver.costmodel.speculative import (
+    Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
+)
+from solver.problem import ModelDemand, Problem, Speculative
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
-from solver.slo import SloView, capacity_at_slo, memory_context_tokens, slo_view
+from solver.slo import SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
 from solver.units import GIB
 
 BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -111,6 +114,9 @@ class Candidate:
     violations: frozenset[Family] = field(default_factory=frozenset)
     stated_error_pct: float | None = None
     """Stated throughput error of the accelerator family, % (efficiency.yaml ``error_pct``)."""
+    speculative: tuple[tuple[str, object], ...] = ()
+    """Speculative decoding of this configuration as (key, value) pairs
+    (:meth:`~solver.costmodel.speculative.Speculation.describe`); empty: plain decoding."""
 
     @property
     def shape(self) -> Shape:
@@ -129,7 +135,8 @@ class Candidate:
 
     def label(self) -> str:
         par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
-        return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {par}, batch {self.max_batch}"
+        spec = f", speculative ({dict(self.speculative)['draft']})" if self.speculative else ""
+        return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {par}, batch {self.max_batch}{spec}"
 
 
 @dataclass(frozen=True)
@@ -263,14 +270,16 @@ class _ShapeRows:
     weights_gib: float
     kv_gib: np.ndarray
     stated_error_pct: float | None = None
+    spec: tuple[tuple[str, object], ...] = ()
 
 
-def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms) -> tuple[int, SloView, bool]:
+def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms,
+              spec: Speculation | None = None) -> tuple[int, SloView, bool]:
     """Memory limit, the SLO view at every batch cap on the grid, and 'fits at all'."""
-    limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
+    limit = memory_limit(terms, d, spec)
     fits = limit >= 1
     batch = np.array([b for b in BATCH_GRID if b <= limit] if fits else [1])
-    return limit, slo_view(terms, batch, d), fits
+    return limit, slo_view(terms, batch, d, spec), fits
 
 
 @dataclass(frozen=True)
@@ -285,16 +294,17 @@ class ShapeEval:
     weights_gib: float = 0.0
     kv_gib: np.ndarray | None = None
     stated_error_pct: float | None = None
+    speculation: Speculation | None = None
 
 
 def lengths_key(d: ModelDemand) -> str:
     """What a shape's evaluation reads of a model's demand: the catalog model, the traffic's
-    token lengths and prefix hit rate, and the percentiles the targets are stated at (they pick
+    token lengths, prefix hit rate and shared prefix, and the percentiles the targets are stated at (they pick
     which lengths are evaluated). Not the targets' values, the load or the allowed options."""
     t, slo = d.traffic, d.slo
     pct = tuple(x.percentile if x else None for x in (slo.ttft, slo.tpot, slo.e2e))
     return repr((d.model, t.input_tokens.model_dump_json(), t.output_tokens.model_dump_json(),
-                 t.prefix_cache_hit_rate, pct))
+                 t.prefix_cache_hit_rate, t.shared_prefix_tokens, pct))
 
 
 def cost_model_key(cat: Catalog) -> tuple[int, ...]:
@@ -314,7 +324,7 @@ class TableCache:
     ``hits``/``misses`` count look-ups."""
 
     def __init__(self) -> None:
-        self._data: dict[tuple[tuple[int, ...], str | None, str, Shape], ShapeEval] = {}
+        self._data: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None], ShapeEval] = {}
         self._terms: dict[tuple[tuple[int, ...], str | None, Shape], ShapeTerms | str] = {}
         self._catalogs: dict[tuple[int, ...], Catalog] = {}
         self.hits = 0
@@ -324,18 +334,22 @@ class TableCache:
         return len(self._data)
 
     def evaluate(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str | None = None,
-                 key: str | None = None) -> ShapeEval:
+                 key: str | None = None, spec: Speculative | None = None) -> ShapeEval:
         """The evaluation of ``shape`` for ``d``'s traffic; ``key``: ``lengths_key(d)`` when the
-        caller has it already."""
+        caller has it already; ``spec``: with this speculative decoding."""
         ck = cost_model_key(cat)
         self._catalogs.setdefault(ck, cat)
-        k = (ck, engine, key if key is not None else lengths_key(d), shape)
+        k = (ck, engine, key if key is not None else lengths_key(d), shape, spec)
         hit = self._data.get(k)
         if hit is not None:
             self.hits += 1
             return hit
         self.misses += 1
-        value = _shape_eval(d, shape, self.terms(cat, shape, engine))
+        terms = self.terms(cat, shape, engine)
+        sp: Speculation | str | None = None
+        if spec is not None and not isinstance(terms, str):
+            sp = speculation(cat, shape, spec.draft, spec.acceptance_rate, spec.draft_tokens, engine)
+        value = ShapeEval(sp) if isinstance(sp, str) else _shape_eval(d, shape, terms, sp)
         self._data[k] = value
         return value
 
@@ -350,12 +364,20 @@ class TableCache:
         return self._terms[k]
 
 
-def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str) -> ShapeEval:
+def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
+                spec: Speculation | None = None) -> ShapeEval:
     if isinstance(terms, str):
         return ShapeEval(terms)
-    limit, view, fits = _evaluate(d, shape, terms)
-    return ShapeEval(None, limit, view, fits, terms.weight_bytes_gpu / GIB,
-                     kv_gib_per_gpu(terms, view.batch, memory_context_tokens(d)), terms.stated_error_pct)
+    limit, view, fits = _evaluate(d, shape, terms, spec)
+    ctx, prefix = memory_context_tokens(d), d.traffic.shared_prefix_tokens
+    if spec is None:
+        return ShapeEval(None, limit, view, fits, terms.weight_bytes_gpu / GIB,
+                         kv_gib_per_gpu(terms, view.batch, ctx, prefix),
+                         stated_error_pct=terms.stated_error_pct)
+    return ShapeEval(None, limit, view, fits,
+                     (terms.weight_bytes_gpu + draft_weight_bytes_gpu(terms, spec)) / GIB,
+                     kv_gib_per_gpu_spec(terms, spec, view.batch, ctx, prefix),
+                     stated_error_pct=terms.stated_error_pct, speculation=spec)
 
 
 def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
@@ -381,21 +403,24 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
             rejected.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
         for system in cat.systems_for(gpu):
             for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
-                what = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
-                ev = cache.evaluate(cat, d, shape, engine, key=lkey)
-                if ev.reason:
-                    rejected.append(Rejected(d.name, what, ev.reason))
-                    continue
-                assert ev.view is not None and ev.kv_gib is not None
-                f = set(flags)
-                if not ev.fits:
-                    f.add(Family.MEMORY)
-                if not _packs(shape.gpus, system.gpus_per_node):
-                    f.add(Family.TOPOLOGY)
-                pending.append(_ShapeRows(
-                    shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                    cat.quantization(shape.quant).quality_loss.points, ev.limit, ev.view,
-                    ev.weights_gib, ev.kv_gib, ev.stated_error_pct))
+                base = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
+                for spec in (None, d.speculative) if d.speculative is not None else (None,):
+                    what = base + (f" speculative ({spec.draft})" if spec is not None else "")
+                    ev = cache.evaluate(cat, d, shape, engine, key=lkey, spec=spec)
+                    if ev.reason:
+                        rejected.append(Rejected(d.name, what, ev.reason))
+                        continue
+                    assert ev.view is not None and ev.kv_gib is not None
+                    f = set(flags)
+                    if not ev.fits:
+                        f.add(Family.MEMORY)
+                    if not _packs(shape.gpus, system.gpus_per_node):
+                        f.add(Family.TOPOLOGY)
+                    pending.append(_ShapeRows(
+                        shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
+                        cat.quantization(shape.quant).quality_loss.points, ev.limit, ev.view,
+                        ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
+                        tuple(ev.speculation.describe().items()) if ev.speculation else ()))
     rows, dropped, best = _rows(d, pending, rejected, prune)
     if prune:
         rows, more = prune_dominated(rows)
@@ -466,7 +491,7 @@ def _rows(
             e2e_p99_ms=float(view.e2e0_ms[i] + w_e2e[i]), e2e_min_ms=float(view.e2e0_ms[i]),
             service_s=float(view.service_s[i]), max_concurrency=max(p.limit, 0),
             weights_gib_per_gpu=p.weights_gib, kv_gib_per_gpu=float(kv_gib[i]),
-            violations=frozenset(v), stated_error_pct=p.stated_error_pct,
+            violations=frozenset(v), stated_error_pct=p.stated_error_pct, speculative=p.spec,
         )
 
     rows = []

@@ -329,8 +329,10 @@ def arch_fields(data: dict[str, Any], where: str) -> tuple[dict[str, Any], list[
     skip = quant.get("modules_to_not_convert") if isinstance(quant, dict) else None
     if moe is not None and isinstance(skip, list) and any("self_attn" in str(x) for x in skip):
         fields["quant_scope"] = "experts"  # attention kept in 16-bit: only the experts are quantised
-    if model_type == "deepseek_v3" and c.integer("num_nextn_predict_layers", 0, min_value=0):
-        notes.append("multi-token-prediction layer not counted (not used without speculative decoding)")
+    mtp = c.integer("num_nextn_predict_layers", 0, min_value=0) if model_type == "deepseek_v3" else 0
+    if mtp:
+        fields["mtp_layers"] = mtp  # a speculative-decoding draft (solver.costmodel.speculative)
+        notes.append("multi-token-prediction layer not counted (used only as a speculative-decoding draft)")
     if model_type == "llama4" and "sliding_window" in fields["attention"]:
         notes.append(
             f"chunked attention ({fields['attention']['sliding_window']}-token chunks) on "

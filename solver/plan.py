@@ -74,6 +74,11 @@ class Deployment:
     stated_error_pct: float | None = None
     """Stated throughput error of the accelerator family, %: wider where the family was never
     measured (catalogs/efficiency.yaml ``measured: false``)."""
+    serving_mode: str = "aggregated"
+    """``aggregated``: prefill and decode share every replica (the only mode planned so far)."""
+    speculative: dict[str, Any] | None = None
+    """Speculative decoding when the configuration uses it: draft (catalog id or ``mtp``),
+    acceptance_rate, draft_tokens and expected_tokens_per_step; ``None``: plain decoding."""
 
     @property
     def shape(self) -> "Shape":
@@ -127,6 +132,8 @@ class Plan:
     """Per planned model: request/queue limits, warm replicas, lead time, alerts (solver.guardrails)."""
     termination: Termination | None = None
     """Why the solve stopped (None: not from a solve, e.g. a hand-built plan)."""
+    notes: tuple[str, ...] = ()
+    """Sentences about serving modes (speculative decoding used or not, per model offering it)."""
     conflict_termination: Termination | None = None
     """Infeasible: whether the conflict search proved ``conflict`` (``INFEASIBLE_PROVEN``) or ran
     out of time (``UNKNOWN_AT_TIME_LIMIT``: ``conflict`` is then empty or not minimal)."""
@@ -159,4 +166,6 @@ class Plan:
                                            if self.conflict_termination else None)
         if self.guardrails:
             out["guardrails"] = list(self.guardrails)
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out

@@ -114,6 +114,9 @@ class Traffic(_Strict):
     input_tokens: TokenLengths
     output_tokens: TokenLengths
     prefix_cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    shared_prefix_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = Field(
+        default=0, description="cached shared prefix (system prompt, few-shot block) whose KV each "
+        "replica holds once; 0: none reserved")
 
 
 class LatencyTarget(_Strict):
@@ -143,6 +146,16 @@ class Slo(_Strict):
         return self
 
 
+class Speculative(_Strict):
+    """Speculative decoding offered to the search: a draft (catalog model id, or ``mtp`` for the
+    target's published multi-token-prediction module), the acceptance rate per drafted token and
+    the draft length. The search adds candidates with it and uses them where they are cheaper."""
+
+    draft: Annotated[str, Field(min_length=1, max_length=200)]
+    acceptance_rate: Annotated[float, Field(ge=0, le=1)]
+    draft_tokens: Annotated[int, Field(ge=1, le=16)] = 3
+
+
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
@@ -158,6 +171,7 @@ class ModelDemand(_Strict):
     engine: str | None = Field(
         default=None, description="serving engine (catalogs/engines.yaml id); default: the catalog's default_engine"
     )
+    speculative: Speculative | None = None
 
     @model_validator(mode="after")
     def _lengths_cover_percentiles(self) -> "ModelDemand":
@@ -247,6 +261,8 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
         for kv in m.allowed_kv_dtypes or []:
             if kv not in cat.kv_dtypes:
                 bad(f"{base}.allowed_kv_dtypes", "KV dtype", kv, cat.kv_dtypes)
+        if m.speculative is not None and m.model in cat.models:
+            errors.extend(_draft_errors(cat, m.model, m.speculative.draft, f"{base}.speculative.draft"))
         if m.engine is not None and m.engine not in cat.engines:
             bad(f"{base}.engine", "engine", m.engine, cat.engines)
         for field in ("allowed_accelerators", "allowed_quantizations", "allowed_kv_dtypes"):
@@ -256,6 +272,10 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
             q = m.length_percentile()
             isl, osl = m.traffic.input_tokens.percentile(q), m.traffic.output_tokens.percentile(q)
             ctx = cat.model(m.model).max_context
+            if m.traffic.shared_prefix_tokens > ctx:
+                errors.append(
+                    f"{base}.traffic.shared_prefix_tokens: {m.traffic.shared_prefix_tokens:,} exceeds the "
+                    f"context window of {m.model} ({ctx:,} tokens)")
             if isl + osl > ctx:
                 errors.append(
                     f"{base}.traffic: p{q:g} prompt + output = {isl:,} + {osl:,} = {isl + osl:,} tokens "
@@ -265,6 +285,25 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
             bad("fleet.inventory", "accelerator", g, cat.accelerators)
     if errors:
         raise InputError(errors, where=where)
+
+
+def _draft_errors(cat: Catalog, target: str, draft: str, field: str) -> list[str]:
+    """Why ``draft`` cannot draft for ``target``: unknown, no MTP module, larger than the
+    target, or another tokenizer (a different vocabulary size means different token ids)."""
+    t = cat.model(target)
+    if draft == "mtp":
+        return [] if t.mtp_layers else [
+            f"{field}: {target} publishes no multi-token-prediction module (use a catalog draft model)"]
+    if draft not in cat.models:
+        return [f"{field}: {unknown_id('model', draft, cat.models)}"]
+    dm = cat.model(draft)
+    if dm.total_params_b >= t.total_params_b:
+        return [f"{field}: {draft} ({dm.total_params_b:g}B) is not smaller than its target {target} "
+                f"({t.total_params_b:g}B)"]
+    if dm.vocab_size != t.vocab_size:
+        return [f"{field}: {draft} uses another tokenizer family than {target} (vocabulary "
+                f"{dm.vocab_size:,} vs {t.vocab_size:,} tokens)"]
+    return []
 
 
 def load_problem(path: Path | str, cat: Catalog | None = None) -> Problem:
@@ -283,7 +322,8 @@ def query_problem(
     model: str, rps: float, isl: tuple[int, int, int], osl: tuple[int, int, int],
     ttft_ms: float | None, tpot_ms: float | None, e2e_ms: float | None, *,
     gpus: list[str] | None = None, quants: list[str] | None = None, kv_dtypes: list[str] | None = None,
-    headroom: float = 0.0, prefix_hit_rate: float = 0.0, pricing: str = "on-demand",
+    headroom: float = 0.0, prefix_hit_rate: float = 0.0, shared_prefix_tokens: int = 0,
+    pricing: str = "on-demand",
     max_configs: int = 2, max_quality_loss_points: float | None = None, cat: Catalog | None = None,
 ) -> Problem:
     """The one-model problem behind ``query`` and ``capacity``: ``isl``/``osl`` are the
@@ -295,6 +335,7 @@ def query_problem(
             "name": model if re.fullmatch(_MODEL_NAME, model) and len(model) <= 64 else "query",
             "model": model,
             "traffic": {"peak_rps": rps, "prefix_cache_hit_rate": prefix_hit_rate,
+                        **({"shared_prefix_tokens": shared_prefix_tokens} if shared_prefix_tokens else {}),
                         "input_tokens": dict(zip(("p50", "p90", "p99"), isl)),
                         "output_tokens": dict(zip(("p50", "p90", "p99"), osl))},
             "slo": {k: {"max_ms": v} for k, v in (("ttft", ttft_ms), ("tpot", tpot_ms), ("e2e", e2e_ms))
@@ -318,7 +359,8 @@ def query_problem(
 
 _FLAGS = (("traffic.peak_rps", "--rps"), ("traffic.input_tokens", "--isl/--isl-p90/--isl-p99"),
           ("traffic.output_tokens", "--osl/--osl-p90/--osl-p99"),
-          ("traffic.prefix_cache_hit_rate", "--prefix-hit-rate"), ("traffic", "--isl/--osl"),
+          ("traffic.prefix_cache_hit_rate", "--prefix-hit-rate"),
+          ("traffic.shared_prefix_tokens", "--shared-prefix-tokens"), ("traffic", "--isl/--osl"),
           ("slo.ttft", "--ttft-p99-ms"), ("slo.tpot", "--tpot-p99-ms"), ("slo.e2e", "--e2e-p99-ms"),
           ("slo", "targets"), ("allowed_accelerators", "--gpu"), ("allowed_quantizations", "--quant"),
           ("allowed_kv_dtypes", "--kv-dtype"), ("max_quality_loss_points", "--max-quality-loss"),

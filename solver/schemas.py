@@ -165,6 +165,10 @@ class ModelArch(Entry):
     native_quantization: Id = Field(
         default="bf16", description="format of the released weights (e.g. fp8, mxfp4)"
     )
+    mtp_layers: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="published multi-token-prediction modules (config.json "
+        "num_nextn_predict_layers); usable as a speculative-decoding draft; 0: none"
+    )
     quant_scope: Literal["all", "experts"] = Field(
         default="all",
         description=(

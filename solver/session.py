@@ -20,6 +20,7 @@ from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.cpsat import CORE_TIME_LIMIT_S, Conflict, FleetModel, IntSolution
 from solver.optimize.encode import IntProblem, encode
+from solver.modes import speculation_notes
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import ModelDemand, Problem
 from solver.slo import latencies
@@ -40,12 +41,14 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
         tpot_p99_ms=lat.tpot_ms, e2e_p99_ms=lat.e2e_ms,
         cost_usd_per_hour=replicas * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
         price_id=c.price_id, stated_error_pct=c.stated_error_pct,
+        speculative=dict(c.speculative) if c.speculative else None,
     )
 
 
 def config_key(model: str, c: Candidate | Deployment) -> tuple:
-    """A deployment configuration's identity: model entry, shape and batch cap."""
-    return (model, c.shape, c.max_batch)
+    """A deployment configuration's identity: model entry, shape, batch cap and whether it
+    decodes speculatively."""
+    return (model, c.shape, c.max_batch, bool(c.speculative))
 
 
 STANDALONE_HINT_MODELS = 100
@@ -143,6 +146,7 @@ class Session:
             candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
             termination=sol.termination,
             unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
+            notes=speculation_notes(self.problem, deps),
         )
         if verify:
             verify_plan(plan, self.problem, self.cat)

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solver.costmodel import ShapeTerms, max_concurrency, operating_point
+from solver.costmodel import ShapeTerms, max_concurrency
+from solver.costmodel import operating_point as plain_operating_point
+from solver.costmodel.speculative import Speculation, max_concurrency_spec, speculative_operating_point
 from solver.problem import ModelDemand
 from solver.queueing import RHO_MAX, max_arrival_rate, wait_quantile_s
 
@@ -56,6 +58,16 @@ def memory_context_tokens(d: ModelDemand) -> int:
     return t.input_tokens.percentile(99) + t.output_tokens.percentile(99)
 
 
+def memory_limit(terms: ShapeTerms, d: ModelDemand, spec: Speculation | None = None) -> int:
+    """Largest batch a replica holds at :func:`memory_context_tokens` per slot, after the
+    traffic's cached shared prefix (``shared_prefix_tokens``, held once per KV pool) and, with
+    ``spec``, the draft's weights and KV."""
+    if spec is not None:
+        return max_concurrency_spec(terms, spec, memory_context_tokens(d), d.traffic.shared_prefix_tokens)
+    return int(max_concurrency(terms, memory_context_tokens(d),
+                               shared_prefix_tokens=d.traffic.shared_prefix_tokens))
+
+
 @dataclass(frozen=True)
 class SloView:
     """Load-independent parts of the percentile latencies, one entry per batch cap."""
@@ -71,11 +83,18 @@ class SloView:
     max_concurrency: int
 
 
-def slo_view(terms: ShapeTerms, batch: np.ndarray, d: ModelDemand) -> SloView:
-    """Evaluate the cost model at every batch cap for the demand's lengths and targets."""
+def slo_view(terms: ShapeTerms, batch: np.ndarray, d: ModelDemand, spec: Speculation | None = None) -> SloView:
+    """Evaluate the cost model at every batch cap for the demand's lengths and targets (with
+    speculative decoding when ``spec`` is given)."""
     batch = np.asarray(batch, dtype=np.int64)
     t, slo = d.traffic, d.slo
     hit = t.prefix_cache_hit_rate
+
+    def operating_point(terms_: ShapeTerms, b: np.ndarray, isl: int, osl: int, h: float):  # type: ignore[no-untyped-def]
+        if spec is None:
+            return plain_operating_point(terms_, b, isl, osl, h)
+        return speculative_operating_point(terms_, spec, b, isl, osl, h, t.shared_prefix_tokens)
+
     ln = Lengths.of(d)
     mean_op = operating_point(terms, batch, ln.isl_mean, ln.osl_mean, hit)
     service_s = ln.osl_mean * mean_op.tpot_ms / 1e3
@@ -95,7 +114,7 @@ def slo_view(terms: ShapeTerms, batch: np.ndarray, d: ModelDemand) -> SloView:
     q = slo.e2e.percentile if slo.e2e else 99.0
     op = op_at(q)
     e2e0 = op.ttft_ms + t.output_tokens.percentile(q) * op.tpot_ms
-    cap = int(max_concurrency(terms, memory_context_tokens(d)))
+    cap = memory_limit(terms, d, spec)
     return SloView(batch, service_s, ttft0, tpot_ms, e2e0, cap)
 
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solver.catalog import Catalog
-from solver.costmodel import Shape, check_shape, max_concurrency, shape_terms
+from solver.costmodel import Shape, check_shape, shape_terms
+from solver.costmodel.speculative import speculation
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.queueing import RHO_MAX
-from solver.slo import LatencyAtLoad, capacity_at_slo, latency_at_load, memory_context_tokens, slo_view
+from solver.slo import LatencyAtLoad, capacity_at_slo, latency_at_load, memory_limit, slo_view
 
 REL_TOL = 1e-6
 ABS_TOL_MS = 1e-6
@@ -161,8 +162,16 @@ def _prepare(ctx: _Ctx) -> None:
             continue
         x = _Dep(dep, d, shape, where)
         terms = shape_terms(ctx.cat, shape, d.engine)
-        x.limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
-        view = slo_view(terms, np.array([dep.max_batch]), d)
+        spec = None
+        if dep.speculative:
+            s = dep.speculative
+            spec = speculation(ctx.cat, shape, str(s["draft"]), float(s["acceptance_rate"]),
+                               int(s["draft_tokens"]), d.engine)
+            if isinstance(spec, str):
+                ctx.found.append(Violation("shape", dep.model, f"{where}: speculative draft: {spec}"))
+                continue
+        x.limit = memory_limit(terms, d, spec)
+        view = slo_view(terms, np.array([dep.max_batch]), d, spec)
         x.lam = dep.load_rps / dep.replicas
         x.lat = latency_at_load(view, 0, d, x.lam)
         x.cap_rps = float(capacity_at_slo(view, d).capacity_rps[0])

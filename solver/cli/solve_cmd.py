@@ -57,6 +57,8 @@ def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
             click.echo(f"{name}: ${fmt(c.usd_per_million_input_tokens)} per 1M input tokens, "
                        f"${fmt(c.usd_per_million_output_tokens)} per 1M output, ${fmt(c.usd_per_million_tokens)} "
                        f"per 1M tokens (both), ${fmt(c.usd_per_1k_requests)} per 1k requests (at peak)")
+        for note in plan.notes:
+            click.echo(note)
         return
     click.echo(f"{head} ({plan.solve_seconds:.2f}s)")
     if plan.explanation and plan.conflict_termination is Termination.UNKNOWN_AT_TIME_LIMIT:
@@ -211,6 +213,9 @@ def _targets(f):  # type: ignore[no-untyped-def]
         click.option("--kv-dtype", "kv_dtypes", multiple=True, help="Allowed KV-cache dtype (repeatable; default all)."),
         click.option("--prefix-hit-rate", type=FiniteFloat(0.0, 0.999), default=0.0, show_default=True,
                      help="Share of each prompt served from the prefix cache, in [0, 1)."),
+        click.option("--shared-prefix-tokens", type=click.IntRange(0, MAX_TOKENS), default=0, show_default=True,
+                     help="Cached shared prefix (e.g. a 2000-token system prompt) whose KV each replica "
+                          "holds once, taken off the memory for sequences."),
         click.option("--max-quality-loss", "max_loss", type=FiniteFloat(0.0, 100.0), default=None,
                      help="Largest published quality loss of a format, accuracy points (default: formats "
                           "losing more than 1 point only when named with --quant)."),
@@ -250,7 +255,8 @@ def _flag_problem(o: dict, rps: float, gpus: list[str] | None, headroom: float, 
         o["model"], rps, _lengths(o["isl"], o["isl_p90"], o["isl_p99"]),
         _lengths(o["osl"], o["osl_p90"], o["osl_p99"]), o["ttft_p99_ms"], o["tpot_p99_ms"], o["e2e_p99_ms"],
         gpus=gpus, quants=list(o["quants"]) or None, kv_dtypes=list(o["kv_dtypes"]) or None,
-        headroom=headroom, prefix_hit_rate=o["prefix_hit_rate"], pricing=o["pricing"],
+        headroom=headroom, prefix_hit_rate=o["prefix_hit_rate"],
+        shared_prefix_tokens=o["shared_prefix_tokens"], pricing=o["pricing"],
         max_configs=max_configs, max_quality_loss_points=o["max_loss"], cat=cat)
     return cat, _with_engine(cat, problem, o["engine"], tuple(gpus or ()))
 

@@ -6,6 +6,11 @@ Per GPU:  weights + runtime overhead + prefill-chunk activations + KV(sequences 
 KV of one sequence of ``c`` tokens on one GPU: full-attention layers hold all ``c`` tokens,
 sliding-window layers at most ``window`` of them. With attention data parallelism
 (``dp_attn > 1``) a replica has ``dp_attn`` independent KV pools, one per copy of the dense parts.
+
+Prefix caching sized (``shared_prefix_tokens``): the KV blocks of the cached shared prefix are
+held once per KV pool for as long as the replica serves, so they are taken off the KV budget
+before any sequence is admitted. Each sequence still reserves its full length: a no-eviction
+scheduler must admit a request that misses the cache, so the planner does not count on sharing.
 """
 
 from __future__ import annotations
@@ -36,25 +41,35 @@ def _usable_bytes(terms: ShapeTerms, util: float | None) -> float:
     return util * terms.hbm_bytes
 
 
-def kv_budget_bytes_gpu(terms: ShapeTerms, util: float | None = None) -> float:
-    """Bytes left for KV on one GPU after weights, overhead and activations (may be < 0)."""
+def prefix_reserve_bytes_gpu(terms: ShapeTerms, shared_prefix_tokens: int = 0) -> float:
+    """KV bytes one GPU holds for the cached shared prefix (``shared_prefix_tokens`` tokens,
+    once per KV pool: one sequence's worth of KV at that length; 0 without a prefix)."""
+    if shared_prefix_tokens <= 0:
+        return 0.0
+    return float(kv_bytes_per_seq_gpu(terms, shared_prefix_tokens))
+
+
+def kv_budget_bytes_gpu(terms: ShapeTerms, util: float | None = None, shared_prefix_tokens: int = 0) -> float:
+    """Bytes left for sequences' KV on one GPU after weights, overhead, activations and the
+    cached shared prefix (may be < 0)."""
     return (
         _usable_bytes(terms, util) - terms.weight_bytes_gpu - terms.overhead_bytes_gpu
-        - terms.activation_bytes_gpu
+        - terms.activation_bytes_gpu - prefix_reserve_bytes_gpu(terms, shared_prefix_tokens)
     )
 
 
 def max_concurrency(
-    terms: ShapeTerms, context_tokens: ArrayLike, util: float | None = None
+    terms: ShapeTerms, context_tokens: ArrayLike, util: float | None = None, shared_prefix_tokens: int = 0,
 ) -> NDArray[np.int64]:
     """Largest number of sequences of ``context_tokens`` each that one replica holds (0: none).
 
     ``context_tokens`` is the length a sequence reaches (ISL + OSL for a no-eviction scheduler);
-    ``util`` overrides the share of HBM the engine may use (default 0.90). Returns a 0-d array
+    ``util`` overrides the share of HBM the engine may use (default 0.90);
+    ``shared_prefix_tokens``: a cached prefix held once per KV pool. Returns a 0-d array
     for a scalar context (``int(...)`` it) and an array of the input's shape otherwise.
     """
     per_seq = kv_bytes_per_seq_gpu(terms, np.maximum(np.asarray(context_tokens, dtype=float), 1.0))
-    budget = max(kv_budget_bytes_gpu(terms, util), 0.0)
+    budget = max(kv_budget_bytes_gpu(terms, util, shared_prefix_tokens), 0.0)
     return (np.floor(budget / per_seq) * terms.dp_attn).astype(np.int64)
 
 
@@ -102,10 +117,13 @@ def memory_budget(
     )
 
 
-def kv_gib_per_gpu(terms: ShapeTerms, concurrency: ArrayLike, context_tokens: ArrayLike) -> NDArray[np.float64]:
-    """KV GiB on the busiest GPU when a replica holds ``concurrency`` sequences of ``context_tokens``."""
+def kv_gib_per_gpu(terms: ShapeTerms, concurrency: ArrayLike, context_tokens: ArrayLike,
+                   shared_prefix_tokens: int = 0) -> NDArray[np.float64]:
+    """KV GiB on the busiest GPU when a replica holds ``concurrency`` sequences of ``context_tokens``
+    (plus the cached shared prefix of ``shared_prefix_tokens``, held once)."""
     seqs_per_pool = np.ceil(np.asarray(concurrency, dtype=float) / terms.dp_attn)
-    return seqs_per_pool * kv_bytes_per_seq_gpu(terms, context_tokens) / GIB
+    return (seqs_per_pool * kv_bytes_per_seq_gpu(terms, context_tokens)
+            + prefix_reserve_bytes_gpu(terms, shared_prefix_tokens)) / GIB
 
 
 def fit_reason(terms: ShapeTerms, concurrency: int, context_tokens: int) -> str | None:

@@ -1,0 +1,59 @@
+"""Terms of disaggregated prefill/decode serving (issue 11 item 1; not yet used by the search).
+
+A disaggregated deployment is two pools of one model: ``P`` prefill replicas that only run
+prompts and ``D`` decode replicas that only decode, the prompt's KV cache moving from one to the
+other after prefill. These pure functions give the terms such a deployment adds to the
+aggregated model; wiring them into candidates is left to a later change (see the README,
+"Serving modes").
+
+* KV transfer (:func:`kv_transfer_ms`): the whole prompt's KV, ``prompt_tokens x`` the model's
+  KV bytes per token, over the link between the pools -- the scale-up link (NVLink) when both
+  sit in one scale-up domain, else the NIC -- each sending GPU moving its own shard in parallel.
+  E.g. a 4,096-token Llama-3.1-70B prompt with fp8 KV (80 layers x 8 KV heads x 128 x 2 (K, V) x
+  1 B = 163,840 B/token) is 671 MB, 13.4 ms at 50 GB/s. It is added to TTFT.
+* Pool ratio (:func:`pool_ratio`): the (P, D) with the most requests/s per GPU, capacity
+  ``min(P x prefill_rps, D x decode_rps)``.
+"""
+
+from __future__ import annotations
+
+from solver.errors import InputError
+from solver.schemas import System
+
+GB = 1e9
+
+
+def kv_transfer_ms(kv_bytes_per_token: float, prompt_tokens: float, link_gb_s: float,
+                   latency_us: float = 0.0, parallel_gpus: int = 1) -> float:
+    """Time to move one prompt's KV cache between pools (ms): one link latency plus
+    ``prompt_tokens x kv_bytes_per_token`` bytes over ``parallel_gpus`` links of ``link_gb_s``
+    GB/s each (per GPU, one direction)."""
+    if link_gb_s <= 0 or parallel_gpus < 1:
+        raise InputError(f"link bandwidth must be > 0 and parallel GPUs >= 1 (got {link_gb_s}, {parallel_gpus})")
+    nbytes = float(prompt_tokens) * float(kv_bytes_per_token)
+    return latency_us / 1e3 + nbytes / (link_gb_s * GB * parallel_gpus) * 1e3
+
+
+def transfer_link(system: System, prefill_gpus: int, decode_gpus: int) -> tuple[float, float]:
+    """(GB/s per GPU, latency us) between a prefill and a decode replica of ``system``: the
+    scale-up link when both fit one scale-up domain together, else the NIC."""
+    if prefill_gpus + decode_gpus <= system.scaleup_domain_gpus:
+        return system.intra_node_gb_s, system.intra_node_latency_us
+    return system.scaleout_gb_s_per_gpu, system.scaleout_latency_us
+
+
+def pool_ratio(prefill_rps: float, decode_rps: float, prefill_gpus: int, decode_gpus: int,
+               max_replicas: int = 8) -> tuple[int, int, float]:
+    """(P, D, requests/s per GPU) of the best pool ratio with at most ``max_replicas`` replicas
+    per pool: capacity ``min(P x prefill_rps, D x decode_rps)`` over ``P x prefill_gpus + D x
+    decode_gpus`` GPUs (ties: fewer GPUs, then fewer prefill replicas)."""
+    best: tuple[float, int, int, int] | None = None
+    for p in range(1, max_replicas + 1):
+        for d in range(1, max_replicas + 1):
+            gpus = p * prefill_gpus + d * decode_gpus
+            per_gpu = min(p * prefill_rps, d * decode_rps) / gpus
+            key = (-per_gpu, gpus, p, d)
+            if best is None or key < best:
+                best = key
+    assert best is not None
+    return best[2], best[3], -best[0]
