@@ -56,6 +56,7 @@ from solver.problem import ModelDemand, Problem
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import SloView, capacity_at_slo, memory_context_tokens, slo_view
+from solver.uncertainty import planning_multiplier, widen
 from solver.units import GIB
 
 BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -283,6 +284,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                     continue
                 terms = shape_terms(cat, shape, engine)
                 limit, view, fits = _evaluate(d, shape, terms)
+                view = widen(view, planning_multiplier(cat, d.model, gpu, shape.quant, engine, problem.confidence))
                 f = set(flags)
                 if not fits:
                     f.add(Family.MEMORY)

@@ -284,6 +284,11 @@ class Efficiency(Entry):
     collective_latency_us: NonNeg = Field(default=0.0, description="unused: see engines.yaml links")
     collective_bw_efficiency: NonNeg = Field(default=0.0, description="unused: see engines.yaml links")
     expert_gemm_overhead_us: NonNeg = Field(default=0.0, description="unused: see moe_layer_fixed_us")
+    host_overhead_factor: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="multiplies the engine's host time per step (1 = engines.yaml as is); set by a calibration")
+    collective_factor: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="multiplies the links' bw_efficiency (capped at 1); set by a calibration")
+    calibration: str | None = Field(default=None, description="id of the calibration overlay applied, if any")
 
 
 class Engine(Entry):

@@ -31,6 +31,7 @@ from solver.costmodel import Shape, check_shape, max_concurrency, shape_terms
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.queueing import RHO_MAX
+from solver.uncertainty import planning_multiplier, widen
 from solver.slo import LatencyAtLoad, capacity_at_slo, latency_at_load, memory_context_tokens, slo_view
 
 REL_TOL = 1e-6
@@ -162,7 +163,8 @@ def _prepare(ctx: _Ctx) -> None:
         x = _Dep(dep, d, shape, where)
         terms = shape_terms(ctx.cat, shape, d.engine)
         x.limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
-        view = slo_view(terms, np.array([dep.max_batch]), d)
+        view = widen(slo_view(terms, np.array([dep.max_batch]), d), planning_multiplier(
+            ctx.cat, d.model, dep.accelerator, dep.quant, terms.engine, ctx.problem.confidence))
         x.lam = dep.load_rps / dep.replicas
         x.lat = latency_at_load(view, 0, d, x.lam)
         x.cap_rps = float(capacity_at_slo(view, d).capacity_rps[0])

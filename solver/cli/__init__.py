@@ -117,6 +117,7 @@ def _register() -> None:
     main.add_command(report_cmd.pareto_cmd)
     main.add_command(report_cmd.report_cmd)
     from solver.cli import simulate_cmd, traffic_cmd; main.add_command(traffic_cmd.traffic); main.add_command(simulate_cmd.simulate)
+    from solver.cli import calibrate_cmd; main.add_command(calibrate_cmd.calibrate)
 
 
 try:
