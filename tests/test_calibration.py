@@ -195,3 +195,23 @@ def test_bad_csv_and_non_overlay_files_are_one_line(tmp_path: Path) -> None:
     r = run(["estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--quant", "fp8", "--kv-dtype", "fp8",
              "--tp", "4", "--isl", "100", "--osl", "10", "--calibration", notcal])
     assert r.exit_code == 2 and "not a calibration overlay" in r.output
+
+
+def test_report_names_the_calibration_and_the_error_bands(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "sweep.csv", synthetic(0.0, 0))
+    cal = tmp_path / "cal.yaml"
+    assert run(["calibrate", csv, *CAL_FLAGS, "--out", cal]).exit_code == 0
+    prob = {"name": "cal-report", "models": [{
+        "name": "chat", "model": "llama-3.1-70b", "allowed_accelerators": ["h100-sxm"],
+        "allowed_quantizations": ["fp8"],
+        "traffic": {"peak_rps": 5, "input_tokens": {"p50": 1000, "p90": 1000, "p99": 1000},
+                    "output_tokens": {"p50": 200, "p90": 200, "p99": 200}},
+        "slo": {"ttft": {"max_ms": 2000}}}]}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(prob))
+    r = run(["report", pf, "--out", tmp_path / "r", "--points", "2", "--calibration", cal, "--confidence", "0.9"])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "r.md").read_text()
+    assert "Calibration in effect: llama-3.1-70b/h100-sxm/fp8/vllm" in md
+    assert "Planned at confidence 0.9" in md
+    assert "(calibration llama-3.1-70b/h100-sxm/fp8/vllm (fit residual sd))" in md

@@ -176,6 +176,7 @@ def explain(problem_file: Path, time_limit: float, workers: int, as_json: bool) 
     """
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
+    cat, problem, _ = planning_inputs(cat, problem, None, None)  # the file's calibration: key
     ex = api.explain(problem, cat, time_limit, workers)
     if as_json:
         emit_json({**ex.to_dict(), **plan_extras(problem, ex.plan)})
