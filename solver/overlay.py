@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from solver.errors import InputError
 from solver.loading import read_yaml, validate
@@ -70,6 +70,17 @@ class Calibration(_Strict):
     error_band: float = Field(ge=0, description="1-sigma relative error of step times (log sd), for --confidence")
     sources: list[str]
     date: str
+
+    @field_validator("factors")
+    @classmethod
+    def _known_factors(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(FACTORS))
+        if unknown:
+            raise ValueError(f"unknown factor(s) {', '.join(unknown)}; known: {', '.join(FACTORS)}")
+        over = sorted(k for k in ("eta_bw", "mfu_prefill", "mfu_decode") if v.get(k, 0.0) > 1.0)
+        if over:
+            raise ValueError(f"{', '.join(over)} must be fractions in (0, 1]")
+        return v
 
     def matches(self, model: str, accelerator: str, quant: str, engine: str) -> bool:
         s = self.applies_to

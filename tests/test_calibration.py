@@ -215,3 +215,15 @@ def test_report_names_the_calibration_and_the_error_bands(tmp_path: Path) -> Non
     assert "Calibration in effect: llama-3.1-70b/h100-sxm/fp8/vllm" in md
     assert "Planned at confidence 0.9" in md
     assert "(calibration llama-3.1-70b/h100-sxm/fp8/vllm (fit residual sd))" in md
+
+
+def test_hand_edited_overlay_with_impossible_factor_is_one_line(tmp_path: Path) -> None:
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["m"], "d")
+    data = yaml.safe_load(calibration_yaml(cal))
+    data["calibration"]["factors"]["eta_bw"] = 1.7
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(data))
+    r = run(["estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--quant", "fp8", "--kv-dtype", "fp8",
+             "--tp", "4", "--isl", "100", "--osl", "10", "--calibration", f])
+    assert r.exit_code == 2 and "eta_bw must be fractions in (0, 1]" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
