@@ -376,17 +376,25 @@ def report(title: str, results: list[tuple[Case, float]]) -> None:
             print(f"  largest ratio, {name}: {off(worst):.2f}x (row {worst[0].tag}, {worst[0].metric})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    ap.add_argument("--fit", action="store_true", help="refit the shared efficiency factors on the fit half")
-    ap.add_argument("--vendor-csv", type=Path, default=VENDOR_CSV,
-                    help="AMD/Intel measurements, read when the file exists (own group, not fitted)")
-    args = ap.parse_args(argv)
-    cat: Catalog = load_catalog()
-    cases, skipped = load_cases(args.csv)
-    if args.vendor_csv.exists():
-        v_cases, v_skipped = load_cases(args.vendor_csv, "vendor")
+def error_bands(results: list[tuple[Case, float]], cat: Catalog) -> dict[tuple[str, str], tuple[float, int]]:
+    """MAPE (%) and row count by regime (accelerator family or ``any``, ``dense``/``moe``) over
+    every compared row (refdata and vendor, all metrics): the uncalibrated error bands of
+    catalogs/error_bands.yaml."""
+    groups: dict[tuple[str, str], list[tuple[Case, float]]] = {}
+    for c, p in results:
+        kind = "moe" if cat.model(c.shape.model).moe is not None else "dense"
+        fam = cat.accelerator(c.shape.accelerator).family
+        for key in ((fam, kind), ("any", kind)):
+            groups.setdefault(key, []).append((c, p))
+    return {k: (round(mape(v), 1), len(v)) for k, v in sorted(groups.items())}
+
+
+def compared(cat: Catalog, csv_path: Path = DEFAULT_CSV, vendor_csv: Path = VENDOR_CSV
+             ) -> tuple[list[ShapeTerms], list[Case], list[tuple[str, str, str]]]:
+    """The rows the cost model can predict (their terms, the cases) and the skipped ones."""
+    cases, skipped = load_cases(csv_path)
+    if vendor_csv.exists():
+        v_cases, v_skipped = load_cases(vendor_csv, "vendor")
         cases, skipped = cases + v_cases, skipped + v_skipped
     terms_list: list[ShapeTerms] = []
     usable: list[Case] = []
@@ -399,11 +407,26 @@ def main(argv: list[str] | None = None) -> int:
             continue
         terms_list.append(t)
         usable.append(c)
-    print(f"measured rows: {len(cases) + len(skipped) - sum(1 for s in skipped if s[2].startswith('estimate'))}; "
+    return terms_list, usable, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    ap.add_argument("--fit", action="store_true", help="refit the shared efficiency factors on the fit half")
+    ap.add_argument("--vendor-csv", type=Path, default=VENDOR_CSV,
+                    help="AMD/Intel measurements, read when the file exists (own group, not fitted)")
+    args = ap.parse_args(argv)
+    cat: Catalog = load_catalog()
+    terms_list, usable, skipped = compared(cat, args.csv, args.vendor_csv)
+    print(f"measured rows: {len(usable) + len(skipped)}; "
           f"compared: {len(usable)}; skipped: {len(skipped)}")
     print("split: fit = even row numbers (0-based), holdout = odd row numbers")
     results = [(c, predict(t, c)) for t, c in zip(terms_list, usable)]
     report("With the catalog's efficiency factors (catalogs/efficiency.yaml)", results)
+    print("\nError bands by regime (MAPE of every compared row; catalogs/error_bands.yaml copies these)")
+    for (fam, kind), (err, n) in error_bands(results, cat).items():
+        print(f"  {fam:16} {kind:6} {err:6.1f}% (n={n:>2})")
     if args.fit:
         fam = {t.family for t in terms_list}
         eff0 = cat.efficiency_for("h100-sxm")

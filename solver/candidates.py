@@ -66,6 +66,7 @@ from solver.problem import ModelDemand, Problem, Speculative
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
+from solver.uncertainty import planning_multiplier, widen
 from solver.units import GIB
 
 BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -311,7 +312,7 @@ def cost_model_key(cat: Catalog) -> tuple[int, ...]:
     """What the cost model reads of a catalog, by identity: every kind but prices (catalogs
     that differ only in prices, like a sweep's price variants, share evaluations)."""
     return tuple(id(m) for m in (cat.accelerators, cat.systems, cat.models, cat.quantizations,
-                                 cat.kv_dtypes, cat.efficiency, cat.engines, cat.links))
+                                 cat.kv_dtypes, cat.efficiency, cat.engines, cat.links, cat.calibrations))
 
 
 class TableCache:
@@ -411,6 +412,9 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                         rejected.append(Rejected(d.name, what, ev.reason))
                         continue
                     assert ev.view is not None and ev.kv_gib is not None
+                    # the confidence multiplier is not part of the cache key: widen after the look-up
+                    view = widen(ev.view, planning_multiplier(cat, d.model, gpu, shape.quant, engine,
+                                                              problem.confidence))
                     f = set(flags)
                     if not ev.fits:
                         f.add(Family.MEMORY)
@@ -418,7 +422,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                         f.add(Family.TOPOLOGY)
                     pending.append(_ShapeRows(
                         shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                        cat.quantization(shape.quant).quality_loss.points, ev.limit, ev.view,
+                        cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
                         ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
                         tuple(ev.speculation.describe().items()) if ev.speculation else ()))
     rows, dropped, best = _rows(d, pending, rejected, prune)

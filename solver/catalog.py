@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar
 
 from solver.errors import InputError, unknown_id
 from solver.loading import read_yaml, validate
+from solver.overlay import Calibration
 from solver.schemas import (
     Accelerator,
     ComputeDtype,
@@ -81,6 +82,8 @@ class Catalog:
     engines: Mapping[str, Engine]
     links: Mapping[str, LinkProfile]
     default_engine: str
+    calibrations: tuple[Calibration, ...] = ()
+    """Calibration overlays in effect (see :meth:`efficiency_for`); none when loaded."""
 
     # -- look-ups that raise a helpful InputError -------------------------------------------
     def accelerator(self, gpu_id: str) -> Accelerator:
@@ -179,16 +182,34 @@ class Catalog:
             )
         return None
 
-    def efficiency_for(self, gpu_id: str, engine: str = "generic") -> Efficiency:
-        """Efficiency factors for the accelerator's family (engine-specific if present)."""
+    def efficiency_for(
+        self, gpu_id: str, engine: str = "generic", *, model: str | None = None,
+        quant: str | None = None, serving_engine: str | None = None,
+    ) -> Efficiency:
+        """Efficiency factors for the accelerator's family (engine-specific if present); with
+        ``model``, ``quant`` and ``serving_engine`` given, a matching calibration overlay's
+        fitted factors replace the catalog's (the one place overlays take effect)."""
         fam = self.accelerator(gpu_id).family
         matches = [e for _, e in sorted(self.efficiency.items()) if e.family == fam]
-        for e in matches:
-            if e.engine == engine:
-                return e
-        if matches:
-            return matches[0]
-        raise InputError(f"no efficiency entry for accelerator family {fam!r} ({gpu_id})")
+        base = next((e for e in matches if e.engine == engine), matches[0] if matches else None)
+        if base is None:
+            raise InputError(f"no efficiency entry for accelerator family {fam!r} ({gpu_id})")
+        cal = self.calibration_for(model, gpu_id, quant, serving_engine)
+        if cal is None:
+            return base
+        return base.model_copy(update={**cal.factors, "calibration": cal.id})
+
+    def calibration_for(
+        self, model: str | None, gpu_id: str, quant: str | None, serving_engine: str | None
+    ) -> Calibration | None:
+        """The overlay fitted on this model, accelerator, format and engine, if one is loaded."""
+        if model is None or quant is None or serving_engine is None:
+            return None
+        return next((c for c in self.calibrations if c.matches(model, gpu_id, quant, serving_engine)), None)
+
+    def with_calibrations(self, cals: tuple[Calibration, ...]) -> "Catalog":
+        """The same catalog with these overlays in effect (the loaded catalog is not changed)."""
+        return replace(self, calibrations=tuple(cals))
 
     def prices_for(
         self, gpu_id: str, pricing: str | None = None, provider: str | None = None

@@ -229,6 +229,10 @@ class Problem(_Strict):
     models: Annotated[list[ModelDemand], Field(min_length=1)]
     fleet: Fleet = Fleet()
     objective: Literal["cost"] = "cost"
+    calibration: str | None = Field(
+        default=None, description="calibration overlay file (`fleetplan calibrate`), relative to the problem file")
+    confidence: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        default=None, description="plan against the upper latency bound at this confidence (e.g. 0.9)")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Problem":
@@ -313,6 +317,8 @@ def load_problem(path: Path | str, cat: Catalog | None = None) -> Problem:
     if not isinstance(data, dict):
         raise InputError("expected a mapping at the top level", where=str(path))
     data = expand_trace_traffic(data, path.parent, str(path))  # traffic: {trace: FILE} -> its block
+    if isinstance(data.get("calibration"), str):  # relative to the problem file, like traces
+        data = {**data, "calibration": str(path.parent / data["calibration"])}
     problem = validate(Problem, data, where=str(path))
     check_ids(problem, cat or load_catalog(), where=str(path))
     return problem

@@ -301,6 +301,11 @@ class Efficiency(Entry):
             "out-of-sample MAPE where measured, a wider band where not (reasoning in `estimated`)"
         ),
     )
+    host_overhead_factor: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="multiplies the engine's host time per step (1 = engines.yaml as is); set by a calibration")
+    collective_factor: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="multiplies the links' bw_efficiency (capped at 1); set by a calibration")
+    calibration: str | None = Field(default=None, description="id of the calibration overlay applied, if any")
 
 
 class Engine(Entry):

@@ -123,6 +123,8 @@ def _register() -> None:
     for c in bench_cmd.COMMANDS:
         main.add_command(c)
     main.add_command(sweep_cmd.sweep)
+    from solver.cli import calibrate_cmd
+    main.add_command(calibrate_cmd.calibrate)
 
 
 try:

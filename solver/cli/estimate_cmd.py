@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,9 @@ import click
 from solver.cli.output import emit_json, fmt
 from solver.cli.params import FiniteFloat
 from solver.errors import InputError, unknown_id
+from solver.overlay import calibrated_for_shape
 from solver.problem import MAX_TOKENS
+from solver.uncertainty import band_for
 
 if TYPE_CHECKING:
     from solver.catalog import Catalog
@@ -104,11 +107,13 @@ def summary(e: Estimate) -> str:
               help="requests in flight per replica (integer >= 1), or 'max': the most the KV memory holds at ISL+OSL tokens")
 @click.option("--prefix-hit-rate", default=0.0, show_default=True, type=FiniteFloat(0.0, 0.999),
               help="share of each prompt served from the prefix cache, in [0, 1)")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="calibration overlay (fleetplan calibrate) fitted on this model, accelerator, format and engine")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def estimate(
     model: str, gpu: str, quant: str, kv_dtype: str, tp: int, pp: int, ep: int, dp: int | None,
     system: str | None, engine: str | None, cuda_graphs: bool, isl: int, osl: int, concurrency: str,
-    prefix_hit_rate: float, as_json: bool,
+    prefix_hit_rate: float, calibration: Path | None, as_json: bool,
 ) -> None:
     """Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).
 
@@ -154,12 +159,18 @@ def estimate(
         )
     shape = Shape(model=model, accelerator=gpu, system=system, quant=quant, kv_dtype=kv_dtype,
                   tp=tp, pp=pp, ep=ep)
+    cat, applied = calibrated_for_shape(cat, calibration, model, gpu, quant, engine or cat.default_engine)
     result = run_estimate(cat, shape, isl, osl, _concurrency(concurrency), prefix_hit_rate, engine,
                           cuda_graphs)
+    band = band_for(cat, model, gpu, quant, result.engine)
     if as_json:
-        emit_json(result)
+        emit_json({**result.to_dict(), "error_band": band.to_dict(),
+                   "calibration": applied.model_dump() if applied else None})
     else:
         click.echo(summary(result))
+        click.echo(f"  error band    +-{band.sigma:.0%} (1 sigma) on step times: {band.source}")
+        if applied:
+            click.echo(f"  {applied.line()}")
     if not result.fits:
         sys.exit(EXIT_INFEASIBLE)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from solver.cli.calibrate_cmd import calibration_options, planning_inputs
 from solver.cli.output import emit_json, progress_bar, table
 from solver.cli.params import FiniteFloat
 from solver.errors import InputError
@@ -36,7 +37,9 @@ def _check_points(points: int) -> None:
 @click.option("--time-limit", "time_limit", default=10.0, show_default=True, type=FiniteFloat(0.01, MAX_TIME_LIMIT_S),
               help="Seconds (deterministic time) per solve.")
 @click.option("--json", "as_json", is_flag=True, help="Print {axes, solves, points: [...]} as JSON.")
-def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as_json: bool) -> None:
+@calibration_options
+def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as_json: bool,
+               calibration: Path | None, confidence: float | None) -> None:
     """Plans that trade cost against p99 latency (or quality): the non-dominated set.
 
     Each latency target is scaled from the tightest any candidate could meet up to twice the
@@ -53,11 +56,15 @@ def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as
     _check_points(points)
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
+    cat, problem, applied = planning_inputs(cat, problem, calibration, confidence)
     with progress_bar(not as_json, "sweeping") as update:
         res = pareto(problem, cat, axes, points, time_limit, progress=update)
     if as_json:
-        emit_json(res)
+        emit_json({**res.to_dict(), "calibration": applied.model_dump() if applied else None,
+                   "confidence": problem.confidence})
     else:
+        if applied:
+            click.echo(applied.line())
         rows = []
         for i, p in enumerate(res.to_dict()["points"], 1):
             row = {"#": i, "cost_usd_per_hour": p["cost_usd_per_hour"]}
@@ -81,8 +88,10 @@ def pareto_cmd(problem_file: Path, axis: str, points: int, time_limit: float, as
 @click.option("--time-limit", "time_limit", default=10.0, show_default=True, type=FiniteFloat(0.01, MAX_TIME_LIMIT_S),
               help="Seconds (deterministic time) per solve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
+@calibration_options
 def report_cmd(problem_files: tuple[Path, ...], out: Path | None, out_dir: Path | None, axis: str,
-               points: int, time_limit: float, as_json: bool) -> None:
+               points: int, time_limit: float, as_json: bool, calibration: Path | None,
+               confidence: float | None) -> None:
     """Solve and write a report: the plan, memory budget, binding constraints, Pareto set,
     assumptions and plots (Markdown, self-contained HTML, JSON).
 
@@ -104,11 +113,13 @@ def report_cmd(problem_files: tuple[Path, ...], out: Path | None, out_dir: Path 
         raise InputError("give exactly one of --out PREFIX (one problem) or --out-dir DIR")
     if out is not None and len(problem_files) != 1:
         raise InputError("--out takes one problem; use --out-dir for several")
-    cat = load_catalog()
-    problems = [(f, load_problem(f, cat)) for f in problem_files]
+    base = load_catalog()
+    # every problem's calibration is checked before anything is written
+    problems = [(f, *planning_inputs(base, load_problem(f, base), calibration, confidence)[:2])
+                for f in problem_files]
     written: list[str] = []
     infeasible = False
-    for path, problem in problems:
+    for path, cat, problem in problems:
         prefix = out if out is not None else out_dir / path.stem  # type: ignore[operator]
         with progress_bar(not as_json, f"{problem.name}") as update:
             content = make_report(problem, cat, axes, points, time_limit, progress=update)

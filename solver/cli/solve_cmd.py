@@ -14,6 +14,7 @@ import click
 from solver.catalog import Catalog, load_catalog
 from solver.cli import EXIT_INFEASIBLE
 from solver.cli.estimate_cmd import check_engine_flag
+from solver.cli.calibrate_cmd import calibration_options, capacity_uncertainty, planning_inputs, plan_uncertainty
 from solver.cli.output import emit_json, fmt, progress_bar, table
 from solver.errors import InputError, unknown_id
 from solver.cli.params import FiniteFloat, positive
@@ -94,11 +95,13 @@ def _plan_json(plan: Plan, problem: Problem, cat: Catalog) -> dict:  # type: ign
     return out
 
 
-def _finish(plan: Plan, problem: Problem, cat: Catalog, as_json: bool) -> None:
+def _finish(plan: Plan, problem: Problem, cat: Catalog, as_json: bool, extra: dict | None = None) -> None:  # type: ignore[type-arg]
     if as_json:
-        emit_json(_plan_json(plan, problem, cat))
+        emit_json({**_plan_json(plan, problem, cat), **(extra or {}).get("json", {})})
     else:
         _print_plan(plan, problem, cat)
+        for line in (extra or {}).get("lines", []):
+            click.echo(line)
     if not plan.status.has_plan:
         sys.exit(EXIT_INFEASIBLE)
 
@@ -115,8 +118,9 @@ def _finish(plan: Plan, problem: Problem, cat: Catalog, as_json: bool) -> None:
               help="Settings of the Pareto sweep.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the plan as JSON (with a 'pareto' object unless --no-pareto).")
+@calibration_options
 def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool, axis: str | None,
-          points: int, as_json: bool) -> None:
+          points: int, as_json: bool, calibration: Path | None, confidence: float | None) -> None:
     """Cheapest fleet for PROBLEM_FILE that meets every target and limit, and beside it the
     Pareto set of plans trading cost against p99 latency.
 
@@ -133,21 +137,25 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
 
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
+    cat, problem, applied = planning_inputs(cat, problem, calibration, confidence)
     axes = parse_axes(axis or default_axis(problem))
     if any(a == "quality" for a in axes):
         raise InputError("--axis: solve sweeps a latency axis (ttft, tpot, e2e); use `fleetplan pareto --axis quality`")
     plan = api.solve(problem, cat, time_limit, workers)
+    extra = plan_uncertainty(problem, cat, plan, applied, time_limit, workers)
     front = None
     if with_pareto and plan.status.has_plan:
         with progress_bar(not as_json, "Pareto sweep") as update:
             front = pareto(problem, cat, axes, points, time_limit, workers, progress=update, base_plan=plan)
     if as_json:
-        out = _plan_json(plan, problem, cat)
+        out = {**_plan_json(plan, problem, cat), **extra["json"]}
         if front is not None:
             out["pareto"] = front.to_dict()
         emit_json(out)
     else:
         _print_plan(plan, problem, cat)
+        for line in extra["lines"]:
+            click.echo(line)
         if front is not None:
             click.echo("")
             pcts = {v[axes[0]] for v in latency_percentiles(problem).values()} if axes[0] != "quality" else set()
@@ -179,6 +187,7 @@ def explain(problem_file: Path, time_limit: float, workers: int, as_json: bool) 
 
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
+    cat, problem, _ = planning_inputs(cat, problem, None, None)  # the file's calibration: key
     ex = api.explain(problem, cat, time_limit, workers)
     if as_json:
         emit_json({**ex.to_dict(), **plan_extras(problem, ex.plan)})
@@ -273,8 +282,9 @@ def _need_target(ttft: float | None, tpot: float | None, e2e: float | None) -> N
 @click.option("--headroom", type=FiniteFloat(0, 10), default=0.0, show_default=True,
               help="Extra capacity above --rps (0.2 = 20%).")
 @_time_limit
+@calibration_options
 def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float, workers: int,
-          as_json: bool, **flags: object) -> None:
+          as_json: bool, calibration: Path | None, confidence: float | None, **flags: object) -> None:
     """Cheapest configuration that serves --rps within the p99 targets (no problem file).
 
     \b
@@ -284,7 +294,9 @@ def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float,
     cat, problem = _flag_problem(flags, rps, list(gpus) or None, headroom)
     from solver import api
 
-    _finish(api.query(problem, cat, time_limit, workers), problem, cat, as_json)
+    cat, problem, applied = planning_inputs(cat, problem, calibration, confidence)
+    plan = api.query(problem, cat, time_limit, workers)
+    _finish(plan, problem, cat, as_json, plan_uncertainty(problem, cat, plan, applied, time_limit, workers))
 
 
 @click.command()
@@ -294,8 +306,9 @@ def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float,
 @click.option("--max-configs", type=click.IntRange(1, 8), default=2, show_default=True,
               help="Distinct configurations allowed in the split.")
 @_time_limit
+@calibration_options
 def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers: int, as_json: bool,
-             **flags: object) -> None:
+             calibration: Path | None, confidence: float | None, **flags: object) -> None:
     """Most traffic --gpus GPUs of --gpu serve within the p99 targets, with the best
     configuration(s) and replica split. The rate is what the planner counts (capacity rounded
     down to 0.001 req/s per replica), so `query` at that rate is servable by the same GPUs.
@@ -308,10 +321,14 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
     cat, problem = _flag_problem(flags, 1.0, [gpu], 0.0, max_configs)
     from solver import api
 
+    cat, problem, applied = planning_inputs(cat, problem, calibration, confidence)
     ans = api.capacity(problem, cat, n_gpus, time_limit, workers)
+    extra = capacity_uncertainty(problem, cat, n_gpus, ans, applied, time_limit, workers)
     if as_json:
-        emit_json(ans.to_dict())
+        emit_json({**ans.to_dict(), **extra["json"]})
     else:
+        for line in extra["lines"]:
+            click.echo(line)
         click.echo(f"{model} on {n_gpus} x {gpu}: {ans.status.value}")
         if ans.status.has_plan:
             click.echo(f"  {fmt(ans.requests_per_s)} req/s, {fmt(ans.output_tokens_per_s)} output tokens/s "

@@ -24,6 +24,7 @@ batch and context arrays with numpy.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from solver.architecture import param_counts
 from solver.catalog import Catalog
@@ -212,9 +213,14 @@ def with_efficiency(
     host_overhead_graph_ms: float | None = None,
     host_overhead_eager_ms: float | None = None,
     request_overhead_ms: float | None = None,
+    collective_factor: float | None = None,
 ) -> ShapeTerms:
-    """The same shape with other efficiency factors (for calibration); ``None`` keeps a factor."""
-    changes: dict[str, float] = {}
+    """The same shape with other efficiency factors (for calibration); ``None`` keeps a factor.
+    ``collective_factor`` multiplies the links' current plateau efficiency (capped at 1)."""
+    changes: dict[str, Any] = {}
+    if collective_factor is not None:
+        for k in ("tp_cost", "ep_cost", "pp_cost"):
+            changes[k] = scale_collectives(getattr(terms, k), collective_factor)
     if eta_bw is not None:
         changes["bw_bytes_s"] = terms.peak_bw_bytes_s * eta_bw
     if mfu_prefill is not None:
@@ -383,6 +389,13 @@ scales included: MXFP4 0.53 B on fp8 or bf16 math, W4A16 on bf16, FP8 weights on
 are a mixed-input GEMM; NVFP4 on fp4 math (0.56 vs 0.5) and FP8 on fp8 math are native."""
 
 
+def scale_collectives(cost: LinkCost, factor: float) -> LinkCost:
+    """A link's collective cost with its plateau efficiency times ``factor`` (capped at 1)."""
+    if factor == 1.0 or cost is NO_LINK:
+        return cost
+    return replace(cost, bw_efficiency=min(1.0, cost.bw_efficiency * factor))
+
+
 def _peak_flops(cat: Catalog, shape: Shape, engine: str) -> tuple[str, float]:
     """Compute dtype of the matmuls and its dense peak (FLOP/s); the engine may run a format's
     GEMMs in another dtype (``compute_dtype_overrides``); falls back to bf16/fp16."""
@@ -413,7 +426,7 @@ def shape_terms(
     system = cat.system(shape.system) if shape.system else cat.default_system(acc.id)
     q = cat.quantization(shape.quant)
     kv = cat.kv_dtype(shape.kv_dtype)
-    eff = cat.efficiency_for(acc.id)
+    eff = cat.efficiency_for(acc.id, model=shape.model, quant=shape.quant, serving_engine=eng.id)
     pc = param_counts(m)
     tp, pp, ep = shape.tp, shape.pp, shape.ep
     stage = shape.stage_gpus
@@ -516,14 +529,15 @@ def shape_terms(
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
         grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,
         engine=eng.id,
-        host_overhead_graph_s=(eng.host_overhead_graph_ms if cuda_graphs else eng.host_overhead_eager_ms) / 1e3,
-        host_overhead_eager_s=eng.host_overhead_eager_ms / 1e3,
+        host_overhead_graph_s=(eng.host_overhead_graph_ms if cuda_graphs else eng.host_overhead_eager_ms)
+        * eff.host_overhead_factor / 1e3,
+        host_overhead_eager_s=eng.host_overhead_eager_ms * eff.host_overhead_factor / 1e3,
         request_overhead_s=eng.request_overhead_ms / 1e3,
         tp_link=tp_link,
         ep_link=ep_link,
         pp_link=pp_link,
-        tp_cost=link_cost(cat, tp_link),
-        ep_cost=link_cost(cat, ep_link),
-        pp_cost=link_cost(cat, pp_link),
+        tp_cost=scale_collectives(link_cost(cat, tp_link), eff.collective_factor),
+        ep_cost=scale_collectives(link_cost(cat, ep_link), eff.collective_factor),
+        pp_cost=scale_collectives(link_cost(cat, pp_link), eff.collective_factor),
         prefill_chunk_tokens=eng.chunk_tokens,
     )

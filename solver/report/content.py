@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from solver.catalog import Catalog
+from solver.uncertainty import band_for
 from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
 from solver.labels import config_label
 from solver.unitcost import UnitCosts, unit_costs
@@ -190,10 +191,19 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
             prices[p.id] = {"accelerator": p.accelerator, "provider": p.provider, "pricing": p.pricing,
                             "usd_per_gpu_hour": p.usd_per_gpu_hour, "date": p.date.isoformat(),
                             "source": p.source}
+    demand = {m.name: m for m in problem.models}
+    bands = {}
+    for d in plan.deployments:
+        eng = demand[d.model].engine or cat.default_engine
+        b = band_for(cat, d.model_id, d.accelerator, d.quant, eng)
+        bands[f"{d.model}: {d.accelerator} {d.quant}"] = b.to_dict()
     return {
         "headroom": {d.name: d.headroom for d in problem.models},
         "pricing": problem.fleet.pricing,
         "efficiency": eff,
+        "error_bands": bands,
+        "calibrations": [c.id for c in cat.calibrations],
+        "confidence": problem.confidence,
         "engines": engine_info,
         "prices": dict(sorted(prices.items())),
         "not_captured": list(NOT_CAPTURED),

@@ -204,6 +204,12 @@ def _assumptions_md(content: ReportContent) -> list[str]:
     for k, e in a.get("engines", {}).items():
         out.append(f"- Engine {k}: host time per step {e['host_overhead_graph_ms']:g} ms (CUDA graph) / "
                    f"{e['host_overhead_eager_ms']:g} ms (with a prefill chunk), chunk {e['chunk_tokens']} tokens")
+    for k, b in a.get("error_bands", {}).items():
+        out.append(f"- Error band of {md_escape(k)}: +-{b['sigma']:.0%} (1 sigma) on step times ({md_escape(b['source'])})")
+    for cid in a.get("calibrations", []):
+        out.append(f"- Calibration in effect: {md_escape(cid)} (fitted factors for that model, accelerator, format and engine)")
+    if a.get("confidence") is not None:
+        out.append(f"- Planned at confidence {a['confidence']:g}: step times x exp(z x band), the upper latency bound")
     out += ["", "## What the model does not capture", ""] + [f"- {s}" for s in a["not_captured"]]
     return out
 

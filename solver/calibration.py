@@ -1,0 +1,230 @@
+"""Fit efficiency factors to one measured concurrency sweep (``fleetplan calibrate``).
+
+Input: the configuration the sweep ran on (:class:`SweepConfig`) and its points -- anything with
+the attributes of :class:`MeasuredPoint` (``solver.measured``'s points have them), e.g. rows of
+the plain CSV :func:`read_plain_csv` reads. Model: the cost model's operating point at each
+point's concurrency (:func:`solver.costmodel.operating_point`, no queueing: a closed-loop client
+at concurrency C keeps C requests in flight) predicts the median TTFT, the median ITL (= TPOT)
+and the output tokens/s. Residuals are ``log(predicted / measured)`` of those three metrics;
+:func:`scipy.optimize.least_squares` fits the logarithms of the factors (so the intervals are
+relative and the factors stay positive) within physical bounds.
+
+Factors: ``eta_bw`` (achievable / datasheet HBM bandwidth), ``mfu_prefill``, ``mfu_decode``,
+``host_overhead_factor`` (x the engine's host time per step) and ``collective_factor`` (x the
+links' plateau efficiency; only with TP, EP or PP > 1). A factor the sweep cannot move (the
+largest change of any predicted metric per unit log-factor below ``MIN_SENSITIVITY``, e.g.
+``mfu_decode`` when every step is memory-bound) is held at the catalog's value and said so.
+
+Intervals: covariance ``s^2 (J^T J)^-1`` at the optimum, ``s^2`` the residual variance with
+``m - n`` degrees of freedom, Student-t quantile; reported at 90% unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from scipy import optimize, stats
+
+from solver.catalog import Catalog
+from solver.costmodel import Shape, ShapeTerms, operating_point, shape_terms, with_efficiency
+from solver.errors import InputError
+from solver.overlay import FACTORS, Calibration, FitQuality, Scope
+
+MIN_POINTS = 3
+MIN_SENSITIVITY = 0.02
+"""Largest |d log(metric) / d log(factor)| below which a factor is held, not fitted."""
+BOUNDS: dict[str, tuple[float, float]] = {
+    "eta_bw": (0.05, 1.0), "mfu_prefill": (0.01, 1.0), "mfu_decode": (0.01, 1.0),
+    "host_overhead_factor": (0.01, 100.0), "collective_factor": (0.05, 10.0),
+}
+PLAIN_COLUMNS = ("concurrency", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms",
+                 "output_tokens_per_s", "requests_per_s")
+METRICS = ("ttft", "itl", "throughput")
+
+
+class PointLike(Protocol):
+    """What calibration reads from a measured point (``solver.measured.MeasuredPoint`` fits)."""
+
+    concurrency: float | None
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    itl_p50_ms: float
+    itl_p99_ms: float
+    output_tokens_per_s: float
+    requests_per_s: float
+
+
+@dataclass(frozen=True)
+class MeasuredPoint:
+    """One load level of a sweep (latencies ms, rates per second)."""
+
+    concurrency: float | None
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    itl_p50_ms: float
+    itl_p99_ms: float
+    output_tokens_per_s: float
+    requests_per_s: float
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The configuration a sweep was measured on (catalog ids; lengths in tokens)."""
+
+    model: str
+    accelerator: str
+    quant: str
+    kv_dtype: str
+    tp: int
+    engine: str
+    isl: int
+    osl: int
+    pp: int = 1
+    ep: int = 1
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.model, self.accelerator, None, self.quant, self.kv_dtype, self.tp, self.pp, self.ep)
+
+
+def read_plain_csv(path: Path) -> list[MeasuredPoint]:
+    """Rows of the plain CSV (header: :data:`PLAIN_COLUMNS`; ``concurrency`` may be empty where
+    the client ran at a request rate). Bad values are one-line ``InputError``s naming file, line
+    and column."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in PLAIN_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(f"plain CSV needs columns {', '.join(PLAIN_COLUMNS)}; missing: {', '.join(missing)}",
+                         where=str(path))
+    out = []
+    for i, row in enumerate(reader, start=2):
+        vals: dict[str, float | None] = {}
+        for c in PLAIN_COLUMNS:
+            raw = (row.get(c) or "").strip()
+            if c == "concurrency" and raw == "":
+                vals[c] = None
+                continue
+            try:
+                v = float(raw)
+            except ValueError:
+                raise InputError(f"line {i}: {c}: not a number: {raw!r}", where=str(path)) from None
+            if not math.isfinite(v) or v <= 0:
+                raise InputError(f"line {i}: {c}: must be a positive number, got {raw!r}", where=str(path))
+            vals[c] = v
+        out.append(MeasuredPoint(**vals))  # type: ignore[arg-type]
+    return out
+
+
+def _concurrency(p: PointLike, osl: int) -> float:
+    """The point's concurrency; for a rate sweep, Little's law: requests/s x (TTFT + OSL x ITL)."""
+    if p.concurrency is not None:
+        return float(p.concurrency)
+    return p.requests_per_s * (p.ttft_p50_ms + osl * p.itl_p50_ms) / 1e3
+
+
+def _terms_with(base: ShapeTerms, names: Sequence[str], values: Sequence[float], eff0: dict[str, float]) -> ShapeTerms:
+    f = dict(zip(names, values))
+    host = f.get("host_overhead_factor", 1.0) / eff0["host_overhead_factor"]
+    coll = f.get("collective_factor", 1.0) / eff0["collective_factor"]
+    return with_efficiency(
+        base, eta_bw=f.get("eta_bw"), mfu_prefill=f.get("mfu_prefill"), mfu_decode=f.get("mfu_decode"),
+        host_overhead_graph_ms=base.host_overhead_graph_s * 1e3 * host if "host_overhead_factor" in f else None,
+        host_overhead_eager_ms=base.host_overhead_eager_s * 1e3 * host if "host_overhead_factor" in f else None,
+        collective_factor=coll if "collective_factor" in f else None,
+    )
+
+
+def predict(terms: ShapeTerms, conc: np.ndarray, isl: int, osl: int) -> np.ndarray:
+    """Predicted (median TTFT ms, ITL ms, output tokens/s) per concurrency, shape (3, n)."""
+    op = operating_point(terms, np.maximum(np.rint(conc), 1).astype(np.int64), isl, osl)
+    return np.vstack([op.ttft_ms, op.tpot_ms, op.output_tokens_per_s])
+
+
+def fit_calibration(
+    cat: Catalog, config: SweepConfig, points: Sequence[PointLike], sources: Sequence[str], date: str,
+    level: float = 0.9,
+) -> Calibration:
+    """Least-squares factors for ``config`` from ``points`` (see module docstring); raises
+    ``InputError`` for fewer than three points or a configuration the catalog refuses."""
+    if len(points) < MIN_POINTS:
+        raise InputError(f"a sweep needs at least {MIN_POINTS} points to calibrate, got {len(points)}")
+    if not 0.0 < level < 1.0:
+        raise InputError(f"confidence level must be in (0, 1), got {level}")
+    base = shape_terms(cat.with_calibrations(()), config.shape, config.engine)
+    eff = cat.with_calibrations(()).efficiency_for(config.accelerator)
+    eff0 = {k: float(getattr(eff, k)) for k in FACTORS}
+    conc = np.array([_concurrency(p, config.osl) for p in points], dtype=float)
+    measured = np.array([[p.ttft_p50_ms for p in points], [p.itl_p50_ms for p in points],
+                         [p.output_tokens_per_s for p in points]], dtype=float)
+    log_meas = np.log(measured)
+
+    candidates = [k for k in FACTORS if k != "collective_factor" or max(config.tp, config.ep, config.pp) > 1]
+    held: dict[str, str] = {}
+    if "collective_factor" not in candidates:
+        held["collective_factor"] = "no collective in a one-GPU stage (TP = EP = PP = 1)"
+
+    def residuals(names: Sequence[str], x: np.ndarray) -> np.ndarray:
+        pred = predict(_terms_with(base, names, np.exp(x), eff0), conc, config.isl, config.osl)
+        return (np.log(pred) - log_meas).ravel()
+
+    # sensitivity at the catalog's factors: a factor no metric responds to is held
+    x0_all = np.log([eff0[k] for k in candidates])
+    r0 = residuals(candidates, x0_all)
+    names: list[str] = []
+    for j, k in enumerate(candidates):
+        step = np.zeros_like(x0_all)
+        step[j] = 0.05
+        sens = float(np.max(np.abs(residuals(candidates, x0_all + step) - r0))) / 0.05
+        if sens < MIN_SENSITIVITY:
+            held[k] = f"the sweep does not constrain it (sensitivity {sens:.3f} < {MIN_SENSITIVITY})"
+        else:
+            names.append(k)
+    if not names:
+        raise InputError("the sweep constrains none of the factors (no metric responds to them)")
+    lo = np.log([max(BOUNDS[k][0], 1e-9) for k in names])
+    hi = np.log([BOUNDS[k][1] for k in names])
+    x0 = np.clip(np.log([eff0[k] for k in names]), lo + 1e-9, hi - 1e-9)
+    res = optimize.least_squares(lambda x: residuals(names, x), x0, bounds=(lo, hi), method="trf",
+                                 x_scale=1.0, xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+    r = res.fun
+    m, n = r.size, len(names)
+    dof = max(m - n, 1)
+    s2 = float(r @ r) / dof
+    jtj = res.jac.T @ res.jac
+    cov = s2 * np.linalg.pinv(jtj)
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    t = float(stats.t.ppf(0.5 + level / 2.0, dof))
+    factors = {**eff0, **{k: float(np.exp(v)) for k, v in zip(names, res.x)}}
+    interval = {k: (float(np.exp(v - t * e)), float(np.exp(v + t * e))) for k, v, e in zip(names, res.x, se)}
+    pred = np.exp(r.reshape(measured.shape) + log_meas)
+    mape = {name: float(100.0 * np.mean(np.abs(pred[i] - measured[i]) / measured[i]))
+            for i, name in enumerate(METRICS)}
+    acc = cat.accelerator(config.accelerator)
+    scope = Scope(model=config.model, accelerator=config.accelerator, family=acc.family,
+                  quant=config.quant, kv_dtype=config.kv_dtype, engine=config.engine, tp=config.tp,
+                  pp=config.pp, ep=config.ep, isl=config.isl, osl=config.osl)
+    return Calibration(
+        id=f"{config.model}/{config.accelerator}/{config.quant}/{config.engine}",
+        applies_to=scope,
+        factors={k: round(v, 6) for k, v in factors.items()},
+        fitted=names,
+        held=held,
+        interval_level=level,
+        interval={k: (round(a, 6), round(b, 6)) for k, (a, b) in interval.items()},
+        fit=FitQuality(points=len(points), residual_sd_log=round(math.sqrt(s2), 6),
+                       mape_pct={k: round(v, 3) for k, v in mape.items()}),
+        error_band=round(math.sqrt(s2), 6),
+        sources=list(sources),
+        date=date,
+    )

@@ -1,0 +1,104 @@
+"""What a confidence level costs, and which hardware choices the error bands cannot separate.
+
+A plan made with ``confidence: c`` (``--confidence c``) is compared with the plan at the point
+estimate (the same problem solved without it); the difference in $/h is the cost of that
+confidence. Per model, the cheapest usable configuration of each accelerator at the point
+estimate is priced per request/s of capacity; an accelerator is *within the error* of the
+cheapest when its price per request/s is within ``exp(z x sqrt(sigma_a^2 + sigma_b^2))`` of it
+(both bands, one-sided z of the level; 0.9 when planning at the point estimate).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
+
+from solver import api
+from solver.candidates import build_tables
+from solver.catalog import Catalog
+from solver.plan import Plan
+from solver.problem import Problem
+from solver.uncertainty import band_for
+
+DEFAULT_LEVEL = 0.9
+
+
+def hardware_within_error(problem: Problem, cat: Catalog, level: float | None) -> dict[str, list[dict[str, Any]]]:
+    """Per model: each accelerator's cheapest $/h per req/s at the point estimate, its band, and
+    whether it is within the error of the cheapest (see module docstring)."""
+    point = problem.model_copy(update={"confidence": None})
+    z = NormalDist().inv_cdf(level or DEFAULT_LEVEL)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for t in build_tables(point, cat):
+        engine = t.demand.engine or cat.default_engine
+        best: dict[str, tuple[float, Any]] = {}
+        for c in t.candidates:
+            if c.violations or c.capacity_rps <= 0:
+                continue
+            usd = c.cost_usd_per_hour / c.capacity_rps
+            if c.accelerator not in best or usd < best[c.accelerator][0]:
+                best[c.accelerator] = (usd, c)
+        if not best:
+            continue
+        ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))
+        usd0, c0 = ranked[0][1]
+        s0 = band_for(cat, t.demand.model, c0.accelerator, c0.quant, engine).sigma
+        rows = []
+        for acc, (usd, c) in ranked:
+            band = band_for(cat, t.demand.model, acc, c.quant, engine)
+            limit = math.exp(z * math.hypot(s0, band.sigma))
+            rows.append({"accelerator": acc, "config": c.label(), "usd_per_hour_per_rps": round(usd, 4),
+                         "ratio_to_cheapest": round(usd / usd0, 4), "band_sigma": round(band.sigma, 4),
+                         "band_source": band.source, "within_error_of_cheapest": usd / usd0 <= limit})
+        out[t.name] = rows
+    return out
+
+
+def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s: float, workers: int
+                       ) -> dict[str, Any]:
+    """The ``confidence`` object of a plan: level, cost at the point estimate and at the level,
+    the difference, and the hardware within the error of each other."""
+    level = problem.confidence
+    out: dict[str, Any] = {"level": level, "cost_usd_per_hour": plan.cost_usd_per_hour}
+    if level is not None:
+        point = api.solve(problem.model_copy(update={"confidence": None}), cat, time_limit_s, workers)
+        out["cost_usd_per_hour_at_point_estimate"] = point.cost_usd_per_hour
+        out["gpus_at_point_estimate"] = point.gpus if point.status.has_plan else None
+        out["gpus"] = plan.gpus if plan.status.has_plan else None
+        if point.cost_usd_per_hour is not None and plan.cost_usd_per_hour is not None:
+            out["cost_of_confidence_usd_per_hour"] = round(plan.cost_usd_per_hour - point.cost_usd_per_hour, 6)
+    out["hardware"] = hardware_within_error(problem, cat, level)
+    return out
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The text lines a plan prints for its ``confidence`` object."""
+    lines = []
+    if summary.get("level") is not None and "cost_of_confidence_usd_per_hour" in summary:
+        lines.append(
+            f"confidence {summary['level']:g}: ${summary['cost_usd_per_hour']:,.2f}/h "
+            f"({summary['gpus']} GPUs) vs ${summary['cost_usd_per_hour_at_point_estimate']:,.2f}/h "
+            f"({summary['gpus_at_point_estimate']} GPUs) at the point estimate: the confidence costs "
+            f"${summary['cost_of_confidence_usd_per_hour']:,.2f}/h")
+    elif summary.get("level") is not None:
+        lines.append(f"confidence {summary['level']:g}: no plan at the point estimate to compare with")
+    for model, rows in summary["hardware"].items():
+        close = [r["accelerator"] for r in rows if r["within_error_of_cheapest"]]
+        lines.append(f"{model}: cheapest per req/s {rows[0]['accelerator']}; within the error of it: "
+                     f"{', '.join(close[1:]) or 'none'} (bands: "
+                     + ", ".join(f"{r['accelerator']} {r['band_sigma']:.0%}" for r in rows) + ")")
+    return lines
+
+
+def capacity_summary(problem: Problem, cat: Catalog, gpus: int, answer: api.CapacityAnswer,
+                     time_limit_s: float, workers: int) -> dict[str, Any]:
+    """The ``confidence`` object of a capacity answer: requests/s at the point estimate and at
+    the level (the lower capacity bound), and the capacity the confidence costs."""
+    level = problem.confidence
+    out: dict[str, Any] = {"level": level, "requests_per_s": answer.requests_per_s}
+    if level is not None:
+        point = api.capacity(problem.model_copy(update={"confidence": None}), cat, gpus, time_limit_s, workers)
+        out["requests_per_s_at_point_estimate"] = point.requests_per_s
+        out["capacity_cost_of_confidence_rps"] = round(point.requests_per_s - answer.requests_per_s, 6)
+    return out

@@ -1,0 +1,229 @@
+"""Calibration: the fit recovers factors the cost model itself generated, the overlay round-trips
+and takes effect only where it matches, and bad input is refused with one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from solver.calibration import MeasuredPoint, SweepConfig, _terms_with, fit_calibration, predict
+from solver.catalog import load_catalog
+from solver.cli import main
+from solver.costmodel import Shape, estimate, shape_terms
+from solver.errors import InputError
+from solver.overlay import calibration_yaml, load_calibration
+
+CFG = SweepConfig("llama-3.1-70b", "h100-sxm", "fp8", "fp8", 4, "vllm", 1000, 200)
+TRUE = {"eta_bw": 0.55, "mfu_prefill": 0.45, "mfu_decode": 0.3, "host_overhead_factor": 1.6,
+        "collective_factor": 0.7}
+CONC = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=float)
+HEADER = "concurrency,ttft_p50_ms,ttft_p99_ms,itl_p50_ms,itl_p99_ms,output_tokens_per_s,requests_per_s\n"
+
+
+def synthetic(noise: float, seed: int, cfg: SweepConfig = CFG, conc: np.ndarray = CONC) -> list[MeasuredPoint]:
+    """A sweep the cost model predicts with the TRUE factors, times lognormal noise."""
+    cat = load_catalog()
+    base = shape_terms(cat, cfg.shape, cfg.engine)
+    t = _terms_with(base, list(TRUE), list(TRUE.values()), {"host_overhead_factor": 1.0, "collective_factor": 1.0})
+    p = predict(t, conc, cfg.isl, cfg.osl) * np.exp(np.random.default_rng(seed).normal(0.0, noise, (3, conc.size)))
+    return [MeasuredPoint(float(c), float(a), 1.5 * float(a), float(b), 1.4 * float(b), float(d), float(d) / cfg.osl)
+            for c, a, b, d in zip(conc, *p)]
+
+
+def write_csv(path: Path, points: list[MeasuredPoint]) -> Path:
+    rows = [f"{p.concurrency:g},{p.ttft_p50_ms!r},{p.ttft_p99_ms!r},{p.itl_p50_ms!r},{p.itl_p99_ms!r},"
+            f"{p.output_tokens_per_s!r},{p.requests_per_s!r}\n" for p in points]
+    path.write_text(HEADER + "".join(rows))
+    return path
+
+
+def run(args: list[str]):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+CAL_FLAGS = ["--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--quant", "fp8", "--kv-dtype", "fp8",
+             "--tp", "4", "--engine", "vllm", "--isl", "1000", "--osl", "200", "--date", "2026-12-01"]
+
+
+def test_noise_free_sweep_recovers_the_factors_exactly() -> None:
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["mem"], "2026-12-01")
+    assert cal.fitted == list(TRUE)
+    for k, v in TRUE.items():
+        assert cal.factors[k] == pytest.approx(v, rel=1e-3), k
+    assert cal.fit.residual_sd_log == pytest.approx(0.0, abs=1e-6)
+
+
+def test_noisy_sweep_recovers_the_factors_within_their_interval() -> None:
+    """3 % lognormal noise, fixed seed: every true factor lies in the fit's 99 % interval, and the
+    fit's residual sd is the noise level within a factor of two."""
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.03, 0), ["mem"], "2026-12-01", level=0.99)
+    for k, v in TRUE.items():
+        lo, hi = cal.interval[k]
+        assert lo <= v <= hi, (k, lo, v, hi)
+    assert 0.015 < cal.fit.residual_sd_log < 0.06
+
+
+def test_interval_coverage_over_seeds_is_near_its_level() -> None:
+    """Over 30 noisy sweeps the 90 % interval of the best-constrained factors (eta_bw,
+    mfu_decode) holds the true value in most fits -- it is neither a point nor meaningless."""
+    hits = {"eta_bw": 0, "mfu_decode": 0}
+    widths = []
+    for seed in range(30):
+        cal = fit_calibration(load_catalog(), CFG, synthetic(0.03, seed), ["mem"], "d")
+        for k in hits:
+            lo, hi = cal.interval[k]
+            hits[k] += lo <= TRUE[k] <= hi
+        widths.append(cal.interval["eta_bw"][1] / cal.interval["eta_bw"][0])
+    assert all(h >= 22 for h in hits.values()), hits  # >= 73 % of 30 at a nominal 90 %
+    assert 1.0 < float(np.median(widths)) < 1.5
+
+
+def test_single_gpu_sweep_holds_the_collective_factor_and_says_why() -> None:
+    cfg = SweepConfig("llama-3.1-8b", "h100-sxm", "bf16", "bf16", 1, "vllm", 1000, 200)
+    cal = fit_calibration(load_catalog(), cfg, synthetic(0.0, 0, cfg), ["mem"], "d")
+    assert "collective_factor" not in cal.fitted
+    assert "one-GPU" in cal.held["collective_factor"]
+    assert cal.factors["collective_factor"] == 1.0
+
+
+def test_overlay_round_trip(tmp_path: Path) -> None:
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.02, 1), ["sweep.csv"], "2026-12-01")
+    f = tmp_path / "cal.yaml"
+    f.write_text(calibration_yaml(cal))
+    assert load_calibration(f) == cal
+    assert yaml.safe_load(f.read_text())["calibration"]["applies_to"]["accelerator"] == "h100-sxm"
+
+
+def test_overlay_applies_only_where_it_matches() -> None:
+    cat = load_catalog()
+    cal = fit_calibration(cat, CFG, synthetic(0.0, 0), ["mem"], "d")
+    calibrated = cat.with_calibrations((cal,))
+    same = Shape("llama-3.1-70b", "h100-sxm", None, "fp8", "fp8", 2, 1, 1)  # other TP: still applies
+    other_gpu = Shape("llama-3.1-70b", "h200-sxm", None, "fp8", "fp8", 4, 1, 1)
+    other_quant = Shape("llama-3.1-70b", "h100-sxm", None, "bf16", "bf16", 4, 1, 1)
+    assert shape_terms(calibrated, same, "vllm").bw_bytes_s == pytest.approx(
+        shape_terms(cat, same, "vllm").peak_bw_bytes_s * TRUE["eta_bw"], rel=1e-3)
+    for s in (other_gpu, other_quant):
+        assert shape_terms(calibrated, s, "vllm") == shape_terms(cat, s, "vllm")
+    assert shape_terms(calibrated, same, "sglang") == shape_terms(cat, same, "sglang")
+    # the calibrated estimate reproduces the (noise-free) measurement it was fitted on
+    e = estimate(calibrated, CFG.shape, 1000, 200, 32, engine="vllm")
+    want = synthetic(0.0, 0)[5]
+    assert e.tpot_ms == pytest.approx(want.itl_p50_ms, rel=1e-3)
+    assert e.ttft_ms == pytest.approx(want.ttft_p50_ms, rel=1e-3)
+
+
+def test_calibrate_cli_writes_overlay_and_plans_say_so(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "sweep.csv", synthetic(0.02, 2))
+    out = tmp_path / "cal.yaml"
+    r = run(["calibrate", csv, *CAL_FLAGS, "--out", out])
+    assert r.exit_code == 0, r.output
+    assert "eta_bw" in r.output and "interval_90%" in r.output
+    cal = load_calibration(out)
+    assert cal.sources == [str(csv)] and cal.date == "2026-12-01"
+    q = ["query", "--model", "llama-3.1-70b", "--isl", "1000", "--osl", "200", "--rps", "10",
+         "--ttft-p99-ms", "2000", "--gpu", "h100-sxm", "--calibration", out]
+    r = run(q)
+    assert r.exit_code == 0, r.output
+    assert "calibration llama-3.1-70b/h100-sxm/fp8/vllm" in r.output
+    js = json.loads(run([*q, "--json"]).output)
+    assert js["calibration"]["id"] == "llama-3.1-70b/h100-sxm/fp8/vllm"
+    assert js["calibration"]["applied_to"] == ["llama-3.1-70b"]
+    plain = json.loads(run([*q[:-2], "--json"]).output)
+    assert plain["calibration"] is None
+
+
+def test_problem_file_calibration_key_is_relative_to_the_file(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "sweep.csv", synthetic(0.0, 0))
+    assert run(["calibrate", csv, *CAL_FLAGS, "--out", tmp_path / "cal.yaml"]).exit_code == 0
+    prob = {"name": "cal-test", "calibration": "cal.yaml", "models": [{
+        "name": "chat", "model": "llama-3.1-70b", "allowed_accelerators": ["h100-sxm", "h200-sxm"],
+        "traffic": {"peak_rps": 5, "input_tokens": {"p50": 1000, "p90": 1000, "p99": 1000},
+                    "output_tokens": {"p50": 200, "p90": 200, "p99": 200}},
+        "slo": {"ttft": {"max_ms": 2000}}}]}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(prob))
+    r = run(["solve", pf, "--no-pareto", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["calibration"]["id"] == "llama-3.1-70b/h100-sxm/fp8/vllm"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["query", "--model", "llama-3.1-8b", "--isl", "100", "--osl", "10", "--rps", "1", "--ttft-p99-ms", "500"],
+     "matches nothing in the plan"),
+    (["query", "--model", "llama-3.1-70b", "--isl", "100", "--osl", "10", "--rps", "1", "--ttft-p99-ms", "500",
+      "--gpu", "h200-sxm"], "matches nothing in the plan"),
+    (["query", "--model", "llama-3.1-70b", "--isl", "100", "--osl", "10", "--rps", "1", "--ttft-p99-ms", "500",
+      "--engine", "sglang"], "matches nothing in the plan"),
+    (["estimate", "--model", "llama-3.1-70b", "--gpu", "h200-sxm", "--quant", "fp8", "--kv-dtype", "fp8",
+      "--tp", "4", "--isl", "100", "--osl", "10"], "not on llama-3.1-70b on h200-sxm"),
+])
+def test_calibration_for_another_model_accelerator_or_engine_is_refused(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "cal.yaml"
+    out.write_text(calibration_yaml(fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["m"], "d")))
+    r = run([*args, "--calibration", out])
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.output
+
+
+def test_sweep_with_fewer_than_three_points_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "s.csv", synthetic(0.0, 0)[:2])
+    out = tmp_path / "cal.yaml"
+    r = run(["calibrate", csv, *CAL_FLAGS, "--out", out])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == ["error: a sweep needs at least 3 points to calibrate, got 2"]
+    assert not out.exists()
+    with pytest.raises(InputError):
+        fit_calibration(load_catalog(), CFG, synthetic(0.0, 0)[:2], ["m"], "d")
+
+
+def test_bad_csv_and_non_overlay_files_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "1,abc,2,3,4,5,6\n2,1,2,3,4,5,6\n3,1,2,3,4,5,6\n")
+    r = run(["calibrate", bad, *CAL_FLAGS, "--out", tmp_path / "o.yaml"])
+    assert r.exit_code == 2 and "line 2: ttft_p50_ms: not a number" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    notcal = tmp_path / "n.yaml"
+    notcal.write_text("foo: 1\n")
+    r = run(["estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--quant", "fp8", "--kv-dtype", "fp8",
+             "--tp", "4", "--isl", "100", "--osl", "10", "--calibration", notcal])
+    assert r.exit_code == 2 and "not a calibration overlay" in r.output
+
+
+def test_report_names_the_calibration_and_the_error_bands(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "sweep.csv", synthetic(0.0, 0))
+    cal = tmp_path / "cal.yaml"
+    assert run(["calibrate", csv, *CAL_FLAGS, "--out", cal]).exit_code == 0
+    prob = {"name": "cal-report", "models": [{
+        "name": "chat", "model": "llama-3.1-70b", "allowed_accelerators": ["h100-sxm"],
+        "allowed_quantizations": ["fp8"],
+        "traffic": {"peak_rps": 5, "input_tokens": {"p50": 1000, "p90": 1000, "p99": 1000},
+                    "output_tokens": {"p50": 200, "p90": 200, "p99": 200}},
+        "slo": {"ttft": {"max_ms": 2000}}}]}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(prob))
+    r = run(["report", pf, "--out", tmp_path / "r", "--points", "2", "--calibration", cal, "--confidence", "0.9"])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "r.md").read_text()
+    assert "Calibration in effect: llama-3.1-70b/h100-sxm/fp8/vllm" in md
+    assert "Planned at confidence 0.9" in md
+    assert "(calibration llama-3.1-70b/h100-sxm/fp8/vllm (fit residual sd))" in md
+
+
+def test_hand_edited_overlay_with_impossible_factor_is_one_line(tmp_path: Path) -> None:
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["m"], "d")
+    data = yaml.safe_load(calibration_yaml(cal))
+    data["calibration"]["factors"]["eta_bw"] = 1.7
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(data))
+    r = run(["estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--quant", "fp8", "--kv-dtype", "fp8",
+             "--tp", "4", "--isl", "100", "--osl", "10", "--calibration", f])
+    assert r.exit_code == 2 and "eta_bw must be fractions in (0, 1]" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
