@@ -303,10 +303,13 @@ def query_problem(
     gpus: list[str] | None = None, quants: list[str] | None = None, kv_dtypes: list[str] | None = None,
     headroom: float = 0.0, prefix_hit_rate: float = 0.0, pricing: str = "on-demand",
     max_configs: int = 2, max_quality_loss_points: float | None = None, cat: Catalog | None = None,
+    min_replicas: int = 1,
 ) -> Problem:
     """The one-model problem behind ``query`` and ``capacity``: ``isl``/``osl`` are the
     (p50, p90, p99) token lengths, targets are p99. Validated like a problem file (every error
-    one line naming the flag's field); ids checked against ``cat`` when given."""
+    one line naming the flag's field); ids checked against ``cat`` when given. ``min_replicas``
+    defaults to 1 here (unlike problem files): these commands size hardware for a rate, and
+    ``query`` must find servable the fleet ``capacity`` promises."""
     data = {
         "name": f"query-{model}",
         "models": [{
@@ -318,6 +321,7 @@ def query_problem(
             "slo": {k: {"max_ms": v} for k, v in (("ttft", ttft_ms), ("tpot", tpot_ms), ("e2e", e2e_ms))
                     if v is not None},
             "headroom": headroom,
+            "min_replicas": min_replicas,
             **({"allowed_accelerators": gpus} if gpus else {}),
             **({"allowed_quantizations": quants} if quants else {}),
             **({"allowed_kv_dtypes": kv_dtypes} if kv_dtypes else {}),
