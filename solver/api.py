@@ -145,7 +145,9 @@ def _verify_capacity(
 ) -> None:
     """Re-check a capacity answer like a plan: the same model served at exactly the answer's
     rate (no headroom) by these deployments, within an inventory of ``gpus``."""
-    served = d.model_copy(update={"traffic": d.traffic.model_copy(update={"peak_rps": rps}), "headroom": 0.0})
+    # capacity asks what G GPUs serve, not how many replicas a service needs: no replica minimum
+    served = d.model_copy(update={"traffic": d.traffic.model_copy(update={"peak_rps": rps}), "headroom": 0.0,
+                                  "min_replicas": 1, "redundancy": "none"})
     inventory = {deps[0].accelerator: gpus} if deps else None
     as_problem = problem.model_copy(update={
         "models": [served], "fleet": problem.fleet.model_copy(update={"inventory": inventory})})

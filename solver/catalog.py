@@ -220,9 +220,17 @@ class Catalog:
             for p in self.prices.values()
             if p.accelerator == gpu_id
             and (pricing is None or p.pricing == pricing)
-            and (provider is None or p.provider.lower() == provider.lower())
+            and (provider is None or provider_matches(p.provider, provider))
         ]
         return sorted(rows, key=lambda p: (p.usd_per_gpu_hour, p.id))
+
+
+def provider_matches(row_provider: str, wanted: str) -> bool:
+    """Whether a price row's provider is ``wanted``, case-insensitively, by whole leading words:
+    ``AWS`` matches "AWS (p5.48xlarge)" and "AWS EC2 Capacity Blocks (...)", ``runpod`` matches
+    both RunPod clouds, ``Lambda`` does not match "LambdaLabs"."""
+    row, want = row_provider.lower().strip(), wanted.lower().strip()
+    return row == want or (row.startswith(want) and not row[len(want)].isalnum())
 
 
 def _get(table: Mapping[str, E], key: str, kind: str) -> E:

@@ -103,9 +103,17 @@ class SystemUse:
     nodes: int
     cost_usd_per_hour: float
     power_kw: float
+    gpus_owned: int = 0
+    """Of the provisioned GPUs, the fleet's own (``fleet.owned``); the rest are rented."""
+    owned_usd_per_gpu_hour: float = 0.0
+    """What one owned GPU costs per hour in this plan (``fleet.owned_usd_per_gpu_hour``)."""
+
+    @property
+    def gpus_rented(self) -> int:
+        return self.gpus_provisioned - self.gpus_owned
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "gpus_rented": self.gpus_rented}
 
 
 @dataclass(frozen=True)

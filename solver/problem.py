@@ -39,6 +39,9 @@ MAX_WEIGHT = 1e12
 MAX_BINS = 10_000
 MAX_LENGTH_PERCENTILE = 99.0
 """Token lengths given as p50/p90/p99 say nothing above p99: targets above it need a histogram."""
+DEFAULT_MIN_REPLICAS = 2
+"""Replicas per model when a model sets no ``min_replicas``: a production service keeps serving
+while one replica restarts (a router on one GPU is a single point of failure)."""
 DEFAULT_MAX_QUALITY_LOSS_POINTS = 1.0
 """Quality guard when a model sets no ``max_quality_loss_points``: formats whose published loss
 exceeds this many points are used only when the problem allows them (the model's limit, the
@@ -173,6 +176,12 @@ class ModelDemand(_Strict):
     )
     speculative: Speculative | None = None
 
+    min_replicas: Annotated[int, Field(ge=1, le=MAX_GPUS)] = DEFAULT_MIN_REPLICAS
+    """Fewest replicas of the model (default 2: a production service survives one replica's
+    restart; set 1 for a test or batch service)."""
+    redundancy: Literal["none", "n+1"] = "none"
+    """``n+1``: the targets hold with any one replica down (capacity of the others covers the load)."""
+
     @model_validator(mode="after")
     def _lengths_cover_percentiles(self) -> "ModelDemand":
         """A target above p99 needs lengths above p99, which only a histogram gives."""
@@ -209,6 +218,13 @@ class Fleet(_Strict):
     """Shared constraints. Inventory maps accelerator id -> GPUs available (absent: unlimited)."""
 
     inventory: dict[str, Annotated[int, Field(ge=0, le=MAX_GPUS)]] | None = None
+    owned: dict[str, Annotated[int, Field(ge=0, le=MAX_GPUS)]] | None = None
+    """GPUs the fleet owns, per accelerator: used before renting, at ``owned_usd_per_gpu_hour``.
+    ``inventory`` stays a limit on all GPUs of an accelerator (owned and rented together)."""
+    owned_usd_per_gpu_hour: Annotated[float, Field(ge=0, le=MAX_USD_PER_HOUR)] = 0.0
+    """Hourly cost of an owned GPU in use (default 0: zero marginal cost, the hardware is paid)."""
+    one_provider: bool = False
+    """Each accelerator rented from one provider (its cheapest row for ``pricing``)."""
     budget_usd_per_hour: Annotated[float, Field(gt=0, le=MAX_USD_PER_HOUR)] | None = None
     power_kw: Annotated[float, Field(gt=0, le=MAX_KW)] | None = None
     pricing: Literal["on-demand", "reserved", "spot"] = "on-demand"
@@ -287,6 +303,9 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
     for g in (problem.fleet.inventory or {}):
         if g not in cat.accelerators:
             bad("fleet.inventory", "accelerator", g, cat.accelerators)
+    for g in (problem.fleet.owned or {}):
+        if g not in cat.accelerators:
+            bad("fleet.owned", "accelerator", g, cat.accelerators)
     if errors:
         raise InputError(errors, where=where)
 
@@ -331,10 +350,13 @@ def query_problem(
     headroom: float = 0.0, prefix_hit_rate: float = 0.0, shared_prefix_tokens: int = 0,
     pricing: str = "on-demand",
     max_configs: int = 2, max_quality_loss_points: float | None = None, cat: Catalog | None = None,
+    min_replicas: int = 1,
 ) -> Problem:
     """The one-model problem behind ``query`` and ``capacity``: ``isl``/``osl`` are the
     (p50, p90, p99) token lengths, targets are p99. Validated like a problem file (every error
-    one line naming the flag's field); ids checked against ``cat`` when given."""
+    one line naming the flag's field); ids checked against ``cat`` when given. ``min_replicas``
+    defaults to 1 here (unlike problem files): these commands size hardware for a rate, and
+    ``query`` must find servable the fleet ``capacity`` promises."""
     data = {
         "name": f"query-{model}",
         "models": [{
@@ -347,6 +369,7 @@ def query_problem(
             "slo": {k: {"max_ms": v} for k, v in (("ttft", ttft_ms), ("tpot", tpot_ms), ("e2e", e2e_ms))
                     if v is not None},
             "headroom": headroom,
+            "min_replicas": min_replicas,
             **({"allowed_accelerators": gpus} if gpus else {}),
             **({"allowed_quantizations": quants} if quants else {}),
             **({"allowed_kv_dtypes": kv_dtypes} if kv_dtypes else {}),

@@ -133,10 +133,13 @@ class Session:
             if prov == 0:
                 continue
             usd, tdp = self._price[(row.accelerator, row.system)]
+            owned = sol.owned[s] if sol.owned else 0
+            q = self.problem.fleet.owned_usd_per_gpu_hour
             systems.append(SystemUse(
                 accelerator=row.accelerator, system=row.system, gpus_used=used[s],
                 gpus_provisioned=prov, nodes=-(-prov // row.gpus_per_node),
-                cost_usd_per_hour=prov * usd, power_kw=prov * tdp / 1e3,
+                cost_usd_per_hour=(prov - owned) * usd + owned * q, power_kw=prov * tdp / 1e3,
+                gpus_owned=owned, owned_usd_per_gpu_hour=q if owned else 0.0,
             ))
         plan = Plan(
             problem=self.problem.name, status=sol.status,

@@ -318,11 +318,41 @@ def check_whole_nodes(ctx: _Ctx) -> list[Violation]:
 
 
 def check_inventory(ctx: _Ctx) -> list[Violation]:
+    """GPUs within the inventory limit; owned GPUs in use within those owned, and within the
+    GPUs provisioned on each system."""
     prov: dict[str, int] = defaultdict(int)
+    own: dict[str, int] = defaultdict(int)
+    out = []
     for s in ctx.plan.systems:
         prov[s.accelerator] += s.gpus_provisioned
-    return [_v("inventory", acc, f"inventory of {acc}: {prov[acc]} GPUs > {n}")
+        own[s.accelerator] += s.gpus_owned
+        if not 0 <= s.gpus_owned <= s.gpus_provisioned:
+            out.append(_v("inventory", s.system, f"{s.system}: {s.gpus_owned} owned GPUs of "
+                                                 f"{s.gpus_provisioned} provisioned"))
+    out += [_v("inventory", acc, f"inventory of {acc}: {prov[acc]} GPUs > {n}")
             for acc, n in sorted((ctx.problem.fleet.inventory or {}).items()) if prov.get(acc, 0) > n]
+    owned = ctx.problem.fleet.owned or {}
+    out += [_v("inventory", acc, f"owned {acc}: {n} GPUs in use > {owned.get(acc, 0)} owned")
+            for acc, n in sorted(own.items()) if n > owned.get(acc, 0)]
+    return out
+
+
+def check_redundancy(ctx: _Ctx) -> list[Violation]:
+    """Each model has at least ``min_replicas`` replicas and, under ``redundancy: n+1``, its
+    load is covered with its largest replica down (recomputed capacities)."""
+    out = []
+    for d in ctx.problem.models:
+        mine = [x for x in ctx.deps if x.dep.model == d.name]
+        n = sum(x.dep.replicas for x in mine)
+        if n < d.min_replicas:
+            out.append(_v("redundancy", d.name, f"{d.name}: {n} replica(s) < min_replicas {d.min_replicas}"))
+        if d.redundancy == "n+1" and mine:
+            load = d.traffic.peak_rps * (1 + d.headroom)
+            rest = sum(x.cap_rps * x.dep.replicas for x in mine) - max(x.cap_rps for x in mine)
+            if load > rest * (1 + REL_TOL):
+                out.append(_v("redundancy", d.name, f"{d.name}: with its largest replica down, capacity "
+                                                    f"{rest:.6g} req/s < load {load:.6g} (n+1)"))
+    return out
 
 
 def check_power(ctx: _Ctx) -> list[Violation]:
@@ -340,8 +370,20 @@ def _system_costs(ctx: _Ctx) -> list[tuple[str, float, float]]:
     for s in ctx.plan.systems:
         prices = ctx.cat.prices_for(s.accelerator, fleet.pricing, fleet.provider)
         price = prices[0].usd_per_gpu_hour if prices else math.nan
-        out.append((s.system, s.cost_usd_per_hour, s.gpus_provisioned * price))
+        out.append((s.system, s.cost_usd_per_hour,
+                    (s.gpus_provisioned - s.gpus_owned) * price + s.gpus_owned * fleet.owned_usd_per_gpu_hour))
     return out
+
+
+def _rental_cost(ctx: _Ctx) -> float:
+    """Every provisioned GPU at its rental price ($/h): what the deployments' costs (always at
+    the rental price) add up to at most."""
+    fleet = ctx.problem.fleet
+    total = 0.0
+    for s in ctx.plan.systems:
+        prices = ctx.cat.prices_for(s.accelerator, fleet.pricing, fleet.provider)
+        total += s.gpus_provisioned * (prices[0].usd_per_gpu_hour if prices else math.nan)
+    return total
 
 
 def check_budget(ctx: _Ctx) -> list[Violation]:
@@ -373,16 +415,17 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
     plan_cost = ctx.plan.cost_usd_per_hour
     if plan_cost is None or not abs(plan_cost - cost_systems) <= 1e-6 * max(1.0, cost_systems):
         out.append(_v("accounting", "", f"plan cost {plan_cost} != recomputed {cost_systems:.4f} $/h"))
-    if cost_deploy > cost_systems * (1 + 1e-9) + 1e-6:
+    rental = _rental_cost(ctx)
+    if cost_deploy > rental * (1 + 1e-9) + 1e-6:
         out.append(_v("accounting", "", f"deployments cost {cost_deploy:.4f} $/h more than the provisioned GPUs "
-                                        f"{cost_systems:.4f}"))
+                                        f"{rental:.4f} at rental prices"))
     return out
 
 
 CHECKS: tuple[Callable[[_Ctx], list[Violation]], ...] = (
     check_memory, _check_latency("ttft"), _check_latency("tpot"), _check_latency("e2e"),
     check_topology, check_formats, check_quality, check_capacity, check_configs, check_systems,
-    check_whole_nodes, check_inventory, check_power, check_budget, check_accounting,
+    check_whole_nodes, check_inventory, check_power, check_budget, check_accounting, check_redundancy,
 )
 """One check per constraint family (and the bookkeeping ones), run in this order."""
 

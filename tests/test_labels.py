@@ -171,7 +171,7 @@ def test_default_quality_guard_is_named_when_it_binds(tmp_path) -> None:  # type
     import yaml
     data = problem().model_dump(mode="json")
     data["models"][0].update({"model": "llama-3.1-70b", "allowed_accelerators": ["l40s"],
-                              "slo": {"tpot": {"max_ms": 500}}})
+                              "slo": {"tpot": {"max_ms": 500}}, "min_replicas": 1})
     data["models"][0]["traffic"]["peak_rps"] = 0.1
     data["fleet"] = {"inventory": {"l40s": 1}}
     f = tmp_path / "p.yaml"

@@ -52,7 +52,9 @@ def _print_plan(plan: Plan, problem: Problem, cat: Catalog) -> None:
             click.echo("")
             click.echo(table([s.to_dict() for s in plan.systems],
                              ["accelerator", "system", "gpus_used", "gpus_provisioned", "nodes",
-                              "power_kw", "cost_usd_per_hour"]))
+                              "power_kw", "cost_usd_per_hour"]
+                             + (["gpus_owned", "gpus_rented", "owned_usd_per_gpu_hour"]
+                                if any(s.gpus_owned for s in plan.systems) else [])))
         click.echo("")
         for name, c in (plan.unit_costs.models if plan.unit_costs is not None else {}).items():
             click.echo(f"{name}: ${fmt(c.usd_per_million_input_tokens)} per 1M input tokens, "

@@ -18,22 +18,47 @@ class BruteResult:
     replicas: tuple[int, ...] | None
 
 
+def _serves(ip: IntProblem, m: int, caps: list[int], combo: list[int]) -> bool:
+    """Whether replicas ``combo`` of candidates with capacities ``caps`` serve model ``m``: cover
+    its demand, reach its replica minimum and, under N+1, cover it without the largest replica."""
+    chosen = [(c, r) for c, r in zip(caps, combo) if r > 0]
+    total = sum(c * r for c, r in chosen)
+    spare = max(c for c, _ in chosen) if chosen and ip.n_plus_one and ip.n_plus_one[m] else 0
+    least = ip.min_replicas[m] if ip.min_replicas else 1
+    return total - spare >= ip.demand_mrps[m] and sum(combo) >= least
+
+
 def _model_options(ip: IntProblem, m: int) -> list[dict[int, int]]:
-    """Every *minimal* replica vector of one model: at most K configurations, covering the
-    demand, and no replica can be removed without losing coverage (extra replicas never lower
-    the cost nor help any limit, so an optimum made of minimal vectors always exists)."""
+    """Every *minimal* replica vector of one model: at most K configurations, serving it (see
+    :func:`_serves`), and no replica can be removed while still serving it (extra replicas never
+    lower the cost nor help any limit, so an optimum made of minimal vectors always exists)."""
     idx = [i for i in ip.by_model(m) if not ip.candidates[i].violations]
-    demand = ip.demand_mrps[m]
     out = []
     for k in range(1, ip.max_configs + 1):
         for subset in itertools.combinations(idx, k):
             caps = [ip.candidates[i].cap_mrps for i in subset]
             ranges = [range(1, ip.candidates[i].max_replicas + 1) for i in subset]
             for combo in itertools.product(*ranges):
-                cap = sum(c * r for c, r in zip(caps, combo))
-                if cap >= demand and all(cap - c < demand for c in caps):
+                if not _serves(ip, m, caps, list(combo)):
+                    continue
+                if all(not _serves(ip, m, caps, [r - (j == i) for j, r in enumerate(combo)])
+                       for i in range(len(combo))):
                     out.append(dict(zip(subset, combo)))
     return out
+
+
+def owned_cost(ip: IntProblem, prov: list[int]) -> int:
+    """Cents per hour of provisioned GPUs ``prov`` (per system) with the owned GPUs of each
+    accelerator placed on its dearest systems first (where owning saves the most)."""
+    cost = sum(p * s.price_cents_per_gpu for p, s in zip(prov, ip.systems))
+    for a, n in ip.owned.items():
+        rows = sorted(((s.price_cents_per_gpu, p) for p, s in zip(prov, ip.systems) if s.accelerator == a),
+                      reverse=True)
+        for price, p in rows:
+            take = min(n, p) if price > ip.owned_cents_per_gpu else 0
+            cost -= take * (price - ip.owned_cents_per_gpu)
+            n -= take
+    return cost
 
 
 def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
@@ -62,7 +87,7 @@ def brute_force(ip: IntProblem) -> BruteResult:
             continue
         if ip.power_limit_w is not None and sum(p * s.tdp_w for p, s in zip(prov, ip.systems)) > ip.power_limit_w:
             continue
-        cost = sum(p * s.price_cents_per_gpu for p, s in zip(prov, ip.systems))
+        cost = owned_cost(ip, prov)
         if ip.budget_cents is not None and cost > ip.budget_cents:
             continue
         if best is None or cost < best[0]:

@@ -11,12 +11,20 @@ violated families V_c. Per system: gpus per node n_s, price p_s (cents per GPU-h
 Per model: demand D_m = ceil(1000 x peak x (1 + headroom)). Fleet: K (max configurations per
 model), inventory I_a, power limit W, budget B.
 
-Variables: replicas r_c in [0, M_c]; use u_c in {0, 1}; provisioned GPUs P_s >= 0; nodes N_s >= 0.
+Owned GPUs O_a per accelerator cost q (cents per GPU-hour, default 0) instead of the rental
+price; replica minimum R_m per model; N+1 models (set S) keep their demand covered without their
+largest replica.
 
-    minimise    sum_s p_s P_s                                            (cents per hour)
+Variables: replicas r_c in [0, M_c]; use u_c in {0, 1}; provisioned GPUs P_s >= 0; nodes N_s >= 0;
+owned GPUs in use o_s >= 0 (systems of owned accelerators); largest replica z_m (m in S).
+
+    minimise    sum_s p_s P_s - sum_s (p_s - q) o_s                      (cents per hour)
     subject to  r_c <= M_c u_c,  u_c <= r_c                              (link)
                 sum_{c in C_m} cap_c r_c >= D_m                for all m  (capacity, hard)
+                sum_{c in C_m} r_c >= R_m                      for all m  (replica minimum, hard)
+                z_m >= cap_c u_c,  sum_{c in C_m} cap_c r_c - z_m >= D_m   m in S  (N+1, hard)
                 P_s >= sum_{c in s} gpus_c r_c                 for all s  (hard)
+                o_s <= P_s,  sum_{s of a} o_s <= O_a           for all s, a (owned, hard)
       A_(f,m)   => sum_{c in C_m, f in V_c} r_c = 0     f in memory, ttft, tpot, e2e, topology,
                                                            quantization, quality
       A_(max_configs,m) => sum_{c in C_m} u_c <= K
@@ -64,6 +72,8 @@ class IntSolution:
     cost_cents: int | None = None
     bound_cents: float | None = None
     seconds: float = 0.0
+    owned: tuple[int, ...] = ()
+    """Owned GPUs in use per system (0 where none are owned)."""
     termination: Termination | None = None
     """Why the search stopped; see :class:`~solver.plan.Termination`."""
 
@@ -166,17 +176,27 @@ class FleetModel:
         self.r = [md.new_int_var(0, c.max_replicas, f"r{i}") for i, c in enumerate(ip.candidates)]
         self.u = [md.new_bool_var(f"u{i}") for i in range(len(ip.candidates))]
         self.P, self.N = [], []
+        p_ub: list[int] = []
         for s, sysrow in enumerate(ip.systems):
             ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s)
             nodes_ub = -(-ub // sysrow.gpus_per_node)
             self.P.append(md.new_int_var(0, nodes_ub * sysrow.gpus_per_node, f"P{s}"))
+            p_ub.append(nodes_ub * sysrow.gpus_per_node)
             self.N.append(md.new_int_var(0, nodes_ub, f"N{s}"))
         for g in self.guards:
             self.lit[g] = md.new_bool_var(g.name)
+        self.O = [md.new_int_var(0, min(ip.owned.get(row.accelerator, 0), p_ub[s]), f"O{s}")
+                  for s, row in enumerate(ip.systems)]
+        self.Z: dict[int, cp_model.IntVar] = {}
+        for m, spare in enumerate(ip.n_plus_one):
+            caps = [ip.candidates[i].cap_mrps for i in ip.by_model(m)]
+            if spare and caps:
+                self.Z[m] = md.new_int_var(0, max(caps), f"Z{m}")
 
     def _add_constraints(self) -> None:
         self._define_link_constraints()
         self._define_capacity_constraints()
+        self._define_owned_constraints()
         self._define_candidate_family_constraints()
         self._define_config_constraints()
         self._define_inventory_constraints()
@@ -188,14 +208,37 @@ class FleetModel:
         for i, c in enumerate(self.ip.candidates):
             self.model.add(self.r[i] <= c.max_replicas * self.u[i])
             self.model.add(self.u[i] <= self.r[i])
-        for s in range(len(self.ip.systems)):
+        nodes = self.lit.get(Guard(Family.NODES))
+        for s, row in enumerate(self.ip.systems):
             used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s)
             self.model.add(self.P[s] >= used)
+            # No idle GPU beyond what whole nodes need (owned GPUs cost nothing, so the
+            # objective alone would not keep P_s tight).
+            if nodes is None:
+                self.model.add(self.P[s] <= used)
+            else:
+                self.model.add(self.P[s] <= used + row.gpus_per_node - 1).only_enforce_if(nodes)
+                self.model.add(self.P[s] <= used).only_enforce_if(nodes.Not())
 
     def _define_capacity_constraints(self) -> None:
         for m, demand in enumerate(self.ip.demand_mrps):
             idx = self.ip.by_model(m)
-            self.model.add(sum(self.ip.candidates[i].cap_mrps * self.r[i] for i in idx) >= demand)
+            total = sum(self.ip.candidates[i].cap_mrps * self.r[i] for i in idx)
+            self.model.add(total >= demand)
+            if self.ip.min_replicas and self.ip.min_replicas[m] > 1:
+                self.model.add(sum(self.r[i] for i in idx) >= self.ip.min_replicas[m])
+            if m in self.Z:
+                for i in idx:
+                    self.model.add(self.Z[m] >= self.ip.candidates[i].cap_mrps * self.u[i])
+                self.model.add(total - self.Z[m] >= demand)
+
+    def _define_owned_constraints(self) -> None:
+        for s in range(len(self.ip.systems)):
+            self.model.add(self.O[s] <= self.P[s])
+        for a, n in self.ip.owned.items():
+            own = [self.O[s] for s, row in enumerate(self.ip.systems) if row.accelerator == a]
+            if own:
+                self.model.add(sum(own) <= n)
 
     def _define_candidate_family_constraints(self) -> None:
         for m, name in enumerate(self.ip.models):
@@ -236,7 +279,9 @@ class FleetModel:
             self.model.add(self._cost() <= self.ip.budget_cents).only_enforce_if(self.lit[g])
 
     def _cost(self) -> cp_model.LinearExpr:
-        return sum(row.price_cents_per_gpu * self.P[s] for s, row in enumerate(self.ip.systems))
+        q = self.ip.owned_cents_per_gpu
+        return sum(row.price_cents_per_gpu * self.P[s] - (row.price_cents_per_gpu - q) * self.O[s]
+                   for s, row in enumerate(self.ip.systems))
 
     def _add_objective(self) -> None:
         self.model.minimize(self._cost())
@@ -262,6 +307,8 @@ class FleetModel:
                 self.model.add_hint(var, value)
             for var, value in zip(self.N, hint.nodes):
                 self.model.add_hint(var, value)
+            for var, value in zip(self.O, hint.owned):
+                self.model.add_hint(var, value)
         if not self.ip.candidates:
             return IntSolution(SolveStatus.INFEASIBLE, termination=Termination.INFEASIBLE_PROVEN)
         solver = configured_solver(time_limit_s, workers)
@@ -279,6 +326,7 @@ class FleetModel:
             replicas=tuple(int(solver.value(v)) for v in self.r),
             provisioned=tuple(int(solver.value(v)) for v in self.P),
             nodes=tuple(int(solver.value(v)) for v in self.N),
+            owned=tuple(int(solver.value(v)) for v in self.O),
             cost_cents=int(round(solver.objective_value)),
             bound_cents=float(solver.best_objective_bound),
             seconds=seconds,

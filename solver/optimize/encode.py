@@ -6,6 +6,7 @@ down), so an integer-feasible plan is feasible in real units. No solver imports 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -57,6 +58,14 @@ class IntProblem:
     whole_nodes: bool
     power_limit_w: int | None
     budget_cents: int | None
+    owned: dict[str, int] = dataclasses.field(default_factory=dict)
+    """GPUs owned per accelerator: each costs ``owned_cents_per_gpu`` instead of its system's
+    rental price (a second cost tier; rented GPUs are the provisioned ones beyond)."""
+    owned_cents_per_gpu: int = 0
+    min_replicas: tuple[int, ...] = ()
+    """Fewest replicas per model (empty: 1 each)."""
+    n_plus_one: tuple[bool, ...] = ()
+    """Per model: capacity without its largest replica must still cover the demand."""
 
     def by_model(self, m: int) -> list[int]:
         """Indices of model ``m``'s candidates, in order (an index built once: fleets of
@@ -79,6 +88,8 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:
     src: list[Candidate] = []
     inventory = dict(fleet.inventory or {})
     demands = []
+    mins = tuple(t.demand.min_replicas for t in tables)
+    spare = tuple(t.demand.redundancy == "n+1" for t in tables)
     for m, t in enumerate(tables):
         demand = scaling.demand_mrps(t.load_rps)
         demands.append(demand)
@@ -93,7 +104,10 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:
             # More replicas of one candidate than cover the demand alone are never needed. The
             # inventory is *not* folded into this bound: it is a guarded family of its own, and
             # relaxing it must be able to lift the limit when infeasibility is explained.
-            bound = math.ceil(demand / cap) if cap > 0 else 0
+            # With N+1, one replica more; with a replica minimum, at least that many (a replica
+            # beyond either is removable without losing feasibility, so optima stay inside).
+            bound = math.ceil(demand / cap) + int(spare[m]) if cap > 0 else 0
+            bound = max(bound, mins[m]) if cap > 0 else 0
             cands.append(IntCandidate(
                 model=m, system=systems[key], gpus=c.gpus, cap_mrps=cap,
                 cost_cents=c.gpus * price, power_w=c.gpus * scaling.power_w(c.tdp_w),
@@ -111,4 +125,8 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:
         whole_nodes=fleet.whole_nodes,
         power_limit_w=scaling.power_limit_w(fleet.power_kw) if fleet.power_kw else None,
         budget_cents=scaling.budget_cents(fleet.budget_usd_per_hour) if fleet.budget_usd_per_hour else None,
+        owned={a: n for a, n in (fleet.owned or {}).items() if n > 0},
+        owned_cents_per_gpu=scaling.price_cents(fleet.owned_usd_per_gpu_hour),
+        min_replicas=mins,
+        n_plus_one=spare,
     )
