@@ -392,15 +392,17 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                     shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
                     cat.quantization(shape.quant).quality_loss.points, ev.limit, ev.view,
                     ev.weights_gib, ev.kv_gib))
-    rows, dropped, best = _rows(d, pending, rejected, prune)
+    by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
+    rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)
     if prune:
-        rows, more = prune_dominated(rows)
+        rows, more = prune_dominated(rows, by_latency)
         dropped += more
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
 
 
 def _rows(
-    d: ModelDemand, pending: list[_ShapeRows], rejected: list[Rejected], prune: bool
+    d: ModelDemand, pending: list[_ShapeRows], rejected: list[Rejected], prune: bool,
+    by_latency: bool = False,
 ) -> tuple[list[Candidate], int, dict[str, Candidate]]:
     """Capacity at the SLO for every (shape, batch cap) at once, then the candidate rows.
 
@@ -439,6 +441,13 @@ def _rows(
         first[1:] = (owner[order][1:] != owner[order][:-1]) | (mask[order][1:] != mask[order][:-1])
         keep[:] = False
         keep[order[first]] = True
+        if by_latency:  # also every batch cap faster (e2e at capacity) than all bigger ones of its run
+            lat = np.array([scaling.latency_us(float(x)) for x in view.e2e0_ms + w_e2e], dtype=np.int64)
+            fastest = 0
+            for j, i in enumerate(order):
+                if first[j] or lat[i] < fastest:
+                    keep[i] = True
+                    fastest = lat[i] if first[j] else min(fastest, lat[i])
         keep |= cap_int < 1  # rejected below, with their reason
 
     def make(i: int) -> Candidate:
@@ -492,7 +501,7 @@ def violation_mask(c: Candidate) -> int:
     return sum(_BITS[f] for f in c.violations)
 
 
-def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
+def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tuple[list[Candidate], int]:
     """Drop candidates that an optimum never needs; returns (kept in order, number dropped).
 
     ``a`` dominates ``b`` when both run on the same accelerator *and* system (they share
@@ -502,6 +511,8 @@ def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
     be swapped for ``k`` replicas of ``a``: the same GPUs, nodes, power and cost, no less
     capacity, no more distinct configurations, and no family newly broken, under *any* set of
     relaxed families. So an optimum without ``b`` always exists. Equal rows keep the first.
+    ``by_latency`` (a stage of an application, :mod:`solver.chains`): ``a`` must also be no
+    slower (e2e at capacity, integer microseconds), so no path of the application gets longer.
     """
     n = len(cands)
     if n < 2:
@@ -515,11 +526,13 @@ def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
         gpus = np.array([cands[i].gpus for i in members], dtype=np.int64)
         cap = np.array([scaling.capacity_mrps(cands[i].capacity_rps) for i in members], dtype=np.int64)
         viol = np.array([violation_mask(cands[i]) for i in members], dtype=np.int64)
+        lat = np.array([scaling.latency_us(cands[i].e2e_p99_ms) if by_latency else 0 for i in members],
+                       dtype=np.int64)
         out = np.zeros(len(members), dtype=bool)
         for j in range(len(members)):
             k = gpus // gpus[j]
-            dom = (gpus % gpus[j] == 0) & (k * cap[j] >= cap) & ((viol[j] & ~viol) == 0)
-            strict = (k > 1) | (k * cap[j] > cap) | (viol[j] != viol)
+            dom = (gpus % gpus[j] == 0) & (k * cap[j] >= cap) & ((viol[j] & ~viol) == 0) & (lat[j] <= lat)
+            strict = (k > 1) | (k * cap[j] > cap) | (viol[j] != viol) | (lat[j] < lat)
             dom &= strict | (idx > idx[j])
             dom[j] = False
             out |= dom

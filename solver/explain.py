@@ -112,6 +112,10 @@ def _guard_sentence(prep: "Session", g: Guard) -> str:
         return f"power <= {fleet.power_kw:g} kW (GPU TDP)"
     if f is Family.BUDGET:
         return f"budget <= ${fleet.budget_usd_per_hour:g}/h"
+    if f is Family.CHAIN:
+        app = next(a for a in prep.problem.applications if a.name == g.scope)
+        return (f"application {g.scope}: every path within {app.e2e_budget_ms:g} ms "
+                "(sum of the stages' e2e p99)")
     return g.name
 
 
@@ -149,6 +153,8 @@ def _relaxed_clause(prep: "Session", g: Guard, relaxed: "IntSolution") -> str:
         return f": the cheapest plan within the other limits draws {prep.power_kw(relaxed):.1f} kW (${usd:,.2f}/h)"
     if f in (Family.TTFT, Family.TPOT, Family.E2E):
         return ""
+    if f is Family.CHAIN:
+        return f"; without it the cheapest plan costs ${usd:,.2f}/h"
     return f"; without it the cheapest plan costs ${usd:,.2f}/h ({_usage(prep, relaxed, g)})"
 
 

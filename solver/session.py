@@ -70,7 +70,7 @@ class Session:
     def prepare(cls, problem: Problem, cat: Catalog, prune: bool = True,
                 cache: TableCache | None = None) -> "Session":
         tables = build_tables(problem, cat, prune=prune, cache=cache)
-        ip = encode(tables, problem.fleet)
+        ip = encode(tables, problem.fleet, problem.applications)
         return cls(problem, cat, tables, ip, FleetModel(ip), {t.name: m for m, t in enumerate(tables)})
 
     # -- solving -----------------------------------------------------------------------------

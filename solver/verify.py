@@ -260,6 +260,27 @@ def check_capacity(ctx: _Ctx) -> list[Violation]:
     return out
 
 
+def check_chains(ctx: _Ctx) -> list[Violation]:
+    """Every entry-to-exit path of every application with a budget: sum of calls x the stage's
+    slowest deployment's recomputed e2e (at its planned load) within ``e2e_budget_ms``."""
+    from solver.chains import describe, path_latency_ms, paths
+
+    stage_ms: dict[str, float] = defaultdict(float)
+    for x in ctx.deps:
+        assert x.lat is not None
+        stage_ms[x.dep.model] = max(stage_ms[x.dep.model], x.lat.e2e_ms)
+    out = []
+    for app in ctx.problem.applications:
+        if app.e2e_budget_ms is None:
+            continue
+        for p in paths(app):
+            got = path_latency_ms(p, stage_ms)
+            if _over(got, app.e2e_budget_ms):
+                out.append(_v("app_latency", app.name, f"{app.name}: path {describe(p)} takes {got:.2f} ms > "
+                                                       f"budget {app.e2e_budget_ms:g} ms"))
+    return out
+
+
 def check_configs(ctx: _Ctx) -> list[Violation]:
     configs: dict[str, int] = defaultdict(int)
     for x in ctx.deps:
@@ -370,7 +391,7 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
 
 CHECKS: tuple[Callable[[_Ctx], list[Violation]], ...] = (
     check_memory, _check_latency("ttft"), _check_latency("tpot"), _check_latency("e2e"),
-    check_topology, check_formats, check_quality, check_capacity, check_configs, check_systems,
+    check_topology, check_formats, check_quality, check_capacity, check_chains, check_configs, check_systems,
     check_whole_nodes, check_inventory, check_power, check_budget, check_accounting,
 )
 """One check per constraint family (and the bookkeeping ones), run in this order."""
