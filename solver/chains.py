@@ -106,3 +106,19 @@ def path_latency_ms(path: Sequence[tuple[str, int]], stage_ms: Mapping[str, floa
 def describe(path: Sequence[tuple[str, int]]) -> str:
     """A path as ``router -> 3 x tool -> summariser``."""
     return " -> ".join(v if calls == 1 else f"{calls} x {v}" for v, calls in path)
+
+
+def path_rows(applications: Iterable["Application"], stage_ms: Mapping[str, float]) -> list[dict]:
+    """Per application and path: the stages with their calls and e2e p99 (``stage_ms``: the
+    slowest deployment of each model, ms), the path's latency and the budget (None: no budget).
+    What plans and reports show."""
+    out = []
+    for app in applications:
+        for p in paths(app):
+            got = path_latency_ms(p, stage_ms)
+            out.append({
+                "application": app.name, "path": describe(p),
+                "stages": [{"model": v, "calls": calls, "e2e_p99_ms": stage_ms.get(v, 0.0)} for v, calls in p],
+                "latency_ms": got, "budget_ms": app.e2e_budget_ms,
+            })
+    return out

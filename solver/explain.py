@@ -48,6 +48,15 @@ def _usage(prep: "Session", sol: "IntSolution", g: Guard) -> str:
         return f"${scaling.cents_to_usd(sol.cost_cents or 0):.2f}/h of ${fleet.budget_usd_per_hour:g}/h"
     if g.family is Family.NODES:
         return f"{prep.idle_gpus(sol)} idle GPU(s) in partly used nodes"
+    if g.family is Family.CHAIN:
+        from solver.chains import path_latency_ms, paths
+
+        app = next(a for a in prep.problem.applications if a.name == g.scope)
+        stage: dict[str, float] = {}
+        for c, _ in prep.chosen(sol):
+            stage[c.model] = max(stage.get(c.model, 0.0), c.e2e_p99_ms)
+        worst = max(path_latency_ms(p, stage) for p in paths(app))
+        return f"slowest path {worst:,.0f} ms at capacity of {app.e2e_budget_ms:g} ms"
     mine = [c for c, _ in prep.chosen(sol, g.scope)]
     if g.family is Family.CONFIGS:
         return f"{len(mine)} configuration(s) of {fleet.max_configs_per_model} allowed"

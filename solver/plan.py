@@ -124,6 +124,9 @@ class Plan:
     """Per planned model: request/queue limits, warm replicas, lead time, alerts (solver.guardrails)."""
     termination: Termination | None = None
     """Why the solve stopped (None: not from a solve, e.g. a hand-built plan)."""
+    applications: tuple[dict[str, Any], ...] = ()
+    """Per application path (:func:`solver.chains.path_rows`): stages, their e2e p99 in this
+    plan, the path's latency and its budget; empty without applications."""
     conflict_termination: Termination | None = None
     """Infeasible: whether the conflict search proved ``conflict`` (``INFEASIBLE_PROVEN``) or ran
     out of time (``UNKNOWN_AT_TIME_LIMIT``: ``conflict`` is then empty or not minimal)."""
@@ -156,4 +159,6 @@ class Plan:
                                            if self.conflict_termination else None)
         if self.guardrails:
             out["guardrails"] = list(self.guardrails)
+        if self.applications:
+            out["applications"] = list(self.applications)
         return out
