@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from solver import chains, scaling
 from solver.candidates import Candidate, ModelTable
 from solver.families import Family
-from solver.problem import Application, Fleet
+from solver.problem import MAX_MS, Application, Fleet
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
             cands.append(IntCandidate(
                 model=m, system=systems[key], gpus=c.gpus, cap_mrps=cap,
                 cost_cents=c.gpus * price, power_w=c.gpus * scaling.power_w(c.tdp_w),
-                max_replicas=bound, violations=c.violations, lat_us=scaling.latency_us(c.e2e_p99_ms),
+                max_replicas=bound, violations=c.violations, lat_us=_lat_us(c.e2e_p99_ms),
             ))
             src.append(c)
     return IntProblem(
@@ -133,6 +133,15 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
         budget_cents=scaling.budget_cents(fleet.budget_usd_per_hour) if fleet.budget_usd_per_hour else None,
         chains=_chains(tables, applications),
     )
+
+
+LAT_CAP_US = scaling.latency_budget_us(MAX_MS) + 1
+"""Latencies above any budget are held at this (an exact clamp: such a configuration breaks
+every budget either way), so path sums stay far inside 64-bit integers."""
+
+
+def _lat_us(ms: float) -> int:
+    return scaling.latency_us(ms) if math.isfinite(ms) and ms < MAX_MS else LAT_CAP_US
 
 
 def _chains(tables: Sequence[ModelTable], applications: Sequence[Application]) -> tuple[IntChain, ...]:
