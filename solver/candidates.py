@@ -59,6 +59,7 @@ from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, max_concurrency, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
+from solver.lora import demand_terms
 from solver.problem import ModelDemand, Problem
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
@@ -290,7 +291,7 @@ def lengths_key(d: ModelDemand) -> str:
     t, slo = d.traffic, d.slo
     pct = tuple(x.percentile if x else None for x in (slo.ttft, slo.tpot, slo.e2e))
     return repr((d.model, t.input_tokens.model_dump_json(), t.output_tokens.model_dump_json(),
-                 t.prefix_cache_hit_rate, pct))
+                 t.prefix_cache_hit_rate, pct, d.lora.model_dump_json() if d.lora else None))
 
 
 def cost_model_key(cat: Catalog) -> tuple[int, ...]:
@@ -331,7 +332,8 @@ class TableCache:
             self.hits += 1
             return hit
         self.misses += 1
-        value = _shape_eval(d, shape, self.terms(cat, shape, engine))
+        terms = self.terms(cat, shape, engine)
+        value = _shape_eval(d, shape, terms if isinstance(terms, str) else demand_terms(cat, d, terms))
         self._data[k] = value
         return value
 

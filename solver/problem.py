@@ -146,6 +146,30 @@ class Slo(_Strict):
         return self
 
 
+class Lora(_Strict):
+    """LoRA adapters served on one base model (:mod:`solver.lora`): what they add per replica."""
+
+    adapters: Annotated[list[Name], Field(min_length=1, max_length=100_000)]
+    """Adapter names (one per tenant or task)."""
+    rank: Annotated[int, Field(ge=1, le=4096)]
+    resident: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    """Adapters one replica holds in GPU memory at once (default: all of them)."""
+    target_modules: Annotated[list[Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                           "down_proj"]], Field(min_length=1, max_length=7)] = [
+        "q_proj", "k_proj", "v_proj", "o_proj"]
+    bytes_per_param: Literal[1, 2, 4] = 2
+
+    @model_validator(mode="after")
+    def _resident_within_adapters(self) -> "Lora":
+        if self.resident is not None and self.resident > len(self.adapters):
+            raise ValueError(f"resident: {self.resident} exceeds the {len(self.adapters)} adapter(s) named")
+        if len(set(self.target_modules)) != len(self.target_modules):
+            raise ValueError("target_modules: a module is listed twice")
+        if self.resident is None:
+            object.__setattr__(self, "resident", len(self.adapters))
+        return self
+
+
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
@@ -161,6 +185,8 @@ class ModelDemand(_Strict):
     engine: str | None = Field(
         default=None, description="serving engine (catalogs/engines.yaml id); default: the catalog's default_engine"
     )
+    lora: Lora | None = None
+    """LoRA adapters this model entry serves (memory and per-token work per replica)."""
     application_rps: Annotated[float, Field(ge=0, le=MAX_RPS)] = 0.0
     """Set by the problem: the part of ``traffic.peak_rps`` that applications send (requests/s);
     kept so that validating a dumped problem again does not count it twice."""
@@ -351,6 +377,12 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
         for field in ("allowed_accelerators", "allowed_quantizations", "allowed_kv_dtypes"):
             if getattr(m, field) == []:
                 errors.append(f"{base}.{field}: must not be empty (omit it to allow all)")
+        if m.lora is not None and m.model in cat.models:
+            from solver.lora import unsupported
+
+            why = unsupported(cat.model(m.model), m.lora)
+            if why:
+                errors.append(f"{base}.lora.target_modules: {why}")
         if m.model in cat.models:
             q = m.length_percentile()
             isl, osl = m.traffic.input_tokens.percentile(q), m.traffic.output_tokens.percentile(q)

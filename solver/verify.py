@@ -28,6 +28,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, max_concurrency, shape_terms
+from solver.lora import demand_terms
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.queueing import RHO_MAX
@@ -160,7 +161,7 @@ def _prepare(ctx: _Ctx) -> None:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid shape: {reason}"))
             continue
         x = _Dep(dep, d, shape, where)
-        terms = shape_terms(ctx.cat, shape, d.engine)
+        terms = demand_terms(ctx.cat, d, shape_terms(ctx.cat, shape, d.engine))
         x.limit = int(np.asarray(max_concurrency(terms, memory_context_tokens(d))))
         view = slo_view(terms, np.array([dep.max_batch]), d)
         x.lam = dep.load_rps / dep.replicas
