@@ -63,6 +63,7 @@ from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
 from solver.problem import ModelDemand, Problem, Speculative
+from solver.lora import demand_terms
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
@@ -305,7 +306,8 @@ def lengths_key(d: ModelDemand) -> str:
     t, slo = d.traffic, d.slo
     pct = tuple(x.percentile if x else None for x in (slo.ttft, slo.tpot, slo.e2e))
     return repr((d.model, t.input_tokens.model_dump_json(), t.output_tokens.model_dump_json(),
-                 t.prefix_cache_hit_rate, t.shared_prefix_tokens, pct))
+                 t.prefix_cache_hit_rate, t.shared_prefix_tokens, pct,
+                 d.lora.model_dump_json() if d.lora else None))
 
 
 def cost_model_key(cat: Catalog) -> tuple[int, ...]:
@@ -347,6 +349,8 @@ class TableCache:
             return hit
         self.misses += 1
         terms = self.terms(cat, shape, engine)
+        if not isinstance(terms, str):
+            terms = demand_terms(cat, d, terms)
         sp: Speculation | str | None = None
         if spec is not None and not isinstance(terms, str):
             sp = speculation(cat, shape, spec.draft, spec.acceptance_rate, spec.draft_tokens, engine)
@@ -425,15 +429,17 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                         cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
                         ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
                         tuple(ev.speculation.describe().items()) if ev.speculation else ()))
-    rows, dropped, best = _rows(d, pending, rejected, prune)
+    by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
+    rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)
     if prune:
-        rows, more = prune_dominated(rows)
+        rows, more = prune_dominated(rows, by_latency)
         dropped += more
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
 
 
 def _rows(
-    d: ModelDemand, pending: list[_ShapeRows], rejected: list[Rejected], prune: bool
+    d: ModelDemand, pending: list[_ShapeRows], rejected: list[Rejected], prune: bool,
+    by_latency: bool = False,
 ) -> tuple[list[Candidate], int, dict[str, Candidate]]:
     """Capacity at the SLO for every (shape, batch cap) at once, then the candidate rows.
 
@@ -472,6 +478,13 @@ def _rows(
         first[1:] = (owner[order][1:] != owner[order][:-1]) | (mask[order][1:] != mask[order][:-1])
         keep[:] = False
         keep[order[first]] = True
+        if by_latency:  # also every batch cap faster (e2e at capacity) than all bigger ones of its run
+            lat = np.array([scaling.latency_us(float(x)) for x in view.e2e0_ms + w_e2e], dtype=np.int64)
+            fastest = 0
+            for j, i in enumerate(order):
+                if first[j] or lat[i] < fastest:
+                    keep[i] = True
+                    fastest = lat[i] if first[j] else min(fastest, lat[i])
         keep |= cap_int < 1  # rejected below, with their reason
 
     def make(i: int) -> Candidate:
@@ -525,7 +538,7 @@ def violation_mask(c: Candidate) -> int:
     return sum(_BITS[f] for f in c.violations)
 
 
-def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
+def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tuple[list[Candidate], int]:
     """Drop candidates that an optimum never needs; returns (kept in order, number dropped).
 
     ``a`` dominates ``b`` when both run on the same accelerator *and* system (they share
@@ -535,6 +548,8 @@ def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
     be swapped for ``k`` replicas of ``a``: the same GPUs, nodes, power and cost, no less
     capacity, no more distinct configurations, and no family newly broken, under *any* set of
     relaxed families. So an optimum without ``b`` always exists. Equal rows keep the first.
+    ``by_latency`` (a stage of an application, :mod:`solver.chains`): ``a`` must also be no
+    slower (e2e at capacity, integer microseconds), so no path of the application gets longer.
     """
     n = len(cands)
     if n < 2:
@@ -548,11 +563,13 @@ def prune_dominated(cands: Sequence[Candidate]) -> tuple[list[Candidate], int]:
         gpus = np.array([cands[i].gpus for i in members], dtype=np.int64)
         cap = np.array([scaling.capacity_mrps(cands[i].capacity_rps) for i in members], dtype=np.int64)
         viol = np.array([violation_mask(cands[i]) for i in members], dtype=np.int64)
+        lat = np.array([scaling.latency_us(cands[i].e2e_p99_ms) if by_latency else 0 for i in members],
+                       dtype=np.int64)
         out = np.zeros(len(members), dtype=bool)
         for j in range(len(members)):
             k = gpus // gpus[j]
-            dom = (gpus % gpus[j] == 0) & (k * cap[j] >= cap) & ((viol[j] & ~viol) == 0)
-            strict = (k > 1) | (k * cap[j] > cap) | (viol[j] != viol)
+            dom = (gpus % gpus[j] == 0) & (k * cap[j] >= cap) & ((viol[j] & ~viol) == 0) & (lat[j] <= lat)
+            strict = (k > 1) | (k * cap[j] > cap) | (viol[j] != viol) | (lat[j] < lat)
             dom &= strict | (idx > idx[j])
             dom[j] = False
             out |= dom

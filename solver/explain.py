@@ -48,6 +48,15 @@ def _usage(prep: "Session", sol: "IntSolution", g: Guard) -> str:
         return f"${scaling.cents_to_usd(sol.cost_cents or 0):.2f}/h of ${fleet.budget_usd_per_hour:g}/h"
     if g.family is Family.NODES:
         return f"{prep.idle_gpus(sol)} idle GPU(s) in partly used nodes"
+    if g.family is Family.CHAIN:
+        from solver.chains import path_latency_ms, paths
+
+        app = next(a for a in prep.problem.applications if a.name == g.scope)
+        stage: dict[str, float] = {}
+        for c, _ in prep.chosen(sol):
+            stage[c.model] = max(stage.get(c.model, 0.0), c.e2e_p99_ms)
+        worst = max(path_latency_ms(p, stage) for p in paths(app))
+        return f"slowest path {worst:,.0f} ms at capacity of {app.e2e_budget_ms:g} ms"
     mine = [c for c, _ in prep.chosen(sol, g.scope)]
     if g.family is Family.CONFIGS:
         return f"{len(mine)} configuration(s) of {fleet.max_configs_per_model} allowed"
@@ -112,6 +121,10 @@ def _guard_sentence(prep: "Session", g: Guard) -> str:
         return f"power <= {fleet.power_kw:g} kW (GPU TDP)"
     if f is Family.BUDGET:
         return f"budget <= ${fleet.budget_usd_per_hour:g}/h"
+    if f is Family.CHAIN:
+        app = next(a for a in prep.problem.applications if a.name == g.scope)
+        return (f"application {g.scope}: every path within {app.e2e_budget_ms:g} ms "
+                "(sum of the stages' e2e p99)")
     return g.name
 
 
@@ -149,6 +162,8 @@ def _relaxed_clause(prep: "Session", g: Guard, relaxed: "IntSolution") -> str:
         return f": the cheapest plan within the other limits draws {prep.power_kw(relaxed):.1f} kW (${usd:,.2f}/h)"
     if f in (Family.TTFT, Family.TPOT, Family.E2E):
         return ""
+    if f is Family.CHAIN:
+        return f"; without it the cheapest plan costs ${usd:,.2f}/h"
     return f"; without it the cheapest plan costs ${usd:,.2f}/h ({_usage(prep, relaxed, g)})"
 
 

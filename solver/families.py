@@ -29,6 +29,7 @@ class Family(str, Enum):
     NODES = "whole_nodes"
     POWER = "power"
     BUDGET = "budget"
+    CHAIN = "app_latency"
 
     @property
     def description(self) -> str:
@@ -41,6 +42,8 @@ class Family(str, Enum):
             return "accelerator"
         if self in (Family.NODES, Family.POWER, Family.BUDGET):
             return "fleet"
+        if self is Family.CHAIN:
+            return "application"
         return "model"
 
 
@@ -57,6 +60,7 @@ _DESCRIPTIONS = {
     Family.NODES: "GPUs are provisioned as whole nodes",
     Family.POWER: "GPU power (TDP) within power_kw",
     Family.BUDGET: "cost within budget_usd_per_hour",
+    Family.CHAIN: "every path of an application within its e2e_budget_ms (sum of stage e2e p99s)",
 }
 
 CANDIDATE_FAMILIES = (

@@ -167,6 +167,8 @@ def error_lines(exc: ValidationError, data: Any) -> list[str]:
             if shown is not None:
                 msg += f" (got {_printable(shown, 40)})"
         line = f"{field_path(loc, data)}: {msg}"
+        if not loc and re.match(r"^[a-z_]+(\[[^\]]*\])?(\.[a-z_]+(\[[^\]]*\])?)*: ", msg):
+            line = msg  # a whole-problem check that names its own field (applications, models)
         if line not in out:
             out.append(line)
     return out

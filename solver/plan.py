@@ -142,6 +142,9 @@ class Plan:
     """Why the solve stopped (None: not from a solve, e.g. a hand-built plan)."""
     notes: tuple[str, ...] = ()
     """Sentences about serving modes (speculative decoding used or not, per model offering it)."""
+    applications: tuple[dict[str, Any], ...] = ()
+    """Per application path (:func:`solver.chains.path_rows`): stages, their e2e p99 in this
+    plan, the path's latency and its budget; empty without applications."""
     conflict_termination: Termination | None = None
     """Infeasible: whether the conflict search proved ``conflict`` (``INFEASIBLE_PROVEN``) or ran
     out of time (``UNKNOWN_AT_TIME_LIMIT``: ``conflict`` is then empty or not minimal)."""
@@ -176,4 +179,6 @@ class Plan:
             out["guardrails"] = list(self.guardrails)
         if self.notes:
             out["notes"] = list(self.notes)
+        if self.applications:
+            out["applications"] = list(self.applications)
         return out

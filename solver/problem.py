@@ -113,7 +113,10 @@ class TokenLengths(_Strict):
 
 
 class Traffic(_Strict):
-    peak_rps: Annotated[float, Field(gt=0, le=MAX_RPS, description="peak requests per second")]
+    peak_rps: Annotated[float, Field(gt=0, le=MAX_RPS, description="peak requests per second")] | None = None
+    """Required unless the model is a stage of an application; once the problem is validated it
+    holds the model's total: its own peak plus every application's load on it
+    (:mod:`solver.chains`)."""
     input_tokens: TokenLengths
     output_tokens: TokenLengths
     prefix_cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -159,6 +162,30 @@ class Speculative(_Strict):
     draft_tokens: Annotated[int, Field(ge=1, le=16)] = 3
 
 
+class Lora(_Strict):
+    """LoRA adapters served on one base model (:mod:`solver.lora`): what they add per replica."""
+
+    adapters: Annotated[list[Name], Field(min_length=1, max_length=100_000)]
+    """Adapter names (one per tenant or task)."""
+    rank: Annotated[int, Field(ge=1, le=4096)]
+    resident: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    """Adapters one replica holds in GPU memory at once (default: all of them)."""
+    target_modules: Annotated[list[Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                           "down_proj"]], Field(min_length=1, max_length=7)] = [
+        "q_proj", "k_proj", "v_proj", "o_proj"]
+    bytes_per_param: Literal[1, 2, 4] = 2
+
+    @model_validator(mode="after")
+    def _resident_within_adapters(self) -> "Lora":
+        if self.resident is not None and self.resident > len(self.adapters):
+            raise ValueError(f"resident: {self.resident} exceeds the {len(self.adapters)} adapter(s) named")
+        if len(set(self.target_modules)) != len(self.target_modules):
+            raise ValueError("target_modules: a module is listed twice")
+        if self.resident is None:
+            object.__setattr__(self, "resident", len(self.adapters))
+        return self
+
+
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
@@ -175,12 +202,16 @@ class ModelDemand(_Strict):
         default=None, description="serving engine (catalogs/engines.yaml id); default: the catalog's default_engine"
     )
     speculative: Speculative | None = None
-
     min_replicas: Annotated[int, Field(ge=1, le=MAX_GPUS)] = DEFAULT_MIN_REPLICAS
     """Fewest replicas of the model (default 2: a production service survives one replica's
     restart; set 1 for a test or batch service)."""
     redundancy: Literal["none", "n+1"] = "none"
     """``n+1``: the targets hold with any one replica down (capacity of the others covers the load)."""
+    lora: Lora | None = None
+    """LoRA adapters this model entry serves (memory and per-token work per replica)."""
+    application_rps: Annotated[float, Field(ge=0, le=MAX_RPS)] = 0.0
+    """Set by the problem: the part of ``traffic.peak_rps`` that applications send (requests/s);
+    kept so that validating a dumped problem again does not count it twice."""
 
     @model_validator(mode="after")
     def _lengths_cover_percentiles(self) -> "ModelDemand":
@@ -239,10 +270,60 @@ class Fleet(_Strict):
         return self
 
 
+class Edge(_Strict):
+    """A call from one stage of an application to another (see :mod:`solver.chains`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
+                              populate_by_name=True)
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    fraction: Annotated[float, Field(ge=0, le=1)] = 1.0
+    """Share (0..1) of the requests reaching ``from`` that go on to ``to`` (router, escalation)."""
+    calls: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Sequential requests to ``to`` per request passed on (an agent's tool calls); the stage
+    after ``to`` is reached once per request, not once per call."""
+
+
+class Application(_Strict):
+    """A chain (DAG) of stages over the problem's models with one end-to-end latency budget."""
+
+    name: Annotated[str, Field(max_length=64, pattern=_MODEL_NAME)]
+    peak_rps: Annotated[float, Field(gt=0, le=MAX_RPS)]
+    """Peak requests/s entering the application (each entry stage receives all of it)."""
+    stages: Annotated[list[str], Field(min_length=1, max_length=100)]
+    """Model names (``models[].name``), each at most once."""
+    edges: Annotated[list[Edge], Field(max_length=1000)] = []
+    e2e_budget_ms: Annotated[float, Field(gt=0, le=MAX_MS)] | None = None
+    """Budget for every entry-to-exit path: sum of calls x stage e2e p99 (ms); none: load only."""
+
+    @model_validator(mode="after")
+    def _a_dag_over_its_stages(self) -> "Application":
+        from solver.chains import find_cycle, paths
+
+        dup = sorted({s for s in self.stages if self.stages.count(s) > 1})
+        if dup:
+            raise ValueError(f"stages: listed twice: {', '.join(dup)}")
+        for i, e in enumerate(self.edges):
+            for end, name in (("from", e.source), ("to", e.target)):
+                if name not in self.stages:
+                    raise ValueError(f"edges[{i}].{end}: {name!r} is not one of the stages "
+                                     f"({', '.join(self.stages)})")
+        pairs = [(e.source, e.target) for e in self.edges]
+        if len(set(pairs)) != len(pairs):
+            raise ValueError("edges: an edge is listed twice")
+        cycle = find_cycle(self)
+        if cycle:
+            raise ValueError(f"edges: cycle {' -> '.join(cycle)} (an application must be a DAG)")
+        paths(self)  # bounded number of paths
+        return self
+
+
 class Problem(_Strict):
     name: Name
     description: Annotated[str, Field(max_length=10_000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")] = ""
     models: Annotated[list[ModelDemand], Field(min_length=1)]
+    applications: Annotated[list[Application], Field(max_length=1000)] = []
+    """Chains of models (:mod:`solver.chains`); their load adds to each stage's own traffic."""
     fleet: Fleet = Fleet()
     objective: Literal["cost"] = "cost"
     calibration: str | None = Field(
@@ -256,6 +337,49 @@ class Problem(_Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate model name(s): {', '.join(dup)}")
+        return self
+
+    @model_validator(mode="after")
+    def _application_load(self) -> "Problem":
+        """Stages name models; each model's ``traffic.peak_rps`` becomes its own peak plus the
+        applications' load (idempotent: ``application_rps`` records the part added)."""
+        from solver.chains import application_rps
+
+        names = [m.name for m in self.models]
+        apps = [a.name for a in self.applications]
+        dup = sorted({n for n in apps if apps.count(n) > 1})
+        if dup:
+            raise ValueError(f"applications: duplicate application name(s): {', '.join(dup)}")
+        for j, a in enumerate(self.applications):
+            for s in a.stages:
+                if s not in names:
+                    raise ValueError(f"applications[{j}:{a.name}].stages: {s!r} is not a model of the "
+                                     f"problem (models: {', '.join(names)})")
+        derived = application_rps(self.applications)
+        models = []
+        for i, m in enumerate(self.models):
+            own = 0.0 if m.traffic.peak_rps is None else m.traffic.peak_rps - m.application_rps
+            app = derived.get(m.name, 0.0)
+            if m.traffic.peak_rps is None and app <= 0:
+                raise ValueError(f"models[{i}:{m.name}].traffic.peak_rps: missing required field "
+                                 "(required unless the model is a stage of an application)")
+            if own < -1e-9 * max(1.0, app):
+                raise ValueError(f"models[{i}:{m.name}].application_rps: {m.application_rps:g} is more "
+                                 f"than traffic.peak_rps (application_rps is set by fleetplan; omit it)")
+            own = max(own, 0.0)
+            total = own + app
+            if total > MAX_RPS:
+                raise ValueError(f"models[{i}:{m.name}].traffic.peak_rps: own plus application load "
+                                 f"{total:g} req/s exceeds {MAX_RPS:g}")
+            if total <= 0:
+                raise ValueError(f"models[{i}:{m.name}].traffic.peak_rps: no traffic (the "
+                                 "applications send it none)")
+            if m.traffic.peak_rps == total and m.application_rps == app:
+                models.append(m)
+                continue
+            traffic = m.traffic.model_copy(update={"peak_rps": total})
+            models.append(m.model_copy(update={"traffic": traffic, "application_rps": app}))
+        object.__setattr__(self, "models", models)  # frozen: the resolved demands replace the given ones
         return self
 
 
@@ -288,6 +412,12 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
         for field in ("allowed_accelerators", "allowed_quantizations", "allowed_kv_dtypes"):
             if getattr(m, field) == []:
                 errors.append(f"{base}.{field}: must not be empty (omit it to allow all)")
+        if m.lora is not None and m.model in cat.models:
+            from solver.lora import unsupported
+
+            why = unsupported(cat.model(m.model), m.lora)
+            if why:
+                errors.append(f"{base}.lora.target_modules: {why}")
         if m.model in cat.models:
             q = m.length_percentile()
             isl, osl = m.traffic.input_tokens.percentile(q), m.traffic.output_tokens.percentile(q)

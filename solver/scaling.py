@@ -13,6 +13,8 @@ capacity per replica   milli-requests per second  ``MILLI``            down
 demand                 milli-requests per second  ``MILLI``            up
 power per GPU          watts                      1                    up
 power limit            watts                      ``W_PER_KW``         down
+stage latency          microseconds               ``US_PER_MS``        up
+latency budget         microseconds               ``US_PER_MS``        down
 =====================  =========================  ===================  ===========
 """
 
@@ -23,6 +25,7 @@ import math
 CENTS_PER_USD = 100
 MILLI = 1000
 W_PER_KW = 1000
+US_PER_MS = 1000
 
 _EPS = 1e-9  # absorbs binary noise such as 2.69 * 100 = 268.99999999999997
 _REL_EPS = 1e-12  # the same for large values (an ulp of 1e10 is 2e-6)
@@ -73,3 +76,13 @@ def power_w(watts: float) -> int:
 def power_limit_w(kw: float) -> int:
     """A power limit in integer watts, rounded down."""
     return int(math.floor(kw * W_PER_KW + _eps(kw * W_PER_KW)))
+
+
+def latency_us(ms: float) -> int:
+    """A stage latency in integer microseconds, rounded up (never under-states a latency)."""
+    return int(math.ceil(ms * US_PER_MS - _eps(ms * US_PER_MS)))
+
+
+def latency_budget_us(ms: float) -> int:
+    """A latency budget in integer microseconds, rounded down (never over-states the budget)."""
+    return int(math.floor(ms * US_PER_MS + _eps(ms * US_PER_MS)))

@@ -73,7 +73,7 @@ class Session:
     def prepare(cls, problem: Problem, cat: Catalog, prune: bool = True,
                 cache: TableCache | None = None) -> "Session":
         tables = build_tables(problem, cat, prune=prune, cache=cache)
-        ip = encode(tables, problem.fleet)
+        ip = encode(tables, problem.fleet, problem.applications)
         return cls(problem, cat, tables, ip, FleetModel(ip), {t.name: m for m, t in enumerate(tables)})
 
     # -- solving -----------------------------------------------------------------------------
@@ -150,6 +150,7 @@ class Session:
             termination=sol.termination,
             unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
             notes=speculation_notes(self.problem, deps),
+            applications=_application_paths(self.problem, deps),
         )
         if verify:
             verify_plan(plan, self.problem, self.cat)
@@ -229,6 +230,19 @@ class Session:
     @property
     def _price(self) -> dict[tuple[str, str], tuple[float, float]]:
         return {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in self.ip.source}
+
+
+def _application_paths(problem: Problem, deps: list[Deployment]) -> tuple[dict, ...]:
+    """Each application path with its stages' e2e p99 in the plan (the slowest deployment of
+    each stage), for the plan JSON and the report."""
+    if not problem.applications:
+        return ()
+    from solver.chains import path_rows
+
+    stage_ms: dict[str, float] = {}
+    for d in deps:
+        stage_ms[d.model] = max(stage_ms.get(d.model, 0.0), d.e2e_p99_ms)
+    return tuple(path_rows(problem.applications, stage_ms))
 
 
 def solve_problem(problem: Problem, cat: Catalog, time_limit_s: float = DEFAULT_TIME_LIMIT_S,

@@ -29,6 +29,7 @@ import numpy as np
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, shape_terms
 from solver.costmodel.speculative import speculation
+from solver.lora import demand_terms
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.queueing import RHO_MAX
@@ -162,7 +163,7 @@ def _prepare(ctx: _Ctx) -> None:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid shape: {reason}"))
             continue
         x = _Dep(dep, d, shape, where)
-        terms = shape_terms(ctx.cat, shape, d.engine)
+        terms = demand_terms(ctx.cat, d, shape_terms(ctx.cat, shape, d.engine))
         spec = None
         if dep.speculative:
             s = dep.speculative
@@ -268,6 +269,27 @@ def check_capacity(ctx: _Ctx) -> list[Violation]:
                           f"{d.name}: routed load {routed[d.name]:.4f} != peak x (1 + headroom) = {load:.4f}"))
         if load > covered[d.name] * (1 + REL_TOL):
             out.append(_v("capacity", d.name, f"{d.name}: capacity {covered[d.name]:.6g} req/s < load {load:.6g}"))
+    return out
+
+
+def check_chains(ctx: _Ctx) -> list[Violation]:
+    """Every entry-to-exit path of every application with a budget: sum of calls x the stage's
+    slowest deployment's recomputed e2e (at its planned load) within ``e2e_budget_ms``."""
+    from solver.chains import describe, path_latency_ms, paths
+
+    stage_ms: dict[str, float] = defaultdict(float)
+    for x in ctx.deps:
+        assert x.lat is not None
+        stage_ms[x.dep.model] = max(stage_ms[x.dep.model], x.lat.e2e_ms)
+    out = []
+    for app in ctx.problem.applications:
+        if app.e2e_budget_ms is None:
+            continue
+        for p in paths(app):
+            got = path_latency_ms(p, stage_ms)
+            if _over(got, app.e2e_budget_ms):
+                out.append(_v("app_latency", app.name, f"{app.name}: path {describe(p)} takes {got:.2f} ms > "
+                                                       f"budget {app.e2e_budget_ms:g} ms"))
     return out
 
 
@@ -424,7 +446,7 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
 
 CHECKS: tuple[Callable[[_Ctx], list[Violation]], ...] = (
     check_memory, _check_latency("ttft"), _check_latency("tpot"), _check_latency("e2e"),
-    check_topology, check_formats, check_quality, check_capacity, check_configs, check_systems,
+    check_topology, check_formats, check_quality, check_capacity, check_chains, check_configs, check_systems,
     check_whole_nodes, check_inventory, check_power, check_budget, check_accounting, check_redundancy,
 )
 """One check per constraint family (and the bookkeeping ones), run in this order."""

@@ -71,6 +71,18 @@ def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
     return used
 
 
+def chains_hold(ip: IntProblem, replicas: dict[int, int]) -> bool:
+    """Every path of every application within its budget: sum of calls x the slowest used
+    configuration of each stage (paths enumerated, unlike CP-SAT's longest-path variables)."""
+    slowest: dict[int, int] = {}
+    for i, r in replicas.items():
+        if r > 0:
+            m = ip.candidates[i].model
+            slowest[m] = max(slowest.get(m, 0), ip.candidates[i].lat_us)
+    return all(sum(k * slowest.get(m, 0) for m, k in path) <= ch.budget_us
+               for ch in ip.chains for path in ch.paths)
+
+
 def brute_force(ip: IntProblem) -> BruteResult:
     """The optimal cost (cents) and one optimal replica vector; ``None`` when infeasible."""
     per_model = [_model_options(ip, m) for m in range(len(ip.models))]
@@ -89,6 +101,8 @@ def brute_force(ip: IntProblem) -> BruteResult:
             continue
         cost = owned_cost(ip, prov)
         if ip.budget_cents is not None and cost > ip.budget_cents:
+            continue
+        if not chains_hold(ip, reps):
             continue
         if best is None or cost < best[0]:
             best = (cost, tuple(reps.get(i, 0) for i in range(len(ip.candidates))))

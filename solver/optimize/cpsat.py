@@ -32,6 +32,14 @@ owned GPUs in use o_s >= 0 (systems of owned accelerators); largest replica z_m 
       A_whole_nodes     => P_s = n_s N_s                       for all s
       A_power           => sum_s w_s P_s <= W
       A_budget          => sum_s p_s P_s <= B
+                L_m >= lat_c u_c                   for c in C_m, m a stage  (stage latency, hard)
+                T_(a,v) >= L_v (entry),  T_(a,v) >= T_(a,u) + k_uv L_v   for edges u -> v of a
+      A_(app_latency,a) => T_(a,v) <= B_a                      for all v of a
+
+Applications (:mod:`solver.chains`): lat_c is candidate c's e2e at its percentile under capacity
+load (microseconds, rounded up), k_uv the edge's calls, B_a the budget (rounded down). L_m is at
+least the slowest configuration in use, T the longest path to a stage, so the budget holds on
+every path exactly when sum over the path of k x (slowest chosen configuration) <= B_a.
 
 Every A_g is passed as an assumption; on INFEASIBLE, ``sufficient_assumptions_for_infeasibility``
 (single worker, no objective) names a set of guards that conflict, which is then shrunk by
@@ -105,6 +113,8 @@ def guards_of(ip: IntProblem) -> list[Guard]:
         out.append(Guard(Family.POWER))
     if ip.budget_cents is not None:
         out.append(Guard(Family.BUDGET))
+    for ch in ip.chains:
+        out.append(Guard(Family.CHAIN, ch.name))
     return out
 
 
@@ -203,6 +213,7 @@ class FleetModel:
         self._define_node_constraints()
         self._define_power_constraints()
         self._define_budget_constraints()
+        self._define_chain_constraints()
 
     def _define_link_constraints(self) -> None:
         for i, c in enumerate(self.ip.candidates):
@@ -277,6 +288,32 @@ class FleetModel:
         g = Guard(Family.BUDGET)
         if g in self.lit:
             self.model.add(self._cost() <= self.ip.budget_cents).only_enforce_if(self.lit[g])
+
+    def _define_chain_constraints(self) -> None:
+        """Stage latencies L_m and longest-path times T_(a,v) (see the module docstring)."""
+        ip, md = self.ip, self.model
+        L: dict[int, cp_model.IntVar] = {}
+        top: dict[int, int] = {}
+        for ch in ip.chains:
+            for m in ch.stages:
+                if m in L:
+                    continue
+                idx = ip.by_model(m)
+                top[m] = max((ip.candidates[i].lat_us for i in idx), default=0)
+                L[m] = md.new_int_var(0, top[m], f"L{m}")
+                for i in idx:
+                    md.add(L[m] >= ip.candidates[i].lat_us * self.u[i])
+        for ch in ip.chains:
+            ub = sum(max([k for _, v, k in ch.edges if v == m] + [1]) * top[m] for m in ch.stages)
+            T = {m: md.new_int_var(0, ub, f"T[{ch.name},{m}]") for m in ch.stages}
+            for m in ch.stages:
+                if not any(v == m for _, v, _ in ch.edges):
+                    md.add(T[m] >= L[m])
+            for u, v, k in ch.edges:
+                md.add(T[v] >= T[u] + k * L[v])
+            lit = self.lit[Guard(Family.CHAIN, ch.name)]
+            for m in ch.stages:
+                md.add(T[m] <= ch.budget_us).only_enforce_if(lit)
 
     def _cost(self) -> cp_model.LinearExpr:
         q = self.ip.owned_cents_per_gpu

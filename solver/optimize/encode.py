@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from solver import scaling
+from solver import chains, scaling
 from solver.candidates import Candidate, ModelTable
 from solver.families import Family
-from solver.problem import Fleet
+from solver.problem import MAX_MS, Application, Fleet
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class IntCandidate:
     power_w: int
     max_replicas: int
     violations: frozenset[Family]
+    lat_us: int = 0
+    """E2E at the target percentile when loaded at capacity, microseconds rounded up: the most
+    this configuration adds to an application path (:mod:`solver.chains`)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,19 @@ class IntSystem:
     gpus_per_node: int
     price_cents_per_gpu: int
     tdp_w: int
+
+
+@dataclass(frozen=True)
+class IntChain:
+    """An application with a latency budget: its stages (model indices), edges and paths."""
+
+    name: str
+    stages: tuple[int, ...]
+    edges: tuple[tuple[int, int, int], ...]
+    """(source model, target model, calls)."""
+    paths: tuple[tuple[tuple[int, int], ...], ...]
+    """Entry-to-exit paths as ((model, calls), ...)."""
+    budget_us: int
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,8 @@ class IntProblem:
     """Fewest replicas per model (empty: 1 each)."""
     n_plus_one: tuple[bool, ...] = ()
     """Per model: capacity without its largest replica must still cover the demand."""
+    chains: tuple[IntChain, ...] = ()
+    """Applications with an ``e2e_budget_ms`` (empty without applications)."""
 
     def by_model(self, m: int) -> list[int]:
         """Indices of model ``m``'s candidates, in order (an index built once: fleets of
@@ -80,8 +98,10 @@ class IntProblem:
         return tuple(tuple(x) for x in index)
 
 
-def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:
-    """Scale every table entry to integers (see :mod:`solver.scaling`)."""
+def encode(tables: Sequence[ModelTable], fleet: Fleet,
+           applications: Sequence[Application] = ()) -> IntProblem:
+    """Scale every table entry to integers (see :mod:`solver.scaling`); ``applications``: the
+    problem's chains (those with a budget become :class:`IntChain`)."""
     systems: dict[tuple[str, str], int] = {}
     sys_rows: list[IntSystem] = []
     cands: list[IntCandidate] = []
@@ -111,7 +131,7 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:
             cands.append(IntCandidate(
                 model=m, system=systems[key], gpus=c.gpus, cap_mrps=cap,
                 cost_cents=c.gpus * price, power_w=c.gpus * scaling.power_w(c.tdp_w),
-                max_replicas=bound, violations=c.violations,
+                max_replicas=bound, violations=c.violations, lat_us=_lat_us(c.e2e_p99_ms),
             ))
             src.append(c)
     return IntProblem(
@@ -129,4 +149,29 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet) -> IntProblem:
         owned_cents_per_gpu=scaling.price_cents(fleet.owned_usd_per_gpu_hour),
         min_replicas=mins,
         n_plus_one=spare,
+        chains=_chains(tables, applications),
     )
+
+
+LAT_CAP_US = scaling.latency_budget_us(MAX_MS) + 1
+"""Latencies above any budget are held at this (an exact clamp: such a configuration breaks
+every budget either way), so path sums stay far inside 64-bit integers."""
+
+
+def _lat_us(ms: float) -> int:
+    return scaling.latency_us(ms) if math.isfinite(ms) and ms < MAX_MS else LAT_CAP_US
+
+
+def _chains(tables: Sequence[ModelTable], applications: Sequence[Application]) -> tuple[IntChain, ...]:
+    index = {t.name: m for m, t in enumerate(tables)}
+    out = []
+    for a in applications:
+        if a.e2e_budget_ms is None:
+            continue
+        out.append(IntChain(
+            name=a.name, stages=tuple(index[s] for s in a.stages),
+            edges=tuple((index[e.source], index[e.target], e.calls) for e in a.edges),
+            paths=tuple(tuple((index[v], calls) for v, calls in p) for p in chains.paths(a)),
+            budget_us=scaling.latency_budget_us(a.e2e_budget_ms),
+        ))
+    return tuple(out)

@@ -14,6 +14,7 @@ from solver.catalog import Catalog
 from solver.uncertainty import band_for
 from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
 from solver.labels import config_label
+from solver.lora import demand_terms
 from solver.unitcost import UnitCosts, unit_costs
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
@@ -115,7 +116,7 @@ def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> Deployme
     """Memory budget at the batch cap, throughput-latency curve and cost per token of one deployment."""
     d = _demand(problem, dep.model)
     shape = Shape(dep.model_id, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
-    terms = shape_terms(cat, shape, d.engine)
+    terms = demand_terms(cat, d, shape_terms(cat, shape, d.engine))  # with LoRA adapters, if any
     ctx = memory_context_tokens(d)
     mem = memory_budget(terms, dep.max_batch, ctx)
     memory = {

@@ -101,6 +101,25 @@ MEMORY_HEADERS = ["model", "config", "weights GiB", "KV GiB", "activations GiB",
                   "free GiB", "reserved GiB", "HBM GiB"]
 
 
+CHAIN_HEADERS = ["application", "path", "stage e2e p99 (ms)", "path ms", "budget ms"]
+
+
+def chain_rows(content: ReportContent) -> list[list[str]]:
+    """One row per application path: each stage's e2e p99 in the plan, their sum, the budget."""
+    rows = []
+    for r in content.plan.applications:
+        stages = " + ".join((f"{s['calls']} x " if s["calls"] > 1 else "") + f"{s['model']} {_num(s['e2e_p99_ms'], 0)}"
+                            for s in r["stages"])
+        rows.append([r["application"], r["path"], stages, _num(r["latency_ms"], 0),
+                     "-" if r["budget_ms"] is None else _num(r["budget_ms"], 0)])
+    return rows
+
+
+CHAIN_NOTE = ("Each path's latency is the sum over its stages of calls x the stage's e2e p99 (its "
+              "slowest configuration, at the planned load); the solver keeps every path within the "
+              "application's budget.")
+
+
 def memory_rows(content: ReportContent) -> list[list[str]]:
     rows = []
     for v in content.deployments:
@@ -176,6 +195,8 @@ def to_markdown(content: ReportContent) -> str:
                 "Costs per million tokens (input, output, both) and per thousand requests are at peak "
                 "traffic (headroom is spare capacity). Latencies are at each target's percentile. "
                 "Quality loss is the format's published loss against bf16 (catalog).", "",
+                *(["## Applications", "", _md_table(CHAIN_HEADERS, chain_rows(content)), "", CHAIN_NOTE, ""]
+                  if content.plan.applications else []),
                 "## Memory budget per GPU", "", _md_table(MEMORY_HEADERS, memory_rows(content)), "",
                 "At the batch cap with every slot holding a p99 prompt plus a p99 output; "
                 "'reserved' is the share of HBM the utilisation cap keeps back.", ""]
@@ -324,8 +345,11 @@ def to_html(content: ReportContent) -> str:
         parts += [f"<li>{e(s)}</li>" for s in content.plan.explanation] + ["</ul>"]
     else:
         parts.append(f'<p class="headline">{headline}</p>')
-        parts += ["<h2>Chosen plan</h2>", _html_table(PLAN_HEADERS, plan_rows(content)),
-                  "<h2>Memory budget per GPU</h2>", _html_table(MEMORY_HEADERS, memory_rows(content)),
+        parts += ["<h2>Chosen plan</h2>", _html_table(PLAN_HEADERS, plan_rows(content))]
+        if content.plan.applications:
+            parts += ["<h2>Applications</h2>", _html_table(CHAIN_HEADERS, chain_rows(content)),
+                      f"<p>{e(CHAIN_NOTE)}</p>"]
+        parts += ["<h2>Memory budget per GPU</h2>", _html_table(MEMORY_HEADERS, memory_rows(content)),
                   "<h2>Binding constraints</h2><ul>"]
         parts += [f"<li>{e(b)}</li>" for b in content.binding] or ["<li>none found</li>"]
         parts.append("</ul>")
