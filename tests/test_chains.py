@@ -34,7 +34,7 @@ def problem(models: dict[str, float | None], apps: list[dict]) -> Problem:
         if rps is not None:
             traffic["peak_rps"] = rps
         ms.append({"name": name, "model": "llama-3.1-8b", "traffic": traffic, "headroom": 0.0,
-                   "slo": {"tpot": {"max_ms": 50}}})
+                   "min_replicas": 1, "slo": {"tpot": {"max_ms": 50}}})
     return Problem.model_validate({"name": "t", "models": ms, "applications": apps})
 
 
