@@ -11,7 +11,8 @@ verified plan. Every point shares one :class:`~solver.candidates.TableCache`: th
 evaluated once per shape, and each point only recomputes capacities at its targets. Dominated points (no cheaper and no better on every axis) are removed.
 
 The axis value of a plan is its worst value over deployments: the largest predicted p99 in ms,
-or the largest quality loss in points.
+or the largest quality loss in points. Dominance on a latency axis compares each model's own worst
+value (models have their own targets), so a plan that serves one model faster is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from typing import TYPE_CHECKING
@@ -51,6 +52,9 @@ class ParetoPoint:
     """Axis name -> the plan's worst value on it."""
     setting: dict[str, float]
     """Axis name -> the factor (latency) or bound (quality) this point was solved at."""
+    per_model: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Latency axis -> model -> that model's worst value: what dominance compares (models have
+    their own targets, so the worst raw value across models would track one model only)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cost_usd_per_hour": self.plan.cost_usd_per_hour}
@@ -132,6 +136,18 @@ def _solve_hinted(session: "Session", hint: Plan | None, time_limit_s: float,
     return session.plan(sol, time.perf_counter() - t0)
 
 
+def per_model_values(plan: Plan, axes: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Latency axis -> model -> the model's worst value on it in ``plan``."""
+    out: dict[str, dict[str, float]] = {}
+    for axis in axes:
+        if axis in LATENCY_AXES:
+            by: dict[str, float] = {}
+            for d in plan.deployments:
+                by[d.model] = max(by.get(d.model, 0.0), getattr(d, AXIS_KEY[axis]))
+            out[axis] = by
+    return out
+
+
 def _latency_settings(prep: "Session", problem: Problem, axis: str, base: dict[str, float],
                       points: int) -> list[float]:
     """Geometric grid of factors from the tightest any candidate could meet to LOOSEST_FACTOR."""
@@ -163,9 +179,14 @@ def _quality_settings(cat: "Catalog", problem: Problem) -> list[float]:
 
 
 def non_dominated(points: Sequence[ParetoPoint], axes: Sequence[str]) -> list[ParetoPoint]:
-    """Points no other point beats on cost and every axis (ties keep the first), cost order."""
+    """Points no other point beats on cost and every axis (ties keep the first), cost order. On a
+    latency axis each model counts on its own (``per_model``, where the point has it)."""
     def vec(p: ParetoPoint) -> tuple[float, ...]:
-        return (round(p.plan.cost_usd_per_hour or 0.0, 6),) + tuple(round(p.values[a], 6) for a in axes)
+        out = [round(p.plan.cost_usd_per_hour or 0.0, 6)]
+        for a in axes:
+            by = p.per_model.get(a)
+            out += [round(by[m], 6) for m in sorted(by)] if by else [round(p.values[a], 6)]
+        return tuple(out)
 
     keep: list[ParetoPoint] = []
     seen: set[tuple[float, ...]] = set()
@@ -231,8 +252,10 @@ def pareto(
         if plan is None:
             continue
         hint = plan
-        found.append(ParetoPoint(plan, {a: plan_value(plan, a, cat) for a in axes}, dict(combo)))
+        found.append(ParetoPoint(plan, {a: plan_value(plan, a, cat) for a in axes}, dict(combo),
+                                 per_model_values(plan, axes)))
     if base is not None:
         base_setting = {a: 1.0 if a in LATENCY_AXES else max(_quality_settings(cat, problem)) for a in axes}
-        found.append(ParetoPoint(base, {a: plan_value(base, a, cat) for a in axes}, base_setting))
+        found.append(ParetoPoint(base, {a: plan_value(base, a, cat) for a in axes}, base_setting,
+                                 per_model_values(base, axes)))
     return ParetoResult(axes, tuple(non_dominated(found, axes)), len(combos) + 1)

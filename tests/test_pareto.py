@@ -32,6 +32,20 @@ def test_non_dominated_removes_dominated_and_duplicates() -> None:
     assert [(p.plan.cost_usd_per_hour, p.values["ttft"]) for p in keep] == [(10, 500), (12, 300), (20, 100)]
 
 
+def test_non_dominated_compares_models_on_their_own() -> None:
+    """Two models with targets of 150 ms and 3,000 ms: the worst raw latency across models is the
+    slow model's alone, so a plan that serves the fast model faster at a higher cost was dropped.
+    Dominance compares each model's own worst latency."""
+    def pt(cost: float, x: float, y: float) -> ParetoPoint:
+        plan = Plan(problem="p", status=SolveStatus.OPTIMAL, cost_usd_per_hour=cost,
+                    bound_usd_per_hour=cost, gap=0.0, solve_seconds=0.0)
+        return ParetoPoint(plan, {"ttft": max(x, y)}, {}, {"ttft": {"x": x, "y": y}})
+
+    pts = [pt(10, 140, 3000), pt(12, 100, 3000), pt(13, 100, 3100), pt(14, 140, 3000)]
+    keep = non_dominated(pts, ["ttft"])
+    assert [(p.plan.cost_usd_per_hour, p.per_model["ttft"]["x"]) for p in keep] == [(10, 140), (12, 100)]
+
+
 def test_non_dominated_two_axes_keeps_trade_offs() -> None:
     pts = [fake(10, 500, 1.0), fake(12, 500, 0.0), fake(12, 600, 1.0)]
     keep = non_dominated(pts, ["ttft", "quality"])
