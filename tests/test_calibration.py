@@ -178,7 +178,7 @@ def test_sweep_with_fewer_than_three_points_is_refused_and_nothing_written(tmp_p
     out = tmp_path / "cal.yaml"
     r = run(["calibrate", csv, *CAL_FLAGS, "--out", out])
     assert r.exit_code == 2
-    assert r.output.strip().splitlines() == ["error: a sweep needs at least 3 points to calibrate, got 2"]
+    assert r.output.strip().splitlines() == [f"error: {csv}: a sweep needs at least 3 points, got 2"]
     assert not out.exists()
     with pytest.raises(InputError):
         fit_calibration(load_catalog(), CFG, synthetic(0.0, 0)[:2], ["m"], "d")
@@ -188,13 +188,29 @@ def test_bad_csv_and_non_overlay_files_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text(HEADER + "1,abc,2,3,4,5,6\n2,1,2,3,4,5,6\n3,1,2,3,4,5,6\n")
     r = run(["calibrate", bad, *CAL_FLAGS, "--out", tmp_path / "o.yaml"])
-    assert r.exit_code == 2 and "line 2: ttft_p50_ms: not a number" in r.output
+    assert r.exit_code == 2 and "line 2: 'ttft_p50_ms' is not a number: 'abc'" in r.output
     assert len(r.output.strip().splitlines()) == 1
     notcal = tmp_path / "n.yaml"
     notcal.write_text("foo: 1\n")
     r = run(["estimate", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--quant", "fp8", "--kv-dtype", "fp8",
              "--tp", "4", "--isl", "100", "--osl", "10", "--calibration", notcal])
     assert r.exit_code == 2 and "not a calibration overlay" in r.output
+
+
+def test_calibrate_reads_the_clients_own_results(tmp_path: Path) -> None:
+    """One vLLM `bench serve --save-result` JSON per load level (field names of vLLM's
+    benchmark result, as `fleetplan size` reads them) fits the same factors as the plain CSV."""
+    pts = synthetic(0.0, 0)
+    for i, p in enumerate(pts):
+        (tmp_path / f"vllm-c{i}.json").write_text(json.dumps({
+            "max_concurrency": p.concurrency, "request_rate": "inf", "request_throughput": p.requests_per_s,
+            "output_throughput": p.output_tokens_per_s, "median_ttft_ms": p.ttft_p50_ms,
+            "p99_ttft_ms": p.ttft_p99_ms, "median_itl_ms": p.itl_p50_ms, "p99_itl_ms": p.itl_p99_ms}))
+    from_json = run(["calibrate", tmp_path, *CAL_FLAGS, "--out", tmp_path / "a.yaml", "--json"])
+    from_csv = run(["calibrate", write_csv(tmp_path / "s.csv.txt", pts), *CAL_FLAGS, "--out",
+                    tmp_path / "b.yaml", "--json"])
+    assert from_json.exit_code == 0, from_json.output
+    assert json.loads(from_json.output)["factors"] == json.loads(from_csv.output)["factors"]
 
 
 def test_report_names_the_calibration_and_the_error_bands(tmp_path: Path) -> None:

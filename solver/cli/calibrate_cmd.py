@@ -58,9 +58,10 @@ def calibrate(results: tuple[Path, ...], model: str, gpu: str, quant: str, kv_dt
     """Fit the efficiency factors of one accelerator / engine / format to a measured
     concurrency sweep and write a calibration overlay.
 
-    RESULTS: plain CSV files (header concurrency, ttft_p50_ms, ttft_p99_ms, itl_p50_ms,
-    itl_p99_ms, output_tokens_per_s, requests_per_s; one row per load level, at least three
-    rows in all). The configuration the sweep ran on is given by the flags (the CSV holds
+    RESULTS: what the benchmark clients write (vLLM bench JSON, SGLang bench_serving JSONL,
+    AIPerf/GenAI-Perf JSON or CSV, GuideLLM JSON; a folder is searched) or the plain CSV
+    (header concurrency or request_rate_rps, ttft_p50_ms, ttft_p99_ms, itl_p50_ms, itl_p99_ms,
+    output_tokens_per_s, requests_per_s; one row per load level), at least three points in all. The configuration the sweep ran on is given by the flags (the CSV holds
     only measurements). Fitted by least squares on log(predicted / measured) of median TTFT,
     median ITL and output tokens/s: eta_bw (achievable HBM bandwidth), mfu_prefill,
     mfu_decode, host_overhead_factor (x the engine's host time per step) and, with TP/EP/PP > 1,
@@ -76,7 +77,8 @@ def calibrate(results: tuple[Path, ...], model: str, gpu: str, quant: str, kv_dt
 
     Exit codes: 0 written, 2 bad input (nothing written).
     """
-    from solver.calibration import SweepConfig, fit_calibration, read_plain_csv
+    from solver.calibration import SweepConfig, fit_calibration
+    from solver.measured import load_sweep
 
     cat = load_catalog()
     if engine not in cat.engines:
@@ -87,7 +89,7 @@ def calibrate(results: tuple[Path, ...], model: str, gpu: str, quant: str, kv_dt
         dt.date.fromisoformat(when)
     except ValueError:
         raise InputError(f"--date: expected YYYY-MM-DD, got {when!r}") from None
-    points = [p for f in results for p in read_plain_csv(f)]
+    points = list(load_sweep(list(results)).points)  # any client format `fleetplan size` reads
     config = SweepConfig(model=model, accelerator=gpu, quant=quant, kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep,
                          engine=engine, isl=isl, osl=osl)
     cal = fit_calibration(cat, config, points, [str(f) for f in results], when)
