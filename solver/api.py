@@ -75,7 +75,7 @@ def explain(
     plan, sol = session.run(time_limit_s, workers)
     if not sol.status.has_plan:
         return Explanation(plan, ())
-    return Explanation(plan, tuple(bindings(session, sol, time_limit_s, workers)))
+    return Explanation(guardrails.attach(plan, problem, cat), tuple(bindings(session, sol, time_limit_s, workers)))
 
 
 # -- single-model questions without a problem file -------------------------------------------

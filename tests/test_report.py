@@ -40,6 +40,20 @@ def test_markdown_has_every_section(chat_content) -> None:
     assert "read 20" in md
 
 
+def test_report_carries_the_plans_guardrails(chat_content) -> None:
+    """Guardrails (issue 9) reach the report: the plan JSON, and a table in Markdown and HTML
+    with the queue limit, circuit breaker, warm replicas and scale-up lead time of each model."""
+    g = to_json(chat_content)["plan"]["guardrails"]
+    assert [x["model"] for x in g] == ["chat"]
+    row = g[0]
+    md = to_markdown(chat_content)
+    assert "## Guardrails" in md
+    line = next(ln for ln in md.splitlines() if ln.startswith("| chat |") and str(row["queue_limit"]) in ln)
+    for k in ("max_input_tokens", "max_new_tokens", "circuit_breaker_queue", "min_warm_replicas"):
+        assert str(row[k]) in line, k
+    assert "<h2>Guardrails</h2>" in to_html(chat_content)
+
+
 def test_json_schema(chat_content) -> None:
     out = to_json(chat_content)
     assert out["schema_version"] == 1

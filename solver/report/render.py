@@ -115,6 +115,23 @@ def chain_rows(content: ReportContent) -> list[list[str]]:
     return rows
 
 
+GUARD_HEADERS = ["model", "max input tokens", "max new tokens", "queue limit", "circuit breaker at",
+                 "min warm replicas", "scale-up lead time (s)", "alerts"]
+
+
+def guard_rows(content: ReportContent) -> list[list[str]]:
+    """One row per planned model: the request, queue and scaling limits to configure with the
+    plan (solver.guardrails), and how many alert targets come with it."""
+    return [[g["model"], str(g["max_input_tokens"]), str(g["max_new_tokens"]), str(g["queue_limit"]),
+             str(g["circuit_breaker_queue"]), str(g["min_warm_replicas"]), _num(g["scale_up_lead_time_s"], 1),
+             str(len(g["alerts"]))] for g in content.plan.guardrails]
+
+
+GUARD_NOTE = ("Queue limit = longest tolerable wait x arrival rate; the breaker trips below it. The lead "
+              "time is a lower bound (weights over the host link; storage, download and engine start come "
+              "on top). Alert targets are in the JSON (plan.guardrails[].alerts).")
+
+
 CHAIN_NOTE = ("Each path's latency is the sum over its stages of calls x the stage's e2e p99 (its "
               "slowest configuration, at the planned load); the solver keeps every path within the "
               "application's budget.")
@@ -197,6 +214,8 @@ def to_markdown(content: ReportContent) -> str:
                 "Quality loss is the format's published loss against bf16 (catalog).", "",
                 *(["## Applications", "", _md_table(CHAIN_HEADERS, chain_rows(content)), "", CHAIN_NOTE, ""]
                   if content.plan.applications else []),
+                *(["## Guardrails", "", _md_table(GUARD_HEADERS, guard_rows(content)), "", GUARD_NOTE, ""]
+                  if content.plan.guardrails else []),
                 "## Memory budget per GPU", "", _md_table(MEMORY_HEADERS, memory_rows(content)), "",
                 "At the batch cap with every slot holding a p99 prompt plus a p99 output; "
                 "'reserved' is the share of HBM the utilisation cap keeps back.", ""]
@@ -349,6 +368,9 @@ def to_html(content: ReportContent) -> str:
         if content.plan.applications:
             parts += ["<h2>Applications</h2>", _html_table(CHAIN_HEADERS, chain_rows(content)),
                       f"<p>{e(CHAIN_NOTE)}</p>"]
+        if content.plan.guardrails:
+            parts += ["<h2>Guardrails</h2>", _html_table(GUARD_HEADERS, guard_rows(content)),
+                      f"<p>{e(GUARD_NOTE)}</p>"]
         parts += ["<h2>Memory budget per GPU</h2>", _html_table(MEMORY_HEADERS, memory_rows(content)),
                   "<h2>Binding constraints</h2><ul>"]
         parts += [f"<li>{e(b)}</li>" for b in content.binding] or ["<li>none found</li>"]
