@@ -119,6 +119,11 @@ def test_kv_memory_limits_admission() -> None:
     assert r.unservable == 1 and np.isinf(r.e2e_s[2])
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect (issue 12 item 2, ../shared/findings/p99-under-real-traffic.md): the analytic "
+    "M/M/B latency model puts the TTFT knee at 1.1x the planned capacity, the replay at 1.4x; a "
+    "continuous-batching model with a prefill-token budget fixes it but is not merged yet. Strict: "
+    "this fails the suite as soon as the two agree, so the marker must then go."))
 def test_analytic_and_simulated_p99_ttft_find_the_same_knee() -> None:
     """One replica of the bundled chat plan under Poisson load: the load at which p99 TTFT first
     exceeds the 800 ms target is the same grid step (within 0.1 of capacity) for both, and both
