@@ -20,7 +20,6 @@ from solver.families import Family
 from solver.problem import Problem
 from solver.report import plots
 from solver.labels import config_label
-from solver.unitcost import unit_costs
 from solver.report.content import build_content
 from solver.report.render import md_escape, memory_rows, pareto_rows, plan_rows, to_html, to_markdown
 
@@ -83,15 +82,6 @@ def test_memory_and_pareto_rows_use_full_labels(solved) -> None:  # type: ignore
     assert "PP1 EP1" in memory_rows(content)[0][1]
     headers, rows = pareto_rows(content)
     assert headers[2] == "worst p90 TTFT (ms)" and "PP1 EP1" in rows[0][3]
-
-
-def test_unit_costs_hand_computed() -> None:
-    """$10/h at 1 req/s of 1000 input + 100 output tokens: 3.6e6 input tokens an hour."""
-    c = unit_costs(10.0, 1.0, 1000.0, 100.0)
-    assert c.usd_per_million_input_tokens == pytest.approx(10 / 3.6)
-    assert c.usd_per_million_output_tokens == pytest.approx(100 / 3.6)
-    assert c.usd_per_million_tokens == pytest.approx(10 / 3.96)
-    assert c.usd_per_1k_requests == pytest.approx(10 / 3.6)
 
 
 def test_quality_column_and_default_guard() -> None:
