@@ -65,3 +65,30 @@ def test_single_gpu_estimate_imports_no_graph_or_solver_library() -> None:
     assert res["exit"] == 0, res["output"]
     assert json.loads(res["output"])["fits"] is True
     assert [m for m in HEAVY if m in res["modules"]] == []
+
+
+def test_top_level_help_loads_no_library_at_all() -> None:
+    """`fleetplan --help` lists the commands from solver.cli.COMMANDS without importing any
+    command module (so none of pydantic, numpy or the catalogs)."""
+    res = _probe(["--help"])
+    loaded = [m for m in ("pydantic", "numpy", "yaml", "scipy") if m in res["modules"]]
+    assert loaded == [], f"`fleetplan --help` imported {loaded}"
+    assert "calibrate" in res["output"] and "traffic" in res["output"]
+
+
+def test_command_table_matches_the_commands() -> None:
+    """Each COMMANDS entry names a real command whose help starts with the stored sentence, and
+    the lazily rendered command list equals what click prints from the loaded commands."""
+    import click
+
+    from solver.cli import COMMANDS, main
+
+    eager = click.Group("fleetplan", help=main.help)
+    for name, (module, attr, sentence) in COMMANDS.items():
+        cmd = main.get_command(click.Context(main), name)
+        assert cmd is not None and cmd.name == name, name
+        assert cmd.get_short_help_str(10**6) == sentence, name
+        eager.add_command(cmd, name)
+    lazy_help = main.get_help(click.Context(main, info_name="fleetplan", terminal_width=100))
+    eager_help = eager.get_help(click.Context(eager, info_name="fleetplan", terminal_width=100))
+    assert lazy_help.split("Commands:")[1] == eager_help.split("Commands:")[1]

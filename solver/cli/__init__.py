@@ -47,7 +47,27 @@ def _one_line(text: str) -> str:
 class FleetplanGroup(click.Group):
     """Click group with the exit-code contract: ``InputError`` and flag errors become one line
     per problem on stderr and exit 2; Ctrl-C prints "interrupted" (exit 130); any other
-    exception is a bug: one line plus the path of the full traceback (exit 3)."""
+    exception is a bug: one line plus the path of the full traceback (exit 3). Commands are
+    loaded on demand from :data:`COMMANDS`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            import importlib
+
+            module, attr, _ = COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(f"solver.cli.{module}"), attr), name)
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from :data:`COMMANDS` (as click formats it, without importing)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, click.Command(n, help=COMMANDS[n][2]).get_short_help_str(limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
@@ -101,34 +121,25 @@ def main() -> None:
     """
 
 
-def _register() -> None:
-    from solver.cli import catalog_cmd, check_cmd
-    from solver.cli import estimate_cmd
-    from solver.cli import solve_cmd
-    from solver.cli import report_cmd
-    from solver.cli import sweep_cmd
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "bench-plan": ("bench_cmd", "bench_plan_cmd", "Benchmark commands for every configuration of PLAN_FILE (what `solve --json` or `query --json` prints): the engine launch with the plan's TP/PP/EP, quantisation, KV dtype, batch cap, batched tokens, chunked prefill, prefix caching, memory share and context limit, then a concurrency sweep from 1 to past the predicted knee (the batch cap) with the workload's lengths, for the engine's own client (vllm bench serve, sglang.bench_serving) and for AIPerf and GuideLLM."),
+    "calibrate": ("calibrate_cmd", "calibrate", 'Fit the efficiency factors of one accelerator / engine / format to a measured concurrency sweep and write a calibration overlay.'),
+    "capacity": ("solve_cmd", "capacity", 'Most traffic --gpus GPUs of --gpu serve within the p99 targets, with the best configuration(s) and replica split.'),
+    "catalog": ("catalog_cmd", "catalog", 'Browse and check the hardware, model, format and price catalogs.'),
+    "check": ("check_cmd", "check", 'Validate PROBLEM_FILE (YAML) against the catalogs and summarise it.'),
+    "check-production": ("bench_cmd", "check_production_cmd", 'Week-one check: compare production metrics with PLAN_FILE and say whether to re-plan.'),
+    "estimate": ("estimate_cmd", "estimate", 'Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).'),
+    "explain": ("solve_cmd", "explain", 'Solve PROBLEM_FILE and say which constraint families bind the plan.'),
+    "pareto": ("report_cmd", "pareto_cmd", 'Plans that trade cost against p99 latency (or quality): the non-dominated set.'),
+    "query": ("solve_cmd", "query", 'Cheapest configuration that serves --rps within the p99 targets (no problem file).'),
+    "report": ("report_cmd", "report_cmd", 'Solve and write a report: the plan, memory budget, binding constraints, Pareto set, assumptions and plots (Markdown, self-contained HTML, JSON).'),
+    "simulate": ("simulate_cmd", "simulate", "Replay requests through the replicas of PLAN_FILE (the output of `fleetplan solve --json`) with continuous batching, chunked prefill, each replica's batch cap and KV memory, and step times from the cost model; print p50/p90/p99 TTFT, TPOT and end-to-end latency and, with --problem, whether each target is met and the share of requests within it."),
+    "size": ("bench_cmd", "size_cmd", "Fleet size from a measured sweep of one instance: knee, C_max (largest concurrency whose p99 TTFT meets the target), usable requests/s at C_max, Little's-law check of the sweep, then instances = ceil(peak / usable) x GPUs per instance x safety, beside fleetplan's plan."),
+    "solve": ("solve_cmd", "solve", 'Cheapest fleet for PROBLEM_FILE that meets every target and limit, and beside it the Pareto set of plans trading cost against p99 latency.'),
+    "sweep": ("sweep_cmd", "sweep", 'Solve PROBLEM_FILE under every variant of a grid: traffic growth, price changes, SLO scales and model mixes (their cartesian product), and print one row per variant.'),
+    "traffic": ("traffic_cmd", "traffic", 'Read a request trace and print the traffic block of a problem file: the peak rate at a percentile of fixed windows, length percentiles (p50/p90/p99), and, as comments, the mean rate, burstiness (index of dispersion of counts per window, inter-arrival CV; both 1 for Poisson arrivals) and an hourly profile when the trace spans two hours or more.'),
+}
+"""Command name -> (module in solver.cli, attribute, first sentence of its help). A command's
+module is imported only when the command runs (or its own --help is asked for), so `fleetplan
+--help` loads none of the library; a test keeps these sentences equal to the commands' own."""
 
-    main.add_command(catalog_cmd.catalog)
-    main.add_command(check_cmd.check)
-    main.add_command(estimate_cmd.estimate)
-    main.add_command(solve_cmd.solve)
-    main.add_command(solve_cmd.query)
-    main.add_command(solve_cmd.capacity)
-    main.add_command(solve_cmd.explain)
-    main.add_command(report_cmd.pareto_cmd)
-    main.add_command(report_cmd.report_cmd)
-    from solver.cli import bench_cmd, simulate_cmd, traffic_cmd
-    main.add_command(traffic_cmd.traffic)
-    main.add_command(simulate_cmd.simulate)
-    for c in bench_cmd.COMMANDS:
-        main.add_command(c)
-    main.add_command(sweep_cmd.sweep)
-    from solver.cli import calibrate_cmd
-    main.add_command(calibrate_cmd.calibrate)
-
-
-try:
-    _register()
-except KeyboardInterrupt:  # Ctrl-C while the commands' libraries load
-    click.echo("interrupted", err=True)
-    sys.exit(EXIT_INTERRUPTED)
