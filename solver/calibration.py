@@ -1,8 +1,8 @@
 """Fit efficiency factors to one measured concurrency sweep (``fleetplan calibrate``).
 
 Input: the configuration the sweep ran on (:class:`SweepConfig`) and its points -- anything with
-the attributes of :class:`MeasuredPoint` (``solver.measured``'s points have them), e.g. rows of
-the plain CSV :func:`read_plain_csv` reads. Model: the cost model's operating point at each
+the attributes of :class:`PointLike` (what :func:`solver.measured.load_sweep` reads from every
+benchmark client's results and the plain CSV). Model: the cost model's operating point at each
 point's concurrency (:func:`solver.costmodel.operating_point`, no queueing: a closed-loop client
 at concurrency C keeps C requests in flight) predicts the median TTFT, the median ITL (= TPOT)
 and the output tokens/s. Residuals are ``log(predicted / measured)`` of those three metrics;
@@ -21,12 +21,9 @@ Intervals: covariance ``s^2 (J^T J)^-1`` at the optimum, ``s^2`` the residual va
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -44,26 +41,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "eta_bw": (0.05, 1.0), "mfu_prefill": (0.01, 1.0), "mfu_decode": (0.01, 1.0),
     "host_overhead_factor": (0.01, 100.0), "collective_factor": (0.05, 10.0),
 }
-PLAIN_COLUMNS = ("concurrency", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms",
-                 "output_tokens_per_s", "requests_per_s")
 METRICS = ("ttft", "itl", "throughput")
 
 
 class PointLike(Protocol):
     """What calibration reads from a measured point (``solver.measured.MeasuredPoint`` fits)."""
-
-    concurrency: float | None
-    ttft_p50_ms: float
-    ttft_p99_ms: float
-    itl_p50_ms: float
-    itl_p99_ms: float
-    output_tokens_per_s: float
-    requests_per_s: float
-
-
-@dataclass(frozen=True)
-class MeasuredPoint:
-    """One load level of a sweep (latencies ms, rates per second)."""
 
     concurrency: float | None
     ttft_p50_ms: float
@@ -92,38 +74,6 @@ class SweepConfig:
     @property
     def shape(self) -> Shape:
         return Shape(self.model, self.accelerator, None, self.quant, self.kv_dtype, self.tp, self.pp, self.ep)
-
-
-def read_plain_csv(path: Path) -> list[MeasuredPoint]:
-    """Rows of the plain CSV (header: :data:`PLAIN_COLUMNS`; ``concurrency`` may be empty where
-    the client ran at a request rate). Bad values are one-line ``InputError``s naming file, line
-    and column."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in PLAIN_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise InputError(f"plain CSV needs columns {', '.join(PLAIN_COLUMNS)}; missing: {', '.join(missing)}",
-                         where=str(path))
-    out = []
-    for i, row in enumerate(reader, start=2):
-        vals: dict[str, float | None] = {}
-        for c in PLAIN_COLUMNS:
-            raw = (row.get(c) or "").strip()
-            if c == "concurrency" and raw == "":
-                vals[c] = None
-                continue
-            try:
-                v = float(raw)
-            except ValueError:
-                raise InputError(f"line {i}: {c}: not a number: {raw!r}", where=str(path)) from None
-            if not math.isfinite(v) or v <= 0:
-                raise InputError(f"line {i}: {c}: must be a positive number, got {raw!r}", where=str(path))
-            vals[c] = v
-        out.append(MeasuredPoint(**vals))  # type: ignore[arg-type]
-    return out
 
 
 def _concurrency(p: PointLike, osl: int) -> float:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from solver.calibration import MeasuredPoint, SweepConfig, _terms_with, fit_calibration, predict
+from solver.calibration import SweepConfig, _terms_with, fit_calibration, predict
+from solver.measured import MeasuredPoint
 from solver.catalog import load_catalog
 from solver.cli import main
 from solver.costmodel import Shape, estimate, shape_terms
@@ -31,7 +32,9 @@ def synthetic(noise: float, seed: int, cfg: SweepConfig = CFG, conc: np.ndarray 
     base = shape_terms(cat, cfg.shape, cfg.engine)
     t = _terms_with(base, list(TRUE), list(TRUE.values()), {"host_overhead_factor": 1.0, "collective_factor": 1.0})
     p = predict(t, conc, cfg.isl, cfg.osl) * np.exp(np.random.default_rng(seed).normal(0.0, noise, (3, conc.size)))
-    return [MeasuredPoint(float(c), float(a), 1.5 * float(a), float(b), 1.4 * float(b), float(d), float(d) / cfg.osl)
+    return [MeasuredPoint(concurrency=float(c), request_rate=None, requests_per_s=float(d) / cfg.osl,
+                          output_tokens_per_s=float(d), ttft_p50_ms=float(a), ttft_p99_ms=1.5 * float(a),
+                          itl_p50_ms=float(b), itl_p99_ms=1.4 * float(b), e2e_mean_ms=None, source="synthetic")
             for c, a, b, d in zip(conc, *p)]
 
 
