@@ -163,7 +163,8 @@ def fit_calibration(
     acc = cat.accelerator(config.accelerator)
     scope = Scope(model=config.model, accelerator=config.accelerator, family=acc.family,
                   quant=config.quant, kv_dtype=config.kv_dtype, engine=config.engine, tp=config.tp,
-                  pp=config.pp, ep=config.ep, isl=config.isl, osl=config.osl)
+                  pp=config.pp, ep=config.ep, isl=config.isl, osl=config.osl,
+                  concurrency_min=round(float(conc.min()), 6), concurrency_max=round(float(conc.max()), 6))
     return Calibration(
         id=f"{config.model}/{config.accelerator}/{config.quant}/{config.engine}",
         applies_to=scope,

@@ -418,7 +418,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                     assert ev.view is not None and ev.kv_gib is not None
                     # the confidence multiplier is not part of the cache key: widen after the look-up
                     view = widen(ev.view, planning_multiplier(cat, d.model, gpu, shape.quant, engine,
-                                                              problem.confidence))
+                                                              problem.confidence, ev.view.batch, d))
                     f = set(flags)
                     if not ev.fits:
                         f.add(Family.MEMORY)

@@ -19,7 +19,7 @@ from solver.candidates import build_tables
 from solver.catalog import Catalog
 from solver.plan import Plan
 from solver.problem import Problem
-from solver.uncertainty import band_for
+from solver.uncertainty import band_for_demand
 
 DEFAULT_LEVEL = 0.9
 
@@ -43,10 +43,10 @@ def hardware_within_error(problem: Problem, cat: Catalog, level: float | None) -
             continue
         ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))
         usd0, c0 = ranked[0][1]
-        s0 = band_for(cat, t.demand.model, c0.accelerator, c0.quant, engine).sigma
+        s0 = band_for_demand(cat, t.demand, c0.accelerator, c0.quant, engine, c0.max_batch).sigma
         rows = []
         for acc, (usd, c) in ranked:
-            band = band_for(cat, t.demand.model, acc, c.quant, engine)
+            band = band_for_demand(cat, t.demand, acc, c.quant, engine, c.max_batch)
             limit = math.exp(z * math.hypot(s0, band.sigma))
             rows.append({"accelerator": acc, "config": c.label(), "usd_per_hour_per_rps": round(usd, 4),
                          "ratio_to_cheapest": round(usd / usd0, 4), "band_sigma": round(band.sigma, 4),

@@ -48,6 +48,8 @@ class Scope(_Strict):
     ep: int = Field(default=1, ge=1)
     isl: int = Field(ge=1)
     osl: int = Field(ge=1)
+    concurrency_min: float | None = Field(default=None, gt=0, description="lowest concurrency measured")
+    concurrency_max: float | None = Field(default=None, gt=0, description="highest concurrency measured")
 
 
 class FitQuality(_Strict):

@@ -174,7 +174,8 @@ def _prepare(ctx: _Ctx) -> None:
                 continue
         x.limit = memory_limit(terms, d, spec)
         view = widen(slo_view(terms, np.array([dep.max_batch]), d, spec), planning_multiplier(
-            ctx.cat, d.model, dep.accelerator, dep.quant, terms.engine, ctx.problem.confidence))
+            ctx.cat, d.model, dep.accelerator, dep.quant, terms.engine, ctx.problem.confidence,
+            np.array([dep.max_batch]), d))
         x.lam = dep.load_rps / dep.replicas
         x.lat = latency_at_load(view, 0, d, x.lam)
         x.cap_rps = float(capacity_at_slo(view, d).capacity_rps[0])

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from solver.catalog import Catalog
-from solver.uncertainty import band_for
+from solver.uncertainty import band_for_demand
 from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
 from solver.labels import config_label
 from solver.lora import demand_terms
@@ -196,7 +196,7 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
     bands = {}
     for d in plan.deployments:
         eng = demand[d.model].engine or cat.default_engine
-        b = band_for(cat, d.model_id, d.accelerator, d.quant, eng)
+        b = band_for_demand(cat, demand[d.model], d.accelerator, d.quant, eng, d.max_batch)
         bands[f"{d.model}: {d.accelerator} {d.quant}"] = b.to_dict()
     return {
         "headroom": {d.name: d.headroom for d in problem.models},
