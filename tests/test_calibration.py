@@ -233,7 +233,7 @@ def test_report_names_the_calibration_and_the_error_bands(tmp_path: Path) -> Non
     md = (tmp_path / "r.md").read_text()
     assert "Calibration in effect: llama-3.1-70b/h100-sxm/fp8/vllm" in md
     assert "Planned at confidence 0.9" in md
-    assert "(calibration llama-3.1-70b/h100-sxm/fp8/vllm (fit residual sd))" in md
+    assert "(calibration llama-3.1-70b/h100-sxm/fp8/vllm (fit residual sd)" in md
 
 
 def test_hand_edited_overlay_with_impossible_factor_is_one_line(tmp_path: Path) -> None:
