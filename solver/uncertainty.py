@@ -24,7 +24,9 @@ Planning at confidence ``c`` multiplies every step time (TTFT, TPOT, E2E, servic
 ``exp(z_c x sigma)``, ``z_c`` the one-sided normal quantile of ``c``: the latency's upper bound
 and (service time longer) the capacity's lower bound at that confidence. :func:`widen` is applied
 where candidates are evaluated (:mod:`solver.candidates`) and re-checked (:mod:`solver.verify`),
-with the band of each candidate's own regime (its batch cap).
+with the band of each candidate's own regime (its batch cap). A calibration's fitted p99 TTFT
+tail (:func:`tail_adjust`) applies at the point estimate too: it corrects the model, it is not a
+margin.
 """
 
 from __future__ import annotations
@@ -208,6 +210,19 @@ def widen(view: SloView, multiplier: float | np.ndarray) -> SloView:
         return view
     return replace(view, service_s=view.service_s * multiplier, ttft0_ms=view.ttft0_ms * multiplier,
                    tpot_ms=view.tpot_ms * multiplier, e2e0_ms=view.e2e0_ms * multiplier)
+
+
+def tail_adjust(view: SloView, cat: Catalog, d: "ModelDemand", accelerator: str, quant: str,
+                engine: str) -> SloView:
+    """The SLO view with a matching calibration's measured TTFT tail applied: the zero-wait TTFT
+    at the target's percentile times :meth:`~solver.overlay.Calibration.ttft_tail` (unchanged
+    without a calibration or without an applied TTFT tail). E2E is left alone: the jitter of the
+    first token is a small part of a whole response and its percentile may differ."""
+    cal = cat.calibration_for(d.model, accelerator, quant, engine)
+    if cal is None:
+        return view
+    k = cal.ttft_tail(d.slo.ttft.percentile if d.slo.ttft else 99.0)
+    return view if k == 1.0 else replace(view, ttft0_ms=view.ttft0_ms * k)
 
 
 def planning_multiplier(cat: Catalog, model: str, accelerator: str, quant: str, engine: str,
