@@ -296,3 +296,47 @@ def test_confidence_plan_with_calibration_is_wider_for_long_prompts() -> None:
     m_long = planning_multiplier(cat, "llama-3.1-70b", "h100-sxm", "fp8", "vllm", 0.9, b, long_)
     assert m_short[0] == pytest.approx(math.exp(1.2815516 * 0.02), rel=1e-6)
     assert m_long[0] > m_short[0] * 1.05
+
+
+# --- the report shows what the margin costs ---------------------------------------------------
+
+def test_report_shows_point_estimate_cost_next_to_the_confidence_cost(tmp_path: Path) -> None:
+    prob = {"name": "margin", "models": [{
+        "name": "chat", "model": "llama-3.1-70b", "allowed_accelerators": ["h100-sxm", "h200-sxm"],
+        "traffic": {"peak_rps": 20, "input_tokens": {"p50": 1000, "p90": 1000, "p99": 1000},
+                    "output_tokens": {"p50": 200, "p90": 200, "p99": 200}},
+        "slo": {"ttft": {"max_ms": 2000}, "tpot": {"max_ms": 60}}}]}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(prob))
+    r = run(["report", pf, "--out", tmp_path / "r", "--points", "2", "--confidence", "0.9"])
+    assert r.exit_code == 0, r.output
+    js = json.loads((tmp_path / "r.json").read_text())
+    c = js["confidence"]
+    cat = load_catalog()
+    from solver.problem import load_problem
+    p = load_problem(pf, cat)
+    point = api.solve(p, cat)
+    sure = api.solve(p.model_copy(update={"confidence": 0.9}), cat)
+    assert c["level"] == 0.9
+    assert c["cost_usd_per_hour_at_point_estimate"] == pytest.approx(point.cost_usd_per_hour)
+    assert c["cost_usd_per_hour"] == pytest.approx(sure.cost_usd_per_hour) == js["plan"]["cost_usd_per_hour"]
+    assert c["cost_of_confidence_usd_per_hour"] == pytest.approx(sure.cost_usd_per_hour - point.cost_usd_per_hour)
+    md = (tmp_path / "r.md").read_text()
+    assert "## Cost of confidence" in md
+    assert (f"At the point estimate: ${point.cost_usd_per_hour:,.2f}/h on {point.gpus} GPUs. "
+            f"The margin costs ${sure.cost_usd_per_hour - point.cost_usd_per_hour:,.2f}/h") in md
+    assert {row["accelerator"] for row in c["hardware"]["chat"]} == {"h100-sxm", "h200-sxm"}
+    assert "<h2>Cost of confidence</h2>" in (tmp_path / "r.html").read_text()
+
+
+def test_report_without_confidence_has_no_margin_section(tmp_path: Path) -> None:
+    prob = {"name": "plain", "models": [{
+        "name": "chat", "model": "llama-3.1-8b", "allowed_accelerators": ["h100-sxm"],
+        "traffic": {"peak_rps": 5, "input_tokens": {"p50": 500, "p90": 500, "p99": 500},
+                    "output_tokens": {"p50": 100, "p90": 100, "p99": 100}},
+        "slo": {"ttft": {"max_ms": 2000}}}]}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(prob))
+    assert run(["report", pf, "--out", tmp_path / "r", "--points", "2"]).exit_code == 0
+    assert "Cost of confidence" not in (tmp_path / "r.md").read_text()
+    assert "confidence" not in json.loads((tmp_path / "r.json").read_text())

@@ -61,6 +61,9 @@ class ReportContent:
     pareto_points: tuple[dict[str, Any], ...]
     assumptions: dict[str, Any]
     binding: tuple[str, ...]
+    confidence: dict[str, Any] | None = None
+    """With a confidence level: :func:`solver.confidence.confidence_summary` (cost at the point
+    estimate vs at the level, hardware within the error of each other)."""
 
     @property
     def feasible(self) -> bool:
@@ -214,9 +217,11 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
 def build_content(
     cat: Catalog, problem: Problem, plan: Plan, pareto_axis: str | None = None,
     pareto_points: tuple[dict[str, Any], ...] = (), binding: tuple[str, ...] = (),
+    confidence: dict[str, Any] | None = None,
 ) -> ReportContent:
     views = tuple(deployment_view(cat, problem, d) for d in plan.deployments)
     return ReportContent(
         problem=problem, plan=plan, deployments=views, pareto_axis=pareto_axis,
         pareto_points=pareto_points, assumptions=assumptions(cat, problem, plan), binding=binding,
+        confidence=confidence,
     )
