@@ -130,9 +130,9 @@ def reference_band(cat: Catalog, model: str, accelerator: str, quant: str, batch
             mape, rows = regimes[key]
             name = "/".join(k for k in key if k != "any") or "any"
             name = name if key[0] != "any" else "any/" + name
+            n_own = regimes.get(tuple(axes[a] for a in AXES), (0.0, 0))[1]
             why = "" if name == own else (
-                f" (regime {own} has {regimes.get(tuple(axes[a] for a in AXES), (0.0, 0))[1]} rows "
-                f"< {MIN_ROWS}: parent regime used)")
+                f" (regime {own} has {n_own} row{'' if n_own == 1 else 's'} < {MIN_ROWS}: parent regime used)")
             return Band(_sigma(mape), f"{BANDS_FILE} {name}: MAPE {mape:g}% over {rows} rows vs public "
                         f"reference data{why}", rows, name)
     for key in ((fam, kind), ("any", kind)):

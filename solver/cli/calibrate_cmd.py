@@ -22,7 +22,8 @@ def calibration_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--confidence", type=float, default=None,
                      help="Plan against the upper latency / lower capacity bound at this confidence, in "
                           "(0, 1), e.g. 0.9: step times x exp(z x sigma), sigma the error band of each "
-                          "configuration (calibration fit, else catalogs/error_bands.yaml).")(f)
+                          "configuration and batch cap (calibration fit, widened outside what it measured; "
+                          "else catalogs/error_bands.yaml by family, format and batch).")(f)
     return click.option("--calibration", "calibration", type=click.Path(path_type=Path), default=None,
                         help="Calibration overlay from `fleetplan calibrate` (default: the problem's "
                              "`calibration:` key); applied where model, accelerator, format and engine match.")(f)
@@ -79,7 +80,7 @@ def calibrate(results: tuple[Path, ...], model: str, gpu: str, quant: str, kv_dt
 
     Range: the overlay records the ISL, OSL and concurrencies measured; outside them the
     calibrated error band widens back toward the uncalibrated one (fully at 3 octaves, i.e.
-    8x, summed over ISL, OSL and batch; see README "Calibration and error bands").
+    8x, summed over ISL, OSL and batch; see README "Calibration and confidence").
 
     \b
     Example:
