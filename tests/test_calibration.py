@@ -346,3 +346,19 @@ def test_calibrate_cli_prints_the_tails(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "p99 ttft: p99 = 1.50 x median" in r.output and "p99 itl: p99 = 1.40 x median" in r.output
     assert load_calibration(tmp_path / "c.yaml").tails["ttft"].factor == pytest.approx(1.5)
+
+
+def test_overlay_records_the_measured_range_and_old_overlays_still_load(tmp_path: Path) -> None:
+    from solver.uncertainty import extrapolation_octaves
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["mem"], "2026-12-01")
+    assert (cal.applies_to.concurrency_min, cal.applies_to.concurrency_max) == (1.0, 128.0)
+    assert extrapolation_octaves(cal, 512, (1000, 1000), (200, 200)) == {"isl": 0.0, "osl": 0.0, "batch": 2.0}
+    data = yaml.safe_load(calibration_yaml(cal))
+    for k in ("concurrency_min", "concurrency_max"):
+        del data["calibration"]["applies_to"][k]
+    del data["calibration"]["tails"]
+    f = tmp_path / "old.yaml"
+    f.write_text(yaml.safe_dump(data))
+    old = load_calibration(f)
+    assert old.tails == {} and old.ttft_tail(99) == 1.0
+    assert extrapolation_octaves(old, 512, (1000, 1000), (200, 200))["batch"] == 0.0  # range unknown
