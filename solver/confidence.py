@@ -109,7 +109,7 @@ def report_section(summary: dict[str, Any]) -> tuple[str, list[list[str]]]:
         text = f"Planned at confidence {level:g}; no plan at the point estimate to compare with."
     else:
         diff = summary["cost_of_confidence_usd_per_hour"]
-        pct = f" (+{diff / point:.0%})" if point > 0 else ""
+        pct = f" ({diff / point:+.0%})" if point > 0 else ""
         text = (f"Planned at confidence {level:g} (upper latency and lower capacity bounds at {level:.0%}): "
                 f"${cost:,.2f}/h on {summary['gpus']} GPUs. At the point estimate: ${point:,.2f}/h on "
                 f"{summary['gpus_at_point_estimate']} GPUs. The margin costs ${diff:,.2f}/h{pct}.")
