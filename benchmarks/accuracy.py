@@ -389,6 +389,72 @@ def error_bands(results: list[tuple[Case, float]], cat: Catalog) -> dict[tuple[s
     return {k: (round(mape(v), 1), len(v)) for k, v in sorted(groups.items())}
 
 
+SMALL_BATCH_MAX = 16
+"""Largest batch of the ``small`` batch regime: up to ~16 sequences a decode step is weight-read
+bound on every catalog accelerator (the step time barely moves with batch), above it the KV reads
+and the GEMMs grow with batch -- two regimes whose errors differ."""
+REGIME_MIN_ROWS = 5
+"""Fewest compared rows a regime's band may rest on; a thinner regime takes its parent's band
+(:data:`REGIME_PARENTS` order) -- a MAPE over 1-4 rows says little about the next row."""
+
+
+def format_regime(cat: Catalog, quant: str) -> str:
+    """Weight-format regime of a format id: ``16-bit`` (bf16/fp16), ``8-bit`` (fp8/int8) or
+    ``4-bit`` (nvfp4/mxfp4/w4a16), by the catalog's ``weight_bits``."""
+    return f"{cat.quantization(quant).weight_bits}-bit"
+
+
+def batch_regime(batch: int) -> str:
+    """``small`` (<= SMALL_BATCH_MAX sequences in a step) or ``large``."""
+    return "small" if batch <= SMALL_BATCH_MAX else "large"
+
+
+def case_batch(terms: ShapeTerms, c: Case) -> int:
+    """The batch :func:`predict` evaluates ``c`` at (the same rule, kept beside it: a test checks
+    that the two agree)."""
+    kind, _, arg = c.concurrency.partition(":")
+    cap = estimate_terms(terms, c.isl, c.osl, "max").max_concurrency
+    if kind == "max":
+        return int(min(cap, TRTLLM_BENCH_MAX_BATCH // terms.pp, int(arg) if arg else cap))
+    if kind in ("n", "burst"):
+        return int(min(int(arg), cap))
+    qps, b = float(arg), 1
+    for _ in range(20):
+        e = estimate_terms(terms, c.isl, c.osl, b)
+        nb = max(1, min(cap, round(qps * (e.ttft_ms + (c.osl - 1) * e.tpot_ms) / 1e3)))
+        if nb == b:
+            break
+        b = nb
+    return int(b)
+
+
+REGIME_PARENTS = (
+    ("family", "kind", "format", "batch"), ("family", "kind", "format", None),
+    ("family", "kind", None, "batch"), ("family", "kind", None, None),
+    (None, "kind", "format", "batch"), (None, "kind", "format", None),
+    (None, "kind", None, "batch"), (None, "kind", None, None),
+)
+"""Lookup order of a regime's band, narrowest first; ``None`` pools that axis (``any``). The
+first regime with at least REGIME_MIN_ROWS rows gives the band (solver/uncertainty.py)."""
+
+
+def regime_bands(results: list[tuple[Case, float]], terms_list: list[ShapeTerms], cat: Catalog
+                 ) -> dict[tuple[str, str, str, str], tuple[float, int]]:
+    """MAPE (%) and row count by (accelerator family, dense/moe, weight-format regime, batch
+    regime), every axis also pooled as ``any``, over every compared row (refdata and vendor, all
+    metrics): catalogs/error_bands.yaml's ``regimes`` table. ``terms_list[i]`` is the terms of
+    ``results[i]``'s case (for its batch)."""
+    groups: dict[tuple[str, str, str, str], list[tuple[Case, float]]] = {}
+    for (c, p), t in zip(results, terms_list):
+        axes = {"family": cat.accelerator(c.shape.accelerator).family,
+                "kind": "moe" if cat.model(c.shape.model).moe is not None else "dense",
+                "format": format_regime(cat, c.shape.quant), "batch": batch_regime(case_batch(t, c))}
+        for keys in REGIME_PARENTS:
+            key = tuple(axes[a] if a in keys else "any" for a in ("family", "kind", "format", "batch"))
+            groups.setdefault(key, []).append((c, p))  # type: ignore[arg-type]
+    return {k: (round(mape(v), 1), len(v)) for k, v in sorted(groups.items())}
+
+
 def compared(cat: Catalog, csv_path: Path = DEFAULT_CSV, vendor_csv: Path = VENDOR_CSV
              ) -> tuple[list[ShapeTerms], list[Case], list[tuple[str, str, str]]]:
     """The rows the cost model can predict (their terms, the cases) and the skipped ones."""
@@ -427,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nError bands by regime (MAPE of every compared row; catalogs/error_bands.yaml copies these)")
     for (fam, kind), (err, n) in error_bands(results, cat).items():
         print(f"  {fam:16} {kind:6} {err:6.1f}% (n={n:>2})")
+    print("\nError bands by regime, split by format and batch (catalogs/error_bands.yaml `regimes:`"
+          " copies these rows)")
+    for (fam, kind, fmt_, batch), (err, n) in regime_bands(results, terms_list, cat).items():
+        print(f"  - {{family: {fam}, kind: {kind}, format: {fmt_}, batch: {batch}, mape_pct: {err}, rows: {n}}}")
     if args.fit:
         fam = {t.family for t in terms_list}
         eff0 = cat.efficiency_for("h100-sxm")

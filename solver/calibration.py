@@ -17,6 +17,18 @@ largest change of any predicted metric per unit log-factor below ``MIN_SENSITIVI
 
 Intervals: covariance ``s^2 (J^T J)^-1`` at the optimum, ``s^2`` the residual variance with
 ``m - n`` degrees of freedom, Student-t quantile; reported at 90% unless asked otherwise.
+
+Tails (:func:`fit_tail`): the cost model's zero-wait p99 TTFT of a fixed-length closed-loop sweep
+is its median (no queue, every request alike), so the measured p99 / median ratio is what the
+model misses -- scheduling jitter (a new prompt waiting behind another's prefill chunk, a decode
+step stretched by a prefill). Per metric (TTFT, ITL): ``log(p99 / median) = a + b log2(C)`` by
+least squares gives the trend ``b`` per doubling of concurrency with its interval; without a
+trend (``b``'s interval holds 0, or the ratio moves by less than ``TAIL_MAX_DRIFT`` over the
+sweep) the tail factor is the geometric mean ratio with a Student-t interval. The TTFT factor is
+applied in planning (:meth:`solver.overlay.Calibration.ttft_tail`); the ITL factor is reported
+only: it is per token, while a TPOT target bounds the per-request mean. Not identifiable -- said
+so, not fitted: no separate p99 in the results, an open-loop rate sweep (its p99 holds the
+queueing the planner adds itself), a trend, or an interval wider than ``TAIL_MAX_SPREAD``.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ from scipy import optimize, stats
 from solver.catalog import Catalog
 from solver.costmodel import Shape, ShapeTerms, operating_point, shape_terms, with_efficiency
 from solver.errors import InputError
-from solver.overlay import FACTORS, Calibration, FitQuality, Scope
+from solver.overlay import FACTORS, Calibration, FitQuality, Scope, TailFit
 
 MIN_POINTS = 3
 MIN_SENSITIVITY = 0.02
@@ -42,6 +54,10 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "host_overhead_factor": (0.01, 100.0), "collective_factor": (0.05, 10.0),
 }
 METRICS = ("ttft", "itl", "throughput")
+TAIL_MAX_SPREAD = 2.0
+"""Widest (upper / lower) interval of a tail factor that is still reported as fitted."""
+TAIL_MAX_DRIFT = 1.25
+"""Largest change of p99 / median across the sweep's concurrencies a constant factor may hide."""
 
 
 class PointLike(Protocol):
@@ -99,6 +115,62 @@ def predict(terms: ShapeTerms, conc: np.ndarray, isl: int, osl: int) -> np.ndarr
     """Predicted (median TTFT ms, ITL ms, output tokens/s) per concurrency, shape (3, n)."""
     op = operating_point(terms, np.maximum(np.rint(conc), 1).astype(np.int64), isl, osl)
     return np.vstack([op.ttft_ms, op.tpot_ms, op.output_tokens_per_s])
+
+
+def fit_tail(metric: str, p50_ms: np.ndarray, p99_ms: np.ndarray, conc: np.ndarray | None,
+             level: float = 0.9) -> TailFit:
+    """The p99 / median tail factor of one latency over a sweep (see module docstring);
+    ``conc`` None for an open-loop rate sweep."""
+    n = int(p50_ms.size)
+    if conc is None:
+        return TailFit(metric=metric, points=n, identifiable=False,
+                       note="open-loop rate sweep: its p99 includes queueing, which the planner models "
+                            "itself (Erlang-C); run a concurrency sweep to fit the tail")
+    ratio = np.log(np.maximum(p99_ms, 1e-12) / np.maximum(p50_ms, 1e-12))
+    if np.all(ratio <= 1e-9):
+        return TailFit(metric=metric, points=n, identifiable=False,
+                       note="the results give the same p99 as the median at every point: no tail to fit")
+    x = np.log2(conc)
+    xc = x - x.mean()
+    t1 = float(stats.t.ppf(0.5 + level / 2.0, max(n - 1, 1)))
+    slope = slope_iv = None
+    if n >= 3 and float(xc @ xc) > 0:
+        b = float(xc @ (ratio - ratio.mean()) / (xc @ xc))
+        rss = float(np.sum((ratio - ratio.mean() - b * xc) ** 2))
+        se_b = math.sqrt(rss / (n - 2) / float(xc @ xc))
+        t2 = float(stats.t.ppf(0.5 + level / 2.0, n - 2))
+        slope, slope_iv = round(b, 6) + 0.0, (round(b - t2 * se_b, 6) + 0.0, round(b + t2 * se_b, 6) + 0.0)
+        drift = math.exp(abs(b) * float(x.max() - x.min()))
+        if (slope_iv[0] > 0 or slope_iv[1] < 0) and drift > TAIL_MAX_DRIFT:
+            return TailFit(metric=metric, points=n, identifiable=False, slope_per_octave=slope,
+                           slope_interval=slope_iv,
+                           note=f"p99 / median changes {drift:.2f}x across the sweep (log ratio {b:+.3f} per "
+                                f"doubling of concurrency, {level:.0%} interval {slope_iv[0]:+.3f} to "
+                                f"{slope_iv[1]:+.3f}): a constant tail factor would misstate it; not applied")
+    mean = float(ratio.mean())
+    se = float(ratio.std(ddof=1)) / math.sqrt(n) if n > 1 else float("inf")
+    lo, hi = math.exp(mean - t1 * se), math.exp(mean + t1 * se)
+    if not math.isfinite(hi) or hi / lo > TAIL_MAX_SPREAD:
+        return TailFit(metric=metric, points=n, identifiable=False, slope_per_octave=slope, slope_interval=slope_iv,
+                       note=f"p99 / median too scattered to fit ({level:.0%} interval {lo:.2f} to {hi:.2f}, "
+                            f"wider than {TAIL_MAX_SPREAD:g}x); not applied")
+    applied = metric == "ttft"
+    use = ("applied to the model's zero-wait TTFT at the target's percentile" if applied else
+           "reported only: ITL p99 is per token, a TPOT target bounds the per-request mean")
+    return TailFit(metric=metric, points=n, identifiable=True, applied=applied, factor=round(math.exp(mean), 6),
+                   interval=(round(lo, 6), round(hi, 6)), slope_per_octave=slope, slope_interval=slope_iv,
+                   note=f"p99 = {math.exp(mean):.2f} x median ({level:.0%} interval {lo:.2f} to {hi:.2f}); {use}")
+
+
+def _tails(points: Sequence[PointLike], level: float) -> dict[str, TailFit]:
+    closed = all(p.concurrency is not None for p in points)
+    conc = np.array([float(p.concurrency) for p in points]) if closed else None  # type: ignore[arg-type]
+    return {
+        "ttft": fit_tail("ttft", np.array([p.ttft_p50_ms for p in points], dtype=float),
+                         np.array([p.ttft_p99_ms for p in points], dtype=float), conc, level),
+        "itl": fit_tail("itl", np.array([p.itl_p50_ms for p in points], dtype=float),
+                        np.array([p.itl_p99_ms for p in points], dtype=float), conc, level),
+    }
 
 
 def fit_calibration(
@@ -163,7 +235,8 @@ def fit_calibration(
     acc = cat.accelerator(config.accelerator)
     scope = Scope(model=config.model, accelerator=config.accelerator, family=acc.family,
                   quant=config.quant, kv_dtype=config.kv_dtype, engine=config.engine, tp=config.tp,
-                  pp=config.pp, ep=config.ep, isl=config.isl, osl=config.osl)
+                  pp=config.pp, ep=config.ep, isl=config.isl, osl=config.osl,
+                  concurrency_min=round(float(conc.min()), 6), concurrency_max=round(float(conc.max()), 6))
     return Calibration(
         id=f"{config.model}/{config.accelerator}/{config.quant}/{config.engine}",
         applies_to=scope,
@@ -175,6 +248,7 @@ def fit_calibration(
         fit=FitQuality(points=len(points), residual_sd_log=round(math.sqrt(s2), 6),
                        mape_pct={k: round(v, 3) for k, v in mape.items()}),
         error_band=round(math.sqrt(s2), 6),
+        tails=_tails(points, level),
         sources=list(sources),
         date=date,
     )

@@ -67,7 +67,7 @@ from solver.lora import demand_terms
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
-from solver.uncertainty import planning_multiplier, widen
+from solver.uncertainty import planning_multiplier, tail_adjust, widen
 from solver.units import GIB
 
 BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -417,8 +417,9 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                         continue
                     assert ev.view is not None and ev.kv_gib is not None
                     # the confidence multiplier is not part of the cache key: widen after the look-up
-                    view = widen(ev.view, planning_multiplier(cat, d.model, gpu, shape.quant, engine,
-                                                              problem.confidence))
+                    view = widen(tail_adjust(ev.view, cat, d, gpu, shape.quant, engine),
+                                 planning_multiplier(cat, d.model, gpu, shape.quant, engine,
+                                                     problem.confidence, ev.view.batch, d))
                     f = set(flags)
                     if not ev.fits:
                         f.add(Family.MEMORY)

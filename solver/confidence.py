@@ -15,22 +15,23 @@ from statistics import NormalDist
 from typing import Any
 
 from solver import api
-from solver.candidates import build_tables
+from solver.candidates import TableCache, build_tables
 from solver.catalog import Catalog
 from solver.plan import Plan
 from solver.problem import Problem
-from solver.uncertainty import band_for
+from solver.uncertainty import band_for_demand
 
 DEFAULT_LEVEL = 0.9
 
 
-def hardware_within_error(problem: Problem, cat: Catalog, level: float | None) -> dict[str, list[dict[str, Any]]]:
+def hardware_within_error(problem: Problem, cat: Catalog, level: float | None, cache: TableCache | None = None
+                          ) -> dict[str, list[dict[str, Any]]]:
     """Per model: each accelerator's cheapest $/h per req/s at the point estimate, its band, and
     whether it is within the error of the cheapest (see module docstring)."""
     point = problem.model_copy(update={"confidence": None})
     z = NormalDist().inv_cdf(level or DEFAULT_LEVEL)
     out: dict[str, list[dict[str, Any]]] = {}
-    for t in build_tables(point, cat):
+    for t in build_tables(point, cat, cache=cache):
         engine = t.demand.engine or cat.default_engine
         best: dict[str, tuple[float, Any]] = {}
         for c in t.candidates:
@@ -43,10 +44,10 @@ def hardware_within_error(problem: Problem, cat: Catalog, level: float | None) -
             continue
         ranked = sorted(best.items(), key=lambda kv: (kv[1][0], kv[0]))
         usd0, c0 = ranked[0][1]
-        s0 = band_for(cat, t.demand.model, c0.accelerator, c0.quant, engine).sigma
+        s0 = band_for_demand(cat, t.demand, c0.accelerator, c0.quant, engine, c0.max_batch).sigma
         rows = []
         for acc, (usd, c) in ranked:
-            band = band_for(cat, t.demand.model, acc, c.quant, engine)
+            band = band_for_demand(cat, t.demand, acc, c.quant, engine, c.max_batch)
             limit = math.exp(z * math.hypot(s0, band.sigma))
             rows.append({"accelerator": acc, "config": c.label(), "usd_per_hour_per_rps": round(usd, 4),
                          "ratio_to_cheapest": round(usd / usd0, 4), "band_sigma": round(band.sigma, 4),
@@ -55,20 +56,22 @@ def hardware_within_error(problem: Problem, cat: Catalog, level: float | None) -
     return out
 
 
-def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s: float, workers: int
-                       ) -> dict[str, Any]:
+def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s: float, workers: int,
+                       cache: TableCache | None = None) -> dict[str, Any]:
     """The ``confidence`` object of a plan: level, cost at the point estimate and at the level,
-    the difference, and the hardware within the error of each other."""
+    the difference, and the hardware within the error of each other. ``cache``: shape
+    evaluations to reuse (they do not depend on the confidence)."""
     level = problem.confidence
     out: dict[str, Any] = {"level": level, "cost_usd_per_hour": plan.cost_usd_per_hour}
     if level is not None:
-        point = api.solve(problem.model_copy(update={"confidence": None}), cat, time_limit_s, workers)
+        point = api.solve(problem.model_copy(update={"confidence": None}), cat, time_limit_s, workers,
+                          cache=cache)
         out["cost_usd_per_hour_at_point_estimate"] = point.cost_usd_per_hour
         out["gpus_at_point_estimate"] = point.gpus if point.status.has_plan else None
         out["gpus"] = plan.gpus if plan.status.has_plan else None
         if point.cost_usd_per_hour is not None and plan.cost_usd_per_hour is not None:
             out["cost_of_confidence_usd_per_hour"] = round(plan.cost_usd_per_hour - point.cost_usd_per_hour, 6)
-    out["hardware"] = hardware_within_error(problem, cat, level)
+    out["hardware"] = hardware_within_error(problem, cat, level, cache)
     return out
 
 
@@ -89,6 +92,31 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                      f"{', '.join(close[1:]) or 'none'} (bands: "
                      + ", ".join(f"{r['accelerator']} {r['band_sigma']:.0%}" for r in rows) + ")")
     return lines
+
+
+REPORT_HEADERS = ("model", "accelerator", "cheapest config", "$/h per req/s", "x cheapest", "band (1 sigma)",
+                  "within the error")
+
+
+def report_section(summary: dict[str, Any]) -> tuple[str, list[list[str]]]:
+    """The report's "Cost of confidence" section: one sentence (the plan at the level against the
+    plan at the point estimate, and what the margin costs) and the hardware rows."""
+    level, cost = summary.get("level"), summary.get("cost_usd_per_hour")
+    point = summary.get("cost_usd_per_hour_at_point_estimate")
+    if level is None:
+        text = "Planned at the point estimate (no confidence level)."
+    elif point is None or cost is None:
+        text = f"Planned at confidence {level:g}; no plan at the point estimate to compare with."
+    else:
+        diff = summary["cost_of_confidence_usd_per_hour"]
+        pct = f" ({diff / point:+.0%})" if point > 0 else ""
+        text = (f"Planned at confidence {level:g} (upper latency and lower capacity bounds at {level:.0%}): "
+                f"${cost:,.2f}/h on {summary['gpus']} GPUs. At the point estimate: ${point:,.2f}/h on "
+                f"{summary['gpus_at_point_estimate']} GPUs. The margin costs ${diff:,.2f}/h{pct}.")
+    rows = [[model, r["accelerator"], r["config"], f"{r['usd_per_hour_per_rps']:,.4f}", f"{r['ratio_to_cheapest']:.2f}",
+             f"{r['band_sigma']:.0%}", "cheapest" if i == 0 else ("yes" if r["within_error_of_cheapest"] else "no")]
+            for model, rs in summary.get("hardware", {}).items() for i, r in enumerate(rs)]
+    return text, rows
 
 
 def capacity_summary(problem: Problem, cat: Catalog, gpus: int, answer: api.CapacityAnswer,

@@ -48,12 +48,35 @@ class Scope(_Strict):
     ep: int = Field(default=1, ge=1)
     isl: int = Field(ge=1)
     osl: int = Field(ge=1)
+    concurrency_min: float | None = Field(default=None, gt=0, description="lowest concurrency measured")
+    concurrency_max: float | None = Field(default=None, gt=0, description="highest concurrency measured")
 
 
 class FitQuality(_Strict):
     points: int = Field(ge=3)
     residual_sd_log: float = Field(ge=0, description="sd of log(predicted / measured) over all fitted metrics")
     mape_pct: dict[str, float] = Field(description="mean |predicted - measured| / measured per metric, %")
+
+
+class TailFit(_Strict):
+    """The p99 of one latency (``ttft`` or ``itl``) against its median in a calibration sweep.
+
+    ``factor``: geometric mean over the sweep's points of measured p99 / measured median, with its
+    ``interval`` (Student t on the log ratios); ``slope_per_octave``: the change of that log ratio
+    per doubling of concurrency, with its interval. ``identifiable`` is false (and ``note`` says
+    why) when the data cannot pin a constant factor: no separate p99 reported, an open-loop rate
+    sweep (its p99 holds queueing the planner models itself), a ratio that trends with
+    concurrency, or an interval wider than 2x. ``applied``: whether planning uses it."""
+
+    metric: str
+    points: int = Field(ge=0)
+    identifiable: bool
+    applied: bool = False
+    factor: float | None = Field(default=None, gt=0)
+    interval: tuple[float, float] | None = None
+    slope_per_octave: float | None = None
+    slope_interval: tuple[float, float] | None = None
+    note: str
 
 
 class Calibration(_Strict):
@@ -68,6 +91,7 @@ class Calibration(_Strict):
     interval: dict[str, tuple[float, float]] = Field(description="confidence interval per fitted factor")
     fit: FitQuality
     error_band: float = Field(ge=0, description="1-sigma relative error of step times (log sd), for --confidence")
+    tails: dict[str, TailFit] = Field(default_factory=dict, description="p99 / median per latency (ttft, itl)")
     sources: list[str]
     date: str
 
@@ -81,6 +105,17 @@ class Calibration(_Strict):
         if over:
             raise ValueError(f"{', '.join(over)} must be fractions in (0, 1]")
         return v
+
+    def ttft_tail(self, percentile: float) -> float:
+        """Multiplier of the model's zero-wait TTFT at ``percentile`` (%): the fitted p99 tail
+        factor ``k`` scaled as a lognormal jitter, ``k ** (z_q / z_0.99)`` (1 at the median and
+        below; 1 without an applied TTFT tail)."""
+        tail = self.tails.get("ttft")
+        if tail is None or not tail.applied or tail.factor is None or percentile <= 50.0:
+            return 1.0
+        from statistics import NormalDist
+        z = NormalDist().inv_cdf
+        return float(tail.factor ** (z(min(percentile, 99.99) / 100.0) / z(0.99)))
 
     def matches(self, model: str, accelerator: str, quant: str, engine: str) -> bool:
         s = self.applies_to

@@ -34,7 +34,7 @@ from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.queueing import RHO_MAX
 from solver.slo import LatencyAtLoad, capacity_at_slo, latency_at_load, memory_limit, slo_view
-from solver.uncertainty import planning_multiplier, widen
+from solver.uncertainty import planning_multiplier, tail_adjust, widen
 
 REL_TOL = 1e-6
 ABS_TOL_MS = 1e-6
@@ -173,8 +173,10 @@ def _prepare(ctx: _Ctx) -> None:
                 ctx.found.append(Violation("shape", dep.model, f"{where}: speculative draft: {spec}"))
                 continue
         x.limit = memory_limit(terms, d, spec)
-        view = widen(slo_view(terms, np.array([dep.max_batch]), d, spec), planning_multiplier(
-            ctx.cat, d.model, dep.accelerator, dep.quant, terms.engine, ctx.problem.confidence))
+        view = widen(tail_adjust(slo_view(terms, np.array([dep.max_batch]), d, spec), ctx.cat, d, dep.accelerator,
+                                 dep.quant, terms.engine), planning_multiplier(
+            ctx.cat, d.model, dep.accelerator, dep.quant, terms.engine, ctx.problem.confidence,
+            np.array([dep.max_batch]), d))
         x.lam = dep.load_rps / dep.replicas
         x.lat = latency_at_load(view, 0, d, x.lam)
         x.cap_rps = float(capacity_at_slo(view, d).capacity_rps[0])

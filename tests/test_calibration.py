@@ -233,7 +233,7 @@ def test_report_names_the_calibration_and_the_error_bands(tmp_path: Path) -> Non
     md = (tmp_path / "r.md").read_text()
     assert "Calibration in effect: llama-3.1-70b/h100-sxm/fp8/vllm" in md
     assert "Planned at confidence 0.9" in md
-    assert "(calibration llama-3.1-70b/h100-sxm/fp8/vllm (fit residual sd))" in md
+    assert "(calibration llama-3.1-70b/h100-sxm/fp8/vllm (fit residual sd)" in md
 
 
 def test_hand_edited_overlay_with_impossible_factor_is_one_line(tmp_path: Path) -> None:
@@ -246,3 +246,119 @@ def test_hand_edited_overlay_with_impossible_factor_is_one_line(tmp_path: Path) 
              "--tp", "4", "--isl", "100", "--osl", "10", "--calibration", f])
     assert r.exit_code == 2 and "eta_bw must be fractions in (0, 1]" in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+# --- tails: p99 TTFT / ITL -------------------------------------------------------------------
+
+def test_tail_factor_hand_computed() -> None:
+    """Three points at one concurrency, p99/median 1.2, 1.5, 1.8: factor (1.2 x 1.5 x 1.8)^(1/3)
+    = 1.4797; logs 0.18232, 0.40547, 0.58779, sd 0.20308, se 0.11725, t(0.95, 2) = 2.91999:
+    interval exp(0.39186 -+ 0.34236) = 1.0507 to 2.0838 (spread 1.98 < 2: identifiable)."""
+    from solver.calibration import fit_tail
+    p50 = np.array([100.0, 100.0, 100.0])
+    t = fit_tail("ttft", p50, p50 * [1.2, 1.5, 1.8], np.array([4.0, 4.0, 4.0]))
+    assert t.identifiable and t.applied
+    assert t.factor == pytest.approx(1.4797, abs=1e-4)
+    assert t.interval == pytest.approx((1.0507, 2.0838), abs=1e-3)
+    assert t.slope_per_octave is None  # one concurrency: no trend to estimate
+    itl = fit_tail("itl", p50, p50 * [1.2, 1.5, 1.8], np.array([4.0, 4.0, 4.0]))
+    assert itl.identifiable and not itl.applied and "reported only" in itl.note
+
+
+def test_noise_free_sweep_fits_the_tails_it_was_built_with() -> None:
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["mem"], "2026-12-01")
+    assert cal.tails["ttft"].factor == pytest.approx(1.5) and cal.tails["ttft"].applied
+    assert cal.tails["itl"].factor == pytest.approx(1.4) and not cal.tails["itl"].applied
+    assert cal.tails["ttft"].slope_per_octave == pytest.approx(0.0, abs=1e-9)
+
+
+def test_noisy_tail_interval_holds_the_true_factor() -> None:
+    from solver.calibration import fit_tail
+    rng = np.random.default_rng(3)
+    p50 = np.full(CONC.size, 200.0)
+    t = fit_tail("ttft", p50, p50 * 1.5 * np.exp(rng.normal(0, 0.05, CONC.size)), CONC, level=0.99)
+    assert t.identifiable and t.interval[0] <= 1.5 <= t.interval[1]
+
+
+def test_tail_that_drifts_with_concurrency_is_not_identifiable_as_a_factor() -> None:
+    """p99/median = 1.2 x C^0.1: 2^(0.1 x 7) = 1.62x from C = 1 to 128 (> 1.25): not applied."""
+    from solver.calibration import fit_tail
+    p50 = np.full(CONC.size, 200.0)
+    t = fit_tail("ttft", p50, p50 * 1.2 * CONC ** 0.1, CONC)
+    assert not t.identifiable and not t.applied and t.factor is None
+    assert t.slope_per_octave == pytest.approx(0.1 * np.log(2), abs=1e-6)  # rounded to 6 places
+    assert "changes 1.62x across the sweep" in t.note
+
+
+def test_scattered_or_absent_tail_is_not_fitted() -> None:
+    from solver.calibration import fit_tail
+    c = np.array([8.0, 8.0, 8.0, 8.0])
+    p50 = np.full(4, 100.0)
+    wild = fit_tail("ttft", p50, p50 * [1.1, 4.0, 1.2, 5.0], c)
+    assert not wild.identifiable and "too scattered" in wild.note and wild.factor is None
+    same = fit_tail("ttft", p50, p50, c)
+    assert not same.identifiable and "same p99 as the median" in same.note
+    rate = fit_tail("ttft", p50, p50 * 2, None)
+    assert not rate.identifiable and "open-loop rate sweep" in rate.note
+
+
+def test_rate_sweep_calibration_says_the_tail_is_not_identifiable() -> None:
+    pts = [MeasuredPoint(concurrency=None, request_rate=p.requests_per_s, requests_per_s=p.requests_per_s,
+                         output_tokens_per_s=p.output_tokens_per_s, ttft_p50_ms=p.ttft_p50_ms,
+                         ttft_p99_ms=p.ttft_p99_ms, itl_p50_ms=p.itl_p50_ms, itl_p99_ms=p.itl_p99_ms,
+                         e2e_mean_ms=None, source="rate") for p in synthetic(0.0, 0)]
+    cal = fit_calibration(load_catalog(), CFG, pts, ["rate"], "2026-12-01")
+    assert not cal.tails["ttft"].identifiable and not cal.tails["itl"].identifiable
+
+
+def test_ttft_tail_scales_with_the_targets_percentile() -> None:
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["mem"], "2026-12-01")
+    assert cal.ttft_tail(99) == pytest.approx(1.5)
+    assert cal.ttft_tail(50) == 1.0
+    assert cal.ttft_tail(90) == pytest.approx(1.5 ** (1.2815516 / 2.3263479), rel=1e-6)  # 1.2502
+    assert cal.model_copy(update={"tails": {}}).ttft_tail(99) == 1.0
+
+
+def test_applied_ttft_tail_lowers_ttft_bound_capacity_and_plans_verify() -> None:
+    from solver import api
+    from solver.candidates import build_tables
+    from solver.problem import query_problem
+    base = load_catalog()
+    cal = fit_calibration(base, CFG, synthetic(0.0, 0), ["mem"], "2026-12-01")
+    with_tail = base.with_calibrations((cal,))
+    without = base.with_calibrations((cal.model_copy(update={"tails": {}}),))
+    p = query_problem("llama-3.1-70b", 20.0, (1000, 1000, 1000), (200, 200, 200), 600.0, None, None,
+                      gpus=["h100-sxm"], quants=["fp8"], cat=base)
+    cap = {}
+    for name, cat in (("tail", with_tail), ("none", without)):
+        (t,) = build_tables(p, cat, prune=False)
+        cap[name] = {(c.label(), c.max_batch): c.capacity_rps for c in t.candidates if not c.violations}
+    shared = set(cap["tail"]) & set(cap["none"])
+    assert shared and all(cap["tail"][k] <= cap["none"][k] + 1e-9 for k in shared)
+    assert any(cap["tail"][k] < cap["none"][k] - 1e-9 for k in shared)
+    plan = api.solve(p, with_tail)  # verify_plan re-derives every latency with the tail
+    assert plan.status.has_plan
+
+
+def test_calibrate_cli_prints_the_tails(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "s.csv", synthetic(0.0, 0))
+    r = run(["calibrate", csv, *CAL_FLAGS, "--out", tmp_path / "c.yaml"])
+    assert r.exit_code == 0, r.output
+    assert "p99 ttft: p99 = 1.50 x median" in r.output and "p99 itl: p99 = 1.40 x median" in r.output
+    assert load_calibration(tmp_path / "c.yaml").tails["ttft"].factor == pytest.approx(1.5)
+
+
+def test_overlay_records_the_measured_range_and_old_overlays_still_load(tmp_path: Path) -> None:
+    from solver.uncertainty import extrapolation_octaves
+    cal = fit_calibration(load_catalog(), CFG, synthetic(0.0, 0), ["mem"], "2026-12-01")
+    assert (cal.applies_to.concurrency_min, cal.applies_to.concurrency_max) == (1.0, 128.0)
+    assert extrapolation_octaves(cal, 512, (1000, 1000), (200, 200)) == {"isl": 0.0, "osl": 0.0, "batch": 2.0}
+    data = yaml.safe_load(calibration_yaml(cal))
+    for k in ("concurrency_min", "concurrency_max"):
+        del data["calibration"]["applies_to"][k]
+    del data["calibration"]["tails"]
+    f = tmp_path / "old.yaml"
+    f.write_text(yaml.safe_dump(data))
+    old = load_calibration(f)
+    assert old.tails == {} and old.ttft_tail(99) == 1.0
+    assert extrapolation_octaves(old, 512, (1000, 1000), (200, 200))["batch"] == 0.0  # range unknown

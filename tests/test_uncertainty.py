@@ -19,7 +19,7 @@ from solver.catalog import load_catalog
 from solver.cli import main
 from solver.problem import query_problem
 from solver.slo import SloView
-from solver.uncertainty import band_for, planning_multiplier, step_multiplier, widen
+from solver.uncertainty import SMALL_BATCH_MAX, band_for, planning_multiplier, step_multiplier, widen
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,3 +137,206 @@ def test_problem_file_confidence_key_is_validated(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump(prob))
     r = run(["solve", f, "--no-pareto"])
     assert r.exit_code == 2 and "confidence" in r.output
+
+
+# --- bands by format and batch regime ----------------------------------------------------------
+
+def test_regime_table_matches_what_the_accuracy_benchmark_computes() -> None:
+    acc = _accuracy()
+    cat = load_catalog()
+    terms, cases, _ = acc.compared(cat)
+    results = [(c, acc.predict(t, c)) for t, c in zip(terms, cases)]
+    computed = acc.regime_bands(results, terms, cat)
+    table = yaml.safe_load((REPO / "catalogs" / "error_bands.yaml").read_text())["regimes"]
+    assert {(r["family"], r["kind"], r["format"], r["batch"]) for r in table} == set(computed)
+    for r in table:
+        assert (r["mape_pct"], r["rows"]) == computed[(r["family"], r["kind"], r["format"], r["batch"])], r
+    # the pooled (family, kind) rows are the `bands` table's
+    pooled = acc.error_bands(results, cat)
+    for (fam, kind), v in pooled.items():
+        assert computed[(fam, kind, "any", "any")] == v
+
+
+def test_benchmark_and_lookup_share_the_regime_rules() -> None:
+    from solver import uncertainty as u
+    acc = _accuracy()
+    assert acc.SMALL_BATCH_MAX == u.SMALL_BATCH_MAX and acc.REGIME_MIN_ROWS == u.MIN_ROWS
+    as_sets = [{a for a in p if a} for p in acc.REGIME_PARENTS]
+    assert as_sets == [set(p) for p in u.PARENTS]
+    cat = load_catalog()
+    assert [acc.format_regime(cat, q) for q in ("bf16", "fp8", "nvfp4", "w4a16")] == \
+        [u.format_regime(cat, q) for q in ("bf16", "fp8", "nvfp4", "w4a16")] == ["16-bit", "8-bit", "4-bit", "4-bit"]
+
+
+def test_case_batch_is_the_batch_predict_uses() -> None:
+    """accuracy.case_batch repeats predict's batch rule: the estimate at that batch is what
+    predict returns, for every compared row but the burst ITL rows (a pure decode step)."""
+    from solver.costmodel import estimate_terms
+    acc = _accuracy()
+    cat = load_catalog()
+    terms, cases, _ = acc.compared(cat)
+    keys = {"output_tokens_per_s_total": "output_tokens_per_s", "output_tokens_per_s_per_gpu":
+            "output_tokens_per_s_per_gpu", "ttft_ms": "ttft_ms", "ttft_ms_mean": "ttft_ms", "itl_ms_mean": "tpot_ms"}
+    checked = 0
+    for t, c in zip(terms, cases):
+        if c.concurrency.startswith("burst") and c.metric == "itl_ms_mean":
+            continue
+        e = estimate_terms(t, c.isl, c.osl, acc.case_batch(t, c))
+        assert getattr(e, keys[c.metric]) == pytest.approx(acc.predict(t, c), rel=1e-12), c.label
+        checked += 1
+    assert checked > 100
+
+
+def _synthetic_catalog(tmp_path: Path, regimes: list[dict]) -> object:
+    """The real catalog reading a hand-written error_bands.yaml."""
+    from dataclasses import replace
+    (tmp_path / "error_bands.yaml").write_text(yaml.safe_dump({"bands": [], "regimes": regimes}))
+    return replace(load_catalog(), folder=tmp_path)
+
+
+def _row(fam: str, kind: str, fmt: str, batch: str, mape: float, rows: int) -> dict:
+    return {"family": fam, "kind": kind, "format": fmt, "batch": batch, "mape_pct": mape, "rows": rows}
+
+
+def test_regime_lookup_uses_own_regime_else_the_parent_and_says_so(tmp_path: Path) -> None:
+    from solver.uncertainty import reference_band
+    cat = _synthetic_catalog(tmp_path, [
+        _row("hopper", "dense", "8-bit", "small", 4.0, 6),    # enough rows
+        _row("hopper", "dense", "8-bit", "large", 30.0, 4),   # too few: parent
+        _row("hopper", "dense", "8-bit", "any", 20.0, 10),
+        _row("hopper", "dense", "16-bit", "any", 12.0, 2),    # too few
+        _row("hopper", "dense", "any", "large", 16.0, 9),
+        _row("hopper", "dense", "any", "any", 18.0, 20),
+        _row("any", "moe", "any", "any", 40.0, 20),
+    ])
+    k = math.sqrt(math.pi / 2)
+    small = reference_band(cat, "llama-3.1-70b", "h100-sxm", "fp8", 8)
+    assert small.sigma == pytest.approx(0.04 * k) and small.rows == 6 and small.regime == "hopper/dense/8-bit/small"
+    large = reference_band(cat, "llama-3.1-70b", "h100-sxm", "fp8", 64)
+    assert large.sigma == pytest.approx(0.20 * k) and large.rows == 10 and large.regime == "hopper/dense/8-bit"
+    assert "hopper/dense/8-bit/large has 4 rows < 5" in large.source and "over 10 rows" in large.source
+    # 16-bit: own and format-only regimes thin -> family/kind/batch
+    bf = reference_band(cat, "llama-3.1-70b", "h100-sxm", "bf16", 64)
+    assert bf.sigma == pytest.approx(0.16 * k) and bf.regime == "hopper/dense/large"
+    bf_small = reference_band(cat, "llama-3.1-70b", "h100-sxm", "bf16", 2)  # no 'small' row -> family/kind
+    assert bf_small.sigma == pytest.approx(0.18 * k) and bf_small.rows == 20
+    moe = reference_band(cat, "mixtral-8x7b", "a100-80gb", "bf16", 2)
+    assert moe.sigma == pytest.approx(0.40 * k) and moe.regime == "any/moe"
+    assert SMALL_BATCH_MAX == 16
+    assert reference_band(cat, "llama-3.1-70b", "h100-sxm", "fp8", 16).rows == 6  # 16 is small
+    assert reference_band(cat, "llama-3.1-70b", "h100-sxm", "fp8", 17).rows == 10
+
+
+def test_confidence_multiplier_uses_each_batch_caps_own_band(tmp_path: Path) -> None:
+    cat = _synthetic_catalog(tmp_path, [
+        _row("hopper", "dense", "8-bit", "small", 4.0, 6), _row("hopper", "dense", "8-bit", "large", 20.0, 6)])
+    import numpy as np
+    m = planning_multiplier(cat, "llama-3.1-70b", "h100-sxm", "fp8", "vllm", 0.9, np.array([1, 16, 17, 256, 4]))
+    z, k = 1.2815516, math.sqrt(math.pi / 2)
+    lo, hi = math.exp(z * 0.04 * k), math.exp(z * 0.20 * k)
+    assert m == pytest.approx([lo, lo, hi, hi, lo], rel=1e-6)
+    v = SloView(np.array([4, 64]), np.array([1.0, 1.0]), np.array([10.0, 10.0]), np.array([3.0, 3.0]),
+                np.array([30.0, 30.0]), 8)
+    w = widen(v, planning_multiplier(cat, "llama-3.1-70b", "h100-sxm", "fp8", "vllm", 0.9, v.batch))
+    assert list(w.ttft0_ms) == pytest.approx([10 * lo, 10 * hi])
+
+
+# --- a calibration widens away from what it measured ------------------------------------------
+
+def _cal(sd: float = 0.02):
+    from solver.overlay import Calibration
+    return Calibration.model_validate({
+        "id": "llama-3.1-70b/h100-sxm/fp8/vllm",
+        "applies_to": {"model": "llama-3.1-70b", "accelerator": "h100-sxm", "family": "hopper", "quant": "fp8",
+                       "kv_dtype": "fp8", "engine": "vllm", "tp": 4, "isl": 1000, "osl": 200,
+                       "concurrency_min": 1, "concurrency_max": 128},
+        "factors": {"eta_bw": 0.7}, "fitted": ["eta_bw"], "interval": {"eta_bw": [0.68, 0.72]},
+        "fit": {"points": 8, "residual_sd_log": sd, "mape_pct": {"ttft": 1.0}}, "error_band": sd,
+        "sources": ["test"], "date": "2026-12-01"})
+
+
+def test_calibrated_band_grows_back_to_the_uncalibrated_band_with_log_distance() -> None:
+    from solver.uncertainty import band_for, reference_band
+    base = load_catalog()
+    cat = base.with_calibrations((_cal(0.02),))
+    args = ("llama-3.1-70b", "h100-sxm", "fp8", "vllm")
+    inside = band_for(cat, *args, 64, (1000, 1000), (200, 200))
+    assert inside.sigma == pytest.approx(0.02) and "outside" not in inside.source
+    ref = reference_band(base, "llama-3.1-70b", "h100-sxm", "fp8", 64).sigma
+    # p99 prompt 4000 = 2 octaves above the 1000 measured: 2/3 of the way back
+    two = band_for(cat, *args, 64, (1000, 4000), (200, 200))
+    assert two.sigma == pytest.approx(0.02 + 2 / 3 * (ref - 0.02))
+    assert "2.0 octaves outside what it measured (isl 2.0)" in two.source
+    # 30K tokens: all the way back (log2 30 = 4.9 > 3)
+    far = band_for(cat, *args, 64, (30000, 30000), (200, 200))
+    assert far.sigma == pytest.approx(ref)
+    # batch 256 is one octave above the measured 128, output 400 one above 200: two in all
+    both = band_for(cat, *args, 256, (1000, 1000), (200, 400))
+    ref_large = reference_band(base, "llama-3.1-70b", "h100-sxm", "fp8", 256).sigma
+    assert both.sigma == pytest.approx(0.02 + 2 / 3 * (ref_large - 0.02))
+    # below the measured range counts too (concurrency 1 measured: batch 1 is inside)
+    assert band_for(cat, *args, 1, (250, 1000), (200, 200)).sigma == pytest.approx(0.02 + 2 / 3 * (
+        reference_band(base, "llama-3.1-70b", "h100-sxm", "fp8", 1).sigma - 0.02))
+    # a poor fit is never made tighter by extrapolating
+    loose = base.with_calibrations((_cal(0.5),))
+    assert band_for(loose, *args, 64, (30000, 30000), (200, 200)).sigma == pytest.approx(0.5)
+
+
+def test_confidence_plan_with_calibration_is_wider_for_long_prompts() -> None:
+    """The same calibration plans a 1K-token workload at its fit band and a 16K one at nearly
+    the uncalibrated band: the step multiplier of the long workload is larger."""
+    import numpy as np
+    cat = load_catalog().with_calibrations((_cal(0.02),))
+    short = query_problem("llama-3.1-70b", 5.0, (1000, 1000, 1000), (200, 200, 200), 2000.0, None, None,
+                          gpus=["h100-sxm"], cat=cat).models[0]
+    long_ = query_problem("llama-3.1-70b", 5.0, (16000, 16000, 16000), (200, 200, 200), 20000.0, None, None,
+                          gpus=["h100-sxm"], cat=cat).models[0]
+    b = np.array([64])
+    m_short = planning_multiplier(cat, "llama-3.1-70b", "h100-sxm", "fp8", "vllm", 0.9, b, short)
+    m_long = planning_multiplier(cat, "llama-3.1-70b", "h100-sxm", "fp8", "vllm", 0.9, b, long_)
+    assert m_short[0] == pytest.approx(math.exp(1.2815516 * 0.02), rel=1e-6)
+    assert m_long[0] > m_short[0] * 1.05
+
+
+# --- the report shows what the margin costs ---------------------------------------------------
+
+def test_report_shows_point_estimate_cost_next_to_the_confidence_cost(tmp_path: Path) -> None:
+    prob = {"name": "margin", "models": [{
+        "name": "chat", "model": "llama-3.1-70b", "allowed_accelerators": ["h100-sxm", "h200-sxm"],
+        "traffic": {"peak_rps": 20, "input_tokens": {"p50": 1000, "p90": 1000, "p99": 1000},
+                    "output_tokens": {"p50": 200, "p90": 200, "p99": 200}},
+        "slo": {"ttft": {"max_ms": 2000}, "tpot": {"max_ms": 60}}}]}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(prob))
+    r = run(["report", pf, "--out", tmp_path / "r", "--points", "2", "--confidence", "0.9"])
+    assert r.exit_code == 0, r.output
+    js = json.loads((tmp_path / "r.json").read_text())
+    c = js["confidence"]
+    cat = load_catalog()
+    from solver.problem import load_problem
+    p = load_problem(pf, cat)
+    point = api.solve(p, cat)
+    sure = api.solve(p.model_copy(update={"confidence": 0.9}), cat)
+    assert c["level"] == 0.9
+    assert c["cost_usd_per_hour_at_point_estimate"] == pytest.approx(point.cost_usd_per_hour)
+    assert c["cost_usd_per_hour"] == pytest.approx(sure.cost_usd_per_hour) == js["plan"]["cost_usd_per_hour"]
+    assert c["cost_of_confidence_usd_per_hour"] == pytest.approx(sure.cost_usd_per_hour - point.cost_usd_per_hour)
+    md = (tmp_path / "r.md").read_text()
+    assert "## Cost of confidence" in md
+    assert (f"At the point estimate: ${point.cost_usd_per_hour:,.2f}/h on {point.gpus} GPUs. "
+            f"The margin costs ${sure.cost_usd_per_hour - point.cost_usd_per_hour:,.2f}/h") in md
+    assert {row["accelerator"] for row in c["hardware"]["chat"]} == {"h100-sxm", "h200-sxm"}
+    assert "<h2>Cost of confidence</h2>" in (tmp_path / "r.html").read_text()
+
+
+def test_report_without_confidence_has_no_margin_section(tmp_path: Path) -> None:
+    prob = {"name": "plain", "models": [{
+        "name": "chat", "model": "llama-3.1-8b", "allowed_accelerators": ["h100-sxm"],
+        "traffic": {"peak_rps": 5, "input_tokens": {"p50": 500, "p90": 500, "p99": 500},
+                    "output_tokens": {"p50": 100, "p90": 100, "p99": 100}},
+        "slo": {"ttft": {"max_ms": 2000}}}]}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(prob))
+    assert run(["report", pf, "--out", tmp_path / "r", "--points", "2"]).exit_code == 0
+    assert "Cost of confidence" not in (tmp_path / "r.md").read_text()
+    assert "confidence" not in json.loads((tmp_path / "r.json").read_text())

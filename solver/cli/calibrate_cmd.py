@@ -22,7 +22,8 @@ def calibration_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--confidence", type=float, default=None,
                      help="Plan against the upper latency / lower capacity bound at this confidence, in "
                           "(0, 1), e.g. 0.9: step times x exp(z x sigma), sigma the error band of each "
-                          "configuration (calibration fit, else catalogs/error_bands.yaml).")(f)
+                          "configuration and batch cap (calibration fit, widened outside what it measured; "
+                          "else catalogs/error_bands.yaml by family, format and batch).")(f)
     return click.option("--calibration", "calibration", type=click.Path(path_type=Path), default=None,
                         help="Calibration overlay from `fleetplan calibrate` (default: the problem's "
                              "`calibration:` key); applied where model, accelerator, format and engine match.")(f)
@@ -69,6 +70,18 @@ def calibrate(results: tuple[Path, ...], model: str, gpu: str, quant: str, kv_dt
     held at the catalog's value and said so. Prints each factor with its 90% confidence
     interval and the fit error (MAPE per metric).
 
+    Tails: p99 / median of TTFT and ITL per point gives a tail factor (geometric mean, 90%
+    interval) and its trend per doubling of concurrency. The TTFT factor is applied when
+    planning with the overlay (the model's zero-wait TTFT at the target's percentile x the
+    factor, scaled as lognormal jitter below p99); the ITL factor is reported only. When the
+    data cannot pin a constant factor -- no separate p99, an open-loop rate sweep, a ratio that
+    drifts more than 1.25x across the sweep, or an interval wider than 2x -- it says
+    "not identifiable" and why, and nothing is applied.
+
+    Range: the overlay records the ISL, OSL and concurrencies measured; outside them the
+    calibrated error band widens back toward the uncalibrated one (fully at 3 octaves, i.e.
+    8x, summed over ISL, OSL and batch; see README "Calibration and confidence").
+
     \b
     Example:
       fleetplan calibrate sweep.csv --model llama-3.1-70b --gpu h100-sxm --quant fp8 \\
@@ -109,6 +122,8 @@ def calibrate(results: tuple[Path, ...], model: str, gpu: str, quant: str, kv_dt
              "fitted": "yes" if k in cal.fitted else f"held: {cal.held.get(k, '')}"}
             for k, v in cal.factors.items()]
     click.echo(table(rows, list(rows[0])))
+    for name, tail in cal.tails.items():
+        click.echo(f"p99 {name}: {tail.note}" if tail.identifiable else f"p99 {name}: not identifiable: {tail.note}")
     click.echo(f"wrote {out}")
 
 

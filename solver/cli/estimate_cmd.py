@@ -162,7 +162,8 @@ def estimate(
     cat, applied = calibrated_for_shape(cat, calibration, model, gpu, quant, engine or cat.default_engine)
     result = run_estimate(cat, shape, isl, osl, _concurrency(concurrency), prefix_hit_rate, engine,
                           cuda_graphs)
-    band = band_for(cat, model, gpu, quant, result.engine)
+    band = band_for(cat, model, gpu, quant, result.engine, max(1, result.concurrency),
+                    (float(isl), float(isl)), (float(osl), float(osl)))
     if as_json:
         emit_json({**result.to_dict(), "error_band": band.to_dict(),
                    "calibration": applied.model_dump() if applied else None})

@@ -50,7 +50,12 @@ def make_report(
         res = pareto(problem, cat, axes, points, time_limit_s, progress=progress, base_plan=plan,
                      cache=cache)
         pts = tuple(p.to_dict() for p in res.points)
-    return build_content(cat, problem, plan, ",".join(axes), pts, binding_lines(ex.bindings))
+    conf = None
+    if plan.status.has_plan and problem.confidence is not None:
+        from solver.api import DEFAULT_WORKERS
+        from solver.confidence import confidence_summary
+        conf = confidence_summary(problem, cat, plan, time_limit_s, DEFAULT_WORKERS, cache)
+    return build_content(cat, problem, plan, ",".join(axes), pts, binding_lines(ex.bindings), conf)
 
 
 def write_report(content: ReportContent, prefix: Path) -> list[Path]:

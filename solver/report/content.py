@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from solver.catalog import Catalog
-from solver.uncertainty import band_for
+from solver.uncertainty import band_for_demand
 from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
 from solver.labels import config_label
 from solver.lora import demand_terms
@@ -61,6 +61,9 @@ class ReportContent:
     pareto_points: tuple[dict[str, Any], ...]
     assumptions: dict[str, Any]
     binding: tuple[str, ...]
+    confidence: dict[str, Any] | None = None
+    """With a confidence level: :func:`solver.confidence.confidence_summary` (cost at the point
+    estimate vs at the level, hardware within the error of each other)."""
 
     @property
     def feasible(self) -> bool:
@@ -196,7 +199,7 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
     bands = {}
     for d in plan.deployments:
         eng = demand[d.model].engine or cat.default_engine
-        b = band_for(cat, d.model_id, d.accelerator, d.quant, eng)
+        b = band_for_demand(cat, demand[d.model], d.accelerator, d.quant, eng, d.max_batch)
         bands[f"{d.model}: {d.accelerator} {d.quant}"] = b.to_dict()
     return {
         "headroom": {d.name: d.headroom for d in problem.models},
@@ -214,9 +217,11 @@ def assumptions(cat: Catalog, problem: Problem, plan: Plan) -> dict[str, Any]:
 def build_content(
     cat: Catalog, problem: Problem, plan: Plan, pareto_axis: str | None = None,
     pareto_points: tuple[dict[str, Any], ...] = (), binding: tuple[str, ...] = (),
+    confidence: dict[str, Any] | None = None,
 ) -> ReportContent:
     views = tuple(deployment_view(cat, problem, d) for d in plan.deployments)
     return ReportContent(
         problem=problem, plan=plan, deployments=views, pareto_axis=pareto_axis,
         pareto_points=pareto_points, assumptions=assumptions(cat, problem, plan), binding=binding,
+        confidence=confidence,
     )

@@ -18,6 +18,7 @@ from solver import __version__
 from solver.labels import axis_targets, config_label, per_model_values, share_of_target
 from solver.report import plots
 from solver.report.content import DeploymentView, ReportContent, problem_paragraph
+from solver.confidence import REPORT_HEADERS as CONF_HEADERS, report_section
 
 REPORT_SCHEMA_VERSION = 1
 AXIS_LABELS = {
@@ -219,6 +220,10 @@ def to_markdown(content: ReportContent) -> str:
                 "## Memory budget per GPU", "", _md_table(MEMORY_HEADERS, memory_rows(content)), "",
                 "At the batch cap with every slot holding a p99 prompt plus a p99 output; "
                 "'reserved' is the share of HBM the utilisation cap keeps back.", ""]
+        if content.confidence is not None:
+            text, rows = report_section(content.confidence)
+            out += ["## Cost of confidence", "", md_escape(text), ""]
+            out += [_md_table(CONF_HEADERS, rows), ""] if rows else []
         out += ["## Binding constraints", ""]
         out += [f"- {md_escape(b)}" for b in content.binding] if content.binding else ["- none found"]
         out += [""]
@@ -282,6 +287,7 @@ def to_json(content: ReportContent) -> dict[str, Any]:
         "binding": list(content.binding),
         "pareto": {"axis": content.pareto_axis, "points": list(content.pareto_points)},
         "assumptions": content.assumptions,
+        **({"confidence": content.confidence} if content.confidence is not None else {}),
     }
 
 
@@ -371,8 +377,12 @@ def to_html(content: ReportContent) -> str:
         if content.plan.guardrails:
             parts += ["<h2>Guardrails</h2>", _html_table(GUARD_HEADERS, guard_rows(content)),
                       f"<p>{e(GUARD_NOTE)}</p>"]
-        parts += ["<h2>Memory budget per GPU</h2>", _html_table(MEMORY_HEADERS, memory_rows(content)),
-                  "<h2>Binding constraints</h2><ul>"]
+        parts += ["<h2>Memory budget per GPU</h2>", _html_table(MEMORY_HEADERS, memory_rows(content))]
+        if content.confidence is not None:
+            text, rows = report_section(content.confidence)
+            parts += ["<h2>Cost of confidence</h2>", f"<p>{e(text)}</p>"]
+            parts += [_html_table(CONF_HEADERS, rows)] if rows else []
+        parts += ["<h2>Binding constraints</h2><ul>"]
         parts += [f"<li>{e(b)}</li>" for b in content.binding] or ["<li>none found</li>"]
         parts.append("</ul>")
         if content.pareto_points:
