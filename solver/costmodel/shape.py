@@ -43,8 +43,8 @@ CUDA-graph pools (~1 GiB), allocator fragmentation. Order of magnitude from vLLM
 memory profile logs; not fitted."""
 PREFILL_CHUNK_TOKENS = 2048
 """vLLM's default token budget per chunked-prefill step (``max_num_batched_tokens``); each
-engine's own default is ``chunk_tokens`` in ``catalogs/engines.yaml``. Also sizes the prefill
-activations reserved per GPU."""
+engine's own default is ``chunk_tokens`` in ``catalogs/engines.yaml``, which also sizes the
+activations reserved per GPU (:func:`shape_terms`)."""
 GROUPED_GEMM_TILE_ROWS = 64
 """Token rows per tile of a grouped-GEMM MoE kernel: Hopper's warpgroup MMA instruction
 (``wgmma``) is 64 rows high and the CUTLASS grouped-GEMM tile shapes the engines dispatch start
@@ -462,11 +462,14 @@ def shape_terms(
     kvb = kv.bytes_per_element
     kv_model = per_layer_model * m.num_layers * kvb
 
-    # Activations of one prefill chunk (per GPU): residual stream, q/k/v/o and the widest FFN
-    # intermediate (gate+up) for the chunk's tokens, plus fp32 logits of a chunk's worth of rows.
+    # Activations of one step (per GPU): residual stream, q/k/v/o and the widest FFN
+    # intermediate (gate+up) for the step's tokens, plus fp32 logits of up to 1024 rows. The
+    # engine sizes its activation buffers for its own token budget per step (``chunk_tokens``:
+    # vLLM max_num_batched_tokens 2048, TensorRT-LLM max_num_tokens 8192), so that budget, not
+    # vLLM's, sets the memory held back from the KV cache.
     ffn_width = max(m.intermediate_size, (m.moe.moe_intermediate_size * m.moe.experts_per_token) if m.moe else 0)
-    act = PREFILL_CHUNK_TOKENS * (4 * m.hidden_size + 2 * ffn_width / tp) * ACT_BYTES
-    act += min(PREFILL_CHUNK_TOKENS, 1024) * m.vocab_size * 4 / tp
+    act = eng.chunk_tokens * (4 * m.hidden_size + 2 * ffn_width / tp) * ACT_BYTES
+    act += min(eng.chunk_tokens, 1024) * m.vocab_size * 4 / tp
 
     dense_matmul = pc.dense - pc.embedding_input
     compute_dtype, peak = _peak_flops(cat, shape, eng.id)
