@@ -36,3 +36,49 @@ def test_activation_memory_follows_the_engines_token_budget(cat):
     # TensorRT-LLM's KV budget: 0.9 of what weights, 2 GiB runtime and activations leave
     fixed = trt.weight_bytes_gpu + 2 * GIB + trt.activation_bytes_gpu
     assert trt.usable_bytes == pytest.approx(fixed + 0.9 * (80 * GIB - fixed))
+
+
+# --------------------------------------------------------------------------- block-scaled FP8 experts
+def test_block_scaled_fp8_grouped_gemm_pads_rows_to_128():
+    from solver.costmodel.compute import grouped_gemm_s, padded_rows
+
+    # 16 rows on one expert: a 64-row tile pads to 64, a 128-row tile (block-scaled FP8) to 128
+    assert float(padded_rows(16.0, 1.0, 64)) == pytest.approx(64.0)
+    assert float(padded_rows(16.0, 1.0, 128)) == pytest.approx(128.0)
+    # Qwen3-30B-A3B-like layer at batch 256: 128 experts, top-8 -> 2048 rows, 16 per expert;
+    # all 128 touched (1 - (1 - 1/16)^256 ~ 1). flop per row 2 MFLOP, rate 1 PFLOP/s:
+    # tile 64: 128 x 64 x 2e6 / 1e15 = 16.384 us; tile 128: 32.768 us
+    kw = dict(num_experts=128, k=8, local_experts=128.0, expert_bytes=1e6, flop_per_row=2e6,
+              bw_bytes_s=1e12, half_bytes=0.0, fixed_s=0.0)
+    _, c64, _ = grouped_gemm_s(256.0, 1e15, tile=64, **kw)
+    _, c128, _ = grouped_gemm_s(256.0, 1e15, tile=128, **kw)
+    assert float(c64) == pytest.approx(16.384e-6, rel=1e-6)
+    assert float(c128) == pytest.approx(32.768e-6, rel=1e-6)
+
+
+def test_fp8_experts_are_block_scaled_grouped_gemms(cat):
+    eff = cat.efficiency_for("h200-sxm").block_scaled_gemm_efficiency
+    fp8 = shape_terms(cat, Shape("deepseek-v3", "h200-sxm", None, "fp8", "fp8", tp=8))
+    bf16 = shape_terms(cat, Shape("qwen3-30b-a3b", "h200-sxm", None, "bf16", "bf16", tp=1))
+    # Mixtral's FP8 checkpoints (ModelOpt) scale per tensor: not block-scaled
+    mixtral = shape_terms(cat, Shape("mixtral-8x7b", "h100-sxm", None, "fp8", "fp8", tp=2))
+    assert (mixtral.grouped_gemm_tile, mixtral.expert_gemm_eff) == (64, 1.0)
+    dense = shape_terms(cat, Shape("llama-3.1-8b", "h200-sxm", None, "fp8", "fp8", tp=1))
+    # DeepSeek-V3 is released in block-scaled FP8: 128-row tiles and the block-scaled efficiency
+    assert (fp8.grouped_gemm_tile, fp8.expert_gemm_eff) == (128, eff)
+    # 16-bit experts and dense models: 64-row tiles, the rate as it is
+    assert (bf16.grouped_gemm_tile, bf16.expert_gemm_eff) == (64, 1.0)
+    assert dense.expert_gemm_eff == 1.0
+    # the expert rate scales the compute part of the MoE layers only: halving the efficiency
+    # doubles that part at a compute-bound batch
+    from dataclasses import replace
+
+    from solver.costmodel.compute import stage_pass_s
+
+    hi = replace(fp8, expert_gemm_eff=1.0, moe_layer_fixed_s=0.0)
+    lo = replace(hi, expert_gemm_eff=0.5)
+    no_exp = replace(hi, num_experts=0)
+    _, c_hi, _, _ = stage_pass_s(hi, 4096.0, 1000.0)
+    _, c_lo, _, _ = stage_pass_s(lo, 4096.0, 1000.0)
+    _, c_0, _, _ = stage_pass_s(no_exp, 4096.0, 1000.0)
+    assert float(c_lo - c_0) == pytest.approx(2.0 * float(c_hi - c_0), rel=1e-9)

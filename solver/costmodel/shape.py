@@ -50,6 +50,12 @@ GROUPED_GEMM_TILE_ROWS = 64
 (``wgmma``) is 64 rows high and the CUTLASS grouped-GEMM tile shapes the engines dispatch start
 at M = 64 (https://github.com/NVIDIA/cutlass, ``examples/57_hopper_grouped_gemm``). An expert
 that receives one token still computes a 64-row tile."""
+BLOCK_SCALED_TILE_ROWS = 128
+"""Token rows per tile of a block-scaled FP8 grouped GEMM (FP8 routed experts with one scale per
+128x128 weight block): DeepGEMM's m-grouped contiguous kernels, which TensorRT-LLM vendors
+(``cpp/include/tensorrt_llm/deep_gemm``) and SGLang/vLLM call for such experts, need each
+expert's rows aligned to the M block (``get_mk_alignment_for_contiguous_layout()``, 128;
+https://github.com/deepseek-ai/DeepGEMM). An expert that receives one token computes 128 rows."""
 ACT_BYTES = 2
 """Bytes per activation element (bf16) for activations and collectives."""
 
@@ -173,6 +179,12 @@ class ShapeTerms:
     expert_flop_per_row_gpu: float
     """FLOP of one token row through one expert as held by one GPU (2 x its parameters)."""
     grouped_gemm_tile: int
+    block_scaled_experts: bool
+    """Routed experts in block-scaled FP8 (a model released so, served in ``fp8``)."""
+    expert_gemm_eff: float
+    """Share of ``gemm_peak_flop_s`` x MFU the routed experts' grouped GEMMs reach: the family's
+    ``block_scaled_gemm_efficiency`` for FP8 experts (block-scaled, :data:`BLOCK_SCALED_TILE_ROWS`),
+    1 otherwise."""
     engine: str
     host_overhead_graph_s: float
     """Host time of a decode-only step (CUDA graph replay), from the engine profile."""
@@ -210,6 +222,7 @@ def with_efficiency(
     stream_kernel_us: float | None = None,
     moe_layer_fixed_us: float | None = None,
     mixed_input_gemm_efficiency: float | None = None,
+    block_scaled_gemm_efficiency: float | None = None,
     host_overhead_graph_ms: float | None = None,
     host_overhead_eager_ms: float | None = None,
     request_overhead_ms: float | None = None,
@@ -233,6 +246,8 @@ def with_efficiency(
         changes["moe_layer_fixed_s"] = moe_layer_fixed_us / 1e6
     if mixed_input_gemm_efficiency is not None:
         changes["mixed_input_gemm_eff"] = mixed_input_gemm_efficiency
+    if block_scaled_gemm_efficiency is not None and terms.block_scaled_experts:
+        changes["expert_gemm_eff"] = block_scaled_gemm_efficiency
     if host_overhead_graph_ms is not None:
         changes["host_overhead_graph_s"] = host_overhead_graph_ms / 1e3
     if host_overhead_eager_ms is not None:
@@ -473,6 +488,13 @@ def shape_terms(
 
     dense_matmul = pc.dense - pc.embedding_input
     compute_dtype, peak = _peak_flops(cat, shape, eng.id)
+    # FP8 routed experts of a model released in FP8 (DeepSeek-V3/R1: one scale per 128x128 weight
+    # block) run as block-scaled grouped GEMMs. Other models' FP8 checkpoints (ModelOpt,
+    # llm-compressor) scale per tensor or per channel and run as plain FP8 grouped GEMMs -- so
+    # Qwen3's own block-scaled FP8 releases are modelled as per-tensor (the catalog does not say
+    # which FP8 checkpoint a plan serves).
+    block_scaled = (bool(m.moe) and shape.quant == "fp8" and compute_dtype == "fp8"
+                    and m.native_quantization == "fp8")
     tp_link = link_for_group(system, tp) if tp > 1 else LOCAL
     ep_link = link_for_group(system, stage) if ep > 1 else LOCAL
     pp_link = link_for_group(system, stage * pp) if pp > 1 else LOCAL
@@ -530,7 +552,9 @@ def shape_terms(
         efficiency_measured=eff.measured,
         stated_error_pct=eff.error_pct,
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
-        grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,
+        grouped_gemm_tile=BLOCK_SCALED_TILE_ROWS if block_scaled else GROUPED_GEMM_TILE_ROWS,
+        block_scaled_experts=block_scaled,
+        expert_gemm_eff=eff.block_scaled_gemm_efficiency if block_scaled else 1.0,
         engine=eng.id,
         host_overhead_graph_s=(eng.host_overhead_graph_ms if cuda_graphs else eng.host_overhead_eager_ms)
         * eff.host_overhead_factor / 1e3,
