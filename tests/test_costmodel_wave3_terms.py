@@ -82,3 +82,45 @@ def test_fp8_experts_are_block_scaled_grouped_gemms(cat):
     _, c_lo, _, _ = stage_pass_s(lo, 4096.0, 1000.0)
     _, c_0, _, _ = stage_pass_s(no_exp, 4096.0, 1000.0)
     assert float(c_lo - c_0) == pytest.approx(2.0 * float(c_hi - c_0), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- expert TP inside attention DP
+def test_expert_tp_inside_attention_dp_shape(cat):
+    from solver.architecture import param_counts
+    from solver.costmodel import check_shape
+
+    # AIC's best Qwen3-235B-A22B configuration on 8 GPUs: attention TP1 x DP8, experts EP2 x TP4.
+    s = Shape("qwen3-235b-a22b", "h200-sxm", None, "bf16", "bf16", tp=1, ep=2, moe_tp=4)
+    assert (s.stage_gpus, s.gpus, s.dp_attn) == (8, 8, 8)
+    t = shape_terms(cat, s)
+    m = cat.model("qwen3-235b-a22b")  # 128 experts, moe_intermediate 1536
+    pc = param_counts(m)
+    # each GPU holds 128 / 2 = 64 experts' slices, each a quarter of an expert (1536 / 4 = 384 wide)
+    assert t.experts_per_gpu_layer == 64.0
+    assert t.expert_bytes_per_expert_gpu == pytest.approx(pc.expert_params * 2.0 / 4)
+    assert t.expert_flop_per_row_gpu == pytest.approx(2.0 * pc.expert_params / 4)
+    # the experts' weights are still spread evenly over the 8 GPUs
+    assert t.expert_weight_bytes_gpu == pytest.approx(pc.expert_ffn_total * 2.0 / 8)
+    # the derived layouts are unchanged: moe_tp 0 = derived (ep < tp: experts TP over tp / ep)
+    d = shape_terms(cat, Shape("qwen3-235b-a22b", "h200-sxm", None, "bf16", "bf16", tp=8, ep=2))
+    assert (d.dp_attn, d.moe_tp, d.experts_per_gpu_layer) == (1, 4, 64.0)
+    # bad combinations are refused with a reason naming the field
+    assert "moe_tp" in check_shape(cat, Shape("qwen3-235b-a22b", "h200-sxm", None, "bf16", "bf16", tp=1, ep=2, moe_tp=5))
+    assert "moe_tp" in check_shape(cat, Shape("llama-3.1-8b", "h200-sxm", None, "bf16", "bf16", tp=1, ep=1, moe_tp=2))
+    assert "moe_tp" in check_shape(cat, Shape("qwen3-235b-a22b", "h200-sxm", None, "bf16", "bf16", tp=8, ep=2, moe_tp=2))
+
+
+def test_expert_tp_group_reduces_its_partial_outputs():
+    from solver.costmodel.comm import LinkCost, allreduce_s, stage_comm_s
+
+    nvl = LinkCost(bandwidth_bytes_s=450e9, latency_s=5e-6, bw_efficiency=0.8, saturation_bytes=0.0, ramp=0.0)
+    base = dict(rank_tokens=1.0, stage_tokens=8.0, hidden_size=4096, act_bytes=2, layers=10.0, moe_layers=10.0,
+                tp=1, ep=2, stage_gpus=8, experts_per_token=8, pp=1, tp_link=nvl, ep_link=nvl, pp_link=nvl)
+    plain = stage_comm_s(**base)
+    with_etp = stage_comm_s(**base, expert_tp=4, expert_tp_link=nvl)
+    # 8 stage tokens x 8 copies land on 2 EP groups: each group's GPUs hold partial outputs of
+    # 32 token rows x 4096 x 2 B = 262,144 B, all-reduced over its 4 GPUs once per MoE layer:
+    # 5 us + 2 x 3/4 x 262,144 B / (450 GB/s x 0.8) = 5 us + 1.092 us = 6.092 us; x 10 layers
+    one = float(allreduce_s(32 * 4096 * 2, 4, nvl))
+    assert one == pytest.approx(5e-6 + 1.5 * 262_144 / 360e9)
+    assert float(with_etp - plain) == pytest.approx(10 * one)

@@ -13,6 +13,12 @@ Parallelism convention (the one vLLM, SGLang and TensorRT-LLM share for MoE serv
   ``1 / stage_gpus`` of a stage's expert weights; ``ep`` changes the communication (all-to-all
   instead of all-reduce) and the number of expert weights a step must read per GPU.
 * ``tp`` and ``ep`` must divide one another; ``ep = 1`` for dense models.
+* Expert TP inside attention DP (``moe_tp > 0``, what the engines run for large MoE: TensorRT-LLM
+  ``moe_tensor_parallel_size`` x ``moe_expert_parallel_size`` under attention DP): the stage has
+  ``ep x moe_tp`` GPUs, ``tp`` divides it, the dense parts run ``dp_attn = ep x moe_tp / tp``
+  copies, and each of the ``ep`` expert groups splits its experts' intermediate width over its
+  ``moe_tp`` GPUs, which sum their partial outputs with one all-reduce per MoE layer.
+  ``moe_tp = 0`` (the default) derives the split as above (``stage_gpus / ep``).
 
 Everything that depends on the shape and the serving engine only (bytes, FLOP per token,
 bandwidths, links and their collective costs, the engine's memory rule, chunk size and host
@@ -73,11 +79,13 @@ class Shape:
     tp: int = 1
     pp: int = 1
     ep: int = 1
+    moe_tp: int = 0
+    """Expert tensor parallelism inside each EP group; 0 derives it (``stage_gpus / ep``)."""
 
     @property
     def stage_gpus(self) -> int:
-        """GPUs per pipeline stage: ``max(tp, ep)``."""
-        return max(self.tp, self.ep)
+        """GPUs per pipeline stage: ``max(tp, ep)``, or ``max(tp, ep x moe_tp)`` when ``moe_tp`` is set."""
+        return max(self.tp, self.ep * self.moe_tp if self.moe_tp else self.ep)
 
     @property
     def gpus(self) -> int:
@@ -109,6 +117,8 @@ class ShapeTerms:
     ep: int
     stage_gpus: int
     dp_attn: int
+    moe_tp: int
+    """GPUs each expert is split over (its intermediate width): ``stage_gpus / ep``."""
     # model facts
     num_layers: int
     moe_layers: int
@@ -199,6 +209,9 @@ class ShapeTerms:
     ep_cost: LinkCost
     pp_cost: LinkCost
     prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
+    moe_tp_cost: LinkCost = NO_LINK
+    """The expert-TP group's link when it reduces its own partial outputs (``moe_tp > 1`` under
+    attention DP; otherwise the TP all-reduce does it and this is ``NO_LINK``)."""
 
     @property
     def bw_half_bytes(self) -> float:
@@ -232,7 +245,7 @@ def with_efficiency(
     ``collective_factor`` multiplies the links' current plateau efficiency (capped at 1)."""
     changes: dict[str, Any] = {}
     if collective_factor is not None:
-        for k in ("tp_cost", "ep_cost", "pp_cost"):
+        for k in ("tp_cost", "ep_cost", "pp_cost", "moe_tp_cost"):
             changes[k] = scale_collectives(getattr(terms, k), collective_factor)
     if eta_bw is not None:
         changes["bw_bytes_s"] = terms.peak_bw_bytes_s * eta_bw
@@ -357,7 +370,19 @@ def check_shape(cat: Catalog, shape: Shape, engine: str | None = None) -> str | 
         return f"ep={ep} needs a mixture-of-experts model; {m.id} is dense"
     if m.moe and m.moe.num_experts % ep:
         return f"ep={ep} does not divide the {m.moe.num_experts} experts of {m.id}"
-    if tp % ep and ep % tp:
+    mtp = shape.moe_tp
+    if not isinstance(mtp, int) or mtp < 0:
+        return f"moe_tp must be a non-negative integer (0: derived), got {mtp!r}"
+    if mtp:
+        if not m.moe:
+            return f"moe_tp={mtp} needs a mixture-of-experts model; {m.id} is dense"
+        if (ep * mtp) % tp:
+            return f"moe_tp={mtp} x ep={ep} = {ep * mtp} GPUs must be a multiple of tp={tp}"
+        if m.moe.moe_intermediate_size % mtp:
+            return f"moe_tp={mtp} does not divide the {m.moe.moe_intermediate_size}-wide experts of {m.id}"
+        if not fits_scaleup(system, mtp):
+            return f"moe_tp={mtp} exceeds the {system.scaleup_domain_gpus}-GPU scale-up domain of {system.id}"
+    elif tp % ep and ep % tp:
         return f"tp={tp} and ep={ep} must divide one another"
     if not fits_scaleup(system, tp):
         return (
@@ -495,6 +520,9 @@ def shape_terms(
     # which FP8 checkpoint a plan serves).
     block_scaled = (bool(m.moe) and shape.quant == "fp8" and compute_dtype == "fp8"
                     and m.native_quantization == "fp8")
+    moe_tp = stage // ep
+    # under attention DP an explicit expert-TP group sums its partial outputs itself
+    moe_tp_link = link_for_group(system, moe_tp) if (shape.dp_attn > 1 and moe_tp > 1) else LOCAL
     tp_link = link_for_group(system, tp) if tp > 1 else LOCAL
     ep_link = link_for_group(system, stage) if ep > 1 else LOCAL
     pp_link = link_for_group(system, stage * pp) if pp > 1 else LOCAL
@@ -512,6 +540,7 @@ def shape_terms(
         ep=ep,
         stage_gpus=stage,
         dp_attn=shape.dp_attn,
+        moe_tp=moe_tp,
         num_layers=m.num_layers,
         moe_layers=m.moe.moe_layers if m.moe else 0,
         hidden_size=m.hidden_size,
@@ -567,4 +596,5 @@ def shape_terms(
         ep_cost=scale_collectives(link_cost(cat, ep_link), eff.collective_factor),
         pp_cost=scale_collectives(link_cost(cat, pp_link), eff.collective_factor),
         prefill_chunk_tokens=eng.chunk_tokens,
+        moe_tp_cost=scale_collectives(link_cost(cat, moe_tp_link), eff.collective_factor),
     )
