@@ -41,7 +41,8 @@ H100/H200 keeps a bf16 KV cache (the refdata notes say so for some of them, not 
 
 Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
 odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``stream_kernel_us``, ``mfu_prefill``,
-``mfu_decode``, ``moe_layer_fixed_us``, ``mixed_input_gemm_efficiency`` (catalogs/efficiency.yaml) and TensorRT-LLM's
+``mfu_decode``, ``moe_layer_fixed_us``, ``mixed_input_gemm_efficiency``,
+``block_scaled_gemm_efficiency`` (catalogs/efficiency.yaml) and TensorRT-LLM's
 ``host_overhead_graph_ms`` / ``host_overhead_eager_ms`` (catalogs/engines.yaml) -- one set shared
 by every family, each a fraction of that chip's own peak or an absolute time -- by coordinate
 descent on the mean |log(predicted / measured)| of the refdata fit rows, and reports the error of
