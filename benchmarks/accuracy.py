@@ -41,7 +41,8 @@ H100/H200 keeps a bf16 KV cache (the refdata notes say so for some of them, not 
 
 Fit/holdout split: rows with an even row number (0-based, header excluded) are the fit half,
 odd rows the holdout half. ``--fit`` fits ``eta_bw``, ``stream_kernel_us``, ``mfu_prefill``,
-``mfu_decode``, ``moe_layer_fixed_us``, ``mixed_input_gemm_efficiency`` (catalogs/efficiency.yaml) and TensorRT-LLM's
+``mfu_decode``, ``moe_layer_fixed_us``, ``mixed_input_gemm_efficiency``,
+``block_scaled_gemm_efficiency`` (catalogs/efficiency.yaml) and TensorRT-LLM's
 ``host_overhead_graph_ms`` / ``host_overhead_eager_ms`` (catalogs/engines.yaml) -- one set shared
 by every family, each a fraction of that chip's own peak or an absolute time -- by coordinate
 descent on the mean |log(predicted / measured)| of the refdata fit rows, and reports the error of
@@ -283,7 +284,7 @@ def predict(terms: ShapeTerms, c: Case) -> float:
 
 
 FACTORS = ("eta_bw", "stream_kernel_us", "mfu_prefill", "mfu_decode", "moe_layer_fixed_us",
-           "mixed_input_gemm_efficiency", "host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
+           "mixed_input_gemm_efficiency", "block_scaled_gemm_efficiency", "host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
 ENGINE_FACTORS = ("host_overhead_graph_ms", "host_overhead_eager_ms", "request_overhead_ms")
 # Search ranges: physically plausible values only. HBM copy kernels reach 85-92 % of the
 # datasheet bandwidth on A100/H100 (so eta_bw <= 0.90); a kernel's launch, fill and drain cost
@@ -299,6 +300,8 @@ GRID = {
     "moe_layer_fixed_us": np.round(np.arange(0.0, 30.01, 1.0), 1),
     # a mixed-input GEMM (weights dequantised in the main loop) reaches at most the native rate
     "mixed_input_gemm_efficiency": np.round(np.arange(0.30, 1.001, 0.05), 2),
+    # a block-scaled FP8 GEMM applies its scales in the main loop: at most the per-tensor rate
+    "block_scaled_gemm_efficiency": np.round(np.arange(0.30, 1.001, 0.05), 2),
     "host_overhead_graph_ms": np.round(np.arange(0.0, 2.01, 0.1), 2),
     "host_overhead_eager_ms": np.round(np.arange(0.0, 6.01, 0.25), 2),
     # a request's admission, tokenisation and first-token return: a few ms at most

@@ -385,18 +385,21 @@ def report(rows: list[dict], n_grid: int, n_skipped_weights: int, aic_version: s
                   f" + comm {r['fp_comm_ms']:.1f} + overhead {r['fp_overhead_ms']:.1f} + rest {r['fp_rest_ms']:.1f})")
 
 
-def aic_config(a: dict[str, str]) -> tuple[int, int, str, str, int] | None:
-    """fleetplan's (tp, ep, quant, kv_dtype, concurrency) for AIC's chosen aggregated configuration,
-    or None when fleetplan's convention cannot express it (expert TP together with attention DP)."""
+def aic_config(a: dict[str, str]) -> tuple[int, int, int, str, str, int] | None:
+    """fleetplan's (tp, ep, moe_tp, quant, kv_dtype, concurrency) for AIC's chosen aggregated
+    configuration (``moe_tp`` 0: derived; set for expert TP inside attention DP), or None when
+    AIC's fields are missing or its GPUs do not add up (attention tp x dp != moe_tp x moe_ep)."""
     try:
         tp, dp, mtp, mep, conc = (int(float(a[k])) for k in ("tp", "dp", "moe_tp", "moe_ep", "concurrency"))
     except (KeyError, ValueError):
         return None
-    if dp > 1 and mtp > 1:
-        return None
-    ep = tp * dp if dp > 1 else mep
     quant, kv = aic_format(a)
-    return tp, ep, quant, kv, conc
+    if dp > 1 and mtp > 1:
+        if tp * dp != mtp * mep:
+            return None
+        return tp, mep, mtp, quant, kv, conc
+    ep = tp * dp if dp > 1 else mep
+    return tp, ep, 0, quant, kv, conc
 
 
 def aic_format(a: dict[str, str]) -> tuple[str, str]:
@@ -405,15 +408,16 @@ def aic_format(a: dict[str, str]) -> tuple[str, str]:
             "fp8" if "fp8" in a.get("kvcache", "").lower() else "bf16")
 
 
-def fleetplan_at(model: str, gpu: str, cfg: tuple[int, int, str, str, int], isl: int, osl: int) -> dict:
+def fleetplan_at(model: str, gpu: str, cfg: tuple[int, int, int, str, str, int], isl: int, osl: int) -> dict:
     """fleetplan's estimate (mean latencies, no queueing -- AIC's definition) at one configuration."""
     from solver.catalog import load_catalog
     from solver.costmodel import Shape, estimate
     from solver.errors import InputError
 
-    tp, ep, quant, kv, conc = cfg
+    tp, ep, moe_tp, quant, kv, conc = cfg
     try:
-        e = estimate(_catalog(load_catalog), Shape(model, gpu, None, quant, kv, tp=tp, pp=1, ep=ep), isl, osl, conc)
+        e = estimate(_catalog(load_catalog), Shape(model, gpu, None, quant, kv, tp=tp, pp=1, ep=ep, moe_tp=moe_tp),
+                     isl, osl, conc)
     except InputError as exc:
         return {"error": str(exc)}
     return {"tok_s_gpu": e.output_tokens_per_s_per_gpu, "ttft_ms": e.ttft_ms, "tpot_ms": e.tpot_ms, "fits": e.fits}
@@ -448,8 +452,7 @@ def slo_report(scenarios: Sequence[tuple], aic_rows: dict[str, dict[str, str]]) 
         print(f"      fleetplan capacity: {free['config']}")
         print(f"      fleetplan capacity, AIC's format: {same['config']}")
         if a_tok and not cfg:
-            print("      fleetplan at AIC's config: not expressible (expert TP inside attention DP: fleetplan's"
-                  " shapes split experts over tp or ep, not both under DP attention)")
+            print("      fleetplan at AIC's config: not expressible (AIC's parallel fields missing or inconsistent)")
         if at:
             print(f"      fleetplan at AIC's config: TTFT {_f(at.get('ttft_ms'))} ms, TPOT {_f(at.get('tpot_ms'))} ms"
                   f"{'' if at.get('fits', True) else ' (does not fit fleetplan memory model)'}{at.get('error', '')}")

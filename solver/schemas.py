@@ -290,6 +290,14 @@ class Efficiency(Entry):
             "the math dtype, dequantised in the main loop: MXFP4 on Hopper, W4A16); 1 = as native"
         ),
     )
+    block_scaled_gemm_efficiency: Fraction = Field(
+        default=1.0,
+        description=(
+            "share of the FP8 peak x MFU that a block-scaled FP8 grouped expert GEMM reaches (128x128 "
+            "weight blocks, scales applied in the main loop: DeepSeek-V3/R1 and Qwen3 FP8 experts); 1 = as "
+            "a per-tensor FP8 GEMM"
+        ),
+    )
     measured: bool = Field(
         default=True,
         description="false: no public measurement of this family was fitted; its factors are carried over",

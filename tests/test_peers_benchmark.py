@@ -90,13 +90,15 @@ def test_grid_covers_the_issue_configurations(peers):
 def test_aic_config_maps_parallelism_onto_fleetplans_convention(peers):
     dep = {"tp": "1", "dp": "8", "moe_tp": "1", "moe_ep": "8", "concurrency": "896",
            "gemm": "GEMMQuantMode.fp8_block", "kvcache": "KVCacheQuantMode.fp8"}
-    assert peers.aic_config(dep) == (1, 8, "fp8", "fp8", 896)  # attention DP8 + EP8 -> tp 1, ep 8
+    assert peers.aic_config(dep) == (1, 8, 0, "fp8", "fp8", 896)  # attention DP8 + EP8 -> tp 1, ep 8
     tp_ep = {"tp": "8", "dp": "1", "moe_tp": "1", "moe_ep": "8", "concurrency": "112", "gemm": "bfloat16",
              "kvcache": "bfloat16"}
-    assert peers.aic_config(tp_ep) == (8, 8, "bf16", "bf16", 112)
+    assert peers.aic_config(tp_ep) == (8, 8, 0, "bf16", "bf16", 112)
     expert_tp = tp_ep | {"moe_tp": "8", "moe_ep": "1"}
     assert peers.aic_config(expert_tp)[:2] == (8, 1)
-    assert peers.aic_config(dep | {"moe_tp": "2", "moe_ep": "4"}) is None  # expert TP under attention DP
+    # expert TP under attention DP: attention TP1 x DP8, experts EP4 x TP2 -> moe_tp 2
+    assert peers.aic_config(dep | {"moe_tp": "2", "moe_ep": "4"}) == (1, 4, 2, "fp8", "fp8", 896)
+    assert peers.aic_config(dep | {"moe_tp": "2", "moe_ep": "2"}) is None  # 8 attention GPUs, 4 expert GPUs
     assert peers.aic_config({"tp": ""}) is None
 
 

@@ -100,12 +100,17 @@ def stage_comm_s(
     tp_link: LinkCost,
     ep_link: LinkCost,
     pp_link: LinkCost,
+    expert_tp: int = 1,
+    expert_tp_link: LinkCost = NO_LINK,
 ) -> F:
     """All communication of one stage pass (seconds), on the busiest GPU.
 
     ``rank_tokens``: tokens of the busiest attention rank (its all-reduce message);
     ``stage_tokens``: tokens of the whole stage (their expert copies are dispatched evenly over
-    its GPUs); ``layers``/``moe_layers``: the stage's layers.
+    its GPUs); ``layers``/``moe_layers``: the stage's layers. ``expert_tp > 1``: each of the ``ep``
+    expert groups is split over ``expert_tp`` GPUs that all-reduce the partial outputs of the token
+    copies the group receives (``stage_tokens x k / ep`` rows), once per MoE layer (expert TP
+    inside attention DP; without DP the TP all-reduce already sums them).
     """
     r = np.asarray(rank_tokens, dtype=float)
     st = np.asarray(stage_tokens, dtype=float)
@@ -115,6 +120,9 @@ def stage_comm_s(
         a2a = 2.0 * moe_layers * alltoall_s(send, ep, ep_link)
     else:
         a2a = np.zeros_like(st)
+    if expert_tp > 1 and moe_layers > 0:
+        rows = st * experts_per_token / max(ep, 1)
+        a2a = a2a + moe_layers * allreduce_s(rows * hidden_size * act_bytes, expert_tp, expert_tp_link)
     if pp > 1:
         p2p = p2p_s(st / stage_gpus * hidden_size * act_bytes, pp_link)
     else:

@@ -22,6 +22,9 @@ arrays broadcast); operators run one after another and communication is not over
   fixed ``moe_layer_fixed_us`` (fitted) per MoE layer; each touched expert's rows are padded up
   to the kernel's tile height (``shape.GROUPED_GEMM_TILE_ROWS``); and it reads only the experts
   the batch touches: ``E_local x (1 - (1 - k/E)^T)`` for ``T`` tokens routed uniformly.
+* Block-scaled FP8 experts (``quant: fp8`` on a MoE model): tiles of
+  ``shape.BLOCK_SCALED_TILE_ROWS`` (128) rows and the family's ``block_scaled_gemm_efficiency``
+  on the expert GEMM rate (scales applied per 128-deep K block in the main loop).
 * Mixed-input GEMMs (weights narrower than the math dtype: MXFP4 experts on Hopper in bf16,
   W4A16, FP8 weights on parts without FP8 math) dequantise the weights in the main loop, which
   competes with the tensor cores for issue slots: their FLOP rate is the family's
@@ -116,7 +119,7 @@ def touched_experts(tokens: ArrayLike, num_experts: int, k: int, local_experts: 
     return local_experts * (1.0 - (1.0 - k / num_experts) ** t)
 
 
-def padded_rows(rows: ArrayLike, touched: ArrayLike, tile: int) -> F:
+def padded_rows(rows: ArrayLike, touched: ArrayLike, tile: ArrayLike) -> F:
     """Rows a grouped GEMM computes when ``rows`` token rows fall evenly on ``touched`` experts and
     each expert's rows are padded up to a multiple of ``tile``."""
     r = np.asarray(rows, dtype=float)
@@ -136,7 +139,7 @@ def grouped_gemm_s(
     flop_per_row: float,
     bw_bytes_s: float,
     half_bytes: float,
-    tile: int,
+    tile: ArrayLike,
     fixed_s: float,
 ) -> tuple[F, F, F]:
     """(memory, compute, fixed) seconds of one MoE layer's grouped GEMMs on one GPU.
@@ -251,6 +254,7 @@ def stage_pass_s(
         # decode rows at mfu_decode, prompt rows at mfu_prefill: the harmonic mean per row
         safe = np.where(tokens > 0, tokens, 1.0)
         rate_mix = np.where(tokens > 0, safe / (b / rate_dec + p / rate_pre + (tokens == 0)), rate_dec)
+        rate_mix = rate_mix * terms.expert_gemm_eff  # block-scaled FP8 experts: their own efficiency
         em, ec, efix = grouped_gemm_s(
             tokens, rate_mix, num_experts=terms.num_experts, k=terms.experts_per_token,
             local_experts=terms.experts_per_gpu_layer, expert_bytes=terms.expert_bytes_per_expert_gpu,
@@ -273,6 +277,7 @@ def stage_pass_s(
         act_bytes=ACT_BYTES, layers=layers, moe_layers=moe, tp=terms.tp, ep=terms.ep,
         stage_gpus=terms.stage_gpus, experts_per_token=terms.experts_per_token, pp=terms.pp,
         tp_link=terms.tp_cost, ep_link=terms.ep_cost, pp_link=terms.pp_cost,
+        expert_tp=terms.moe_tp if terms.dp_attn > 1 else 1, expert_tp_link=terms.moe_tp_cost,
     )
     mem = dm + xm + am
     cmp = dc + xc + ac + pre_cmp

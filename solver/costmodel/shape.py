@@ -13,6 +13,12 @@ Parallelism convention (the one vLLM, SGLang and TensorRT-LLM share for MoE serv
   ``1 / stage_gpus`` of a stage's expert weights; ``ep`` changes the communication (all-to-all
   instead of all-reduce) and the number of expert weights a step must read per GPU.
 * ``tp`` and ``ep`` must divide one another; ``ep = 1`` for dense models.
+* Expert TP inside attention DP (``moe_tp > 0``, what the engines run for large MoE: TensorRT-LLM
+  ``moe_tensor_parallel_size`` x ``moe_expert_parallel_size`` under attention DP): the stage has
+  ``ep x moe_tp`` GPUs, ``tp`` divides it, the dense parts run ``dp_attn = ep x moe_tp / tp``
+  copies, and each of the ``ep`` expert groups splits its experts' intermediate width over its
+  ``moe_tp`` GPUs, which sum their partial outputs with one all-reduce per MoE layer.
+  ``moe_tp = 0`` (the default) derives the split as above (``stage_gpus / ep``).
 
 Everything that depends on the shape and the serving engine only (bytes, FLOP per token,
 bandwidths, links and their collective costs, the engine's memory rule, chunk size and host
@@ -43,13 +49,19 @@ CUDA-graph pools (~1 GiB), allocator fragmentation. Order of magnitude from vLLM
 memory profile logs; not fitted."""
 PREFILL_CHUNK_TOKENS = 2048
 """vLLM's default token budget per chunked-prefill step (``max_num_batched_tokens``); each
-engine's own default is ``chunk_tokens`` in ``catalogs/engines.yaml``. Also sizes the prefill
-activations reserved per GPU."""
+engine's own default is ``chunk_tokens`` in ``catalogs/engines.yaml``, which also sizes the
+activations reserved per GPU (:func:`shape_terms`)."""
 GROUPED_GEMM_TILE_ROWS = 64
 """Token rows per tile of a grouped-GEMM MoE kernel: Hopper's warpgroup MMA instruction
 (``wgmma``) is 64 rows high and the CUTLASS grouped-GEMM tile shapes the engines dispatch start
 at M = 64 (https://github.com/NVIDIA/cutlass, ``examples/57_hopper_grouped_gemm``). An expert
 that receives one token still computes a 64-row tile."""
+BLOCK_SCALED_TILE_ROWS = 128
+"""Token rows per tile of a block-scaled FP8 grouped GEMM (FP8 routed experts with one scale per
+128x128 weight block): DeepGEMM's m-grouped contiguous kernels, which TensorRT-LLM vendors
+(``cpp/include/tensorrt_llm/deep_gemm``) and SGLang/vLLM call for such experts, need each
+expert's rows aligned to the M block (``get_mk_alignment_for_contiguous_layout()``, 128;
+https://github.com/deepseek-ai/DeepGEMM). An expert that receives one token computes 128 rows."""
 ACT_BYTES = 2
 """Bytes per activation element (bf16) for activations and collectives."""
 
@@ -67,11 +79,13 @@ class Shape:
     tp: int = 1
     pp: int = 1
     ep: int = 1
+    moe_tp: int = 0
+    """Expert tensor parallelism inside each EP group; 0 derives it (``stage_gpus / ep``)."""
 
     @property
     def stage_gpus(self) -> int:
-        """GPUs per pipeline stage: ``max(tp, ep)``."""
-        return max(self.tp, self.ep)
+        """GPUs per pipeline stage: ``max(tp, ep)``, or ``max(tp, ep x moe_tp)`` when ``moe_tp`` is set."""
+        return max(self.tp, self.ep * self.moe_tp if self.moe_tp else self.ep)
 
     @property
     def gpus(self) -> int:
@@ -103,6 +117,8 @@ class ShapeTerms:
     ep: int
     stage_gpus: int
     dp_attn: int
+    moe_tp: int
+    """GPUs each expert is split over (its intermediate width): ``stage_gpus / ep``."""
     # model facts
     num_layers: int
     moe_layers: int
@@ -173,6 +189,12 @@ class ShapeTerms:
     expert_flop_per_row_gpu: float
     """FLOP of one token row through one expert as held by one GPU (2 x its parameters)."""
     grouped_gemm_tile: int
+    block_scaled_experts: bool
+    """Routed experts in block-scaled FP8 (a model released so, served in ``fp8``)."""
+    expert_gemm_eff: float
+    """Share of ``gemm_peak_flop_s`` x MFU the routed experts' grouped GEMMs reach: the family's
+    ``block_scaled_gemm_efficiency`` for FP8 experts (block-scaled, :data:`BLOCK_SCALED_TILE_ROWS`),
+    1 otherwise."""
     engine: str
     host_overhead_graph_s: float
     """Host time of a decode-only step (CUDA graph replay), from the engine profile."""
@@ -187,6 +209,9 @@ class ShapeTerms:
     ep_cost: LinkCost
     pp_cost: LinkCost
     prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
+    moe_tp_cost: LinkCost = NO_LINK
+    """The expert-TP group's link when it reduces its own partial outputs (``moe_tp > 1`` under
+    attention DP; otherwise the TP all-reduce does it and this is ``NO_LINK``)."""
 
     @property
     def bw_half_bytes(self) -> float:
@@ -210,6 +235,7 @@ def with_efficiency(
     stream_kernel_us: float | None = None,
     moe_layer_fixed_us: float | None = None,
     mixed_input_gemm_efficiency: float | None = None,
+    block_scaled_gemm_efficiency: float | None = None,
     host_overhead_graph_ms: float | None = None,
     host_overhead_eager_ms: float | None = None,
     request_overhead_ms: float | None = None,
@@ -219,7 +245,7 @@ def with_efficiency(
     ``collective_factor`` multiplies the links' current plateau efficiency (capped at 1)."""
     changes: dict[str, Any] = {}
     if collective_factor is not None:
-        for k in ("tp_cost", "ep_cost", "pp_cost"):
+        for k in ("tp_cost", "ep_cost", "pp_cost", "moe_tp_cost"):
             changes[k] = scale_collectives(getattr(terms, k), collective_factor)
     if eta_bw is not None:
         changes["bw_bytes_s"] = terms.peak_bw_bytes_s * eta_bw
@@ -233,6 +259,8 @@ def with_efficiency(
         changes["moe_layer_fixed_s"] = moe_layer_fixed_us / 1e6
     if mixed_input_gemm_efficiency is not None:
         changes["mixed_input_gemm_eff"] = mixed_input_gemm_efficiency
+    if block_scaled_gemm_efficiency is not None and terms.block_scaled_experts:
+        changes["expert_gemm_eff"] = block_scaled_gemm_efficiency
     if host_overhead_graph_ms is not None:
         changes["host_overhead_graph_s"] = host_overhead_graph_ms / 1e3
     if host_overhead_eager_ms is not None:
@@ -342,7 +370,19 @@ def check_shape(cat: Catalog, shape: Shape, engine: str | None = None) -> str | 
         return f"ep={ep} needs a mixture-of-experts model; {m.id} is dense"
     if m.moe and m.moe.num_experts % ep:
         return f"ep={ep} does not divide the {m.moe.num_experts} experts of {m.id}"
-    if tp % ep and ep % tp:
+    mtp = shape.moe_tp
+    if not isinstance(mtp, int) or mtp < 0:
+        return f"moe_tp must be a non-negative integer (0: derived), got {mtp!r}"
+    if mtp:
+        if not m.moe:
+            return f"moe_tp={mtp} needs a mixture-of-experts model; {m.id} is dense"
+        if (ep * mtp) % tp:
+            return f"moe_tp={mtp} x ep={ep} = {ep * mtp} GPUs must be a multiple of tp={tp}"
+        if m.moe.moe_intermediate_size % mtp:
+            return f"moe_tp={mtp} does not divide the {m.moe.moe_intermediate_size}-wide experts of {m.id}"
+        if not fits_scaleup(system, mtp):
+            return f"moe_tp={mtp} exceeds the {system.scaleup_domain_gpus}-GPU scale-up domain of {system.id}"
+    elif tp % ep and ep % tp:
         return f"tp={tp} and ep={ep} must divide one another"
     if not fits_scaleup(system, tp):
         return (
@@ -462,14 +502,27 @@ def shape_terms(
     kvb = kv.bytes_per_element
     kv_model = per_layer_model * m.num_layers * kvb
 
-    # Activations of one prefill chunk (per GPU): residual stream, q/k/v/o and the widest FFN
-    # intermediate (gate+up) for the chunk's tokens, plus fp32 logits of a chunk's worth of rows.
+    # Activations of one step (per GPU): residual stream, q/k/v/o and the widest FFN
+    # intermediate (gate+up) for the step's tokens, plus fp32 logits of up to 1024 rows. The
+    # engine sizes its activation buffers for its own token budget per step (``chunk_tokens``:
+    # vLLM max_num_batched_tokens 2048, TensorRT-LLM max_num_tokens 8192), so that budget, not
+    # vLLM's, sets the memory held back from the KV cache.
     ffn_width = max(m.intermediate_size, (m.moe.moe_intermediate_size * m.moe.experts_per_token) if m.moe else 0)
-    act = PREFILL_CHUNK_TOKENS * (4 * m.hidden_size + 2 * ffn_width / tp) * ACT_BYTES
-    act += min(PREFILL_CHUNK_TOKENS, 1024) * m.vocab_size * 4 / tp
+    act = eng.chunk_tokens * (4 * m.hidden_size + 2 * ffn_width / tp) * ACT_BYTES
+    act += min(eng.chunk_tokens, 1024) * m.vocab_size * 4 / tp
 
     dense_matmul = pc.dense - pc.embedding_input
     compute_dtype, peak = _peak_flops(cat, shape, eng.id)
+    # FP8 routed experts of a model released in FP8 (DeepSeek-V3/R1: one scale per 128x128 weight
+    # block) run as block-scaled grouped GEMMs. Other models' FP8 checkpoints (ModelOpt,
+    # llm-compressor) scale per tensor or per channel and run as plain FP8 grouped GEMMs -- so
+    # Qwen3's own block-scaled FP8 releases are modelled as per-tensor (the catalog does not say
+    # which FP8 checkpoint a plan serves).
+    block_scaled = (bool(m.moe) and shape.quant == "fp8" and compute_dtype == "fp8"
+                    and m.native_quantization == "fp8")
+    moe_tp = stage // ep
+    # under attention DP an explicit expert-TP group sums its partial outputs itself
+    moe_tp_link = link_for_group(system, moe_tp) if (shape.dp_attn > 1 and moe_tp > 1) else LOCAL
     tp_link = link_for_group(system, tp) if tp > 1 else LOCAL
     ep_link = link_for_group(system, stage) if ep > 1 else LOCAL
     pp_link = link_for_group(system, stage * pp) if pp > 1 else LOCAL
@@ -487,6 +540,7 @@ def shape_terms(
         ep=ep,
         stage_gpus=stage,
         dp_attn=shape.dp_attn,
+        moe_tp=moe_tp,
         num_layers=m.num_layers,
         moe_layers=m.moe.moe_layers if m.moe else 0,
         hidden_size=m.hidden_size,
@@ -527,7 +581,9 @@ def shape_terms(
         efficiency_measured=eff.measured,
         stated_error_pct=eff.error_pct,
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
-        grouped_gemm_tile=GROUPED_GEMM_TILE_ROWS,
+        grouped_gemm_tile=BLOCK_SCALED_TILE_ROWS if block_scaled else GROUPED_GEMM_TILE_ROWS,
+        block_scaled_experts=block_scaled,
+        expert_gemm_eff=eff.block_scaled_gemm_efficiency if block_scaled else 1.0,
         engine=eng.id,
         host_overhead_graph_s=(eng.host_overhead_graph_ms if cuda_graphs else eng.host_overhead_eager_ms)
         * eff.host_overhead_factor / 1e3,
@@ -540,4 +596,5 @@ def shape_terms(
         ep_cost=scale_collectives(link_cost(cat, ep_link), eff.collective_factor),
         pp_cost=scale_collectives(link_cost(cat, pp_link), eff.collective_factor),
         prefill_chunk_tokens=eng.chunk_tokens,
+        moe_tp_cost=scale_collectives(link_cost(cat, moe_tp_link), eff.collective_factor),
     )
