@@ -28,7 +28,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, shape_terms
-from solver.costmodel.partition import Partition, mig_partition, parse_label, partition_terms, shared_partition
+from solver.costmodel.partition import Partition, partition_terms, resolve_partition
 from solver.costmodel.speculative import speculation
 from solver.lora import demand_terms
 from solver.plan import Deployment, Plan
@@ -144,24 +144,6 @@ class _Ctx:
 
 def _where(dep: Deployment) -> str:
     return f"{dep.model} on {dep.accelerator} {dep.quant} TP{dep.tp} PP{dep.pp} EP{dep.ep} B{dep.max_batch}"
-
-
-def resolve_partition(cat: Catalog, accelerator: str, label: str) -> Partition | str:
-    """The GPU share a plan names (``mig 1g.10gb``, ``shared 1/4``) from the catalog, or why
-    it cannot be (malformed, or a MIG profile the accelerator lacks)."""
-    parsed = parse_label(label)
-    if parsed is None:
-        return f"unknown GPU share {label!r}"
-    kind, name = parsed
-    if kind == "shared":
-        try:
-            return shared_partition(int(name.split("/")[1]))
-        except ValueError as exc:
-            return str(exc)
-    for p in cat.accelerator(accelerator).mig_profiles:
-        if p.name == name:
-            return mig_partition(p.name, p.memory_slices, p.compute_slices, p.max_count)
-    return f"{accelerator} has no MIG profile {name!r}"
 
 
 def _prepare(ctx: _Ctx) -> None:

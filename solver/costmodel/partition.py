@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from solver.catalog import Catalog
 from solver.costmodel.shape import ShapeTerms, usable_bytes
 
 COLOCATE_MAX = 8
@@ -104,3 +105,21 @@ def partition_terms(terms: ShapeTerms, part: Partition, policy: str, util_fracti
         stream_kernel_s=terms.stream_kernel_s / part.time_share,
         moe_layer_fixed_s=terms.moe_layer_fixed_s / part.time_share,
     )
+
+
+def resolve_partition(cat: Catalog, accelerator: str, label: str) -> Partition | str:
+    """The GPU share a plan names (``mig 1g.10gb``, ``shared 1/4``) from the catalog, or why
+    it cannot be (malformed, or a MIG profile the accelerator lacks)."""
+    parsed = parse_label(label)
+    if parsed is None:
+        return f"unknown GPU share {label!r}"
+    kind, name = parsed
+    if kind == "shared":
+        try:
+            return shared_partition(int(name.split("/")[1]))
+        except ValueError as exc:
+            return str(exc)
+    for p in cat.accelerator(accelerator).mig_profiles:
+        if p.name == name:
+            return mig_partition(p.name, p.memory_slices, p.compute_slices, p.max_count)
+    return f"{accelerator} has no MIG profile {name!r}"
