@@ -86,7 +86,8 @@ def plan_rows(content: ReportContent) -> list[list[str]]:
     for v in content.deployments:
         d, c = v.deployment, v.costs
         rows.append([
-            d.model, d.accelerator, d.quant, _num(v.quality_loss_points), d.kv_dtype,
+            d.model, d.accelerator + (f" ({d.partition})" if d.partition else ""), d.quant,
+            _num(v.quality_loss_points), d.kv_dtype,
             f"{d.tp}/{d.pp}/{d.ep}" + (f" (DP{d.ep // d.tp})" if d.ep > d.tp else ""), str(d.max_batch),
             str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(c.usd_per_million_input_tokens, 3),
             _num(c.usd_per_million_output_tokens, 3), _num(c.usd_per_million_tokens, 3),
