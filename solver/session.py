@@ -223,13 +223,13 @@ class Session:
         shares: dict[int, int] = defaultdict(int)
         for i, r in enumerate(sol.replicas):
             c = self.ip.candidates[i]
-            if c.pool >= 0:
-                shares[c.pool] += r
+            if c.gpu_share >= 0:
+                shares[c.gpu_share] += r
             else:
                 used[c.system] += r * c.gpus
         for h, n in shares.items():
-            pool = self.ip.pools[h]
-            used[pool.system] += -(-n // pool.per_gpu)
+            share = self.ip.gpu_shares[h]
+            used[share.system] += -(-n // share.per_gpu)
         return used
 
     def idle_gpus(self, sol: IntSolution) -> int:

@@ -158,15 +158,15 @@ def test_brute_force_agrees_with_cp_sat_on_shared_gpus(cat) -> None:
     p = _problem([_model("a", "llama-3.1-8b", 0.5, sharing), _model("b", "qwen2.5-7b", 1.5, sharing)],
                  power_kw=2.0)
     ip = encode(build_tables(p, cat), p.fleet)
-    assert ip.pools, "expected candidates on GPU shares"
+    assert ip.gpu_shares, "expected candidates on GPU shares"
     sol = FleetModel(ip).solve()
     ref = brute_force(ip)
     assert sol.status is SolveStatus.OPTIMAL
     assert sol.cost_cents == ref.cost_cents
     # the optimum puts replicas on a share, and both count the same whole GPUs for them
-    on_share = [i for i, r in enumerate(sol.replicas) if r and ip.candidates[i].pool >= 0]
+    on_share = [i for i, r in enumerate(sol.replicas) if r and ip.candidates[i].gpu_share >= 0]
     assert on_share
-    assert ref.replicas is not None and any(r and ip.candidates[i].pool >= 0 for i, r in enumerate(ref.replicas))
+    assert ref.replicas is not None and any(r and ip.candidates[i].gpu_share >= 0 for i, r in enumerate(ref.replicas))
 
 
 def test_inventory_counts_shared_gpus_exactly(cat) -> None:

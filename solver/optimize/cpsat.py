@@ -191,14 +191,14 @@ class FleetModel:
         self.u = [md.new_bool_var(f"u{i}") for i in range(len(ip.candidates))]
         self.P, self.N = [], []
         p_ub: list[int] = []
-        self.G = []
-        for h, pool in enumerate(ip.pools):
-            n = sum(c.max_replicas for c in ip.candidates if c.pool == h)
-            self.G.append(md.new_int_var(0, -(-n // pool.per_gpu), f"G{h}"))
+        self.G: list[cp_model.IntVar] = []
+        for h, share in enumerate(ip.gpu_shares):
+            n = sum(c.max_replicas for c in ip.candidates if c.gpu_share == h)
+            self.G.append(md.new_int_var(0, -(-n // share.per_gpu), f"G{h}"))
         for s, sysrow in enumerate(ip.systems):
-            ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s and c.pool < 0)
-            ub += sum(-(-sum(c.max_replicas for c in ip.candidates if c.pool == h) // pool.per_gpu)
-                      for h, pool in enumerate(ip.pools) if pool.system == s)
+            ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s and c.gpu_share < 0)
+            ub += sum(-(-sum(c.max_replicas for c in ip.candidates if c.gpu_share == h) // share.per_gpu)
+                      for h, share in enumerate(ip.gpu_shares) if share.system == s)
             nodes_ub = -(-ub // sysrow.gpus_per_node)
             self.P.append(md.new_int_var(0, nodes_ub * sysrow.gpus_per_node, f"P{s}"))
             p_ub.append(nodes_ub * sysrow.gpus_per_node)
@@ -230,13 +230,13 @@ class FleetModel:
             self.model.add(self.r[i] <= c.max_replicas * self.u[i])
             self.model.add(self.u[i] <= self.r[i])
         nodes = self.lit.get(Guard(Family.NODES))
-        for h, pool in enumerate(self.ip.pools):
-            shares = sum(self.r[i] for i, c in enumerate(self.ip.candidates) if c.pool == h)
-            self.model.add(pool.per_gpu * self.G[h] >= shares)
-            self.model.add(pool.per_gpu * self.G[h] <= shares + pool.per_gpu - 1)
+        for h, share in enumerate(self.ip.gpu_shares):
+            shares = sum(self.r[i] for i, c in enumerate(self.ip.candidates) if c.gpu_share == h)
+            self.model.add(share.per_gpu * self.G[h] >= shares)
+            self.model.add(share.per_gpu * self.G[h] <= shares + share.per_gpu - 1)
         for s, row in enumerate(self.ip.systems):
-            used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s and c.pool < 0)
-            used += sum(self.G[h] for h, pool in enumerate(self.ip.pools) if pool.system == s)
+            used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s and c.gpu_share < 0)
+            used += sum(self.G[h] for h, share in enumerate(self.ip.gpu_shares) if share.system == s)
             self.model.add(self.P[s] >= used)
             # No idle GPU beyond what whole nodes need (owned GPUs cost nothing, so the
             # objective alone would not keep P_s tight).
