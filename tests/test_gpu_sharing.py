@@ -212,3 +212,74 @@ def test_plan_json_states_the_share(cat) -> None:
     d = plan.to_dict()["deployments"][0]
     assert d["partition"] in {"shared 1/2", "shared 1/4"} or d["partition"].startswith("mig ")
     assert d["gpu_share_per_replica"] == pytest.approx(1 / d["replicas_per_gpu"])
+
+
+# -- the encoding, by hand and against brute force on random small fleets ---------------------
+
+_SYS = {"gpu-a": ("sys-a", 8, 2.0, 700.0), "gpu-b": ("sys-b", 4, 3.0, 400.0)}
+
+
+def _cand(model: str, gpu: str, cap: float, k: int = 1, gpus: int = 1) -> "Candidate":
+    from solver.candidates import Candidate
+
+    system, per_node, price, tdp = _SYS[gpu]
+    return Candidate(
+        model=model, model_id="llama-3.1-8b", accelerator=gpu, system=system, quant="fp8", kv_dtype="fp8",
+        tp=gpus, pp=1, ep=1, max_batch=8, gpus=gpus, gpus_per_node=per_node, usd_per_gpu_hour=price,
+        price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0, capacity_rps=cap, ttft_p99_ms=100.0,
+        ttft_min_ms=50.0, tpot_p99_ms=40.0, e2e_p99_ms=1000.0, e2e_min_ms=900.0, service_s=1.0,
+        max_concurrency=64, partition=f"shared 1/{k}" if k > 1 else "", per_gpu=k)
+
+
+def _table(name: str, rps: float, cands: list) -> "ModelTable":
+    from solver.candidates import ModelTable
+    from solver.problem import LatencyTarget, ModelDemand, Slo, TokenLengths, Traffic
+
+    lengths = TokenLengths(p50=100, p90=200, p99=400)
+    d = ModelDemand(name=name, model="llama-3.1-8b", min_replicas=1, headroom=0.0,
+                    traffic=Traffic(peak_rps=rps, input_tokens=lengths, output_tokens=lengths),
+                    slo=Slo(tpot=LatencyTarget(max_ms=50)))
+    return ModelTable(d, tuple(cands), ())
+
+
+def test_four_quarter_gpu_replicas_of_two_models_take_one_gpu_and_one_power_slot() -> None:
+    """a and b each need 2 replicas of a quarter-GPU (0.6 req/s each for 1 req/s): 4 quarters
+    = 1 GPU = 200 cents/h and 700 W; whole GPUs would take 2. A 0.7 kW limit leaves only the
+    shared plan; with thirds instead of quarters, 4 replicas need 2 GPUs and no plan fits."""
+    from solver.problem import Fleet
+
+    def tables(k: int) -> list:
+        return [_table(m, 1.0, [_cand(m, "gpu-a", 5.0), _cand(m, "gpu-a", 0.6, k=k)]) for m in ("a", "b")]
+
+    ip = encode(tables(4), Fleet(max_configs_per_model=1, power_kw=0.7))
+    sol = FleetModel(ip).solve()
+    assert sol.status is SolveStatus.OPTIMAL and sol.cost_cents == 200 and sol.provisioned == (1,)
+    assert brute_force(ip).cost_cents == 200
+    assert encode(tables(4), Fleet(max_configs_per_model=1)).gpu_shares[0].per_gpu == 4
+    ip3 = encode(tables(3), Fleet(max_configs_per_model=1, power_kw=0.7))
+    assert FleetModel(ip3).solve().status is SolveStatus.INFEASIBLE and brute_force(ip3).cost_cents is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_small_fleets_with_shares_match_brute_force(seed: int) -> None:
+    import random
+
+    from solver.problem import Fleet
+
+    rng = random.Random(5000 + seed)
+    tables = []
+    for m in range(rng.choice([1, 2, 3])):
+        name = f"m{m}"
+        cands = [_cand(name, rng.choice(list(_SYS)), round(rng.uniform(0.3, 3.0), 3), k=rng.choice([1, 2, 3, 4]))
+                 for _ in range(rng.randint(1, 3))]
+        tables.append(_table(name, rng.choice([0.5, 1.0, 2.5]), cands))
+    inv = {g: rng.choice([1, 2, 4]) for g in _SYS if rng.random() < 0.4} or None
+    fleet = Fleet(inventory=inv, whole_nodes=rng.random() < 0.25, power_kw=rng.choice([None, 1.4, 3.0]),
+                  budget_usd_per_hour=rng.choice([None, 6.0, 12.0]), max_configs_per_model=rng.choice([1, 2]))
+    ip = encode(tables, fleet)
+    sol = FleetModel(ip).solve()
+    ref = brute_force(ip)
+    if ref.cost_cents is None:
+        assert sol.status is SolveStatus.INFEASIBLE
+    else:
+        assert sol.status is SolveStatus.OPTIMAL and sol.cost_cents == ref.cost_cents
