@@ -21,6 +21,7 @@ from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.cpsat import CORE_TIME_LIMIT_S, Conflict, FleetModel, IntSolution
 from solver.optimize.encode import IntProblem, encode
 from solver.modes import speculation_notes
+from solver.sharing import sharing_notes
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import ModelDemand, Problem
 from solver.slo import latencies
@@ -149,7 +150,7 @@ class Session:
             candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
             termination=sol.termination,
             unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
-            notes=speculation_notes(self.problem, deps),
+            notes=speculation_notes(self.problem, deps) + sharing_notes(self.problem, deps),
             applications=_application_paths(self.problem, deps),
         )
         if verify:

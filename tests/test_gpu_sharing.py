@@ -283,3 +283,11 @@ def test_random_small_fleets_with_shares_match_brute_force(seed: int) -> None:
         assert sol.status is SolveStatus.INFEASIBLE
     else:
         assert sol.status is SolveStatus.OPTIMAL and sol.cost_cents == ref.cost_cents
+
+
+def test_plan_notes_say_who_shares_which_gpus(cat) -> None:
+    _, plan = _shared_plan(cat)
+    notes = [n for n in plan.notes if n.startswith("GPU share ")]
+    assert len(notes) == 1
+    k = plan.deployments[0].replicas_per_gpu
+    assert f"{plan.deployments[0].partition} on h100-sxm: 2 replicas (a 1, b 1) on 1 GPU(s), {k} per GPU" in notes[0]
