@@ -177,7 +177,8 @@ def capacity(
     (gpu,) = d.allowed_accelerators or [None]
     tables = build_tables(problem, cat, cache=cache)
     t = tables[0]
-    usable = [c for c in t.candidates if not c.violations]
+    # whole GPUs only: a GPU share (gpu_sharing) is not a whole number of GPUs per replica
+    usable = [c for c in t.candidates if not c.violations and not c.partition]
     osl = d.traffic.output_tokens.mean()
     if not usable:
         why = [f"{k} target: best {t.best[k].label()}" for k in t.best] if t.best else []

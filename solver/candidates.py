@@ -59,6 +59,7 @@ from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
+from solver.costmodel.partition import Partition, mig_partition, partition_terms, shared_partition
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -119,6 +120,11 @@ class Candidate:
     speculative: tuple[tuple[str, object], ...] = ()
     """Speculative decoding of this configuration as (key, value) pairs
     (:meth:`~solver.costmodel.speculative.Speculation.describe`); empty: plain decoding."""
+    partition: str = ""
+    """The GPU share one replica runs on (``mig 1g.10gb``, ``shared 1/4``; see
+    :mod:`solver.costmodel.partition`); empty: whole GPUs."""
+    per_gpu: int = 1
+    """Replicas of this share one GPU holds (1: whole GPUs)."""
 
     @property
     def shape(self) -> Shape:
@@ -128,17 +134,18 @@ class Candidate:
 
     @property
     def cost_usd_per_hour(self) -> float:
-        """Cost of one replica."""
-        return self.gpus * self.usd_per_gpu_hour
+        """Cost of one replica (its share of a GPU's price on a GPU share)."""
+        return self.gpus * self.usd_per_gpu_hour / self.per_gpu
 
     @property
     def power_w(self) -> float:
-        return self.gpus * self.tdp_w
+        return self.gpus * self.tdp_w / self.per_gpu
 
     def label(self) -> str:
         par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
         spec = f", speculative ({dict(self.speculative)['draft']})" if self.speculative else ""
-        return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {par}, batch {self.max_batch}{spec}"
+        part = f", {self.partition}" if self.partition else ""
+        return f"{self.accelerator}{part}, {self.quant}/kv-{self.kv_dtype}, {par}, batch {self.max_batch}{spec}"
 
 
 @dataclass(frozen=True)
@@ -273,6 +280,19 @@ class _ShapeRows:
     kv_gib: np.ndarray
     stated_error_pct: float | None = None
     spec: tuple[tuple[str, object], ...] = ()
+    partition: Partition | None = None
+
+
+def partitions_for(cat: Catalog, d: ModelDemand, gpu: str) -> list[Partition]:
+    """GPU shares model ``d`` may run on on accelerator ``gpu``: its ``gpu_sharing`` MIG
+    profiles for this accelerator (catalog order), then its co-location counts (ascending)."""
+    sharing = d.gpu_sharing
+    if sharing is None:
+        return []
+    wanted = set(sharing.mig.get(gpu, ()))
+    out = [mig_partition(p.name, p.memory_slices, p.compute_slices, p.max_count)
+           for p in cat.accelerator(gpu).mig_profiles if p.name in wanted]
+    return out + [shared_partition(k) for k in sorted(sharing.colocate)]
 
 
 def _evaluate(d: ModelDemand, shape: Shape, terms: ShapeTerms,
@@ -327,7 +347,8 @@ class TableCache:
     ``hits``/``misses`` count look-ups."""
 
     def __init__(self) -> None:
-        self._data: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None], ShapeEval] = {}
+        self._data: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, Partition | None],
+                         ShapeEval] = {}
         self._terms: dict[tuple[tuple[int, ...], str | None, Shape], ShapeTerms | str] = {}
         self._catalogs: dict[tuple[int, ...], Catalog] = {}
         self.hits = 0
@@ -337,18 +358,23 @@ class TableCache:
         return len(self._data)
 
     def evaluate(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str | None = None,
-                 key: str | None = None, spec: Speculative | None = None) -> ShapeEval:
+                 key: str | None = None, spec: Speculative | None = None,
+                 partition: Partition | None = None) -> ShapeEval:
         """The evaluation of ``shape`` for ``d``'s traffic; ``key``: ``lengths_key(d)`` when the
-        caller has it already; ``spec``: with this speculative decoding."""
+        caller has it already; ``spec``: with this speculative decoding; ``partition``: on this
+        share of a GPU (single-GPU shapes)."""
         ck = cost_model_key(cat)
         self._catalogs.setdefault(ck, cat)
-        k = (ck, engine, key if key is not None else lengths_key(d), shape, spec)
+        k = (ck, engine, key if key is not None else lengths_key(d), shape, spec, partition)
         hit = self._data.get(k)
         if hit is not None:
             self.hits += 1
             return hit
         self.misses += 1
         terms = self.terms(cat, shape, engine)
+        if partition is not None and not isinstance(terms, str):
+            eng = cat.engine(terms.engine)
+            terms = partition_terms(terms, partition, eng.kv_memory_policy, eng.kv_memory_fraction)
         if not isinstance(terms, str):
             terms = demand_terms(cat, d, terms)
         sp: Speculation | str | None = None
@@ -430,6 +456,20 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                         cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
                         ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
                         tuple(ev.speculation.describe().items()) if ev.speculation else ()))
+                for part in partitions_for(cat, d, gpu) if shape.gpus == 1 else ():
+                    ev = cache.evaluate(cat, d, shape, engine, key=lkey, partition=part)
+                    what = f"{base} {part.label}"
+                    if ev.reason:
+                        rejected.append(Rejected(d.name, what, ev.reason))
+                        continue
+                    assert ev.view is not None and ev.kv_gib is not None
+                    view = widen(ev.view, planning_multiplier(cat, d.model, gpu, shape.quant, engine,
+                                                              problem.confidence))
+                    f = set(flags) | (set() if ev.fits else {Family.MEMORY})
+                    pending.append(_ShapeRows(
+                        shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
+                        cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
+                        ev.weights_gib, ev.kv_gib, ev.stated_error_pct, (), part))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
     rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)
     if prune:
@@ -510,6 +550,8 @@ def _rows(
             service_s=float(view.service_s[i]), max_concurrency=max(p.limit, 0),
             weights_gib_per_gpu=p.weights_gib, kv_gib_per_gpu=float(kv_gib[i]),
             violations=frozenset(v), stated_error_pct=p.stated_error_pct, speculative=p.spec,
+            partition=p.partition.label if p.partition else "",
+            per_gpu=p.partition.per_gpu if p.partition else 1,
         )
 
     rows = []
@@ -542,8 +584,8 @@ def violation_mask(c: Candidate) -> int:
 def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tuple[list[Candidate], int]:
     """Drop candidates that an optimum never needs; returns (kept in order, number dropped).
 
-    ``a`` dominates ``b`` when both run on the same accelerator *and* system (they share
-    inventory, nodes, price and power), ``k = gpus_b / gpus_a`` is a whole number, ``k`` replicas
+    ``a`` dominates ``b`` when both run on the same accelerator, system *and* GPU share
+    (they share inventory, nodes, price and power), ``k = gpus_b / gpus_a`` is a whole number, ``k`` replicas
     of ``a`` offer at least the capacity of one ``b`` (in the integer milli-req/s the model uses),
     and ``a`` violates no family that ``b`` does not. Then in any plan, every replica of ``b`` can
     be swapped for ``k`` replicas of ``a``: the same GPUs, nodes, power and cost, no less
@@ -555,9 +597,9 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
     n = len(cands)
     if n < 2:
         return list(cands), 0
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, c in enumerate(cands):
-        groups.setdefault((c.accelerator, c.system), []).append(i)
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, c in enumerate(cands):  # a GPU share is its own pool of GPUs: compared within it only
+        groups.setdefault((c.accelerator, c.system, c.partition), []).append(i)
     dropped = np.zeros(n, dtype=bool)
     for members in groups.values():
         idx = np.array(members)

@@ -25,7 +25,9 @@ def config_label(d: Any) -> str:
     """One configuration, every field that tells two apart: ``h100-sxm fp8/kv-fp8 TP4 PP1 EP1,
     batch 64`` (``d`` is a Deployment or its dict)."""
     get = (lambda k: d[k]) if isinstance(d, dict) else (lambda k: getattr(d, k))
-    return (f"{get('accelerator')} {get('quant')}/kv-{get('kv_dtype')} "
+    part = d.get("partition") if isinstance(d, dict) else getattr(d, "partition", None)
+    share = f" ({part})" if part else ""
+    return (f"{get('accelerator')}{share} {get('quant')}/kv-{get('kv_dtype')} "
             f"{parallel_label(get('tp'), get('pp'), get('ep'))}, batch {get('max_batch')}")
 
 
@@ -39,10 +41,13 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
     """The plan's deployments as rows for a text table: latency keys named for their actual
     percentile (``ttft_p90_ms``), the format's published quality loss, full parallelism."""
     pcts = latency_percentiles(problem)
+    shared = any(dep.partition for dep in plan.deployments)
     rows = []
     for dep in plan.deployments:
         d = dep.to_dict()
         row = {k: d[k] for k in ("model", "accelerator", "quant")}
+        if shared:  # a column only where some replica runs on a GPU share
+            row["gpu_share"] = dep.partition or "whole"
         row["quality_loss_points"] = cat.quantization(dep.quant).quality_loss.points
         row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep", "max_batch", "replicas", "gpus",
                                       "load_rps", "capacity_rps")})

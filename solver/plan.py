@@ -79,6 +79,13 @@ class Deployment:
     speculative: dict[str, Any] | None = None
     """Speculative decoding when the configuration uses it: draft (catalog id or ``mtp``),
     acceptance_rate, draft_tokens and expected_tokens_per_step; ``None``: plain decoding."""
+    partition: str | None = None
+    """The GPU share each replica runs on (``mig 1g.10gb``: a MIG instance; ``shared 1/4``: one of
+    4 co-located replicas, time-sliced); ``None``: whole GPUs. On a share, ``gpus`` is the whole
+    GPUs its replicas fill alone (``ceil(replicas / replicas_per_gpu)``); the plan's systems count
+    GPUs shared with other models once, and ``cost_usd_per_hour`` is the replicas' share of them."""
+    replicas_per_gpu: int = 1
+    """Replicas of this share one GPU holds (1: whole GPUs)."""
 
     @property
     def shape(self) -> "Shape":
@@ -89,7 +96,9 @@ class Deployment:
                      self.tp, self.pp, self.ep)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["gpu_share_per_replica"] = 1.0 / self.replicas_per_gpu
+        return out
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,25 @@ class Lora(_Strict):
         return self
 
 
+class GpuSharing(_Strict):
+    """GPU shares a model's replicas may run on when one replica leaves most of a GPU idle
+    (:mod:`solver.costmodel.partition`): ``colocate`` lists replicas per GPU by memory fraction
+    (time-sliced; 2..8), ``mig`` maps an NVIDIA accelerator id to the MIG profiles of its
+    catalog ``mig_profiles`` the search may use. Absent: whole GPUs only."""
+
+    colocate: Annotated[list[Annotated[int, Field(ge=2, le=8)]], Field(max_length=7)] = []
+    mig: dict[str, Annotated[list[Annotated[str, Field(min_length=1, max_length=32)]],
+                             Field(min_length=1, max_length=16)]] = {}
+
+    @model_validator(mode="after")
+    def _something(self) -> "GpuSharing":
+        if not self.colocate and not self.mig:
+            raise ValueError("gpu_sharing needs colocate or mig (omit it for whole GPUs only)")
+        if len(set(self.colocate)) != len(self.colocate):
+            raise ValueError("colocate: a count is listed twice")
+        return self
+
+
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
@@ -209,6 +228,8 @@ class ModelDemand(_Strict):
     """``n+1``: the targets hold with any one replica down (capacity of the others covers the load)."""
     lora: Lora | None = None
     """LoRA adapters this model entry serves (memory and per-token work per replica)."""
+    gpu_sharing: GpuSharing | None = None
+    """Co-located replicas / MIG instances the search may use for this model (default: none)."""
     application_rps: Annotated[float, Field(ge=0, le=MAX_RPS)] = 0.0
     """Set by the problem: the part of ``traffic.peak_rps`` that applications send (requests/s);
     kept so that validating a dumped problem again does not count it twice."""
@@ -418,6 +439,8 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
             why = unsupported(cat.model(m.model), m.lora)
             if why:
                 errors.append(f"{base}.lora.target_modules: {why}")
+        if m.gpu_sharing is not None:
+            errors.extend(_mig_errors(cat, m.gpu_sharing, f"{base}.gpu_sharing.mig"))
         if m.model in cat.models:
             q = m.length_percentile()
             isl, osl = m.traffic.input_tokens.percentile(q), m.traffic.output_tokens.percentile(q)
@@ -438,6 +461,25 @@ def check_ids(problem: Problem, cat: Catalog, where: str) -> None:
             bad("fleet.owned", "accelerator", g, cat.accelerators)
     if errors:
         raise InputError(errors, where=where)
+
+
+def _mig_errors(cat: Catalog, sharing: GpuSharing, field: str) -> list[str]:
+    """Why a ``gpu_sharing.mig`` entry cannot be used: unknown accelerator, an accelerator
+    without MIG (AMD, Intel, older NVIDIA parts), or a profile the accelerator lacks."""
+    out = []
+    for acc, profiles in sharing.mig.items():
+        if acc not in cat.accelerators:
+            out.append(f"{field}.{acc}: {unknown_id('accelerator', acc, cat.accelerators)}")
+            continue
+        a = cat.accelerator(acc)
+        have = [p.name for p in a.mig_profiles]
+        if not have:
+            out.append(f"{field}.{acc}: {acc} ({a.vendor}) has no MIG profiles in the catalog")
+            continue
+        for name in profiles:
+            if name not in have:
+                out.append(f"{field}.{acc}: {acc} has no MIG profile {name!r}; its profiles: {', '.join(have)}")
+    return out
 
 
 def _draft_errors(cat: Catalog, target: str, draft: str, field: str) -> list[str]:

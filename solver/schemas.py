@@ -47,6 +47,24 @@ class Entry(BaseModel):
         return self
 
 
+class MigProfile(BaseModel):
+    """One NVIDIA Multi-Instance GPU profile of an accelerator: its share of the GPU's memory
+    (memory slices of 8), of its SMs (compute slices of 7) and how many instances of it one GPU
+    holds. Memory bandwidth follows the memory slices (each slice has its own memory
+    controllers and L2 banks, per NVIDIA's MIG user guide)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: Annotated[str, Field(pattern=r"^[0-9]g\.[0-9]+gb$")]
+    memory_slices: Annotated[int, Field(ge=1, le=8)]
+    """Memory slices of 8 (the guide's "fraction of memory" x 8)."""
+    compute_slices: Annotated[int, Field(ge=1, le=7)]
+    """Compute slices of 7 (the guide's "fraction of SMs" x 7)."""
+    max_count: Annotated[int, Field(ge=1, le=7)]
+    """Instances of this profile one GPU holds ("number of instances available")."""
+    source: str = Field(min_length=4)
+
+
 class Accelerator(Entry):
     """One accelerator (GPU/XPU) as the vendor specifies it."""
 
@@ -67,6 +85,18 @@ class Accelerator(Entry):
     )
     pcie_gb_s: Pos = Field(description="host link, one direction, GB/s")
     tdp_w: Pos
+    mig_profiles: list[MigProfile] = Field(
+        default_factory=list, description="NVIDIA MIG profiles (empty: the accelerator has no MIG)"
+    )
+
+    @model_validator(mode="after")
+    def _mig_on_nvidia_only(self) -> "Accelerator":
+        if self.mig_profiles and self.vendor != "nvidia":
+            raise ValueError("mig_profiles: MIG is an NVIDIA feature")
+        names = [p.name for p in self.mig_profiles]
+        if len(set(names)) != len(names):
+            raise ValueError("mig_profiles: duplicate profile name")
+        return self
 
     @field_validator("dense_tflops")
     @classmethod

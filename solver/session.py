@@ -21,6 +21,7 @@ from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.cpsat import CORE_TIME_LIMIT_S, Conflict, FleetModel, IntSolution
 from solver.optimize.encode import IntProblem, encode
 from solver.modes import speculation_notes
+from solver.sharing import sharing_notes
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import ModelDemand, Problem
 from solver.slo import latencies
@@ -36,19 +37,21 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
     return Deployment(
         model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
         quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
-        max_batch=c.max_batch, replicas=replicas, gpus=replicas * c.gpus, gpus_per_replica=c.gpus,
+        max_batch=c.max_batch, replicas=replicas,
+        gpus=-(-replicas // c.per_gpu) if c.partition else replicas * c.gpus, gpus_per_replica=c.gpus,
         capacity_rps=c.capacity_rps * replicas, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
         tpot_p99_ms=lat.tpot_ms, e2e_p99_ms=lat.e2e_ms,
         cost_usd_per_hour=replicas * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
         price_id=c.price_id, stated_error_pct=c.stated_error_pct,
         speculative=dict(c.speculative) if c.speculative else None,
+        partition=c.partition or None, replicas_per_gpu=c.per_gpu,
     )
 
 
 def config_key(model: str, c: Candidate | Deployment) -> tuple:
     """A deployment configuration's identity: model entry, shape, batch cap and whether it
-    decodes speculatively."""
-    return (model, c.shape, c.max_batch, bool(c.speculative))
+    decodes speculatively, and the GPU share it runs on."""
+    return (model, c.shape, c.max_batch, bool(c.speculative), c.partition or "")
 
 
 STANDALONE_HINT_MODELS = 100
@@ -124,9 +127,7 @@ class Session:
             total_cap = sum(c.capacity_rps * r for c, r in chosen)
             for c, r in chosen:
                 deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps * r / total_cap))
-        used: dict[int, int] = defaultdict(int)
-        for i, r in enumerate(sol.replicas):
-            used[self.ip.candidates[i].system] += r * self.ip.candidates[i].gpus
+        used = self.used_gpus(sol)
         systems = []
         for s, row in enumerate(self.ip.systems):
             prov = sol.provisioned[s]
@@ -149,7 +150,7 @@ class Session:
             candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
             termination=sol.termination,
             unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
-            notes=speculation_notes(self.problem, deps),
+            notes=speculation_notes(self.problem, deps) + sharing_notes(self.problem, deps),
             applications=_application_paths(self.problem, deps),
         )
         if verify:
@@ -216,9 +217,25 @@ class Session:
         return sum(p for p, s in zip(sol.provisioned, self.ip.systems)
                    if accelerator is None or s.accelerator == accelerator)
 
+    def used_gpus(self, sol: IntSolution) -> dict[int, int]:
+        """GPUs running replicas per system index: whole-GPU replicas x their GPUs, plus per GPU
+        share the whole GPUs its replicas (of any model) fill, rounded up."""
+        used: dict[int, int] = defaultdict(int)
+        shares: dict[int, int] = defaultdict(int)
+        for i, r in enumerate(sol.replicas):
+            c = self.ip.candidates[i]
+            if c.gpu_share >= 0:
+                shares[c.gpu_share] += r
+            else:
+                used[c.system] += r * c.gpus
+        for h, n in shares.items():
+            share = self.ip.gpu_shares[h]
+            used[share.system] += -(-n // share.per_gpu)
+        return used
+
     def idle_gpus(self, sol: IntSolution) -> int:
         """GPUs provisioned but not running a replica (partly used whole nodes)."""
-        return self.provisioned(sol) - sum(c.gpus * r for c, r in self.chosen(sol))
+        return self.provisioned(sol) - sum(self.used_gpus(sol).values())
 
     def power_kw(self, sol: IntSolution) -> float:
         """GPU TDP of every GPU provisioned, kW."""

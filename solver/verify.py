@@ -28,6 +28,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, shape_terms
+from solver.costmodel.partition import Partition, partition_terms, resolve_partition
 from solver.costmodel.speculative import speculation
 from solver.lora import demand_terms
 from solver.plan import Deployment, Plan
@@ -129,6 +130,7 @@ class _Dep:
     lat: LatencyAtLoad | None = None
     cap_rps: float = 0.0
     lam: float = 0.0
+    part: Partition | None = None
 
 
 @dataclass
@@ -163,7 +165,17 @@ def _prepare(ctx: _Ctx) -> None:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid shape: {reason}"))
             continue
         x = _Dep(dep, d, shape, where)
-        terms = demand_terms(ctx.cat, d, shape_terms(ctx.cat, shape, d.engine))
+        terms = shape_terms(ctx.cat, shape, d.engine)
+        if dep.partition:
+            part = resolve_partition(ctx.cat, dep.accelerator, dep.partition)
+            if isinstance(part, str) or shape.gpus != 1:
+                why = part if isinstance(part, str) else f"a {shape.gpus}-GPU shape cannot run on a GPU share"
+                ctx.found.append(Violation("shape", dep.model, f"{where}: {why}"))
+                continue
+            x.part = part
+            eng = ctx.cat.engine(terms.engine)
+            terms = partition_terms(terms, part, eng.kv_memory_policy, eng.kv_memory_fraction)
+        terms = demand_terms(ctx.cat, d, terms)
         spec = None
         if dep.speculative:
             s = dep.speculative
@@ -219,8 +231,29 @@ def check_topology(ctx: _Ctx) -> list[Violation]:
         if not (per_node % g == 0 or g % per_node == 0):
             out.append(_v("topology", x.dep.model,
                           f"{x.where}: {g}-GPU replica does not pack into {per_node}-GPU nodes"))
-        if g != x.dep.gpus_per_replica or x.dep.gpus != x.dep.replicas * g:
+        if x.part is not None:
+            k = x.part.per_gpu
+            if x.dep.replicas_per_gpu != k or x.dep.gpus != -(-x.dep.replicas // k):
+                out.append(_v("accounting", x.dep.model, f"{x.where}: {x.dep.gpus} GPUs for {x.dep.replicas} "
+                                                         f"replicas at {k} per GPU ({x.dep.partition})"))
+        elif g != x.dep.gpus_per_replica or x.dep.gpus != x.dep.replicas * g or x.dep.replicas_per_gpu != 1:
             out.append(_v("accounting", x.dep.model, f"{x.where}: GPU count {x.dep.gpus} != {x.dep.replicas} x {g}"))
+    return out
+
+
+def check_sharing(ctx: _Ctx) -> list[Violation]:
+    """A deployment on a GPU share uses one the problem allows for its model and accelerator
+    (``gpu_sharing``: a MIG profile listed for it, or a listed co-location count)."""
+    out = []
+    for x in ctx.deps:
+        if x.part is None:
+            continue
+        s = x.demand.gpu_sharing
+        ok = s is not None and (x.part.name in s.mig.get(x.dep.accelerator, []) if x.part.kind == "mig"
+                                else x.part.per_gpu in s.colocate)
+        if not ok:
+            out.append(_v("gpu_sharing", x.dep.model, f"{x.where}: GPU share {x.dep.partition} not allowed "
+                                                      f"by the problem's gpu_sharing"))
     return out
 
 
@@ -304,10 +337,21 @@ def check_configs(ctx: _Ctx) -> list[Violation]:
 
 
 def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
-    """Per (accelerator, system): GPUs per replica -> number of replicas."""
+    """Per (accelerator, system): GPUs per replica -> number of replicas. Replicas on a GPU
+    share count as the whole GPUs they fill: per (accelerator, system, share), all models'
+    replicas together, ``ceil(n / per_gpu)`` one-GPU units."""
     used: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    shares: dict[tuple[str, str, str], int] = defaultdict(int)
+    per_gpu: dict[tuple[str, str, str], int] = {}
     for x in ctx.deps:
-        used[(x.dep.accelerator, x.dep.system)][x.shape.gpus] += x.dep.replicas
+        if x.part is not None:
+            key = (x.dep.accelerator, x.dep.system, x.part.label)
+            shares[key] += x.dep.replicas
+            per_gpu[key] = x.part.per_gpu
+        else:
+            used[(x.dep.accelerator, x.dep.system)][x.shape.gpus] += x.dep.replicas
+    for key, n in sorted(shares.items()):
+        used[key[:2]][1] += -(-n // per_gpu[key])
     return used
 
 
@@ -428,7 +472,8 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
         price = ctx.cat.prices_for(dep.accelerator, fleet.pricing, fleet.provider)
         if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
             out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
-        elif abs(dep.cost_usd_per_hour - dep.gpus * price[0].usd_per_gpu_hour) > 1e-6 * max(1.0, dep.cost_usd_per_hour):
+        elif abs(dep.cost_usd_per_hour - (dep.replicas * x.shape.gpus / x.part.per_gpu if x.part else dep.gpus)
+                 * price[0].usd_per_gpu_hour) > 1e-6 * max(1.0, dep.cost_usd_per_hour):
             out.append(_v("accounting", dep.model, f"{x.where}: cost {dep.cost_usd_per_hour} != GPUs x price"))
         cost_deploy += dep.cost_usd_per_hour
     cost_systems = 0.0
@@ -448,7 +493,7 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
 
 CHECKS: tuple[Callable[[_Ctx], list[Violation]], ...] = (
     check_memory, _check_latency("ttft"), _check_latency("tpot"), _check_latency("e2e"),
-    check_topology, check_formats, check_quality, check_capacity, check_chains, check_configs, check_systems,
+    check_topology, check_sharing, check_formats, check_quality, check_capacity, check_chains, check_configs, check_systems,
     check_whole_nodes, check_inventory, check_power, check_budget, check_accounting, check_redundancy,
 )
 """One check per constraint family (and the bookkeeping ones), run in this order."""

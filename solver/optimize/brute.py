@@ -64,8 +64,15 @@ def owned_cost(ip: IntProblem, prov: list[int]) -> int:
 def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
     """GPUs provisioned per system for a replica assignment (whole nodes when asked)."""
     used = [0] * len(ip.systems)
+    shares = [0] * len(ip.gpu_shares)
     for i, r in replicas.items():
-        used[ip.candidates[i].system] += r * ip.candidates[i].gpus
+        c = ip.candidates[i]
+        if c.gpu_share >= 0:
+            shares[c.gpu_share] += r
+        else:
+            used[c.system] += r * c.gpus
+    for share, n in zip(ip.gpu_shares, shares):  # a GPU share: whole GPUs, rounded up per share kind
+        used[share.system] += -(-n // share.per_gpu)
     if ip.whole_nodes:
         return [-(-u // s.gpus_per_node) * s.gpus_per_node for u, s in zip(used, ip.systems)]
     return used

@@ -15,6 +15,9 @@ Owned GPUs O_a per accelerator cost q (cents per GPU-hour, default 0) instead of
 price; replica minimum R_m per model; N+1 models (set S) keep their demand covered without their
 largest replica.
 
+GPU shares h (:mod:`solver.costmodel.partition`): GPUs of system s(h) split into k_h equal shares
+(one MIG profile, or k co-located replicas); G_h whole GPUs hold them.
+
 Variables: replicas r_c in [0, M_c]; use u_c in {0, 1}; provisioned GPUs P_s >= 0; nodes N_s >= 0;
 owned GPUs in use o_s >= 0 (systems of owned accelerators); largest replica z_m (m in S).
 
@@ -23,7 +26,8 @@ owned GPUs in use o_s >= 0 (systems of owned accelerators); largest replica z_m 
                 sum_{c in C_m} cap_c r_c >= D_m                for all m  (capacity, hard)
                 sum_{c in C_m} r_c >= R_m                      for all m  (replica minimum, hard)
                 z_m >= cap_c u_c,  sum_{c in C_m} cap_c r_c - z_m >= D_m   m in S  (N+1, hard)
-                P_s >= sum_{c in s} gpus_c r_c                 for all s  (hard)
+                P_s >= sum_{c in s, whole} gpus_c r_c + sum_{h of s} G_h   for all s  (hard)
+                k_h G_h >= sum_{c in h} r_c > k_h (G_h - 1)    for all GPU shares h (hard)
                 o_s <= P_s,  sum_{s of a} o_s <= O_a           for all s, a (owned, hard)
       A_(f,m)   => sum_{c in C_m, f in V_c} r_c = 0     f in memory, ttft, tpot, e2e, topology,
                                                            quantization, quality
@@ -187,8 +191,14 @@ class FleetModel:
         self.u = [md.new_bool_var(f"u{i}") for i in range(len(ip.candidates))]
         self.P, self.N = [], []
         p_ub: list[int] = []
+        self.G: list[cp_model.IntVar] = []
+        for h, share in enumerate(ip.gpu_shares):
+            n = sum(c.max_replicas for c in ip.candidates if c.gpu_share == h)
+            self.G.append(md.new_int_var(0, -(-n // share.per_gpu), f"G{h}"))
         for s, sysrow in enumerate(ip.systems):
-            ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s)
+            ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s and c.gpu_share < 0)
+            ub += sum(-(-sum(c.max_replicas for c in ip.candidates if c.gpu_share == h) // share.per_gpu)
+                      for h, share in enumerate(ip.gpu_shares) if share.system == s)
             nodes_ub = -(-ub // sysrow.gpus_per_node)
             self.P.append(md.new_int_var(0, nodes_ub * sysrow.gpus_per_node, f"P{s}"))
             p_ub.append(nodes_ub * sysrow.gpus_per_node)
@@ -220,8 +230,13 @@ class FleetModel:
             self.model.add(self.r[i] <= c.max_replicas * self.u[i])
             self.model.add(self.u[i] <= self.r[i])
         nodes = self.lit.get(Guard(Family.NODES))
+        for h, share in enumerate(self.ip.gpu_shares):
+            shares = sum(self.r[i] for i, c in enumerate(self.ip.candidates) if c.gpu_share == h)
+            self.model.add(share.per_gpu * self.G[h] >= shares)
+            self.model.add(share.per_gpu * self.G[h] <= shares + share.per_gpu - 1)
         for s, row in enumerate(self.ip.systems):
-            used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s)
+            used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s and c.gpu_share < 0)
+            used += sum(self.G[h] for h, share in enumerate(self.ip.gpu_shares) if share.system == s)
             self.model.add(self.P[s] >= used)
             # No idle GPU beyond what whole nodes need (owned GPUs cost nothing, so the
             # objective alone would not keep P_s tight).

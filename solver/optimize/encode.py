@@ -34,6 +34,20 @@ class IntCandidate:
     lat_us: int = 0
     """E2E at the target percentile when loaded at capacity, microseconds rounded up: the most
     this configuration adds to an application path (:mod:`solver.chains`)."""
+    gpu_share: int = -1
+    """Index into ``IntProblem.gpu_shares`` for a replica on a GPU share (``gpus`` is then 1 and a
+    replica takes ``1 / per_gpu`` of a GPU); -1: whole GPUs."""
+
+
+@dataclass(frozen=True)
+class IntGpuShare:
+    """GPUs of one system split into ``per_gpu`` equal shares of one kind (one MIG profile, or
+    ``k`` co-located replicas): replicas of any model on this share fill them, ``n`` replicas
+    take ``ceil(n / per_gpu)`` whole GPUs of the system."""
+
+    system: int
+    partition: str
+    per_gpu: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,8 @@ class IntProblem:
     """Per model: capacity without its largest replica must still cover the demand."""
     chains: tuple[IntChain, ...] = ()
     """Applications with an ``e2e_budget_ms`` (empty without applications)."""
+    gpu_shares: tuple[IntGpuShare, ...] = ()
+    """GPU shares in use by some candidate (empty without ``gpu_sharing``)."""
 
     def by_model(self, m: int) -> list[int]:
         """Indices of model ``m``'s candidates, in order (an index built once: fleets of
@@ -104,6 +120,8 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
     problem's chains (those with a budget become :class:`IntChain`)."""
     systems: dict[tuple[str, str], int] = {}
     sys_rows: list[IntSystem] = []
+    share_index: dict[tuple[int, str], int] = {}
+    share_rows: list[IntGpuShare] = []
     cands: list[IntCandidate] = []
     src: list[Candidate] = []
     inventory = dict(fleet.inventory or {})
@@ -128,10 +146,18 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
             # beyond either is removable without losing feasibility, so optima stay inside).
             bound = math.ceil(demand / cap) + int(spare[m]) if cap > 0 else 0
             bound = max(bound, mins[m]) if cap > 0 else 0
+            share = -1
+            if c.partition:
+                pkey = (systems[key], c.partition)
+                if pkey not in share_index:
+                    share_index[pkey] = len(share_rows)
+                    share_rows.append(IntGpuShare(systems[key], c.partition, c.per_gpu))
+                share = share_index[pkey]
             cands.append(IntCandidate(
                 model=m, system=systems[key], gpus=c.gpus, cap_mrps=cap,
-                cost_cents=c.gpus * price, power_w=c.gpus * scaling.power_w(c.tdp_w),
-                max_replicas=bound, violations=c.violations, lat_us=_lat_us(c.e2e_p99_ms),
+                cost_cents=-(-c.gpus * price // c.per_gpu),
+                power_w=-(-c.gpus * scaling.power_w(c.tdp_w) // c.per_gpu),
+                max_replicas=bound, violations=c.violations, lat_us=_lat_us(c.e2e_p99_ms), gpu_share=share,
             ))
             src.append(c)
     return IntProblem(
@@ -150,6 +176,7 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
         min_replicas=mins,
         n_plus_one=spare,
         chains=_chains(tables, applications),
+        gpu_shares=tuple(share_rows),
     )
 
 

@@ -119,7 +119,15 @@ def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> Deployme
     """Memory budget at the batch cap, throughput-latency curve and cost per token of one deployment."""
     d = _demand(problem, dep.model)
     shape = Shape(dep.model_id, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
-    terms = demand_terms(cat, d, shape_terms(cat, shape, d.engine))  # with LoRA adapters, if any
+    terms = shape_terms(cat, shape, d.engine)
+    if dep.partition:  # the replica's share of its GPU (memory, bandwidth, SMs or time)
+        from solver.costmodel.partition import partition_terms, resolve_partition
+
+        part = resolve_partition(cat, dep.accelerator, dep.partition)
+        if not isinstance(part, str):
+            eng = cat.engine(terms.engine)
+            terms = partition_terms(terms, part, eng.kv_memory_policy, eng.kv_memory_fraction)
+    terms = demand_terms(cat, d, terms)  # with LoRA adapters, if any
     ctx = memory_context_tokens(d)
     mem = memory_budget(terms, dep.max_batch, ctx)
     memory = {

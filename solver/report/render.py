@@ -16,7 +16,7 @@ from typing import Any
 
 from solver import __version__
 from solver.labels import axis_targets, config_label, per_model_values, share_of_target
-from solver.report import plots
+from solver.report.chain_figure import chain_figures, chain_mermaid
 from solver.report.content import DeploymentView, ReportContent, problem_paragraph
 from solver.confidence import REPORT_HEADERS as CONF_HEADERS, report_section
 
@@ -87,7 +87,8 @@ def plan_rows(content: ReportContent) -> list[list[str]]:
     for v in content.deployments:
         d, c = v.deployment, v.costs
         rows.append([
-            d.model, d.accelerator, d.quant, _num(v.quality_loss_points), d.kv_dtype,
+            d.model, d.accelerator + (f" ({d.partition})" if d.partition else ""), d.quant,
+            _num(v.quality_loss_points), d.kv_dtype,
             f"{d.tp}/{d.pp}/{d.ep}" + (f" (DP{d.ep // d.tp})" if d.ep > d.tp else ""), str(d.max_batch),
             str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(c.usd_per_million_input_tokens, 3),
             _num(c.usd_per_million_output_tokens, 3), _num(c.usd_per_million_tokens, 3),
@@ -192,7 +193,7 @@ def _headline(content: ReportContent) -> str:
     p = content.plan
     if not content.feasible:
         return f"No plan meets every constraint (status: {p.status.value})."
-    gpus = sum(v.deployment.gpus for v in content.deployments)
+    gpus = sum(s.gpus_used for s in p.systems)  # GPUs shared by several models count once
     text = f"Cheapest plan: **${p.cost_usd_per_hour:,.2f} per hour** on {gpus} GPUs ({p.status.value}"
     if p.gap:
         text += f", gap {p.gap:.1%}"
@@ -213,7 +214,8 @@ def to_markdown(content: ReportContent) -> str:
                 "Costs per million tokens (input, output, both) and per thousand requests are at peak "
                 "traffic (headroom is spare capacity). Latencies are at each target's percentile. "
                 "Quality loss is the format's published loss against bf16 (catalog).", "",
-                *(["## Applications", "", _md_table(CHAIN_HEADERS, chain_rows(content)), "", CHAIN_NOTE, ""]
+                *(["## Applications", "", _md_table(CHAIN_HEADERS, chain_rows(content)), "", CHAIN_NOTE, "",
+                   *_chain_drawings_md(content)]
                   if content.plan.applications else []),
                 *(["## Guardrails", "", _md_table(GUARD_HEADERS, guard_rows(content)), "", GUARD_NOTE, ""]
                   if content.plan.guardrails else []),
@@ -232,6 +234,15 @@ def to_markdown(content: ReportContent) -> str:
             out += [f"## Pareto set (cost vs {md_escape(content.pareto_axis or '')})", "", _md_table(headers, rows), ""]
     out += _assumptions_md(content)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _chain_drawings_md(content: ReportContent) -> list[str]:
+    """One Mermaid drawing per application (rendered as a diagram by GitHub and other viewers)."""
+    out = []
+    for fig in chain_figures(content.problem.applications, content.plan.deployments):
+        out += [f"### Chain {md_escape(fig.application)}", "", "```mermaid", chain_mermaid(fig), "```", "",
+                md_escape(fig.caption), ""]
+    return out
 
 
 def _assumptions_md(content: ReportContent) -> list[str]:
@@ -322,6 +333,8 @@ def _figure(svg: str, caption: str, fig_id: str) -> str:
 
 
 def _plots(content: ReportContent) -> list[str]:
+    from solver.report import plots  # matplotlib loads with the first figure drawn
+
     figs = []
     views: Sequence[DeploymentView] = content.deployments
     if content.pareto_points:
@@ -374,6 +387,10 @@ def to_html(content: ReportContent) -> str:
         if content.plan.applications:
             parts += ["<h2>Applications</h2>", _html_table(CHAIN_HEADERS, chain_rows(content)),
                       f"<p>{e(CHAIN_NOTE)}</p>"]
+            from solver.report.chain_figure import chain_svg
+
+            parts += [_figure(chain_svg(fig), fig.caption, f"chain-{fig.application}")
+                      for fig in chain_figures(content.problem.applications, content.plan.deployments)]
         if content.plan.guardrails:
             parts += ["<h2>Guardrails</h2>", _html_table(GUARD_HEADERS, guard_rows(content)),
                       f"<p>{e(GUARD_NOTE)}</p>"]
