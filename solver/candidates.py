@@ -59,6 +59,7 @@ from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
+from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -358,6 +359,33 @@ class TableCache:
         self._data[k] = value
         return value
 
+    def evaluate_many(self, cat: Catalog, d: ModelDemand, wanted: Sequence[tuple[Shape, Speculative | None]],
+                      engine: str | None = None, key: str | None = None) -> list[ShapeEval]:
+        """:meth:`evaluate` of many (shape, speculation) pairs of one model entry, in order.
+
+        The shapes the cache lacks (without speculation) are evaluated together: their terms
+        stacked into arrays (:mod:`solver.costmodel.stacked`) and the cost model run once over
+        every shape x batch cap (:func:`_shape_evals`), which gives the same numbers as one
+        shape at a time. Speculative pairs go through :meth:`evaluate`."""
+        ck = cost_model_key(cat)
+        self._catalogs.setdefault(ck, cat)
+        lkey = key if key is not None else lengths_key(d)
+        todo: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None], ShapeTerms] = {}
+        for shape, spec in wanted:
+            k = (ck, engine, lkey, shape, spec)
+            if spec is not None or k in self._data or k in todo:
+                continue
+            terms = self.terms(cat, shape, engine)
+            if isinstance(terms, str):
+                continue  # evaluate() records the reason
+            todo[k] = demand_terms(cat, d, terms)
+        if todo:
+            for k, value in zip(todo, _shape_evals(d, list(todo.values()))):
+                self._data[k] = value
+            self.misses += len(todo)
+            self.hits -= len(todo)  # counted as hits by the look-ups below
+        return [self.evaluate(cat, d, shape, engine, key=lkey, spec=spec) for shape, spec in wanted]
+
     def terms(self, cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeTerms | str:
         """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason."""
         ck = cost_model_key(cat)
@@ -385,6 +413,39 @@ def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
                      stated_error_pct=terms.stated_error_pct, speculation=spec)
 
 
+def _shape_evals(d: ModelDemand, terms: list[ShapeTerms]) -> list[ShapeEval]:
+    """:func:`_shape_eval` (no speculation) of many shapes of one model entry at once.
+
+    Per group of shapes that agree on the fields the cost model branches on (one group per
+    model and engine): the memory limits of all shapes in one call, then every shape's batch
+    caps laid out as rows and the SLO view and KV evaluated in one call of the same functions
+    (:func:`solver.slo.slo_view`, :func:`~solver.costmodel.kv_gib_per_gpu`) on stacked terms."""
+    out: list[ShapeEval | None] = [None] * len(terms)
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, t in enumerate(terms):
+        groups.setdefault(branch_key(t), []).append(i)
+    ctx, prefix = memory_context_tokens(d), d.traffic.shared_prefix_tokens
+    for members in groups.values():
+        group = [terms[i] for i in members]
+        one = stack_terms(group)  # a row per shape
+        limits = np.broadcast_to(np.asarray(memory_limit(one, d)), (len(group),))
+        batches = [np.array([b for b in BATCH_GRID if b <= lim] if lim >= 1 else [1], dtype=np.int64)
+                   for lim in limits]
+        counts = [len(b) for b in batches]
+        rows = repeat_rows(one, counts)  # a row per (shape, batch cap)
+        batch = np.concatenate(batches)
+        view = slo_view(rows, batch, d)
+        parts = [split_rows(x, counts) for x in
+                 (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
+                  kv_gib_per_gpu(rows, batch, ctx, prefix))]
+        for j, (i, t) in enumerate(zip(members, group)):
+            lim = int(limits[j])
+            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim)
+            out[i] = ShapeEval(None, lim, v, lim >= 1, t.weight_bytes_gpu / GIB, parts[4][j],
+                               stated_error_pct=t.stated_error_pct)
+    return out  # type: ignore[return-value]
+
+
 def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
                 cache: TableCache | None = None) -> ModelTable:
     """All candidates of one model in stable order, pruned of dominated ones unless
@@ -396,39 +457,55 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     engine = d.engine or cat.default_engine
     rejected: list[Rejected] = []
     pending: list[_ShapeRows] = []
+    shapes: list[tuple[Shape, set[Family], str, Price, float, int]] = []
+    trail: list[Rejected | int] = []  # rejections and shapes (by index) in enumeration order
     for gpu in d.allowed_accelerators or sorted(cat.accelerators):
         prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
         if not prices:
             who = f" from {fleet.provider}" if fleet.provider else ""
-            rejected.append(Rejected(d.name, gpu, f"no {fleet.pricing} price{who} in the catalog"))
+            trail.append(Rejected(d.name, gpu, f"no {fleet.pricing} price{who} in the catalog"))
             continue
         acc = cat.accelerator(gpu)
         unsupported = [q for q in sorted(cat.quantizations) if cat.quant_support(gpu, q) is None]
         if unsupported:
-            rejected.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
+            trail.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
         for system in cat.systems_for(gpu):
-            for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
-                base = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
-                for spec in (None, d.speculative) if d.speculative is not None else (None,):
-                    what = base + (f" speculative ({spec.draft})" if spec is not None else "")
-                    ev = cache.evaluate(cat, d, shape, engine, key=lkey, spec=spec)
-                    if ev.reason:
-                        rejected.append(Rejected(d.name, what, ev.reason))
-                        continue
-                    assert ev.view is not None and ev.kv_gib is not None
-                    # the confidence multiplier is not part of the cache key: widen after the look-up
-                    view = widen(ev.view, planning_multiplier(cat, d.model, gpu, shape.quant, engine,
-                                                              problem.confidence))
-                    f = set(flags)
-                    if not ev.fits:
-                        f.add(Family.MEMORY)
-                    if not _packs(shape.gpus, system.gpus_per_node):
-                        f.add(Family.TOPOLOGY)
-                    pending.append(_ShapeRows(
-                        shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                        cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
-                        ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
-                        tuple(ev.speculation.describe().items()) if ev.speculation else ()))
+            dupes: list[Rejected] = []
+            found = _shapes(cat, d, gpu, system.id, prune, dupes)
+            trail.extend(dupes)
+            for shape, flags in found:
+                trail.append(len(shapes))
+                shapes.append((shape, flags, system.id, prices[0], acc.tdp_w, system.gpus_per_node))
+    specs = (None, d.speculative) if d.speculative is not None else (None,)
+    # every shape's evaluation at once (vectorised over shapes x batch caps), then the rows
+    evals = iter(cache.evaluate_many(cat, d, [(sh[0], spec) for sh in shapes for spec in specs],
+                                     engine, key=lkey))
+    for item in trail:
+        if isinstance(item, Rejected):
+            rejected.append(item)
+            continue
+        shape, flags, system_id, price, tdp_w, per_node = shapes[item]
+        base = f"{shape.accelerator}/{system_id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
+        for spec in specs:
+            what = base + (f" speculative ({spec.draft})" if spec is not None else "")
+            ev = next(evals)
+            if ev.reason:
+                rejected.append(Rejected(d.name, what, ev.reason))
+                continue
+            assert ev.view is not None and ev.kv_gib is not None
+            # the confidence multiplier is not part of the cache key: widen after the look-up
+            view = widen(ev.view, planning_multiplier(cat, d.model, shape.accelerator, shape.quant, engine,
+                                                      problem.confidence))
+            f = set(flags)
+            if not ev.fits:
+                f.add(Family.MEMORY)
+            if not _packs(shape.gpus, per_node):
+                f.add(Family.TOPOLOGY)
+            pending.append(_ShapeRows(
+                shape, what, frozenset(f), per_node, price, tdp_w,
+                cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
+                ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
+                tuple(ev.speculation.describe().items()) if ev.speculation else ()))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
     rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)
     if prune:
