@@ -15,7 +15,7 @@ from statistics import NormalDist
 from typing import Any
 
 from solver import api
-from solver.candidates import build_tables
+from solver.candidates import TableCache, build_tables
 from solver.catalog import Catalog
 from solver.plan import Plan
 from solver.problem import Problem
@@ -24,13 +24,15 @@ from solver.uncertainty import band_for
 DEFAULT_LEVEL = 0.9
 
 
-def hardware_within_error(problem: Problem, cat: Catalog, level: float | None) -> dict[str, list[dict[str, Any]]]:
+def hardware_within_error(problem: Problem, cat: Catalog, level: float | None,
+                          cache: TableCache | None = None) -> dict[str, list[dict[str, Any]]]:
     """Per model: each accelerator's cheapest $/h per req/s at the point estimate, its band, and
-    whether it is within the error of the cheapest (see module docstring)."""
+    whether it is within the error of the cheapest (see module docstring). ``cache``: the
+    shape evaluations the plan was solved with, reused."""
     point = problem.model_copy(update={"confidence": None})
     z = NormalDist().inv_cdf(level or DEFAULT_LEVEL)
     out: dict[str, list[dict[str, Any]]] = {}
-    for t in build_tables(point, cat):
+    for t in build_tables(point, cat, cache=cache):
         engine = t.demand.engine or cat.default_engine
         best: dict[str, tuple[float, Any]] = {}
         for c in t.candidates:
@@ -55,20 +57,22 @@ def hardware_within_error(problem: Problem, cat: Catalog, level: float | None) -
     return out
 
 
-def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s: float, workers: int
-                       ) -> dict[str, Any]:
+def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s: float, workers: int,
+                       cache: TableCache | None = None) -> dict[str, Any]:
     """The ``confidence`` object of a plan: level, cost at the point estimate and at the level,
-    the difference, and the hardware within the error of each other."""
+    the difference, and the hardware within the error of each other. ``cache``: shape
+    evaluations to reuse (the plan's own, so nothing is evaluated twice)."""
     level = problem.confidence
     out: dict[str, Any] = {"level": level, "cost_usd_per_hour": plan.cost_usd_per_hour}
     if level is not None:
-        point = api.solve(problem.model_copy(update={"confidence": None}), cat, time_limit_s, workers)
+        point = api.solve(problem.model_copy(update={"confidence": None}), cat, time_limit_s, workers,
+                          cache=cache)
         out["cost_usd_per_hour_at_point_estimate"] = point.cost_usd_per_hour
         out["gpus_at_point_estimate"] = point.gpus if point.status.has_plan else None
         out["gpus"] = plan.gpus if plan.status.has_plan else None
         if point.cost_usd_per_hour is not None and plan.cost_usd_per_hour is not None:
             out["cost_of_confidence_usd_per_hour"] = round(plan.cost_usd_per_hour - point.cost_usd_per_hour, 6)
-    out["hardware"] = hardware_within_error(problem, cat, level)
+    out["hardware"] = hardware_within_error(problem, cat, level, cache)
     return out
 
 
