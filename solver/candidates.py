@@ -55,6 +55,7 @@ import numpy as np
 
 from solver import scaling
 from solver.catalog import Catalog
+from solver.errors import InputError
 from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
@@ -375,7 +376,7 @@ class TableCache:
             k = (ck, engine, lkey, shape, spec)
             if spec is not None or k in self._data or k in todo:
                 continue
-            terms = self.terms(cat, shape, engine)
+            terms = self.terms(cat, shape, engine, ck)
             if isinstance(terms, str):
                 continue  # evaluate() records the reason
             todo[k] = demand_terms(cat, d, terms)
@@ -383,18 +384,36 @@ class TableCache:
             for k, value in zip(todo, _shape_evals(d, list(todo.values()))):
                 self._data[k] = value
             self.misses += len(todo)
-            self.hits -= len(todo)  # counted as hits by the look-ups below
-        return [self.evaluate(cat, d, shape, engine, key=lkey, spec=spec) for shape, spec in wanted]
+        out = []
+        for shape, spec in wanted:
+            k = (ck, engine, lkey, shape, spec)
+            hit = self._data.get(k)
+            if hit is None:
+                out.append(self.evaluate(cat, d, shape, engine, key=lkey, spec=spec))
+                continue
+            if k not in todo:
+                self.hits += 1
+            out.append(hit)
+        return out
 
-    def terms(self, cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeTerms | str:
-        """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason."""
-        ck = cost_model_key(cat)
+    def terms(self, cat: Catalog, shape: Shape, engine: str | None = None,
+              ck: tuple[int, ...] | None = None) -> ShapeTerms | str:
+        """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason;
+        ``ck``: ``cost_model_key(cat)`` when the caller has it."""
+        ck = ck if ck is not None else cost_model_key(cat)
         k = (ck, engine, shape)
-        if k not in self._terms:
+        got = self._terms.get(k)
+        if got is None:
             self._catalogs.setdefault(ck, cat)
-            reason = check_shape(cat, shape, engine)
-            self._terms[k] = reason if reason else shape_terms(cat, shape, engine)
-        return self._terms[k]
+            try:
+                got = shape_terms(cat, shape, engine)  # checks the shape itself first
+            except InputError:
+                reason = check_shape(cat, shape, engine)  # unknown ids raise here, as before
+                if not reason:
+                    raise
+                got = reason
+            self._terms[k] = got
+        return got
 
 
 def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
@@ -507,10 +526,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
                 tuple(ev.speculation.describe().items()) if ev.speculation else ()))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
-    rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)
-    if prune:
-        rows, more = prune_dominated(rows, by_latency)
-        dropped += more
+    rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)  # pruned across shapes too
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
 
 
@@ -546,7 +562,7 @@ def _rows(
         res.ttft_violated * _BITS[Family.TTFT] + res.tpot_violated * _BITS[Family.TPOT]
         + res.e2e_violated * _BITS[Family.E2E]
     ).astype(np.int64)
-    cap_int = np.array([scaling.capacity_mrps(float(x)) for x in cap], dtype=np.int64)
+    cap_int = scaling.capacity_mrps_array(cap)
     keep = np.ones(len(owner), dtype=bool)
     if prune:
         # stable order by (shape, mask, capacity desc, position): the first of each run wins
@@ -588,22 +604,36 @@ def _rows(
             violations=frozenset(v), stated_error_pct=p.stated_error_pct, speculative=p.spec,
         )
 
-    rows = []
-    for i in range(len(owner)):
-        if not keep[i]:
-            continue
+    sel = []
+    for i in np.flatnonzero(keep):
         if cap_int[i] < 1:
             rejected.append(Rejected(d.name, f"{pending[owner[i]].what} batch {int(view.batch[i])}",
                                      f"capacity within the targets is below {1 / scaling.MILLI:g} req/s"))
             continue
-        rows.append(make(i))
-    structural = np.array([not (pending[o].flags - {Family.TTFT, Family.TPOT, Family.E2E}) for o in owner])
+        sel.append(int(i))
+    dominated = 0
+    if prune and len(sel) > 1:
+        # prune_dominated on the arrays, before any row is built (same rule, same result)
+        idx = np.array(sel)
+        o = owner[idx]
+        group_of: dict[tuple[str, str], int] = {}
+        by_owner = np.array([group_of.setdefault((p.shape.accelerator, str(p.shape.system)), len(group_of))
+                             for p in pending])
+        flag_bits = np.array([sum(_BITS[f] for f in p.flags) for p in pending], dtype=np.int64)
+        lat = (np.array([scaling.latency_us(float(view.e2e0_ms[i] + w_e2e[i])) for i in idx], dtype=np.int64)
+               if by_latency else np.zeros(len(idx), dtype=np.int64))
+        out = _dominated(by_owner[o], np.array([p.shape.gpus for p in pending], dtype=np.int64)[o],
+                         cap_int[idx], flag_bits[o] | mask[idx], lat)
+        dominated = int(out.sum())
+        sel = [i for i, gone in zip(sel, out) if not gone]
+    rows = [make(i) for i in sel]
+    structural = np.array([not (p.flags - {Family.TTFT, Family.TPOT, Family.E2E}) for p in pending])[owner]
     best: dict[str, Candidate] = {}
     if structural.any():
         ok = np.flatnonzero(structural)
         for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
             best[key] = make(int(ok[np.argmin(metric[ok])]))
-    return rows, int((~keep).sum()), best
+    return rows, int((~keep).sum()) + dominated, best
 
 
 # -- pruning ---------------------------------------------------------------------------------
@@ -631,17 +661,29 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
     n = len(cands)
     if n < 2:
         return list(cands), 0
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, c in enumerate(cands):
-        groups.setdefault((c.accelerator, c.system), []).append(i)
-    dropped = np.zeros(n, dtype=bool)
-    for members in groups.values():
-        idx = np.array(members)
-        gpus = np.array([cands[i].gpus for i in members], dtype=np.int64)
-        cap = np.array([scaling.capacity_mrps(cands[i].capacity_rps) for i in members], dtype=np.int64)
-        viol = np.array([violation_mask(cands[i]) for i in members], dtype=np.int64)
-        lat = np.array([scaling.latency_us(cands[i].e2e_p99_ms) if by_latency else 0 for i in members],
-                       dtype=np.int64)
+    keys: dict[tuple[str, str], int] = {}
+    dropped = _dominated(
+        np.array([keys.setdefault((c.accelerator, c.system), len(keys)) for c in cands]),
+        np.array([c.gpus for c in cands], dtype=np.int64),
+        np.array([scaling.capacity_mrps(c.capacity_rps) for c in cands], dtype=np.int64),
+        np.array([violation_mask(c) for c in cands], dtype=np.int64),
+        np.array([scaling.latency_us(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
+    )
+    kept = [c for c, d in zip(cands, dropped) if not d]
+    return kept, int(dropped.sum())
+
+
+def _dominated(group: np.ndarray, gpus_all: np.ndarray, cap_all: np.ndarray, viol_all: np.ndarray,
+               lat_all: np.ndarray) -> np.ndarray:
+    """:func:`prune_dominated`'s rule on arrays (one entry per candidate, in table order):
+    ``group`` numbers the (accelerator, system) pairs, ``cap_all`` is integer milli-req/s,
+    ``viol_all`` violation bit masks, ``lat_all`` integer microseconds (all 0 to ignore
+    latency). Returns which candidates are dominated."""
+    dropped = np.zeros(len(group), dtype=bool)
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)
+        gpus, cap, viol, lat = gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx]
+        members = idx
         out = np.zeros(len(members), dtype=bool)
         for j in range(len(members)):
             k = gpus // gpus[j]
@@ -651,8 +693,7 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
             dom[j] = False
             out |= dom
         dropped[idx] = out
-    kept = [c for c, d in zip(cands, dropped) if not d]
-    return kept, int(dropped.sum())
+    return dropped
 
 
 def _table_key(d: ModelDemand) -> str:

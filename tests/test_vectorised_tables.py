@@ -133,3 +133,17 @@ def test_stacking_refuses_shapes_the_cost_model_branches_apart(cat) -> None:
     moe = shape_terms(cat, Shape(moe_id, "h200-sxm", None, "fp8", "fp8", 8))
     with pytest.raises(ValueError, match="branches on"):
         stack_terms([dense, moe])
+
+
+def test_capacity_in_integers_on_arrays_equals_the_scalar_rounding() -> None:
+    """The tables round capacities to milli-req/s on arrays; each entry equals
+    ``scaling.capacity_mrps`` (binary noise, zero, negative, infinite and NaN included)."""
+    from solver import scaling
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.random(2000) * 50, rng.random(200) * 1e-3, np.array([2.69, 0.1 + 0.2, 1e-4, 0.0, -1.0,
+                                                                  np.inf, np.nan, 1e9, 0.0009999999999])])
+    got = scaling.capacity_mrps_array(values)
+    assert got.dtype == np.int64
+    assert got.tolist() == [scaling.capacity_mrps(float(x)) for x in values]

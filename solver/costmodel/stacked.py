@@ -82,8 +82,9 @@ def stack_terms(terms: Sequence[ShapeTerms], counts: Sequence[int] | None = None
         raise ValueError("nothing to stack")
     if len({branch_key(t) for t in terms}) > 1:
         raise ValueError("shapes differ in a field the cost model branches on (stack them apart: branch_key)")
-    rows = [vars(t) for t in terms]
-    stacked = replace(terms[0], **{f.name: _column([r[f.name] for r in rows]) for f in fields(ShapeTerms)})
+    names = [f.name for f in fields(ShapeTerms)]
+    columns = zip(*([vars(t)[n] for n in names] for t in terms))  # one tuple per field
+    stacked = replace(terms[0], **{n: _column(list(col)) for n, col in zip(names, columns)})
     return stacked if counts is None else repeat_rows(stacked, counts)
 
 
@@ -96,6 +97,6 @@ def repeat_rows(stacked: ShapeTerms, counts: Sequence[int]) -> ShapeTerms:
 def split_rows(values: Any, counts: Sequence[int]) -> list[np.ndarray]:
     """The inverse of the row layout: the stacked rows of ``values`` back to one array per shape
     (a scalar ``values`` -- equal for every row -- is broadcast first)."""
-    total = int(np.sum(counts))
-    arr = np.broadcast_to(np.asarray(values), (total,))
-    return np.split(arr, np.cumsum(counts)[:-1])
+    ends = np.cumsum(counts).tolist()
+    arr = np.broadcast_to(np.asarray(values), (ends[-1] if ends else 0,))
+    return [arr[a:b] for a, b in zip([0] + ends[:-1], ends)]
