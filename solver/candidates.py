@@ -683,17 +683,22 @@ def _dominated(group: np.ndarray, gpus_all: np.ndarray, cap_all: np.ndarray, vio
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
         gpus, cap, viol, lat = gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx]
-        members = idx
-        out = np.zeros(len(members), dtype=bool)
-        for j in range(len(members)):
-            k = gpus // gpus[j]
-            dom = (gpus % gpus[j] == 0) & (k * cap[j] >= cap) & ((viol[j] & ~viol) == 0) & (lat[j] <= lat)
-            strict = (k > 1) | (k * cap[j] > cap) | (viol[j] != viol) | (lat[j] < lat)
-            dom &= strict | (idx > idx[j])
-            dom[j] = False
-            out |= dom
+        out = np.zeros(len(idx), dtype=bool)
+        for start in range(0, len(idx), _DOMINANCE_BLOCK):  # rows: the dominating candidate a
+            a = slice(start, start + _DOMINANCE_BLOCK)
+            ga, ca, va, la, ia = gpus[a, None], cap[a, None], viol[a, None], lat[a, None], idx[a, None]
+            k = gpus // ga
+            dom = (gpus % ga == 0) & (k * ca >= cap) & ((va & ~viol) == 0) & (la <= lat)
+            strict = (k > 1) | (k * ca > cap) | (va != viol) | (la < lat)
+            dom &= strict | (idx > ia)
+            dom &= idx != ia  # a candidate does not dominate itself
+            out |= dom.any(axis=0)
         dropped[idx] = out
     return dropped
+
+
+_DOMINANCE_BLOCK = 256
+"""Candidates compared against all others of their group per block (bounds the n x n arrays)."""
 
 
 def _table_key(d: ModelDemand) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass, replace
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -80,10 +81,12 @@ def stack_terms(terms: Sequence[ShapeTerms], counts: Sequence[int] | None = None
     :func:`branch_key` (``ValueError`` otherwise)."""
     if not terms:
         raise ValueError("nothing to stack")
-    if len({branch_key(t) for t in terms}) > 1:
-        raise ValueError("shapes differ in a field the cost model branches on (stack them apart: branch_key)")
     names = [f.name for f in fields(ShapeTerms)]
-    columns = zip(*([vars(t)[n] for n in names] for t in terms))  # one tuple per field
+    columns = list(zip(*(itemgetter(*names)(vars(t)) for t in terms)))  # one tuple per field
+    for n, col in zip(names, columns):
+        if n in BRANCH_FIELDS and len(set(col)) > 1:
+            raise ValueError(f"shapes differ in {n}, a field the cost model branches on "
+                             "(stack them apart: branch_key)")
     stacked = replace(terms[0], **{n: _column(list(col)) for n, col in zip(names, columns)})
     return stacked if counts is None else repeat_rows(stacked, counts)
 
