@@ -109,7 +109,7 @@ def read_yaml(path: Path) -> Any:
     parsed = False
     if _FastLoader is not None:
         try:
-            data, parsed = yaml.load(text, Loader=_FastLoader), True  # noqa: S506 -- a CSafeLoader subclass
+            data, parsed = yaml.load(text, Loader=_FastLoader), True  # a CSafeLoader subclass
         except (yaml.YAMLError, RecursionError):
             pass  # re-parsed below for the message
     try:

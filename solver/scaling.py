@@ -60,7 +60,7 @@ def capacity_mrps(rps: float) -> int:
     return int(math.floor(rps * MILLI + _eps(rps * MILLI)))
 
 
-def capacity_mrps_array(rps: "np.ndarray") -> "np.ndarray":
+def capacity_mrps_array(rps: np.ndarray) -> np.ndarray:
     """:func:`capacity_mrps` of every entry of an array (int64): the same float operations,
     elementwise, for the candidate tables' thousands of rows."""
     import numpy as np

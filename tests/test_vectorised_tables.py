@@ -16,7 +16,7 @@ from solver.costmodel.memory import prefix_reserve_bytes_gpu
 from solver.costmodel.stacked import split_rows, stack_terms
 from solver.lora import demand_terms
 from solver.problem import load_problem
-from solver.slo import Lengths, memory_context_tokens
+from solver.slo import Lengths
 from solver.uncertainty import planning_multiplier
 from solver.units import GIB
 
@@ -36,6 +36,12 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-300)
 
 
+def _lengths(traffic, target) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Prompt and output lengths at a target's percentile (p99 without the target)."""
+    q = target.percentile if target is not None else 99.0
+    return traffic.input_tokens.percentile(q), traffic.output_tokens.percentile(q)
+
+
 @pytest.mark.parametrize("path", PROBLEMS, ids=[p.stem for p in PROBLEMS])
 def test_every_candidate_equals_the_one_shape_estimate(cat, path: Path) -> None:
     """Each candidate's zero-load TTFT, TPOT, zero-load E2E and service time are ``estimate``
@@ -51,32 +57,22 @@ def test_every_candidate_equals_the_one_shape_estimate(cat, path: Path) -> None:
         engine = d.engine or cat.default_engine
         hit, prefix = tr.prefix_cache_hit_rate, tr.shared_prefix_tokens
         ln = Lengths.of(d)
-
-        def lengths(target) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-            q = target.percentile if target is not None else 99.0
-            return tr.input_tokens.percentile(q), tr.output_tokens.percentile(q)
-
+        at = {axis: _lengths(tr, getattr(slo, axis)) for axis in ("ttft", "tpot", "e2e")}
         for c in t.candidates + tuple(t.best.values()):
             if c.speculative:
                 continue
             shape = Shape(c.model_id, c.accelerator, c.system, c.quant, c.kv_dtype, c.tp, c.pp, c.ep)
             terms = demand_terms(cat, d, shape_terms(cat, shape, engine))
             m = planning_multiplier(cat, d.model, c.accelerator, c.quant, engine, problem.confidence)
-
-            def est(isl: int, osl: int):  # type: ignore[no-untyped-def]
-                return estimate_terms(terms, isl, osl, c.max_batch, hit)
-
-            isl, osl = lengths(slo.tpot)
-            assert _rel(c.tpot_p99_ms, est(isl, osl).tpot_ms * m) < REL, c.label()
-            isl, osl = lengths(slo.ttft)
-            assert _rel(c.ttft_min_ms, est(isl, osl).ttft_ms * m) < REL, c.label()
-            isl, osl = lengths(slo.e2e)
-            e = est(isl, osl)
-            assert _rel(c.e2e_min_ms, (e.ttft_ms + osl * e.tpot_ms) * m) < REL, c.label()
-            service = ln.osl_mean * est(ln.isl_mean, ln.osl_mean).tpot_ms / 1e3
+            est = {axis: estimate_terms(terms, *at[axis], c.max_batch, hit) for axis in at}
+            assert _rel(c.tpot_p99_ms, est["tpot"].tpot_ms * m) < REL, c.label()
+            assert _rel(c.ttft_min_ms, est["ttft"].ttft_ms * m) < REL, c.label()
+            e2e = est["e2e"].ttft_ms + at["e2e"][1] * est["e2e"].tpot_ms
+            assert _rel(c.e2e_min_ms, e2e * m) < REL, c.label()
+            service = ln.osl_mean * estimate_terms(terms, ln.isl_mean, ln.osl_mean, c.max_batch, hit).tpot_ms / 1e3
             assert _rel(c.service_s, service * m) < REL, c.label()
-            isl, osl = tr.input_tokens.percentile(99), tr.output_tokens.percentile(99)
-            e = est(isl, osl)
+            e = estimate_terms(terms, tr.input_tokens.percentile(99), tr.output_tokens.percentile(99),
+                               c.max_batch, hit)
             kv = e.kv_gib_per_gpu + float(prefix_reserve_bytes_gpu(terms, prefix)) / GIB
             assert _rel(c.kv_gib_per_gpu, kv) < REL, c.label()
             assert c.weights_gib_per_gpu == pytest.approx(e.weights_gib_per_gpu, rel=REL)
