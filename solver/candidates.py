@@ -44,6 +44,12 @@ lengths at the percentiles the targets read -- not on the targets' values, the a
 pricing or demand. A cache keyed by exactly that lets Pareto points, sweeps and every model of a
 fleet that share a model and traffic reuse one evaluation; capacity at the targets, flags and
 pruning are then recomputed from the cached arrays (numpy, cheap).
+
+Evaluation (:meth:`TableCache.evaluate_many`): the shapes of a model the cache lacks are
+evaluated together -- their ``ShapeTerms`` stacked into arrays (:mod:`solver.costmodel.stacked`),
+one row per (shape, batch cap), and the cost model's own functions run once on them; the
+one-shape path (``estimate``) is the same code on scalars. Capacities are rounded and dominated
+candidates pruned on arrays too, before any :class:`Candidate` is built.
 """
 
 from __future__ import annotations
