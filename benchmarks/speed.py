@@ -2,6 +2,9 @@
 
 Run: ``python benchmarks/speed.py`` (every row) or ``python benchmarks/speed.py --quick`` (the
 small rows: ``--help``, ``query`` and the 20-point Pareto sweep). Prints a table; no assertions.
+``--against TREE`` first runs the same rows on another source tree (an older commit unpacked
+with ``git archive``) and then prints both side by side with the speed-up, so a before/after
+comparison sees one machine load.
 
 Every row runs in a fresh Python process, so no row profits from another's warm caches, and its
 peak memory is that process's maximum resident set (``ru_maxrss`` from ``wait4``). Two baselines
@@ -195,6 +198,36 @@ def fleetplan_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "solver.cli"]
 
 
+def run_against(args: argparse.Namespace) -> dict[str, Any]:
+    """The same rows on another source tree (its own speed.py, its code first on the path), run
+    just before this tree's rows so both see the same machine load; returns its ``--json``."""
+    tree = args.against.resolve()
+    cmd = [sys.executable, str(tree / "benchmarks" / "speed.py"), "--json", "--cap-s", str(args.cap_s),
+           "--cpsat-s", str(args.cpsat_s)]
+    if args.quick:
+        cmd.append("--quick")
+    if args.rows:
+        cmd += ["--rows", args.rows]
+    print(f"running the rows on {tree} ...", file=sys.stderr, flush=True)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def print_comparison(before: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Both trees' rows: seconds, ratio to each run's own baseline, and the speed-up."""
+    old = {r["id"]: r for r in before["rows"]}
+    print(f"\nagainst the other tree (its baselines: process {before['process_baseline_s']:.3f} s, "
+          f"compute {before['compute_baseline_s']:.3f} s)")
+    print(f"{'case':<56}  {'before s':>9}  {'after s':>9}  {'ratio before':>12}  {'ratio after':>11}  speed-up")
+    for r in rows:
+        b = old.get(r["id"])
+        if b is None or b.get("seconds") is None or r["seconds"] is None:
+            continue
+        print(f"{r['case']:<56}  {b['seconds']:9.3f}  {r['seconds']:9.3f}  {b['ratio']:12.1f}  "
+              f"{r['ratio']:11.1f}  {b['seconds'] / r['seconds']:7.1f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only --help, query and the Pareto sweep")
@@ -205,6 +238,9 @@ def main() -> None:
     ap.add_argument("--rows", default=None, help="comma-separated subset of row ids")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    ap.add_argument("--against", type=Path, default=None, metavar="TREE",
+                    help="also run the same rows on another source tree first (e.g. `git archive "
+                         "<commit> | tar -x -C TREE`) and print both with the speed-up, same load")
     ap.add_argument("--scaling", action="store_true",
                     help="also solve synthetic fleets of %s models and write the scaling plot to "
                          "benchmarks/results/scaling.svg" % ", ".join(map(str, SCALING_SIZES)))
@@ -215,6 +251,7 @@ def main() -> None:
 
     py = sys.executable
     fp = fleetplan_cmd()
+    before = run_against(args) if args.against else None
     proc_base, _ = median_wall([py, "-c", "pass"], 5)
     comp_base = compute_baseline()
     rows: list[dict[str, Any]] = []
@@ -285,6 +322,8 @@ def main() -> None:
         for p in scaling:
             print(f"  {p['models']:4d} models x {p['candidates']:6d} candidates  {p['seconds']:8.2f} s  {p['status']}")
         print(f"  growth exponent (log seconds vs log models x candidates per model): {growth_exponent(scaling):.2f}")
+    if before is not None:
+        print_comparison(before, rows)
     if args.json:
         print(json.dumps({"process_baseline_s": proc_base, "compute_baseline_s": comp_base, "rows": rows,
                           "scaling": scaling}))

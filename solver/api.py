@@ -113,9 +113,10 @@ def single_model_problem(
 
 
 def query(problem: Problem, cat: Catalog, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-          workers: int = DEFAULT_WORKERS) -> Plan:
-    """Cheapest configuration(s) meeting the targets for a one-model problem."""
-    return solve(problem, cat, time_limit_s, workers)
+          workers: int = DEFAULT_WORKERS, cache: TableCache | None = None) -> Plan:
+    """Cheapest configuration(s) meeting the targets for a one-model problem (``cache``: as
+    :func:`solve`)."""
+    return solve(problem, cat, time_limit_s, workers, cache=cache)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,12 @@ lengths at the percentiles the targets read -- not on the targets' values, the a
 pricing or demand. A cache keyed by exactly that lets Pareto points, sweeps and every model of a
 fleet that share a model and traffic reuse one evaluation; capacity at the targets, flags and
 pruning are then recomputed from the cached arrays (numpy, cheap).
+
+Evaluation (:meth:`TableCache.evaluate_many`): the shapes of a model the cache lacks are
+evaluated together -- their ``ShapeTerms`` stacked into arrays (:mod:`solver.costmodel.stacked`),
+one row per (shape, batch cap), and the cost model's own functions run once on them; the
+one-shape path (``estimate``) is the same code on scalars. Capacities are rounded and dominated
+candidates pruned on arrays too, before any :class:`Candidate` is built.
 """
 
 from __future__ import annotations
@@ -55,11 +61,13 @@ import numpy as np
 
 from solver import scaling
 from solver.catalog import Catalog
+from solver.errors import InputError
 from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
 from solver.costmodel.partition import Partition, mig_partition, partition_terms, shared_partition
+from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -384,15 +392,60 @@ class TableCache:
         self._data[k] = value
         return value
 
-    def terms(self, cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeTerms | str:
-        """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason."""
+    def evaluate_many(self, cat: Catalog, d: ModelDemand, wanted: Sequence[tuple[Shape, Speculative | None]],
+                      engine: str | None = None, key: str | None = None) -> list[ShapeEval]:
+        """:meth:`evaluate` of many (shape, speculation) pairs of one model entry, in order.
+
+        The shapes the cache lacks (without speculation) are evaluated together: their terms
+        stacked into arrays (:mod:`solver.costmodel.stacked`) and the cost model run once over
+        every shape x batch cap (:func:`_shape_evals`), which gives the same numbers as one
+        shape at a time. Speculative pairs go through :meth:`evaluate`."""
         ck = cost_model_key(cat)
+        self._catalogs.setdefault(ck, cat)
+        lkey = key if key is not None else lengths_key(d)
+        todo: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, None], ShapeTerms] = {}
+        for shape, spec in wanted:
+            k = (ck, engine, lkey, shape, spec, None)
+            if spec is not None or k in self._data or k in todo:
+                continue
+            terms = self.terms(cat, shape, engine, ck)
+            if isinstance(terms, str):
+                continue  # evaluate() records the reason
+            todo[k] = demand_terms(cat, d, terms)
+        if todo:
+            for k, value in zip(todo, _shape_evals(d, list(todo.values()))):
+                self._data[k] = value
+            self.misses += len(todo)
+        out = []
+        for shape, spec in wanted:
+            k = (ck, engine, lkey, shape, spec, None)
+            hit = self._data.get(k)
+            if hit is None:
+                out.append(self.evaluate(cat, d, shape, engine, key=lkey, spec=spec))
+                continue
+            if k not in todo:
+                self.hits += 1
+            out.append(hit)
+        return out
+
+    def terms(self, cat: Catalog, shape: Shape, engine: str | None = None,
+              ck: tuple[int, ...] | None = None) -> ShapeTerms | str:
+        """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason;
+        ``ck``: ``cost_model_key(cat)`` when the caller has it."""
+        ck = ck if ck is not None else cost_model_key(cat)
         k = (ck, engine, shape)
-        if k not in self._terms:
+        got = self._terms.get(k)
+        if got is None:
             self._catalogs.setdefault(ck, cat)
-            reason = check_shape(cat, shape, engine)
-            self._terms[k] = reason if reason else shape_terms(cat, shape, engine)
-        return self._terms[k]
+            try:
+                got = shape_terms(cat, shape, engine)  # checks the shape itself first
+            except InputError:
+                reason = check_shape(cat, shape, engine)  # unknown ids raise here, as before
+                if not reason:
+                    raise
+                got = reason
+            self._terms[k] = got
+        return got
 
 
 def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
@@ -411,6 +464,39 @@ def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
                      stated_error_pct=terms.stated_error_pct, speculation=spec)
 
 
+def _shape_evals(d: ModelDemand, terms: list[ShapeTerms]) -> list[ShapeEval]:
+    """:func:`_shape_eval` (no speculation) of many shapes of one model entry at once.
+
+    Per group of shapes that agree on the fields the cost model branches on (one group per
+    model and engine): the memory limits of all shapes in one call, then every shape's batch
+    caps laid out as rows and the SLO view and KV evaluated in one call of the same functions
+    (:func:`solver.slo.slo_view`, :func:`~solver.costmodel.kv_gib_per_gpu`) on stacked terms."""
+    out: list[ShapeEval | None] = [None] * len(terms)
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, t in enumerate(terms):
+        groups.setdefault(branch_key(t), []).append(i)
+    ctx, prefix = memory_context_tokens(d), d.traffic.shared_prefix_tokens
+    for members in groups.values():
+        group = [terms[i] for i in members]
+        one = stack_terms(group)  # a row per shape
+        limits = np.broadcast_to(np.asarray(memory_limit(one, d)), (len(group),))
+        batches = [np.array([b for b in BATCH_GRID if b <= lim] if lim >= 1 else [1], dtype=np.int64)
+                   for lim in limits]
+        counts = [len(b) for b in batches]
+        rows = repeat_rows(one, counts)  # a row per (shape, batch cap)
+        batch = np.concatenate(batches)
+        view = slo_view(rows, batch, d)
+        parts = [split_rows(x, counts) for x in
+                 (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
+                  kv_gib_per_gpu(rows, batch, ctx, prefix))]
+        for j, (i, t) in enumerate(zip(members, group)):
+            lim = int(limits[j])
+            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim)
+            out[i] = ShapeEval(None, lim, v, lim >= 1, t.weight_bytes_gpu / GIB, parts[4][j],
+                               stated_error_pct=t.stated_error_pct)
+    return out  # type: ignore[return-value]
+
+
 def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
                 cache: TableCache | None = None) -> ModelTable:
     """All candidates of one model in stable order, pruned of dominated ones unless
@@ -422,59 +508,73 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     engine = d.engine or cat.default_engine
     rejected: list[Rejected] = []
     pending: list[_ShapeRows] = []
+    shapes: list[tuple[Shape, set[Family], str, Price, float, int]] = []
+    trail: list[Rejected | int] = []  # rejections and shapes (by index) in enumeration order
     for gpu in d.allowed_accelerators or sorted(cat.accelerators):
         prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
         if not prices:
             who = f" from {fleet.provider}" if fleet.provider else ""
-            rejected.append(Rejected(d.name, gpu, f"no {fleet.pricing} price{who} in the catalog"))
+            trail.append(Rejected(d.name, gpu, f"no {fleet.pricing} price{who} in the catalog"))
             continue
         acc = cat.accelerator(gpu)
         unsupported = [q for q in sorted(cat.quantizations) if cat.quant_support(gpu, q) is None]
         if unsupported:
-            rejected.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
+            trail.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
         for system in cat.systems_for(gpu):
-            for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
-                base = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
-                for spec in (None, d.speculative) if d.speculative is not None else (None,):
-                    what = base + (f" speculative ({spec.draft})" if spec is not None else "")
-                    ev = cache.evaluate(cat, d, shape, engine, key=lkey, spec=spec)
-                    if ev.reason:
-                        rejected.append(Rejected(d.name, what, ev.reason))
-                        continue
-                    assert ev.view is not None and ev.kv_gib is not None
-                    # the confidence multiplier is not part of the cache key: widen after the look-up
-                    view = widen(tail_adjust(ev.view, cat, d, gpu, shape.quant, engine),
-                                 planning_multiplier(cat, d.model, gpu, shape.quant, engine,
-                                                     problem.confidence, ev.view.batch, d))
-                    f = set(flags)
-                    if not ev.fits:
-                        f.add(Family.MEMORY)
-                    if not _packs(shape.gpus, system.gpus_per_node):
-                        f.add(Family.TOPOLOGY)
-                    pending.append(_ShapeRows(
-                        shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                        cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
-                        ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
-                        tuple(ev.speculation.describe().items()) if ev.speculation else ()))
-                for part in partitions_for(cat, d, gpu) if shape.gpus == 1 else ():
-                    ev = cache.evaluate(cat, d, shape, engine, key=lkey, partition=part)
-                    what = f"{base} {part.label}"
-                    if ev.reason:
-                        rejected.append(Rejected(d.name, what, ev.reason))
-                        continue
-                    assert ev.view is not None and ev.kv_gib is not None
-                    view = widen(ev.view, planning_multiplier(cat, d.model, gpu, shape.quant, engine,
-                                                              problem.confidence))
-                    f = set(flags) | (set() if ev.fits else {Family.MEMORY})
-                    pending.append(_ShapeRows(
-                        shape, what, frozenset(f), system.gpus_per_node, prices[0], acc.tdp_w,
-                        cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
-                        ev.weights_gib, ev.kv_gib, ev.stated_error_pct, (), part))
+            dupes: list[Rejected] = []
+            found = _shapes(cat, d, gpu, system.id, prune, dupes)
+            trail.extend(dupes)
+            for shape, flags in found:
+                trail.append(len(shapes))
+                shapes.append((shape, flags, system.id, prices[0], acc.tdp_w, system.gpus_per_node))
+    specs = (None, d.speculative) if d.speculative is not None else (None,)
+    # every shape's evaluation at once (vectorised over shapes x batch caps), then the rows
+    evals = iter(cache.evaluate_many(cat, d, [(sh[0], spec) for sh in shapes for spec in specs],
+                                     engine, key=lkey))
+    for item in trail:
+        if isinstance(item, Rejected):
+            rejected.append(item)
+            continue
+        shape, flags, system_id, price, tdp_w, per_node = shapes[item]
+        base = f"{shape.accelerator}/{system_id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
+        for spec in specs:
+            what = base + (f" speculative ({spec.draft})" if spec is not None else "")
+            ev = next(evals)
+            if ev.reason:
+                rejected.append(Rejected(d.name, what, ev.reason))
+                continue
+            assert ev.view is not None and ev.kv_gib is not None
+            # the confidence multiplier is not part of the cache key: widen after the look-up
+            view = widen(tail_adjust(ev.view, cat, d, shape.accelerator, shape.quant, engine),
+                         planning_multiplier(cat, d.model, shape.accelerator, shape.quant, engine,
+                                             problem.confidence, ev.view.batch, d))
+            f = set(flags)
+            if not ev.fits:
+                f.add(Family.MEMORY)
+            if not _packs(shape.gpus, per_node):
+                f.add(Family.TOPOLOGY)
+            pending.append(_ShapeRows(
+                shape, what, frozenset(f), per_node, price, tdp_w,
+                cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
+                ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
+                tuple(ev.speculation.describe().items()) if ev.speculation else ()))
+        for part in partitions_for(cat, d, shape.accelerator) if shape.gpus == 1 else ():
+            ev = cache.evaluate(cat, d, shape, engine, key=lkey, partition=part)
+            what = f"{base} {part.label}"
+            if ev.reason:
+                rejected.append(Rejected(d.name, what, ev.reason))
+                continue
+            assert ev.view is not None and ev.kv_gib is not None
+            view = widen(tail_adjust(ev.view, cat, d, shape.accelerator, shape.quant, engine),
+                         planning_multiplier(cat, d.model, shape.accelerator, shape.quant, engine,
+                                             problem.confidence, ev.view.batch, d))
+            f = set(flags) | (set() if ev.fits else {Family.MEMORY})
+            pending.append(_ShapeRows(
+                shape, what, frozenset(f), per_node, price, tdp_w,
+                cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
+                ev.weights_gib, ev.kv_gib, ev.stated_error_pct, (), part))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
-    rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)
-    if prune:
-        rows, more = prune_dominated(rows, by_latency)
-        dropped += more
+    rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)  # pruned across shapes too
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
 
 
@@ -510,7 +610,7 @@ def _rows(
         res.ttft_violated * _BITS[Family.TTFT] + res.tpot_violated * _BITS[Family.TPOT]
         + res.e2e_violated * _BITS[Family.E2E]
     ).astype(np.int64)
-    cap_int = np.array([scaling.capacity_mrps(float(x)) for x in cap], dtype=np.int64)
+    cap_int = scaling.capacity_mrps_array(cap)
     keep = np.ones(len(owner), dtype=bool)
     if prune:
         # stable order by (shape, mask, capacity desc, position): the first of each run wins
@@ -554,22 +654,37 @@ def _rows(
             per_gpu=p.partition.per_gpu if p.partition else 1,
         )
 
-    rows = []
-    for i in range(len(owner)):
-        if not keep[i]:
-            continue
+    sel = []
+    for i in np.flatnonzero(keep):
         if cap_int[i] < 1:
             rejected.append(Rejected(d.name, f"{pending[owner[i]].what} batch {int(view.batch[i])}",
                                      f"capacity within the targets is below {1 / scaling.MILLI:g} req/s"))
             continue
-        rows.append(make(i))
-    structural = np.array([not (pending[o].flags - {Family.TTFT, Family.TPOT, Family.E2E}) for o in owner])
+        sel.append(int(i))
+    dominated = 0
+    if prune and len(sel) > 1:
+        # prune_dominated on the arrays, before any row is built (same rule, same result)
+        idx = np.array(sel)
+        o = owner[idx]
+        group_of: dict[tuple[str, str, str], int] = {}
+        by_owner = np.array([group_of.setdefault((p.shape.accelerator, str(p.shape.system),
+                                                  p.partition.label if p.partition else ""), len(group_of))
+                             for p in pending])
+        flag_bits = np.array([sum(_BITS[f] for f in p.flags) for p in pending], dtype=np.int64)
+        lat = (np.array([scaling.latency_us(float(view.e2e0_ms[i] + w_e2e[i])) for i in idx], dtype=np.int64)
+               if by_latency else np.zeros(len(idx), dtype=np.int64))
+        out = _dominated(by_owner[o], np.array([p.shape.gpus for p in pending], dtype=np.int64)[o],
+                         cap_int[idx], flag_bits[o] | mask[idx], lat)
+        dominated = int(out.sum())
+        sel = [i for i, gone in zip(sel, out) if not gone]
+    rows = [make(i) for i in sel]
+    structural = np.array([not (p.flags - {Family.TTFT, Family.TPOT, Family.E2E}) for p in pending])[owner]
     best: dict[str, Candidate] = {}
     if structural.any():
         ok = np.flatnonzero(structural)
         for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
             best[key] = make(int(ok[np.argmin(metric[ok])]))
-    return rows, int((~keep).sum()), best
+    return rows, int((~keep).sum()) + dominated, best
 
 
 # -- pruning ---------------------------------------------------------------------------------
@@ -597,28 +712,44 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
     n = len(cands)
     if n < 2:
         return list(cands), 0
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    for i, c in enumerate(cands):  # a GPU share is its own pool of GPUs: compared within it only
-        groups.setdefault((c.accelerator, c.system, c.partition), []).append(i)
-    dropped = np.zeros(n, dtype=bool)
-    for members in groups.values():
-        idx = np.array(members)
-        gpus = np.array([cands[i].gpus for i in members], dtype=np.int64)
-        cap = np.array([scaling.capacity_mrps(cands[i].capacity_rps) for i in members], dtype=np.int64)
-        viol = np.array([violation_mask(cands[i]) for i in members], dtype=np.int64)
-        lat = np.array([scaling.latency_us(cands[i].e2e_p99_ms) if by_latency else 0 for i in members],
-                       dtype=np.int64)
-        out = np.zeros(len(members), dtype=bool)
-        for j in range(len(members)):
-            k = gpus // gpus[j]
-            dom = (gpus % gpus[j] == 0) & (k * cap[j] >= cap) & ((viol[j] & ~viol) == 0) & (lat[j] <= lat)
-            strict = (k > 1) | (k * cap[j] > cap) | (viol[j] != viol) | (lat[j] < lat)
-            dom &= strict | (idx > idx[j])
-            dom[j] = False
-            out |= dom
-        dropped[idx] = out
+    keys: dict[tuple[str, str, str], int] = {}  # a GPU share is its own pool of GPUs
+    dropped = _dominated(
+        np.array([keys.setdefault((c.accelerator, c.system, c.partition), len(keys)) for c in cands]),
+        np.array([c.gpus for c in cands], dtype=np.int64),
+        np.array([scaling.capacity_mrps(c.capacity_rps) for c in cands], dtype=np.int64),
+        np.array([violation_mask(c) for c in cands], dtype=np.int64),
+        np.array([scaling.latency_us(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
+    )
     kept = [c for c, d in zip(cands, dropped) if not d]
     return kept, int(dropped.sum())
+
+
+def _dominated(group: np.ndarray, gpus_all: np.ndarray, cap_all: np.ndarray, viol_all: np.ndarray,
+               lat_all: np.ndarray) -> np.ndarray:
+    """:func:`prune_dominated`'s rule on arrays (one entry per candidate, in table order):
+    ``group`` numbers the (accelerator, system) pairs, ``cap_all`` is integer milli-req/s,
+    ``viol_all`` violation bit masks, ``lat_all`` integer microseconds (all 0 to ignore
+    latency). Returns which candidates are dominated."""
+    dropped = np.zeros(len(group), dtype=bool)
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)
+        gpus, cap, viol, lat = gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx]
+        out = np.zeros(len(idx), dtype=bool)
+        for start in range(0, len(idx), _DOMINANCE_BLOCK):  # rows: the dominating candidate a
+            a = slice(start, start + _DOMINANCE_BLOCK)
+            ga, ca, va, la, ia = gpus[a, None], cap[a, None], viol[a, None], lat[a, None], idx[a, None]
+            k = gpus // ga
+            dom = (gpus % ga == 0) & (k * ca >= cap) & ((va & ~viol) == 0) & (la <= lat)
+            strict = (k > 1) | (k * ca > cap) | (va != viol) | (la < lat)
+            dom &= strict | (idx > ia)
+            dom &= idx != ia  # a candidate does not dominate itself
+            out |= dom.any(axis=0)
+        dropped[idx] = out
+    return dropped
+
+
+_DOMINANCE_BLOCK = 256
+"""Candidates compared against all others of their group per block (bounds the n x n arrays)."""
 
 
 def _table_key(d: ModelDemand) -> str:

@@ -24,10 +24,11 @@ from solver.uncertainty import band_for_demand
 DEFAULT_LEVEL = 0.9
 
 
-def hardware_within_error(problem: Problem, cat: Catalog, level: float | None, cache: TableCache | None = None
-                          ) -> dict[str, list[dict[str, Any]]]:
+def hardware_within_error(problem: Problem, cat: Catalog, level: float | None,
+                          cache: TableCache | None = None) -> dict[str, list[dict[str, Any]]]:
     """Per model: each accelerator's cheapest $/h per req/s at the point estimate, its band, and
-    whether it is within the error of the cheapest (see module docstring)."""
+    whether it is within the error of the cheapest (see module docstring). ``cache``: the
+    shape evaluations the plan was solved with, reused."""
     point = problem.model_copy(update={"confidence": None})
     z = NormalDist().inv_cdf(level or DEFAULT_LEVEL)
     out: dict[str, list[dict[str, Any]]] = {}
@@ -60,7 +61,7 @@ def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s:
                        cache: TableCache | None = None) -> dict[str, Any]:
     """The ``confidence`` object of a plan: level, cost at the point estimate and at the level,
     the difference, and the hardware within the error of each other. ``cache``: shape
-    evaluations to reuse (they do not depend on the confidence)."""
+    evaluations to reuse (the plan's own, so nothing is evaluated twice)."""
     level = problem.confidence
     out: dict[str, Any] = {"level": level, "cost_usd_per_hour": plan.cost_usd_per_hour}
     if level is not None:

@@ -44,6 +44,17 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
+_FastLoader: type | None = None
+"""The same loader on libyaml's C parser (about 5x faster on the catalog) where PyYAML has
+it; resolvers and constructors are the Python ones above, so documents load identically. Any
+error is re-parsed with :class:`_Loader`, so error messages do not depend on it."""
+if getattr(yaml, "__with_libyaml__", False):
+    class _CLoader(yaml.CSafeLoader):  # type: ignore[name-defined,misc]
+        pass
+
+    _CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+    _FastLoader = _CLoader
+
 
 def read_text(path: Path, kind: str) -> str:
     """A user file's text (at most ``MAX_FILE_BYTES``); a missing, unreadable, oversized, non-UTF-8
@@ -94,8 +105,16 @@ def read_yaml(path: Path) -> Any:
     """Parse a YAML file with the safe loader within the limits above; any failure is an
     ``InputError`` naming the file."""
     text = read_text(path, "a YAML file")
+    data: Any = None
+    parsed = False
+    if _FastLoader is not None:
+        try:
+            data, parsed = yaml.load(text, Loader=_FastLoader), True  # a CSafeLoader subclass
+        except (yaml.YAMLError, RecursionError):
+            pass  # re-parsed below for the message
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
+        if not parsed:
+            data = yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -21,6 +21,10 @@ latency budget         microseconds               ``US_PER_MS``        down
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CENTS_PER_USD = 100
 MILLI = 1000
@@ -54,6 +58,17 @@ def capacity_mrps(rps: float) -> int:
     if not math.isfinite(rps) or rps <= 0:
         return 0
     return int(math.floor(rps * MILLI + _eps(rps * MILLI)))
+
+
+def capacity_mrps_array(rps: np.ndarray) -> np.ndarray:
+    """:func:`capacity_mrps` of every entry of an array (int64): the same float operations,
+    elementwise, for the candidate tables' thousands of rows."""
+    import numpy as np
+
+    x = np.asarray(rps, dtype=float)
+    ok = np.isfinite(x) & (x > 0)
+    milli = np.where(ok, x, 0.0) * MILLI
+    return np.where(ok, np.floor(milli + np.maximum(_EPS, np.abs(milli) * _REL_EPS)), 0).astype(np.int64)
 
 
 def demand_mrps(rps: float) -> int:

@@ -64,8 +64,8 @@ def memory_limit(terms: ShapeTerms, d: ModelDemand, spec: Speculation | None = N
     ``spec``, the draft's weights and KV."""
     if spec is not None:
         return max_concurrency_spec(terms, spec, memory_context_tokens(d), d.traffic.shared_prefix_tokens)
-    return int(max_concurrency(terms, memory_context_tokens(d),
-                               shared_prefix_tokens=d.traffic.shared_prefix_tokens))
+    n = max_concurrency(terms, memory_context_tokens(d), shared_prefix_tokens=d.traffic.shared_prefix_tokens)
+    return int(n) if np.ndim(n) == 0 else n  # type: ignore[return-value]  # stacked terms: one per shape
 
 
 @dataclass(frozen=True)

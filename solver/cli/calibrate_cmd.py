@@ -128,15 +128,15 @@ def calibrate(results: tuple[Path, ...], model: str, gpu: str, quant: str, kv_dt
 
 
 def plan_uncertainty(problem: Problem, cat: Catalog, plan: Any, applied: Applied | None,
-                     time_limit: float, workers: int) -> dict[str, Any]:
+                     time_limit: float, workers: int, cache: Any = None) -> dict[str, Any]:
     """JSON fields (``calibration``, ``confidence``) and text lines a plan adds for its
-    calibration and error bands."""
+    calibration and error bands (``cache``: the plan's ``TableCache``, reused)."""
     from solver.confidence import confidence_summary, summary_lines
 
     js: dict[str, Any] = {"calibration": applied.model_dump() if applied else None}
     lines = [applied.line()] if applied else []
     if plan.status.has_plan:
-        js["confidence"] = confidence_summary(problem, cat, plan, time_limit, workers)
+        js["confidence"] = confidence_summary(problem, cat, plan, time_limit, workers, cache)
         lines += summary_lines(js["confidence"])
     return {"json": js, "lines": lines}
 

@@ -143,8 +143,11 @@ def solve(problem_file: Path, time_limit: float, workers: int, with_pareto: bool
     axes = parse_axes(axis or default_axis(problem))
     if any(a == "quality" for a in axes):
         raise InputError("--axis: solve sweeps a latency axis (ttft, tpot, e2e); use `fleetplan pareto --axis quality`")
-    plan = api.solve(problem, cat, time_limit, workers)
-    extra = plan_uncertainty(problem, cat, plan, applied, time_limit, workers)
+    from solver.candidates import TableCache
+
+    cache = TableCache()  # the plan's shape evaluations, reused by its confidence summary
+    plan = api.solve(problem, cat, time_limit, workers, cache=cache)
+    extra = plan_uncertainty(problem, cat, plan, applied, time_limit, workers, cache)
     front = None
     if with_pareto and plan.status.has_plan:
         with progress_bar(not as_json, "Pareto sweep") as update:
@@ -297,8 +300,11 @@ def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float,
     from solver import api
 
     cat, problem, applied = planning_inputs(cat, problem, calibration, confidence)
-    plan = api.query(problem, cat, time_limit, workers)
-    _finish(plan, problem, cat, as_json, plan_uncertainty(problem, cat, plan, applied, time_limit, workers))
+    from solver.candidates import TableCache
+
+    cache = TableCache()  # the plan's shape evaluations, reused by its confidence summary
+    plan = api.query(problem, cat, time_limit, workers, cache)
+    _finish(plan, problem, cat, as_json, plan_uncertainty(problem, cat, plan, applied, time_limit, workers, cache))
 
 
 @click.command()

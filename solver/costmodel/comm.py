@@ -50,9 +50,9 @@ NO_LINK = LinkCost(float("inf"), 0.0, 1.0, 0.0, 0.0)
 def link_efficiency(msg_bytes: ArrayLike, link: LinkCost) -> F:
     """Achieved / datasheet bandwidth for a message of ``msg_bytes``: eff_max x min(1, S/S_sat)^ramp."""
     s = np.asarray(msg_bytes, dtype=float)
-    if link.saturation_bytes <= 0:
-        return np.full_like(s, link.bw_efficiency)
-    return link.bw_efficiency * np.minimum(1.0, np.maximum(s, 1.0) / link.saturation_bytes) ** link.ramp
+    sat = np.asarray(link.saturation_bytes, dtype=float)
+    ramped = np.minimum(1.0, np.maximum(s, 1.0) / np.where(sat > 0, sat, 1.0)) ** link.ramp
+    return link.bw_efficiency * np.where(sat > 0, ramped, 1.0)
 
 
 def collective_s(wire_bytes: ArrayLike, msg_bytes: ArrayLike, link: LinkCost) -> F:
@@ -65,17 +65,13 @@ def collective_s(wire_bytes: ArrayLike, msg_bytes: ArrayLike, link: LinkCost) ->
 def allreduce_s(msg_bytes: ArrayLike, n: int, link: LinkCost) -> F:
     """Ring all-reduce of ``msg_bytes`` per GPU over ``n`` GPUs (0 for n = 1)."""
     s = np.asarray(msg_bytes, dtype=float)
-    if n <= 1:
-        return np.zeros_like(s)
-    return collective_s(2.0 * (n - 1) / n * s, s, link)
+    return np.where(np.asarray(n) > 1, collective_s(2.0 * (n - 1) / n * s, s, link), 0.0)
 
 
 def alltoall_s(send_bytes: ArrayLike, n: int, link: LinkCost) -> F:
     """All-to-all where each GPU holds ``send_bytes`` for the group, ``(n-1)/n`` of it leaving."""
     s = np.asarray(send_bytes, dtype=float)
-    if n <= 1:
-        return np.zeros_like(s)
-    return collective_s((n - 1) / n * s, s, link)
+    return np.where(np.asarray(n) > 1, collective_s((n - 1) / n * s, s, link), 0.0)
 
 
 def p2p_s(msg_bytes: ArrayLike, link: LinkCost) -> F:
@@ -115,16 +111,12 @@ def stage_comm_s(
     r = np.asarray(rank_tokens, dtype=float)
     st = np.asarray(stage_tokens, dtype=float)
     ar = 2.0 * layers * allreduce_s(r * hidden_size * act_bytes, tp, tp_link)
-    if ep > 1 and moe_layers > 0:
-        send = st / stage_gpus * experts_per_token * hidden_size * act_bytes
-        a2a = 2.0 * moe_layers * alltoall_s(send, ep, ep_link)
-    else:
-        a2a = np.zeros_like(st)
-    if expert_tp > 1 and moe_layers > 0:
-        rows = st * experts_per_token / max(ep, 1)
-        a2a = a2a + moe_layers * allreduce_s(rows * hidden_size * act_bytes, expert_tp, expert_tp_link)
-    if pp > 1:
-        p2p = p2p_s(st / stage_gpus * hidden_size * act_bytes, pp_link)
-    else:
-        p2p = np.zeros_like(st)
+    send = st / stage_gpus * experts_per_token * hidden_size * act_bytes
+    a2a = np.where((np.asarray(ep) > 1) & (np.asarray(moe_layers) > 0),
+                   2.0 * moe_layers * alltoall_s(send, ep, ep_link), 0.0)
+    rows = st * experts_per_token / np.maximum(ep, 1)
+    a2a = a2a + np.where((np.asarray(expert_tp) > 1) & (np.asarray(moe_layers) > 0),
+                         moe_layers * allreduce_s(rows * hidden_size * act_bytes, expert_tp,
+                                                  expert_tp_link), 0.0)
+    p2p = np.where(np.asarray(pp) > 1, p2p_s(st / stage_gpus * hidden_size * act_bytes, pp_link), 0.0)
     return ar + a2a + p2p

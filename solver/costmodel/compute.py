@@ -67,13 +67,13 @@ ACTIVATION_DTYPES_16 = ("bf16", "fp16")
 """Compute dtypes whose GEMMs read the activations as they are (weight-only formats, 16-bit)."""
 
 
-def dense_kernels_per_layer(compute_dtype: str) -> int:
+def dense_kernels_per_layer(compute_dtype: ArrayLike) -> NDArray[np.int64]:
     """Kernels of a layer's dense part: the four GEMMs, plus, where the GEMMs run in a quantised
     dtype (FP8/FP4/INT8 math), one activation-quantise kernel per GEMM input (the engines quantise
     each GEMM's input to its dtype before the GEMM -- TensorRT-LLM ``static_quantize_e4m3_per_tensor``
     / FP4 ``fp4_quantize``, vLLM ``scaled_fp8_quant``); each small kernel pays ``stream_kernel_us``
     like any other. Fusion of some of them into the preceding norm is not assumed."""
-    return DENSE_KERNELS_PER_LAYER * (1 if compute_dtype in ACTIVATION_DTYPES_16 else 2)
+    return DENSE_KERNELS_PER_LAYER * np.where(np.isin(compute_dtype, ACTIVATION_DTYPES_16), 1, 2)
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,7 @@ def decode_step(
     loaded = stage_pass_s(terms, b / m, context_tokens, chunk / m, pairs_chunk / m, ranks)
     parts = _mix(f, plain, loaded)
     host = (1.0 - f) * terms.host_overhead_graph_s + f * terms.host_overhead_eager_s
-    passes = np.full(np.broadcast(*parts, host).shape, float(terms.pp))
+    passes = np.full(np.broadcast(*parts, host).shape, terms.pp, dtype=float)
     return _step(passes, parts, host)
 
 

@@ -46,7 +46,7 @@ def prefix_reserve_bytes_gpu(terms: ShapeTerms, shared_prefix_tokens: int = 0) -
     once per KV pool: one sequence's worth of KV at that length; 0 without a prefix)."""
     if shared_prefix_tokens <= 0:
         return 0.0
-    return float(kv_bytes_per_seq_gpu(terms, shared_prefix_tokens))
+    return kv_bytes_per_seq_gpu(terms, shared_prefix_tokens)  # type: ignore[return-value]
 
 
 def kv_budget_bytes_gpu(terms: ShapeTerms, util: float | None = None, shared_prefix_tokens: int = 0) -> float:
@@ -69,7 +69,7 @@ def max_concurrency(
     for a scalar context (``int(...)`` it) and an array of the input's shape otherwise.
     """
     per_seq = kv_bytes_per_seq_gpu(terms, np.maximum(np.asarray(context_tokens, dtype=float), 1.0))
-    budget = max(kv_budget_bytes_gpu(terms, util, shared_prefix_tokens), 0.0)
+    budget = np.maximum(kv_budget_bytes_gpu(terms, util, shared_prefix_tokens), 0.0)
     return (np.floor(budget / per_seq) * terms.dp_attn).astype(np.int64)
 
 

@@ -92,7 +92,7 @@ def operating_point(
     ttft = prefill(terms, isl, prefix_hit_rate, decode_seqs=(bf - 1.0) / m, context_tokens=ctx_mean).total_ms
     ttft = ttft + terms.request_overhead_s * 1e3
     out_tps = bf / (tpot / 1e3)
-    cap = int(max_concurrency(terms, isl + osl))
+    cap = max_concurrency(terms, isl + osl)
     return OperatingPoint(
         concurrency=b,
         ttft_ms=ttft,
@@ -106,6 +106,6 @@ def operating_point(
         decode_overhead_ms=step.overhead_ms,
         bound=step.bound,
         kv_gib_per_gpu=kv_gib_per_gpu(terms, bf, isl + osl),
-        max_concurrency=cap,
+        max_concurrency=int(cap) if np.ndim(cap) == 0 else cap,  # type: ignore[arg-type]
         fits=b <= cap,
     )

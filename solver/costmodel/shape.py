@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from solver.architecture import param_counts
 from solver.catalog import Catalog
 from solver.costmodel.comm import NO_LINK, LinkCost
@@ -223,7 +225,7 @@ class ShapeTerms:
     def gemm_peak_flop_s(self) -> float:
         """Peak FLOP/s of the quantised-weight GEMMs: the math dtype's peak, times
         ``mixed_input_gemm_eff`` where the weights are dequantised in the main loop."""
-        return self.peak_flop_s * (self.mixed_input_gemm_eff if self.mixed_input else 1.0)
+        return self.peak_flop_s * np.where(self.mixed_input, self.mixed_input_gemm_eff, 1.0)
 
 
 def with_efficiency(
