@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solver.candidates import TableCache, _shape_eval, build_tables, lengths_key
+from solver.candidates import TableCache, _shape_eval, build_tables, lengths_key, partitions_for
 from solver.catalog import load_catalog
 from solver.costmodel import Shape, estimate_terms, shape_terms
 from solver.costmodel.memory import prefix_reserve_bytes_gpu
+from solver.costmodel.partition import partition_terms
 from solver.costmodel.stacked import split_rows, stack_terms
 from solver.lora import demand_terms
 from solver.problem import load_problem
@@ -62,8 +63,14 @@ def test_every_candidate_equals_the_one_shape_estimate(cat, path: Path) -> None:
             if c.speculative:
                 continue
             shape = Shape(c.model_id, c.accelerator, c.system, c.quant, c.kv_dtype, c.tp, c.pp, c.ep)
-            terms = demand_terms(cat, d, shape_terms(cat, shape, engine))
-            m = planning_multiplier(cat, d.model, c.accelerator, c.quant, engine, problem.confidence)
+            terms = shape_terms(cat, shape, engine)
+            if c.partition:  # a MIG slice or a co-located share: the share's terms
+                part = next(p for p in partitions_for(cat, d, c.accelerator) if p.label == c.partition)
+                eng = cat.engine(terms.engine)
+                terms = partition_terms(terms, part, eng.kv_memory_policy, eng.kv_memory_fraction)
+            terms = demand_terms(cat, d, terms)
+            m = planning_multiplier(cat, d.model, c.accelerator, c.quant, engine, problem.confidence,
+                                    c.max_batch, d)
             est = {axis: estimate_terms(terms, *at[axis], c.max_batch, hit) for axis in at}
             assert _rel(c.tpot_p99_ms, est["tpot"].tpot_ms * m) < REL, c.label()
             assert _rel(c.ttft_min_ms, est["ttft"].ttft_ms * m) < REL, c.label()

@@ -277,7 +277,7 @@ def stage_pass_s(
         act_bytes=ACT_BYTES, layers=layers, moe_layers=moe, tp=terms.tp, ep=terms.ep,
         stage_gpus=terms.stage_gpus, experts_per_token=terms.experts_per_token, pp=terms.pp,
         tp_link=terms.tp_cost, ep_link=terms.ep_cost, pp_link=terms.pp_cost,
-        expert_tp=terms.moe_tp if terms.dp_attn > 1 else 1, expert_tp_link=terms.moe_tp_cost,
+        expert_tp=np.where(np.asarray(terms.dp_attn) > 1, terms.moe_tp, 1), expert_tp_link=terms.moe_tp_cost,
     )
     mem = dm + xm + am
     cmp = dc + xc + ac + pre_cmp
