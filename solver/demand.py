@@ -73,7 +73,7 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
     ``purchasing`` block (the CLI's flags)."""
     hours = hours_of(problem) or 24
     pur = problem.purchasing
-    allowance = spot_allowance if spot_allowance is not None else pur.spot_allowance
+    allowance = spot_allowance if spot_allowance is not None else pur.spot_interruption_allowance
     use_reserved = pur.reserved if reserved is None else reserved
     warm_default = min_warm if min_warm is not None else pur.min_warm_replicas
     gb_s = load_gb_s if load_gb_s is not None else pur.load_gb_s

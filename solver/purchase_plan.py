@@ -1,0 +1,60 @@
+"""``fleetplan purchase``'s library call: plan the configuration at the peak hour, then choose
+what to buy in every hour (:mod:`solver.optimize.purchase`), and check the schedule
+independently (:mod:`solver.verify_purchase`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from solver.catalog import Catalog
+from solver.demand import hours_of, purchase_problem
+from solver.errors import InputError
+from solver.optimize.purchase import PurchaseResult, solve_schedule
+from solver.plan import Plan
+from solver.problem import Problem
+from solver.purchasing import PurchaseProblem, average_unit_costs, schedule_dict
+from solver.session import solve_problem
+from solver.verify_purchase import schedule_violations
+
+
+@dataclass(frozen=True)
+class PurchasePlan:
+    plan: Plan
+    """The configuration planned at the peak hour (what ``fleetplan solve`` gives)."""
+    inputs: PurchaseProblem | None
+    result: PurchaseResult | None
+    violations: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"peak_plan": self.plan.to_dict()}
+        if self.result is None or self.inputs is None:
+            out["schedule"] = None
+            return out
+        out["schedule_status"] = self.result.status
+        out["schedule_seconds"] = self.result.seconds
+        if self.result.schedule is not None:
+            out["schedule"] = schedule_dict(self.inputs, self.result.schedule)
+            peak = self.plan.unit_costs.fleet.to_dict() if self.plan.unit_costs is not None else None
+            out["unit_costs"] = {"peak": peak,
+                                 "mean": average_unit_costs(self.inputs, self.result.schedule).to_dict()}
+        out["violations"] = list(self.violations)
+        return out
+
+
+def plan_purchases(problem: Problem, cat: Catalog, *, time_limit_s: float = 30.0,
+                   spot_allowance: float | None = None, reserved: bool | None = None,
+                   min_warm: int | None = None, load_gb_s: float | None = None) -> PurchasePlan:
+    """The peak plan and the cheapest schedule over the problem's hours (a problem without
+    ``hourly_rps`` is planned at its peak in all 24 hours)."""
+    if spot_allowance is not None and not 0 <= spot_allowance <= 1:
+        raise InputError(f"--spot-allowance: must be in [0, 1], got {spot_allowance:g}")
+    hours_of(problem)  # profiles of different lengths: bad input before any solving
+    plan = solve_problem(problem, cat, time_limit_s=time_limit_s)
+    if not plan.status.has_plan:
+        return PurchasePlan(plan, None, None)
+    pp = purchase_problem(problem, plan, cat, spot_allowance=spot_allowance, reserved=reserved,
+                          min_warm=min_warm, load_gb_s=load_gb_s)
+    res = solve_schedule(pp, time_limit_s=time_limit_s)
+    bad = tuple(schedule_violations(pp, res.schedule, cat=cat)) if res.schedule is not None else ()
+    return PurchasePlan(plan, pp, res, bad)
