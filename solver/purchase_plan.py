@@ -51,6 +51,14 @@ def plan_purchases(problem: Problem, cat: Catalog, *, time_limit_s: float = 30.0
         raise InputError(f"--spot-allowance: must be in [0, 1], got {spot_allowance:g}")
     hours_of(problem)  # profiles of different lengths: bad input before any solving
     plan = solve_problem(problem, cat, time_limit_s=time_limit_s)
+    return schedule_for_plan(problem, plan, cat, time_limit_s=time_limit_s, spot_allowance=spot_allowance,
+                             reserved=reserved, min_warm=min_warm, load_gb_s=load_gb_s)
+
+
+def schedule_for_plan(problem: Problem, plan: Plan, cat: Catalog, *, time_limit_s: float = 30.0,
+                      spot_allowance: float | None = None, reserved: bool | None = None,
+                      min_warm: int | None = None, load_gb_s: float | None = None) -> PurchasePlan:
+    """The cheapest schedule for an already planned peak configuration."""
     if not plan.status.has_plan:
         return PurchasePlan(plan, None, None)
     pp = purchase_problem(problem, plan, cat, spot_allowance=spot_allowance, reserved=reserved,

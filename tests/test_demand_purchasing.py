@@ -259,3 +259,30 @@ def test_diurnal_chat_schedule_end_to_end():
         s["cost_usd"] / sum(r["demand_rps"]["chat"] * 3600 for r in s["hourly"])
         / (mean["input_tokens_per_s"] + mean["output_tokens_per_s"]) * mean["requests_per_s"] * 1e6)
     assert np.isfinite(d["unit_costs"]["peak"]["usd_per_1k_requests"])
+
+
+def test_report_shows_the_schedule_with_its_plot():
+    """A problem with hourly demand gets the schedule section, table and plot in every format;
+    reading the schedule section's module loads no matplotlib."""
+    import subprocess
+    import sys
+
+    from solver.report import _with_schedule
+    from solver.report.content import build_content
+    from solver.report.render import to_html, to_json, to_markdown
+    from solver.session import solve_problem
+
+    probe = "import sys, solver.report.schedule; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    cat = load_catalog()
+    problem = load_problem(ROOT / "problems/diurnal-chat.yaml", cat)
+    plan = solve_problem(problem, cat)
+    content = _with_schedule(build_content(cat, problem, plan), cat, 30.0)
+    md = to_markdown(content)
+    assert "## Demand over the day and purchasing" in md and "averaged over the period" in md
+    assert md.count("\n| ") >= 24 + 2
+    assert 'id="plot-schedule"' in to_html(content)
+    j = to_json(content)["purchasing"]
+    assert j["violations"] == [] and len(j["schedule"]["hourly"]) == 24 and "schedule_seconds" not in j
+    plain = build_content(cat, load_problem(ROOT / "problems/owned-h100-fleet.yaml", cat), plan)
+    assert _with_schedule(plain, cat, 30.0).schedule is None  # no hourly demand: no section

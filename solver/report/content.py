@@ -61,6 +61,9 @@ class ReportContent:
     pareto_points: tuple[dict[str, Any], ...]
     assumptions: dict[str, Any]
     binding: tuple[str, ...]
+    schedule: dict[str, Any] | None = None
+    """``fleetplan purchase``'s result (schedule, unit costs at peak and mean) when the problem
+    gives hourly demand (:mod:`solver.purchase_plan`); None otherwise."""
 
     @property
     def feasible(self) -> bool:
