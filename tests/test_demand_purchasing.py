@@ -263,7 +263,7 @@ def test_diurnal_chat_schedule_end_to_end():
 
 def test_report_shows_the_schedule_with_its_plot():
     """A problem with hourly demand gets the schedule section, table and plot in every format;
-    reading the schedule section's module loads no matplotlib."""
+    `fleetplan purchase`'s modules load no matplotlib (only drawing the plot does)."""
     import subprocess
     import sys
 
@@ -272,7 +272,8 @@ def test_report_shows_the_schedule_with_its_plot():
     from solver.report.render import to_html, to_json, to_markdown
     from solver.session import solve_problem
 
-    probe = "import sys, solver.report.schedule; print('matplotlib' in sys.modules)"
+    probe = ("import sys, solver.purchase_plan, solver.cli.purchase_cmd; "
+             "print('matplotlib' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
     cat = load_catalog()
     problem = load_problem(ROOT / "problems/diurnal-chat.yaml", cat)
