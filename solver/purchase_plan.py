@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from solver.catalog import Catalog
-from solver.demand import hours_of, purchase_problem
+from solver.catalog import Catalog, provider_key
+from solver.demand import hours_of, one_provider_mode, purchase_problem
 from solver.errors import InputError
 from solver.optimize.purchase import PurchaseResult, solve_schedule
 from solver.plan import Plan
@@ -50,9 +50,31 @@ def plan_purchases(problem: Problem, cat: Catalog, *, time_limit_s: float = 30.0
     if spot_allowance is not None and not 0 <= spot_allowance <= 1:
         raise InputError(f"--spot-allowance: must be in [0, 1], got {spot_allowance:g}")
     hours_of(problem)  # profiles of different lengths: bad input before any solving
+    kw = dict(time_limit_s=time_limit_s, spot_allowance=spot_allowance, reserved=reserved,
+              min_warm=min_warm, load_gb_s=load_gb_s)
+    if one_provider_mode(problem) == "fleet" and problem.fleet.provider is None:
+        return _cheapest_provider(problem, cat, **kw)  # type: ignore[arg-type]
     plan = solve_problem(problem, cat, time_limit_s=time_limit_s)
-    return schedule_for_plan(problem, plan, cat, time_limit_s=time_limit_s, spot_allowance=spot_allowance,
-                             reserved=reserved, min_warm=min_warm, load_gb_s=load_gb_s)
+    return schedule_for_plan(problem, plan, cat, **kw)  # type: ignore[arg-type]
+
+
+def _cheapest_provider(problem: Problem, cat: Catalog, **kw: Any) -> PurchasePlan:
+    """``one_provider: fleet`` without a named provider: plan with each provider that prices an
+    allowed accelerator (``fleet.provider`` set to it, so the peak plan is from one provider
+    too) and keep the cheapest schedule (ties: the provider first in name order)."""
+    allowed = set().union(*[set(m.allowed_accelerators or cat.accelerators) for m in problem.models])
+    keys = sorted({provider_key(p.provider) for p in cat.prices.values() if p.accelerator in allowed})
+    best: PurchasePlan | None = None
+    first: PurchasePlan | None = None
+    for key in keys:
+        fleet = problem.fleet.model_copy(update={"provider": key})
+        one = problem.model_copy(update={"fleet": fleet})
+        out = schedule_for_plan(one, solve_problem(one, cat, time_limit_s=kw["time_limit_s"]), cat, **kw)
+        first = first or out
+        cost = out.result.cost_usd if out.result is not None else None
+        if cost is not None and not out.violations and (best is None or cost < best.result.cost_usd - 1e-9):  # type: ignore[union-attr,operator]
+            best = out
+    return best or first  # type: ignore[return-value]
 
 
 def schedule_for_plan(problem: Problem, plan: Plan, cat: Catalog, *, time_limit_s: float = 30.0,

@@ -287,3 +287,22 @@ def test_report_shows_the_schedule_with_its_plot():
     assert j["violations"] == [] and len(j["schedule"]["hourly"]) == 24 and "schedule_seconds" not in j
     plain = build_content(cat, load_problem(ROOT / "problems/owned-h100-fleet.yaml", cat), plan)
     assert _with_schedule(plain, cat, 30.0).schedule is None  # no hourly demand: no section
+
+
+def test_one_provider_fleet_keeps_plan_and_schedule_with_one_provider(tmp_path: Path):
+    """``one_provider: fleet`` without a provider: every provider is tried, the cheapest kept;
+    the peak plan's prices and every tier of the schedule come from that one provider."""
+    data = yaml.safe_load((ROOT / "problems/diurnal-chat.yaml").read_text())
+    del data["fleet"]["provider"]
+    data["fleet"]["one_provider"] = "fleet"
+    f = tmp_path / "fleet.yaml"
+    f.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(main, ["purchase", str(f), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    cat = load_catalog()
+    plan_providers = {provider_key(cat.prices[x["price_id"]].provider) for x in d["peak_plan"]["deployments"]}
+    tier_providers = {t["provider"] for t in d["schedule"]["tiers"]}
+    assert len(plan_providers) == 1 and tier_providers <= plan_providers and d["violations"] == []
+    gcp = CliRunner().invoke(main, ["purchase", str(ROOT / "problems/diurnal-chat.yaml"), "--json"])
+    assert d["schedule"]["cost_usd"] <= json.loads(gcp.output)["schedule"]["cost_usd"] + 1e-9
