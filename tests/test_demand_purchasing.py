@@ -306,3 +306,14 @@ def test_one_provider_fleet_keeps_plan_and_schedule_with_one_provider(tmp_path: 
     assert len(plan_providers) == 1 and tier_providers <= plan_providers and d["violations"] == []
     gcp = CliRunner().invoke(main, ["purchase", str(ROOT / "problems/diurnal-chat.yaml"), "--json"])
     assert d["schedule"]["cost_usd"] <= json.loads(gcp.output)["schedule"]["cost_usd"] + 1e-9
+
+
+def test_free_owned_gpus_are_not_all_kept_running():
+    """Owned GPUs at $0 cost nothing in any count; the schedule still runs only what each hour
+    needs (4 owned replicas of 10 req/s: needs 5, 25, 12 -> 1, 3, 2 replicas)."""
+    owned = Tier("g", "owned", "owned", 0.0, "fleet.owned")
+    pools = (Pool("m", "g", "cfg", 1, 10.0, 0.0),)
+    pp = PurchaseProblem(pools, (owned, OD_A), (need((5.0, 25.0, 12.0)),), 3, None, owned={"g": 4})
+    res = solve_schedule(pp)
+    assert res.cost_usd == 0.0 and res.schedule is not None
+    assert res.schedule.counts == {(0, 0): (1, 3, 2)}

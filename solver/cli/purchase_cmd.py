@@ -67,7 +67,8 @@ def _print(d: dict) -> None:  # type: ignore[type-arg]
         click.echo(f"no schedule: the peak plan is {plan['status']}"
                    + (f" / the schedule search ended {d['schedule_status']}" if "schedule_status" in d else ""))
         return
-    click.echo(f"Peak plan: ${plan['cost_usd_per_hour']:.2f}/h on-demand-equivalent, {plan['gpus']} GPUs")
+    click.echo(f"Peak plan: ${plan['cost_usd_per_hour']:.2f}/h ({plan['gpus']} GPUs at the problem's "
+               "pricing and owned cost)")
     for p in s["pools"]:
         click.echo(f"  pool {p['model']}: {p['config']}, {p['gpus_per_replica']} GPU(s)/replica, "
                    f"{fmt(p['capacity_rps'])} req/s per replica, lead {p['lead_hours'] * 3600:.0f} s")
@@ -87,7 +88,7 @@ def _print(d: dict) -> None:  # type: ignore[type-arg]
     click.echo(table(rows, list(rows[0])))
     pk, mn = d["unit_costs"]["peak"], d["unit_costs"]["mean"]
     click.echo(f"Cost over {s['hours']} h: ${s['cost_usd']:,.2f} (mean ${s['cost_usd_per_hour_mean']:.2f}/h; "
-               f"peak plan all period on-demand: ${plan['cost_usd_per_hour'] * s['hours']:,.2f})")
+               f"the peak plan held all period: ${plan['cost_usd_per_hour'] * s['hours']:,.2f})")
     for key, label in (("usd_per_million_input_tokens", "$/M input"), ("usd_per_million_output_tokens", "$/M output"),
                        ("usd_per_million_tokens", "$/M blended"), ("usd_per_1k_requests", "$/1k requests")):
         click.echo(f"  {label:<14} peak {fmt(pk[key]) if pk else '-':>8}   mean over the period {fmt(mn[key]):>8}")

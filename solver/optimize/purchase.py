@@ -7,7 +7,9 @@ replicas started (``>= n[h] - n[h-1]``, cyclic). Constraints per model and hour:
 replicas >= the warm minimum. Per accelerator and hour: GPUs <= inventory, owned GPUs <= owned.
 ``one_provider``: a chosen provider per accelerator (or one for the fleet); rented tiers of other
 providers hold no replicas. Objective: the period's cost in 1e-7 dollars (price in 1e-4 $ x GPU
-x thousandths of an hour), exactly the arithmetic of :func:`solver.purchasing.hourly_costs`.
+x thousandths of an hour), exactly the arithmetic of :func:`solver.purchasing.hourly_costs`;
+then, when a tier is free (owned GPUs at $0, which any count ties), a second solve keeps that cost
+and takes the fewest replica-hours.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from ortools.sat.python import cp_model
 from solver.purchasing import (LEAD_STEPS_PER_HOUR, PurchaseProblem, Schedule, Tier, cap_units, hourly_costs,
                                need_units)
 
+TIE_BREAK_S = 10.0
+"""Most seconds the tie-break solve may take (it keeps the optimal cost either way)."""
 PRICE_SCALE = 10_000
 """Prices in 1e-4 dollars per GPU-hour (the catalog gives at most four decimals)."""
 
@@ -117,7 +121,8 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
                 m.Add(n[p, t][h] == 0).OnlyEnforceIf(groups[key].Not())
         for scope in sorted({k[0] for k in groups}):
             m.Add(sum(v for k, v in groups.items() if k[0] == scope) <= 1)
-    m.Minimize(sum(cost_terms))
+    total = sum(cost_terms)
+    m.Minimize(total)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.num_search_workers = workers
@@ -127,9 +132,24 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
               cp_model.INFEASIBLE: "infeasible"}.get(code, "unknown")
     if status not in ("optimal", "feasible"):
         return PurchaseResult(status, None, None, solver.WallTime())
+    seconds = solver.WallTime()
+    free = any(t.usd_per_gpu_hour == 0 for t in pp.tiers)
+    if status == "optimal" and free:  # free owned GPUs tie: fewest replica-hours at the optimal cost
+        solver.parameters.max_time_in_seconds = min(time_limit_s, TIE_BREAK_S)
+        m.Add(total <= int(solver.ObjectiveValue()))
+        hinted: set[int] = set()
+        for xs in n.values():
+            for x in xs:
+                if x.Index() not in hinted:
+                    hinted.add(x.Index())
+                    m.AddHint(x, solver.Value(x))
+        m.Minimize(sum(x for xs in n.values() for x in (xs[:1] if xs[0] is xs[-1] and H > 1 else xs)))
+        if solver.Solve(m) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):  # pragma: no cover - hint is feasible
+            raise RuntimeError("purchasing: the tie-break solve lost the optimal schedule")
+        seconds += solver.WallTime()
     counts = {k: tuple(int(solver.Value(x)) for x in xs) for k, xs in sorted(n.items())}
     sched = Schedule({k: c for k, c in counts.items() if any(c)})
-    return PurchaseResult(status, sched, sum(hourly_costs(pp, sched)), solver.WallTime())
+    return PurchaseResult(status, sched, sum(hourly_costs(pp, sched)), seconds)
 
 
 def brute_force_schedule(pp: PurchaseProblem, max_replicas: int) -> PurchaseResult:
