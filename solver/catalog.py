@@ -233,6 +233,14 @@ def provider_matches(row_provider: str, wanted: str) -> bool:
     return row == want or (row.startswith(want) and not row[len(want)].isalnum())
 
 
+def provider_key(row_provider: str) -> str:
+    """A price row's provider as one lower-case word, the first of its name: "AWS (p5.48xlarge)"
+    and "AWS EC2 Capacity Blocks (...)" are both ``aws``; both RunPod clouds are ``runpod``.
+    Purchasing keeps tiers "from one provider" by this key."""
+    words = row_provider.lower().replace("(", " ").split()
+    return words[0].rstrip(",:;") if words else ""
+
+
 def _get(table: Mapping[str, E], key: str, kind: str) -> E:
     try:
         return table[key]
@@ -255,6 +263,12 @@ def _check_references(cat: Catalog) -> None:
                 f"prices[{p.id}].accelerator: " + unknown_id("accelerator", p.accelerator, cat.accelerators),
                 where=where,
             )
+    for p in cat.prices.values():
+        ref = cat.prices.get(p.on_demand_ref) if p.on_demand_ref else None
+        if p.on_demand_ref and (ref is None or ref.pricing != "on-demand" or ref.accelerator != p.accelerator
+                                or provider_key(ref.provider) != provider_key(p.provider)):
+            raise InputError(f"prices[{p.id}].on_demand_ref: {p.on_demand_ref!r} is not an on-demand row of "
+                             f"the same accelerator and provider", where=where)
     for q in cat.quantizations.values():
         for kv in q.kv_dtypes:
             if kv not in cat.kv_dtypes:

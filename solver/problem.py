@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from solver.catalog import Catalog, load_catalog
 from solver.errors import InputError, unknown_id
@@ -37,6 +37,9 @@ MAX_GPUS = 10_000_000
 MAX_WEIGHT = 1e12
 """Largest histogram weight (weights are relative; this keeps their sum finite)."""
 MAX_BINS = 10_000
+HOURS_PER_DAY = 24
+HOURS_PER_WEEK = 168
+"""Lengths of an hourly demand profile (``traffic.hourly_rps``): a day or a week."""
 MAX_LENGTH_PERCENTILE = 99.0
 """Token lengths given as p50/p90/p99 say nothing above p99: targets above it need a histogram."""
 DEFAULT_MIN_REPLICAS = 2
@@ -120,9 +123,43 @@ class Traffic(_Strict):
     input_tokens: TokenLengths
     output_tokens: TokenLengths
     prefix_cache_hit_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    hourly_rps: list[float] | None = Field(
+        default=None, description="mean requests/s of each hour of a day (24 values) or a week (168), "
+        "hour 0 first; sets peak_rps to their maximum when peak_rps is not given")
+    """Demand over time (:mod:`solver.demand`): the purchasing schedule sizes every hour for its
+    rate times the peak's burst factor (``peak_rps`` / max of these)."""
     shared_prefix_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = Field(
         default=0, description="cached shared prefix (system prompt, few-shot block) whose KV each "
         "replica holds once; 0: none reserved")
+
+
+    @field_validator("hourly_rps")
+    @classmethod
+    def _hourly_profile(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) not in (HOURS_PER_DAY, HOURS_PER_WEEK):
+            raise ValueError(f"needs {HOURS_PER_DAY} (a day) or {HOURS_PER_WEEK} (a week) hourly rates, "
+                             f"got {len(v)}")
+        bad = next((i for i, x in enumerate(v) if not 0 <= x <= MAX_RPS), None)
+        if bad is not None:
+            raise ValueError(f"hour {bad}: rate {v[bad]:g} is outside [0, {MAX_RPS:g}] requests/s")
+        if max(v) <= 0:
+            raise ValueError("every hourly rate is 0 (no demand to plan for)")
+        return v
+
+    @model_validator(mode="after")
+    def _peak_from_hours(self) -> "Traffic":
+        """``peak_rps`` defaults to the busiest hour and may not be below it."""
+        if self.hourly_rps is None:
+            return self
+        top = max(self.hourly_rps)
+        if self.peak_rps is None:
+            object.__setattr__(self, "peak_rps", top)
+        elif self.peak_rps < top * (1 - 1e-12):
+            raise ValueError(f"peak_rps {self.peak_rps:g} is below the busiest hour of hourly_rps ({top:g}); "
+                             "omit peak_rps to use the busiest hour")
+        return self
 
 
 class LatencyTarget(_Strict):
@@ -275,8 +312,11 @@ class Fleet(_Strict):
     ``inventory`` stays a limit on all GPUs of an accelerator (owned and rented together)."""
     owned_usd_per_gpu_hour: Annotated[float, Field(ge=0, le=MAX_USD_PER_HOUR)] = 0.0
     """Hourly cost of an owned GPU in use (default 0: zero marginal cost, the hardware is paid)."""
-    one_provider: bool = False
-    """Each accelerator rented from one provider (its cheapest row for ``pricing``)."""
+    one_provider: bool | Literal["accelerator", "fleet"] = False
+    """Each accelerator rented from one provider (its cheapest row for ``pricing``). In a
+    purchasing schedule (:mod:`solver.purchasing`): ``true`` or ``accelerator`` keeps every tier
+    (reserved, on-demand, spot) of an accelerator with one provider; ``fleet`` keeps the whole
+    fleet with one provider."""
     budget_usd_per_hour: Annotated[float, Field(gt=0, le=MAX_USD_PER_HOUR)] | None = None
     power_kw: Annotated[float, Field(gt=0, le=MAX_KW)] | None = None
     pricing: Literal["on-demand", "reserved", "spot"] = "on-demand"
@@ -289,6 +329,23 @@ class Fleet(_Strict):
         if self.inventory is not None and sum(self.inventory.values()) == 0:
             raise ValueError("inventory is empty (every count is 0)")
         return self
+
+
+class Purchasing(_Strict):
+    """How capacity is bought over the hours of ``traffic.hourly_rps`` (:mod:`solver.purchasing`):
+    a reserved/committed base held every hour, on-demand capacity per hour and, when
+    ``spot_interruption_allowance`` is set, spot capacity per hour."""
+
+    reserved: bool = True
+    """Offer the catalog's reserved/committed rows (term and discount from catalogs/prices.yaml)."""
+    spot_interruption_allowance: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Share (0..1) of spot replicas that may be interrupted at once; spot capacity counts at
+    (1 - allowance) of its throughput, the rest is the spare it implies. None: no spot."""
+    min_warm_replicas: Annotated[int, Field(ge=1, le=MAX_GPUS)] | None = None
+    """Non-spot replicas every model keeps in every hour (default: the model's ``min_replicas``)."""
+    load_gb_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    """Weight load bandwidth, GB/s, for the scale-up lead time (default: the accelerator's host
+    link from the catalog, which makes the lead time a lower bound)."""
 
 
 class Edge(_Strict):
@@ -346,6 +403,8 @@ class Problem(_Strict):
     applications: Annotated[list[Application], Field(max_length=1000)] = []
     """Chains of models (:mod:`solver.chains`); their load adds to each stage's own traffic."""
     fleet: Fleet = Fleet()
+    purchasing: Purchasing = Purchasing()
+    """Buying capacity over the hours of the models' ``traffic.hourly_rps`` (``fleetplan purchase``)."""
     objective: Literal["cost"] = "cost"
     calibration: str | None = Field(
         default=None, description="calibration overlay file (`fleetplan calibrate`), relative to the problem file")

@@ -283,6 +283,12 @@ class Price(Entry):
     usd_per_gpu_hour: Pos
     date: dt.date
     region: str = ""
+    term_months: int | None = Field(default=None, ge=1, le=120, description=(
+        "reserved/committed rows: the commitment term in months (paid every hour of it); "
+        "none for on-demand, spot and reservations whose source states no term"))
+    on_demand_ref: str | None = Field(default=None, description=(
+        "reserved/spot rows: id of the same provider's on-demand row read from the same source, "
+        "against which the discount is stated (like with like)"))
 
 
 class Efficiency(Entry):

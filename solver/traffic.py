@@ -298,8 +298,19 @@ def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0
     )
 
 
+def hourly_profile(trace: Trace) -> list[float]:
+    """Mean requests/s of each hour from the first arrival, for a trace covering a day (24
+    hours, the last one possibly partial but divided by a whole hour) or a week (168)."""
+    hours = max(1, math.ceil(trace.span_s / HOUR_S - 1e-9))
+    if hours not in (24, 168):
+        raise InputError(f"the trace covers {hours} hour(s); an hourly profile needs 24 (a day) or 168 (a week)")
+    idx = np.minimum((trace.arrival_s // HOUR_S).astype(np.int64), hours - 1)
+    return (np.bincount(idx, minlength=hours) / HOUR_S).tolist()
+
+
 def expand_trace_traffic(data: Any, base: Path, where: str | None = None) -> Any:
     """A problem mapping with each ``models[i].traffic: {trace: FILE, window: W, percentile: P}``
+    (and ``hourly: true`` to take ``hourly_rps`` from the trace's hours, see :func:`hourly_profile`)
     replaced by the traffic block the trace gives (paths relative to ``base``, the problem's
     folder). Other traffic keys (``prefix_cache_hit_rate``; ``peak_rps`` or lengths to override
     the trace's) are kept. Anything that is not such a mapping is returned unchanged. Errors
@@ -318,6 +329,9 @@ def expand_trace_traffic(data: Any, base: Path, where: str | None = None) -> Any
         try:
             window = parse_window(rest.pop("window", "10s"), f"{field_name}.window")
             pct = rest.pop("percentile", 99.0)
+            hourly = rest.pop("hourly", False)
+            if not isinstance(hourly, bool):
+                raise InputError(f"{field_name}.hourly: expected true or false, got {hourly!r}")
             if not isinstance(pct, (int, float)) or isinstance(pct, bool) or not 0 < pct <= 100:
                 raise InputError(f"{field_name}.percentile: must be a number in (0, 100], got {pct!r}")
             if not isinstance(file, str):
@@ -329,5 +343,13 @@ def expand_trace_traffic(data: Any, base: Path, where: str | None = None) -> Any
                 raise InputError(f"{field_name}.trace: {exc}") from None
         except InputError as exc:
             raise InputError(exc.detail, where=where) from None
-        models.append({**m, "traffic": {**stats.traffic_block(), **rest}})
+        block = stats.traffic_block()
+        if hourly:
+            try:
+                rates = hourly_profile(read_trace(path))
+            except InputError as exc:
+                raise InputError(f"{field_name}.hourly: {exc.detail}", where=where) from None
+            block["hourly_rps"] = rates
+            block["peak_rps"] = max(block["peak_rps"], max(rates))  # never below the busiest hour
+        models.append({**m, "traffic": {**block, **rest}})
     return {**data, "models": models}

@@ -131,6 +131,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "estimate": ("estimate_cmd", "estimate", 'Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).'),
     "explain": ("solve_cmd", "explain", 'Solve PROBLEM_FILE and say which constraint families bind the plan.'),
     "pareto": ("report_cmd", "pareto_cmd", 'Plans that trade cost against p99 latency (or quality): the non-dominated set.'),
+    "purchase": ("purchase_cmd", "purchase", "What to buy in every hour of PROBLEM_FILE's demand: a reserved/committed base held all day, on-demand and (with --spot-allowance) spot replicas per hour, at the least cost for the period."),
     "query": ("solve_cmd", "query", 'Cheapest configuration that serves --rps within the p99 targets (no problem file).'),
     "report": ("report_cmd", "report_cmd", 'Solve and write a report: the plan, memory budget, binding constraints, Pareto set, assumptions and plots (Markdown, self-contained HTML, JSON).'),
     "simulate": ("simulate_cmd", "simulate", "Replay requests through the replicas of PLAN_FILE (the output of `fleetplan solve --json`) with continuous batching, chunked prefill, each replica's batch cap and KV memory, and step times from the cost model; print p50/p90/p99 TTFT, TPOT and end-to-end latency and, with --problem, whether each target is met and the share of requests within it."),

@@ -55,7 +55,24 @@ def make_report(
         from solver.api import DEFAULT_WORKERS
         from solver.confidence import confidence_summary
         conf = confidence_summary(problem, cat, plan, time_limit_s, DEFAULT_WORKERS, cache)
-    return build_content(cat, problem, plan, ",".join(axes), pts, binding_lines(ex.bindings), conf)
+    content = build_content(cat, problem, plan, ",".join(axes), pts, binding_lines(ex.bindings), conf)
+    return _with_schedule(content, cat, time_limit_s)
+
+
+def _with_schedule(content: ReportContent, cat: Catalog, time_limit_s: float) -> ReportContent:
+    """Add the purchasing schedule when the problem gives hourly demand (issue 12)."""
+    from dataclasses import replace
+
+    from solver.demand import hours_of
+
+    if not content.feasible or hours_of(content.problem) is None:
+        return content
+    from solver.purchase_plan import schedule_for_plan
+
+    out = schedule_for_plan(content.problem, content.plan, cat, time_limit_s=time_limit_s).to_dict()
+    out.pop("peak_plan", None)
+    out.pop("schedule_seconds", None)  # wall-clock: would make reports non-reproducible
+    return replace(content, schedule=out)
 
 
 def write_report(content: ReportContent, prefix: Path) -> list[Path]:

@@ -64,6 +64,9 @@ class ReportContent:
     confidence: dict[str, Any] | None = None
     """With a confidence level: :func:`solver.confidence.confidence_summary` (cost at the point
     estimate vs at the level, hardware within the error of each other)."""
+    schedule: dict[str, Any] | None = None
+    """``fleetplan purchase``'s result (schedule, unit costs at peak and mean) when the problem
+    gives hourly demand (:mod:`solver.purchase_plan`); None otherwise."""
 
     @property
     def feasible(self) -> bool:

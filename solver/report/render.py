@@ -232,6 +232,7 @@ def to_markdown(content: ReportContent) -> str:
         if content.pareto_points:
             headers, rows = pareto_rows(content)
             out += [f"## Pareto set (cost vs {md_escape(content.pareto_axis or '')})", "", _md_table(headers, rows), ""]
+        out += _schedule_md(content)
     out += _assumptions_md(content)
     return "\n".join(out).rstrip() + "\n"
 
@@ -243,6 +244,19 @@ def _chain_drawings_md(content: ReportContent) -> list[str]:
         out += [f"### Chain {md_escape(fig.application)}", "", "```mermaid", chain_mermaid(fig), "```", "",
                 md_escape(fig.caption), ""]
     return out
+
+
+def _schedule_md(content: ReportContent) -> list[str]:
+    """The purchasing schedule over the day (problems with hourly demand only)."""
+    from solver.report import schedule as sch
+
+    d = content.schedule
+    if not d or not d.get("schedule"):
+        return []
+    peak = content.plan.cost_usd_per_hour or 0.0
+    return ["## Demand over the day and purchasing", "",
+            *[f"- {md_escape(x)}" for x in sch.summary_lines(d["schedule"], d["unit_costs"], peak)], "",
+            _md_table(sch.HEADERS, sch.rows(d["schedule"])), "", sch.NOTE, ""]
 
 
 def _assumptions_md(content: ReportContent) -> list[str]:
@@ -299,6 +313,7 @@ def to_json(content: ReportContent) -> dict[str, Any]:
         "pareto": {"axis": content.pareto_axis, "points": list(content.pareto_points)},
         "assumptions": content.assumptions,
         **({"confidence": content.confidence} if content.confidence is not None else {}),
+        **({"purchasing": content.schedule} if content.schedule is not None else {}),
     }
 
 
@@ -405,6 +420,16 @@ def to_html(content: ReportContent) -> str:
         if content.pareto_points:
             headers, rows = pareto_rows(content)
             parts += [f"<h2>Pareto set (cost vs {e(content.pareto_axis or '')})</h2>", _html_table(headers, rows)]
+        if content.schedule and content.schedule.get("schedule"):
+            from solver.report import schedule as sch
+
+            d = content.schedule
+            parts += ["<h2>Demand over the day and purchasing</h2><ul>"]
+            parts += [f"<li>{e(x)}</li>" for x in sch.summary_lines(d["schedule"], d["unit_costs"],
+                                                                   content.plan.cost_usd_per_hour or 0.0)]
+            parts += ["</ul>", _html_table(sch.HEADERS, sch.rows(d["schedule"])), f"<p>{e(sch.NOTE)}</p>",
+                      _figure(sch.schedule_svg(d["schedule"]), "Replicas per hour by price tier against demand "
+                              "(line), utilisation, and cost per million tokens over the day.", "plot-schedule")]
         parts += ["<h2>Plots</h2>"] + _plots(content)
     md_assumptions = _assumptions_md(content)
     parts.append("<h2>Assumptions</h2><ul>")

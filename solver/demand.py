@@ -1,0 +1,99 @@
+"""Demand over time: hourly rates of a problem, what each hour needs, and the purchasing input.
+
+A model's ``traffic.hourly_rps`` gives the mean rate of each hour of a day (24) or a week
+(168). The configuration is planned at ``peak_rps`` (the busiest hour unless a higher short-window
+peak is given); hour ``h`` is then sized for ``hourly_rps[h] x burst`` where ``burst = own peak /
+busiest hour`` (>= 1: the peak's burst factor applied to every hour), plus any application load
+(constant over the day), times ``1 + headroom``. A model without hourly rates needs its peak in
+every hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from solver.catalog import Catalog
+from solver.errors import InputError
+from solver.guardrails import lead_time
+from solver.plan import Plan
+from solver.problem import ModelDemand, Problem
+from solver.purchasing import ModelNeed, Pool, PurchaseProblem, Tier, lead_hours, tiers_for
+
+
+def hours_of(problem: Problem) -> int | None:
+    """Length of the problem's hourly profile (24 or 168), None when no model has one; an
+    ``InputError`` when models disagree."""
+    lengths = {len(m.traffic.hourly_rps) for m in problem.models if m.traffic.hourly_rps is not None}
+    if len(lengths) > 1:
+        raise InputError("models[].traffic.hourly_rps: every model's profile must have the same length "
+                         f"(got {', '.join(str(n) for n in sorted(lengths))})")
+    return lengths.pop() if lengths else None
+
+
+def served_and_needed(d: ModelDemand, hours: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(requests/s served, capacity needed) in each hour for one model (see the module docstring)."""
+    peak = float(d.traffic.peak_rps)  # type: ignore[arg-type]
+    app = d.application_rps
+    if d.traffic.hourly_rps is None:
+        return (peak,) * hours, (peak * (1 + d.headroom),) * hours
+    own = np.asarray(d.traffic.hourly_rps, dtype=float)
+    burst = (peak - app) / own.max()
+    served = own + app
+    need = (own * burst + app) * (1 + d.headroom)
+    return tuple(served.tolist()), tuple(need.tolist())
+
+
+def hours_short(rates: Sequence[float], capacity_rps: float) -> int:
+    """Hours whose rate exceeds ``capacity_rps`` (what sizing for one rate leaves unserved)."""
+    return int(np.sum(np.asarray(rates, dtype=float) > capacity_rps + 1e-12))
+
+
+def profile_stats(rates: Sequence[float]) -> dict[str, float]:
+    """Mean, p95 and p99 (linear interpolation between hours) and maximum of an hourly profile."""
+    x = np.asarray(rates, dtype=float)
+    return {"mean": float(x.mean()), "p95": float(np.percentile(x, 95)),
+            "p99": float(np.percentile(x, 99)), "max": float(x.max())}
+
+
+def one_provider_mode(problem: Problem) -> Literal["none", "accelerator", "fleet"]:
+    v = problem.fleet.one_provider
+    if v is True:
+        return "accelerator"
+    return "none" if v is False else v
+
+
+def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowance: float | None = None,
+                     reserved: bool | None = None, min_warm: int | None = None,
+                     load_gb_s: float | None = None) -> PurchaseProblem:
+    """The purchasing input: the plan's configurations as pools, the catalog's tiers for their
+    accelerators, and each model's hourly needs. Keyword arguments override the problem's
+    ``purchasing`` block (the CLI's flags)."""
+    hours = hours_of(problem) or 24
+    pur = problem.purchasing
+    allowance = spot_allowance if spot_allowance is not None else pur.spot_interruption_allowance
+    use_reserved = pur.reserved if reserved is None else reserved
+    warm_default = min_warm if min_warm is not None else pur.min_warm_replicas
+    gb_s = load_gb_s if load_gb_s is not None else pur.load_gb_s
+    pools = []
+    for dep in plan.deployments:
+        secs = lead_time(cat, dep, gb_s)[0]
+        label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
+        pools.append(Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica,
+                          dep.capacity_rps / dep.replicas, lead_hours(secs)))
+    tiers: list[Tier] = []
+    fleet = problem.fleet
+    for acc in sorted({p.accelerator for p in pools}):
+        if (fleet.owned or {}).get(acc, 0) > 0:
+            tiers.append(Tier(acc, "owned", "owned", fleet.owned_usd_per_gpu_hour, "fleet.owned"))
+        tiers.extend(tiers_for(cat, acc, fleet.provider, use_reserved, allowance is not None))
+    needs = []
+    for d in problem.models:
+        served, need = served_and_needed(d, hours)
+        needs.append(ModelNeed(d.name, need, served, warm_default or d.min_replicas, d.redundancy == "n+1",
+                               d.traffic.input_tokens.mean(), d.traffic.output_tokens.mean()))
+    return PurchaseProblem(tuple(pools), tuple(tiers), tuple(needs), hours, allowance,
+                           dict(fleet.owned or {}), dict(fleet.inventory) if fleet.inventory else None,
+                           one_provider_mode(problem))

@@ -1,0 +1,81 @@
+"""Independent check of a purchasing schedule: recomputes every constraint from the schedule,
+the purchasing input and (optionally) the catalog, without the CP-SAT model, so an encoding bug
+cannot reach a user silently. One line per broken constraint."""
+
+from __future__ import annotations
+
+from solver.catalog import Catalog, provider_key
+from solver.purchasing import PurchaseProblem, Schedule, Tier, cap_units, need_units
+
+
+def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
+                        cat: Catalog | None = None) -> list[str]:
+    """Broken constraints of ``s``. ``integer``: test capacity in the optimiser's integer units
+    (for the brute-force reference); otherwise in requests/s as floats."""
+    out: list[str] = []
+    H = pp.hours
+    allowance = pp.spot_allowance or 0.0
+    for (p, t), counts in s.counts.items():
+        pool, tier = pp.pools[p], pp.tiers[t]
+        if len(counts) != H:
+            out.append(f"pool {p} tier {t}: {len(counts)} hourly counts, expected {H}")
+            return out
+        if tier.accelerator != pool.accelerator:
+            out.append(f"pool {p} ({pool.accelerator}) runs on a {tier.accelerator} tier ({tier.price_id})")
+        if tier.kind == "spot" and pp.spot_allowance is None and any(counts):
+            out.append(f"pool {p}: spot replicas but no spot allowance was given")
+        if tier.kind == "reserved" and len(set(counts)) > 1:
+            out.append(f"pool {p} tier {tier.price_id}: reserved replicas change over the period {counts}")
+        if min(counts) < 0:
+            out.append(f"pool {p} tier {t}: negative replicas")
+    for need in pp.needs:
+        mine = [(p, t) for (p, t) in s.counts if pp.pools[p].model == need.model]
+        largest = max(q.capacity_rps for q in pp.pools if q.model == need.model)
+        for h in range(H):
+            if integer:
+                cap = sum(cap_units(pp.pools[p].capacity_rps, pp.tiers[t], pp.spot_allowance) * s.counts[p, t][h]
+                          for p, t in mine)
+                spare = cap_units(largest, Tier("", "on-demand", "", 0.0), None) if need.n_plus_one else 0
+                short = cap < need_units(need.need_rps[h]) + spare
+            else:
+                cap = sum(pp.pools[p].capacity_rps * s.counts[p, t][h]
+                          * ((1.0 - allowance) if pp.tiers[t].kind == "spot" else 1.0) for p, t in mine)
+                spare = largest if need.n_plus_one else 0.0
+                short = cap - spare < need.need_rps[h] * (1 - 1e-9)
+            if short:
+                out.append(f"{need.model} hour {h}: capacity {'units ' if integer else ''}{cap:g} "
+                           f"{'less the largest replica ' if need.n_plus_one else ''}below the need "
+                           f"{need.need_rps[h]:.4g} req/s")
+            warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot")
+            if warm < need.min_warm:
+                out.append(f"{need.model} hour {h}: {warm} non-spot replica(s) < warm minimum {need.min_warm}")
+    for acc in sorted({q.accelerator for q in pp.pools}):
+        on_acc = [(p, t) for (p, t) in s.counts if pp.pools[p].accelerator == acc]
+        for h in range(H):
+            gpus = sum(pp.pools[p].gpus_per_replica * s.counts[p, t][h] for p, t in on_acc)
+            owned = sum(pp.pools[p].gpus_per_replica * s.counts[p, t][h] for p, t in on_acc
+                        if pp.tiers[t].kind == "owned")
+            if pp.inventory is not None and acc in pp.inventory and gpus > pp.inventory[acc]:
+                out.append(f"{acc} hour {h}: {gpus} GPUs > inventory {pp.inventory[acc]}")
+            if owned > pp.owned.get(acc, 0):
+                out.append(f"{acc} hour {h}: {owned} owned GPUs in use > {pp.owned.get(acc, 0)} owned")
+    if pp.one_provider != "none":
+        seen: dict[str, set[str]] = {}
+        for (p, t), counts in s.counts.items():
+            tier = pp.tiers[t]
+            if tier.kind != "owned" and any(counts):
+                scope = "the fleet" if pp.one_provider == "fleet" else tier.accelerator
+                seen.setdefault(scope, set()).add(tier.provider)
+        for scope, provs in sorted(seen.items()):
+            if len(provs) > 1:
+                out.append(f"one_provider: {scope} rents from {len(provs)} providers ({', '.join(sorted(provs))})")
+    if cat is not None:
+        for (p, t), counts in s.counts.items():
+            tier = pp.tiers[t]
+            if tier.kind == "owned" or not any(counts):
+                continue
+            row = cat.prices.get(tier.price_id)
+            if row is None or row.usd_per_gpu_hour != tier.usd_per_gpu_hour or row.pricing != tier.kind \
+                    or provider_key(row.provider) != tier.provider or row.accelerator != tier.accelerator:
+                out.append(f"tier {tier.price_id}: price, kind, provider or accelerator differs from the catalog")
+    return out
