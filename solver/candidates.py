@@ -59,6 +59,7 @@ from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
+from solver.disagg import Unit, unit_label, unit_latencies, units_for
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -119,6 +120,18 @@ class Candidate:
     speculative: tuple[tuple[str, object], ...] = ()
     """Speculative decoding of this configuration as (key, value) pairs
     (:meth:`~solver.costmodel.speculative.Speculation.describe`); empty: plain decoding."""
+    unit: "Unit | None" = None
+    """A disaggregated unit (:mod:`solver.disagg`): then ``gpus`` and ``capacity_rps`` are the
+    unit's, tp/pp/ep/max_batch the decode pool's; None: an aggregated replica."""
+
+    @property
+    def serving_mode(self) -> str:
+        return "disaggregated" if self.unit is not None else "aggregated"
+
+    @property
+    def pools(self) -> tuple:
+        """The unit's pools as plan data (empty for an aggregated candidate)."""
+        return self.unit.pools() if self.unit is not None else ()
 
     @property
     def shape(self) -> Shape:
@@ -138,6 +151,8 @@ class Candidate:
     def label(self) -> str:
         par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
         spec = f", speculative ({dict(self.speculative)['draft']})" if self.speculative else ""
+        if self.unit is not None:
+            return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {unit_label(self.unit)}"
         return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {par}, batch {self.max_batch}{spec}"
 
 
@@ -396,6 +411,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     engine = d.engine or cat.default_engine
     rejected: list[Rejected] = []
     pending: list[_ShapeRows] = []
+    aggregated = "aggregated" in d.serving_modes
+    units: list[Candidate] = []
     for gpu in d.allowed_accelerators or sorted(cat.accelerators):
         prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
         if not prices:
@@ -407,7 +424,16 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
         if unsupported:
             rejected.append(Rejected(d.name, gpu, f"formats not supported on {acc.family}: {', '.join(unsupported)}"))
         for system in cat.systems_for(gpu):
-            for shape, flags in _shapes(cat, d, gpu, system.id, prune, rejected):
+            shapes = _shapes(cat, d, gpu, system.id, prune, rejected)
+            if _disaggregation_offered(d):
+                units += _unit_candidates(cat, d, system.id, [(sh, f) for sh, f in shapes if not f],
+                                          prices[0], acc.tdp_w, engine, cache, problem.confidence)
+            if not aggregated:
+                if shapes:
+                    rejected.append(Rejected(d.name, f"{gpu}/{system.id} aggregated",
+                                             "serving_modes leaves out aggregated"))
+                continue
+            for shape, flags in shapes:
                 base = f"{gpu}/{system.id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
                 for spec in (None, d.speculative) if d.speculative is not None else (None,):
                     what = base + (f" speculative ({spec.draft})" if spec is not None else "")
@@ -431,10 +457,57 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                         tuple(ev.speculation.describe().items()) if ev.speculation else ()))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
     rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)
+    rows += units
     if prune:
         rows, more = prune_dominated(rows, by_latency)
         dropped += more
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
+
+
+def _disaggregation_offered(d: ModelDemand) -> bool:
+    """Units are offered where the problem allows them, except to a stage of an application
+    (chain budgets read one configuration per stage) and with speculative decoding."""
+    return "disaggregated" in d.serving_modes and d.application_rps == 0 and d.speculative is None
+
+
+def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[tuple[Shape, set[Family]]],
+                     price: Price, tdp_w: float, engine: str | None, cache: TableCache,
+                     confidence: float | None = None) -> list[Candidate]:
+    """Disaggregated units of ``d`` on one node shape (:func:`solver.disagg.units_for`) from its
+    unflagged shapes, per format and KV dtype, as candidates (they meet every target, so they
+    violate nothing)."""
+    system = cat.system(system_id)
+    by_format: dict[tuple[str, str], list[Shape]] = {}
+    for sh, _ in shapes:
+        by_format.setdefault((sh.quant, sh.kv_dtype), []).append(sh)
+
+    def terms_of(sh: Shape) -> ShapeTerms | str:
+        t = cache.terms(cat, sh, engine)
+        return t if isinstance(t, str) else demand_terms(cat, d, t)
+
+    out = []
+    for (quant, kv), group in by_format.items():
+        loss = cat.quantization(quant).quality_loss.points
+        mult = planning_multiplier(cat, d.model, system.accelerator, quant, engine or cat.default_engine,
+                                   confidence)
+        for u in units_for(d, system, group, terms_of, mult):
+            dec = u.decode.shape
+            t = terms_of(dec)
+            assert not isinstance(t, str)
+            at_cap = unit_latencies(u, d, u.capacity_rps)
+            out.append(Candidate(
+                model=d.name, model_id=d.model, accelerator=dec.accelerator, system=system_id,
+                quant=quant, kv_dtype=kv, tp=dec.tp, pp=dec.pp, ep=dec.ep, max_batch=u.decode.batch,
+                gpus=u.gpus, gpus_per_node=system.gpus_per_node, usd_per_gpu_hour=price.usd_per_gpu_hour,
+                price_id=price.id, tdp_w=tdp_w, quality_loss_points=loss, capacity_rps=u.capacity_rps,
+                ttft_p99_ms=at_cap.ttft_ms, ttft_min_ms=u.ttft_min_ms, tpot_p99_ms=u.decode.tpot_ms,
+                e2e_p99_ms=at_cap.e2e_ms, e2e_min_ms=u.e2e_min_ms, service_s=u.decode.service_s,
+                max_concurrency=u.decode.limit, weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
+                kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
+                                                    d.traffic.shared_prefix_tokens)),
+                stated_error_pct=t.stated_error_pct, unit=u,
+            ))
+    return out
 
 
 def _rows(

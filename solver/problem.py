@@ -186,6 +186,11 @@ class Lora(_Strict):
         return self
 
 
+DEFAULT_SERVING_MODES: tuple[str, ...] = ("aggregated", "disaggregated")
+"""What a model entry without ``serving_modes`` may be planned as: both (a disaggregated unit
+is chosen only where it is cheaper; see the README, "Serving modes")."""
+
+
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
@@ -209,9 +214,22 @@ class ModelDemand(_Strict):
     """``n+1``: the targets hold with any one replica down (capacity of the others covers the load)."""
     lora: Lora | None = None
     """LoRA adapters this model entry serves (memory and per-token work per replica)."""
+    serving_modes: list[Literal["aggregated", "disaggregated"]] = Field(
+        default_factory=lambda: list(DEFAULT_SERVING_MODES),
+        description="serving modes the search may plan (see the README, 'Serving modes')")
+    """``aggregated``: prefill and decode on every replica; ``disaggregated``: units of a
+    prefill and a decode pool (:mod:`solver.disagg`)."""
     application_rps: Annotated[float, Field(ge=0, le=MAX_RPS)] = 0.0
     """Set by the problem: the part of ``traffic.peak_rps`` that applications send (requests/s);
     kept so that validating a dumped problem again does not count it twice."""
+
+    @model_validator(mode="after")
+    def _serving_modes_listed_once(self) -> "ModelDemand":
+        if not self.serving_modes:
+            raise ValueError("serving_modes: name at least one of aggregated, disaggregated")
+        if len(set(self.serving_modes)) != len(self.serving_modes):
+            raise ValueError("serving_modes: a mode is listed twice")
+        return self
 
     @model_validator(mode="after")
     def _lengths_cover_percentiles(self) -> "ModelDemand":
