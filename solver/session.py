@@ -21,7 +21,7 @@ from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.cpsat import CORE_TIME_LIMIT_S, Conflict, FleetModel, IntSolution
 from solver.optimize.encode import IntProblem, encode
 from solver.disagg import unit_latencies
-from solver.modes import speculation_notes
+from solver.modes import disaggregation_notes, speculation_notes
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import ModelDemand, Problem
 from solver.slo import latencies
@@ -172,7 +172,7 @@ class Session:
             candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
             termination=sol.termination,
             unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
-            notes=speculation_notes(self.problem, deps),
+            notes=speculation_notes(self.problem, deps) + disaggregation_notes(deps),
             applications=_application_paths(self.problem, deps),
         )
         if verify:
