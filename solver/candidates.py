@@ -59,7 +59,7 @@ from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
-from solver.disagg import Unit, unit_label, unit_latencies, units_for
+from solver.disagg import RoleTerms, Unit, role_terms, unit_label, units_for
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -344,6 +344,7 @@ class TableCache:
     def __init__(self) -> None:
         self._data: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None], ShapeEval] = {}
         self._terms: dict[tuple[tuple[int, ...], str | None, Shape], ShapeTerms | str] = {}
+        self._roles: dict[tuple[tuple[int, ...], str | None, str, Shape], RoleTerms | None] = {}
         self._catalogs: dict[tuple[int, ...], Catalog] = {}
         self.hits = 0
         self.misses = 0
@@ -372,6 +373,16 @@ class TableCache:
         value = ShapeEval(sp) if isinstance(sp, str) else _shape_eval(d, shape, terms, sp)
         self._data[k] = value
         return value
+
+    def roles(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str | None = None) -> RoleTerms | None:
+        """A shape's terms as a prefill and as a decode replica for ``d``'s traffic
+        (:func:`solver.disagg.role_terms`), cached like :meth:`evaluate`; None when the shape
+        cannot run."""
+        k = (cost_model_key(cat), engine, lengths_key(d), shape)
+        if k not in self._roles:
+            terms = self.terms(cat, shape, engine)
+            self._roles[k] = None if isinstance(terms, str) else role_terms(demand_terms(cat, d, terms), d)
+        return self._roles[k]
 
     def terms(self, cat: Catalog, shape: Shape, engine: str | None = None) -> ShapeTerms | str:
         """``shape_terms`` (they depend on no traffic), or :func:`check_shape`'s reason."""
@@ -480,33 +491,52 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
     by_format: dict[tuple[str, str], list[Shape]] = {}
     for sh, _ in shapes:
         by_format.setdefault((sh.quant, sh.kv_dtype), []).append(sh)
-
-    def terms_of(sh: Shape) -> ShapeTerms | str:
-        t = cache.terms(cat, sh, engine)
-        return t if isinstance(t, str) else demand_terms(cat, d, t)
-
-    out = []
+    found: list[tuple[str, str, Unit]] = []
     for (quant, kv), group in by_format.items():
-        loss = cat.quantization(quant).quality_loss.points
+        roles = [r for r in (cache.roles(cat, d, sh, engine) for sh in group) if r is not None]
         mult = planning_multiplier(cat, d.model, system.accelerator, quant, engine or cat.default_engine,
                                    confidence)
-        for u in units_for(d, system, group, terms_of, mult):
-            dec = u.decode.shape
-            t = terms_of(dec)
-            assert not isinstance(t, str)
-            at_cap = unit_latencies(u, d, u.capacity_rps)
-            out.append(Candidate(
-                model=d.name, model_id=d.model, accelerator=dec.accelerator, system=system_id,
-                quant=quant, kv_dtype=kv, tp=dec.tp, pp=dec.pp, ep=dec.ep, max_batch=u.decode.batch,
-                gpus=u.gpus, gpus_per_node=system.gpus_per_node, usd_per_gpu_hour=price.usd_per_gpu_hour,
-                price_id=price.id, tdp_w=tdp_w, quality_loss_points=loss, capacity_rps=u.capacity_rps,
-                ttft_p99_ms=at_cap.ttft_ms, ttft_min_ms=u.ttft_min_ms, tpot_p99_ms=u.decode.tpot_ms,
-                e2e_p99_ms=at_cap.e2e_ms, e2e_min_ms=u.e2e_min_ms, service_s=u.decode.service_s,
-                max_concurrency=u.decode.limit, weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
-                kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
-                                                    d.traffic.shared_prefix_tokens)),
-                stated_error_pct=t.stated_error_pct, unit=u,
-            ))
+        found += [(quant, kv, u) for u in units_for(d, system, roles, mult)]
+    if not found:
+        return []
+    # latencies at capacity, all units at once (the queueing grid, as for aggregated rows)
+    units = [u for _, _, u in found]
+    cap = np.array([u.capacity_rps for u in units])
+    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
+    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
+
+    def wait_ms(pool: str, q: float) -> np.ndarray:
+        if pool == "prefill":
+            c = np.array([u.prefill.servers for u in units])
+            lam = cap / np.array([u.n_prefill for u in units])
+            s = np.array([u.prefill.service_s for u in units])
+        else:
+            c = np.array([u.decode.batch for u in units])
+            lam = cap / np.array([u.n_decode for u in units])
+            s = np.array([u.decode.service_s for u in units])
+        return wait_quantile_grid(c, lam, s, q) * 1e3
+
+    ttft = np.array([u.ttft_min_ms for u in units]) + wait_ms("prefill", q_ttft)
+    e2e = np.array([u.e2e_min_ms for u in units]) + wait_ms("prefill", q_e2e) + wait_ms("decode", q_e2e)
+    out = []
+    for i, (quant, kv, u) in enumerate(found):
+        dec = u.decode.shape
+        t = cache.terms(cat, dec, engine)
+        assert not isinstance(t, str)
+        t = demand_terms(cat, d, t)
+        out.append(Candidate(
+            model=d.name, model_id=d.model, accelerator=dec.accelerator, system=system_id,
+            quant=quant, kv_dtype=kv, tp=dec.tp, pp=dec.pp, ep=dec.ep, max_batch=u.decode.batch,
+            gpus=u.gpus, gpus_per_node=system.gpus_per_node, usd_per_gpu_hour=price.usd_per_gpu_hour,
+            price_id=price.id, tdp_w=tdp_w, quality_loss_points=cat.quantization(quant).quality_loss.points,
+            capacity_rps=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
+            tpot_p99_ms=u.decode.tpot_ms, e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
+            service_s=u.decode.service_s, max_concurrency=u.decode.limit,
+            weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
+            kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
+                                                d.traffic.shared_prefix_tokens)),
+            stated_error_pct=t.stated_error_pct, unit=u,
+        ))
     return out
 
 

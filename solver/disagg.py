@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -150,9 +150,11 @@ def prefill_terms(terms: ShapeTerms, d: ModelDemand, multiplier: float = 1.0) ->
     t, slo = d.traffic, d.slo
     hit = t.prefix_cache_hit_rate
     ln = Lengths.of(d)
-    service = float(prefill_only_ms(terms, ln.isl_mean, hit)) / 1e3
-    ttft = float(prefill_only_ms(terms, t.input_tokens.percentile(_pct(slo.ttft)), hit))
-    e2e = float(prefill_only_ms(terms, t.input_tokens.percentile(_pct(slo.e2e)), hit))
+    # one evaluation of the prompt lengths read (mean, TTFT and E2E percentiles), as an array
+    lengths = np.array([ln.isl_mean, t.input_tokens.percentile(_pct(slo.ttft)),
+                        t.input_tokens.percentile(_pct(slo.e2e))], dtype=float)
+    ms = prefill_only_ms(terms, lengths, hit)
+    service, ttft, e2e = float(ms[0]) / 1e3, float(ms[1]), float(ms[2])
     servers = terms.shape.dp_attn
     held = int(max_concurrency(terms, t.input_tokens.percentile(99), shared_prefix_tokens=t.shared_prefix_tokens))
     m = multiplier
@@ -170,24 +172,29 @@ def decode_terms(terms: ShapeTerms, d: ModelDemand, batches: Sequence[int] | Non
     if not len(b):
         return []
     ln = Lengths.of(d)
-    mean = decode_only_tpot_ms(terms, b, ln.isl_mean, ln.osl_mean)
-    qt = _pct(slo.tpot)
-    tpot = decode_only_tpot_ms(terms, b, t.input_tokens.percentile(qt), t.output_tokens.percentile(qt))
-    qe = _pct(slo.e2e)
-    e2e = t.output_tokens.percentile(qe) * decode_only_tpot_ms(
-        terms, b, t.input_tokens.percentile(qe), t.output_tokens.percentile(qe))
+    qt, qe = _pct(slo.tpot), _pct(slo.e2e)
+    at: dict[tuple[int, int], np.ndarray] = {}  # lengths -> TPOT at every batch cap
+
+    def tpot_at(isl: int, osl: int) -> np.ndarray:
+        if (isl, osl) not in at:
+            at[(isl, osl)] = decode_only_tpot_ms(terms, b, isl, osl)
+        return at[(isl, osl)]
+
+    mean = tpot_at(ln.isl_mean, ln.osl_mean)
+    tpot = tpot_at(t.input_tokens.percentile(qt), t.output_tokens.percentile(qt))
+    e2e = t.output_tokens.percentile(qe) * tpot_at(t.input_tokens.percentile(qe), t.output_tokens.percentile(qe))
     m = multiplier
     return [DecodeTerms(terms.shape, int(b[i]), int(limit), ln.osl_mean * float(mean[i]) / 1e3 * m,
                         float(tpot[i]) * m, float(e2e[i]) * m) for i in range(len(b))]
 
 
-def transfer_ms(terms: ShapeTerms, system: System, d: ModelDemand, prefill: Shape, decode: Shape,
+def transfer_ms(kv_bytes_per_token: float, system: System, d: ModelDemand, prefill: Shape, decode: Shape,
                 unit_gpus: int, percentile: float) -> tuple[str, float]:
     """(link name, ms) to move the prompt at ``percentile`` from a prefill to a decode replica."""
     gb_s, lat_us = unit_link(system, unit_gpus)
     link = "scale-up" if unit_gpus <= system.gpus_per_node else "nic"
     tokens = d.traffic.input_tokens.percentile(percentile)
-    return link, kv_transfer_ms(terms.kv_bytes_per_token_model, tokens, gb_s, lat_us,
+    return link, kv_transfer_ms(kv_bytes_per_token, tokens, gb_s, lat_us,
                                 min(prefill.gpus, decode.gpus))
 
 
@@ -202,14 +209,15 @@ def prefill_capacity(pt: PrefillTerms, transfer_ms_: float, d: ModelDemand) -> f
                                   np.array([budget_s]), p=_pct(slo.ttft) / 100)[0])
 
 
-def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, terms: ShapeTerms,
+def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, kv_bytes_per_token: float,
               system: System, d: ModelDemand,
               prefill_cap: Callable[[PrefillTerms, float], float] | None = None) -> Unit:
     """The unit ``n_prefill x pt + n_decode x dt`` with its transfer and per-pool capacities
-    (``prefill_cap``: a memoised :func:`prefill_capacity` for ``d``)."""
+    (``kv_bytes_per_token``: the whole model's, in the KV dtype both pools share;
+    ``prefill_cap``: a memoised :func:`prefill_capacity` for ``d``)."""
     gpus = n_prefill * pt.shape.gpus + n_decode * dt.shape.gpus
-    link, x_ttft = transfer_ms(terms, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.ttft))
-    _, x_e2e = transfer_ms(terms, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.e2e))
+    link, x_ttft = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.ttft))
+    _, x_e2e = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.e2e))
     p_cap = prefill_cap(pt, x_ttft) if prefill_cap else prefill_capacity(pt, x_ttft, d)
     d_cap = RHO_MAX * dt.batch / dt.service_s
     return Unit(pt, dt, n_prefill, n_decode, link, x_ttft, x_e2e, p_cap, d_cap)
@@ -250,48 +258,76 @@ def meets_targets(u: Unit, d: ModelDemand) -> bool:
 
 
 def _undominated(items: list[tuple[int, float]]) -> list[int]:
-    """Indices of (gpus, capacity) items no other item beats with ``k = g_i / g_j`` copies
-    (a whole number): ``k x cap_j >= cap_i`` (ties keep the first)."""
+    """Indices (in order) of (gpus, capacity) items that no other item beats with ``k = g_i /
+    g_j`` copies (a whole number): ``k x cap_j > cap_i``, or equal with ``k > 1`` or ``j``
+    first (ties keep the first)."""
+    if not items:
+        return []
+    g = np.array([x[0] for x in items], dtype=np.int64)
+    c = np.array([x[1] for x in items], dtype=float)
+    idx = np.arange(len(items))
     keep = []
-    for i, (g, c) in enumerate(items):
-        dominated = False
-        for j, (g2, c2) in enumerate(items):
-            if j == i or g % g2:
-                continue
-            k = g // g2
-            if k * c2 > c or (k * c2 == c and (k > 1 or j < i)):
-                dominated = True
-                break
-        if not dominated:
+    for i in range(len(items)):
+        ok = (g[i] % g == 0) & (idx != i)
+        k = g[i] // g
+        beats = ok & ((k * c > c[i]) | ((k * c == c[i]) & ((k > 1) | (idx < i))))
+        if not beats.any():
             keep.append(i)
     return keep
 
 
-def units_for(d: ModelDemand, system: System, shapes: Sequence[Shape],
-              terms_of: Callable[[Shape], ShapeTerms | str], multiplier: float = 1.0) -> list[Unit]:
-    """Every usable unit of ``d`` on ``system`` from ``shapes`` (one format and KV dtype, each
-    usable by the problem), in a stable order: per prefill shape, decode shape, ratio.
+@dataclass(frozen=True)
+class RoleTerms:
+    """A shape's load- and target-independent terms in both roles for one traffic: what
+    :class:`~solver.candidates.TableCache` keeps per shape (``decode``: every batch cap of the
+    ladder its memory holds)."""
+
+    prefill: PrefillTerms
+    decode: tuple[DecodeTerms, ...]
+    kv_bytes_per_token: float
+
+
+def role_terms(terms: ShapeTerms, d: ModelDemand) -> RoleTerms:
+    """Both roles' terms of one shape for ``d``'s traffic (at multiplier 1)."""
+    return RoleTerms(prefill_terms(terms, d), tuple(decode_terms(terms, d)), terms.kv_bytes_per_token_model)
+
+
+def _scaled(r: RoleTerms, m: float) -> RoleTerms:
+    if m == 1.0:
+        return r
+    p = r.prefill
+    return RoleTerms(
+        replace(p, service_s=p.service_s * m, prefill_ttft_ms=p.prefill_ttft_ms * m, prefill_e2e_ms=p.prefill_e2e_ms * m),
+        tuple(replace(x, service_s=x.service_s * m, tpot_ms=x.tpot_ms * m, decode_e2e_ms=x.decode_e2e_ms * m)
+              for x in r.decode),
+        r.kv_bytes_per_token)
+
+
+def units_for(d: ModelDemand, system: System, roles: Sequence[RoleTerms], multiplier: float = 1.0) -> list[Unit]:
+    """The usable units of ``d`` on ``system`` from the shapes' ``roles`` (one format and KV
+    dtype, each usable by the problem), less those another unit of them dominates, in a
+    stable order: per prefill shape, decode shape, ratio.
 
     Decode shapes that ``k`` copies of a smaller one out-serve are skipped (a unit with them is
     matched by one with the smaller shape and a ``k``-fold ratio, up to the ratio set), and a
     decode shape keeps its batch cap with the most capacity within the TPOT target. (Prefill
     shapes are all kept: their capacity depends on the TTFT budget the transfer leaves.)
     Without an E2E target a unit meets the targets by construction (each pool at most at its
-    capacity), so only units of models with one are evaluated at load."""
+    capacity), so only units of models with one are evaluated at load. Dominance among units
+    (:func:`_undominated`: ``k`` copies of a unit with ``k`` times fewer GPUs serve as much)
+    is exact for the optimiser: units violate nothing and share node shape, price and power."""
     slo = d.slo
-    pre: list[tuple[PrefillTerms, ShapeTerms]] = []
-    dec: list[tuple[DecodeTerms, ShapeTerms]] = []
-    for shape in shapes:
-        terms = terms_of(shape)
-        if isinstance(terms, str):
-            continue
-        pt = prefill_terms(terms, d, multiplier)
+    pre: list[PrefillTerms] = []
+    dec: list[tuple[DecodeTerms, float]] = []
+    for r in roles:
+        r = _scaled(r, multiplier)
+        pt = r.prefill
         if pt.fits and (slo.ttft is None or pt.prefill_ttft_ms < slo.ttft.max_ms):
-            pre.append((pt, terms))
-        rows = [x for x in decode_terms(terms, d, multiplier=multiplier) if slo.tpot is None or x.tpot_ms <= slo.tpot.max_ms]
+            pre.append(pt)
+        rows = [x for x in r.decode if slo.tpot is None or x.tpot_ms <= slo.tpot.max_ms]
         if rows:
             best = max(rows, key=lambda x: (x.batch / x.service_s, -x.batch))
-            dec.append((best, terms))
+            dec.append((best, r.kv_bytes_per_token))
     dec = [dec[i] for i in _undominated([(x.shape.gpus, x.batch / x.service_s) for x, _ in dec])]
     per_node = system.gpus_per_node
     caps: dict[tuple[PrefillTerms, float], float] = {}
@@ -302,16 +338,17 @@ def units_for(d: ModelDemand, system: System, shapes: Sequence[Shape],
         return caps[(pt, x_ms)]
 
     out = []
-    for pt, _ in pre:
-        for dt, dterms in dec:
+    for pt in pre:
+        for dt, kv_bytes in dec:
             for n_p, n_d in RATIOS:
                 g = n_p * pt.shape.gpus + n_d * dt.shape.gpus
                 if not (per_node % g == 0 or g % per_node == 0):
                     continue
-                u = make_unit(pt, dt, n_p, n_d, dterms, system, d, cap_of)
-                if u.capacity_rps > 0 and (slo.e2e is None or meets_targets(u, d)):
+                u = make_unit(pt, dt, n_p, n_d, kv_bytes, system, d, cap_of)
+                if u.capacity_rps > 0:
                     out.append(u)
-    return out
+    out = [out[i] for i in _undominated([(u.gpus, u.capacity_rps) for u in out])]
+    return [u for u in out if slo.e2e is None or meets_targets(u, d)]
 
 
 def unit_label(u: Unit) -> str:

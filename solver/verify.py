@@ -227,7 +227,8 @@ def _prepare_unit(ctx: _Ctx, dep: Deployment, d: ModelDemand, where: str) -> Non
         x.pool_memory.append(_v("memory", dep.model, f"{where}: prefill pool TP{pre.tp} PP{pre.pp} EP{pre.ep} "
                                                      f"cannot hold one p99 prompt per attention rank"))
     rows = decode_terms(td, d, [dec.max_batch], mult, within_memory=False)  # check_memory judges the batch
-    unit = make_unit(pt, rows[0], pre.replicas, dec.replicas, td, ctx.cat.system(dep.system), d)
+    unit = make_unit(pt, rows[0], pre.replicas, dec.replicas, td.kv_bytes_per_token_model,
+                     ctx.cat.system(dep.system), d)
     x.unit_gpus = unit.gpus
     x.lam = dep.load_rps / dep.replicas
     lat = unit_latencies(unit, d, x.lam)

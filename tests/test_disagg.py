@@ -68,10 +68,10 @@ def test_unit_kv_transfer_by_hand_within_a_node_and_over_the_nic():
     nbytes = 4096 * 163_840
     assert nbytes == 671_088_640
     t1, t2, t8 = (shape_terms(CAT, _shape(tp, gpu="h200-sxm")) for tp in (1, 2, 8))
-    small = make_unit(prefill_terms(t1, d), decode_terms(t2, d)[0], 2, 1, t2, system, d)
+    small = make_unit(prefill_terms(t1, d), decode_terms(t2, d)[0], 2, 1, t2.kv_bytes_per_token_model, system, d)
     assert small.gpus == 4 and small.link == "scale-up"
     assert small.transfer_ttft_ms == pytest.approx(0.003 + nbytes / 450e9 * 1e3)
-    big = make_unit(prefill_terms(t8, d), decode_terms(t8, d)[0], 1, 1, t8, system, d)
+    big = make_unit(prefill_terms(t8, d), decode_terms(t8, d)[0], 1, 1, t8.kv_bytes_per_token_model, system, d)
     assert big.gpus == 16 and big.link == "nic"
     assert big.transfer_ttft_ms == pytest.approx(0.005 + nbytes / 50e9 * 1e3 / 8)
     assert big.transfer_ttft_ms == pytest.approx(0.005 + 13.4218 / 8, abs=1e-3)
@@ -98,7 +98,7 @@ def test_prefill_pool_ttft_and_capacity_by_hand():
     assert rho_up * math.exp(-(1 - rho_up) * budget / s) > 0.01
     # the unit's TTFT at that load: prefill + transfer + wait (rebuilt by hand)
     system = CAT.system(CAT.systems_for("h100-sxm")[0].id)
-    u = make_unit(pt, decode_terms(t8, d)[-1], 1, 1, t8, system, d)
+    u = make_unit(pt, decode_terms(t8, d)[-1], 1, 1, t8.kv_bytes_per_token_model, system, d)
     lat = unit_latencies(u, d, u.prefill_cap_rps)
     lam = u.prefill_cap_rps
     w99 = max(0.0, s / (1 - lam * s) * math.log(lam * s / 0.01))  # M/M/1: solve rho e^{-(1-rho)t/s} = 0.01
