@@ -186,9 +186,11 @@ class Lora(_Strict):
         return self
 
 
-DEFAULT_SERVING_MODES: tuple[str, ...] = ("aggregated", "disaggregated")
-"""What a model entry without ``serving_modes`` may be planned as: both (a disaggregated unit
-is chosen only where it is cheaper; see the README, "Serving modes")."""
+DEFAULT_SERVING_MODES: tuple[str, ...] = ("aggregated",)
+"""What a model entry without ``serving_modes`` may be planned as. Aggregated only: offering
+disaggregated units too made candidate tables 1.5-2x slower to build and changed no bundled
+problem's plan (README, "Serving modes"); ``serving_modes: [aggregated, disaggregated]`` lets
+the search choose per model."""
 
 
 class ModelDemand(_Strict):

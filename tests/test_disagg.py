@@ -29,7 +29,8 @@ CAT = load_catalog()
 
 def _problem(isl: int, osl: int, ttft_ms: float, tpot_ms: float, rps: float,
              modes: list[str] | None = None, gpu: str = "h100-sxm") -> Problem:
-    """One Llama-3.1-70B fp8 model on one accelerator, fixed lengths, one configuration."""
+    """One Llama-3.1-70B fp8 model on one accelerator, fixed lengths, one configuration; both
+    serving modes unless ``modes`` says otherwise."""
     m: dict[str, Any] = {
         "name": "m", "model": "llama-3.1-70b",
         "traffic": {"peak_rps": rps, "input_tokens": {"p50": isl, "p90": isl, "p99": isl},
@@ -38,8 +39,7 @@ def _problem(isl: int, osl: int, ttft_ms: float, tpot_ms: float, rps: float,
         "allowed_accelerators": [gpu], "allowed_quantizations": ["fp8"], "allowed_kv_dtypes": ["fp8"],
         "headroom": 0, "min_replicas": 1,
     }
-    if modes is not None:
-        m["serving_modes"] = modes
+    m["serving_modes"] = modes if modes is not None else ["aggregated", "disaggregated"]
     return Problem.model_validate({"name": "disagg", "models": [m],
                                    "fleet": {"pricing": "on-demand", "max_configs_per_model": 1}})
 
@@ -148,6 +148,16 @@ def test_disaggregation_loses_for_short_prompts():
     agg = _solve(_problem(300, 300, 1000, 50, 10, modes=["aggregated"]))
     assert {x.serving_mode for x in both.deployments} == {"aggregated"}
     assert both.cost_usd_per_hour == pytest.approx(agg.cost_usd_per_hour)
+
+
+def test_default_is_aggregated_only():
+    """Without ``serving_modes`` a model is planned aggregated (the documented default)."""
+    p = _problem(30000, 500, 15000, 30, 3)
+    data = p.model_dump(mode="json", by_alias=True)
+    del data["models"][0]["serving_modes"]
+    q = Problem.model_validate(data)
+    assert q.models[0].serving_modes == ["aggregated"]
+    assert all(x.serving_mode == "aggregated" for x in _solve(q).deployments)
 
 
 def test_only_disaggregated_when_asked():
