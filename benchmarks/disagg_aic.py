@@ -58,7 +58,7 @@ def fleetplan_best(sc: tuple, quant: str) -> dict[str, tuple[float, str]]:
                     "output_tokens": {"p50": osl, "p90": osl, "p99": osl}},
         "slo": {"ttft": {"max_ms": ttft}, "tpot": {"max_ms": tpot}},
         "allowed_accelerators": [gpu], "allowed_quantizations": [quant], "allowed_kv_dtypes": [quant],
-        "headroom": 0, "min_replicas": 1}]})
+        "headroom": 0, "min_replicas": 1, "serving_modes": ["aggregated", "disaggregated"]}]})
     table = model_table(cat, p, p.models[0], prune=False)
     out: dict[str, tuple[float, str]] = {}
     for c in table.candidates:
