@@ -7,10 +7,13 @@ Usage (peers.py writes the job file)::
 
     AIC_VENV/bin/python benchmarks/aic_driver.py grid JOBS.json OUT.csv
     AIC_VENV/bin/python benchmarks/aic_driver.py slo  JOBS.json OUT.csv
+    AIC_VENV/bin/python benchmarks/aic_driver.py modes JOBS.json OUT.csv
 
 ``grid``: one ``cli_estimate(mode="agg")`` per job (TensorRT-LLM backend, aggregated in-flight
 batching at a fixed batch size); ``slo``: one ``cli_default`` per job (AIC's own search of
-aggregated configurations on N GPUs under a TTFT/TPOT target), keeping the best aggregated row.
+aggregated configurations on N GPUs under a TTFT/TPOT target), keeping the best aggregated row;
+``modes``: the same search, keeping AIC's best aggregated *and* best disaggregated row
+(``benchmarks/disagg_aic.py``).
 Rows already in OUT.csv (same ``key``) are kept, so an interrupted run resumes.
 """
 
@@ -97,13 +100,47 @@ def _slo_row(job: dict, aic_version: str) -> dict:
     return row
 
 
+MODES_FIELDS = ["key", "aic_version", "mode", "tokens_s_gpu", "ttft_ms", "tpot_ms", "num_gpus", "config", "error"]
+
+
+def _modes_rows(job: dict, aic_version: str) -> list[dict]:
+    """AIC's best aggregated and best disaggregated configuration for one scenario."""
+    from aiconfigurator.cli.api import cli_default
+
+    res = cli_default(model_path=job["aic_model"], total_gpus=job["gpus"], system=job["aic_system"],
+                      backend="trtllm", isl=job["isl"], osl=job["osl"], ttft=job["ttft_ms"], tpot=job["tpot_ms"],
+                      top_n=1)
+    rows = []
+    for mode in ("agg", "disagg"):
+        row = {"key": job["key"], "aic_version": aic_version, "mode": mode}
+        df = res.best_configs.get(mode)
+        if df is None or len(df) == 0:
+            row["error"] = f"no {mode} configuration meets the targets"
+            rows.append(row)
+            continue
+        best = df.iloc[0]
+
+        def get(name: str) -> str:
+            return str(best[name]) if name in best.index else ""
+
+        if mode == "agg":
+            config = f"{get('parallel')} batch {get('concurrency')}, gemm {get('gemm')}, kv {get('kvcache')}"
+        else:
+            config = (f"{get('(p)workers')} x prefill {get('(p)parallel')} + {get('(d)workers')} x decode "
+                      f"{get('(d)parallel')} batch {get('(d)bs')}, gemm {get('(p)gemm')}, kv {get('(p)kvcache')}")
+        row.update(tokens_s_gpu=f"{float(best['tokens/s/gpu']):.4f}", ttft_ms=f"{float(best['ttft']):.4f}",
+                   tpot_ms=f"{float(best['tpot']):.4f}", num_gpus=get("num_total_gpus"), config=config)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str]) -> int:
     mode, jobs_path, out_path = argv
     warnings.filterwarnings("ignore")
     os.environ.setdefault("AICONFIGURATOR_LOG_LEVEL", "ERROR")
     jobs = json.loads(Path(jobs_path).read_text())
     out = Path(out_path)
-    fields = GRID_FIELDS if mode == "grid" else SLO_FIELDS
+    fields = {"grid": GRID_FIELDS, "slo": SLO_FIELDS, "modes": MODES_FIELDS}[mode]
     done = _done(out)
     aic_version = version("aiconfigurator")
     new = not out.exists()
@@ -113,6 +150,12 @@ def main(argv: list[str]) -> int:
             w.writeheader()
         for i, job in enumerate(jobs):
             if job["key"] in done:
+                continue
+            if mode == "modes":
+                for row in _modes_rows(job, aic_version):
+                    w.writerow(row)
+                fh.flush()
+                print(f"[{i + 1}/{len(jobs)}] {job['key']} done", file=sys.stderr, flush=True)
                 continue
             row = _grid_row(job, aic_version) if mode == "grid" else _slo_row(job, aic_version)
             w.writerow(row)

@@ -378,6 +378,9 @@ def bench_plan(plan: dict[str, Any], engine: str, cat: Catalog, results_root: st
             dep_key = {k: dep[k] for k in ("accelerator", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch")}
         except KeyError as exc:
             raise InputError(f"lacks {exc}", where=where) from None
+        if dep.get("serving_mode", "aggregated") != "aggregated":
+            raise InputError(f"serving_mode {dep.get('serving_mode')!r}: bench plan launches aggregated "
+                             "replicas only", where=where)
         g = _guardrail(plan, model)
         repo = cat.model(model_id).hf_repo
         ln = workload_lengths(g["workload"], f"PLAN.json: guardrails[{model}].workload")

@@ -68,6 +68,7 @@ from solver.costmodel import (
 from solver.families import CANDIDATE_FAMILIES, Family
 from solver.costmodel.partition import Partition, mig_partition, partition_terms, shared_partition
 from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
+from solver.disagg import RoleTerms, Unit, role_terms, unit_label, units_for
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -134,6 +135,19 @@ class Candidate:
     per_gpu: int = 1
     """Replicas of this share one GPU holds (1: whole GPUs)."""
 
+    unit: "Unit | None" = None
+    """A disaggregated unit (:mod:`solver.disagg`): then ``gpus`` and ``capacity_rps`` are the
+    unit's, tp/pp/ep/max_batch the decode pool's; None: an aggregated replica."""
+
+    @property
+    def serving_mode(self) -> str:
+        return "disaggregated" if self.unit is not None else "aggregated"
+
+    @property
+    def pools(self) -> tuple:
+        """The unit's pools as plan data (empty for an aggregated candidate)."""
+        return self.unit.pools() if self.unit is not None else ()
+
     @property
     def shape(self) -> Shape:
         """The deployment identity the cost model reads (with ``max_batch``: the configuration)."""
@@ -152,6 +166,8 @@ class Candidate:
     def label(self) -> str:
         par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
         spec = f", speculative ({dict(self.speculative)['draft']})" if self.speculative else ""
+        if self.unit is not None:
+            return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {unit_label(self.unit)}"
         part = f", {self.partition}" if self.partition else ""
         return f"{self.accelerator}{part}, {self.quant}/kv-{self.kv_dtype}, {par}, batch {self.max_batch}{spec}"
 
@@ -358,6 +374,7 @@ class TableCache:
         self._data: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, Partition | None],
                          ShapeEval] = {}
         self._terms: dict[tuple[tuple[int, ...], str | None, Shape], ShapeTerms | str] = {}
+        self._roles: dict[tuple[tuple[int, ...], str | None, str, Shape], RoleTerms | None] = {}
         self._catalogs: dict[tuple[int, ...], Catalog] = {}
         self.hits = 0
         self.misses = 0
@@ -427,6 +444,16 @@ class TableCache:
                 self.hits += 1
             out.append(hit)
         return out
+
+    def roles(self, cat: Catalog, d: ModelDemand, shape: Shape, engine: str | None = None) -> RoleTerms | None:
+        """A shape's terms as a prefill and as a decode replica for ``d``'s traffic
+        (:func:`solver.disagg.role_terms`), cached like :meth:`evaluate`; None when the shape
+        cannot run."""
+        k = (cost_model_key(cat), engine, lengths_key(d), shape)
+        if k not in self._roles:
+            terms = self.terms(cat, shape, engine)
+            self._roles[k] = None if isinstance(terms, str) else role_terms(demand_terms(cat, d, terms), d)
+        return self._roles[k]
 
     def terms(self, cat: Catalog, shape: Shape, engine: str | None = None,
               ck: tuple[int, ...] | None = None) -> ShapeTerms | str:
@@ -510,6 +537,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     pending: list[_ShapeRows] = []
     shapes: list[tuple[Shape, set[Family], str, Price, float, int]] = []
     trail: list[Rejected | int] = []  # rejections and shapes (by index) in enumeration order
+    aggregated = "aggregated" in d.serving_modes
+    units: list[Candidate] = []
     for gpu in d.allowed_accelerators or sorted(cat.accelerators):
         prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
         if not prices:
@@ -524,6 +553,14 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
             dupes: list[Rejected] = []
             found = _shapes(cat, d, gpu, system.id, prune, dupes)
             trail.extend(dupes)
+            if _disaggregation_offered(d):
+                units += _unit_candidates(cat, d, system.id, [(sh, f) for sh, f in found if not f],
+                                          prices[0], acc.tdp_w, engine, cache, problem.confidence)
+            if not aggregated:
+                if found:
+                    trail.append(Rejected(d.name, f"{gpu}/{system.id} aggregated",
+                                          "serving_modes leaves out aggregated"))
+                continue
             for shape, flags in found:
                 trail.append(len(shapes))
                 shapes.append((shape, flags, system.id, prices[0], acc.tdp_w, system.gpus_per_node))
@@ -575,7 +612,77 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 ev.weights_gib, ev.kv_gib, ev.stated_error_pct, (), part))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
     rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)  # pruned across shapes too
+    if units:  # disaggregated units (solver.disagg), pruned together with the replicas
+        rows += units
+        if prune:
+            rows, more = prune_dominated(rows, by_latency)
+            dropped += more
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
+
+
+def _disaggregation_offered(d: ModelDemand) -> bool:
+    """Units are offered where the problem allows them, except to a stage of an application
+    (chain budgets read one configuration per stage) and with speculative decoding."""
+    return "disaggregated" in d.serving_modes and d.application_rps == 0 and d.speculative is None
+
+
+def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[tuple[Shape, set[Family]]],
+                     price: Price, tdp_w: float, engine: str | None, cache: TableCache,
+                     confidence: float | None = None) -> list[Candidate]:
+    """Disaggregated units of ``d`` on one node shape (:func:`solver.disagg.units_for`) from its
+    unflagged shapes, per format and KV dtype, as candidates (they meet every target, so they
+    violate nothing)."""
+    system = cat.system(system_id)
+    by_format: dict[tuple[str, str], list[Shape]] = {}
+    for sh, _ in shapes:
+        by_format.setdefault((sh.quant, sh.kv_dtype), []).append(sh)
+    found: list[tuple[str, str, Unit]] = []
+    for (quant, kv), group in by_format.items():
+        roles = [r for r in (cache.roles(cat, d, sh, engine) for sh in group) if r is not None]
+        mult = planning_multiplier(cat, d.model, system.accelerator, quant, engine or cat.default_engine,
+                                   confidence)
+        found += [(quant, kv, u) for u in units_for(d, system, roles, mult)]
+    if not found:
+        return []
+    # latencies at capacity, all units at once (the queueing grid, as for aggregated rows)
+    units = [u for _, _, u in found]
+    cap = np.array([u.capacity_rps for u in units])
+    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
+    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
+
+    def wait_ms(pool: str, q: float) -> np.ndarray:
+        if pool == "prefill":
+            c = np.array([u.prefill.servers for u in units])
+            lam = cap / np.array([u.n_prefill for u in units])
+            s = np.array([u.prefill.service_s for u in units])
+        else:
+            c = np.array([u.decode.batch for u in units])
+            lam = cap / np.array([u.n_decode for u in units])
+            s = np.array([u.decode.service_s for u in units])
+        return wait_quantile_grid(c, lam, s, q) * 1e3
+
+    ttft = np.array([u.ttft_min_ms for u in units]) + wait_ms("prefill", q_ttft)
+    e2e = np.array([u.e2e_min_ms for u in units]) + wait_ms("prefill", q_e2e) + wait_ms("decode", q_e2e)
+    out = []
+    for i, (quant, kv, u) in enumerate(found):
+        dec = u.decode.shape
+        t = cache.terms(cat, dec, engine)
+        assert not isinstance(t, str)
+        t = demand_terms(cat, d, t)
+        out.append(Candidate(
+            model=d.name, model_id=d.model, accelerator=dec.accelerator, system=system_id,
+            quant=quant, kv_dtype=kv, tp=dec.tp, pp=dec.pp, ep=dec.ep, max_batch=u.decode.batch,
+            gpus=u.gpus, gpus_per_node=system.gpus_per_node, usd_per_gpu_hour=price.usd_per_gpu_hour,
+            price_id=price.id, tdp_w=tdp_w, quality_loss_points=cat.quantization(quant).quality_loss.points,
+            capacity_rps=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
+            tpot_p99_ms=u.decode.tpot_ms, e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
+            service_s=u.decode.service_s, max_concurrency=u.decode.limit,
+            weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
+            kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
+                                                d.traffic.shared_prefix_tokens)),
+            stated_error_pct=t.stated_error_pct, unit=u,
+        ))
+    return out
 
 
 def _rows(

@@ -24,11 +24,22 @@ def parallel_label(tp: int, pp: int, ep: int) -> str:
 def config_label(d: Any) -> str:
     """One configuration, every field that tells two apart: ``h100-sxm fp8/kv-fp8 TP4 PP1 EP1,
     batch 64`` (``d`` is a Deployment or its dict)."""
-    get = (lambda k: d[k]) if isinstance(d, dict) else (lambda k: getattr(d, k))
-    part = d.get("partition") if isinstance(d, dict) else getattr(d, "partition", None)
+    get = (lambda k: d.get(k)) if isinstance(d, dict) else (lambda k: getattr(d, k, None))
+    part = get("partition")
     share = f" ({part})" if part else ""
+    if get("serving_mode") == "disaggregated":
+        return f"{get('accelerator')} {get('quant')}/kv-{get('kv_dtype')} {pools_label(get('pools'))}"
     return (f"{get('accelerator')}{share} {get('quant')}/kv-{get('kv_dtype')} "
             f"{parallel_label(get('tp'), get('pp'), get('ep'))}, batch {get('max_batch')}")
+
+
+def pools_label(pools: Any) -> str:
+    """A disaggregated unit: ``disaggregated 2x prefill TP1 PP1 EP1 + 1x decode TP2 PP1 EP1
+    batch 64`` (``pools``: the deployment's pools or their dicts)."""
+    get = (lambda p, k: p[k]) if pools and isinstance(pools[0], dict) else (lambda p, k: getattr(p, k))
+    parts = [f"{get(p, 'replicas')}x {get(p, 'role')} {parallel_label(get(p, 'tp'), get(p, 'pp'), get(p, 'ep'))}"
+             + (f" batch {get(p, 'max_batch')}" if get(p, 'role') == "decode" else "") for p in pools]
+    return "disaggregated " + " + ".join(parts)
 
 
 def latency_percentiles(problem: Problem) -> dict[str, dict[str, float]]:
@@ -45,7 +56,7 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
     rows = []
     for dep in plan.deployments:
         d = dep.to_dict()
-        row = {k: d[k] for k in ("model", "accelerator", "quant")}
+        row = {k: d[k] for k in ("model", "serving_mode", "accelerator", "quant")}
         if shared:  # a column only where some replica runs on a GPU share
             row["gpu_share"] = dep.partition or "whole"
         row["quality_loss_points"] = cat.quantization(dep.quant).quality_loss.points
@@ -54,6 +65,14 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
         for k in ("ttft", "tpot", "e2e"):
             row[f"{k}_p{pcts[dep.model][k]:g}_ms"] = d[f"{k}_p99_ms"]
         row["cost_usd_per_hour"] = d["cost_usd_per_hour"]
+        if dep.pools:  # the pools of a unit, under it
+            row["tp"] = row["pp"] = row["ep"] = row["max_batch"] = None
+            rows.append(row)
+            for pool in dep.pools:
+                rows.append({"model": "", "serving_mode": f"  {pool.role} x{pool.replicas}", "tp": pool.tp,
+                             "pp": pool.pp, "ep": pool.ep, "max_batch": pool.max_batch,
+                             "capacity_rps": pool.capacity_rps, "load_rps": pool.load_rps})
+            continue
         rows.append(row)
     return rows
 

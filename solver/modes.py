@@ -32,3 +32,18 @@ def speculation_notes(problem: Problem, deployments: list[Deployment] | tuple[De
             out.append(f"{d.name}: {what} offered but not used: plain decoding is cheaper at the "
                        f"planned concurrency (batch cap {batches})")
     return tuple(out)
+
+
+def disaggregation_notes(deployments: list[Deployment] | tuple[Deployment, ...]) -> tuple[str, ...]:
+    """One sentence per disaggregated deployment of the plan: its units, pools and KV transfer
+    (the search chose it over aggregated replicas because it was cheaper)."""
+    out = []
+    for x in deployments:
+        if x.serving_mode != "disaggregated":
+            continue
+        pools = " + ".join(f"{p.replicas}x {p.role} TP{p.tp} PP{p.pp} EP{p.ep}" for p in x.pools)
+        link = "the NIC" if x.kv_link == "nic" else "the scale-up link (one node)"
+        out.append(f"{x.model}: disaggregated prefill/decode on {x.accelerator}, {x.replicas} unit(s) of "
+                   f"{pools} ({x.gpus_per_replica} GPUs each); KV transfer {x.kv_transfer_ms:.1f} ms over "
+                   f"{link} is in TTFT: cheaper than aggregated replicas here")
+    return tuple(out)

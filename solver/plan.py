@@ -43,6 +43,31 @@ class Termination(str, Enum):
 
 
 @dataclass(frozen=True)
+class Pool:
+    """One pool of a disaggregated deployment: ``replicas`` replicas of this parallelism per
+    unit, on the deployment's accelerator, system, format and KV dtype."""
+
+    role: str
+    """``prefill`` or ``decode``."""
+    tp: int
+    pp: int
+    ep: int
+    replicas: int
+    """Replicas of this pool in one unit (the deployment's ``replicas`` counts units)."""
+    gpus_per_replica: int
+    max_batch: int
+    """Decode: sequences per replica; prefill: prompts in flight (one per attention rank)."""
+    capacity_rps: float
+    """Requests/s one replica of the pool serves within the targets."""
+    load_rps: float = 0.0
+    """Planned requests/s per replica of the pool."""
+    ttft_p99_ms: float | None = None
+    """Prefill pool: TTFT at the planned load (queue + prefill + KV transfer)."""
+    tpot_p99_ms: float | None = None
+    """Decode pool: TPOT (no prompt work in its steps)."""
+
+
+@dataclass(frozen=True)
 class Deployment:
     """Replicas of one configuration of one model."""
 
@@ -75,7 +100,8 @@ class Deployment:
     """Stated throughput error of the accelerator family, %: wider where the family was never
     measured (catalogs/efficiency.yaml ``measured: false``)."""
     serving_mode: str = "aggregated"
-    """``aggregated``: prefill and decode share every replica (the only mode planned so far)."""
+    """``aggregated``: prefill and decode share every replica; ``disaggregated``: each replica
+    is a unit of a prefill pool and a decode pool (``pools``), the KV moving between them."""
     speculative: dict[str, Any] | None = None
     """Speculative decoding when the configuration uses it: draft (catalog id or ``mtp``),
     acceptance_rate, draft_tokens and expected_tokens_per_step; ``None``: plain decoding."""
@@ -86,6 +112,17 @@ class Deployment:
     GPUs shared with other models once, and ``cost_usd_per_hour`` is the replicas' share of them."""
     replicas_per_gpu: int = 1
     """Replicas of this share one GPU holds (1: whole GPUs)."""
+    pools: tuple[Pool, ...] = ()
+    """Disaggregated: the prefill and the decode pool of one unit (``replicas`` units; the
+    top-level tp/pp/ep/max_batch are the decode pool's, ``gpus_per_replica`` the unit's)."""
+    kv_transfer_ms: float | None = None
+    """Disaggregated: the KV transfer of the TTFT-percentile prompt between the pools (ms)."""
+    kv_link: str | None = None
+    """Disaggregated: ``scale-up`` (the unit sits in one node) or ``nic``."""
+
+    def pool(self, role: str) -> Pool | None:
+        """The pool of ``role`` (None for an aggregated deployment)."""
+        return next((p for p in self.pools if p.role == role), None)
 
     @property
     def shape(self) -> "Shape":

@@ -242,6 +242,13 @@ class GpuSharing(_Strict):
         return self
 
 
+DEFAULT_SERVING_MODES: tuple[str, ...] = ("aggregated",)
+"""What a model entry without ``serving_modes`` may be planned as. Aggregated only: offering
+disaggregated units too made candidate tables 1.5-2x slower to build and changed no bundled
+problem's plan (README, "Serving modes"); ``serving_modes: [aggregated, disaggregated]`` lets
+the search choose per model."""
+
+
 class ModelDemand(_Strict):
     """One model to serve, with its traffic, targets and allowed options."""
 
@@ -267,9 +274,22 @@ class ModelDemand(_Strict):
     """LoRA adapters this model entry serves (memory and per-token work per replica)."""
     gpu_sharing: GpuSharing | None = None
     """Co-located replicas / MIG instances the search may use for this model (default: none)."""
+    serving_modes: list[Literal["aggregated", "disaggregated"]] = Field(
+        default_factory=lambda: list(DEFAULT_SERVING_MODES),
+        description="serving modes the search may plan (see the README, 'Serving modes')")
+    """``aggregated``: prefill and decode on every replica; ``disaggregated``: units of a
+    prefill and a decode pool (:mod:`solver.disagg`)."""
     application_rps: Annotated[float, Field(ge=0, le=MAX_RPS)] = 0.0
     """Set by the problem: the part of ``traffic.peak_rps`` that applications send (requests/s);
     kept so that validating a dumped problem again does not count it twice."""
+
+    @model_validator(mode="after")
+    def _serving_modes_listed_once(self) -> "ModelDemand":
+        if not self.serving_modes:
+            raise ValueError("serving_modes: name at least one of aggregated, disaggregated")
+        if len(set(self.serving_modes)) != len(self.serving_modes):
+            raise ValueError("serving_modes: a mode is listed twice")
+        return self
 
     @model_validator(mode="after")
     def _lengths_cover_percentiles(self) -> "ModelDemand":

@@ -20,7 +20,8 @@ from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.cpsat import CORE_TIME_LIMIT_S, Conflict, FleetModel, IntSolution
 from solver.optimize.encode import IntProblem, encode
-from solver.modes import speculation_notes
+from solver.disagg import unit_latencies
+from solver.modes import disaggregation_notes, speculation_notes
 from solver.sharing import sharing_notes
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import ModelDemand, Problem
@@ -31,7 +32,10 @@ from solver.verify import verify_plan
 
 def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> Deployment:
     """``replicas`` replicas of candidate ``c`` serving ``load_rps`` together: the one place a
-    deployment is made from a candidate (per-replica terms times replicas are the totals)."""
+    deployment is made from a candidate (per-replica terms times replicas are the totals); a
+    disaggregated unit counts as one replica (:mod:`solver.disagg`)."""
+    if c.unit is not None:
+        return _unit_deployment(c, d, replicas, load_rps)
     lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d,
                     load_rps / replicas)
     return Deployment(
@@ -48,10 +52,30 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
     )
 
 
+def _unit_deployment(c: Candidate, d: ModelDemand, units: int, load_rps: float) -> Deployment:
+    """``units`` disaggregated units of candidate ``c`` carrying ``load_rps`` together."""
+    u = c.unit
+    assert u is not None
+    per_unit = load_rps / units
+    lat = unit_latencies(u, d, per_unit)
+    return Deployment(
+        model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
+        quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
+        max_batch=c.max_batch, replicas=units, gpus=units * c.gpus, gpus_per_replica=c.gpus,
+        capacity_rps=c.capacity_rps * units, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
+        tpot_p99_ms=lat.tpot_ms, e2e_p99_ms=lat.e2e_ms,
+        cost_usd_per_hour=units * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
+        price_id=c.price_id, stated_error_pct=c.stated_error_pct, serving_mode="disaggregated",
+        pools=u.pools(per_unit, d), kv_transfer_ms=u.transfer_ttft_ms, kv_link=u.link,
+    )
+
+
 def config_key(model: str, c: Candidate | Deployment) -> tuple:
-    """A deployment configuration's identity: model entry, shape, batch cap and whether it
-    decodes speculatively, and the GPU share it runs on."""
-    return (model, c.shape, c.max_batch, bool(c.speculative), c.partition or "")
+    """A deployment configuration's identity: model entry, shape, batch cap, whether it
+    decodes speculatively, the GPU share it runs on and, for a disaggregated unit, its pools'
+    shapes and counts."""
+    pools = tuple((p.role, p.tp, p.pp, p.ep, p.replicas, p.max_batch) for p in c.pools)
+    return (model, c.shape, c.max_batch, bool(c.speculative), c.partition or "", pools)
 
 
 STANDALONE_HINT_MODELS = 100
@@ -150,7 +174,8 @@ class Session:
             candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
             termination=sol.termination,
             unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
-            notes=speculation_notes(self.problem, deps) + sharing_notes(self.problem, deps),
+            notes=(speculation_notes(self.problem, deps) + sharing_notes(self.problem, deps)
+                   + disaggregation_notes(deps)),
             applications=_application_paths(self.problem, deps),
         )
         if verify:

@@ -267,6 +267,9 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
         missing = [f for f in need if f not in d]
         if missing:
             raise InputError(f"PLAN: deployments[{k}]: missing {', '.join(missing)}")
+        if d.get("serving_mode", "aggregated") != "aggregated":  # units of two pools: not replayed
+            raise InputError(f"PLAN: deployments[{k}]: serving_mode {d.get('serving_mode')!r}; "
+                             "simulate replays aggregated replicas only")
         try:
             tp, pp, ep, batch, reps = (int(d[f]) for f in ("tp", "pp", "ep", "max_batch", "replicas"))
             if min(tp, pp, ep, batch) < 1 or reps < 0:

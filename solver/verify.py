@@ -131,6 +131,15 @@ class _Dep:
     cap_rps: float = 0.0
     lam: float = 0.0
     part: Partition | None = None
+    unit_gpus: int = 0
+    """Disaggregated: GPUs of one unit (both pools); 0 for an aggregated replica."""
+    pool_memory: list[Violation] = field(default_factory=list)
+    """Disaggregated: memory violations of either pool."""
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of one replica (of one unit when disaggregated)."""
+        return self.unit_gpus or self.shape.gpus
 
 
 @dataclass
@@ -158,6 +167,13 @@ def _prepare(ctx: _Ctx) -> None:
             continue
         if dep.replicas < 1:
             ctx.found.append(Violation("shape", dep.model, f"{where}: {dep.replicas} replicas"))
+            continue
+        if dep.serving_mode == "disaggregated":
+            _prepare_unit(ctx, dep, d, where)
+            continue
+        if dep.serving_mode != "aggregated" or dep.pools:
+            ctx.found.append(Violation("shape", dep.model, f"{where}: serving_mode {dep.serving_mode!r} "
+                                                           f"with {len(dep.pools)} pool(s)"))
             continue
         shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
         reason = check_shape(ctx.cat, shape)
@@ -195,13 +211,58 @@ def _prepare(ctx: _Ctx) -> None:
         ctx.deps.append(x)
 
 
+def _prepare_unit(ctx: _Ctx, dep: Deployment, d: ModelDemand, where: str) -> None:
+    """A disaggregated deployment: rebuild both pools' shapes from the plan's ids, recompute
+    each pool's memory, the KV transfer, the prefill queue, TPOT and both pools' capacities
+    from the cost model (:mod:`solver.disagg`), and the unit's latencies at its load share."""
+    from solver.disagg import decode_terms, make_unit, prefill_terms, unit_latencies
+
+    pre, dec = dep.pool("prefill"), dep.pool("decode")
+    if pre is None or dec is None or len(dep.pools) != 2 or pre.replicas < 1 or dec.replicas < 1:
+        ctx.found.append(Violation("shape", dep.model, f"{where}: a disaggregated deployment needs one "
+                                                       "prefill and one decode pool with replicas"))
+        return
+    terms = []
+    for pool in (pre, dec):
+        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, pool.tp, pool.pp, pool.ep)
+        reason = check_shape(ctx.cat, shape)
+        if reason:
+            ctx.found.append(Violation("shape", dep.model, f"{where}: invalid {pool.role} shape: {reason}"))
+            return
+        terms.append(demand_terms(ctx.cat, d, shape_terms(ctx.cat, shape, d.engine)))
+    tp_, td = terms
+    if (dep.tp, dep.pp, dep.ep, dep.max_batch) != (dec.tp, dec.pp, dec.ep, dec.max_batch):
+        ctx.found.append(Violation("accounting", dep.model, f"{where}: top-level shape is not the decode pool's"))
+    mult = planning_multiplier(ctx.cat, d.model, dep.accelerator, dep.quant, td.engine, ctx.problem.confidence)
+    x = _Dep(dep, d, td.shape, where)
+    x.limit = memory_limit(td, d)
+    pt = prefill_terms(tp_, d, mult)
+    if not pt.fits:
+        x.pool_memory.append(_v("memory", dep.model, f"{where}: prefill pool TP{pre.tp} PP{pre.pp} EP{pre.ep} "
+                                                     f"cannot hold one p99 prompt per attention rank"))
+    rows = decode_terms(td, d, [dec.max_batch], mult, within_memory=False)  # check_memory judges the batch
+    unit = make_unit(pt, rows[0], pre.replicas, dec.replicas, td.kv_bytes_per_token_model,
+                     ctx.cat.system(dep.system), d)
+    x.unit_gpus = unit.gpus
+    x.lam = dep.load_rps / dep.replicas
+    lat = unit_latencies(unit, d, x.lam)
+    x.lat = LatencyAtLoad(lat.ttft_ms, lat.tpot_ms, lat.e2e_ms, max(lat.prefill_utilisation, lat.decode_utilisation))
+    x.cap_rps = unit.capacity_rps
+    if dep.kv_transfer_ms is None or abs(dep.kv_transfer_ms - unit.transfer_ttft_ms) > 1e-6 * max(1.0, unit.transfer_ttft_ms):
+        ctx.found.append(_v("accounting", dep.model, f"{where}: reported KV transfer {dep.kv_transfer_ms} ms, "
+                                                     f"recomputed {unit.transfer_ttft_ms:.3f} ms"))
+    ctx.deps.append(x)
+
+
 def _v(family: str, scope: str, message: str) -> Violation:
     return Violation(family, scope, message)
 
 
 def check_memory(ctx: _Ctx) -> list[Violation]:
+    """Batch cap within the memory limit (a disaggregated unit: the decode pool's, and the
+    prefill pool holds one p99 prompt per attention rank)."""
     return [_v("memory", x.dep.model, f"{x.where}: batch cap {x.dep.max_batch} exceeds the memory limit {x.limit}")
-            for x in ctx.deps if x.dep.max_batch > x.limit]
+            for x in ctx.deps if x.dep.max_batch > x.limit] + [v for x in ctx.deps for v in x.pool_memory]
 
 
 def _check_latency(name: str) -> Callable[[_Ctx], list[Violation]]:
@@ -227,7 +288,7 @@ def check_topology(ctx: _Ctx) -> list[Violation]:
     out = []
     for x in ctx.deps:
         per_node = ctx.cat.system(x.dep.system).gpus_per_node
-        g = x.shape.gpus
+        g = x.gpus
         if not (per_node % g == 0 or g % per_node == 0):
             out.append(_v("topology", x.dep.model,
                           f"{x.where}: {g}-GPU replica does not pack into {per_node}-GPU nodes"))
@@ -349,7 +410,7 @@ def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
             shares[key] += x.dep.replicas
             per_gpu[key] = x.part.per_gpu
         else:
-            used[(x.dep.accelerator, x.dep.system)][x.shape.gpus] += x.dep.replicas
+            used[(x.dep.accelerator, x.dep.system)][x.gpus] += x.dep.replicas
     for key, n in sorted(shares.items()):
         used[key[:2]][1] += -(-n // per_gpu[key])
     return used

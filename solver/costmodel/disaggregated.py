@@ -1,10 +1,10 @@
-"""Terms of disaggregated prefill/decode serving (issue 11 item 1; not yet used by the search).
+"""Terms of disaggregated prefill/decode serving (issue 11 item 1; the search's units are built
+from them in :mod:`solver.disagg`).
 
 A disaggregated deployment is two pools of one model: ``P`` prefill replicas that only run
 prompts and ``D`` decode replicas that only decode, the prompt's KV cache moving from one to the
 other after prefill. These pure functions give the terms such a deployment adds to the
-aggregated model; wiring them into candidates is left to a later change (see the README,
-"Serving modes").
+aggregated model (see the README, "Serving modes").
 
 * KV transfer (:func:`kv_transfer_ms`): the whole prompt's KV, ``prompt_tokens x`` the model's
   KV bytes per token, over the link between the pools -- the scale-up link (NVLink) when both
@@ -17,6 +17,11 @@ aggregated model; wiring them into candidates is left to a later change (see the
 
 from __future__ import annotations
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from solver.costmodel.compute import decode_step, prefill
+from solver.costmodel.shape import ShapeTerms
 from solver.errors import InputError
 from solver.schemas import System
 
@@ -57,3 +62,28 @@ def pool_ratio(prefill_rps: float, decode_rps: float, prefill_gpus: int, decode_
                 best = key
     assert best is not None
     return best[2], best[3], -best[0]
+
+
+def prefill_only_ms(terms: ShapeTerms, prompt_tokens: ArrayLike, prefix_hit_rate: float = 0.0) -> NDArray[np.float64]:
+    """A prefill-pool replica's time for one prompt (ms): the prompt's chunks with no decoding
+    sequence riding along, plus the engine's per-request overhead. Array-safe in
+    ``prompt_tokens``."""
+    return prefill(terms, prompt_tokens, prefix_hit_rate).total_ms + terms.request_overhead_s * 1e3
+
+
+def decode_only_tpot_ms(terms: ShapeTerms, batch: ArrayLike, prompt_tokens: ArrayLike,
+                        output_tokens: ArrayLike) -> NDArray[np.float64]:
+    """A decode-pool replica's step time (ms) at ``batch`` sequences: no prompt work rides along
+    (prompts arrive as transferred KV); mean context ``prompt + output / 2``. Array-safe."""
+    ctx = np.asarray(prompt_tokens, dtype=float) + np.asarray(output_tokens, dtype=float) / 2.0
+    return decode_step(terms, np.asarray(batch, dtype=float), ctx).total_ms
+
+
+def unit_link(system: System, unit_gpus: int) -> tuple[float, float]:
+    """(GB/s per GPU, latency us) between the pools of a unit of ``unit_gpus`` GPUs: the
+    scale-up link when the whole unit fits one node (a unit that packs into nodes and is no
+    larger than one sits inside one), else the NIC. Conservative for racks whose scale-up
+    domain spans nodes (NVL72): placement within one domain is not guaranteed by packing."""
+    if unit_gpus <= system.gpus_per_node:
+        return system.intra_node_gb_s, system.intra_node_latency_us
+    return system.scaleout_gb_s_per_gpu, system.scaleout_latency_us

@@ -82,6 +82,14 @@ PLAN_HEADERS = ["model", "accelerator", "quant", "quality loss (points)", "KV", 
                 "TTFT ms (pct, SLO)", "TPOT ms (pct, SLO)", "bound"]
 
 
+def _parallel_cell(d: Any) -> str:
+    """``TP/PP/EP`` of a replica; a disaggregated unit names both pools (``disaggregated: 2x
+    prefill 1/1/1 + 1x decode 2/1/1``; its batch cap is the decode pool's)."""
+    if d.pools:
+        return "disaggregated: " + " + ".join(f"{p.replicas}x {p.role} {p.tp}/{p.pp}/{p.ep}" for p in d.pools)
+    return f"{d.tp}/{d.pp}/{d.ep}" + (f" (DP{d.ep // d.tp})" if d.ep > d.tp else "")
+
+
 def plan_rows(content: ReportContent) -> list[list[str]]:
     rows = []
     for v in content.deployments:
@@ -89,7 +97,7 @@ def plan_rows(content: ReportContent) -> list[list[str]]:
         rows.append([
             d.model, d.accelerator + (f" ({d.partition})" if d.partition else ""), d.quant,
             _num(v.quality_loss_points), d.kv_dtype,
-            f"{d.tp}/{d.pp}/{d.ep}" + (f" (DP{d.ep // d.tp})" if d.ep > d.tp else ""), str(d.max_batch),
+            _parallel_cell(d), str(d.max_batch),
             str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(c.usd_per_million_input_tokens, 3),
             _num(c.usd_per_million_output_tokens, 3), _num(c.usd_per_million_tokens, 3),
             _num(c.usd_per_1k_requests, 3),
