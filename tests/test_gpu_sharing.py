@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from solver.candidates import build_tables
+from solver.candidates import Candidate, ModelTable, build_tables
 from solver.catalog import load_catalog
 from solver.costmodel import Shape, decode_step, max_concurrency, shape_terms
 from solver.costmodel.partition import mig_partition, partition_terms, shared_partition
@@ -219,9 +219,7 @@ def test_plan_json_states_the_share(cat) -> None:
 _SYS = {"gpu-a": ("sys-a", 8, 2.0, 700.0), "gpu-b": ("sys-b", 4, 3.0, 400.0)}
 
 
-def _cand(model: str, gpu: str, cap: float, k: int = 1, gpus: int = 1) -> "Candidate":
-    from solver.candidates import Candidate
-
+def _cand(model: str, gpu: str, cap: float, k: int = 1, gpus: int = 1) -> Candidate:
     system, per_node, price, tdp = _SYS[gpu]
     return Candidate(
         model=model, model_id="llama-3.1-8b", accelerator=gpu, system=system, quant="fp8", kv_dtype="fp8",
@@ -231,8 +229,7 @@ def _cand(model: str, gpu: str, cap: float, k: int = 1, gpus: int = 1) -> "Candi
         max_concurrency=64, partition=f"shared 1/{k}" if k > 1 else "", per_gpu=k)
 
 
-def _table(name: str, rps: float, cands: list) -> "ModelTable":
-    from solver.candidates import ModelTable
+def _table(name: str, rps: float, cands: list) -> ModelTable:
     from solver.problem import LatencyTarget, ModelDemand, Slo, TokenLengths, Traffic
 
     lengths = TokenLengths(p50=100, p90=200, p99=400)
