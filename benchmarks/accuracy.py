@@ -258,18 +258,7 @@ def predict(terms: ShapeTerms, c: Case) -> float:
     cap = estimate_terms(terms, c.isl, c.osl, "max").max_concurrency
     if cap < 1:
         raise InputError("does not fit in memory")
-    if kind == "max":
-        b = min(cap, TRTLLM_BENCH_MAX_BATCH // terms.pp, int(arg) if arg else cap)
-    elif kind in ("n", "burst"):
-        b = min(int(arg), cap)
-    else:  # Poisson load: Little's law fixed point
-        qps, b = float(arg), 1
-        for _ in range(20):
-            e = estimate_terms(terms, c.isl, c.osl, b)
-            nb = max(1, min(cap, round(qps * (e.ttft_ms + (c.osl - 1) * e.tpot_ms) / 1e3)))
-            if nb == b:
-                break
-            b = nb
+    b = case_batch(terms, c)
     e = estimate_terms(terms, c.isl, c.osl, b)
     if kind == "burst" and c.metric == "itl_ms_mean":
         # all prompts arrive together and are prefilled before decoding: ITL is a pure decode step
@@ -413,8 +402,8 @@ def batch_regime(batch: int) -> str:
 
 
 def case_batch(terms: ShapeTerms, c: Case) -> int:
-    """The batch :func:`predict` evaluates ``c`` at (the same rule, kept beside it: a test checks
-    that the two agree)."""
+    """The batch :func:`predict` evaluates ``c`` at: the stated batch or concurrency within what
+    memory holds, or a Poisson load's Little's-law fixed point."""
     kind, _, arg = c.concurrency.partition(":")
     cap = estimate_terms(terms, c.isl, c.osl, "max").max_concurrency
     if kind == "max":

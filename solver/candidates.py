@@ -568,6 +568,14 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     # every shape's evaluation at once (vectorised over shapes x batch caps), then the rows
     evals = iter(cache.evaluate_many(cat, d, [(sh[0], spec) for sh in shapes for spec in specs],
                                      engine, key=lkey))
+    def widened(ev: ShapeEval, shape: Shape) -> SloView:
+        """The view with a calibration's tail factor and ``--confidence``'s multiplier (neither is
+        part of the cache key, so they apply after the look-up)."""
+        assert ev.view is not None
+        return widen(tail_adjust(ev.view, cat, d, shape.accelerator, shape.quant, engine),
+                     planning_multiplier(cat, d.model, shape.accelerator, shape.quant, engine,
+                                         problem.confidence, ev.view.batch, d))
+
     for item in trail:
         if isinstance(item, Rejected):
             rejected.append(item)
@@ -581,10 +589,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 rejected.append(Rejected(d.name, what, ev.reason))
                 continue
             assert ev.view is not None and ev.kv_gib is not None
-            # the confidence multiplier is not part of the cache key: widen after the look-up
-            view = widen(tail_adjust(ev.view, cat, d, shape.accelerator, shape.quant, engine),
-                         planning_multiplier(cat, d.model, shape.accelerator, shape.quant, engine,
-                                             problem.confidence, ev.view.batch, d))
+            view = widened(ev, shape)
             f = set(flags)
             if not ev.fits:
                 f.add(Family.MEMORY)
@@ -602,9 +607,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 rejected.append(Rejected(d.name, what, ev.reason))
                 continue
             assert ev.view is not None and ev.kv_gib is not None
-            view = widen(tail_adjust(ev.view, cat, d, shape.accelerator, shape.quant, engine),
-                         planning_multiplier(cat, d.model, shape.accelerator, shape.quant, engine,
-                                             problem.confidence, ev.view.batch, d))
+            view = widened(ev, shape)
             f = set(flags) | (set() if ev.fits else {Family.MEMORY})
             pending.append(_ShapeRows(
                 shape, what, frozenset(f), per_node, price, tdp_w,

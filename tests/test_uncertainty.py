@@ -169,7 +169,7 @@ def test_benchmark_and_lookup_share_the_regime_rules() -> None:
 
 
 def test_case_batch_is_the_batch_predict_uses() -> None:
-    """accuracy.case_batch repeats predict's batch rule: the estimate at that batch is what
+    """predict evaluates each row at accuracy.case_batch: the estimate at that batch is what
     predict returns, for every compared row but the burst ITL rows (a pure decode step)."""
     from solver.costmodel import estimate_terms
     acc = _accuracy()
