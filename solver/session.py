@@ -98,15 +98,16 @@ class Session:
     tables: tuple[ModelTable, ...]
     ip: IntProblem
     """The integer encoding (for the optimiser's tests and the brute-force reference)."""
-    _by_name: dict[str, int] = field(default_factory=dict)
     _model: FleetModel | None = None
+    """The CP-SAT model once built (see :attr:`model`); None until then."""
+    _by_name: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def prepare(cls, problem: Problem, cat: Catalog, prune: bool = True,
                 cache: TableCache | None = None) -> "Session":
         tables = build_tables(problem, cat, prune=prune, cache=cache)
         ip = encode(tables, problem.fleet, problem.applications)
-        return cls(problem, cat, tables, ip, {t.name: m for m, t in enumerate(tables)})
+        return cls(problem, cat, tables, ip, None, {t.name: m for m, t in enumerate(tables)})
 
     # -- solving -----------------------------------------------------------------------------
     @property
