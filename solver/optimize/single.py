@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 
+from solver.families import CANDIDATE_FAMILIES
 from solver.optimize.encode import IntProblem
 from solver.optimize.solution import IntSolution
 from solver.plan import SolveStatus, Termination
@@ -48,6 +49,10 @@ def applies(ip: IntProblem) -> bool:
     return (len(ip.models) == 1 and not ip.gpu_shares and not ip.chains and not ip.whole_nodes
             and ip.power_limit_w is None and ip.budget_cents is None and not ip.owned
             and not any(s.accelerator in ip.inventory for s in ip.systems))
+
+
+_GUARDED = frozenset(CANDIDATE_FAMILIES)
+"""Families that forbid a candidate when their guard holds (as in :mod:`.cpsat`)."""
 
 
 class _TooBig(Exception):
@@ -67,7 +72,7 @@ def solve_single(ip: IntProblem, node_limit: int = NODE_LIMIT) -> IntSolution | 
     spare = bool(ip.n_plus_one and ip.n_plus_one[0])
     items: list[tuple[int, int, int, int]] = []  # (candidate index, cost, capacity, max replicas)
     for i, c in enumerate(ip.candidates):
-        if c.violations or c.cap_mrps <= 0 or c.max_replicas <= 0:
+        if c.violations & _GUARDED or c.cap_mrps <= 0 or c.max_replicas <= 0:
             continue
         items.append((i, ip.systems[c.system].price_cents_per_gpu * c.gpus, c.cap_mrps, c.max_replicas))
     items.sort(key=lambda t: (Fraction(t[1], t[2]), t[0]))
