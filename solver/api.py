@@ -22,7 +22,6 @@ from solver.errors import InputError
 from solver.explain import Binding, bindings
 from solver.loading import error_lines
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
-from solver.optimize.cpsat import max_capacity
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import (
     Fleet, LatencyTarget, ModelDemand, Problem, Slo, TokenLengths, Traffic, check_ids,
@@ -187,6 +186,8 @@ def capacity(
                               time.perf_counter() - t0,
                               (f"no configuration of {d.model} on {gpu} meets every target", *why))
     caps = [scaling.capacity_mrps(c.capacity_rps) for c in usable]
+    from solver.optimize.cpsat import max_capacity  # OR-Tools only where this question is asked
+
     status, reps = max_capacity([c.gpus for c in usable], caps, gpus,
                                 problem.fleet.max_configs_per_model, time_limit_s, workers)
     if not status.has_plan:

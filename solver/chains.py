@@ -28,10 +28,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 if TYPE_CHECKING:
+    import networkx as nx
+
     from solver.problem import Application
+
+# networkx is imported inside the functions that build a graph: only problems with applications
+# need one, and importing it costs more than a one-model query's whole solve.
 
 MAX_PATHS = 10_000
 """Most entry-to-exit paths one application may have (each is a constraint the verifier checks)."""
@@ -40,6 +43,8 @@ MAX_PATHS = 10_000
 def graph(app: "Application") -> nx.DiGraph:
     """The application's DAG: nodes are model names (in ``stages`` order), edges carry
     ``fraction`` and ``calls``."""
+    import networkx as nx
+
     g = nx.DiGraph()
     g.add_nodes_from(app.stages)
     for e in app.edges:
@@ -49,6 +54,8 @@ def graph(app: "Application") -> nx.DiGraph:
 
 def find_cycle(app: "Application") -> list[str] | None:
     """A cycle of stage names (first stage repeated at the end), or None for a DAG."""
+    import networkx as nx
+
     try:
         cycle = nx.find_cycle(graph(app))
     except nx.NetworkXNoCycle:
@@ -58,6 +65,8 @@ def find_cycle(app: "Application") -> list[str] | None:
 
 def stage_loads(app: "Application") -> dict[str, float]:
     """Requests/s each stage receives from this application (see the module docstring)."""
+    import networkx as nx
+
     g = graph(app)
     flow: dict[str, float] = {}
     load: dict[str, float] = {}
@@ -83,6 +92,8 @@ def application_rps(apps: Iterable["Application"]) -> dict[str, float]:
 def paths(app: "Application") -> list[tuple[tuple[str, int], ...]]:
     """Every entry-to-exit path as ((stage, calls), ...), the entry stage with 1 call; in a
     stable order. Raises ValueError past :data:`MAX_PATHS`."""
+    import networkx as nx
+
     g = graph(app)
     entries = [v for v in app.stages if g.in_degree(v) == 0]
     exits = [v for v in app.stages if g.out_degree(v) == 0]

@@ -12,14 +12,16 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from solver import scaling
 from solver.candidates import Candidate, ModelTable, TableCache, build_tables
 from solver.catalog import Catalog
 from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
-from solver.optimize.cpsat import CORE_TIME_LIMIT_S, Conflict, FleetModel, IntSolution
 from solver.optimize.encode import IntProblem, encode
+from solver.optimize.single import solve_single
+from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution
 from solver.disagg import unit_latencies
 from solver.modes import disaggregation_notes, speculation_notes
 from solver.sharing import sharing_notes
@@ -28,6 +30,9 @@ from solver.problem import ModelDemand, Problem
 from solver.slo import latencies
 from solver.unitcost import plan_unit_costs
 from solver.verify import verify_plan
+
+if TYPE_CHECKING:
+    from solver.optimize.cpsat import FleetModel
 
 
 def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> Deployment:
@@ -93,7 +98,8 @@ class Session:
     tables: tuple[ModelTable, ...]
     ip: IntProblem
     """The integer encoding (for the optimiser's tests and the brute-force reference)."""
-    model: FleetModel
+    _model: FleetModel | None = None
+    """The CP-SAT model once built (see :attr:`model`); None until then."""
     _by_name: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -101,9 +107,20 @@ class Session:
                 cache: TableCache | None = None) -> "Session":
         tables = build_tables(problem, cat, prune=prune, cache=cache)
         ip = encode(tables, problem.fleet, problem.applications)
-        return cls(problem, cat, tables, ip, FleetModel(ip), {t.name: m for m, t in enumerate(tables)})
+        return cls(problem, cat, tables, ip, None, {t.name: m for m, t in enumerate(tables)})
 
     # -- solving -----------------------------------------------------------------------------
+    @property
+    def model(self) -> FleetModel:
+        """The CP-SAT model, built on first use: a one-model problem without shared limits
+        solved with every guard needs none (:mod:`solver.optimize.single`), and importing
+        OR-Tools is most of a ``query``'s start-up."""
+        if self._model is None:
+            from solver.optimize.cpsat import FleetModel
+
+            self._model = FleetModel(self.ip)
+        return self._model
+
     @property
     def guards(self) -> tuple[Guard, ...]:
         return tuple(self.model.guards)
@@ -133,7 +150,13 @@ class Session:
     def solve(self, time_limit_s: float = DEFAULT_TIME_LIMIT_S, workers: int = DEFAULT_WORKERS,
               relax: frozenset[Guard] = frozenset(), hint: IntSolution | Plan | None = None) -> IntSolution:
         """Optimise with every guard but those in ``relax``; ``hint``: a solution or plan to
-        start the search from."""
+        start the search from. With every guard enforced, a one-model problem without shared
+        limits is solved exactly by enumeration instead (the same optimum; see
+        :mod:`solver.optimize.single`; hints are not needed there)."""
+        if not relax:
+            exact = solve_single(self.ip)
+            if exact is not None:
+                return exact
         if isinstance(hint, Plan):
             hint = self.hint_from(hint) if hint.status.has_plan else None
         return self.model.solve(time_limit_s, workers, relax=relax, hint=hint)

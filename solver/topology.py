@@ -19,7 +19,8 @@ from the graph: the link a TP all-reduce or an EP all-to-all among them pays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from solver.errors import InputError
 from solver.schemas import System
@@ -27,8 +28,9 @@ from solver.schemas import System
 if TYPE_CHECKING:
     import networkx as nx
 
-# networkx is imported where a graph is built: only multi-GPU groups need one, and importing it
-# costs more than the rest of the cost model.
+# networkx is imported only where a graph object is asked for (build_topology): the link lookups
+# of the cost model walk the same graph as a plain adjacency map, since importing networkx costs
+# more than a whole one-model query.
 
 
 @dataclass(frozen=True)
@@ -54,60 +56,102 @@ def domain_gpus(system: System) -> int:
     return max(1, system.scaleup_domain_gpus)
 
 
-def build_topology(system: System, n_gpus: int) -> nx.Graph:
-    """The graph of ``n_gpus`` GPUs laid out over as many nodes of ``system`` as they need."""
-    import networkx as nx
+Edge = dict[str, object]
+"""An edge's attributes: ``bandwidth_gb_s``, ``latency_us``, ``kind``."""
 
+
+def _layout(system: System, n_gpus: int) -> tuple[list[tuple[str, dict]], list[tuple[str, str, Edge]]]:
+    """The vertices (with attributes) and edges of ``n_gpus`` GPUs of ``system``, in the order
+    :func:`build_topology` adds them (see the module docstring): the one description of the
+    graph, read both as a ``networkx.Graph`` and as a plain adjacency map."""
     if n_gpus < 1:
         raise InputError(f"n_gpus must be >= 1, got {n_gpus}")
-    g = nx.Graph(system=system.id)
+    nodes: list[tuple[str, dict]] = [("network", {"kind": "network"})]
+    edges: list[tuple[str, str, Edge]] = []
     per_node = system.gpus_per_node
     per_domain = domain_gpus(system)
     n_nodes = -(-n_gpus // per_node)
-    g.add_node("network", kind="network")
     for n in range(n_nodes):
         nic = f"nic{n}"
         gpus_here = min(per_node, n_gpus - n * per_node)
-        g.add_node(nic, kind="nic", node=n)
-        g.add_edge(
-            nic, "network",
-            bandwidth_gb_s=system.scaleout_gb_s_per_gpu * gpus_here,
-            latency_us=system.scaleout_latency_us / 2,
-            kind="scale-out",
-        )
+        nodes.append((nic, {"kind": "nic", "node": n}))
+        edges.append((nic, "network", {
+            "bandwidth_gb_s": system.scaleout_gb_s_per_gpu * gpus_here,
+            "latency_us": system.scaleout_latency_us / 2, "kind": "scale-out"}))
+    fabrics: set[str] = set()
     for i in range(n_gpus):
         node = i // per_node
         domain = i // per_domain
         gpu, fabric = f"gpu{i}", f"fabric{domain}"
-        g.add_node(gpu, kind="gpu", node=node, domain=domain)
-        if fabric not in g:
-            g.add_node(fabric, kind=system.intra_node_link, domain=domain)
-        g.add_edge(
-            gpu, fabric,
-            bandwidth_gb_s=system.intra_node_gb_s,
-            latency_us=system.intra_node_latency_us / 2,
-            kind=system.intra_node_link,
-        )
-        g.add_edge(
-            gpu, f"nic{node}",
-            bandwidth_gb_s=system.scaleout_gb_s_per_gpu,
-            latency_us=system.scaleout_latency_us / 2,
-            kind="scale-out",
-        )
+        nodes.append((gpu, {"kind": "gpu", "node": node, "domain": domain}))
+        if fabric not in fabrics:
+            fabrics.add(fabric)
+            nodes.append((fabric, {"kind": system.intra_node_link, "domain": domain}))
+        edges.append((gpu, fabric, {"bandwidth_gb_s": system.intra_node_gb_s,
+                                    "latency_us": system.intra_node_latency_us / 2,
+                                    "kind": system.intra_node_link}))
+        edges.append((gpu, f"nic{node}", {"bandwidth_gb_s": system.scaleout_gb_s_per_gpu,
+                                          "latency_us": system.scaleout_latency_us / 2,
+                                          "kind": "scale-out"}))
+    return nodes, edges
+
+
+def build_topology(system: System, n_gpus: int) -> nx.Graph:
+    """The graph of ``n_gpus`` GPUs laid out over as many nodes of ``system`` as they need."""
+    import networkx as nx
+
+    nodes, edges = _layout(system, n_gpus)
+    g = nx.Graph(system=system.id)
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
     return g
 
 
-def _path_cost(g: nx.Graph, a: str, b: str) -> tuple[float, float, str]:
+def _adjacency(system: System, n_gpus: int) -> dict[str, dict[str, Edge]]:
+    """The same graph as :func:`build_topology` as ``{vertex: {neighbour: edge}}``, neighbours
+    in the order networkx keeps them (so a link lookup needs no networkx)."""
+    nodes, edges = _layout(system, n_gpus)
+    adj: dict[str, dict[str, Edge]] = {v: {} for v, _ in nodes}
+    for u, v, e in edges:
+        adj[u][v] = e
+        adj[v][u] = e
+    return adj
+
+
+def _simple_paths(adj: Mapping[str, Mapping[str, Edge]], a: str, b: str, cutoff: int) -> Iterator[list[str]]:
+    """Every simple a-b path of at most ``cutoff`` edges, depth first in neighbour order (the
+    order of ``networkx.all_simple_paths``)."""
+    path = [a]
+    on_path = {a}
+
+    def walk(v: str) -> Iterator[list[str]]:
+        for w in adj[v]:
+            if w in on_path:
+                continue
+            if w == b:
+                yield path + [w]
+            elif len(path) < cutoff:
+                path.append(w)
+                on_path.add(w)
+                yield from walk(w)
+                path.pop()
+                on_path.discard(w)
+
+    if a != b:
+        yield from walk(a)
+
+
+def _path_cost(g: "nx.Graph | Mapping[str, Mapping[str, Edge]]", a: str, b: str) -> tuple[float, float, str]:
     """Bottleneck bandwidth, latency and slowest-edge kind of the fastest a-b path.
 
     The fastest path is the one with the highest bottleneck bandwidth (ties: lowest latency);
-    the scale-up fabric wins inside a domain, the network outside it.
+    the scale-up fabric wins inside a domain, the network outside it. ``g``: a networkx graph
+    or an adjacency map (:func:`_adjacency`).
     """
-    import networkx as nx
-
+    adj = getattr(g, "adj", g)
     best: tuple[float, float, str] | None = None
-    for path in nx.all_simple_paths(g, a, b, cutoff=4):
-        edges = [g.edges[u, v] for u, v in zip(path, path[1:])]
+    for path in _simple_paths(adj, a, b, cutoff=4):
+        edges = [adj[u][v] for u, v in zip(path, path[1:])]
         bw = min(e["bandwidth_gb_s"] for e in edges)
         lat = sum(e["latency_us"] for e in edges)
         kind = min(edges, key=lambda e: e["bandwidth_gb_s"])["kind"]
@@ -118,11 +162,12 @@ def _path_cost(g: nx.Graph, a: str, b: str) -> tuple[float, float, str]:
     return best
 
 
-def group_link(g: nx.Graph, gpus: Iterable[int]) -> Link:
+def group_link(g: "nx.Graph | Mapping[str, Mapping[str, Edge]]", gpus: Iterable[int]) -> Link:
     """The link a collective among ``gpus`` runs over: the slowest pairwise fastest path.
 
     Collectives move data between every member, so the group's bandwidth is the minimum over
     members of the bottleneck to the first member, and its latency the largest path latency.
+    ``g``: a networkx graph or an adjacency map.
     """
     members = [f"gpu{i}" for i in gpus]
     if len(members) <= 1:
@@ -154,8 +199,8 @@ def _link_cached(system: System, group_size: int) -> Link:
             _CACHE[key] = LOCAL
         else:
             # Two GPUs suffice to read the path: the first and the last of the group.
-            g = build_topology(system, group_size)
-            _CACHE[key] = group_link(g, [0, group_size - 1])
+            # (on the plain adjacency map: networkx is not imported for a lookup)
+            _CACHE[key] = group_link(_adjacency(system, group_size), [0, group_size - 1])
     return _CACHE[key]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,11 +46,21 @@ def test_catalog_list_does_not_import_the_optimiser() -> None:
 
 
 def test_solving_command_does_import_the_optimiser() -> None:
-    """The probe can see a heavy import when one happens (so the tests above can fail)."""
+    """The probe can see a heavy import when one happens (so the tests above can fail): a
+    fleet of several models with shared limits is solved by CP-SAT."""
+    res = _probe(["solve", str(Path(__file__).resolve().parent.parent / "problems" / "multi-model-fleet.yaml"), "--json"])
+    assert res["exit"] == 0, res["output"]
+    assert "ortools" in res["modules"]
+
+
+def test_query_imports_no_optimiser_library() -> None:
+    """A one-model query is solved exactly without CP-SAT (solver.optimize.single): neither
+    OR-Tools nor the pandas it brings is loaded."""
     res = _probe(["query", "--model", "llama-3.1-8b", "--rps", "1", "--isl", "100", "--osl", "10",
                   "--tpot-p99-ms", "100", "--gpu", "l40s", "--json"])
     assert res["exit"] == 0, res["output"]
-    assert "ortools" in res["modules"]
+    assert json.loads(res["output"])["termination"] == "optimal"
+    assert [m for m in HEAVY if m in res["modules"]] == []
 
 
 def test_help_axes_match_the_library() -> None:

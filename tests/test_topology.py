@@ -53,3 +53,31 @@ def test_single_gpu_is_local(cat):
     s = cat.system("hgx-h100-8")
     assert link_for_group(s, 1) is LOCAL
     assert group_link(build_topology(s, 4), [2]) is LOCAL
+
+
+def test_link_lookup_without_networkx_equals_the_networkx_graph(cat):
+    """link_for_group walks a plain adjacency map; on every catalog system and group size it
+    gives the link group_link reads from build_topology's networkx graph (whose path search is
+    networkx's own all_simple_paths)."""
+    import networkx as nx
+
+    from solver.topology import _adjacency, _path_cost
+
+    checked = 0
+    for sid in sorted(cat.systems):
+        s = cat.system(sid)
+        for n in (2, 3, 4, 8, 9, 16, 72, 80):
+            g = build_topology(s, n)
+            best = None
+            for path in nx.all_simple_paths(g, "gpu0", f"gpu{n - 1}", cutoff=4):
+                es = [g.edges[u, v] for u, v in zip(path, path[1:])]
+                cand = (min(e["bandwidth_gb_s"] for e in es), sum(e["latency_us"] for e in es),
+                        min(es, key=lambda e: e["bandwidth_gb_s"])["kind"])
+                if best is None or (cand[0], -cand[1]) > (best[0], -best[1]):
+                    best = cand
+            assert _path_cost(_adjacency(s, n), "gpu0", f"gpu{n - 1}") == best, (sid, n)
+            link = link_for_group(s, n)
+            assert (link.bandwidth_gb_s, link.latency_us, link.kind) == best, (sid, n)
+            assert group_link(g, [0, n - 1]) == link
+            checked += 1
+    assert checked > 50

@@ -61,7 +61,6 @@ limit makes the result machine-dependent); candidates enter in their stable tabl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
@@ -70,32 +69,9 @@ from solver.optimize.encode import IntProblem
 from solver.plan import SolveStatus, Termination
 
 from solver.optimize import DEFAULT_WORKERS
+from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution  # noqa: F401 (re-exported)
 
 SEED = 20240611
-CORE_TIME_LIMIT_S = 10.0
-
-
-@dataclass(frozen=True)
-class IntSolution:
-    status: SolveStatus
-    replicas: tuple[int, ...] = ()
-    provisioned: tuple[int, ...] = ()
-    nodes: tuple[int, ...] = ()
-    cost_cents: int | None = None
-    bound_cents: float | None = None
-    seconds: float = 0.0
-    owned: tuple[int, ...] = ()
-    """Owned GPUs in use per system (0 where none are owned)."""
-    termination: Termination | None = None
-    """Why the search stopped; see :class:`~solver.plan.Termination`."""
-
-    @property
-    def gap(self) -> float | None:
-        if self.cost_cents is None or self.bound_cents is None:
-            return None
-        if self.cost_cents == 0:
-            return 0.0
-        return max(0.0, (self.cost_cents - self.bound_cents) / self.cost_cents)
 
 
 def guards_of(ip: IntProblem) -> list[Guard]:
@@ -152,24 +128,6 @@ def termination_of(code: int) -> Termination:
 def neutral_status(code: int) -> SolveStatus:
     """CP-SAT's status code as fleetplan's solver-neutral status."""
     return termination_of(code).status
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """What conflict search found: a set of guards that cannot hold together, and whether that
-    is proven. ``termination`` is ``INFEASIBLE_PROVEN`` when CP-SAT proved the guards conflict
-    (with every guard relaxed, empty ``guards`` then means no plan exists at all), and
-    ``UNKNOWN_AT_TIME_LIMIT`` when the search ran out of time before it could tell (``guards``
-    is then empty and says nothing). ``minimal``: every guard was shown to be needed (a
-    deletion step that ran out of time keeps its guard and clears this)."""
-
-    guards: tuple[Guard, ...]
-    termination: Termination
-    minimal: bool
-
-    @property
-    def proven(self) -> bool:
-        return self.termination is Termination.INFEASIBLE_PROVEN
 
 
 class FleetModel:
