@@ -92,7 +92,7 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
         trace, poisson_rps, duration, seed, scale, scale_to,
         demand.traffic.input_tokens if demand else None, demand.traffic.output_tokens if demand else None,
         demand.traffic.prefix_cache_hit_rate if demand else 0.0, cv)
-    res = replay(plan, cat, workload, model, router, demand.slo if demand else None)  # type: ignore[arg-type]
+    res = replay(plan, cat, workload, model, router, demand.slo if demand else None, demand)  # type: ignore[arg-type]
     planned = _planned(plan, model or (plan["deployments"][0].get("model") if plan["deployments"] else None))
     if as_json:
         out = res.to_dict()
