@@ -46,7 +46,7 @@ def _print(res: SimResult) -> None:
 @click.option("--poisson", "poisson_rps", type=float, default=None,
               help="Poisson arrivals at this rate (req/s) instead of the trace's times.")
 @click.option("--problem", "problem_file", type=click.Path(path_type=Path), default=None,
-              help="Problem file of the plan: targets to check, lengths for --poisson, prefix hit rate.")
+              help="Problem file of the plan: targets to check, lengths for --poisson, prefix hit rate, LoRA adapters.")
 @click.option("--model", default=None, help="Model (problem name) to replay, when the plan has several.")
 @click.option("--cv", "--bursty", "cv", type=float, default=1.0, show_default=True,
               help="Burstiness of --poisson: coefficient of variation of the gaps between arrivals "
