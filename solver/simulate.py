@@ -47,8 +47,13 @@ import numpy as np
 from solver.catalog import Catalog
 from solver.costmodel import Shape, ShapeTerms, decode_step, kv_budget_bytes_gpu, kv_bytes_per_seq_gpu, shape_terms
 from solver.costmodel.compute import attention_pair_layers
+from solver.costmodel.partition import partition_terms, resolve_partition
+from solver.costmodel.speculative import (
+    Speculation, _draft_step_ms, draft_kv_bytes_per_seq_gpu, draft_weight_bytes_gpu, speculation, verify_step_ms,
+)
 from solver.errors import InputError
-from solver.problem import Slo, TokenLengths
+from solver.lora import demand_terms
+from solver.problem import ModelDemand, Slo, TokenLengths
 from solver.traffic import Trace
 
 Router = Literal["round-robin", "least-loaded"]
@@ -109,9 +114,9 @@ class CostModelStepTimer:
         pre = _grid(float(self.chunk_tokens), prefill_points)
         b = np.arange(max_batch + 1, dtype=float)
         ref = float(attention_pair_layers(terms, self.chunk_tokens, max_context))
-        t0 = decode_step(terms, b[:, None, None], ctx[None, :, None], pre[None, None, :]).total_ms
-        t1 = decode_step(terms, b[:, None, None], ctx[None, :, None], pre[None, None, :],
-                         np.full_like(pre, ref)[None, None, :]).total_ms
+        t0 = self._steps_ms(b[:, None, None], ctx[None, :, None], pre[None, None, :], 0.0)
+        t1 = self._steps_ms(b[:, None, None], ctx[None, :, None], pre[None, None, :],
+                            np.full_like(pre, ref)[None, None, :])
         self._ctx = ctx.tolist()
         self._pre = pre.tolist()
         self._t = t0.tolist()
@@ -119,6 +124,10 @@ class CostModelStepTimer:
         self._slope = ((t1 - t0) / ref if ref > 0 else np.zeros_like(t0)).tolist()
         self._ilast = len(self._ctx) - 2
         self._jlast = len(self._pre) - 2
+
+    def _steps_ms(self, b: np.ndarray, ctx: np.ndarray, pre: np.ndarray, pairs: Any) -> np.ndarray:
+        """Step times (ms) on the table's grid: the cost model's engine step."""
+        return decode_step(self.terms, b, ctx, pre, pairs).total_ms
 
     def step_ms(self, n_decode: int, ctx_mean: float, prefill_tokens: int, prefill_pairs: float) -> float:
         cg = self._ctx
@@ -141,6 +150,36 @@ class CostModelStepTimer:
 
     def pairs(self, new_tokens: int, cached_tokens: int) -> float:
         return float(attention_pair_layers(self.terms, new_tokens, cached_tokens))
+
+
+class SpeculativeStepTimer(CostModelStepTimer):
+    """Step times of a replica with speculative decoding: one replay step is one draft-and-verify
+    cycle (:mod:`solver.costmodel.speculative`): ``k`` draft steps at the decode batch (the first
+    carrying the draft's share of the step's prompt tokens) plus the target's step verifying
+    ``k + 1`` tokens per sequence with the prompt tokens riding along. A step without decoding
+    sequences is the target's prompt step plus the draft's. Each cycle emits the *expected*
+    accepted tokens per sequence (:attr:`Speculation.expected_tokens`, the mean): the spread of
+    accepted tokens from cycle to cycle is not sampled. The draft's prompt attention pairs are
+    the target's scaled by the ratio of their pairs for one chunk at ``max_context``."""
+
+    def __init__(self, terms: ShapeTerms, spec: Speculation, max_batch: int, max_context: int,
+                 ctx_points: int = 16, prefill_points: int = 64) -> None:
+        self.spec = spec
+        chunk = int(terms.prefill_chunk_tokens)
+        ref = float(attention_pair_layers(terms, chunk, max(max_context, 2)))
+        draft_ref = float(attention_pair_layers(spec.draft, chunk, max(max_context, 2))) if spec.draft else ref
+        self._draft_pairs = draft_ref / ref if ref > 0 else 0.0
+        super().__init__(terms, max_batch, max_context, ctx_points, prefill_points)
+
+    def _steps_ms(self, b: np.ndarray, ctx: np.ndarray, pre: np.ndarray, pairs: Any) -> np.ndarray:
+        """Cycle times (ms) on the table's grid."""
+        t, sp, k = self.terms, self.spec, self.spec.draft_tokens
+        pairs = np.asarray(pairs, dtype=float)
+        b, ctx, pre = np.broadcast_arrays(b, ctx, pre)
+        first = _draft_step_ms(t, sp, b, ctx, pre, pairs * self._draft_pairs)
+        cycle = verify_step_ms(t, b, ctx, k, pre, pairs) + first + (k - 1) * _draft_step_ms(t, sp, b, ctx)
+        alone = decode_step(t, b, ctx, pre, pairs).total_ms + first
+        return np.where(b > 0, cycle, alone)
 
 
 # -- workloads --------------------------------------------------------------------------------
@@ -235,17 +274,40 @@ class ReplicaSpec:
     kv_budget_bytes: float = math.inf
     terms: ShapeTerms | None = None
     label: str = ""
+    speculation: Speculation | None = None
+    """Speculative decoding: every step is one draft-and-verify cycle and requests also hold
+    the draft's KV."""
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Output tokens each decoding request gains per step: 1, or the expected accepted
+        tokens per speculative cycle (their mean; not sampled per cycle)."""
+        return 1.0 if self.speculation is None else self.speculation.expected_tokens
 
     def kv_bytes(self, total_tokens: np.ndarray) -> np.ndarray:
         """KV bytes a request reserves at its final length (0 without a cost-model shape)."""
         if self.terms is None:
             return np.zeros(total_tokens.shape)
-        return kv_bytes_per_seq_gpu(self.terms, total_tokens) / self.terms.dp_attn
+        kv = kv_bytes_per_seq_gpu(self.terms, total_tokens)
+        if self.speculation is not None:
+            kv = kv + draft_kv_bytes_per_seq_gpu(self.terms, self.speculation, total_tokens)
+        return kv / self.terms.dp_attn
 
 
-def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_context: int) -> list[ReplicaSpec]:
+def _steps_for(tokens: int, per_step: float) -> int:
+    """Steps until a request has emitted ``tokens`` more tokens at ``per_step`` a step."""
+    return tokens if per_step == 1.0 else math.ceil(tokens / per_step - 1e-9)
+
+
+def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_context: int,
+                  demand: ModelDemand | None = None) -> list[ReplicaSpec]:
     """The replicas of one model of a plan (``fleetplan solve --json`` output), with step-time
-    tables up to ``max_context`` tokens. ``model`` may be omitted when the plan has one."""
+    tables up to ``max_context`` tokens. ``model`` may be omitted when the plan has one.
+
+    A deployment's GPU share (``partition``) and speculative decoding (``speculative``) are
+    replayed as the planner evaluates them (:mod:`solver.costmodel.partition`,
+    :class:`SpeculativeStepTimer`); ``demand`` (the problem's entry for the model, from
+    ``--problem``) adds its LoRA adapters' memory and per-token work (:func:`solver.lora.demand_terms`)."""
     deps = plan.get("deployments") if isinstance(plan, dict) else None
     if not isinstance(deps, list) or not deps:
         raise InputError("PLAN: no deployments (is it the output of `fleetplan solve --json` with a plan?)")
@@ -274,17 +336,58 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
             tp, pp, ep, batch, reps = (int(d[f]) for f in ("tp", "pp", "ep", "max_batch", "replicas"))
             if min(tp, pp, ep, batch) < 1 or reps < 0:
                 raise ValueError("tp, pp, ep and max_batch must be >= 1, replicas >= 0")
-            terms = shape_terms(cat, Shape(str(d["model_id"]), str(d["accelerator"]), str(d["system"]),
-                                           str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep))
+            shape = Shape(str(d["model_id"]), str(d["accelerator"]), str(d["system"]),
+                          str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep)
+            terms = shape_terms(cat, shape)
+            part = d.get("partition")
+            if part is not None:
+                share = resolve_partition(cat, shape.accelerator, str(part))
+                if isinstance(share, str):
+                    raise ValueError(f"partition: {share}")
+                eng = cat.engine(terms.engine)
+                terms = partition_terms(terms, share, eng.kv_memory_policy, eng.kv_memory_fraction)
+            if demand is not None and demand.lora is not None:
+                if demand.model != shape.model:
+                    raise ValueError(f"model_id {shape.model!r} is not the problem's {demand.model!r} "
+                                     "(its LoRA adapters are sized for that model)")
+                terms = demand_terms(cat, demand, terms)
+            spec = _plan_speculation(cat, shape, d.get("speculative"))
         except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
             detail = exc.detail if isinstance(exc, InputError) else str(exc)
             raise InputError(f"PLAN: deployments[{k}]: {detail}") from None
-        timer = CostModelStepTimer(terms, batch, max_context)
         label = f"{d['accelerator']} {d['quant']} TP{tp} B{batch}"
-        out += [ReplicaSpec(timer, batch, kv_budget_bytes_gpu(terms), terms, label)] * reps
+        budget = kv_budget_bytes_gpu(terms)
+        if spec is None:
+            timer: CostModelStepTimer = CostModelStepTimer(terms, batch, max_context)
+        else:
+            timer = SpeculativeStepTimer(terms, spec, batch, max_context)
+            budget -= draft_weight_bytes_gpu(terms, spec)
+            label += f" speculative ({spec.draft_id})"
+        if part is not None:
+            label += f" {part}"
+        out += [ReplicaSpec(timer, batch, budget, terms, label, spec)] * reps
     if not out:
         raise InputError(f"PLAN: {model!r} has no replicas")
     return out
+
+
+def _plan_speculation(cat: Catalog, shape: Shape, field: Any) -> Speculation | None:
+    """The speculative decoding a plan's deployment states (None: plain decoding)."""
+    if field is None:
+        return None
+    if not isinstance(field, dict) or not {"draft", "acceptance_rate", "draft_tokens"} <= field.keys():
+        raise ValueError("speculative: expected an object with draft, acceptance_rate and draft_tokens")
+    try:
+        a, n = float(field["acceptance_rate"]), int(field["draft_tokens"])
+    except (TypeError, ValueError):
+        raise ValueError("speculative: acceptance_rate must be a number and draft_tokens an integer") from None
+    try:
+        got = speculation(cat, shape, str(field["draft"]), a, n)
+    except InputError as exc:
+        raise ValueError(f"speculative: {exc.detail}") from None
+    if isinstance(got, str):
+        raise ValueError(f"speculative: {got}")
+    return got
 
 
 class _Replica:
@@ -330,6 +433,8 @@ class _Replica:
         waiting, prefill, finishing = self.waiting, self.prefill, self.finishing
         new, cached, isl, osl, kvb = r.new, r.cached, r.isl, r.osl, self.kv
         admit, first, finish = r.admit, r.first, r.finish
+        grow = spec.tokens_per_step
+        one = grow == 1.0
         now, step, n_dec, ctx_sum, slots, kv_used = self.now, self.step, self.n_dec, self.ctx_sum, self.slots, self.kv_used
         busy, bt = self.busy_s, self.batch_time
         while now < t_limit and (slots or waiting):
@@ -362,12 +467,12 @@ class _Replica:
             busy += dt
             bt += dt * slots
             step += 1
-            ctx_sum += n_dec
+            ctx_sum += n_dec if one else n_dec * grow
             fin = finishing.pop(step, None)
             if fin:
                 for i in fin:
                     finish[i] = now
-                    ctx_sum -= isl[i] + osl[i]
+                    ctx_sum -= isl[i] + osl[i] if one else isl[i] + 1 + grow * _steps_for(osl[i] - 1, grow)
                     kv_used -= kvb[i]
                 n_dec -= len(fin)
                 slots -= len(fin)
@@ -381,9 +486,10 @@ class _Replica:
                 else:
                     n_dec += 1
                     ctx_sum += isl[i] + 1
-                    finishing.setdefault(step + osl[i] - 1, []).append(i)
+                    finishing.setdefault(step + (osl[i] - 1 if one else _steps_for(osl[i] - 1, grow)), []).append(i)
         if not (slots or waiting):
             kv_used = 0.0  # clear float drift when idle
+            ctx_sum = 0
         self.now, self.step, self.n_dec, self.ctx_sum, self.slots, self.kv_used = now, step, n_dec, ctx_sum, slots, kv_used
         self.busy_s, self.batch_time = busy, bt
 
@@ -612,7 +718,9 @@ def build_workload(trace: Trace | None, poisson_rps: float | None, duration_s: f
 
 
 def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | None = None,
-           router: Router = "least-loaded", slo: Slo | None = None) -> SimResult:
-    """Simulate ``workload`` on the replicas a plan gives one of its models."""
+           router: Router = "least-loaded", slo: Slo | None = None,
+           demand: ModelDemand | None = None) -> SimResult:
+    """Simulate ``workload`` on the replicas a plan gives one of its models (``demand``: the
+    problem's entry for it, whose LoRA adapters the replicas carry)."""
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
-    return simulate(plan_replicas(plan, cat, model, longest), workload, router, slo)
+    return simulate(plan_replicas(plan, cat, model, longest, demand), workload, router, slo)

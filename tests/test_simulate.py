@@ -19,13 +19,14 @@ from click.testing import CliRunner
 from solver.api import solve
 from solver.catalog import load_catalog
 from solver.cli import main
-from solver.costmodel import Shape, decode_step, shape_terms
+from solver.costmodel import Shape, decode_step, kv_budget_bytes_gpu, kv_bytes_per_seq_gpu, shape_terms
+from solver.costmodel.speculative import verify_step_ms
 from solver.errors import InputError
 from solver.problem import load_problem
 from solver.queueing import erlang_c
 from solver.simulate import (
-    ConstantStepTimer, CostModelStepTimer, ReplicaSpec, Workload, plan_replicas, poisson_workload,
-    simulate,
+    ConstantStepTimer, CostModelStepTimer, ReplicaSpec, SpeculativeStepTimer, Workload, build_workload, plan_replicas,
+    poisson_workload, replay, simulate,
 )
 from solver.slo import latencies, slo_view
 
@@ -308,3 +309,128 @@ def test_malformed_plan_deployments_are_bad_input(tmp_path: Path, dep: object, n
     res = CliRunner().invoke(main, ["simulate", str(f), "--poisson", "1", "--problem", str(CHAT)])
     assert res.exit_code == 2, res.output
     assert needle in res.output and len(res.output.strip().splitlines()) == 1
+
+
+# -- what a plan's deployment carries: speculative decoding, GPU shares, LoRA (issue 11) ------
+
+def _dep(model_id: str, tp: int = 1, batch: int = 8, **extra: object) -> dict[str, object]:
+    return {"model": "m", "model_id": model_id, "accelerator": "h100-sxm", "system": "hgx-h100-8",
+            "quant": "bf16", "kv_dtype": "bf16", "tp": tp, "pp": 1, "ep": 1, "max_batch": batch,
+            "replicas": 1, **extra}
+
+
+def _alone(isl: int, osl: int) -> Workload:
+    """One request on an idle replica: every step after its prompt decodes it alone."""
+    return Workload(np.array([0.0]), np.array([isl]), np.array([osl]))
+
+
+def test_speculative_replica_decodes_expected_tokens_per_cycle() -> None:
+    # Acceptance 0.5, 1 drafted token: E = (1 - 0.5^2) / (1 - 0.5) = 1.5 tokens per cycle. After
+    # the first token, 6 more tokens take 6 / 1.5 = 4 cycles, each = the target verifying 2
+    # tokens of the one sequence + one draft step, at contexts 1001, 1002.5, 1004, 1005.5.
+    cat = load_catalog()
+    spec = {"draft": "llama-3.1-8b", "acceptance_rate": 0.5, "draft_tokens": 1}
+    [rep] = plan_replicas({"deployments": [_dep("llama-3.1-70b", tp=4, speculative=spec)]}, cat, "m", 1007)
+    target = shape_terms(cat, Shape("llama-3.1-70b", "h100-sxm", "hgx-h100-8", "bf16", "bf16", 4, 1, 1))
+    draft = shape_terms(cat, Shape("llama-3.1-8b", "h100-sxm", "hgx-h100-8", "bf16", "bf16", 4, 1, 1))
+    cycles = [float(verify_step_ms(target, 1, c, 1)) + float(decode_step(draft, 1, c).total_ms)
+              for c in (1001, 1002.5, 1004, 1005.5)]
+    r = simulate([rep], _alone(1000, 7))
+    assert rep.tokens_per_step == pytest.approx(1.5)
+    assert r.tpot_s[0] * 1e3 == pytest.approx(sum(cycles) / 6, rel=1e-4)
+    plain = simulate(plan_replicas({"deployments": [_dep("llama-3.1-70b", tp=4)]}, cat, "m", 1007), _alone(1000, 7))
+    assert r.tpot_s[0] < plain.tpot_s[0]  # a cycle of 1.5 tokens costs less than 1.5 plain steps here
+    # the draft's weights and KV come off the target's budget
+    assert rep.kv_budget_bytes == pytest.approx(kv_budget_bytes_gpu(target) - draft.weight_bytes_gpu)
+    assert rep.kv_bytes(np.array([1007]))[0] == pytest.approx(
+        float(kv_bytes_per_seq_gpu(target, 1007) + kv_bytes_per_seq_gpu(draft, 1007)))
+
+
+def test_shared_half_gpu_replica_steps_twice_the_gpu_side_time() -> None:
+    # shared 1/2: the GPU is time-sliced between two replicas, so every GPU-side time of a step
+    # doubles and the host time (0.3 ms per CUDA-graph step) does not: step = 2 (t - 0.3) + 0.3.
+    cat = load_catalog()
+    whole = simulate(plan_replicas({"deployments": [_dep("llama-3.1-8b")]}, cat, "m", 1100), _alone(1000, 101))
+    [rep] = plan_replicas({"deployments": [_dep("llama-3.1-8b", partition="shared 1/2")]}, cat, "m", 1100)
+    half = simulate([rep], _alone(1000, 101))
+    host_ms = rep.terms.host_overhead_graph_s * 1e3
+    assert host_ms == pytest.approx(0.3)
+    assert half.tpot_s[0] * 1e3 == pytest.approx(2 * (whole.tpot_s[0] * 1e3 - host_ms) + host_ms, rel=1e-6)
+    assert "shared 1/2" in rep.label
+    # half the memory, the same weights: well under half the KV budget
+    full_budget = kv_budget_bytes_gpu(plan_replicas({"deployments": [_dep("llama-3.1-8b")]}, cat, "m", 1100)[0].terms)
+    assert rep.kv_budget_bytes < full_budget / 2
+
+
+def test_mig_replica_and_a_profile_the_accelerator_lacks() -> None:
+    cat = load_catalog()
+    [rep] = plan_replicas({"deployments": [_dep("llama-3.1-8b", partition="mig 3g.40gb")]}, cat, "m", 1100)
+    # 3g.40gb on an H100: 4 of 8 memory slices -> half the HBM and half the bandwidth
+    whole = shape_terms(cat, Shape("llama-3.1-8b", "h100-sxm", "hgx-h100-8", "bf16", "bf16", 1, 1, 1))
+    assert rep.terms.hbm_bytes == pytest.approx(whole.hbm_bytes / 2)
+    assert rep.terms.bw_bytes_s == pytest.approx(whole.bw_bytes_s / 2)
+    with pytest.raises(InputError, match=r"deployments\[0\]: partition: h100-sxm has no MIG profile '9g.1gb'"):
+        plan_replicas({"deployments": [_dep("llama-3.1-8b", partition="mig 9g.1gb")]}, cat, "m", 1100)
+
+
+def test_lora_adapters_from_the_problem_take_memory_and_step_time() -> None:
+    # lora-tenants: rank 16 on q, k, v, o of Llama 3.1 8B (hidden 4096, KV 1024, 32 layers):
+    # 16 x (4096+4096 + 4096+1024 + 4096+1024 + 4096+4096) x 32 = 13,631,488 parameters,
+    # 27,262,976 bytes in bf16; 8 resident = 218,103,808 bytes off the KV budget, read every step.
+    cat = load_catalog()
+    problem = load_problem(ROOT / "problems" / "lora-tenants.yaml", cat)
+    demand = problem.models[0]
+    plan = {"deployments": [_dep("llama-3.1-8b")]}
+    [plain] = plan_replicas(plan, cat, "m", 1100)
+    [lora] = plan_replicas(plan, cat, "m", 1100, demand)
+    assert plain.kv_budget_bytes - lora.kv_budget_bytes == pytest.approx(218_103_808)
+    assert lora.terms.dense_flop_per_token - plain.terms.dense_flop_per_token == pytest.approx(2 * 13_631_488)
+    t_plain = simulate([plain], _alone(1000, 101)).tpot_s[0]
+    t_lora = simulate([lora], _alone(1000, 101)).tpot_s[0]
+    assert t_lora > t_plain
+    with pytest.raises(InputError, match=r"deployments\[0\]: model_id 'qwen3-8b' is not the problem's"):
+        plan_replicas({"deployments": [_dep("qwen3-8b")]}, cat, "m", 1100, demand)
+
+
+def test_bad_speculative_field_is_one_line() -> None:
+    cat = load_catalog()
+    bad = {"draft": "llama-3.1-8b", "acceptance_rate": 1.5, "draft_tokens": 2}
+    with pytest.raises(InputError, match=r"deployments\[0\]: speculative: acceptance_rate must be in \[0, 1\]"):
+        plan_replicas({"deployments": [_dep("llama-3.1-70b", tp=4, speculative=bad)]}, cat, "m", 1100)
+
+
+def test_speculative_cycle_table_matches_the_cost_model() -> None:
+    # The tabulated cycle times against direct calls (prompt tokens and pairs included).
+    cat = load_catalog()
+    spec = {"draft": "llama-3.1-8b", "acceptance_rate": 0.7, "draft_tokens": 3}
+    [rep] = plan_replicas({"deployments": [_dep("llama-3.1-70b", tp=4, batch=32, speculative=spec)]}, cat, "m", 6000)
+    timer = rep.timer
+    assert isinstance(timer, SpeculativeStepTimer)
+    rng = np.random.default_rng(1)
+    errs = []
+    for _ in range(200):
+        b, ctx, p = int(rng.integers(0, 33)), float(rng.uniform(1, 6000)), int(rng.integers(0, 2049))
+        pairs = timer.pairs(p, int(rng.integers(0, 3000)))
+        exact = float(timer._steps_ms(np.array(float(b)), np.array(ctx), np.array(float(p)), pairs))
+        errs.append(abs(timer.step_ms(b, ctx, p, pairs) - exact) / exact)
+    assert max(errs) < 0.05 and float(np.mean(errs)) < 0.005
+
+
+def test_cli_replays_lora_with_the_problem_and_refuses_a_bad_share(tmp_path: Path) -> None:
+    runner = CliRunner()
+    lora = ROOT / "problems" / "lora-tenants.yaml"
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"deployments": [{**_dep("llama-3.1-8b", replicas=2), "model": "tenants"}]}))
+    args = ["simulate", str(plan), "--poisson", "4", "--duration", "20", "--json"]
+    got = json.loads(runner.invoke(main, args + ["--problem", str(lora)]).output)
+    cat = load_catalog()
+    d = load_problem(lora, cat).models[0]
+    w = build_workload(None, 4, 20, 0, None, None, d.traffic.input_tokens, d.traffic.output_tokens,
+                       d.traffic.prefix_cache_hit_rate)
+    plan_dict = json.loads(plan.read_text())
+    assert got["tpot"]["p50_ms"] == pytest.approx(replay(plan_dict, cat, w, demand=d).tpot.p50_ms)
+    assert got["tpot"]["p50_ms"] > replay(plan_dict, cat, w).tpot.p50_ms  # the adapters are replayed
+    plan.write_text(json.dumps({"deployments": [{**_dep("llama-3.1-8b", partition="shared 1/9"), "model": "tenants"}]}))
+    out = runner.invoke(main, args + ["--problem", str(lora)])
+    assert out.exit_code == 2
+    assert out.output.strip().count("\n") == 0 and "deployments[0]: partition: co-located" in out.output

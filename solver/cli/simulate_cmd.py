@@ -46,7 +46,7 @@ def _print(res: SimResult) -> None:
 @click.option("--poisson", "poisson_rps", type=float, default=None,
               help="Poisson arrivals at this rate (req/s) instead of the trace's times.")
 @click.option("--problem", "problem_file", type=click.Path(path_type=Path), default=None,
-              help="Problem file of the plan: targets to check, lengths for --poisson, prefix hit rate.")
+              help="Problem file of the plan: targets to check, lengths for --poisson, prefix hit rate, LoRA adapters.")
 @click.option("--model", default=None, help="Model (problem name) to replay, when the plan has several.")
 @click.option("--cv", "--bursty", "cv", type=float, default=1.0, show_default=True,
               help="Burstiness of --poisson: coefficient of variation of the gaps between arrivals "
@@ -92,7 +92,7 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
         trace, poisson_rps, duration, seed, scale, scale_to,
         demand.traffic.input_tokens if demand else None, demand.traffic.output_tokens if demand else None,
         demand.traffic.prefix_cache_hit_rate if demand else 0.0, cv)
-    res = replay(plan, cat, workload, model, router, demand.slo if demand else None)  # type: ignore[arg-type]
+    res = replay(plan, cat, workload, model, router, demand.slo if demand else None, demand)  # type: ignore[arg-type]
     planned = _planned(plan, model or (plan["deployments"][0].get("model") if plan["deployments"] else None))
     if as_json:
         out = res.to_dict()
