@@ -20,6 +20,7 @@ from solver.catalog import Catalog
 from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.encode import IntProblem, encode
+from solver.optimize.decompose import as_fleet_plan, decompose, with_bound
 from solver.optimize.single import solve_single
 from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution
 from solver.disagg import unit_latencies
@@ -153,13 +154,24 @@ class Session:
         start the search from. With every guard enforced, a one-model problem without shared
         limits is solved exactly by enumeration instead (the same optimum; see
         :mod:`solver.optimize.single`; hints are not needed there)."""
+        bound = None
         if not relax:
             exact = solve_single(self.ip)
             if exact is not None:
                 return exact
+            t0 = time.perf_counter()
+            parts = decompose(self.ip)
+            if parts is not None:
+                whole = as_fleet_plan(self.ip, parts, time.perf_counter() - t0)
+                if whole is not None:
+                    return whole
+                bound = parts.bound_cents
+                if hint is None:
+                    hint = IntSolution(SolveStatus.FEASIBLE, replicas=parts.replicas)
         if isinstance(hint, Plan):
             hint = self.hint_from(hint) if hint.status.has_plan else None
-        return self.model.solve(time_limit_s, workers, relax=relax, hint=hint)
+        sol = self.model.solve(time_limit_s, workers, relax=relax, hint=hint)
+        return sol if bound is None else with_bound(sol, bound)
 
     def conflict(self, time_limit_s: float = CORE_TIME_LIMIT_S) -> Conflict:
         return self.model.core(time_limit_s)
