@@ -47,8 +47,9 @@ def test_catalog_list_does_not_import_the_optimiser() -> None:
 
 def test_solving_command_does_import_the_optimiser() -> None:
     """The probe can see a heavy import when one happens (so the tests above can fail): a
-    fleet of several models with shared limits is solved by CP-SAT."""
-    res = _probe(["solve", str(Path(__file__).resolve().parent.parent / "problems" / "multi-model-fleet.yaml"), "--json"])
+    fleet with owned GPUs (a second cost tier, outside solver.optimize.decompose) is solved by
+    CP-SAT."""
+    res = _probe(["solve", str(Path(__file__).resolve().parent.parent / "problems" / "owned-h100-fleet.yaml"), "--json"])
     assert res["exit"] == 0, res["output"]
     assert "ortools" in res["modules"]
 
