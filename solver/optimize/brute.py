@@ -1,4 +1,6 @@
-"""Brute-force reference solver over an :class:`IntProblem` (every guard enforced).
+"""Brute-force reference solver over an :class:`IntProblem` (every guard enforced), and the
+plain arithmetic of a replica assignment it rests on (provisioned GPUs, cost, shared limits),
+which :mod:`.decompose` uses too.
 
 Enumerates every replica vector of every model and every combination across models, so it is
 only for small tables (tests compare it with CP-SAT). No solver library involved.
@@ -78,6 +80,19 @@ def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
     return used
 
 
+def within_shared_limits(ip: IntProblem, prov: list[int], cost_cents: int) -> bool:
+    """Whether provisioned GPUs ``prov`` (per system) costing ``cost_cents`` keep the limits
+    models share: GPUs per accelerator within the inventory, power and budget within theirs."""
+    by_acc: dict[str, int] = {}
+    for p, s in zip(prov, ip.systems):
+        by_acc[s.accelerator] = by_acc.get(s.accelerator, 0) + p
+    if any(by_acc.get(a, 0) > n for a, n in ip.inventory.items()):
+        return False
+    if ip.power_limit_w is not None and sum(p * s.tdp_w for p, s in zip(prov, ip.systems)) > ip.power_limit_w:
+        return False
+    return ip.budget_cents is None or cost_cents <= ip.budget_cents
+
+
 def chains_hold(ip: IntProblem, replicas: dict[int, int]) -> bool:
     """Every path of every application within its budget: sum of calls x the slowest used
     configuration of each stage (paths enumerated, unlike CP-SAT's longest-path variables)."""
@@ -99,17 +114,8 @@ def brute_force(ip: IntProblem) -> BruteResult:
         for d in choice:
             reps.update(d)
         prov = provisioned(ip, reps)
-        by_acc: dict[str, int] = {}
-        for p, s in zip(prov, ip.systems):
-            by_acc[s.accelerator] = by_acc.get(s.accelerator, 0) + p
-        if any(by_acc.get(a, 0) > n for a, n in ip.inventory.items()):
-            continue
-        if ip.power_limit_w is not None and sum(p * s.tdp_w for p, s in zip(prov, ip.systems)) > ip.power_limit_w:
-            continue
         cost = owned_cost(ip, prov)
-        if ip.budget_cents is not None and cost > ip.budget_cents:
-            continue
-        if not chains_hold(ip, reps):
+        if not within_shared_limits(ip, prov, cost) or not chains_hold(ip, reps):
             continue
         if best is None or cost < best[0]:
             best = (cost, tuple(reps.get(i, 0) for i in range(len(ip.candidates))))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from solver.optimize.brute import owned_cost, provisioned, within_shared_limits
 from solver.optimize.encode import IntProblem
 from solver.optimize.single import solve_single
 from solver.optimize.solution import IntSolution
@@ -74,26 +75,11 @@ def decompose(ip: IntProblem) -> Decomposition | None:
 def as_fleet_plan(ip: IntProblem, d: Decomposition, seconds: float) -> IntSolution | None:
     """``d``'s plan as the fleet's proven optimum when it meets every shared limit at the cost of
     the bound (module docstring); None otherwise."""
-    used = [0] * len(ip.systems)
-    for c, r in zip(ip.candidates, d.replicas):
-        used[c.system] += c.gpus * r
-    prov, nodes = [], []
-    for s, row in enumerate(ip.systems):
-        n = -(-used[s] // row.gpus_per_node)
-        nodes.append(n)
-        prov.append(n * row.gpus_per_node if ip.whole_nodes else used[s])
-    cost = sum(p * row.price_cents_per_gpu for p, row in zip(prov, ip.systems))
-    if cost != d.bound_cents:
-        return None  # whole nodes added GPUs: not proven optimal by the bound alone
-    per_acc: dict[str, int] = {}
-    for p, row in zip(prov, ip.systems):
-        per_acc[row.accelerator] = per_acc.get(row.accelerator, 0) + p
-    if any(per_acc.get(a, 0) > n for a, n in ip.inventory.items()):
-        return None
-    if ip.power_limit_w is not None and sum(p * row.tdp_w for p, row in zip(prov, ip.systems)) > ip.power_limit_w:
-        return None
-    if ip.budget_cents is not None and cost > ip.budget_cents:
-        return None
+    prov = provisioned(ip, {i: r for i, r in enumerate(d.replicas) if r})
+    cost = owned_cost(ip, prov)  # no owned GPUs here: the plain price sum
+    if cost != d.bound_cents or not within_shared_limits(ip, prov, cost):
+        return None  # whole nodes added GPUs (not proven by the bound alone), or a limit binds
+    nodes = [-(-p // row.gpus_per_node) for p, row in zip(prov, ip.systems)]
     return IntSolution(
         SolveStatus.OPTIMAL, replicas=d.replicas, provisioned=tuple(prov), nodes=tuple(nodes),
         cost_cents=cost, bound_cents=float(d.bound_cents), seconds=seconds,
