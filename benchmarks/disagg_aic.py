@@ -30,6 +30,7 @@ import argparse
 import csv
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -46,22 +47,30 @@ def key(sc: tuple) -> str:
     return f"{model}|{gpu}|{n}|{isl}/{osl}|ttft{ttft:g}|tpot{tpot:g}"
 
 
+def scenario_problem(sc: tuple, name: str, slo: dict, **entry: object) -> Any:
+    """A one-model problem of scenario ``sc`` at 1 req/s with fixed lengths (ISL/OSL at every
+    percentile), targets ``slo``, one replica minimum and further model-entry fields ``entry``."""
+    from solver.problem import Problem
+
+    model, _, _, isl, osl, _, _ = sc
+    return Problem.model_validate({"name": name, "models": [{
+        "name": "m", "model": model,
+        "traffic": {"peak_rps": 1, "input_tokens": {"p50": isl, "p90": isl, "p99": isl},
+                    "output_tokens": {"p50": osl, "p90": osl, "p99": osl}},
+        "slo": slo, "min_replicas": 1, **entry}]})
+
+
 def fleetplan_best(sc: tuple, quant: str) -> dict[str, tuple[float, str]]:
     """Best aggregated replica and best disaggregated unit (output tokens/s per GPU, label)
     within the scenario's GPUs, from fleetplan's candidate table (unpruned)."""
     from solver.candidates import model_table
     from solver.catalog import load_catalog
-    from solver.problem import Problem
 
     model, gpu, n, isl, osl, ttft, tpot = sc
     cat = load_catalog()
-    p = Problem.model_validate({"name": "disagg-aic", "models": [{
-        "name": "m", "model": model,
-        "traffic": {"peak_rps": 1, "input_tokens": {"p50": isl, "p90": isl, "p99": isl},
-                    "output_tokens": {"p50": osl, "p90": osl, "p99": osl}},
-        "slo": {"ttft": {"max_ms": ttft}, "tpot": {"max_ms": tpot}},
-        "allowed_accelerators": [gpu], "allowed_quantizations": [quant], "allowed_kv_dtypes": [quant],
-        "headroom": 0, "min_replicas": 1, "serving_modes": ["aggregated", "disaggregated"]}]})
+    p = scenario_problem(sc, "disagg-aic", {"ttft": {"max_ms": ttft}, "tpot": {"max_ms": tpot}},
+                         allowed_accelerators=[gpu], allowed_quantizations=[quant], allowed_kv_dtypes=[quant],
+                         headroom=0, serving_modes=["aggregated", "disaggregated"])
     table = model_table(cat, p, p.models[0], prune=False)
     out: dict[str, tuple[float, str]] = {}
     for c in table.candidates:
@@ -85,17 +94,12 @@ def fleetplan_static(sc: tuple, quant: str) -> dict[str, tuple[float, str]]:
     from solver.catalog import load_catalog
     from solver.costmodel import Shape, shape_terms
     from solver.disagg import RATIOS, make_unit, role_terms
-    from solver.problem import Problem
     from solver.queueing import RHO_MAX
     from solver.slo import capacity_at_slo, memory_limit, slo_view
 
     model, gpu, n, isl, osl, ttft, tpot = sc
     cat = load_catalog()
-    p = Problem.model_validate({"name": "static", "models": [{
-        "name": "m", "model": model,
-        "traffic": {"peak_rps": 1, "input_tokens": {"p50": isl, "p90": isl, "p99": isl},
-                    "output_tokens": {"p50": osl, "p90": osl, "p99": osl}},
-        "slo": {"tpot": {"max_ms": tpot}}, "min_replicas": 1}]})
+    p = scenario_problem(sc, "static", {"tpot": {"max_ms": tpot}})
     d = p.models[0]
     system = cat.systems_for(gpu)[0]
     shapes = [Shape(model, gpu, system.id, quant, quant, tp, 1, 1) for tp in (1, 2, 4, 8) if tp <= n]

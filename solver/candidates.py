@@ -76,13 +76,10 @@ from solver.problem import ModelDemand, Problem, Speculative
 from solver.lora import demand_terms
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
-from solver.slo import SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
+from solver.slo import BATCH_GRID, SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
 from solver.uncertainty import planning_multiplier, tail_adjust, widen
 from solver.units import GIB
 
-BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-"""Batch caps (max concurrent sequences per replica) considered: a 1.5x/2x ladder; engines
-rarely run more than 1024 sequences per replica."""
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
 

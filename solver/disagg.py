@@ -46,15 +46,13 @@ from solver.plan import Pool
 from solver.problem import ModelDemand
 from solver.queueing import RHO_MAX, max_arrival_rate, wait_quantile_s
 from solver.schemas import System
-from solver.slo import Lengths, memory_limit
+from solver.slo import BATCH_GRID, Lengths, memory_limit  # decode batch caps: the aggregated ladder
 
 RATIOS: tuple[tuple[int, int], ...] = tuple(
     (p, d) for p in range(1, 9) for d in range(1, 9) if math.gcd(p, d) == 1)
 """Prefill:decode replica ratios a unit may have (coprime, up to 8:1 and 1:8; a multiple of a
 ratio is that many units)."""
 
-BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-"""Decode batch caps considered (the aggregated search's ladder)."""
 
 
 @dataclass(frozen=True)

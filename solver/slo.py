@@ -34,6 +34,12 @@ from solver.problem import ModelDemand
 from solver.queueing import RHO_MAX, max_arrival_rate, wait_quantile_s
 
 
+BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+"""Batch caps (max concurrent sequences per replica) considered: a 1.5x/2x ladder; engines
+rarely run more than 1024 sequences per replica."""
+
+
+
 @dataclass(frozen=True)
 class Lengths:
     """Token lengths the percentile model reads from a model's traffic."""
