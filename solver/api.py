@@ -209,7 +209,7 @@ def capacity(
         used += dep.gpus
         checked.append(dep)
         deps.append({**{k: dep.to_dict()[k] for k in (
-            "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
+            "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch",
             "replicas", "gpus", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "cost_usd_per_hour")},
             "capacity_rps": per_replica * r})
     rps = scaling.mrps_to_rps(rps_mrps)

@@ -23,7 +23,9 @@ Enumeration (per model, stable order: accelerator, system, quant, KV dtype, TP, 
   run -- TP S with the experts tensor-parallel (EP 1), split into EP groups (TP4 + EP2 ...), or
   attention data-parallel (TP < S) with EP S (DP8 + EP8 ...) -- for S in 1, 2, 4, 8 and, where
   the node shape has a larger scale-up domain (NVL72), wide EP stages of 16, 32, 64 GPUs;
-  EP must divide the expert count;
+  and (:func:`expert_tp_layouts`) attention data-parallel with expert TP x EP = S, both > 1
+  (DP8 with experts EP4 x TP2 ..., ``Shape.moe_tp``), for S up to 8;
+  EP must divide the expert count (and expert TP the experts' intermediate width);
 - the problem's ``engine`` (default: the catalog's) must serve the format on the accelerator,
   else the shape is rejected with the reason;
 - batch caps from ``BATCH_GRID`` up to the memory limit at p99 prompt + p99 output per slot.
@@ -131,6 +133,9 @@ class Candidate:
     :mod:`solver.costmodel.partition`); empty: whole GPUs."""
     per_gpu: int = 1
     """Replicas of this share one GPU holds (1: whole GPUs)."""
+    moe_tp: int = 0
+    """Expert TP inside attention DP (``Shape.moe_tp``): each of the ``ep`` expert groups split over
+    ``moe_tp`` GPUs; 0: derived from tp and ep (the usual layouts)."""
 
     unit: "Unit | None" = None
     """A disaggregated unit (:mod:`solver.disagg`): then ``gpus`` and ``capacity_rps`` are the
@@ -149,7 +154,7 @@ class Candidate:
     def shape(self) -> Shape:
         """The deployment identity the cost model reads (with ``max_batch``: the configuration)."""
         return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
-                     self.tp, self.pp, self.ep)
+                     self.tp, self.pp, self.ep, self.moe_tp)
 
     @property
     def cost_usd_per_hour(self) -> float:
@@ -161,7 +166,8 @@ class Candidate:
         return self.gpus * self.tdp_w / self.per_gpu
 
     def label(self) -> str:
-        par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
+        par = (f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
+               + (f" MoE-TP{self.moe_tp}" if self.moe_tp else ""))
         spec = f", speculative ({dict(self.speculative)['draft']})" if self.speculative else ""
         if self.unit is not None:
             return f"{self.accelerator}, {self.quant}/kv-{self.kv_dtype}, {unit_label(self.unit)}"
@@ -249,6 +255,28 @@ def moe_parallelism(stage: int, num_experts: int) -> list[tuple[int, int]]:
     return out
 
 
+def expert_tp_layouts(stage: int, num_experts: int, expert_width: int) -> list[tuple[int, int, int]]:
+    """(tp, ep, moe_tp) of a MoE stage of ``stage`` GPUs (up to 8) that runs attention
+    data-parallel (tp < stage) with each of ``ep`` expert groups split over ``moe_tp`` GPUs,
+    ``ep x moe_tp = stage``, both > 1 (TensorRT-LLM's ``moe_expert_parallel_size`` x
+    ``moe_tensor_parallel_size`` under attention DP, e.g. DP8 with EP4 x TP2). ``ep`` divides the
+    expert count and ``moe_tp`` the experts' intermediate width ``expert_width``. Expert TP over
+    all GPUs (EP 1) under attention DP is left out: the cost model has no term for gathering
+    every rank's tokens onto each GPU before the experts."""
+    out = []
+    if stage > 8:
+        return out
+    for tp in (1, 2, 4):
+        for ep in (2, 4):
+            mtp = stage // ep
+            if tp >= stage or ep >= stage or mtp < 2 or ep * mtp != stage:
+                continue
+            if num_experts % ep or expert_width % mtp:
+                continue
+            out.append((tp, ep, mtp))
+    return out
+
+
 def _shapes(
     cat: Catalog, d: ModelDemand, gpu: str, system_id: str, dedupe: bool, rejected: list[Rejected],
 ) -> list[tuple[Shape, set[Family]]]:
@@ -276,6 +304,9 @@ def _shapes(
                     pps = PP_CHOICES if (full and tp == stage) else (1,)
                     for pp in pps:
                         out.append((Shape(d.model, gpu, system_id, quant, kv, tp, pp, ep), flags))
+                if m.moe and stage <= system.scaleup_domain_gpus:
+                    for tp, ep, mtp in expert_tp_layouts(stage, m.moe.num_experts, m.moe.moe_intermediate_size):
+                        out.append((Shape(d.model, gpu, system_id, quant, kv, tp, 1, ep, mtp), flags))
     return out
 
 
@@ -551,7 +582,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
             found = _shapes(cat, d, gpu, system.id, prune, dupes)
             trail.extend(dupes)
             if _disaggregation_offered(d):
-                units += _unit_candidates(cat, d, system.id, [(sh, f) for sh, f in found if not f],
+                # pools carry tp/pp/ep only: expert TP inside attention DP is not offered to units
+                units += _unit_candidates(cat, d, system.id, [(sh, f) for sh, f in found if not f and not sh.moe_tp],
                                           prices[0], acc.tdp_w, engine, cache, problem.confidence)
             if not aggregated:
                 if found:
@@ -578,7 +610,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
             rejected.append(item)
             continue
         shape, flags, system_id, price, tdp_w, per_node = shapes[item]
-        base = f"{shape.accelerator}/{system_id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
+        base = (f"{shape.accelerator}/{system_id} {shape.quant}/kv-{shape.kv_dtype} TP{shape.tp} PP{shape.pp} EP{shape.ep}"
+                + (f" MoE-TP{shape.moe_tp}" if shape.moe_tp else ""))
         for spec in specs:
             what = base + (f" speculative ({spec.draft})" if spec is not None else "")
             ev = next(evals)
@@ -747,7 +780,7 @@ def _rows(
         sh = p.shape
         return Candidate(
             model=d.name, model_id=d.model, accelerator=sh.accelerator, system=str(sh.system),
-            quant=sh.quant, kv_dtype=sh.kv_dtype, tp=sh.tp, pp=sh.pp, ep=sh.ep,
+            quant=sh.quant, kv_dtype=sh.kv_dtype, tp=sh.tp, pp=sh.pp, ep=sh.ep, moe_tp=sh.moe_tp,
             max_batch=int(view.batch[i]), gpus=sh.gpus, gpus_per_node=p.per_node,
             usd_per_gpu_hour=p.price.usd_per_gpu_hour, price_id=p.price.id, tdp_w=p.tdp_w,
             quality_loss_points=p.loss, capacity_rps=float(cap[i]),

@@ -115,8 +115,7 @@ def expected_use(dep: Deployment, d: ModelDemand) -> dict[str, float]:
 
 def lead_time(cat: Catalog, dep: Deployment, load_gb_s: float | None) -> tuple[float, float, str, float]:
     """(seconds, GB/s, source of the bandwidth, weight GB per GPU) to load one replica's weights."""
-    terms = shape_terms(cat, Shape(dep.model_id, dep.accelerator, dep.system, dep.quant,
-                                   dep.kv_dtype, dep.tp, dep.pp, dep.ep))
+    terms = shape_terms(cat, dep.shape)
     gb = terms.weight_bytes_gpu / 1e9
     if load_gb_s is not None:
         return gb / load_gb_s, load_gb_s, "given load bandwidth", gb

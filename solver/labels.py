@@ -15,10 +15,13 @@ LATENCY_KEYS = {"ttft": "ttft_p99_ms", "tpot": "tpot_p99_ms", "e2e": "e2e_p99_ms
 """Latency axis -> the (stable) field name holding it; the value is at the target's percentile."""
 
 
-def parallel_label(tp: int, pp: int, ep: int) -> str:
-    """Full parallelism of a replica: ``TP4 PP2 EP1``, plus ``DP<n>`` when experts span more
-    GPUs than TP (attention then runs data-parallel over ``EP / TP`` groups)."""
-    return f"TP{tp} PP{pp} EP{ep}" + (f" DP{ep // tp}" if ep > tp else "")
+def parallel_label(tp: int, pp: int, ep: int, moe_tp: int | None = 0) -> str:
+    """Full parallelism of a replica: ``TP4 PP2 EP1``, plus ``MoE-TP<m>`` when each expert group
+    is split over ``m`` GPUs under attention DP, and ``DP<n>`` when experts span more GPUs than
+    TP (attention then runs data-parallel over ``stage / TP`` groups)."""
+    stage = max(tp, ep * moe_tp if moe_tp else ep)
+    return (f"TP{tp} PP{pp} EP{ep}" + (f" MoE-TP{moe_tp}" if moe_tp else "")
+            + (f" DP{stage // tp}" if stage > tp else ""))
 
 
 def config_label(d: Any) -> str:
@@ -30,7 +33,7 @@ def config_label(d: Any) -> str:
     if get("serving_mode") == "disaggregated":
         return f"{get('accelerator')} {get('quant')}/kv-{get('kv_dtype')} {pools_label(get('pools'))}"
     return (f"{get('accelerator')}{share} {get('quant')}/kv-{get('kv_dtype')} "
-            f"{parallel_label(get('tp'), get('pp'), get('ep'))}, batch {get('max_batch')}")
+            f"{parallel_label(get('tp'), get('pp'), get('ep'), get('moe_tp'))}, batch {get('max_batch')}")
 
 
 def pools_label(pools: Any) -> str:
@@ -53,6 +56,7 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
     percentile (``ttft_p90_ms``), the format's published quality loss, full parallelism."""
     pcts = latency_percentiles(problem)
     shared = any(dep.partition for dep in plan.deployments)
+    expert_tp = any(dep.moe_tp for dep in plan.deployments)
     rows = []
     for dep in plan.deployments:
         d = dep.to_dict()
@@ -60,8 +64,9 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
         if shared:  # a column only where some replica runs on a GPU share
             row["gpu_share"] = dep.partition or "whole"
         row["quality_loss_points"] = cat.quantization(dep.quant).quality_loss.points
-        row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep", "max_batch", "replicas", "gpus",
-                                      "load_rps", "capacity_rps")})
+        # moe_tp: a column only where some replica splits its expert groups under attention DP
+        row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep") + (("moe_tp",) if expert_tp else ())
+                    + ("max_batch", "replicas", "gpus", "load_rps", "capacity_rps")})
         for k in ("ttft", "tpot", "e2e"):
             row[f"{k}_p{pcts[dep.model][k]:g}_ms"] = d[f"{k}_p99_ms"]
         row["cost_usd_per_hour"] = d["cost_usd_per_hour"]

@@ -119,6 +119,9 @@ class Deployment:
     """Disaggregated: the KV transfer of the TTFT-percentile prompt between the pools (ms)."""
     kv_link: str | None = None
     """Disaggregated: ``scale-up`` (the unit sits in one node) or ``nic``."""
+    moe_tp: int = 0
+    """Expert TP inside attention DP (``Shape.moe_tp``): each of the ``ep`` expert groups split
+    over ``moe_tp`` GPUs; 0: derived from tp and ep."""
 
     def pool(self, role: str) -> Pool | None:
         """The pool of ``role`` (None for an aggregated deployment)."""
@@ -130,7 +133,7 @@ class Deployment:
         from solver.costmodel.shape import Shape
 
         return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
-                     self.tp, self.pp, self.ep)
+                     self.tp, self.pp, self.ep, self.moe_tp)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -46,7 +46,7 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
                     load_rps / replicas)
     return Deployment(
         model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
-        quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
+        quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep, moe_tp=c.moe_tp,
         max_batch=c.max_batch, replicas=replicas,
         gpus=-(-replicas // c.per_gpu) if c.partition else replicas * c.gpus, gpus_per_replica=c.gpus,
         capacity_rps=c.capacity_rps * replicas, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,

@@ -337,7 +337,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
             if min(tp, pp, ep, batch) < 1 or reps < 0:
                 raise ValueError("tp, pp, ep and max_batch must be >= 1, replicas >= 0")
             shape = Shape(str(d["model_id"]), str(d["accelerator"]), str(d["system"]),
-                          str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep)
+                          str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep, int(d.get("moe_tp", 0)))
             terms = shape_terms(cat, shape)
             part = d.get("partition")
             if part is not None:

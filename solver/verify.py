@@ -175,7 +175,8 @@ def _prepare(ctx: _Ctx) -> None:
             ctx.found.append(Violation("shape", dep.model, f"{where}: serving_mode {dep.serving_mode!r} "
                                                            f"with {len(dep.pools)} pool(s)"))
             continue
-        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
+        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep,
+                      dep.moe_tp)
         reason = check_shape(ctx.cat, shape)
         if reason:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid shape: {reason}"))

@@ -54,7 +54,8 @@ def _concurrency(value: str) -> int | str:
 def summary(e: Estimate) -> str:
     """A short readable summary of an estimate."""
     head = (
-        f"{e.model} on {e.gpus} x {e.accelerator} ({e.system}, tp={e.tp} pp={e.pp} ep={e.ep}, "
+        f"{e.model} on {e.gpus} x {e.accelerator} ({e.system}, tp={e.tp} pp={e.pp} ep={e.ep}"
+        + (f" moe_tp={e.moe_tp}" if e.moe_tp > 1 else "") + (f" dp={e.dp_attn}" if e.dp_attn > 1 else "") + ", "
         f"{e.quant} weights, {e.kv_dtype} KV, matmuls in {e.compute_dtype}; engine {e.engine})"
     )
     lines = [
@@ -92,8 +93,14 @@ def summary(e: Estimate) -> str:
 @click.option("--pp", default=1, show_default=True, type=click.IntRange(1, MAX_PARALLEL), help="pipeline stages")
 @click.option("--ep", default=1, show_default=True, type=click.IntRange(1, MAX_PARALLEL),
               help="expert-parallel GPUs (MoE); ep > tp runs attention data-parallel")
+@click.option("--moe-tp", default=0, show_default=True, type=click.IntRange(0, MAX_PARALLEL),
+              help="expert tensor parallelism inside attention DP: each of the --ep expert groups is "
+                   "split over --moe-tp GPUs (TensorRT-LLM moe_tensor_parallel_size); the stage has "
+                   "ep x moe-tp GPUs and attention runs ep x moe-tp / tp data-parallel copies; "
+                   "0 derives it (max(tp, ep) / ep)")
 @click.option("--dp", default=None, type=click.IntRange(1, MAX_PARALLEL),
-              help="attention data-parallel ranks (optional check: dp x tp must equal max(tp, ep))")
+              help="attention data-parallel ranks (optional check: dp x tp must equal the stage's "
+                   "GPUs, max(tp, ep), or ep x moe-tp with --moe-tp)")
 @click.option("--system", default=None, help="system id (default: the accelerator's largest node)")
 @click.option("--engine", default=None,
               help="serving engine: vllm (default), sglang or tensorrt-llm (catalogs/engines.yaml): "
@@ -111,14 +118,14 @@ def summary(e: Estimate) -> str:
               help="calibration overlay (fleetplan calibrate) fitted on this model, accelerator, format and engine")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def estimate(
-    model: str, gpu: str, quant: str, kv_dtype: str, tp: int, pp: int, ep: int, dp: int | None,
+    model: str, gpu: str, quant: str, kv_dtype: str, tp: int, pp: int, ep: int, moe_tp: int, dp: int | None,
     system: str | None, engine: str | None, cuda_graphs: bool, isl: int, osl: int, concurrency: str,
     prefix_hit_rate: float, calibration: Path | None, as_json: bool,
 ) -> None:
     """Memory budget, TTFT, TPOT and throughput of one replica (analytical cost model).
 
     A replica is TP x PP GPUs (max(TP, EP) x PP for MoE with EP > TP, which runs attention
-    data-parallel). The model is a roofline per operator (dense GEMMs, grouped expert GEMMs,
+    data-parallel; EP x MoE-TP x PP with --moe-tp, attention DP with expert groups split). The model is a roofline per operator (dense GEMMs, grouped expert GEMMs,
     attention): each costs max(bytes read / achievable HBM bandwidth, FLOPs / achievable
     compute), with bandwidth falling for small kernels; a step adds them, the MoE layers' fixed
     kernel time, TP/EP/PP collectives (latency + bytes / (link bandwidth x efficiency(size))) and
@@ -140,6 +147,8 @@ def estimate(
           --tp 1 --ep 8 --isl 1024 --osl 1024 --concurrency 256 --json
       fleetplan estimate --model deepseek-v3 --gpu h200-sxm --quant fp8 --kv-dtype fp8 \\
           --tp 1 --ep 8 --dp 8 --engine tensorrt-llm --isl 4000 --osl 1000 --concurrency 112
+      fleetplan estimate --model qwen3-235b-a22b --gpu h200-sxm --quant fp8 --kv-dtype fp8 \
+          --tp 1 --dp 8 --ep 2 --moe-tp 4 --isl 4000 --osl 1000 --concurrency 128
 
     Exit codes: 0 fits, 1 does not fit in memory (the reason is printed), 2 bad input.
     """
@@ -152,13 +161,17 @@ def estimate(
     if isl + osl > ctx:
         raise InputError(f"--isl + --osl = {isl + osl:,} tokens exceeds the context window of {model} ({ctx:,} tokens)")
     check_engine_flag(cat, engine, gpu, quant)
-    if dp is not None and dp * tp != max(tp, ep):
-        raise InputError(
-            f"--dp {dp} x --tp {tp} = {dp * tp} GPUs, but a stage of --tp {tp} and --ep {ep} has "
-            f"max(tp, ep) = {max(tp, ep)} GPUs (attention DP = ep / tp = {max(tp, ep) // tp})"
-        )
     shape = Shape(model=model, accelerator=gpu, system=system, quant=quant, kv_dtype=kv_dtype,
-                  tp=tp, pp=pp, ep=ep)
+                  tp=tp, pp=pp, ep=ep, moe_tp=moe_tp)
+    if moe_tp and (ep * moe_tp) % tp:
+        raise InputError(f"--moe-tp {moe_tp} x --ep {ep} = {ep * moe_tp} GPUs must be a multiple of --tp {tp}")
+    if dp is not None and dp * tp != shape.stage_gpus:
+        rule = f"ep x moe-tp = {ep * moe_tp}" if moe_tp else f"max(tp, ep) = {max(tp, ep)}"
+        raise InputError(
+            f"--dp {dp} x --tp {tp} = {dp * tp} GPUs, but a stage of --tp {tp}, --ep {ep}"
+            + (f" and --moe-tp {moe_tp}" if moe_tp else "")
+            + f" has {rule} GPUs (attention DP = {shape.stage_gpus // tp})"
+        )
     cat, applied = calibrated_for_shape(cat, calibration, model, gpu, quant, engine or cat.default_engine)
     result = run_estimate(cat, shape, isl, osl, _concurrency(concurrency), prefix_hit_rate, engine,
                           cuda_graphs)

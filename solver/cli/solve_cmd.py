@@ -342,7 +342,7 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
             click.echo(f"  {fmt(ans.requests_per_s)} req/s, {fmt(ans.output_tokens_per_s)} output tokens/s "
                        f"({fmt(ans.output_tokens_per_s_per_gpu)} per GPU), {ans.gpus_used} GPUs used, "
                        f"${ans.cost_usd_per_hour:,.2f}/h")
-            click.echo(table(list(ans.deployments), ["quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas",
+            click.echo(table(list(ans.deployments), ["quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch", "replicas",
                                                      "gpus", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")

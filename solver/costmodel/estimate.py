@@ -63,6 +63,10 @@ class Estimate:
     """False: the accelerator family's factors were fitted on no measurement of its own."""
     stated_error_pct: float | None
     """Stated throughput error on this family, % (wider where unmeasured; efficiency.yaml)."""
+    moe_tp: int = 1
+    """GPUs each routed expert is split over (derived, or ``Shape.moe_tp``); 1 for dense."""
+    dp_attn: int = 1
+    """Data-parallel copies of attention in a pipeline stage."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +96,7 @@ def estimate_terms(
         kv_free_gib_per_gpu=max(kv_budget_bytes_gpu(terms), 0.0) / GIB,
         kv_bytes_per_token=terms.kv_bytes_per_token_model, max_concurrency=cap,
         concurrency=b, fits=reason is None, reason=reason, tp_link=terms.tp_link.kind,
+        moe_tp=int(terms.moe_tp) if terms.num_experts else 1, dp_attn=int(terms.dp_attn),
         engine=terms.engine, efficiency_measured=terms.efficiency_measured,
         stated_error_pct=terms.stated_error_pct,
     )

@@ -87,7 +87,9 @@ def _parallel_cell(d: Any) -> str:
     prefill 1/1/1 + 1x decode 2/1/1``; its batch cap is the decode pool's)."""
     if d.pools:
         return "disaggregated: " + " + ".join(f"{p.replicas}x {p.role} {p.tp}/{p.pp}/{p.ep}" for p in d.pools)
-    return f"{d.tp}/{d.pp}/{d.ep}" + (f" (DP{d.ep // d.tp})" if d.ep > d.tp else "")
+    stage = max(d.tp, d.ep * d.moe_tp if d.moe_tp else d.ep)
+    return (f"{d.tp}/{d.pp}/{d.ep}" + (f" x MoE-TP{d.moe_tp}" if d.moe_tp else "")
+            + (f" (DP{stage // d.tp})" if stage > d.tp else ""))
 
 
 def plan_rows(content: ReportContent) -> list[list[str]]:
