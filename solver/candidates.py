@@ -255,6 +255,20 @@ def moe_parallelism(stage: int, num_experts: int) -> list[tuple[int, int]]:
     return out
 
 
+EXPERT_TP_DOMINATED = (
+    "dominated by TP{tp} EP{stage} on the same GPUs (not evaluated): same weights and KV per GPU, "
+    "at least as much tile padding, and an expert-TP all-reduce larger than the all-to-all it saves")
+"""Why a layout of :func:`expert_tp_layouts` is pruned before evaluation when pure expert
+parallelism over the stage (attention TP ``tp``, EP = stage) is offered too. Under the cost model
+(uniform routing) the two hold the same bytes per GPU (dense parts over ``tp``, experts spread
+over the stage) and read the same expert bytes per step; expert TP gives each GPU ``moe_tp``
+times the experts at ``1 / moe_tp`` of the rows each (padding never less), and its all-reduce
+of the group's ``2 (moe_tp - 1)`` x the dispatched bytes outweighs the smaller all-to-all
+(``(ep - 1) / ep`` instead of ``(S - 1) / S`` of them leave). Checked on the unpruned tables
+(tests/test_expert_tp_search.py). Engines choose expert TP to even out the load of skewed
+routing, which the cost model does not represent."""
+
+
 def expert_tp_layouts(stage: int, num_experts: int, expert_width: int) -> list[tuple[int, int, int]]:
     """(tp, ep, moe_tp) of a MoE stage of ``stage`` GPUs (up to 8) that runs attention
     data-parallel (tp < stage) with each of ``ep`` expert groups split over ``moe_tp`` GPUs,
@@ -306,7 +320,12 @@ def _shapes(
                         out.append((Shape(d.model, gpu, system_id, quant, kv, tp, pp, ep), flags))
                 if m.moe and stage <= system.scaleup_domain_gpus:
                     for tp, ep, mtp in expert_tp_layouts(stage, m.moe.num_experts, m.moe.moe_intermediate_size):
-                        out.append((Shape(d.model, gpu, system_id, quant, kv, tp, 1, ep, mtp), flags))
+                        shape = Shape(d.model, gpu, system_id, quant, kv, tp, 1, ep, mtp)
+                        if dedupe and (tp, stage) in pairs:
+                            rejected.append(Rejected(d.name, f"{gpu}/{system_id} {quant}/kv-{kv} TP{tp} EP{ep} MoE-TP{mtp}",
+                                                     EXPERT_TP_DOMINATED.format(tp=tp, stage=stage)))
+                            continue
+                        out.append((shape, flags))
     return out
 
 

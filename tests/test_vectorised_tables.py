@@ -62,7 +62,7 @@ def test_every_candidate_equals_the_one_shape_estimate(cat, path: Path) -> None:
         for c in t.candidates + tuple(t.best.values()):
             if c.speculative:
                 continue
-            shape = Shape(c.model_id, c.accelerator, c.system, c.quant, c.kv_dtype, c.tp, c.pp, c.ep)
+            shape = Shape(c.model_id, c.accelerator, c.system, c.quant, c.kv_dtype, c.tp, c.pp, c.ep, c.moe_tp)
             terms = shape_terms(cat, shape, engine)
             if c.partition:  # a MIG slice or a co-located share: the share's terms
                 part = next(p for p in partitions_for(cat, d, c.accelerator) if p.label == c.partition)
