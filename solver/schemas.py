@@ -334,6 +334,15 @@ class Efficiency(Entry):
             "a per-tensor FP8 GEMM"
         ),
     )
+    block_scaled_decode_tile_rows: int = Field(
+        default=128, ge=1, le=256,
+        description=(
+            "token rows per expert tile of a block-scaled FP8 grouped GEMM in a decode-only step "
+            "(CUDA graphs: DeepGEMM's masked layout / TensorRT-LLM's vendored DeepGEMM pick a 64-row M "
+            "block at <= 64 rows per expert on Hopper); 128 = the contiguous layout's alignment, as in "
+            "steps that carry prompt tokens"
+        ),
+    )
     measured: bool = Field(
         default=True,
         description="false: no public measurement of this family was fitted; its factors are carried over",

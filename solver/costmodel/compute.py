@@ -23,7 +23,9 @@ arrays broadcast); operators run one after another and communication is not over
   to the kernel's tile height (``shape.GROUPED_GEMM_TILE_ROWS``); and it reads only the experts
   the batch touches: ``E_local x (1 - (1 - k/E)^T)`` for ``T`` tokens routed uniformly.
 * Block-scaled FP8 experts (``quant: fp8`` on a MoE model): tiles of
-  ``shape.BLOCK_SCALED_TILE_ROWS`` (128) rows and the family's ``block_scaled_gemm_efficiency``
+  ``shape.BLOCK_SCALED_TILE_ROWS`` (128) rows in steps that carry prompt tokens (DeepGEMM's
+  contiguous layout), ``shape.DECODE_BLOCK_SCALED_TILE_ROWS`` (64) in decode-only steps (its
+  masked layout under CUDA graphs), and the family's ``block_scaled_gemm_efficiency``
   on the expert GEMM rate (scales applied per 128-deep K block in the main loop).
 * Mixed-input GEMMs (weights narrower than the math dtype: MXFP4 experts on Hopper in bf16,
   W4A16, FP8 weights on parts without FP8 math) dequantise the weights in the main loop, which
@@ -216,13 +218,16 @@ def stage_pass_s(
     prefill_tokens: ArrayLike = 0.0,
     prefill_pair_layers: ArrayLike = 0.0,
     prefill_ranks: ArrayLike = 1.0,
+    decode_only: bool = False,
 ) -> tuple[F, F, F, F]:
     """(memory, compute, communication, fixed) seconds of one stage pass on the busiest GPU.
 
     ``decode_seqs`` sequences (of the whole stage, spread over its ``dp_attn`` ranks) decode one
     token at ``context_tokens``; ``prefill_tokens`` prompt tokens (with ``prefill_pair_layers``
     attention pairs) ride along, spread evenly over ``prefill_ranks`` attention ranks (1: one
-    rank prefills them all). The four parts add up to the pass's time.
+    rank prefills them all). ``decode_only``: the pass carries no prompt tokens and is replayed as
+    a CUDA graph, so its expert GEMMs use the decode tile (``terms.decode_gemm_tile``: DeepGEMM's
+    masked layout for block-scaled FP8 experts). The four parts add up to the pass's time.
     """
     b = np.asarray(decode_seqs, dtype=float)
     c = np.asarray(context_tokens, dtype=float)
@@ -259,7 +264,8 @@ def stage_pass_s(
             tokens, rate_mix, num_experts=terms.num_experts, k=terms.experts_per_token,
             local_experts=terms.experts_per_gpu_layer, expert_bytes=terms.expert_bytes_per_expert_gpu,
             flop_per_row=terms.expert_flop_per_row_gpu, bw_bytes_s=bw, half_bytes=half,
-            tile=terms.grouped_gemm_tile, fixed_s=terms.moe_layer_fixed_s,
+            tile=terms.decode_gemm_tile if decode_only else terms.grouped_gemm_tile,
+            fixed_s=terms.moe_layer_fixed_s,
         )
         xm, xc = _roofline(em * moe, ec * moe)
         xfix = efix * moe
@@ -346,7 +352,7 @@ def decode_step(
     m = np.clip(np.minimum(b, terms.pp), 1.0, None)
     f, chunk, ranks = chunk_mixture(terms, p)
     pairs_chunk = np.where(p > 0, pairs * chunk / np.where(p > 0, p, 1.0), 0.0)
-    plain = stage_pass_s(terms, b / m, context_tokens)
+    plain = stage_pass_s(terms, b / m, context_tokens, decode_only=True)
     loaded = stage_pass_s(terms, b / m, context_tokens, chunk / m, pairs_chunk / m, ranks)
     parts = _mix(f, plain, loaded)
     host = (1.0 - f) * terms.host_overhead_graph_s + f * terms.host_overhead_eager_s

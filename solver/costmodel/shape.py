@@ -63,7 +63,23 @@ BLOCK_SCALED_TILE_ROWS = 128
 128x128 weight block): DeepGEMM's m-grouped contiguous kernels, which TensorRT-LLM vendors
 (``cpp/include/tensorrt_llm/deep_gemm``) and SGLang/vLLM call for such experts, need each
 expert's rows aligned to the M block (``get_mk_alignment_for_contiguous_layout()``, 128;
-https://github.com/deepseek-ai/DeepGEMM). An expert that receives one token computes 128 rows."""
+https://github.com/deepseek-ai/DeepGEMM). An expert that receives one token computes 128 rows. This is the layout of steps that carry prompt
+tokens; decode-only steps use :data:`DECODE_BLOCK_SCALED_TILE_ROWS`."""
+DECODE_BLOCK_SCALED_TILE_ROWS = 64
+"""Token rows per tile of a block-scaled FP8 grouped GEMM in a decode-only step on Hopper (the
+``block_scaled_decode_tile_rows`` of ``catalogs/efficiency.yaml``'s hopper entry; other families
+keep 128: no source read for their kernels' choice). Decode steps are
+replayed as CUDA graphs, where the host does not know how many tokens each expert receives, so
+the engines call DeepGEMM's *masked* grouped GEMM (``m_grouped_fp8_gemm_nt_masked``: each expert
+a fixed-size slot, a mask giving its valid rows; DeepGEMM README, "Grouped GEMMs (masked
+layout)"), not the contiguous one. Its Hopper heuristic picks the M block from {64, 128}
+(``csrc/jit_kernels/heuristics/sm90.hpp``, ``GemmType::MGroupedMasked``), and at the few rows per
+expert of a decode step (``expected_m`` well under 64) one 64-row block per expert is the
+cheaper choice, so an expert that receives one token computes 64 rows -- the 64-row ``wgmma``
+height, as for other grouped GEMMs (:data:`GROUPED_GEMM_TILE_ROWS`). TensorRT-LLM's own Hopper path
+(``CutlassFp8BlockScaleGemmRunner::moeGemm`` -> its vendored DeepGEMM, ``GroupedWithOffset``)
+picks the same: ``get_best_gemm_config`` takes a 64-row M block when the expected rows per expert
+are <= 64, else 128 (``cpp/include/tensorrt_llm/deep_gemm/jit_utils.cuh``, commit 3aa6b11)."""
 ACT_BYTES = 2
 """Bytes per activation element (bf16) for activations and collectives."""
 
@@ -191,6 +207,11 @@ class ShapeTerms:
     expert_flop_per_row_gpu: float
     """FLOP of one token row through one expert as held by one GPU (2 x its parameters)."""
     grouped_gemm_tile: int
+    """Token rows per expert tile of the grouped GEMMs in a step that carries prompt tokens."""
+    decode_gemm_tile: int
+    """Token rows per expert tile in a decode-only step: the family's
+    ``block_scaled_decode_tile_rows`` for block-scaled FP8 experts (Hopper: 64, see
+    :data:`DECODE_BLOCK_SCALED_TILE_ROWS`), else :data:`GROUPED_GEMM_TILE_ROWS`."""
     block_scaled_experts: bool
     """Routed experts in block-scaled FP8 (a model released so, served in ``fp8``)."""
     expert_gemm_eff: float
@@ -584,6 +605,7 @@ def shape_terms(
         stated_error_pct=eff.error_pct,
         expert_flop_per_row_gpu=2.0 * pc.expert_params / (stage // ep) if m.moe else 0.0,
         grouped_gemm_tile=BLOCK_SCALED_TILE_ROWS if block_scaled else GROUPED_GEMM_TILE_ROWS,
+        decode_gemm_tile=eff.block_scaled_decode_tile_rows if block_scaled else GROUPED_GEMM_TILE_ROWS,
         block_scaled_experts=block_scaled,
         expert_gemm_eff=eff.block_scaled_gemm_efficiency if block_scaled else 1.0,
         engine=eng.id,

@@ -149,7 +149,7 @@ def verify_step_ms(terms: ShapeTerms, batch: ArrayLike, context_tokens: ArrayLik
     f, chunk, ranks = chunk_mixture(terms, p)
     pairs_chunk = np.where(p > 0, pairs * chunk / np.where(p > 0, p, 1.0), 0.0)
     dp = float(terms.dp_attn)
-    plain = stage_pass_s(terms, b / m, context_tokens, extra / m, extra_pairs / m, dp)
+    plain = stage_pass_s(terms, b / m, context_tokens, extra / m, extra_pairs / m, dp, decode_only=True)
     # with a chunk: the chunk's ranks carry it, the verify tokens stay spread over all ranks
     loaded = stage_pass_s(terms, b / m, context_tokens, (extra + chunk) / m, (extra_pairs + pairs_chunk) / m,
                           np.where(chunk > 0, ranks, dp))

@@ -31,7 +31,7 @@ import numpy as np
 from solver.costmodel.shape import ShapeTerms
 
 BRANCH_FIELDS = ("num_experts", "experts_per_token", "window_tokens", "window_attn_layers",
-                 "prefill_chunk_tokens", "grouped_gemm_tile")
+                 "prefill_chunk_tokens", "grouped_gemm_tile", "decode_gemm_tile")
 """Fields that cost-model code reads in a Python ``if``/``max`` (model- and engine-level facts):
 shapes are stacked only with shapes that agree on all of them."""
 
