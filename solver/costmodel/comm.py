@@ -13,8 +13,12 @@ plateau only at tens of MB, so MB-sized decode all-reduces get a fraction of the
 
 * TP all-reduce, two per layer (after attention and after the FFN), ring: ``2 (n-1)/n x S`` per
   GPU on the wire, S = the rank's tokens x hidden x 2 bytes.
-* EP all-to-all, two per MoE layer (dispatch and combine): each GPU sends its tokens' ``k``
-  expert copies, ``(ep-1)/ep`` of them to other GPUs.
+* EP all-to-all, two per MoE layer (dispatch and combine), under attention DP only: each GPU
+  sends its tokens' ``k`` expert copies, ``(ep-1)/ep`` of them to other GPUs. With attention TP
+  over the whole stage (``tp = stage_gpus``) every GPU already holds every token after the
+  attention all-reduce: each runs its own experts on the rows routed to them and the FFN's
+  all-reduce combines the partial outputs (vLLM/SGLang/TensorRT-LLM without attention DP use no
+  all-to-all), so nothing is dispatched.
 * PP point-to-point: the activations of the pass cross one stage boundary.
 
 Every function broadcasts over numpy arrays and returns seconds.
@@ -112,7 +116,10 @@ def stage_comm_s(
     st = np.asarray(stage_tokens, dtype=float)
     ar = 2.0 * layers * allreduce_s(r * hidden_size * act_bytes, tp, tp_link)
     send = st / stage_gpus * experts_per_token * hidden_size * act_bytes
-    a2a = np.where((np.asarray(ep) > 1) & (np.asarray(moe_layers) > 0),
+    # dispatch/combine only under attention DP: with attention TP over the whole stage every GPU
+    # already holds every token after the attention all-reduce, so each GPU runs its own experts
+    # on the rows routed to them and the MoE output's all-reduce (counted in ``ar``) combines them
+    a2a = np.where((np.asarray(ep) > 1) & (np.asarray(moe_layers) > 0) & (np.asarray(stage_gpus) > np.asarray(tp)),
                    2.0 * moe_layers * alltoall_s(send, ep, ep_link), 0.0)
     rows = st * experts_per_token / np.maximum(ep, 1)
     a2a = a2a + np.where((np.asarray(expert_tp) > 1) & (np.asarray(moe_layers) > 0),
