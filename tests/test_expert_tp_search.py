@@ -72,7 +72,7 @@ def test_unpruned_tables_offer_expert_tp_and_pure_ep_dominates_it(cat):
         assert expert_tp, model
         compared = 0
         for c in expert_tp:
-            assert c.gpus == c.ep * c.moe_tp
+            assert c.gpus_per_replica == c.ep * c.moe_tp
             s = rows.get(key(c, c.ep * c.moe_tp, 0))
             if s is None:  # the sibling's row at this batch cap was rejected (capacity below 1 mrps)
                 continue
@@ -80,7 +80,7 @@ def test_unpruned_tables_offer_expert_tp_and_pure_ep_dominates_it(cat):
             assert s.max_concurrency == c.max_concurrency, c.label()
             assert s.tpot_p99_ms <= c.tpot_p99_ms + 1e-9 and s.ttft_min_ms <= c.ttft_min_ms + 1e-9, c.label()
             if not c.violations:
-                assert not s.violations and s.capacity_rps >= c.capacity_rps, c.label()
+                assert not s.violations and s.capacity_rps_per_replica >= c.capacity_rps_per_replica, c.label()
         assert compared > 0.9 * len(expert_tp)
 
 
@@ -106,7 +106,7 @@ def test_expert_tp_candidate_is_its_estimate_and_verifies(cat):
     problem = _problem(cat, "deepseek-v3", rps=0.2, quants=["fp8"])
     (d,) = problem.models
     t = build_tables(problem, cat, prune=False)[0]
-    c = max((c for c in t.candidates if c.moe_tp and not c.violations and c.gpus == 8), key=lambda c: c.capacity_rps)
+    c = max((c for c in t.candidates if c.moe_tp and not c.violations and c.gpus_per_replica == 8), key=lambda c: c.capacity_rps_per_replica)
     # the row is the one-shape estimate of the shape with its expert TP
     terms = demand_terms(cat, d, shape_terms(cat, Shape("deepseek-v3", "h200-sxm", c.system, "fp8", c.kv_dtype,
                                                         c.tp, 1, c.ep, c.moe_tp)))
@@ -114,14 +114,14 @@ def test_expert_tp_candidate_is_its_estimate_and_verifies(cat):
     assert "MoE-TP" in c.label()
     # a plan serving the load on it verifies; the same deployment without its expert TP does not
     plan = api.solve(problem, cat)
-    assert plan.status.has_plan and sum(dep.gpus for dep in plan.deployments) == 8
+    assert plan.status.has_plan and sum(dep.total_gpus for dep in plan.deployments) == 8
     load = sum(dep.load_rps for dep in plan.deployments)
-    assert c.capacity_rps >= load
+    assert c.capacity_rps_per_replica >= load
     dep = deployment(c, d, 1, load)
     assert dep.moe_tp == c.moe_tp and dep.shape == c.shape
     swapped = dataclasses.replace(plan, deployments=(dep,), cost_usd_per_hour=dep.cost_usd_per_hour)
     assert [v for v in violations(swapped, problem, cat) if v.family != "cost"] == []
-    lied = dataclasses.replace(swapped, deployments=(dataclasses.replace(dep, moe_tp=0),))
+    lied = dataclasses.replace(swapped, deployments=(dataclasses.replace(dep, shape=dataclasses.replace(dep.shape, moe_tp=0)),))
     assert violations(lied, problem, cat)
 
 

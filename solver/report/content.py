@@ -12,7 +12,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.uncertainty import band_for_demand
-from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
+from solver.costmodel import memory_budget, operating_point, shape_terms
 from solver.labels import config_label
 from solver.lora import demand_terms
 from solver.unitcost import UnitCosts, unit_costs
