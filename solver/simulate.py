@@ -308,37 +308,18 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
     replayed as the planner evaluates them (:mod:`solver.costmodel.partition`,
     :class:`SpeculativeStepTimer`); ``demand`` (the problem's entry for the model, from
     ``--problem``) adds its LoRA adapters' memory and per-token work (:func:`solver.lora.demand_terms`)."""
-    deps = plan.get("deployments") if isinstance(plan, dict) else None
-    if not isinstance(deps, list) or not deps:
-        raise InputError("PLAN: no deployments (is it the output of `fleetplan solve --json` with a plan?)")
-    bad = next((k for k, d in enumerate(deps) if not isinstance(d, dict)), None)
-    if bad is not None:
-        raise InputError(f"PLAN: deployments[{bad}]: expected an object")
-    names = sorted({str(d.get("model")) for d in deps})
-    if model is None:
-        if len(names) > 1:
-            raise InputError(f"--model: the plan serves {', '.join(names)}; name one")
-        model = names[0]
-    if model not in names:
-        raise InputError(f"--model: {model!r} is not in the plan (it serves {', '.join(names)})")
-    need = ("model_id", "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas")
     out: list[ReplicaSpec] = []
-    for k, d in enumerate(deps):
-        if d.get("model") != model:
-            continue
-        missing = [f for f in need if f not in d]
-        if missing:
-            raise InputError(f"PLAN: deployments[{k}]: missing {', '.join(missing)}")
-        if d.get("serving_mode", "aggregated") != "aggregated":  # units of two pools: not replayed
+    for k, d in model_deployments(plan, model)[1]:
+        if d.get("serving_mode", "aggregated") != "aggregated":  # units of two pools: solver.simulate_disagg
             raise InputError(f"PLAN: deployments[{k}]: serving_mode {d.get('serving_mode')!r}; "
-                             "simulate replays aggregated replicas only")
+                             "replay it with `replay` (solver.simulate_disagg), not as aggregated replicas")
         try:
             tp, pp, ep, batch, reps = (int(d[f]) for f in ("tp", "pp", "ep", "max_batch", "replicas"))
             if min(tp, pp, ep, batch) < 1 or reps < 0:
                 raise ValueError("tp, pp, ep and max_batch must be >= 1, replicas >= 0")
             shape = Shape(str(d["model_id"]), str(d["accelerator"]), str(d["system"]),
                           str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep)
-            terms = shape_terms(cat, shape)
+            terms = shape_terms(cat, shape, plan_engine(d))
             part = d.get("partition")
             if part is not None:
                 share = resolve_partition(cat, shape.accelerator, str(part))
@@ -369,6 +350,41 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
     if not out:
         raise InputError(f"PLAN: {model!r} has no replicas")
     return out
+
+
+def model_deployments(plan: dict[str, Any], model: str | None) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+    """(model, its ``(index, deployment)`` pairs) of a plan (``fleetplan solve --json``), each
+    with the identity fields; ``model`` may be omitted when the plan has one."""
+    deps = plan.get("deployments") if isinstance(plan, dict) else None
+    if not isinstance(deps, list) or not deps:
+        raise InputError("PLAN: no deployments (is it the output of `fleetplan solve --json` with a plan?)")
+    bad = next((k for k, d in enumerate(deps) if not isinstance(d, dict)), None)
+    if bad is not None:
+        raise InputError(f"PLAN: deployments[{bad}]: expected an object")
+    names = sorted({str(d.get("model")) for d in deps})
+    if model is None:
+        if len(names) > 1:
+            raise InputError(f"--model: the plan serves {', '.join(names)}; name one")
+        model = names[0]
+    if model not in names:
+        raise InputError(f"--model: {model!r} is not in the plan (it serves {', '.join(names)})")
+    need = ("model_id", "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas")
+    out = []
+    for k, d in enumerate(deps):
+        if d.get("model") != model:
+            continue
+        missing = [f for f in need if f not in d]
+        if missing:
+            raise InputError(f"PLAN: deployments[{k}]: missing {', '.join(missing)}")
+        out.append((k, d))
+    return model, out
+
+
+def plan_engine(dep: dict[str, Any]) -> str | None:
+    """The engine a plan's deployment was planned with (``engine``; None: the catalog's default,
+    for plans written before the field existed)."""
+    eng = dep.get("engine")
+    return None if eng is None else str(eng)
 
 
 def _plan_speculation(cat: Catalog, shape: Shape, field: Any) -> Speculation | None:
@@ -441,9 +457,14 @@ class _Replica:
             while waiting and slots < cap and kv_used + kvb[waiting[0]] <= budget_kv:
                 i = waiting.popleft()
                 admit[i] = now
-                prefill.append([i, new[i], cached[i]])
                 slots += 1
                 kv_used += kvb[i]
+                if new[i] == 0:  # prefilled elsewhere (a disaggregated decode pool): decodes from this step
+                    n_dec += 1
+                    ctx_sum += isl[i] + 1
+                    finishing.setdefault(step + (osl[i] - 1 if one else _steps_for(osl[i] - 1, grow)), []).append(i)
+                    continue
+                prefill.append([i, new[i], cached[i]])
             if not slots:  # the head request alone exceeds the KV budget: it can never run
                 i = waiting.popleft()
                 admit[i] = first[i] = finish[i] = math.inf
@@ -721,6 +742,16 @@ def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | 
            router: Router = "least-loaded", slo: Slo | None = None,
            demand: ModelDemand | None = None) -> SimResult:
     """Simulate ``workload`` on the replicas a plan gives one of its models (``demand``: the
-    problem's entry for it, whose LoRA adapters the replicas carry)."""
+    problem's entry for it, whose LoRA adapters the replicas carry); disaggregated deployments
+    through their pools (:mod:`solver.simulate_disagg`)."""
+    name, deps = model_deployments(plan, model)
+    modes = {str(d.get("serving_mode", "aggregated")) for _, d in deps}
+    if "disaggregated" in modes:
+        if modes != {"disaggregated"}:
+            raise InputError(f"PLAN: {name!r} has aggregated and disaggregated deployments; simulate "
+                             "replays one serving mode per model (split the plan's deployments)")
+        from solver.simulate_disagg import replay_disaggregated
+
+        return replay_disaggregated(deps, cat, workload, router, slo, demand, plan_engine)
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
     return simulate(plan_replicas(plan, cat, model, longest, demand), workload, router, slo)

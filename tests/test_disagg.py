@@ -246,15 +246,17 @@ def test_bad_serving_modes_are_one_line_exit_2(tmp_path, modes, expect):
     assert len(lines) == 1 and expect in lines[0] and "Traceback" not in r.output
 
 
-def test_simulate_and_bench_plan_refuse_units_in_one_line(tmp_path):
-    """Neither replays nor launches a unit of two pools: one line, exit 2 (not a wrong answer)."""
+def test_bench_plan_refuses_units_in_one_line_and_simulate_replays_them(tmp_path):
+    """bench-plan does not launch a unit of two pools: one line, exit 2 (not a wrong answer);
+    simulate replays it (tests/test_simulate_disagg.py)."""
     p, _ = _disagg_plan()
     f = tmp_path / "p.yaml"
     f.write_text(json.dumps(p.model_dump(mode="json", by_alias=True, exclude_defaults=True)))
     r = CliRunner().invoke(main, ["solve", str(f), "--json"])
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(r.output)
-    for args in (["simulate", str(plan_file), "--poisson", "1", "--problem", str(f)], ["bench-plan", str(plan_file), "--engine", "vllm"]):
-        out = CliRunner().invoke(main, args)
-        lines = [x for x in out.output.strip().splitlines() if x]
-        assert out.exit_code == 2 and len(lines) == 1 and "serving_mode" in lines[0], (args, out.output)
+    out = CliRunner().invoke(main, ["bench-plan", str(plan_file), "--engine", "vllm"])
+    lines = [x for x in out.output.strip().splitlines() if x]
+    assert out.exit_code == 2 and len(lines) == 1 and "serving_mode" in lines[0], out.output
+    out = CliRunner().invoke(main, ["simulate", str(plan_file), "--poisson", "1", "--duration", "60", "--problem", str(f)])
+    assert out.exit_code == 0 and "ttft" in out.output, out.output
