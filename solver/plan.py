@@ -119,6 +119,9 @@ class Deployment:
     """Disaggregated: the KV transfer of the TTFT-percentile prompt between the pools (ms)."""
     kv_link: str | None = None
     """Disaggregated: ``scale-up`` (the unit sits in one node) or ``nic``."""
+    engine: str | None = None
+    """The serving engine whose terms planned it (the model entry's ``engine``, else the
+    catalog's default); replay and verification read it. None: not recorded (older plans)."""
 
     def pool(self, role: str) -> Pool | None:
         """The pool of ``role`` (None for an aggregated deployment)."""

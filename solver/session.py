@@ -36,12 +36,14 @@ if TYPE_CHECKING:
     from solver.optimize.cpsat import FleetModel
 
 
-def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> Deployment:
+def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float,
+               engine: str | None = None) -> Deployment:
     """``replicas`` replicas of candidate ``c`` serving ``load_rps`` together: the one place a
     deployment is made from a candidate (per-replica terms times replicas are the totals); a
-    disaggregated unit counts as one replica (:mod:`solver.disagg`)."""
+    disaggregated unit counts as one replica (:mod:`solver.disagg`). ``engine``: the engine the
+    terms came from, recorded in the plan."""
     if c.unit is not None:
-        return _unit_deployment(c, d, replicas, load_rps)
+        return replace(_unit_deployment(c, d, replicas, load_rps), engine=engine)
     lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d,
                     load_rps / replicas)
     return Deployment(
@@ -54,7 +56,7 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
         cost_usd_per_hour=replicas * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
         price_id=c.price_id, stated_error_pct=c.stated_error_pct,
         speculative=dict(c.speculative) if c.speculative else None,
-        partition=c.partition or None, replicas_per_gpu=c.per_gpu,
+        partition=c.partition or None, replicas_per_gpu=c.per_gpu, engine=engine,
     )
 
 
@@ -185,7 +187,8 @@ class Session:
             chosen = self.chosen(sol, t.name)
             total_cap = sum(c.capacity_rps * r for c, r in chosen)
             for c, r in chosen:
-                deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps * r / total_cap))
+                deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps * r / total_cap,
+                                       t.demand.engine or self.cat.default_engine))
         used = self.used_gpus(sol)
         systems = []
         for s, row in enumerate(self.ip.systems):

@@ -332,7 +332,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
                     raise ValueError(f"model_id {shape.model!r} is not the problem's {demand.model!r} "
                                      "(its LoRA adapters are sized for that model)")
                 terms = demand_terms(cat, demand, terms)
-            spec = _plan_speculation(cat, shape, d.get("speculative"))
+            spec = _plan_speculation(cat, shape, d.get("speculative"), plan_engine(d))
         except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
             detail = exc.detail if isinstance(exc, InputError) else str(exc)
             raise InputError(f"PLAN: deployments[{k}]: {detail}") from None
@@ -387,7 +387,7 @@ def plan_engine(dep: dict[str, Any]) -> str | None:
     return None if eng is None else str(eng)
 
 
-def _plan_speculation(cat: Catalog, shape: Shape, field: Any) -> Speculation | None:
+def _plan_speculation(cat: Catalog, shape: Shape, field: Any, engine: str | None = None) -> Speculation | None:
     """The speculative decoding a plan's deployment states (None: plain decoding)."""
     if field is None:
         return None
@@ -398,7 +398,7 @@ def _plan_speculation(cat: Catalog, shape: Shape, field: Any) -> Speculation | N
     except (TypeError, ValueError):
         raise ValueError("speculative: acceptance_rate must be a number and draft_tokens an integer") from None
     try:
-        got = speculation(cat, shape, str(field["draft"]), a, n)
+        got = speculation(cat, shape, str(field["draft"]), a, n, engine)
     except InputError as exc:
         raise ValueError(f"speculative: {exc.detail}") from None
     if isinstance(got, str):

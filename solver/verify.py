@@ -168,6 +168,10 @@ def _prepare(ctx: _Ctx) -> None:
         if dep.replicas < 1:
             ctx.found.append(Violation("shape", dep.model, f"{where}: {dep.replicas} replicas"))
             continue
+        planned = d.engine or ctx.cat.default_engine
+        if dep.engine is not None and dep.engine != planned:  # the plan's terms are this engine's
+            ctx.found.append(Violation("accounting", dep.model, f"{where}: engine {dep.engine!r}, the problem "
+                                                                f"plans {dep.model} with {planned!r}"))
         if dep.serving_mode == "disaggregated":
             _prepare_unit(ctx, dep, d, where)
             continue
