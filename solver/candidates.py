@@ -612,10 +612,11 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 ev.weights_gib, ev.kv_gib, ev.stated_error_pct, (), part))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
     rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)  # pruned across shapes too
-    if units:  # disaggregated units (solver.disagg), pruned together with the replicas
+    if units:  # disaggregated units (solver.disagg), pruned against the (pruned) replicas
+        flags = [False] * len(rows) + [True] * len(units)
         rows += units
         if prune:
-            rows, more = prune_dominated(rows, by_latency)
+            rows, more = prune_dominated(rows, by_latency, new=flags)
             dropped += more
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
 
@@ -647,8 +648,7 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
     # latencies at capacity, all units at once (the queueing grid, as for aggregated rows)
     units = [u for _, _, u in found]
     cap = np.array([u.capacity_rps for u in units])
-    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
-    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
+    q_ttft, q_e2e = target_quantiles(d)
 
     def wait_ms(pool: str, q: float) -> np.ndarray:
         if pool == "prefill":
@@ -685,6 +685,13 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
     return out
 
 
+def target_quantiles(d: ModelDemand) -> tuple[float, float]:
+    """(TTFT, E2E) quantiles in (0, 1) that a row's latencies at capacity are read at: the
+    targets' percentiles, 0.99 where a target is absent (aggregated rows and units alike)."""
+    return (d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99,
+            d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99)
+
+
 def _rows(
     d: ModelDemand, pending: list[_ShapeRows], rejected: list[Rejected], prune: bool,
     by_latency: bool = False,
@@ -709,8 +716,7 @@ def _rows(
     kv_gib = np.concatenate([p.kv_gib for p in pending])
     res = capacity_at_slo(view, d)
     cap = res.capacity_rps
-    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
-    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
+    q_ttft, q_e2e = target_quantiles(d)
     w_ttft = wait_quantile_grid(view.batch, cap, view.service_s, q_ttft) * 1e3
     w_e2e = wait_quantile_grid(view.batch, cap, view.service_s, q_e2e) * 1e3
     mask = (
@@ -803,7 +809,8 @@ def violation_mask(c: Candidate) -> int:
     return sum(_BITS[f] for f in c.violations)
 
 
-def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tuple[list[Candidate], int]:
+def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False,
+                    new: Sequence[bool] | None = None) -> tuple[list[Candidate], int]:
     """Drop candidates that an optimum never needs; returns (kept in order, number dropped).
 
     ``a`` dominates ``b`` when both run on the same accelerator, system *and* GPU share
@@ -815,6 +822,9 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
     relaxed families. So an optimum without ``b`` always exists. Equal rows keep the first.
     ``by_latency`` (a stage of an application, :mod:`solver.chains`): ``a`` must also be no
     slower (e2e at capacity, integer microseconds), so no path of the application gets longer.
+    ``new`` marks the candidates not yet compared: when the others were pruned among themselves
+    already, only pairs with a new one can drop anything, so only those are compared (same
+    result as comparing all; used when disaggregated units join a pruned table).
     """
     n = len(cands)
     if n < 2:
@@ -826,33 +836,50 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
         np.array([scaling.capacity_mrps(c.capacity_rps) for c in cands], dtype=np.int64),
         np.array([violation_mask(c) for c in cands], dtype=np.int64),
         np.array([scaling.latency_us(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
+        None if new is None else np.asarray(new, dtype=bool),
     )
     kept = [c for c, d in zip(cands, dropped) if not d]
     return kept, int(dropped.sum())
 
 
 def _dominated(group: np.ndarray, gpus_all: np.ndarray, cap_all: np.ndarray, viol_all: np.ndarray,
-               lat_all: np.ndarray) -> np.ndarray:
+               lat_all: np.ndarray, new: np.ndarray | None = None) -> np.ndarray:
     """:func:`prune_dominated`'s rule on arrays (one entry per candidate, in table order):
     ``group`` numbers the (accelerator, system) pairs, ``cap_all`` is integer milli-req/s,
     ``viol_all`` violation bit masks, ``lat_all`` integer microseconds (all 0 to ignore
-    latency). Returns which candidates are dominated."""
+    latency); ``new``: only pairs with a new candidate are compared. Returns which candidates
+    are dominated."""
     dropped = np.zeros(len(group), dtype=bool)
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
-        gpus, cap, viol, lat = gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx]
-        out = np.zeros(len(idx), dtype=bool)
-        for start in range(0, len(idx), _DOMINANCE_BLOCK):  # rows: the dominating candidate a
-            a = slice(start, start + _DOMINANCE_BLOCK)
-            ga, ca, va, la, ia = gpus[a, None], cap[a, None], viol[a, None], lat[a, None], idx[a, None]
-            k = gpus // ga
-            dom = (gpus % ga == 0) & (k * ca >= cap) & ((va & ~viol) == 0) & (la <= lat)
-            strict = (k > 1) | (k * ca > cap) | (va != viol) | (la < lat)
-            dom &= strict | (idx > ia)
-            dom &= idx != ia  # a candidate does not dominate itself
-            out |= dom.any(axis=0)
+        cols = (gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx], idx)
+        every = np.arange(len(idx))
+        if new is None:
+            out = _any_dominates(cols, every, every)
+        else:
+            fresh = np.flatnonzero(new[idx])
+            out = _any_dominates(cols, fresh, every)  # new candidates against all
+            out[fresh] |= _any_dominates(cols, every, fresh)  # all against the new ones
         dropped[idx] = out
     return dropped
+
+
+def _any_dominates(cols: tuple[np.ndarray, ...], a_pos: np.ndarray, b_pos: np.ndarray) -> np.ndarray:
+    """For each candidate at ``b_pos`` (positions in ``cols``: gpus, capacity, violations,
+    latency, table index), whether one at ``a_pos`` dominates it (the rule of :func:`_dominated`)."""
+    gpus_c, cap_c, viol_c, lat_c, idx_c = cols
+    gpus, cap, viol, lat, idx = gpus_c[b_pos], cap_c[b_pos], viol_c[b_pos], lat_c[b_pos], idx_c[b_pos]
+    out = np.zeros(len(b_pos), dtype=bool)
+    for start in range(0, len(a_pos), _DOMINANCE_BLOCK):  # rows: the dominating candidate a
+        a = a_pos[start:start + _DOMINANCE_BLOCK]
+        ga, ca, va, la, ia = gpus_c[a, None], cap_c[a, None], viol_c[a, None], lat_c[a, None], idx_c[a, None]
+        k = gpus // ga
+        dom = (gpus % ga == 0) & (k * ca >= cap) & ((va & ~viol) == 0) & (la <= lat)
+        strict = (k > 1) | (k * ca > cap) | (va != viol) | (la < lat)
+        dom &= strict | (idx > ia)
+        dom &= idx != ia  # a candidate does not dominate itself
+        out |= dom.any(axis=0)
+    return out
 
 
 _DOMINANCE_BLOCK = 256

@@ -260,3 +260,34 @@ def test_bench_plan_refuses_units_in_one_line_and_simulate_replays_them(tmp_path
     assert out.exit_code == 2 and len(lines) == 1 and "serving_mode" in lines[0], out.output
     out = CliRunner().invoke(main, ["simulate", str(plan_file), "--poisson", "1", "--duration", "60", "--problem", str(f)])
     assert out.exit_code == 0 and "ttft" in out.output, out.output
+
+
+# -- pruning units against a pruned table -------------------------------------------------------
+
+def test_units_pruned_against_the_pruned_rows_as_if_all_were_compared():
+    """Adding units to a pruned table compares only pairs with a unit; the result equals the
+    full pairwise pass (200 random tables of old rows, pruned first, plus new ones), and the
+    bundled RAG case keeps the same rows either way."""
+    import numpy as np
+
+    from solver.candidates import _dominated, prune_dominated
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n_old, n_new = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        n = n_old + n_new
+        cols = (rng.integers(0, 2, n), rng.choice([1, 2, 4, 8, 16], n), rng.integers(1, 60, n),
+                rng.integers(0, 4, n), np.zeros(n, dtype=np.int64))
+        old = ~_dominated(*(c[:n_old] for c in cols))  # the table as pruned before units join
+        keep = np.concatenate([np.flatnonzero(old), np.arange(n_old, n)])
+        sub = tuple(c[keep] for c in cols)
+        new = np.arange(len(keep)) >= int(old.sum())
+        assert (_dominated(*sub, new) == _dominated(*sub)).all()
+    p = _problem(30000, 500, 15000, 30, 3)
+    t = Session.prepare(p, CAT, prune=False).tables[0]
+    rows = [c for c in t.candidates if c.unit is None]
+    units = [c for c in t.candidates if c.unit is not None]
+    rows, _ = prune_dominated(rows)
+    both = rows + units
+    flags = [False] * len(rows) + [True] * len(units)
+    assert prune_dominated(both, new=flags) == prune_dominated(both)
