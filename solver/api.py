@@ -210,7 +210,8 @@ def capacity(
         checked.append(dep)
         deps.append({**{k: dep.to_dict()[k] for k in (
             "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
-            "replicas", "gpus", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "cost_usd_per_hour")},
+            "replicas", "gpus", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "cost_usd_per_hour",
+            "serving_mode", "pools")},
             "capacity_rps": per_replica * r})
     rps = scaling.mrps_to_rps(rps_mrps)
     _verify_capacity(problem, cat, d, checked, rps, gpus)

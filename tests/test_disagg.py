@@ -291,3 +291,39 @@ def test_units_pruned_against_the_pruned_rows_as_if_all_were_compared():
     both = rows + units
     flags = [False] * len(rows) + [True] * len(units)
     assert prune_dominated(both, new=flags) == prune_dominated(both)
+
+
+# -- query / capacity flags -----------------------------------------------------------------------
+
+_RAG_FLAGS = ["--model", "llama-3.1-70b", "--isl", "30000", "--osl", "500", "--ttft-p99-ms", "15000",
+              "--tpot-p99-ms", "30", "--quant", "fp8", "--kv-dtype", "fp8"]
+
+
+def test_query_serving_mode_flag_offers_units():
+    """The 30K-token RAG case without a problem file: aggregated by default ($172.16/h), a
+    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($150.64/h, as the
+    problem-file test above)."""
+    got = {}
+    for mode in (None, "any", "disaggregated"):
+        args = ["query", *_RAG_FLAGS, "--rps", "3", "--gpu", "h100-sxm", "--json"]
+        r = CliRunner().invoke(main, args + (["--serving-mode", mode] if mode else []))
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.output)
+        got[mode] = ({d["serving_mode"] for d in out["deployments"]}, out["cost_usd_per_hour"])
+    assert got[None][0] == {"aggregated"} and got["any"][0] == got["disaggregated"][0] == {"disaggregated"}
+    assert got["any"][1] == pytest.approx(150.64) and got[None][1] == pytest.approx(172.16)
+    helptext = CliRunner().invoke(main, ["query", "--help"]).output
+    assert "--serving-mode" in helptext and "disaggregated" in helptext
+
+
+def test_capacity_serving_mode_flag_and_bad_value():
+    base = ["capacity", *_RAG_FLAGS, "--gpu", "h100-sxm", "--gpus", "56", "--json"]
+    agg = json.loads(CliRunner().invoke(main, base).output)
+    r = CliRunner().invoke(main, base + ["--serving-mode", "any"])
+    assert r.exit_code == 0, r.output
+    dis = json.loads(r.output)
+    assert dis["requests_per_s"] > agg["requests_per_s"]
+    dep = dis["deployments"][0]
+    assert dep["serving_mode"] == "disaggregated" and sorted(p["role"] for p in dep["pools"]) == ["decode", "prefill"]
+    bad = CliRunner().invoke(main, ["query", *_RAG_FLAGS, "--rps", "3", "--serving-mode", "both"])
+    assert bad.exit_code == 2 and "--serving-mode" in bad.output
