@@ -622,9 +622,10 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
 
 
 def _disaggregation_offered(d: ModelDemand) -> bool:
-    """Units are offered where the problem allows them, except to a stage of an application
-    (chain budgets read one configuration per stage) and with speculative decoding."""
-    return "disaggregated" in d.serving_modes and d.application_rps == 0 and d.speculative is None
+    """Units are offered where the problem allows them (to a stage of an application too: a
+    unit's e2e p99 at capacity enters the path budgets like a replica's), except with
+    speculative decoding (a decode pool that drafts is not modelled)."""
+    return "disaggregated" in d.serving_modes and d.speculative is None
 
 
 def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[tuple[Shape, set[Family]]],

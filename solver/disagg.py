@@ -25,9 +25,10 @@ Per pool (terms in :mod:`solver.costmodel.disaggregated`):
 
 Units exist only where they meet every target, the memory of both pools, the problem's formats,
 quality guard and node packing: a disaggregated option is offered where it is usable, and an
-infeasible problem is explained by its aggregated candidates as before. Not offered: to a stage
-of an application (chain latencies read one configuration per stage), with speculative
-decoding, or on two different accelerators (both pools share one node shape).
+infeasible problem is explained by its aggregated candidates as before. Offered to a stage of an
+application too (its e2e p99 at capacity enters the path budgets like a replica's). Not offered:
+with speculative decoding, or on two different accelerators (both pools share one node shape).
+``fleetplan simulate`` replays units through both pools (:mod:`solver.simulate_disagg`).
 """
 
 from __future__ import annotations
