@@ -745,13 +745,35 @@ def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | 
     problem's entry for it, whose LoRA adapters the replicas carry); disaggregated deployments
     through their pools (:mod:`solver.simulate_disagg`)."""
     name, deps = model_deployments(plan, model)
-    modes = {str(d.get("serving_mode", "aggregated")) for _, d in deps}
-    if "disaggregated" in modes:
-        if modes != {"disaggregated"}:
-            raise InputError(f"PLAN: {name!r} has aggregated and disaggregated deployments; simulate "
-                             "replays one serving mode per model (split the plan's deployments)")
-        from solver.simulate_disagg import replay_disaggregated
+    dis = [(k, d) for k, d in deps if d.get("serving_mode") == "disaggregated"]
+    if dis:
+        from solver.simulate_disagg import merge_results, part, replay_disaggregated, split_by_share
 
-        return replay_disaggregated(deps, cat, workload, router, slo, demand, plan_engine)
+        if len(dis) == len(deps):
+            return replay_disaggregated(dis, cat, workload, router, slo, demand, plan_engine)
+        # both modes: each request to one side, in proportion to the plan's load shares
+        share = _load_share(dis, deps)
+        to_dis = split_by_share(workload, share)
+        agg_plan = {**plan, "deployments": [d for _, d in deps if d.get("serving_mode") != "disaggregated"]}
+        parts = []
+        if to_dis.any():
+            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), router, slo, demand,
+                                                       plan_engine)))
+        if (~to_dis).any():
+            parts.append((~to_dis, replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand)))
+        return merge_results(parts, workload, slo)
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
     return simulate(plan_replicas(plan, cat, model, longest, demand), workload, router, slo)
+
+
+def _load_share(some: list[tuple[int, dict[str, Any]]], every: list[tuple[int, dict[str, Any]]]) -> float:
+    """The share of a model's planned load (``load_rps``) on deployments ``some`` of ``every``."""
+    try:
+        load = {k: float(d["load_rps"]) for k, d in every}
+    except (KeyError, TypeError, ValueError):
+        raise InputError("PLAN: a model with aggregated and disaggregated deployments needs each "
+                         "deployment's load_rps (to split the requests)") from None
+    total = sum(load.values())
+    if not (total > 0 and all(v >= 0 for v in load.values())):
+        raise InputError("PLAN: load_rps: expected >= 0 per deployment and > 0 in all")
+    return sum(load[k] for k, _ in some) / total

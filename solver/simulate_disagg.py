@@ -23,6 +23,10 @@ Model (the planner's terms in :mod:`solver.disagg`, here run request by request)
   work (its ``osl - 1`` remaining tokens, one per step; the KV reserved at its final length).
   A request with one output token ends at the prefill pool.
 
+A model with aggregated and disaggregated deployments: each request goes to one side in
+proportion to the plan's load shares (:func:`split_by_share`), and the sides' results are merged
+(:func:`merge_results`).
+
 Percentiles and target shares are reported as for aggregated replicas (:class:`SimResult`).
 TPOT runs from the request's admission to the decode pool to its last token: a wait for a
 decode slot after the transfer counts in E2E (and in the queue wait, the prefill pool's plus the
@@ -272,3 +276,41 @@ def replay_disaggregated(deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalo
                          "(the planner offers no such unit)")
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
     return simulate_disaggregated(plan_groups(deps, cat, longest, engine_of), workload, router, slo)
+
+
+def split_by_share(workload: Workload, share: float) -> np.ndarray:
+    """Which requests (in arrival order) go to the share ``share`` in [0, 1] of a model's
+    capacity: every request whose running count ``floor((k + 1) x share)`` steps up (a
+    deterministic weighted round robin, as the planner splits load in proportion to capacity)."""
+    k = np.arange(workload.requests, dtype=float)
+    return np.floor((k + 1) * share + 1e-9) > np.floor(k * share + 1e-9)
+
+
+def merge_results(parts: Sequence[tuple[np.ndarray, SimResult]], workload: Workload, slo: Slo | None) -> SimResult:
+    """One result of a workload replayed in parts (``(selected requests, result)``): the
+    per-request latencies put back in arrival order and the percentiles recomputed; shares
+    and means weighted by requests, utilisation by replicas."""
+    n = workload.requests
+    arrays = {k: np.full(n, np.nan) for k in ("ttft", "tpot", "e2e", "wait")}
+    for sel, r in parts:
+        for k in arrays:
+            arrays[k][sel] = getattr(r, f"{k}_s")
+    reps = sum(r.replicas for _, r in parts)
+    label = " + ".join(r.label for _, r in parts if r.label) or workload.label
+    return SimResult(
+        label=workload.label or label, router=parts[0][1].router, replicas=reps, requests=n,
+        offered_rps=workload.mean_rps, ttft=Percentiles.of(arrays["ttft"]), tpot=Percentiles.of(arrays["tpot"]),
+        e2e=Percentiles.of(arrays["e2e"]), queue_wait=Percentiles.of(arrays["wait"]),
+        p_wait_for_slot=sum(r.p_wait_for_slot * r.requests for _, r in parts) / n,
+        mean_batch=sum(r.mean_batch * r.requests for _, r in parts) / n,
+        utilisation=sum(r.utilisation * r.replicas for _, r in parts) / max(reps, 1),
+        unservable=sum(r.unservable for _, r in parts), steps=sum(r.steps for _, r in parts),
+        targets=_checks(slo, {"ttft": arrays["ttft"], "tpot": arrays["tpot"], "e2e": arrays["e2e"]}),
+        ttft_s=arrays["ttft"], tpot_s=arrays["tpot"], e2e_s=arrays["e2e"], wait_s=arrays["wait"],
+    )
+
+
+def part(workload: Workload, sel: np.ndarray) -> Workload:
+    """The requests ``sel`` of a workload."""
+    return Workload(np.asarray(workload.arrival_s)[sel], np.asarray(workload.input_tokens)[sel],
+                    np.asarray(workload.output_tokens)[sel], workload.prefix_hit_rate, workload.label)

@@ -18,7 +18,7 @@ from solver.disagg import decode_terms, make_unit, prefill_terms, unit_latencies
 from solver.problem import Problem
 from solver.session import Session
 from solver.simulate import ConstantStepTimer, ReplicaSpec, Workload, poisson_workload, replay
-from solver.simulate_disagg import DisaggGroup, PrefillPoolTimer, drain_s, simulate_disaggregated
+from solver.simulate_disagg import DisaggGroup, PrefillPoolTimer, drain_s, part, simulate_disaggregated, split_by_share
 
 CAT = load_catalog()
 
@@ -179,14 +179,15 @@ def test_simulate_cli_replays_a_disaggregated_plan(tmp_path, rag):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["ttft"]["p99_ms"] > 0 and out["requests"] > 300
-    # a plan that mixes both modes for one model is one line, exit 2
+    # a plan mixing both modes for one model without load shares: one line, exit 2
     data = plan.to_dict()
     agg = dict(data["deployments"][0], serving_mode="aggregated", pools=[])
+    del agg["load_rps"]
     data["deployments"].append(agg)
     pf.write_text(json.dumps(data))
     r = CliRunner().invoke(main, ["simulate", str(pf), "--poisson", "2", "--problem", str(f)])
     lines = [x for x in r.output.strip().splitlines() if x]
-    assert r.exit_code == 2 and len(lines) == 1 and "aggregated and disaggregated" in lines[0]
+    assert r.exit_code == 2 and len(lines) == 1 and "load_rps" in lines[0], r.output
     # a unit without its prefill pool
     data = plan.to_dict()
     data["deployments"][0]["pools"] = [x for x in data["deployments"][0]["pools"] if x["role"] == "decode"]
@@ -194,3 +195,31 @@ def test_simulate_cli_replays_a_disaggregated_plan(tmp_path, rag):
     r = CliRunner().invoke(main, ["simulate", str(pf), "--poisson", "2", "--problem", str(f)])
     lines = [x for x in r.output.strip().splitlines() if x]
     assert r.exit_code == 2 and len(lines) == 1 and "prefill pool" in lines[0]
+
+
+def test_split_by_share_by_hand():
+    w = Workload(np.arange(8.0), np.ones(8, dtype=np.int64), np.ones(8, dtype=np.int64))
+    assert split_by_share(w, 0.25).tolist() == [False, False, False, True] * 2
+    assert split_by_share(w, 0.5).tolist() == [False, True] * 4
+    assert not split_by_share(w, 0.0).any() and split_by_share(w, 1.0).all()
+
+
+def test_a_model_with_both_modes_replays_each_request_on_its_side(rag):
+    """The RAG unit beside the aggregated plan of the same problem (4 x TP8 PP2), load 3 req/s
+    on each: requests alternate between the sides (share 0.5), and each side's requests get
+    the latencies a replay of that side alone gives them."""
+    p, plan = rag
+    d = p.models[0]
+    agg_p = _problem(30000, 500, 15000, 30, 3)
+    agg_p = agg_p.model_copy(update={"models": [agg_p.models[0].model_copy(update={"serving_modes": ["aggregated"]})]})
+    agg_plan, _ = Session.prepare(agg_p, CAT).run(time_limit_s=20)
+    both = plan.to_dict()
+    both["deployments"] = both["deployments"] + agg_plan.to_dict()["deployments"]
+    w = poisson_workload(4.0, 300, d.traffic.input_tokens, d.traffic.output_tokens, seed=2)
+    r = replay(both, CAT, w, slo=d.slo)
+    side = split_by_share(w, 0.5)
+    alone_dis = replay(plan.to_dict(), CAT, part(w, side), slo=d.slo)
+    alone_agg = replay(agg_plan.to_dict(), CAT, part(w, ~side), slo=d.slo)
+    assert r.requests == w.requests and r.replicas == alone_dis.replicas + alone_agg.replicas
+    assert np.array_equal(r.ttft_s[side], alone_dis.ttft_s) and np.array_equal(r.e2e_s[~side], alone_agg.e2e_s)
+    assert r.ttft.p99_ms == pytest.approx(float(np.percentile(r.ttft_s * 1e3, 99)))
