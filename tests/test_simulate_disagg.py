@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from solver.catalog import load_catalog
 from solver.cli import main
 from solver.costmodel import Shape, shape_terms
-from solver.costmodel.disaggregated import kv_transfer_ms, unit_link
+from solver.costmodel.disaggregated import kv_transfer_ms
 from solver.disagg import decode_terms, make_unit, prefill_terms, unit_latencies
-from solver.problem import Problem
+from solver.problem import Problem, TokenLengths
 from solver.session import Session
 from solver.simulate import ConstantStepTimer, ReplicaSpec, Workload, poisson_workload, replay
 from solver.simulate_disagg import DisaggGroup, PrefillPoolTimer, drain_s, part, simulate_disaggregated, split_by_share
@@ -74,9 +74,7 @@ def test_prefill_pool_queue_is_m_d_1():
     assert float(np.mean(r.wait_s)) * 1e3 == pytest.approx(75.0, rel=0.1)
 
 
-def _lengths(n: int):
-    from solver.problem import TokenLengths
-
+def _lengths(n: int) -> TokenLengths:
     return TokenLengths(p50=n, p90=n, p99=n)
 
 
