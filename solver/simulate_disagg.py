@@ -48,6 +48,7 @@ from solver.costmodel import Shape, ShapeTerms, decode_step, kv_budget_bytes_gpu
 from solver.costmodel.compute import chunk_mixture, prefill
 from solver.costmodel.disaggregated import unit_link
 from solver.errors import InputError
+from solver.lora import demand_terms
 from solver.problem import ModelDemand, Slo
 from solver.simulate import (
     ROUTERS, CostModelStepTimer, Percentiles, ReplicaSpec, Router, SimResult, Workload, _checks, _Replica,
@@ -231,16 +232,23 @@ def _pool(d: dict[str, Any], role: str) -> dict[str, Any]:
 
 
 def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, max_context: int,
-                engine_of: Any = None) -> list[DisaggGroup]:
+                engine_of: Any = None, demand: ModelDemand | None = None) -> list[DisaggGroup]:
     """The :class:`DisaggGroup` of each disaggregated deployment ``(index, deployment)`` of a plan
     (``fleetplan solve --json``), with step-time tables up to ``max_context`` tokens;
-    ``engine_of(deployment)``: the engine its terms use (None: the catalog's default)."""
+    ``engine_of(deployment)``: the engine its terms use (None: the catalog's default);
+    ``demand``: the problem's entry for the model, whose LoRA adapters both pools carry."""
     out = []
     for k, d in plan_deps:
         try:
             units = int(d["replicas"])
             if units < 0:
                 raise ValueError("replicas must be >= 0")
+            if d.get("speculative") or d.get("partition"):
+                raise ValueError("a disaggregated unit with speculative decoding or a GPU share is not "
+                                 "replayed (the planner offers none)")
+            if demand is not None and demand.lora is not None and demand.model != str(d["model_id"]):
+                raise ValueError(f"model_id {d['model_id']!r} is not the problem's {demand.model!r} "
+                                 "(its LoRA adapters are sized for that model)")
             specs: dict[str, tuple[ReplicaSpec, int, int]] = {}
             kv_bytes = 0.0
             for role in ("prefill", "decode"):
@@ -252,6 +260,8 @@ def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, m
                               str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep)
                 terms = shape_terms(cat, shape, engine_of(d) if engine_of else None)
                 kv_bytes = terms.kv_bytes_per_token_model
+                if demand is not None and demand.lora is not None:
+                    terms = demand_terms(cat, demand, terms)
                 label = f"{d['accelerator']} {d['quant']} {role} TP{tp} PP{pp} B{batch}"
                 timer = (PrefillPoolTimer if role == "prefill" else CostModelStepTimer)(terms, batch, max_context)
                 specs[role] = (ReplicaSpec(timer, batch, kv_budget_bytes_gpu(terms), terms, label), per_unit,
@@ -270,12 +280,10 @@ def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, m
 def replay_disaggregated(deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, workload: Workload,
                          router: Router = "least-loaded", slo: Slo | None = None,
                          demand: ModelDemand | None = None, engine_of: Any = None) -> SimResult:
-    """Simulate ``workload`` on a plan's disaggregated deployments of one model."""
-    if demand is not None and demand.lora is not None:
-        raise InputError("PLAN: a disaggregated deployment with LoRA adapters is not replayed "
-                         "(the planner offers no such unit)")
+    """Simulate ``workload`` on a plan's disaggregated deployments of one model (``demand``: the
+    problem's entry for it, whose LoRA adapters both pools carry)."""
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
-    return simulate_disaggregated(plan_groups(deps, cat, longest, engine_of), workload, router, slo)
+    return simulate_disaggregated(plan_groups(deps, cat, longest, engine_of, demand), workload, router, slo)
 
 
 def split_by_share(workload: Workload, share: float) -> np.ndarray:

@@ -221,3 +221,21 @@ def test_a_model_with_both_modes_replays_each_request_on_its_side(rag):
     assert r.requests == w.requests and r.replicas == alone_dis.replicas + alone_agg.replicas
     assert np.array_equal(r.ttft_s[side], alone_dis.ttft_s) and np.array_equal(r.e2e_s[~side], alone_agg.e2e_s)
     assert r.ttft.p99_ms == pytest.approx(float(np.percentile(r.ttft_s * 1e3, 99)))
+
+
+
+def test_lora_adapters_ride_on_both_pools():
+    """A disaggregated plan of the LoRA-tenants model (problems/lora-tenants.yaml, units only,
+    H100): replayed with the problem's entry, the adapters' per-token work lengthens the lone
+    request's TTFT and E2E over the bare model's replay of the same plan."""
+    from solver.problem import load_problem
+
+    p = load_problem("problems/lora-tenants.yaml", CAT)
+    d = p.models[0].model_copy(update={"serving_modes": ["disaggregated"], "allowed_accelerators": ["h100-sxm"]})
+    p = p.model_copy(update={"models": [d]})
+    plan, _ = Session.prepare(p, CAT).run(time_limit_s=20)
+    assert plan.status.has_plan and plan.deployments[0].serving_mode == "disaggregated"
+    w = Workload(np.array([0.0]), np.array([3000]), np.array([200]))
+    with_lora = replay(plan.to_dict(), CAT, w, demand=d)
+    bare = replay(plan.to_dict(), CAT, w)
+    assert with_lora.ttft_s[0] > bare.ttft_s[0] and with_lora.e2e_s[0] > bare.e2e_s[0]
