@@ -54,7 +54,7 @@ candidates pruned on arrays too, before any :class:`Candidate` is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -68,7 +68,7 @@ from solver.costmodel import (
 from solver.families import CANDIDATE_FAMILIES, Family
 from solver.costmodel.partition import Partition, mig_partition, partition_terms, shared_partition
 from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
-from solver.disagg import RoleTerms, Unit, role_terms, unit_label, units_for
+from solver.disagg import RoleTerms, Unit, mixed_units_for, role_terms, same_vendor, unit_label, units_for
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -82,6 +82,21 @@ from solver.units import GIB
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """GPUs a candidate also uses on another node shape: a mixed disaggregated unit's prefill
+    pool (:func:`solver.disagg.mixed_units_for`), counted against that accelerator's inventory,
+    price and power."""
+
+    accelerator: str
+    system: str
+    gpus: int
+    gpus_per_node: int
+    usd_per_gpu_hour: float
+    price_id: str
+    tdp_w: float
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,14 @@ class Candidate:
     unit: "Unit | None" = None
     """A disaggregated unit (:mod:`solver.disagg`): then ``gpus`` and ``capacity_rps`` are the
     unit's, tp/pp/ep/max_batch the decode pool's; None: an aggregated replica."""
+    also: tuple[GpuUse, ...] = ()
+    """GPUs on other node shapes, part of ``gpus`` (a mixed unit's prefill pool); empty: all of
+    ``gpus`` are on ``accelerator``/``system``."""
+
+    @property
+    def own_gpus(self) -> int:
+        """GPUs on the candidate's own node shape (``gpus`` less those in :attr:`also`)."""
+        return self.gpus - sum(a.gpus for a in self.also)
 
     @property
     def serving_mode(self) -> str:
@@ -153,12 +176,14 @@ class Candidate:
 
     @property
     def cost_usd_per_hour(self) -> float:
-        """Cost of one replica (its share of a GPU's price on a GPU share)."""
-        return self.gpus * self.usd_per_gpu_hour / self.per_gpu
+        """Cost of one replica (its share of a GPU's price on a GPU share; a mixed unit's GPUs
+        each at their own accelerator's price)."""
+        return (self.own_gpus * self.usd_per_gpu_hour / self.per_gpu
+                + sum(a.gpus * a.usd_per_gpu_hour for a in self.also))
 
     @property
     def power_w(self) -> float:
-        return self.gpus * self.tdp_w / self.per_gpu
+        return self.own_gpus * self.tdp_w / self.per_gpu + sum(a.gpus * a.tdp_w for a in self.also)
 
     def label(self) -> str:
         par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
@@ -536,6 +561,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     trail: list[Rejected | int] = []  # rejections and shapes (by index) in enumeration order
     aggregated = "aggregated" in d.serving_modes
     units: list[Candidate] = []
+    unit_systems: list[_UnitSystem] = []  # node shapes for mixed units (two accelerators)
     for gpu in d.allowed_accelerators or sorted(cat.accelerators):
         prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
         if not prices:
@@ -553,6 +579,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
             if _disaggregation_offered(d):
                 units += _unit_candidates(cat, d, system.id, [(sh, f) for sh, f in found if not f],
                                           prices[0], acc.tdp_w, engine, cache, problem.confidence)
+                unit_systems.append(_UnitSystem(gpu, system.id, tuple(sh for sh, f in found if not f),
+                                                prices[0], acc.tdp_w))
             if not aggregated:
                 if found:
                     trail.append(Rejected(d.name, f"{gpu}/{system.id} aggregated",
@@ -561,6 +589,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
             for shape, flags in found:
                 trail.append(len(shapes))
                 shapes.append((shape, flags, system.id, prices[0], acc.tdp_w, system.gpus_per_node))
+    if len({u.accelerator for u in unit_systems}) > 1:  # pools on two accelerators
+        units += _mixed_unit_candidates(cat, d, unit_systems, engine, cache, problem.confidence)
     specs = (None, d.speculative) if d.speculative is not None else (None,)
     # every shape's evaluation at once (vectorised over shapes x batch caps), then the rows
     evals = iter(cache.evaluate_many(cat, d, [(sh[0], spec) for sh in shapes for spec in specs],
@@ -644,8 +674,61 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
         mult = planning_multiplier(cat, d.model, system.accelerator, quant, engine or cat.default_engine,
                                    confidence)
         found += [(quant, kv, u) for u in units_for(d, system, roles, mult)]
+    return _units_as_candidates(cat, d, system_id, price, tdp_w, found, engine, cache)
+
+
+@dataclass(frozen=True)
+class _UnitSystem:
+    """A node shape units may use: its unflagged shapes, price and TDP (for mixed units)."""
+
+    accelerator: str
+    system: str
+    shapes: tuple[Shape, ...]
+    price: Price
+    tdp_w: float
+
+
+def _mixed_unit_candidates(cat: Catalog, d: ModelDemand, systems: Sequence[_UnitSystem], engine: str | None,
+                           cache: TableCache, confidence: float | None = None) -> list[Candidate]:
+    """Units with the prefill pool on one accelerator's node shape and the decode pool on
+    another's (:func:`solver.disagg.mixed_units_for`), per KV dtype both share and per format
+    of each pool, as candidates whose prefill GPUs are counted on their own node shape
+    (:class:`GpuUse`)."""
+    eng = engine or cat.default_engine
+    out: list[Candidate] = []
+    for a in systems:
+        for b in systems:
+            if a.accelerator == b.accelerator or not same_vendor(cat, a.accelerator, b.accelerator):
+                continue
+            sys_a, sys_b = cat.system(a.system), cat.system(b.system)
+            found: list[tuple[str, str, Unit]] = []
+            for qa, kv in sorted({(sh.quant, sh.kv_dtype) for sh in a.shapes}):
+                roles_a = [r for r in (cache.roles(cat, d, sh, engine) for sh in a.shapes
+                                       if (sh.quant, sh.kv_dtype) == (qa, kv)) if r is not None]
+                mult_a = planning_multiplier(cat, d.model, a.accelerator, qa, eng, confidence)
+                for qb in sorted({sh.quant for sh in b.shapes if sh.kv_dtype == kv}):
+                    roles_b = [r for r in (cache.roles(cat, d, sh, engine) for sh in b.shapes
+                                           if (sh.quant, sh.kv_dtype) == (qb, kv)) if r is not None]
+                    mult_b = planning_multiplier(cat, d.model, b.accelerator, qb, eng, confidence)
+                    found += [(qb, kv, u) for u in mixed_units_for(d, sys_a, sys_b, roles_a, roles_b,
+                                                                   a.price.usd_per_gpu_hour, mult_a, mult_b)]
+
+            def also(u: Unit, a: _UnitSystem = a, per_node: int = sys_a.gpus_per_node) -> tuple[GpuUse, ...]:
+                return (GpuUse(a.accelerator, a.system, u.prefill_gpus, per_node, a.price.usd_per_gpu_hour,
+                               a.price.id, a.tdp_w),)
+
+            out += _units_as_candidates(cat, d, b.system, b.price, b.tdp_w, found, engine, cache, also)
+    return out
+
+
+def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Price, tdp_w: float,
+                         found: list[tuple[str, str, "Unit"]], engine: str | None, cache: TableCache,
+                         also: Callable[["Unit"], tuple[GpuUse, ...]] | None = None) -> list[Candidate]:
+    """Units (decode pool on ``system_id``, format and KV dtype per entry) as candidates, with
+    their latencies at capacity; ``also``: a mixed unit's GPUs on the prefill pool's node shape."""
     if not found:
         return []
+    system = cat.system(system_id)
     # latencies at capacity, all units at once (the queueing grid, as for aggregated rows)
     units = [u for _, _, u in found]
     cap = np.array([u.capacity_rps for u in units])
@@ -674,14 +757,16 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
             model=d.name, model_id=d.model, accelerator=dec.accelerator, system=system_id,
             quant=quant, kv_dtype=kv, tp=dec.tp, pp=dec.pp, ep=dec.ep, max_batch=u.decode.batch,
             gpus=u.gpus, gpus_per_node=system.gpus_per_node, usd_per_gpu_hour=price.usd_per_gpu_hour,
-            price_id=price.id, tdp_w=tdp_w, quality_loss_points=cat.quantization(quant).quality_loss.points,
+            price_id=price.id, tdp_w=tdp_w,
+            quality_loss_points=max(cat.quantization(q).quality_loss.points  # both pools' formats
+                                    for q in (quant, u.prefill.shape.quant)),
             capacity_rps=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
             tpot_p99_ms=u.decode.tpot_ms, e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
             service_s=u.decode.service_s, max_concurrency=u.decode.limit,
             weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
             kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
                                                 d.traffic.shared_prefix_tokens)),
-            stated_error_pct=t.stated_error_pct, unit=u,
+            stated_error_pct=t.stated_error_pct, unit=u, also=also(u) if also is not None and u.mixed else (),
         ))
     return out
 
@@ -830,9 +915,11 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False,
     n = len(cands)
     if n < 2:
         return list(cands), 0
-    keys: dict[tuple[str, str, str], int] = {}  # a GPU share is its own pool of GPUs
+    keys: dict[tuple, int] = {}  # a GPU share is its own pool of GPUs; a mixed unit compares only
+    # with candidates of the same GPUs on each node shape (k = 1: k copies would not match)
     dropped = _dominated(
-        np.array([keys.setdefault((c.accelerator, c.system, c.partition), len(keys)) for c in cands]),
+        np.array([keys.setdefault((c.accelerator, c.system, c.partition)
+                                  + ((c.own_gpus, c.also) if c.also else ()), len(keys)) for c in cands]),
         np.array([c.gpus for c in cands], dtype=np.int64),
         np.array([scaling.capacity_mrps(c.capacity_rps) for c in cands], dtype=np.int64),
         np.array([violation_mask(c) for c in cands], dtype=np.int64),

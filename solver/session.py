@@ -82,7 +82,7 @@ def config_key(model: str, c: Candidate | Deployment) -> tuple:
     """A deployment configuration's identity: model entry, shape, batch cap, whether it
     decodes speculatively, the GPU share it runs on and, for a disaggregated unit, its pools'
     shapes and counts."""
-    pools = tuple((p.role, p.tp, p.pp, p.ep, p.replicas, p.max_batch) for p in c.pools)
+    pools = tuple((p.role, p.tp, p.pp, p.ep, p.replicas, p.max_batch, p.accelerator, p.quant) for p in c.pools)
     return (model, c.shape, c.max_batch, bool(c.speculative), c.partition or "", pools)
 
 
@@ -291,6 +291,8 @@ class Session:
                 shares[c.gpu_share] += r
             else:
                 used[c.system] += r * c.gpus
+            for s, g in c.also:  # a mixed unit's GPUs on another node shape
+                used[s] += r * g
         for h, n in shares.items():
             share = self.ip.gpu_shares[h]
             used[share.system] += -(-n // share.per_gpu)
@@ -309,7 +311,8 @@ class Session:
 
     @property
     def _price(self) -> dict[tuple[str, str], tuple[float, float]]:
-        return {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in self.ip.source}
+        out = {(a.accelerator, a.system): (a.usd_per_gpu_hour, a.tdp_w) for c in self.ip.source for a in c.also}
+        return out | {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in self.ip.source}
 
 
 def _application_paths(problem: Problem, deps: list[Deployment]) -> tuple[dict, ...]:

@@ -12,7 +12,8 @@ Model (the planner's terms in :mod:`solver.disagg`, here run request by request)
 - **KV transfer.** The whole prompt's KV (prompt tokens x the model's KV bytes per token in the
   deployment's KV dtype) moves to a decode replica of the *same* deployment over the unit's link
   (:func:`solver.costmodel.disaggregated.unit_link`: NVLink when the unit fits one node, else
-  the NIC; the shards of ``min(prefill, decode GPUs per replica)`` GPUs in parallel), taking
+  the NIC; always the NIC when the pools are on two node shapes; the shards of ``min(prefill,
+  decode GPUs per replica)`` GPUs in parallel), taking
   :func:`~solver.costmodel.disaggregated.kv_transfer_ms`. The first token is streamed by the
   prefill replica, so the transfer delays the second token, not the first -- but the planner
   adds it to TTFT (the decode pool emits every token in real deployments where the prefill
@@ -46,7 +47,7 @@ import numpy as np
 from solver.catalog import Catalog
 from solver.costmodel import Shape, ShapeTerms, decode_step, kv_budget_bytes_gpu, shape_terms
 from solver.costmodel.compute import chunk_mixture, prefill
-from solver.costmodel.disaggregated import unit_link
+from solver.costmodel.disaggregated import nic_link, unit_link
 from solver.errors import InputError
 from solver.lora import demand_terms
 from solver.problem import ModelDemand, Slo
@@ -251,27 +252,31 @@ def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, m
                                  "(its LoRA adapters are sized for that model)")
             specs: dict[str, tuple[ReplicaSpec, int, int]] = {}
             kv_bytes = 0.0
+            systems: dict[str, str] = {}
             for role in ("prefill", "decode"):
                 p = _pool(d, role)
                 tp, pp, ep, batch, per_unit = (int(p[f]) for f in ("tp", "pp", "ep", "max_batch", "replicas"))
                 if min(tp, pp, ep, batch, per_unit) < 1:
                     raise ValueError(f"pools: {role}: tp, pp, ep, max_batch and replicas must be >= 1")
-                shape = Shape(str(d["model_id"]), str(d["accelerator"]), str(d["system"]),
-                              str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep)
+                # a pool's own node shape and format (a mixed unit's prefill pool), else the deployment's
+                acc, sid, quant = (str(p.get(f) or d[f]) for f in ("accelerator", "system", "quant"))
+                systems[role] = sid
+                shape = Shape(str(d["model_id"]), acc, sid, quant, str(d["kv_dtype"]), tp, pp, ep)
                 terms = shape_terms(cat, shape, engine_of(d) if engine_of else None)
                 kv_bytes = terms.kv_bytes_per_token_model
                 if demand is not None and demand.lora is not None:
                     terms = demand_terms(cat, demand, terms)
-                label = f"{d['accelerator']} {d['quant']} {role} TP{tp} PP{pp} B{batch}"
+                label = f"{acc} {quant} {role} TP{tp} PP{pp} B{batch}"
                 timer = (PrefillPoolTimer if role == "prefill" else CostModelStepTimer)(terms, batch, max_context)
                 specs[role] = (ReplicaSpec(timer, batch, kv_budget_bytes_gpu(terms), terms, label), per_unit,
                                shape.gpus)
-            system = cat.system(str(d["system"]))
+            system, pre_system = cat.system(systems["decode"]), cat.system(systems["prefill"])
         except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
             detail = exc.detail if isinstance(exc, InputError) else str(exc)
             raise InputError(f"PLAN: deployments[{k}]: {detail}") from None
         (ps, pn, pg), (ds, dn, dg) = specs["prefill"], specs["decode"]
-        gb_s, lat_us = unit_link(system, pn * pg + dn * dg)
+        gb_s, lat_us = (unit_link(system, pn * pg + dn * dg) if pre_system.id == system.id
+                        else nic_link(pre_system, system))  # two node shapes: the NIC
         out.append(DisaggGroup((ps,) * (pn * units), (ds,) * (dn * units), kv_bytes, gb_s, lat_us,
                                min(pg, dg), f"{units} unit(s) of {pn} x {ps.label} + {dn} x {ds.label}"))
     return out

@@ -362,3 +362,130 @@ def test_a_chain_stage_may_run_disaggregated_within_its_path_budget(budget_ms, m
     assert {d.serving_mode for d in gen} == {mode}
     ref = brute_force(session.ip)
     assert ref.cost_cents == session.solve(time_limit_s=30).cost_cents
+
+
+# -- pools on two accelerators (mixed units) ------------------------------------------------------
+
+def _mixed_problem(gpus: list[str], inventory: dict[str, int] | None = None) -> Problem:
+    """Llama-3.1-8B, 16K-token prompts, 300-token answers, 3 req/s, TTFT 8 s, TPOT 40 ms: prefill
+    heavy, with a TPOT that L40S decode barely meets."""
+    m = {"name": "m", "model": "llama-3.1-8b",
+         "traffic": {"peak_rps": 3, "input_tokens": {"p50": 16000, "p90": 16000, "p99": 16000},
+                     "output_tokens": {"p50": 300, "p90": 300, "p99": 300}},
+         "slo": {"ttft": {"max_ms": 8000}, "tpot": {"max_ms": 40}},
+         "allowed_accelerators": gpus, "allowed_quantizations": ["fp8", "bf16"],
+         "allowed_kv_dtypes": ["fp8", "bf16"], "headroom": 0, "min_replicas": 1,
+         "serving_modes": ["aggregated", "disaggregated"]}
+    return Problem.model_validate({"name": "mixed", "models": [m],
+                                   "fleet": {"pricing": "on-demand", "max_configs_per_model": 1,
+                                             **({"inventory": inventory} if inventory else {})}})
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    p = _mixed_problem(["h200-sxm", "l40s"])
+    session = Session.prepare(p, CAT)
+    plan, _ = session.run(time_limit_s=30)
+    assert plan.status.has_plan
+    return p, session, plan
+
+
+def test_a_mixed_unit_wins_compute_on_l40s_decode_on_h200(mixed):
+    """8 x L40S (TP1, fp8, $0.79/h each) prefill + 1 x H200 (TP1, $3.59/h) decode: $9.91/h,
+    below the best plan of either accelerator alone (H200 aggregated, $10.77/h; L40S units
+    $11.06/h). Each pool's GPUs are counted on their own accelerator: 8 L40S ($6.32/h) and 1
+    H200 ($3.59/h) in the plan's systems; the KV moves over the NIC."""
+    p, _, plan = mixed
+    (dep,) = plan.deployments
+    pre, dec = dep.pool("prefill"), dep.pool("decode")
+    assert dep.serving_mode == "disaggregated" and dep.accelerator == "h200-sxm" and dep.kv_link == "nic"
+    assert (pre.accelerator, pre.replicas, pre.tp, dec.accelerator, dec.replicas) == ("l40s", 8, 1, "h200-sxm", 1)
+    assert plan.cost_usd_per_hour == pytest.approx(9.91)
+    assert {(s.accelerator, s.gpus_used): s.cost_usd_per_hour for s in plan.systems} == {
+        ("l40s", 8): pytest.approx(6.32), ("h200-sxm", 1): pytest.approx(3.59)}
+    assert dep.cost_usd_per_hour == pytest.approx(9.91) and dep.gpus == 9
+    alone = [Session.prepare(_mixed_problem([g]), CAT).run(time_limit_s=30)[0].cost_usd_per_hour
+             for g in ("h200-sxm", "l40s")]
+    assert alone == [pytest.approx(10.77), pytest.approx(11.06)]
+    assert "on l40s fp8" in dep_label(dep)
+
+
+def dep_label(dep) -> str:
+    from solver.labels import pools_label
+
+    return pools_label(dep.pools)
+
+
+def test_brute_force_agrees_with_cp_sat_on_mixed_units(mixed):
+    _, session, _ = mixed
+    assert any(c.also for c in session.ip.source)
+    ref = brute_force(session.ip)
+    assert ref.cost_cents is not None and session.solve(time_limit_s=30).cost_cents == ref.cost_cents
+
+
+def test_mixed_unit_counts_against_the_prefill_accelerators_inventory():
+    """With only 4 L40S the 8-L40S prefill pool cannot be provisioned: the plan changes, and
+    stays within the inventory (the verifier counts the pool on L40S)."""
+    p = _mixed_problem(["h200-sxm", "l40s"], inventory={"l40s": 4})
+    plan, _ = Session.prepare(p, CAT).run(time_limit_s=30)
+    assert plan.status.has_plan and violations(plan, p, CAT) == []
+    assert sum(s.gpus_provisioned for s in plan.systems if s.accelerator == "l40s") <= 4
+    assert plan.cost_usd_per_hour > 9.91
+
+
+def test_verifier_rebuilds_both_pools_of_a_mixed_unit(mixed):
+    p, _, plan = mixed
+    assert violations(plan, p, CAT) == []
+    dep = plan.deployments[0]
+    pre, dec = dep.pool("prefill"), dep.pool("decode")
+    # the prefill pool on H200 instead: its GPUs are then missing from the H200 system, and the
+    # transfer (NVLink in one node) no longer matches
+    moved = _with_dep(plan, pools=(replace(pre, accelerator="h200-sxm", system=dep.system), dec))
+    fams = {v.family for v in violations(moved, p, CAT)}
+    assert "accounting" in fams
+    # half the prefill replicas: the load no longer fits the prefill pool
+    fewer = _with_dep(plan, pools=(replace(pre, replicas=4), dec))
+    assert {"capacity", "ttft"} & {v.family for v in violations(fewer, p, CAT)}
+    # a prefill pool on another vendor's accelerator is not a unit
+    amd = _with_dep(plan, pools=(replace(pre, accelerator="mi300x", system="mi300x-8"), dec))
+    assert "shape" in {v.family for v in violations(amd, p, CAT)}
+    # a prefill format the problem does not allow
+    strict = p.model_copy(update={"models": [p.models[0].model_copy(update={"allowed_quantizations": ["bf16"]})]})
+    assert "quantization" in {v.family for v in violations(plan, strict, CAT)}
+
+
+def test_mixed_units_are_bounded_by_the_cheapest_prefill_shapes():
+    """Before pruning, each (prefill accelerator, KV dtype, prefill format) contributes at most
+    MIXED_PREFILL_SHAPES prefill shapes to mixed units."""
+    from solver.disagg import MIXED_PREFILL_SHAPES
+
+    t = Session.prepare(_mixed_problem(["h200-sxm", "l40s"]), CAT, prune=False).tables[0]
+    shapes: dict[tuple, set] = {}
+    for c in t.candidates:
+        if c.also:
+            sh = c.unit.prefill.shape
+            shapes.setdefault((sh.accelerator, sh.kv_dtype, sh.quant, c.quant), set()).add(sh)
+    assert shapes and all(len(v) <= MIXED_PREFILL_SHAPES for v in shapes.values())
+
+
+def test_a_mixed_unit_replays_with_each_pool_on_its_accelerator(mixed):
+    """One request on the mixed unit: TTFT = L40S prefill + the transfer over the slower NIC of
+    the two node shapes, the planner's zero-load TTFT within 1%; the plan's KV transfer is that
+    formula (hand-computed from the catalog's NICs)."""
+    import numpy as np
+
+    from solver.costmodel.disaggregated import kv_transfer_ms, nic_link
+    from solver.simulate import Workload, replay
+
+    p, _, plan = mixed
+    dep = plan.deployments[0]
+    gb_s, lat = nic_link(CAT.system("pcie-l40s-8"), CAT.system("hgx-h200-8"))
+    assert gb_s == min(CAT.system("pcie-l40s-8").scaleout_gb_s_per_gpu, CAT.system("hgx-h200-8").scaleout_gb_s_per_gpu)
+    kvb = shape_terms(CAT, Shape("llama-3.1-8b", "h200-sxm", "hgx-h200-8", dep.quant, "fp8", 1, 1, 1)).kv_bytes_per_token_model
+    assert dep.kv_transfer_ms == pytest.approx(kv_transfer_ms(kvb, 16000, gb_s, lat, 1))
+    w = Workload(np.array([0.0]), np.array([16000]), np.array([300]))
+    r = replay(plan.to_dict(), CAT, w, demand=p.models[0])
+    ttft_min = dep.pool("prefill").ttft_p99_ms  # at load; the zero-load floor is prefill + transfer
+    pre_shape = Shape("llama-3.1-8b", "l40s", "pcie-l40s-8", "fp8", "fp8", 1, 1, 1)
+    floor = float(prefill_only_ms(shape_terms(CAT, pre_shape), [16000])[0]) + dep.kv_transfer_ms
+    assert r.ttft_s[0] * 1e3 == pytest.approx(floor, rel=0.01) and r.ttft_s[0] * 1e3 <= ttft_min
