@@ -54,6 +54,7 @@ candidates pruned on arrays too, before any :class:`Candidate` is built.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -68,7 +69,10 @@ from solver.costmodel import (
 from solver.families import CANDIDATE_FAMILIES, Family
 from solver.costmodel.partition import Partition, mig_partition, partition_terms, shared_partition
 from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
-from solver.disagg import RoleTerms, Unit, mixed_units_for, role_terms, same_vendor, unit_label, units_for
+from solver.disagg import (
+    MIXED_PREFILL_ACCELERATORS, PrefillTerms, RoleTerms, Unit, cheapest_prefill, mixed_units_for, prompt_cost,
+    role_terms, same_vendor, unit_label, units_for,
+)
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -691,33 +695,44 @@ class _UnitSystem:
 def _mixed_unit_candidates(cat: Catalog, d: ModelDemand, systems: Sequence[_UnitSystem], engine: str | None,
                            cache: TableCache, confidence: float | None = None) -> list[Candidate]:
     """Units with the prefill pool on one accelerator's node shape and the decode pool on
-    another's (:func:`solver.disagg.mixed_units_for`), per KV dtype both share and per format
-    of each pool, as candidates whose prefill GPUs are counted on their own node shape
-    (:class:`GpuUse`)."""
+    another's of the same vendor (:func:`solver.disagg.mixed_units_for`), per KV dtype both
+    share and per format of the decode pool, as candidates whose prefill GPUs are counted on
+    their own node shape (:class:`GpuUse`). Bounded: per decode node shape, only the
+    :data:`~solver.disagg.MIXED_PREFILL_ACCELERATORS` accelerators cheapest per prompt (and
+    cheaper than its own prefill), each with its
+    :data:`~solver.disagg.MIXED_PREFILL_SHAPES` cheapest prefill shapes."""
     eng = engine or cat.default_engine
     out: list[Candidate] = []
-    for a in systems:
+    for kv in sorted({sh.kv_dtype for u in systems for sh in u.shapes}):
+        best: dict[str, list[PrefillTerms]] = {}  # system -> its cheapest prefill terms per prompt
+        for u in systems:
+            roles = [(r, planning_multiplier(cat, d.model, u.accelerator, sh.quant, eng, confidence))
+                     for sh in u.shapes if sh.kv_dtype == kv
+                     for r in (cache.roles(cat, d, sh, engine),) if r is not None]
+            best[u.system] = cheapest_prefill(d, roles, u.price.usd_per_gpu_hour)
+
+        def cost(u: _UnitSystem) -> float:
+            return prompt_cost(best[u.system][0], u.price.usd_per_gpu_hour) if best[u.system] else math.inf
+
         for b in systems:
-            if a.accelerator == b.accelerator or not same_vendor(cat, a.accelerator, b.accelerator):
-                continue
-            sys_a, sys_b = cat.system(a.system), cat.system(b.system)
-            found: list[tuple[str, str, Unit]] = []
-            for qa, kv in sorted({(sh.quant, sh.kv_dtype) for sh in a.shapes}):
-                roles_a = [r for r in (cache.roles(cat, d, sh, engine) for sh in a.shapes
-                                       if (sh.quant, sh.kv_dtype) == (qa, kv)) if r is not None]
-                mult_a = planning_multiplier(cat, d.model, a.accelerator, qa, eng, confidence)
+            pool_a = sorted((a for a in systems if a.accelerator != b.accelerator and best[a.system]
+                             and same_vendor(cat, a.accelerator, b.accelerator) and cost(a) < cost(b)),
+                            key=cost)[:MIXED_PREFILL_ACCELERATORS]
+            sys_b = cat.system(b.system)
+            for a in pool_a:
+                sys_a = cat.system(a.system)
+                found: list[tuple[str, str, Unit]] = []
                 for qb in sorted({sh.quant for sh in b.shapes if sh.kv_dtype == kv}):
                     roles_b = [r for r in (cache.roles(cat, d, sh, engine) for sh in b.shapes
                                            if (sh.quant, sh.kv_dtype) == (qb, kv)) if r is not None]
                     mult_b = planning_multiplier(cat, d.model, b.accelerator, qb, eng, confidence)
-                    found += [(qb, kv, u) for u in mixed_units_for(d, sys_a, sys_b, roles_a, roles_b,
-                                                                   a.price.usd_per_gpu_hour, mult_a, mult_b)]
+                    found += [(qb, kv, x) for x in mixed_units_for(d, sys_a, sys_b, best[a.system], roles_b, mult_b)]
 
-            def also(u: Unit, a: _UnitSystem = a, per_node: int = sys_a.gpus_per_node) -> tuple[GpuUse, ...]:
-                return (GpuUse(a.accelerator, a.system, u.prefill_gpus, per_node, a.price.usd_per_gpu_hour,
-                               a.price.id, a.tdp_w),)
+                def also(x: Unit, a: _UnitSystem = a, per_node: int = sys_a.gpus_per_node) -> tuple[GpuUse, ...]:
+                    return (GpuUse(a.accelerator, a.system, x.prefill_gpus, per_node, a.price.usd_per_gpu_hour,
+                                   a.price.id, a.tdp_w),)
 
-            out += _units_as_candidates(cat, d, b.system, b.price, b.tdp_w, found, engine, cache, also)
+                out += _units_as_candidates(cat, d, b.system, b.price, b.tdp_w, found, engine, cache, also)
     return out
 
 

@@ -400,29 +400,42 @@ def same_vendor(cat: Catalog, a: str, b: str) -> bool:
 
 MIXED_PREFILL_SHAPES = 2
 """Prefill shapes per accelerator (and KV dtype) that mixed units are built from: the cheapest
-per prompt (GPUs x price x service time per attention rank), which keeps the number of mixed
-candidates bounded."""
+per prompt (GPUs x price x service time per attention rank)."""
+
+MIXED_PREFILL_ACCELERATORS = 2
+"""Prefill accelerators per decode node shape (and KV dtype) in mixed units: the cheapest per
+prompt among those cheaper per prompt than the decode accelerator's own prefill."""
+
+
+def prompt_cost(pt: PrefillTerms, usd_per_gpu_hour: float) -> float:
+    """$/h-seconds one prompt occupies a prefill replica: GPUs x price x service time per
+    attention rank (what ranks prefill shapes for mixed units)."""
+    return pt.shape.gpus * usd_per_gpu_hour * pt.service_s / pt.servers
+
+
+def cheapest_prefill(d: ModelDemand, roles: Sequence[tuple[RoleTerms, float]], usd_per_gpu_hour: float,
+                     k: int = MIXED_PREFILL_SHAPES) -> list[PrefillTerms]:
+    """The ``k`` usable prefill terms (each role at its multiplier) cheapest per prompt, in
+    order (ties: fewer GPUs, then the order given)."""
+    slo = d.slo
+    pre = []
+    for i, (r, m) in enumerate(roles):
+        pt = _scaled(r, m).prefill
+        if pt.fits and (slo.ttft is None or pt.prefill_ttft_ms < slo.ttft.max_ms):
+            pre.append((prompt_cost(pt, usd_per_gpu_hour), pt.shape.gpus, i, pt))
+    return [x[3] for x in sorted(pre, key=lambda x: x[:3])[:k]]
 
 
 def mixed_units_for(d: ModelDemand, prefill_system: System, decode_system: System,
-                    prefill_roles: Sequence[RoleTerms], decode_roles: Sequence[RoleTerms],
-                    prefill_usd_per_gpu_hour: float, prefill_multiplier: float = 1.0,
+                    prefill: Sequence[PrefillTerms], decode_roles: Sequence[RoleTerms],
                     decode_multiplier: float = 1.0) -> list[Unit]:
-    """Units whose prefill pool runs on ``prefill_system`` and decode pool on ``decode_system``
-    (two node shapes of two accelerators; one KV dtype for both, formats free per pool), the KV
-    moving over the NIC. The prefill shapes are the :data:`MIXED_PREFILL_SHAPES` cheapest per
-    prompt; the decode shapes as in :func:`units_for`; per (prefill shape, decode shape), the
-    ratios no other ratio of the same pair beats with no more replicas in either pool (fewer GPUs
-    on each node shape and no less capacity: an optimum never needs the beaten one). Each
-    pool's replicas pack into its own nodes."""
+    """Units whose prefill pool (terms ``prefill``, e.g. :func:`cheapest_prefill`) runs on
+    ``prefill_system`` and decode pool on ``decode_system`` (node shapes of two accelerators of
+    one vendor; one KV dtype, formats free per pool), the KV moving over the NIC. Decode shapes
+    as in :func:`units_for`; per (prefill shape, decode shape), the ratios no other ratio of the
+    same pair beats with no more replicas in either pool (fewer GPUs on each node shape and no
+    less capacity: an optimum never needs the beaten one). Each pool packs into its own nodes."""
     slo = d.slo
-    pre: list[PrefillTerms] = []
-    for r in prefill_roles:
-        pt = _scaled(r, prefill_multiplier).prefill
-        if pt.fits and (slo.ttft is None or pt.prefill_ttft_ms < slo.ttft.max_ms):
-            pre.append(pt)
-    pre = sorted(pre, key=lambda p: (p.shape.gpus * prefill_usd_per_gpu_hour * p.service_s / p.servers,
-                                     p.shape.gpus))[:MIXED_PREFILL_SHAPES]
     dec: list[tuple[DecodeTerms, float]] = []
     for r in decode_roles:
         rows = [x for x in _scaled(r, decode_multiplier).decode if slo.tpot is None or x.tpot_ms <= slo.tpot.max_ms]
@@ -435,20 +448,24 @@ def mixed_units_for(d: ModelDemand, prefill_system: System, decode_system: Syste
         return per_node % g == 0 or g % per_node == 0
 
     out: list[Unit] = []
-    for pt in pre:
+    for pt in prefill:
         for dt, kv_bytes in dec:
-            pair = []
-            for n_p, n_d in RATIOS:
-                if not (packs(n_p * pt.shape.gpus, pa) and packs(n_d * dt.shape.gpus, pb)):
-                    continue
-                u = make_unit(pt, dt, n_p, n_d, kv_bytes, decode_system, d, None, prefill_system)
-                if u.capacity_rps > 0:
-                    pair.append(u)
-            out += [u for u in pair if not any(
-                v is not u and v.n_prefill <= u.n_prefill and v.n_decode <= u.n_decode
-                and (v.capacity_rps > u.capacity_rps
-                     or (v.capacity_rps == u.capacity_rps and (v.n_prefill, v.n_decode) != (u.n_prefill, u.n_decode)))
-                for v in pair)]
+            # transfer and prefill capacity are the same for every ratio of the pair
+            x_ttft, x_e2e = (mixed_transfer_ms(kv_bytes, prefill_system, decode_system, d, pt.shape, dt.shape, q)
+                             for q in (_pct(slo.ttft), _pct(slo.e2e)))
+            p_cap = prefill_capacity(pt, x_ttft, d)
+            d_cap = RHO_MAX * dt.batch / dt.service_s
+            if p_cap <= 0 or d_cap <= 0:
+                continue
+            pair = [Unit(pt, dt, n_p, n_d, "nic", x_ttft, x_e2e, p_cap, d_cap) for n_p, n_d in RATIOS
+                    if packs(n_p * pt.shape.gpus, pa) and packs(n_d * dt.shape.gpus, pb)]
+            # (n_p, n_d) is beaten by (m_p, m_d) <= it with capacity >= (ratios are distinct)
+            caps = np.array([u.capacity_rps for u in pair])
+            npr = np.array([u.n_prefill for u in pair])
+            ndc = np.array([u.n_decode for u in pair])
+            beaten = ((npr[:, None] <= npr[None, :]) & (ndc[:, None] <= ndc[None, :])
+                      & (caps[:, None] >= caps[None, :]) & ~np.eye(len(pair), dtype=bool)).any(axis=0)
+            out += [u for u, b in zip(pair, beaten) if not b]
     return [u for u in out if slo.e2e is None or meets_targets(u, d)]
 
 

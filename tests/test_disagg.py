@@ -455,17 +455,27 @@ def test_verifier_rebuilds_both_pools_of_a_mixed_unit(mixed):
 
 
 def test_mixed_units_are_bounded_by_the_cheapest_prefill_shapes():
-    """Before pruning, each (prefill accelerator, KV dtype, prefill format) contributes at most
-    MIXED_PREFILL_SHAPES prefill shapes to mixed units."""
-    from solver.disagg import MIXED_PREFILL_SHAPES
+    """Before pruning, each (decode node shape, KV dtype) takes its mixed units' prefill pools
+    from at most MIXED_PREFILL_ACCELERATORS other accelerators, each with at most
+    MIXED_PREFILL_SHAPES prefill shapes, all cheaper per prompt than the decode accelerator's own
+    prefill. With every NVIDIA accelerator allowed the table stays a few hundred rows."""
+    from solver.disagg import MIXED_PREFILL_ACCELERATORS, MIXED_PREFILL_SHAPES
 
-    t = Session.prepare(_mixed_problem(["h200-sxm", "l40s"]), CAT, prune=False).tables[0]
-    shapes: dict[tuple, set] = {}
+    nvidia = sorted(a for a in CAT.accelerators if CAT.accelerator(a).vendor == "nvidia"
+                    and CAT.prices_for(a, "on-demand", None))
+    t = Session.prepare(_mixed_problem(nvidia), CAT, prune=False).tables[0]
+    shapes: dict[tuple, dict[str, set]] = {}
     for c in t.candidates:
         if c.also:
             sh = c.unit.prefill.shape
-            shapes.setdefault((sh.accelerator, sh.kv_dtype, sh.quant, c.quant), set()).add(sh)
-    assert shapes and all(len(v) <= MIXED_PREFILL_SHAPES for v in shapes.values())
+            assert sh.accelerator != c.accelerator and c.kv_dtype == sh.kv_dtype
+            shapes.setdefault((c.system, c.kv_dtype), {}).setdefault(sh.accelerator, set()).add(sh)
+    assert shapes
+    for by_acc in shapes.values():
+        assert len(by_acc) <= MIXED_PREFILL_ACCELERATORS
+        assert all(len(v) <= MIXED_PREFILL_SHAPES for v in by_acc.values())
+    pruned = Session.prepare(_mixed_problem(nvidia), CAT).tables[0]
+    assert sum(bool(c.also) for c in pruned.candidates) < 500
 
 
 def test_a_mixed_unit_replays_with_each_pool_on_its_accelerator(mixed):
