@@ -499,3 +499,13 @@ def test_a_mixed_unit_replays_with_each_pool_on_its_accelerator(mixed):
     pre_shape = Shape("llama-3.1-8b", "l40s", "pcie-l40s-8", "fp8", "fp8", 1, 1, 1)
     floor = float(prefill_only_ms(shape_terms(CAT, pre_shape), [16000])[0]) + dep.kv_transfer_ms
     assert r.ttft_s[0] * 1e3 == pytest.approx(floor, rel=0.01) and r.ttft_s[0] * 1e3 <= ttft_min
+
+
+def test_purchase_refuses_a_mixed_unit_in_one_line(mixed):
+    """Purchasing per hour prices one accelerator per configuration: a unit on two is refused."""
+    from solver.demand import purchase_problem
+    from solver.errors import InputError
+
+    p, _, plan = mixed
+    with pytest.raises(InputError, match="prefill pool on another accelerator"):
+        purchase_problem(p, plan, CAT)
