@@ -240,7 +240,8 @@ def _targets(f):  # type: ignore[no-untyped-def]
                      show_default=True,
                      help="aggregated: prefill and decode on every replica; disaggregated: units of a "
                           "prefill pool and a decode pool on one node shape, the KV moving between them "
-                          "(pays for long prompts with a tight TPOT); any: both offered, the cheapest "
+                          "(pays for long prompts with a tight TPOT; with several --gpu of one vendor the "
+                          "prefill pool may run on another accelerator); any: both offered, the cheapest "
                           "wins (table builds take longer). A problem file says `serving_modes:`."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
