@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -189,7 +189,7 @@ def _prepare(ctx: _Ctx) -> None:
             ctx.found.append(Violation("shape", dep.model, f"{where}: serving_mode {dep.serving_mode!r} "
                                                            f"with {len(dep.pools)} pool(s)"))
             continue
-        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
+        shape = replace(dep.shape, model=d.model)
         reason = check_shape(ctx.cat, shape)
         if reason:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid shape: {reason}"))
@@ -250,7 +250,8 @@ def _prepare_unit(ctx: _Ctx, dep: Deployment, d: ModelDemand, where: str) -> Non
                                                            f"decode pool on {dep.accelerator}/{dep.system} is not "
                                                            "a unit (two node shapes of two accelerators of one vendor)"))
             return
-        shape = Shape(d.model, acc, sid, quant, dep.kv_dtype, pool.tp, pool.pp, pool.ep)
+        shape = replace(dep.shape, model=d.model, accelerator=acc, system=sid, quant=quant,
+                        tp=pool.tp, pp=pool.pp, ep=pool.ep)
         reason = check_shape(ctx.cat, shape)
         if reason:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid {pool.role} shape: {reason}"))
@@ -325,11 +326,11 @@ def check_topology(ctx: _Ctx) -> list[Violation]:
         g = x.gpus
         if x.part is not None:
             k = x.part.per_gpu
-            if x.dep.replicas_per_gpu != k or x.dep.gpus != -(-x.dep.replicas // k):
-                out.append(_v("accounting", x.dep.model, f"{x.where}: {x.dep.gpus} GPUs for {x.dep.replicas} "
+            if x.dep.replicas_per_gpu != k or x.dep.total_gpus != -(-x.dep.replicas // k):
+                out.append(_v("accounting", x.dep.model, f"{x.where}: {x.dep.total_gpus} GPUs for {x.dep.replicas} "
                                                          f"replicas at {k} per GPU ({x.dep.partition})"))
-        elif g != x.dep.gpus_per_replica or x.dep.gpus != x.dep.replicas * g or x.dep.replicas_per_gpu != 1:
-            out.append(_v("accounting", x.dep.model, f"{x.where}: GPU count {x.dep.gpus} != {x.dep.replicas} x {g}"))
+        elif g != x.dep.gpus_per_replica or x.dep.total_gpus != x.dep.replicas * g or x.dep.replicas_per_gpu != 1:
+            out.append(_v("accounting", x.dep.model, f"{x.where}: GPU count {x.dep.total_gpus} != {x.dep.replicas} x {g}"))
     return out
 
 
@@ -569,7 +570,7 @@ def _deployment_cost(ctx: _Ctx, x: _Dep, usd_per_gpu_hour: float) -> float:
     if x.part:
         return dep.replicas * x.shape.gpus / x.part.per_gpu * usd_per_gpu_hour
     if x.remote is None:
-        return dep.gpus * usd_per_gpu_hour
+        return dep.total_gpus * usd_per_gpu_hour
     acc, _, _, g = x.remote
     fleet = ctx.problem.fleet
     prices = ctx.cat.prices_for(acc, fleet.pricing, fleet.provider)

@@ -403,7 +403,7 @@ def test_a_mixed_unit_wins_compute_on_l40s_decode_on_h200(mixed):
     assert plan.cost_usd_per_hour == pytest.approx(9.91)
     assert {(s.accelerator, s.gpus_used): s.cost_usd_per_hour for s in plan.systems} == {
         ("l40s", 8): pytest.approx(6.32), ("h200-sxm", 1): pytest.approx(3.59)}
-    assert dep.cost_usd_per_hour == pytest.approx(9.91) and dep.gpus == 9
+    assert dep.cost_usd_per_hour == pytest.approx(9.91) and dep.total_gpus == 9
     alone = [Session.prepare(_mixed_problem([g]), CAT).run(time_limit_s=30)[0].cost_usd_per_hour
              for g in ("h200-sxm", "l40s")]
     assert alone == [pytest.approx(10.77), pytest.approx(11.06)]

@@ -373,7 +373,7 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
             units = any(x.get("serving_mode") == "disaggregated" for x in ans.deployments)
             click.echo(table(list(ans.deployments), ["serving_mode"] * units + [
                 "quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas",
-                "gpus", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
+                "total_gpus", "total_capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")
         for line in causes(problem, cat):

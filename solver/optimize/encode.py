@@ -148,7 +148,7 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
                     sys_rows.append(IntSystem(a.accelerator, a.system, a.gpus_per_node,
                                               scaling.price_cents(a.usd_per_gpu_hour), scaling.power_w(a.tdp_w)))
                 also.append((systems[(a.accelerator, a.system)], a.gpus))
-            cap = scaling.capacity_mrps(c.capacity_rps)
+            cap = scaling.capacity_mrps(c.capacity_rps_per_replica)
             # More replicas of one candidate than cover the demand alone are never needed. The
             # inventory is *not* folded into this bound: it is a guarded family of its own, and
             # relaxing it must be able to lift the limit when infeasibility is explained.
