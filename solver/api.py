@@ -211,7 +211,7 @@ def capacity(
         deps.append({**{k: dep.to_dict()[k] for k in (
             "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch",
             "replicas", "total_gpus", "gpus_per_replica", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms",
-            "cost_usd_per_hour")}, "total_capacity_rps": per_replica * r})
+            "cost_usd_per_hour", "serving_mode", "pools")}, "total_capacity_rps": per_replica * r})
     rps = scaling.mrps_to_rps(rps_mrps)
     _verify_capacity(problem, cat, d, checked, rps, gpus)
     return CapacityAnswer(

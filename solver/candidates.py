@@ -56,7 +56,8 @@ candidates pruned on arrays too, before any :class:`Candidate` is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -70,7 +71,10 @@ from solver.costmodel import (
 from solver.families import CANDIDATE_FAMILIES, Family
 from solver.costmodel.partition import Partition, mig_partition, partition_terms, shared_partition
 from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
-from solver.disagg import RoleTerms, Unit, role_terms, unit_label, units_for
+from solver.disagg import (
+    MIXED_PREFILL_ACCELERATORS, PrefillTerms, RoleTerms, Unit, cheapest_prefill, mixed_units_for, prompt_cost,
+    role_terms, same_vendor, unit_label, units_for,
+)
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
@@ -84,6 +88,21 @@ from solver.units import GIB
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """GPUs a candidate also uses on another node shape: a mixed disaggregated unit's prefill
+    pool (:func:`solver.disagg.mixed_units_for`), counted against that accelerator's inventory,
+    price and power."""
+
+    accelerator: str
+    system: str
+    gpus: int
+    gpus_per_node: int
+    usd_per_gpu_hour: float
+    price_id: str
+    tdp_w: float
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,15 @@ class Candidate:
     """A disaggregated unit (:mod:`solver.disagg`): then ``gpus_per_replica`` and
     ``capacity_rps_per_replica`` are one unit's, tp/pp/ep/max_batch the decode pool's; None: an
     aggregated replica."""
+    also: tuple[GpuUse, ...] = ()
+    """GPUs on other node shapes, part of ``gpus_per_replica`` (a mixed unit's prefill pool);
+    empty: all of them are on ``accelerator``/``system``."""
+
+    @property
+    def own_gpus(self) -> int:
+        """GPUs of one replica on the candidate's own node shape (``gpus_per_replica`` less
+        those in :attr:`also`)."""
+        return self.gpus_per_replica - sum(a.gpus for a in self.also)
 
     # the identity, read from ``shape`` (declared once, there)
     @property
@@ -187,13 +215,15 @@ class Candidate:
 
     @property
     def cost_usd_per_hour(self) -> float:
-        """Cost of one replica, $/h (its share of a GPU's price on a GPU share)."""
-        return self.gpus_per_replica * self.usd_per_gpu_hour / self.per_gpu
+        """Cost of one replica, $/h (its share of a GPU's price on a GPU share; a mixed unit's
+        GPUs each at their own accelerator's price)."""
+        return (self.own_gpus * self.usd_per_gpu_hour / self.per_gpu
+                + sum(a.gpus * a.usd_per_gpu_hour for a in self.also))
 
     @property
     def power_w(self) -> float:
-        """TDP of one replica, W (its share on a GPU share)."""
-        return self.gpus_per_replica * self.tdp_w / self.per_gpu
+        """TDP of one replica, W (its share on a GPU share; a mixed unit's GPUs at their own TDP)."""
+        return self.own_gpus * self.tdp_w / self.per_gpu + sum(a.gpus * a.tdp_w for a in self.also)
 
     def label(self) -> str:
         par = (f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
@@ -616,6 +646,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
     trail: list[Rejected | int] = []  # rejections and shapes (by index) in enumeration order
     aggregated = "aggregated" in d.serving_modes
     units: list[Candidate] = []
+    unit_systems: list[_UnitSystem] = []  # node shapes for mixed units (two accelerators)
     for gpu in d.allowed_accelerators or sorted(cat.accelerators):
         prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
         if not prices:
@@ -634,6 +665,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 # pools carry tp/pp/ep only: expert TP inside attention DP is not offered to units
                 units += _unit_candidates(cat, d, system.id, [(sh, f) for sh, f in found if not f and not sh.moe_tp],
                                           prices[0], acc.tdp_w, engine, cache, problem.confidence)
+                unit_systems.append(_UnitSystem(gpu, system.id, tuple(sh for sh, f in found if not f),
+                                                prices[0], acc.tdp_w))
             if not aggregated:
                 if found:
                     trail.append(Rejected(d.name, f"{gpu}/{system.id} aggregated",
@@ -642,6 +675,8 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
             for shape, flags in found:
                 trail.append(len(shapes))
                 shapes.append((shape, flags, system.id, prices[0], acc.tdp_w, system.gpus_per_node))
+    if len({u.accelerator for u in unit_systems}) > 1:  # pools on two accelerators
+        units += _mixed_unit_candidates(cat, d, unit_systems, engine, cache, problem.confidence)
     specs = (None, d.speculative) if d.speculative is not None else (None,)
     # every shape's evaluation at once (vectorised over shapes x batch caps), then the rows
     evals = iter(cache.evaluate_many(cat, d, [(sh[0], spec) for sh in shapes for spec in specs],
@@ -694,18 +729,20 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 ev.weights_gib, ev.kv_gib, ev.stated_error_pct, (), part))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
     rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)  # pruned across shapes too
-    if units:  # disaggregated units (solver.disagg), pruned together with the replicas
+    if units:  # disaggregated units (solver.disagg), pruned against the (pruned) replicas
+        flags = [False] * len(rows) + [True] * len(units)
         rows += units
         if prune:
-            rows, more = prune_dominated(rows, by_latency)
+            rows, more = prune_dominated(rows, by_latency, new=flags)
             dropped += more
     return ModelTable(d, tuple(rows), tuple(rejected), dropped, best)
 
 
 def _disaggregation_offered(d: ModelDemand) -> bool:
-    """Units are offered where the problem allows them, except to a stage of an application
-    (chain budgets read one configuration per stage) and with speculative decoding."""
-    return "disaggregated" in d.serving_modes and d.application_rps == 0 and d.speculative is None
+    """Units are offered where the problem allows them (to a stage of an application too: a
+    unit's e2e p99 at capacity enters the path budgets like a replica's), except with
+    speculative decoding (a decode pool that drafts is not modelled)."""
+    return "disaggregated" in d.serving_modes and d.speculative is None
 
 
 def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[tuple[Shape, set[Family]]],
@@ -724,13 +761,76 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
         mult = planning_multiplier(cat, d.model, system.accelerator, quant, engine or cat.default_engine,
                                    confidence)
         found += [(quant, kv, u) for u in units_for(d, system, roles, mult)]
+    return _units_as_candidates(cat, d, system_id, price, tdp_w, found, engine, cache)
+
+
+@dataclass(frozen=True)
+class _UnitSystem:
+    """A node shape units may use: its unflagged shapes, price and TDP (for mixed units)."""
+
+    accelerator: str
+    system: str
+    shapes: tuple[Shape, ...]
+    price: Price
+    tdp_w: float
+
+
+def _mixed_unit_candidates(cat: Catalog, d: ModelDemand, systems: Sequence[_UnitSystem], engine: str | None,
+                           cache: TableCache, confidence: float | None = None) -> list[Candidate]:
+    """Units with the prefill pool on one accelerator's node shape and the decode pool on
+    another's of the same vendor (:func:`solver.disagg.mixed_units_for`), per KV dtype both
+    share and per format of the decode pool, as candidates whose prefill GPUs are counted on
+    their own node shape (:class:`GpuUse`). Bounded: per decode node shape, only the
+    :data:`~solver.disagg.MIXED_PREFILL_ACCELERATORS` accelerators cheapest per prompt (and
+    cheaper than its own prefill), each with its
+    :data:`~solver.disagg.MIXED_PREFILL_SHAPES` cheapest prefill shapes."""
+    eng = engine or cat.default_engine
+    out: list[Candidate] = []
+    for kv in sorted({sh.kv_dtype for u in systems for sh in u.shapes}):
+        best: dict[str, list[PrefillTerms]] = {}  # system -> its cheapest prefill terms per prompt
+        for u in systems:
+            roles = [(r, planning_multiplier(cat, d.model, u.accelerator, sh.quant, eng, confidence))
+                     for sh in u.shapes if sh.kv_dtype == kv
+                     for r in (cache.roles(cat, d, sh, engine),) if r is not None]
+            best[u.system] = cheapest_prefill(d, roles, u.price.usd_per_gpu_hour)
+
+        def cost(u: _UnitSystem) -> float:
+            return prompt_cost(best[u.system][0], u.price.usd_per_gpu_hour) if best[u.system] else math.inf
+
+        for b in systems:
+            pool_a = sorted((a for a in systems if a.accelerator != b.accelerator and best[a.system]
+                             and same_vendor(cat, a.accelerator, b.accelerator) and cost(a) < cost(b)),
+                            key=cost)[:MIXED_PREFILL_ACCELERATORS]
+            sys_b = cat.system(b.system)
+            for a in pool_a:
+                sys_a = cat.system(a.system)
+                found: list[tuple[str, str, Unit]] = []
+                for qb in sorted({sh.quant for sh in b.shapes if sh.kv_dtype == kv}):
+                    roles_b = [r for r in (cache.roles(cat, d, sh, engine) for sh in b.shapes
+                                           if (sh.quant, sh.kv_dtype) == (qb, kv)) if r is not None]
+                    mult_b = planning_multiplier(cat, d.model, b.accelerator, qb, eng, confidence)
+                    found += [(qb, kv, x) for x in mixed_units_for(d, sys_a, sys_b, best[a.system], roles_b, mult_b)]
+
+                def also(x: Unit, a: _UnitSystem = a, per_node: int = sys_a.gpus_per_node) -> tuple[GpuUse, ...]:
+                    return (GpuUse(a.accelerator, a.system, x.prefill_gpus, per_node, a.price.usd_per_gpu_hour,
+                                   a.price.id, a.tdp_w),)
+
+                out += _units_as_candidates(cat, d, b.system, b.price, b.tdp_w, found, engine, cache, also)
+    return out
+
+
+def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Price, tdp_w: float,
+                         found: list[tuple[str, str, "Unit"]], engine: str | None, cache: TableCache,
+                         also: Callable[["Unit"], tuple[GpuUse, ...]] | None = None) -> list[Candidate]:
+    """Units (decode pool on ``system_id``, format and KV dtype per entry) as candidates, with
+    their latencies at capacity; ``also``: a mixed unit's GPUs on the prefill pool's node shape."""
     if not found:
         return []
+    system = cat.system(system_id)
     # latencies at capacity, all units at once (the queueing grid, as for aggregated rows)
     units = [u for _, _, u in found]
     cap = np.array([u.capacity_rps for u in units])
-    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
-    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
+    q_ttft, q_e2e = target_quantiles(d)
 
     def wait_ms(pool: str, q: float) -> np.ndarray:
         if pool == "prefill":
@@ -754,17 +854,25 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
         out.append(Candidate(
             model=d.name, shape=replace(dec, model=d.model, system=system_id, quant=quant, kv_dtype=kv),
             max_batch=u.decode.batch, gpus_per_replica=u.gpus, gpus_per_node=system.gpus_per_node,
-            usd_per_gpu_hour=price.usd_per_gpu_hour,
-            price_id=price.id, tdp_w=tdp_w, quality_loss_points=cat.quantization(quant).quality_loss.points,
+            usd_per_gpu_hour=price.usd_per_gpu_hour, price_id=price.id, tdp_w=tdp_w,
+            quality_loss_points=max(cat.quantization(q).quality_loss.points  # both pools' formats
+                                    for q in (quant, u.prefill.shape.quant)),
             capacity_rps_per_replica=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
             tpot_p99_ms=u.decode.tpot_ms, e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
             service_s=u.decode.service_s, max_concurrency=u.decode.limit,
             weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
             kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
                                                 d.traffic.shared_prefix_tokens)),
-            stated_error_pct=t.stated_error_pct, unit=u,
+            stated_error_pct=t.stated_error_pct, unit=u, also=also(u) if also is not None and u.mixed else (),
         ))
     return out
+
+
+def target_quantiles(d: ModelDemand) -> tuple[float, float]:
+    """(TTFT, E2E) quantiles in (0, 1) that a row's latencies at capacity are read at: the
+    targets' percentiles, 0.99 where a target is absent (aggregated rows and units alike)."""
+    return (d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99,
+            d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99)
 
 
 def _rows(
@@ -791,8 +899,7 @@ def _rows(
     kv_gib = np.concatenate([p.kv_gib for p in pending])
     res = capacity_at_slo(view, d)
     cap = res.capacity_rps
-    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
-    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
+    q_ttft, q_e2e = target_quantiles(d)
     w_ttft = wait_quantile_grid(view.batch, cap, view.service_s, q_ttft) * 1e3
     w_e2e = wait_quantile_grid(view.batch, cap, view.service_s, q_e2e) * 1e3
     mask = (
@@ -884,7 +991,8 @@ def violation_mask(c: Candidate) -> int:
     return sum(_BITS[f] for f in c.violations)
 
 
-def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tuple[list[Candidate], int]:
+def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False,
+                    new: Sequence[bool] | None = None) -> tuple[list[Candidate], int]:
     """Drop candidates that an optimum never needs; returns (kept in order, number dropped).
 
     ``a`` dominates ``b`` when both run on the same accelerator, system *and* GPU share
@@ -896,44 +1004,66 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
     relaxed families. So an optimum without ``b`` always exists. Equal rows keep the first.
     ``by_latency`` (a stage of an application, :mod:`solver.chains`): ``a`` must also be no
     slower (e2e at capacity, integer microseconds), so no path of the application gets longer.
+    ``new`` marks the candidates not yet compared: when the others were pruned among themselves
+    already, only pairs with a new one can drop anything, so only those are compared (same
+    result as comparing all; used when disaggregated units join a pruned table).
     """
     n = len(cands)
     if n < 2:
         return list(cands), 0
-    keys: dict[tuple[str, str, str], int] = {}  # a GPU share is its own pool of GPUs
+    keys: dict[tuple, int] = {}  # a GPU share is its own pool of GPUs; a mixed unit compares only
+    # with candidates of the same GPUs on each node shape (k = 1: k copies would not match)
     dropped = _dominated(
-        np.array([keys.setdefault((c.accelerator, c.system, c.partition), len(keys)) for c in cands]),
+        np.array([keys.setdefault((c.accelerator, c.system, c.partition)
+                                  + ((c.own_gpus, c.also) if c.also else ()), len(keys)) for c in cands]),
         np.array([c.gpus_per_replica for c in cands], dtype=np.int64),
         np.array([scaling.capacity_mrps(c.capacity_rps_per_replica) for c in cands], dtype=np.int64),
         np.array([violation_mask(c) for c in cands], dtype=np.int64),
         np.array([scaling.latency_us(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
+        None if new is None else np.asarray(new, dtype=bool),
     )
     kept = [c for c, d in zip(cands, dropped) if not d]
     return kept, int(dropped.sum())
 
 
 def _dominated(group: np.ndarray, gpus_all: np.ndarray, cap_all: np.ndarray, viol_all: np.ndarray,
-               lat_all: np.ndarray) -> np.ndarray:
+               lat_all: np.ndarray, new: np.ndarray | None = None) -> np.ndarray:
     """:func:`prune_dominated`'s rule on arrays (one entry per candidate, in table order):
     ``group`` numbers the (accelerator, system) pairs, ``cap_all`` is integer milli-req/s,
     ``viol_all`` violation bit masks, ``lat_all`` integer microseconds (all 0 to ignore
-    latency). Returns which candidates are dominated."""
+    latency); ``new``: only pairs with a new candidate are compared. Returns which candidates
+    are dominated."""
     dropped = np.zeros(len(group), dtype=bool)
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
-        gpus, cap, viol, lat = gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx]
-        out = np.zeros(len(idx), dtype=bool)
-        for start in range(0, len(idx), _DOMINANCE_BLOCK):  # rows: the dominating candidate a
-            a = slice(start, start + _DOMINANCE_BLOCK)
-            ga, ca, va, la, ia = gpus[a, None], cap[a, None], viol[a, None], lat[a, None], idx[a, None]
-            k = gpus // ga
-            dom = (gpus % ga == 0) & (k * ca >= cap) & ((va & ~viol) == 0) & (la <= lat)
-            strict = (k > 1) | (k * ca > cap) | (va != viol) | (la < lat)
-            dom &= strict | (idx > ia)
-            dom &= idx != ia  # a candidate does not dominate itself
-            out |= dom.any(axis=0)
+        cols = (gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx], idx)
+        every = np.arange(len(idx))
+        if new is None:
+            out = _any_dominates(cols, every, every)
+        else:
+            fresh = np.flatnonzero(new[idx])
+            out = _any_dominates(cols, fresh, every)  # new candidates against all
+            out[fresh] |= _any_dominates(cols, every, fresh)  # all against the new ones
         dropped[idx] = out
     return dropped
+
+
+def _any_dominates(cols: tuple[np.ndarray, ...], a_pos: np.ndarray, b_pos: np.ndarray) -> np.ndarray:
+    """For each candidate at ``b_pos`` (positions in ``cols``: gpus, capacity, violations,
+    latency, table index), whether one at ``a_pos`` dominates it (the rule of :func:`_dominated`)."""
+    gpus_c, cap_c, viol_c, lat_c, idx_c = cols
+    gpus, cap, viol, lat, idx = gpus_c[b_pos], cap_c[b_pos], viol_c[b_pos], lat_c[b_pos], idx_c[b_pos]
+    out = np.zeros(len(b_pos), dtype=bool)
+    for start in range(0, len(a_pos), _DOMINANCE_BLOCK):  # rows: the dominating candidate a
+        a = a_pos[start:start + _DOMINANCE_BLOCK]
+        ga, ca, va, la, ia = gpus_c[a, None], cap_c[a, None], viol_c[a, None], lat_c[a, None], idx_c[a, None]
+        k = gpus // ga
+        dom = (gpus % ga == 0) & (k * ca >= cap) & ((va & ~viol) == 0) & (la <= lat)
+        strict = (k > 1) | (k * ca > cap) | (va != viol) | (la < lat)
+        dom &= strict | (idx > ia)
+        dom &= idx != ia  # a candidate does not dominate itself
+        out |= dom.any(axis=0)
+    return out
 
 
 _DOMINANCE_BLOCK = 256

@@ -79,6 +79,10 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
     gb_s = load_gb_s if load_gb_s is not None else pur.load_gb_s
     pools = []
     for dep in plan.deployments:
+        if any(x.accelerator not in (None, dep.accelerator) for x in dep.pools):  # a mixed unit
+            raise InputError(f"{dep.model}: a disaggregated unit with its prefill pool on another accelerator "
+                             "cannot be purchased per hour (one accelerator per configuration); plan it with "
+                             "allowed_accelerators of one accelerator")
         secs = lead_time(cat, dep, gb_s)[0]
         label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
         pools.append(Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica,

@@ -1,7 +1,7 @@
 """Disaggregated prefill/decode units: what the search may choose instead of an aggregated replica.
 
 A *unit* is ``P`` prefill replicas (shape A) and ``D`` decode replicas (shape B) of one model on
-one node shape, one format and one KV dtype (the KV cache moves from A to B as it is, so both
+one node shape (or two: mixed units, below), one format and one KV dtype (the KV cache moves from A to B as it is, so both
 hold it in the same dtype); A and B have their own TP/PP/EP, and B its own batch cap. To the
 optimiser a unit is one candidate: GPUs ``P gA + D gB``, cost and power summed, capacity
 ``min(P x prefill rate, D x decode rate)`` (requests/s at the targets). The prefill:decode ratio
@@ -25,9 +25,17 @@ Per pool (terms in :mod:`solver.costmodel.disaggregated`):
 
 Units exist only where they meet every target, the memory of both pools, the problem's formats,
 quality guard and node packing: a disaggregated option is offered where it is usable, and an
-infeasible problem is explained by its aggregated candidates as before. Not offered: to a stage
-of an application (chain latencies read one configuration per stage), with speculative
-decoding, or on two different accelerators (both pools share one node shape).
+infeasible problem is explained by its aggregated candidates as before. Offered to a stage of an
+application too (its e2e p99 at capacity enters the path budgets like a replica's). Not offered
+with speculative decoding. ``fleetplan simulate`` replays units through both pools
+(:mod:`solver.simulate_disagg`).
+
+*Mixed units* (:func:`mixed_units_for`): where a model may run on several accelerators of one
+vendor, the prefill pool may run on another accelerator's node shape than the decode pool (e.g.
+compute-cheap prefill, bandwidth-rich decode), each pool in its own format, both in one KV
+dtype; the KV then always moves over the NIC (the slower side's), never NVLink. Each pool's GPUs
+count against its own accelerator's inventory, price and power (``Candidate.also``).
+
 """
 
 from __future__ import annotations
@@ -38,9 +46,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from solver.catalog import Catalog
 from solver.costmodel import Shape, ShapeTerms, max_concurrency
 from solver.costmodel.disaggregated import (
-    decode_only_tpot_ms, kv_transfer_ms, prefill_only_ms, unit_link,
+    decode_only_tpot_ms, kv_transfer_ms, nic_link, prefill_only_ms, unit_link,
 )
 from solver.plan import Pool
 from solver.problem import ModelDemand
@@ -101,7 +110,22 @@ class Unit:
 
     @property
     def gpus(self) -> int:
-        return self.n_prefill * self.prefill.shape.gpus + self.n_decode * self.decode.shape.gpus
+        return self.prefill_gpus + self.decode_gpus
+
+    @property
+    def prefill_gpus(self) -> int:
+        """GPUs of the unit's prefill pool."""
+        return self.n_prefill * self.prefill.shape.gpus
+
+    @property
+    def decode_gpus(self) -> int:
+        return self.n_decode * self.decode.shape.gpus
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the pools run on two node shapes (the prefill pool's GPUs are then counted
+        on its own accelerator and system)."""
+        return self.prefill.shape.system != self.decode.shape.system
 
     @property
     def capacity_rps(self) -> float:
@@ -123,9 +147,10 @@ class Unit:
         return (
             Pool("prefill", p.tp, p.pp, p.ep, self.n_prefill, p.gpus, self.prefill.servers,
                  self.prefill_cap_rps, (unit_load_rps or 0.0) / self.n_prefill,
-                 lat.ttft_ms if lat else self.ttft_min_ms, None),
+                 lat.ttft_ms if lat else self.ttft_min_ms, None, p.accelerator, p.system, p.quant),
             Pool("decode", q.tp, q.pp, q.ep, self.n_decode, q.gpus, self.decode.batch,
-                 self.decode_cap_rps, (unit_load_rps or 0.0) / self.n_decode, None, self.decode.tpot_ms),
+                 self.decode_cap_rps, (unit_load_rps or 0.0) / self.n_decode, None, self.decode.tpot_ms,
+                 q.accelerator, q.system, q.quant),
         )
 
 
@@ -196,6 +221,15 @@ def transfer_ms(kv_bytes_per_token: float, system: System, d: ModelDemand, prefi
                                 min(prefill.gpus, decode.gpus))
 
 
+def mixed_transfer_ms(kv_bytes_per_token: float, prefill_system: System, decode_system: System, d: ModelDemand,
+                      prefill: Shape, decode: Shape, percentile: float) -> float:
+    """ms to move the prompt at ``percentile`` between pools on two node shapes (the NIC,
+    :func:`~solver.costmodel.disaggregated.nic_link`; shards in parallel)."""
+    gb_s, lat_us = nic_link(prefill_system, decode_system)
+    return kv_transfer_ms(kv_bytes_per_token, d.traffic.input_tokens.percentile(percentile), gb_s, lat_us,
+                          min(prefill.gpus, decode.gpus))
+
+
 def prefill_capacity(pt: PrefillTerms, transfer_ms_: float, d: ModelDemand) -> float:
     """Requests/s one prefill replica takes within the TTFT target (its M/M/c wait at the
     target's percentile within what prefill and transfer leave) and utilisation <= RHO_MAX."""
@@ -209,13 +243,21 @@ def prefill_capacity(pt: PrefillTerms, transfer_ms_: float, d: ModelDemand) -> f
 
 def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, kv_bytes_per_token: float,
               system: System, d: ModelDemand,
-              prefill_cap: Callable[[PrefillTerms, float], float] | None = None) -> Unit:
+              prefill_cap: Callable[[PrefillTerms, float], float] | None = None,
+              prefill_system: System | None = None) -> Unit:
     """The unit ``n_prefill x pt + n_decode x dt`` with its transfer and per-pool capacities
     (``kv_bytes_per_token``: the whole model's, in the KV dtype both pools share;
-    ``prefill_cap``: a memoised :func:`prefill_capacity` for ``d``)."""
+    ``prefill_cap``: a memoised :func:`prefill_capacity` for ``d``; ``system``: the decode
+    pool's node shape, ``prefill_system`` the prefill pool's when it is another one: the KV then
+    moves over the NIC)."""
     gpus = n_prefill * pt.shape.gpus + n_decode * dt.shape.gpus
-    link, x_ttft = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.ttft))
-    _, x_e2e = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.e2e))
+    if prefill_system is not None and prefill_system.id != system.id:
+        x_ttft, x_e2e = (mixed_transfer_ms(kv_bytes_per_token, prefill_system, system, d, pt.shape, dt.shape, q)
+                         for q in (_pct(d.slo.ttft), _pct(d.slo.e2e)))
+        link = "nic"
+    else:
+        link, x_ttft = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.ttft))
+        _, x_e2e = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.e2e))
     p_cap = prefill_cap(pt, x_ttft) if prefill_cap else prefill_capacity(pt, x_ttft, d)
     d_cap = RHO_MAX * dt.batch / dt.service_s
     return Unit(pt, dt, n_prefill, n_decode, link, x_ttft, x_e2e, p_cap, d_cap)
@@ -349,10 +391,89 @@ def units_for(d: ModelDemand, system: System, roles: Sequence[RoleTerms], multip
     return [u for u in out if slo.e2e is None or meets_targets(u, d)]
 
 
+def same_vendor(cat: Catalog, a: str, b: str) -> bool:
+    """Whether a mixed unit may pair accelerators ``a`` and ``b``: one vendor (an assumption:
+    one engine build and its KV-transfer library serve both pools; no cross-vendor KV path is
+    modelled)."""
+    return cat.accelerator(a).vendor == cat.accelerator(b).vendor
+
+
+MIXED_PREFILL_SHAPES = 2
+"""Prefill shapes per accelerator (and KV dtype) that mixed units are built from: the cheapest
+per prompt (GPUs x price x service time per attention rank)."""
+
+MIXED_PREFILL_ACCELERATORS = 2
+"""Prefill accelerators per decode node shape (and KV dtype) in mixed units: the cheapest per
+prompt among those cheaper per prompt than the decode accelerator's own prefill."""
+
+
+def prompt_cost(pt: PrefillTerms, usd_per_gpu_hour: float) -> float:
+    """$/h-seconds one prompt occupies a prefill replica: GPUs x price x service time per
+    attention rank (what ranks prefill shapes for mixed units)."""
+    return pt.shape.gpus * usd_per_gpu_hour * pt.service_s / pt.servers
+
+
+def cheapest_prefill(d: ModelDemand, roles: Sequence[tuple[RoleTerms, float]], usd_per_gpu_hour: float,
+                     k: int = MIXED_PREFILL_SHAPES) -> list[PrefillTerms]:
+    """The ``k`` usable prefill terms (each role at its multiplier) cheapest per prompt, in
+    order (ties: fewer GPUs, then the order given)."""
+    slo = d.slo
+    pre = []
+    for i, (r, m) in enumerate(roles):
+        pt = _scaled(r, m).prefill
+        if pt.fits and (slo.ttft is None or pt.prefill_ttft_ms < slo.ttft.max_ms):
+            pre.append((prompt_cost(pt, usd_per_gpu_hour), pt.shape.gpus, i, pt))
+    return [x[3] for x in sorted(pre, key=lambda x: x[:3])[:k]]
+
+
+def mixed_units_for(d: ModelDemand, prefill_system: System, decode_system: System,
+                    prefill: Sequence[PrefillTerms], decode_roles: Sequence[RoleTerms],
+                    decode_multiplier: float = 1.0) -> list[Unit]:
+    """Units whose prefill pool (terms ``prefill``, e.g. :func:`cheapest_prefill`) runs on
+    ``prefill_system`` and decode pool on ``decode_system`` (node shapes of two accelerators of
+    one vendor; one KV dtype, formats free per pool), the KV moving over the NIC. Decode shapes
+    as in :func:`units_for`; per (prefill shape, decode shape), the ratios no other ratio of the
+    same pair beats with no more replicas in either pool (fewer GPUs on each node shape and no
+    less capacity: an optimum never needs the beaten one). Each pool packs into its own nodes."""
+    slo = d.slo
+    dec: list[tuple[DecodeTerms, float]] = []
+    for r in decode_roles:
+        rows = [x for x in _scaled(r, decode_multiplier).decode if slo.tpot is None or x.tpot_ms <= slo.tpot.max_ms]
+        if rows:
+            dec.append((max(rows, key=lambda x: (x.batch / x.service_s, -x.batch)), r.kv_bytes_per_token))
+    dec = [dec[i] for i in _undominated([(x.shape.gpus, x.batch / x.service_s) for x, _ in dec])]
+    pa, pb = prefill_system.gpus_per_node, decode_system.gpus_per_node
+
+    def packs(g: int, per_node: int) -> bool:
+        return per_node % g == 0 or g % per_node == 0
+
+    out: list[Unit] = []
+    for pt in prefill:
+        for dt, kv_bytes in dec:
+            # transfer and prefill capacity are the same for every ratio of the pair
+            x_ttft, x_e2e = (mixed_transfer_ms(kv_bytes, prefill_system, decode_system, d, pt.shape, dt.shape, q)
+                             for q in (_pct(slo.ttft), _pct(slo.e2e)))
+            p_cap = prefill_capacity(pt, x_ttft, d)
+            d_cap = RHO_MAX * dt.batch / dt.service_s
+            if p_cap <= 0 or d_cap <= 0:
+                continue
+            pair = [Unit(pt, dt, n_p, n_d, "nic", x_ttft, x_e2e, p_cap, d_cap) for n_p, n_d in RATIOS
+                    if packs(n_p * pt.shape.gpus, pa) and packs(n_d * dt.shape.gpus, pb)]
+            # (n_p, n_d) is beaten by (m_p, m_d) <= it with capacity >= (ratios are distinct)
+            caps = np.array([u.capacity_rps for u in pair])
+            npr = np.array([u.n_prefill for u in pair])
+            ndc = np.array([u.n_decode for u in pair])
+            beaten = ((npr[:, None] <= npr[None, :]) & (ndc[:, None] <= ndc[None, :])
+                      & (caps[:, None] >= caps[None, :]) & ~np.eye(len(pair), dtype=bool)).any(axis=0)
+            out += [u for u, b in zip(pair, beaten) if not b]
+    return [u for u in out if slo.e2e is None or meets_targets(u, d)]
+
+
 def unit_label(u: Unit) -> str:
     """E.g. ``disaggregated 2 x prefill TP1 + 1 x decode TP2 batch 64``."""
     def par(sh: Shape) -> str:
         return f"TP{sh.tp}" + (f" PP{sh.pp}" if sh.pp > 1 else "") + (f" EP{sh.ep}" if sh.ep > 1 else "")
 
-    return (f"disaggregated {u.n_prefill} x prefill {par(u.prefill.shape)} + {u.n_decode} x decode "
+    on = f" on {u.prefill.shape.accelerator} {u.prefill.shape.quant}" if u.mixed else ""
+    return (f"disaggregated {u.n_prefill} x prefill {par(u.prefill.shape)}{on} + {u.n_decode} x decode "
             f"{par(u.decode.shape)} batch {u.decode.batch}")

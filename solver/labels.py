@@ -39,9 +39,16 @@ def config_label(d: Any) -> str:
 def pools_label(pools: Any) -> str:
     """A disaggregated unit: ``disaggregated 2x prefill TP1 PP1 EP1 + 1x decode TP2 PP1 EP1
     batch 64`` (``pools``: the deployment's pools or their dicts)."""
-    get = (lambda p, k: p[k]) if pools and isinstance(pools[0], dict) else (lambda p, k: getattr(p, k))
+    get = ((lambda p, k: p.get(k)) if pools and isinstance(pools[0], dict)
+           else (lambda p, k: getattr(p, k, None)))
+    dec = next((p for p in pools if get(p, "role") == "decode"), None)
+
+    def on(p: Any) -> str:  # a mixed unit's prefill pool names its accelerator and format
+        mixed = dec is not None and get(p, "accelerator") and get(p, "accelerator") != get(dec, "accelerator")
+        return f" on {get(p, 'accelerator')} {get(p, 'quant')}" if mixed else ""
+
     parts = [f"{get(p, 'replicas')}x {get(p, 'role')} {parallel_label(get(p, 'tp'), get(p, 'pp'), get(p, 'ep'))}"
-             + (f" batch {get(p, 'max_batch')}" if get(p, 'role') == "decode" else "") for p in pools]
+             + on(p) + (f" batch {get(p, 'max_batch')}" if get(p, 'role') == "decode" else "") for p in pools]
     return "disaggregated " + " + ".join(parts)
 
 
@@ -75,8 +82,10 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
             row["tp"] = row["pp"] = row["ep"] = row["max_batch"] = None
             rows.append(row)
             for pool in dep.pools:
-                rows.append({"model": "", "serving_mode": f"  {pool.role} x{pool.replicas}", "tp": pool.tp,
-                             "pp": pool.pp, "ep": pool.ep, "max_batch": pool.max_batch,
+                other = pool.accelerator is not None and pool.accelerator != dep.accelerator  # a mixed unit
+                rows.append({"model": "", "serving_mode": f"  {pool.role} x{pool.replicas}",
+                             **({"accelerator": pool.accelerator, "quant": pool.quant} if other else {}),
+                             "tp": pool.tp, "pp": pool.pp, "ep": pool.ep, "max_batch": pool.max_batch,
                              "capacity_rps": pool.capacity_rps, "load_rps": pool.load_rps})
             continue
         rows.append(row)

@@ -41,7 +41,9 @@ def disaggregation_notes(deployments: list[Deployment] | tuple[Deployment, ...])
     for x in deployments:
         if x.serving_mode != "disaggregated":
             continue
-        pools = " + ".join(f"{p.replicas}x {p.role} TP{p.tp} PP{p.pp} EP{p.ep}" for p in x.pools)
+        pools = " + ".join(f"{p.replicas}x {p.role} TP{p.tp} PP{p.pp} EP{p.ep}"
+                           + (f" on {p.accelerator} {p.quant}" if p.accelerator and p.accelerator != x.accelerator
+                              else "") for p in x.pools)
         link = "the NIC" if x.kv_link == "nic" else "the scale-up link (one node)"
         out.append(f"{x.model}: disaggregated prefill/decode on {x.accelerator}, {x.replicas} unit(s) of "
                    f"{pools} ({x.gpus_per_replica} GPUs each); KV transfer {x.kv_transfer_ms:.1f} ms over "

@@ -45,7 +45,8 @@ class Termination(str, Enum):
 @dataclass(frozen=True)
 class Pool:
     """One pool of a disaggregated deployment: ``replicas`` replicas of this parallelism per
-    unit, on the deployment's accelerator, system, format and KV dtype."""
+    unit, in the deployment's KV dtype, on its own accelerator, system and format (the decode
+    pool on the deployment's)."""
 
     role: str
     """``prefill`` or ``decode``."""
@@ -65,6 +66,12 @@ class Pool:
     """Prefill pool: TTFT at the planned load (queue + prefill + KV transfer)."""
     tpot_p99_ms: float | None = None
     """Decode pool: TPOT (no prompt work in its steps)."""
+    accelerator: str | None = None
+    """The pool's accelerator, system and format: the deployment's for the decode pool; the
+    prefill pool's may be another node shape (a mixed unit, the KV moving over the NIC). None:
+    the deployment's (plans written before pools named them)."""
+    system: str | None = None
+    quant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,9 @@ class Deployment:
     """Disaggregated: the KV transfer of the TTFT-percentile prompt between the pools (ms)."""
     kv_link: str | None = None
     """Disaggregated: ``scale-up`` (the unit sits in one node) or ``nic``."""
+    engine: str | None = None
+    """The serving engine whose terms planned it (the model entry's ``engine``, else the
+    catalog's default); replay and verification read it. None: not recorded (older plans)."""
 
     def pool(self, role: str) -> Pool | None:
         """The pool of ``role`` (None for an aggregated deployment)."""

@@ -36,12 +36,14 @@ if TYPE_CHECKING:
     from solver.optimize.cpsat import FleetModel
 
 
-def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> Deployment:
+def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float,
+               engine: str | None = None) -> Deployment:
     """``replicas`` replicas of candidate ``c`` serving ``load_rps`` together: the one place a
     deployment is made from a candidate (per-replica terms times replicas are the totals); a
-    disaggregated unit counts as one replica (:mod:`solver.disagg`)."""
+    disaggregated unit counts as one replica (:mod:`solver.disagg`). ``engine``: the engine the
+    terms came from, recorded in the plan."""
     if c.unit is not None:
-        return _unit_deployment(c, d, replicas, load_rps)
+        return replace(_unit_deployment(c, d, replicas, load_rps), engine=engine)
     lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d,
                     load_rps / replicas)
     return Deployment(
@@ -52,7 +54,7 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
         cost_usd_per_hour=replicas * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
         price_id=c.price_id, stated_error_pct=c.stated_error_pct,
         speculative=dict(c.speculative) if c.speculative else None,
-        partition=c.partition or None, replicas_per_gpu=c.per_gpu,
+        partition=c.partition or None, replicas_per_gpu=c.per_gpu, engine=engine,
     )
 
 
@@ -77,7 +79,7 @@ def config_key(model: str, c: Candidate | Deployment) -> tuple:
     """A deployment configuration's identity: model entry, shape, batch cap, whether it
     decodes speculatively, the GPU share it runs on and, for a disaggregated unit, its pools'
     shapes and counts."""
-    pools = tuple((p.role, p.tp, p.pp, p.ep, p.replicas, p.max_batch) for p in c.pools)
+    pools = tuple((p.role, p.tp, p.pp, p.ep, p.replicas, p.max_batch, p.accelerator, p.quant) for p in c.pools)
     return (model, c.shape, c.max_batch, bool(c.speculative), c.partition or "", pools)
 
 
@@ -182,7 +184,8 @@ class Session:
             chosen = self.chosen(sol, t.name)
             total_cap = sum(c.capacity_rps_per_replica * r for c, r in chosen)
             for c, r in chosen:
-                deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps_per_replica * r / total_cap))
+                deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps_per_replica * r / total_cap,
+                                       t.demand.engine or self.cat.default_engine))
         used = self.used_gpus(sol)
         systems = []
         for s, row in enumerate(self.ip.systems):
@@ -285,6 +288,8 @@ class Session:
                 shares[c.gpu_share] += r
             else:
                 used[c.system] += r * c.gpus
+            for s, g in c.also:  # a mixed unit's GPUs on another node shape
+                used[s] += r * g
         for h, n in shares.items():
             share = self.ip.gpu_shares[h]
             used[share.system] += -(-n // share.per_gpu)
@@ -303,7 +308,8 @@ class Session:
 
     @property
     def _price(self) -> dict[tuple[str, str], tuple[float, float]]:
-        return {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in self.ip.source}
+        out = {(a.accelerator, a.system): (a.usd_per_gpu_hour, a.tdp_w) for c in self.ip.source for a in c.also}
+        return out | {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in self.ip.source}
 
 
 def _application_paths(problem: Problem, deps: list[Deployment]) -> tuple[dict, ...]:

@@ -308,37 +308,18 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
     replayed as the planner evaluates them (:mod:`solver.costmodel.partition`,
     :class:`SpeculativeStepTimer`); ``demand`` (the problem's entry for the model, from
     ``--problem``) adds its LoRA adapters' memory and per-token work (:func:`solver.lora.demand_terms`)."""
-    deps = plan.get("deployments") if isinstance(plan, dict) else None
-    if not isinstance(deps, list) or not deps:
-        raise InputError("PLAN: no deployments (is it the output of `fleetplan solve --json` with a plan?)")
-    bad = next((k for k, d in enumerate(deps) if not isinstance(d, dict)), None)
-    if bad is not None:
-        raise InputError(f"PLAN: deployments[{bad}]: expected an object")
-    names = sorted({str(d.get("model")) for d in deps})
-    if model is None:
-        if len(names) > 1:
-            raise InputError(f"--model: the plan serves {', '.join(names)}; name one")
-        model = names[0]
-    if model not in names:
-        raise InputError(f"--model: {model!r} is not in the plan (it serves {', '.join(names)})")
-    need = ("model_id", "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas")
     out: list[ReplicaSpec] = []
-    for k, d in enumerate(deps):
-        if d.get("model") != model:
-            continue
-        missing = [f for f in need if f not in d]
-        if missing:
-            raise InputError(f"PLAN: deployments[{k}]: missing {', '.join(missing)}")
-        if d.get("serving_mode", "aggregated") != "aggregated":  # units of two pools: not replayed
+    for k, d in model_deployments(plan, model)[1]:
+        if d.get("serving_mode", "aggregated") != "aggregated":  # units of two pools: solver.simulate_disagg
             raise InputError(f"PLAN: deployments[{k}]: serving_mode {d.get('serving_mode')!r}; "
-                             "simulate replays aggregated replicas only")
+                             "replay it with `replay` (solver.simulate_disagg), not as aggregated replicas")
         try:
             tp, pp, ep, batch, reps = (int(d[f]) for f in ("tp", "pp", "ep", "max_batch", "replicas"))
             if min(tp, pp, ep, batch) < 1 or reps < 0:
                 raise ValueError("tp, pp, ep and max_batch must be >= 1, replicas >= 0")
             shape = Shape(str(d["model_id"]), str(d["accelerator"]), str(d["system"]),
                           str(d["quant"]), str(d["kv_dtype"]), tp, pp, ep, int(d.get("moe_tp", 0)))
-            terms = shape_terms(cat, shape)
+            terms = shape_terms(cat, shape, plan_engine(d))
             part = d.get("partition")
             if part is not None:
                 share = resolve_partition(cat, shape.accelerator, str(part))
@@ -351,7 +332,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
                     raise ValueError(f"model_id {shape.model!r} is not the problem's {demand.model!r} "
                                      "(its LoRA adapters are sized for that model)")
                 terms = demand_terms(cat, demand, terms)
-            spec = _plan_speculation(cat, shape, d.get("speculative"))
+            spec = _plan_speculation(cat, shape, d.get("speculative"), plan_engine(d))
         except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
             detail = exc.detail if isinstance(exc, InputError) else str(exc)
             raise InputError(f"PLAN: deployments[{k}]: {detail}") from None
@@ -371,7 +352,42 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
     return out
 
 
-def _plan_speculation(cat: Catalog, shape: Shape, field: Any) -> Speculation | None:
+def model_deployments(plan: dict[str, Any], model: str | None) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+    """(model, its ``(index, deployment)`` pairs) of a plan (``fleetplan solve --json``), each
+    with the identity fields; ``model`` may be omitted when the plan has one."""
+    deps = plan.get("deployments") if isinstance(plan, dict) else None
+    if not isinstance(deps, list) or not deps:
+        raise InputError("PLAN: no deployments (is it the output of `fleetplan solve --json` with a plan?)")
+    bad = next((k for k, d in enumerate(deps) if not isinstance(d, dict)), None)
+    if bad is not None:
+        raise InputError(f"PLAN: deployments[{bad}]: expected an object")
+    names = sorted({str(d.get("model")) for d in deps})
+    if model is None:
+        if len(names) > 1:
+            raise InputError(f"--model: the plan serves {', '.join(names)}; name one")
+        model = names[0]
+    if model not in names:
+        raise InputError(f"--model: {model!r} is not in the plan (it serves {', '.join(names)})")
+    need = ("model_id", "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas")
+    out = []
+    for k, d in enumerate(deps):
+        if d.get("model") != model:
+            continue
+        missing = [f for f in need if f not in d]
+        if missing:
+            raise InputError(f"PLAN: deployments[{k}]: missing {', '.join(missing)}")
+        out.append((k, d))
+    return model, out
+
+
+def plan_engine(dep: dict[str, Any]) -> str | None:
+    """The engine a plan's deployment was planned with (``engine``; None: the catalog's default,
+    for plans written before the field existed)."""
+    eng = dep.get("engine")
+    return None if eng is None else str(eng)
+
+
+def _plan_speculation(cat: Catalog, shape: Shape, field: Any, engine: str | None = None) -> Speculation | None:
     """The speculative decoding a plan's deployment states (None: plain decoding)."""
     if field is None:
         return None
@@ -382,7 +398,7 @@ def _plan_speculation(cat: Catalog, shape: Shape, field: Any) -> Speculation | N
     except (TypeError, ValueError):
         raise ValueError("speculative: acceptance_rate must be a number and draft_tokens an integer") from None
     try:
-        got = speculation(cat, shape, str(field["draft"]), a, n)
+        got = speculation(cat, shape, str(field["draft"]), a, n, engine)
     except InputError as exc:
         raise ValueError(f"speculative: {exc.detail}") from None
     if isinstance(got, str):
@@ -441,9 +457,14 @@ class _Replica:
             while waiting and slots < cap and kv_used + kvb[waiting[0]] <= budget_kv:
                 i = waiting.popleft()
                 admit[i] = now
-                prefill.append([i, new[i], cached[i]])
                 slots += 1
                 kv_used += kvb[i]
+                if new[i] == 0:  # prefilled elsewhere (a disaggregated decode pool): decodes from this step
+                    n_dec += 1
+                    ctx_sum += isl[i] + 1
+                    finishing.setdefault(step + (osl[i] - 1 if one else _steps_for(osl[i] - 1, grow)), []).append(i)
+                    continue
+                prefill.append([i, new[i], cached[i]])
             if not slots:  # the head request alone exceeds the KV budget: it can never run
                 i = waiting.popleft()
                 admit[i] = first[i] = finish[i] = math.inf
@@ -721,6 +742,38 @@ def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | 
            router: Router = "least-loaded", slo: Slo | None = None,
            demand: ModelDemand | None = None) -> SimResult:
     """Simulate ``workload`` on the replicas a plan gives one of its models (``demand``: the
-    problem's entry for it, whose LoRA adapters the replicas carry)."""
+    problem's entry for it, whose LoRA adapters the replicas carry); disaggregated deployments
+    through their pools (:mod:`solver.simulate_disagg`)."""
+    name, deps = model_deployments(plan, model)
+    dis = [(k, d) for k, d in deps if d.get("serving_mode") == "disaggregated"]
+    if dis:
+        from solver.simulate_disagg import merge_results, part, replay_disaggregated, split_by_share
+
+        if len(dis) == len(deps):
+            return replay_disaggregated(dis, cat, workload, router, slo, demand, plan_engine)
+        # both modes: each request to one side, in proportion to the plan's load shares
+        share = _load_share(dis, deps)
+        to_dis = split_by_share(workload, share)
+        agg_plan = {**plan, "deployments": [d for _, d in deps if d.get("serving_mode") != "disaggregated"]}
+        parts = []
+        if to_dis.any():
+            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), router, slo, demand,
+                                                       plan_engine)))
+        if (~to_dis).any():
+            parts.append((~to_dis, replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand)))
+        return merge_results(parts, workload, slo)
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
     return simulate(plan_replicas(plan, cat, model, longest, demand), workload, router, slo)
+
+
+def _load_share(some: list[tuple[int, dict[str, Any]]], every: list[tuple[int, dict[str, Any]]]) -> float:
+    """The share of a model's planned load (``load_rps``) on deployments ``some`` of ``every``."""
+    try:
+        load = {k: float(d["load_rps"]) for k, d in every}
+    except (KeyError, TypeError, ValueError):
+        raise InputError("PLAN: a model with aggregated and disaggregated deployments needs each "
+                         "deployment's load_rps (to split the requests)") from None
+    total = sum(load.values())
+    if not (total > 0 and all(v >= 0 for v in load.values())):
+        raise InputError("PLAN: load_rps: expected >= 0 per deployment and > 0 in all")
+    return sum(load[k] for k, _ in some) / total

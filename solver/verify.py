@@ -135,11 +135,21 @@ class _Dep:
     """Disaggregated: GPUs of one unit (both pools); 0 for an aggregated replica."""
     pool_memory: list[Violation] = field(default_factory=list)
     """Disaggregated: memory violations of either pool."""
+    remote: tuple[str, str, str, int] | None = None
+    """A mixed unit: its prefill pool's (accelerator, system, quant, GPUs per unit) on another
+    node shape than the deployment's."""
 
     @property
     def gpus(self) -> int:
         """GPUs of one replica (of one unit when disaggregated)."""
         return self.unit_gpus or self.shape.gpus
+
+    def gpu_parts(self) -> list[tuple[str, str, int]]:
+        """(accelerator, system, GPUs per replica) per node shape one replica (unit) uses."""
+        if self.remote is None:
+            return [(self.dep.accelerator, self.dep.system, self.gpus)]
+        a, sid, _, g = self.remote
+        return [(self.dep.accelerator, self.dep.system, self.gpus - g), (a, sid, g)]
 
 
 @dataclass
@@ -168,6 +178,10 @@ def _prepare(ctx: _Ctx) -> None:
         if dep.replicas < 1:
             ctx.found.append(Violation("shape", dep.model, f"{where}: {dep.replicas} replicas"))
             continue
+        planned = d.engine or ctx.cat.default_engine
+        if dep.engine is not None and dep.engine != planned:  # the plan's terms are this engine's
+            ctx.found.append(Violation("accounting", dep.model, f"{where}: engine {dep.engine!r}, the problem "
+                                                                f"plans {dep.model} with {planned!r}"))
         if dep.serving_mode == "disaggregated":
             _prepare_unit(ctx, dep, d, where)
             continue
@@ -215,7 +229,7 @@ def _prepare_unit(ctx: _Ctx, dep: Deployment, d: ModelDemand, where: str) -> Non
     """A disaggregated deployment: rebuild both pools' shapes from the plan's ids, recompute
     each pool's memory, the KV transfer, the prefill queue, TPOT and both pools' capacities
     from the cost model (:mod:`solver.disagg`), and the unit's latencies at its load share."""
-    from solver.disagg import decode_terms, make_unit, prefill_terms, unit_latencies
+    from solver.disagg import decode_terms, make_unit, prefill_terms, same_vendor, unit_latencies
 
     pre, dec = dep.pool("prefill"), dep.pool("decode")
     if pre is None or dec is None or len(dep.pools) != 2 or pre.replicas < 1 or dec.replicas < 1:
@@ -224,7 +238,20 @@ def _prepare_unit(ctx: _Ctx, dep: Deployment, d: ModelDemand, where: str) -> Non
         return
     terms = []
     for pool in (pre, dec):
-        shape = replace(dep.shape, model=d.model, tp=pool.tp, pp=pool.pp, ep=pool.ep)
+        # a pool names its node shape and format (None: the deployment's)
+        acc, sid, quant = pool.accelerator or dep.accelerator, pool.system or dep.system, pool.quant or dep.quant
+        if pool.role == "decode" and (acc, sid, quant) != (dep.accelerator, dep.system, dep.quant):
+            ctx.found.append(Violation("accounting", dep.model, f"{where}: the decode pool is not on the "
+                                                                "deployment's accelerator, system and format"))
+            return
+        if (acc == dep.accelerator) != (sid == dep.system) or (
+                acc != dep.accelerator and not same_vendor(ctx.cat, acc, dep.accelerator)):
+            ctx.found.append(Violation("shape", dep.model, f"{where}: a {pool.role} pool on {acc}/{sid} with the "
+                                                           f"decode pool on {dep.accelerator}/{dep.system} is not "
+                                                           "a unit (two node shapes of two accelerators of one vendor)"))
+            return
+        shape = replace(dep.shape, model=d.model, accelerator=acc, system=sid, quant=quant,
+                        tp=pool.tp, pp=pool.pp, ep=pool.ep)
         reason = check_shape(ctx.cat, shape)
         if reason:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid {pool.role} shape: {reason}"))
@@ -234,15 +261,19 @@ def _prepare_unit(ctx: _Ctx, dep: Deployment, d: ModelDemand, where: str) -> Non
     if (dep.tp, dep.pp, dep.ep, dep.max_batch) != (dec.tp, dec.pp, dec.ep, dec.max_batch):
         ctx.found.append(Violation("accounting", dep.model, f"{where}: top-level shape is not the decode pool's"))
     mult = planning_multiplier(ctx.cat, d.model, dep.accelerator, dep.quant, td.engine, ctx.problem.confidence)
+    pa = tp_.shape
+    mult_p = planning_multiplier(ctx.cat, d.model, pa.accelerator, pa.quant, tp_.engine, ctx.problem.confidence)
     x = _Dep(dep, d, td.shape, where)
+    if pa.system != dep.system:
+        x.remote = (pa.accelerator, pa.system, pa.quant, pre.replicas * pa.gpus)
     x.limit = memory_limit(td, d)
-    pt = prefill_terms(tp_, d, mult)
+    pt = prefill_terms(tp_, d, mult_p)
     if not pt.fits:
         x.pool_memory.append(_v("memory", dep.model, f"{where}: prefill pool TP{pre.tp} PP{pre.pp} EP{pre.ep} "
                                                      f"cannot hold one p99 prompt per attention rank"))
     rows = decode_terms(td, d, [dec.max_batch], mult, within_memory=False)  # check_memory judges the batch
     unit = make_unit(pt, rows[0], pre.replicas, dec.replicas, td.kv_bytes_per_token_model,
-                     ctx.cat.system(dep.system), d)
+                     ctx.cat.system(dep.system), d, None, ctx.cat.system(pa.system))
     x.unit_gpus = unit.gpus
     x.lam = dep.load_rps / dep.replicas
     lat = unit_latencies(unit, d, x.lam)
@@ -287,11 +318,12 @@ def _check_latency(name: str) -> Callable[[_Ctx], list[Violation]]:
 def check_topology(ctx: _Ctx) -> list[Violation]:
     out = []
     for x in ctx.deps:
-        per_node = ctx.cat.system(x.dep.system).gpus_per_node
+        for _, sid, part in x.gpu_parts():  # a mixed unit: each pool into its own nodes
+            per_node = ctx.cat.system(sid).gpus_per_node
+            if not (per_node % part == 0 or part % per_node == 0):
+                out.append(_v("topology", x.dep.model,
+                              f"{x.where}: {part}-GPU replica does not pack into {per_node}-GPU nodes"))
         g = x.gpus
-        if not (per_node % g == 0 or g % per_node == 0):
-            out.append(_v("topology", x.dep.model,
-                          f"{x.where}: {g}-GPU replica does not pack into {per_node}-GPU nodes"))
         if x.part is not None:
             k = x.part.per_gpu
             if x.dep.replicas_per_gpu != k or x.dep.total_gpus != -(-x.dep.replicas // k):
@@ -328,18 +360,25 @@ def check_formats(ctx: _Ctx) -> list[Violation]:
             out.append(_v("quantization", dep.model, f"{x.where}: quantization not allowed"))
         if d.allowed_kv_dtypes is not None and dep.kv_dtype not in d.allowed_kv_dtypes:
             out.append(_v("quantization", dep.model, f"{x.where}: KV dtype not allowed"))
+        if x.remote is not None:  # a mixed unit's prefill pool
+            acc, _, quant, _ = x.remote
+            if d.allowed_accelerators is not None and acc not in d.allowed_accelerators:
+                out.append(_v("quantization", dep.model, f"{x.where}: prefill pool's accelerator not allowed"))
+            if d.allowed_quantizations is not None and quant not in d.allowed_quantizations:
+                out.append(_v("quantization", dep.model, f"{x.where}: prefill pool's quantization not allowed"))
     return out
 
 
 def check_quality(ctx: _Ctx) -> list[Violation]:
     out = []
     for x in ctx.deps:
-        loss = ctx.cat.quantization(x.dep.quant).quality_loss.points
         native = ctx.cat.model(x.demand.model).native_quantization
-        if not x.demand.quality_allowed(x.dep.quant, loss, native):
-            limit = x.demand.max_quality_loss_points
-            out.append(_v("quality", x.dep.model, f"{x.where}: quality loss {loss} points > "
-                                                  f"{'the default guard' if limit is None else limit}"))
+        for quant in [x.dep.quant] + ([x.remote[2]] if x.remote is not None else []):  # both pools' formats
+            loss = ctx.cat.quantization(quant).quality_loss.points
+            if not x.demand.quality_allowed(quant, loss, native):
+                limit = x.demand.max_quality_loss_points
+                out.append(_v("quality", x.dep.model, f"{x.where}: quality loss {loss} points > "
+                                                      f"{'the default guard' if limit is None else limit}"))
     return out
 
 
@@ -410,7 +449,8 @@ def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
             shares[key] += x.dep.replicas
             per_gpu[key] = x.part.per_gpu
         else:
-            used[(x.dep.accelerator, x.dep.system)][x.gpus] += x.dep.replicas
+            for acc, sid, part in x.gpu_parts():
+                used[(acc, sid)][part] += x.dep.replicas
     for key, n in sorted(shares.items()):
         used[key[:2]][1] += -(-n // per_gpu[key])
     return used
@@ -523,6 +563,21 @@ def check_budget(ctx: _Ctx) -> list[Violation]:
     return []
 
 
+def _deployment_cost(ctx: _Ctx, x: _Dep, usd_per_gpu_hour: float) -> float:
+    """$/h of a deployment: its GPUs at its accelerator's price (its share on a GPU share), a
+    mixed unit's prefill GPUs at theirs."""
+    dep = x.dep
+    if x.part:
+        return dep.replicas * x.shape.gpus / x.part.per_gpu * usd_per_gpu_hour
+    if x.remote is None:
+        return dep.total_gpus * usd_per_gpu_hour
+    acc, _, _, g = x.remote
+    fleet = ctx.problem.fleet
+    prices = ctx.cat.prices_for(acc, fleet.pricing, fleet.provider)
+    remote = prices[0].usd_per_gpu_hour if prices else math.nan
+    return dep.replicas * ((x.gpus - g) * usd_per_gpu_hour + g * remote)
+
+
 def check_accounting(ctx: _Ctx) -> list[Violation]:
     """Prices are the catalog's cheapest; costs add up from GPUs x price."""
     fleet = ctx.problem.fleet
@@ -533,8 +588,8 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
         price = ctx.cat.prices_for(dep.accelerator, fleet.pricing, fleet.provider)
         if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
             out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
-        elif abs(dep.cost_usd_per_hour - (dep.replicas * x.shape.gpus / x.part.per_gpu if x.part else dep.total_gpus)
-                 * price[0].usd_per_gpu_hour) > 1e-6 * max(1.0, dep.cost_usd_per_hour):
+        elif abs(dep.cost_usd_per_hour - _deployment_cost(ctx, x, price[0].usd_per_gpu_hour)) > 1e-6 * max(
+                1.0, dep.cost_usd_per_hour):
             out.append(_v("accounting", dep.model, f"{x.where}: cost {dep.cost_usd_per_hour} != GPUs x price"))
         cost_deploy += dep.cost_usd_per_hour
     cost_systems = 0.0

@@ -246,15 +246,266 @@ def test_bad_serving_modes_are_one_line_exit_2(tmp_path, modes, expect):
     assert len(lines) == 1 and expect in lines[0] and "Traceback" not in r.output
 
 
-def test_simulate_and_bench_plan_refuse_units_in_one_line(tmp_path):
-    """Neither replays nor launches a unit of two pools: one line, exit 2 (not a wrong answer)."""
+def test_bench_plan_refuses_units_in_one_line_and_simulate_replays_them(tmp_path):
+    """bench-plan does not launch a unit of two pools: one line, exit 2 (not a wrong answer);
+    simulate replays it (tests/test_simulate_disagg.py)."""
     p, _ = _disagg_plan()
     f = tmp_path / "p.yaml"
     f.write_text(json.dumps(p.model_dump(mode="json", by_alias=True, exclude_defaults=True)))
     r = CliRunner().invoke(main, ["solve", str(f), "--json"])
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(r.output)
-    for args in (["simulate", str(plan_file), "--poisson", "1", "--problem", str(f)], ["bench-plan", str(plan_file), "--engine", "vllm"]):
-        out = CliRunner().invoke(main, args)
-        lines = [x for x in out.output.strip().splitlines() if x]
-        assert out.exit_code == 2 and len(lines) == 1 and "serving_mode" in lines[0], (args, out.output)
+    out = CliRunner().invoke(main, ["bench-plan", str(plan_file), "--engine", "vllm"])
+    lines = [x for x in out.output.strip().splitlines() if x]
+    assert out.exit_code == 2 and len(lines) == 1 and "serving_mode" in lines[0], out.output
+    out = CliRunner().invoke(main, ["simulate", str(plan_file), "--poisson", "1", "--duration", "60", "--problem", str(f)])
+    assert out.exit_code == 0 and "ttft" in out.output, out.output
+
+
+# -- pruning units against a pruned table -------------------------------------------------------
+
+def test_units_pruned_against_the_pruned_rows_as_if_all_were_compared():
+    """Adding units to a pruned table compares only pairs with a unit; the result equals the
+    full pairwise pass (200 random tables of old rows, pruned first, plus new ones), and the
+    bundled RAG case keeps the same rows either way."""
+    import numpy as np
+
+    from solver.candidates import _dominated, prune_dominated
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n_old, n_new = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        n = n_old + n_new
+        cols = (rng.integers(0, 2, n), rng.choice([1, 2, 4, 8, 16], n), rng.integers(1, 60, n),
+                rng.integers(0, 4, n), np.zeros(n, dtype=np.int64))
+        old = ~_dominated(*(c[:n_old] for c in cols))  # the table as pruned before units join
+        keep = np.concatenate([np.flatnonzero(old), np.arange(n_old, n)])
+        sub = tuple(c[keep] for c in cols)
+        new = np.arange(len(keep)) >= int(old.sum())
+        assert (_dominated(*sub, new) == _dominated(*sub)).all()
+    p = _problem(30000, 500, 15000, 30, 3)
+    t = Session.prepare(p, CAT, prune=False).tables[0]
+    rows = [c for c in t.candidates if c.unit is None]
+    units = [c for c in t.candidates if c.unit is not None]
+    rows, _ = prune_dominated(rows)
+    both = rows + units
+    flags = [False] * len(rows) + [True] * len(units)
+    assert prune_dominated(both, new=flags) == prune_dominated(both)
+
+
+# -- query / capacity flags -----------------------------------------------------------------------
+
+_RAG_FLAGS = ["--model", "llama-3.1-70b", "--isl", "30000", "--osl", "500", "--ttft-p99-ms", "15000",
+              "--tpot-p99-ms", "30", "--quant", "fp8", "--kv-dtype", "fp8"]
+
+
+def test_query_serving_mode_flag_offers_units():
+    """The 30K-token RAG case without a problem file: aggregated by default ($172.16/h), a
+    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($150.64/h, as the
+    problem-file test above)."""
+    got = {}
+    for mode in (None, "any", "disaggregated"):
+        args = ["query", *_RAG_FLAGS, "--rps", "3", "--gpu", "h100-sxm", "--json"]
+        r = CliRunner().invoke(main, args + (["--serving-mode", mode] if mode else []))
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.output)
+        got[mode] = ({d["serving_mode"] for d in out["deployments"]}, out["cost_usd_per_hour"])
+    assert got[None][0] == {"aggregated"} and got["any"][0] == got["disaggregated"][0] == {"disaggregated"}
+    assert got["any"][1] == pytest.approx(150.64) and got[None][1] == pytest.approx(172.16)
+    helptext = CliRunner().invoke(main, ["query", "--help"]).output
+    assert "--serving-mode" in helptext and "disaggregated" in helptext
+
+
+def test_capacity_serving_mode_flag_and_bad_value():
+    base = ["capacity", *_RAG_FLAGS, "--gpu", "h100-sxm", "--gpus", "56", "--json"]
+    agg = json.loads(CliRunner().invoke(main, base).output)
+    r = CliRunner().invoke(main, base + ["--serving-mode", "any"])
+    assert r.exit_code == 0, r.output
+    dis = json.loads(r.output)
+    assert dis["requests_per_s"] > agg["requests_per_s"]
+    dep = dis["deployments"][0]
+    assert dep["serving_mode"] == "disaggregated" and sorted(p["role"] for p in dep["pools"]) == ["decode", "prefill"]
+    bad = CliRunner().invoke(main, ["query", *_RAG_FLAGS, "--rps", "3", "--serving-mode", "both"])
+    assert bad.exit_code == 2 and "--serving-mode" in bad.output
+
+
+# -- units for a stage of an application ----------------------------------------------------------
+
+def _chain(budget_ms: float) -> Problem:
+    def m(name: str, model: str, isl: int, osl: int, ttft: float, tpot: float | None, modes: list[str]) -> dict:
+        return {"name": name, "model": model,
+                "traffic": {"input_tokens": {"p50": isl, "p90": isl, "p99": isl},
+                            "output_tokens": {"p50": osl, "p90": osl, "p99": osl}},
+                "slo": {"ttft": {"max_ms": ttft}, **({"tpot": {"max_ms": tpot}} if tpot else {})},
+                "allowed_accelerators": ["h100-sxm"], "allowed_quantizations": ["fp8"],
+                "allowed_kv_dtypes": ["fp8"], "min_replicas": 1, "headroom": 0, "serving_modes": modes}
+    return Problem.model_validate({
+        "name": "chain", "models": [m("route", "llama-3.1-8b", 200, 1, 500, None, ["aggregated"]),
+                                    m("gen", "llama-3.1-70b", 30000, 500, 15000, 30, ["aggregated", "disaggregated"])],
+        "applications": [{"name": "app", "peak_rps": 3, "stages": ["route", "gen"],
+                          "edges": [{"from": "route", "to": "gen"}], "e2e_budget_ms": budget_ms}],
+        "fleet": {"pricing": "on-demand", "max_configs_per_model": 1}})
+
+
+@pytest.mark.parametrize("budget_ms, mode", [(40000, "disaggregated"), (24000, "aggregated")])
+def test_a_chain_stage_may_run_disaggregated_within_its_path_budget(budget_ms, mode):
+    """The RAG generator as the second stage of a router -> generator chain: with a loose path
+    budget the unit wins as it does alone ($150.64/h of the generator's); a 24 s budget is below
+    the unit's e2e p99 at capacity (24.4 s), so aggregated replicas are planned. Brute force
+    over the encoding agrees with CP-SAT; the verifier checks the path with the unit's latency."""
+    p = _chain(budget_ms)
+    session = Session.prepare(p, CAT)
+    assert any(c.unit is not None for c in session.ip.source)
+    plan, _ = session.run(time_limit_s=30)
+    assert plan.status.has_plan and violations(plan, p, CAT) == []
+    gen = [d for d in plan.deployments if d.model == "gen"]
+    assert {d.serving_mode for d in gen} == {mode}
+    ref = brute_force(session.ip)
+    assert ref.cost_cents == session.solve(time_limit_s=30).cost_cents
+
+
+# -- pools on two accelerators (mixed units) ------------------------------------------------------
+
+def _mixed_problem(gpus: list[str], inventory: dict[str, int] | None = None) -> Problem:
+    """Llama-3.1-8B, 16K-token prompts, 300-token answers, 3 req/s, TTFT 8 s, TPOT 40 ms: prefill
+    heavy, with a TPOT that L40S decode barely meets."""
+    m = {"name": "m", "model": "llama-3.1-8b",
+         "traffic": {"peak_rps": 3, "input_tokens": {"p50": 16000, "p90": 16000, "p99": 16000},
+                     "output_tokens": {"p50": 300, "p90": 300, "p99": 300}},
+         "slo": {"ttft": {"max_ms": 8000}, "tpot": {"max_ms": 40}},
+         "allowed_accelerators": gpus, "allowed_quantizations": ["fp8", "bf16"],
+         "allowed_kv_dtypes": ["fp8", "bf16"], "headroom": 0, "min_replicas": 1,
+         "serving_modes": ["aggregated", "disaggregated"]}
+    return Problem.model_validate({"name": "mixed", "models": [m],
+                                   "fleet": {"pricing": "on-demand", "max_configs_per_model": 1,
+                                             **({"inventory": inventory} if inventory else {})}})
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    p = _mixed_problem(["h200-sxm", "l40s"])
+    session = Session.prepare(p, CAT)
+    plan, _ = session.run(time_limit_s=30)
+    assert plan.status.has_plan
+    return p, session, plan
+
+
+def test_a_mixed_unit_wins_compute_on_l40s_decode_on_h200(mixed):
+    """8 x L40S (TP1, fp8, $0.79/h each) prefill + 1 x H200 (TP1, $3.59/h) decode: $9.91/h,
+    below the best plan of either accelerator alone (H200 aggregated, $10.77/h; L40S units
+    $11.06/h). Each pool's GPUs are counted on their own accelerator: 8 L40S ($6.32/h) and 1
+    H200 ($3.59/h) in the plan's systems; the KV moves over the NIC."""
+    p, _, plan = mixed
+    (dep,) = plan.deployments
+    pre, dec = dep.pool("prefill"), dep.pool("decode")
+    assert dep.serving_mode == "disaggregated" and dep.accelerator == "h200-sxm" and dep.kv_link == "nic"
+    assert (pre.accelerator, pre.replicas, pre.tp, dec.accelerator, dec.replicas) == ("l40s", 8, 1, "h200-sxm", 1)
+    assert plan.cost_usd_per_hour == pytest.approx(9.91)
+    assert {(s.accelerator, s.gpus_used): s.cost_usd_per_hour for s in plan.systems} == {
+        ("l40s", 8): pytest.approx(6.32), ("h200-sxm", 1): pytest.approx(3.59)}
+    assert dep.cost_usd_per_hour == pytest.approx(9.91) and dep.total_gpus == 9
+    alone = [Session.prepare(_mixed_problem([g]), CAT).run(time_limit_s=30)[0].cost_usd_per_hour
+             for g in ("h200-sxm", "l40s")]
+    assert alone == [pytest.approx(10.77), pytest.approx(11.06)]
+    assert "on l40s fp8" in dep_label(dep)
+
+
+def dep_label(dep) -> str:
+    from solver.labels import pools_label
+
+    return pools_label(dep.pools)
+
+
+def test_brute_force_agrees_with_cp_sat_on_mixed_units(mixed):
+    _, session, _ = mixed
+    assert any(c.also for c in session.ip.source)
+    ref = brute_force(session.ip)
+    assert ref.cost_cents is not None and session.solve(time_limit_s=30).cost_cents == ref.cost_cents
+
+
+def test_mixed_unit_counts_against_the_prefill_accelerators_inventory():
+    """With only 4 L40S the 8-L40S prefill pool cannot be provisioned: the plan changes, and
+    stays within the inventory (the verifier counts the pool on L40S)."""
+    p = _mixed_problem(["h200-sxm", "l40s"], inventory={"l40s": 4})
+    plan, _ = Session.prepare(p, CAT).run(time_limit_s=30)
+    assert plan.status.has_plan and violations(plan, p, CAT) == []
+    assert sum(s.gpus_provisioned for s in plan.systems if s.accelerator == "l40s") <= 4
+    assert plan.cost_usd_per_hour > 9.91
+
+
+def test_verifier_rebuilds_both_pools_of_a_mixed_unit(mixed):
+    p, _, plan = mixed
+    assert violations(plan, p, CAT) == []
+    dep = plan.deployments[0]
+    pre, dec = dep.pool("prefill"), dep.pool("decode")
+    # the prefill pool on H200 instead: its GPUs are then missing from the H200 system, and the
+    # transfer (NVLink in one node) no longer matches
+    moved = _with_dep(plan, pools=(replace(pre, accelerator="h200-sxm", system=dep.system), dec))
+    fams = {v.family for v in violations(moved, p, CAT)}
+    assert "accounting" in fams
+    # half the prefill replicas: the load no longer fits the prefill pool
+    fewer = _with_dep(plan, pools=(replace(pre, replicas=4), dec))
+    assert {"capacity", "ttft"} & {v.family for v in violations(fewer, p, CAT)}
+    # a prefill pool on another vendor's accelerator is not a unit
+    amd = _with_dep(plan, pools=(replace(pre, accelerator="mi300x", system="mi300x-8"), dec))
+    assert "shape" in {v.family for v in violations(amd, p, CAT)}
+    # a prefill format the problem does not allow
+    strict = p.model_copy(update={"models": [p.models[0].model_copy(update={"allowed_quantizations": ["bf16"]})]})
+    assert "quantization" in {v.family for v in violations(plan, strict, CAT)}
+
+
+def test_mixed_units_are_bounded_by_the_cheapest_prefill_shapes():
+    """Before pruning, each (decode node shape, KV dtype) takes its mixed units' prefill pools
+    from at most MIXED_PREFILL_ACCELERATORS other accelerators, each with at most
+    MIXED_PREFILL_SHAPES prefill shapes, all cheaper per prompt than the decode accelerator's own
+    prefill. With every NVIDIA accelerator allowed the table stays a few hundred rows."""
+    from solver.disagg import MIXED_PREFILL_ACCELERATORS, MIXED_PREFILL_SHAPES
+
+    nvidia = sorted(a for a in CAT.accelerators if CAT.accelerator(a).vendor == "nvidia"
+                    and CAT.prices_for(a, "on-demand", None))
+    t = Session.prepare(_mixed_problem(nvidia), CAT, prune=False).tables[0]
+    shapes: dict[tuple, dict[str, set]] = {}
+    for c in t.candidates:
+        if c.also:
+            sh = c.unit.prefill.shape
+            assert sh.accelerator != c.accelerator and c.kv_dtype == sh.kv_dtype
+            shapes.setdefault((c.system, c.kv_dtype), {}).setdefault(sh.accelerator, set()).add(sh)
+    assert shapes
+    for by_acc in shapes.values():
+        assert len(by_acc) <= MIXED_PREFILL_ACCELERATORS
+        assert all(len(v) <= MIXED_PREFILL_SHAPES for v in by_acc.values())
+    pruned = Session.prepare(_mixed_problem(nvidia), CAT).tables[0]
+    assert sum(bool(c.also) for c in pruned.candidates) < 500
+
+
+def test_a_mixed_unit_replays_with_each_pool_on_its_accelerator(mixed):
+    """One request on the mixed unit: TTFT = L40S prefill + the transfer over the slower NIC of
+    the two node shapes, the planner's zero-load TTFT within 1%; the plan's KV transfer is that
+    formula (hand-computed from the catalog's NICs)."""
+    import numpy as np
+
+    from solver.costmodel.disaggregated import kv_transfer_ms, nic_link
+    from solver.simulate import Workload, replay
+
+    p, _, plan = mixed
+    dep = plan.deployments[0]
+    gb_s, lat = nic_link(CAT.system("pcie-l40s-8"), CAT.system("hgx-h200-8"))
+    assert gb_s == min(CAT.system("pcie-l40s-8").scaleout_gb_s_per_gpu, CAT.system("hgx-h200-8").scaleout_gb_s_per_gpu)
+    kvb = shape_terms(CAT, Shape("llama-3.1-8b", "h200-sxm", "hgx-h200-8", dep.quant, "fp8", 1, 1, 1)).kv_bytes_per_token_model
+    assert dep.kv_transfer_ms == pytest.approx(kv_transfer_ms(kvb, 16000, gb_s, lat, 1))
+    w = Workload(np.array([0.0]), np.array([16000]), np.array([300]))
+    r = replay(plan.to_dict(), CAT, w, demand=p.models[0])
+    ttft_min = dep.pool("prefill").ttft_p99_ms  # at load; the zero-load floor is prefill + transfer
+    pre_shape = Shape("llama-3.1-8b", "l40s", "pcie-l40s-8", "fp8", "fp8", 1, 1, 1)
+    floor = float(prefill_only_ms(shape_terms(CAT, pre_shape), [16000])[0]) + dep.kv_transfer_ms
+    assert r.ttft_s[0] * 1e3 == pytest.approx(floor, rel=0.01) and r.ttft_s[0] * 1e3 <= ttft_min
+
+
+def test_purchase_refuses_a_mixed_unit_in_one_line(mixed):
+    """Purchasing per hour prices one accelerator per configuration: a unit on two is refused."""
+    from solver.demand import purchase_problem
+    from solver.errors import InputError
+
+    p, _, plan = mixed
+    with pytest.raises(InputError, match="prefill pool on another accelerator"):
+        purchase_problem(p, plan, CAT)

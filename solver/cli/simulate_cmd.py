@@ -74,6 +74,10 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
       fleetplan simulate plan.json --trace ../shared/traces/azure-llm-2023-conv.csv \\
           --scale-to 12 --problem problems/chat-assistant-70b.yaml
 
+    A disaggregated deployment replays through its prefill pool, the KV transfer and its decode
+    pool (TTFT = prefill done + transfer); a model with both kinds splits requests by the plan's
+    load shares. Step times use the engine each deployment names (`engine`).
+
     Deterministic: the same inputs and --seed give the same figures.
     """
     cat = load_catalog()

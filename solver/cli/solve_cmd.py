@@ -236,11 +236,30 @@ def _targets(f):  # type: ignore[no-untyped-def]
         click.option("--pricing", type=click.Choice(["on-demand", "reserved", "spot"]), default="on-demand", show_default=True),
         click.option("--engine", default=None,
                      help="serving engine: vllm (default), sglang or tensorrt-llm (catalogs/engines.yaml)."),
+        click.option("--serving-mode", type=click.Choice(list(SERVING_MODE_FLAG)), default="aggregated",
+                     show_default=True,
+                     help="aggregated: prefill and decode on every replica; disaggregated: units of a "
+                          "prefill pool and a decode pool on one node shape, the KV moving between them "
+                          "(pays for long prompts with a tight TPOT; with several --gpu of one vendor the "
+                          "prefill pool may run on another accelerator); any: both offered, the cheapest "
+                          "wins (table builds take longer). A problem file says `serving_modes:`."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+SERVING_MODE_FLAG: dict[str, list[str]] = {
+    "aggregated": ["aggregated"], "disaggregated": ["disaggregated"], "any": ["aggregated", "disaggregated"]}
+"""``--serving-mode`` -> the model's ``serving_modes``."""
+
+
+def _with_serving_mode(problem: Problem, mode: str) -> Problem:
+    """The problem with ``--serving-mode`` set on its model."""
+    modes = SERVING_MODE_FLAG[mode]
+    return problem.model_copy(update={"models": [m.model_copy(update={"serving_modes": modes})
+                                                 for m in problem.models]})
 
 
 def _with_engine(cat: Catalog, problem: Problem, engine: str | None, gpus: tuple[str, ...]) -> Problem:
@@ -272,6 +291,7 @@ def _flag_problem(o: dict, rps: float, gpus: list[str] | None, headroom: float, 
         headroom=headroom, prefix_hit_rate=o["prefix_hit_rate"],
         shared_prefix_tokens=o["shared_prefix_tokens"], pricing=o["pricing"],
         max_configs=max_configs, max_quality_loss_points=o["max_loss"], cat=cat)
+    problem = _with_serving_mode(problem, str(o["serving_mode"]))
     return cat, _with_engine(cat, problem, o["engine"], tuple(gpus or ()))
 
 
@@ -295,6 +315,14 @@ def query(rps: float, gpus: tuple[str, ...], headroom: float, time_limit: float,
     \b
       fleetplan query --model llama-3.1-8b --isl 1000 --isl-p99 4000 --osl 200 --osl-p99 800 \\
           --rps 20 --ttft-p99-ms 800 --tpot-p99-ms 40 --gpu h100-sxm
+
+    --serving-mode any also offers disaggregated prefill/decode units (a prefill pool and a
+    decode pool per unit, the solver choosing their ratio); e.g. a RAG service with 30K-token
+    prompts and a 30 ms TPOT:
+
+    \b
+      fleetplan query --model llama-3.1-70b --isl 30000 --osl 500 --rps 3 --ttft-p99-ms 15000 \\
+          --tpot-p99-ms 30 --gpu h100-sxm --quant fp8 --kv-dtype fp8 --serving-mode any
     """
     cat, problem = _flag_problem(flags, rps, list(gpus) or None, headroom)
     from solver import api
@@ -342,9 +370,10 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
             click.echo(f"  {fmt(ans.requests_per_s)} req/s, {fmt(ans.output_tokens_per_s)} output tokens/s "
                        f"({fmt(ans.output_tokens_per_s_per_gpu)} per GPU), {ans.gpus_used} GPUs used, "
                        f"${ans.cost_usd_per_hour:,.2f}/h")
-            click.echo(table(list(ans.deployments), ["quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch", "replicas",
-                                                     "total_gpus", "total_capacity_rps", "ttft_p99_ms",
-                                                     "tpot_p99_ms"]))
+            units = any(x.get("serving_mode") == "disaggregated" for x in ans.deployments)
+            click.echo(table(list(ans.deployments), ["serving_mode"] * units + [
+                "quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch", "replicas",
+                "total_gpus", "total_capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")
         for line in causes(problem, cat):

@@ -87,3 +87,10 @@ def unit_link(system: System, unit_gpus: int) -> tuple[float, float]:
     if unit_gpus <= system.gpus_per_node:
         return system.intra_node_gb_s, system.intra_node_latency_us
     return system.scaleout_gb_s_per_gpu, system.scaleout_latency_us
+
+
+def nic_link(prefill_system: System, decode_system: System) -> tuple[float, float]:
+    """(GB/s per GPU, latency us) between pools on two node shapes: always the NIC (NVLink does
+    not join different node shapes), the slower side's bandwidth and latency."""
+    return (min(prefill_system.scaleout_gb_s_per_gpu, decode_system.scaleout_gb_s_per_gpu),
+            max(prefill_system.scaleout_latency_us, decode_system.scaleout_latency_us))

@@ -73,6 +73,8 @@ def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
             shares[c.gpu_share] += r
         else:
             used[c.system] += r * c.gpus
+        for s, g in c.also:  # a mixed unit's GPUs on another node shape
+            used[s] += r * g
     for share, n in zip(ip.gpu_shares, shares):  # a GPU share: whole GPUs, rounded up per share kind
         used[share.system] += -(-n // share.per_gpu)
     if ip.whole_nodes:

@@ -155,6 +155,7 @@ class FleetModel:
             self.G.append(md.new_int_var(0, -(-n // share.per_gpu), f"G{h}"))
         for s, sysrow in enumerate(ip.systems):
             ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s and c.gpu_share < 0)
+            ub += sum(c.max_replicas * g for c in ip.candidates for t, g in c.also if t == s)
             ub += sum(-(-sum(c.max_replicas for c in ip.candidates if c.gpu_share == h) // share.per_gpu)
                       for h, share in enumerate(ip.gpu_shares) if share.system == s)
             nodes_ub = -(-ub // sysrow.gpus_per_node)
@@ -194,6 +195,7 @@ class FleetModel:
             self.model.add(share.per_gpu * self.G[h] <= shares + share.per_gpu - 1)
         for s, row in enumerate(self.ip.systems):
             used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s and c.gpu_share < 0)
+            used += sum(g * self.r[i] for i, c in enumerate(self.ip.candidates) for t, g in c.also if t == s)
             used += sum(self.G[h] for h, share in enumerate(self.ip.gpu_shares) if share.system == s)
             self.model.add(self.P[s] >= used)
             # No idle GPU beyond what whole nodes need (owned GPUs cost nothing, so the

@@ -37,6 +37,9 @@ class IntCandidate:
     gpu_share: int = -1
     """Index into ``IntProblem.gpu_shares`` for a replica on a GPU share (``gpus`` is then 1 and a
     replica takes ``1 / per_gpu`` of a GPU); -1: whole GPUs."""
+    also: tuple[tuple[int, int], ...] = ()
+    """(system, GPUs per replica) on other node shapes (a mixed disaggregated unit's prefill
+    pool); ``gpus`` counts only those on ``system``; cost and power include both."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,13 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
                 systems[key] = len(sys_rows)
                 sys_rows.append(IntSystem(c.accelerator, c.system, c.gpus_per_node, price,
                                           scaling.power_w(c.tdp_w)))
+            also = []
+            for a in c.also:  # a mixed unit's GPUs on another node shape
+                if (a.accelerator, a.system) not in systems:
+                    systems[(a.accelerator, a.system)] = len(sys_rows)
+                    sys_rows.append(IntSystem(a.accelerator, a.system, a.gpus_per_node,
+                                              scaling.price_cents(a.usd_per_gpu_hour), scaling.power_w(a.tdp_w)))
+                also.append((systems[(a.accelerator, a.system)], a.gpus))
             cap = scaling.capacity_mrps(c.capacity_rps_per_replica)
             # More replicas of one candidate than cover the demand alone are never needed. The
             # inventory is *not* folded into this bound: it is a guarded family of its own, and
@@ -153,11 +163,13 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
                     share_index[pkey] = len(share_rows)
                     share_rows.append(IntGpuShare(systems[key], c.partition, c.per_gpu))
                 share = share_index[pkey]
+            own = c.own_gpus
             cands.append(IntCandidate(
-                model=m, system=systems[key], gpus=c.gpus_per_replica, cap_mrps=cap,
-                cost_cents=-(-c.gpus_per_replica * price // c.per_gpu),
-                power_w=-(-c.gpus_per_replica * scaling.power_w(c.tdp_w) // c.per_gpu),
+                model=m, system=systems[key], gpus=own, cap_mrps=cap,
+                cost_cents=-(-own * price // c.per_gpu) + sum(g * sys_rows[s].price_cents_per_gpu for s, g in also),
+                power_w=-(-own * scaling.power_w(c.tdp_w) // c.per_gpu) + sum(g * sys_rows[s].tdp_w for s, g in also),
                 max_replicas=bound, violations=c.violations, lat_us=_lat_us(c.e2e_p99_ms), gpu_share=share,
+                also=tuple(also),
             ))
             src.append(c)
     return IntProblem(
