@@ -76,7 +76,9 @@ from solver.problem import ModelDemand, Problem, Speculative
 from solver.lora import demand_terms
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
-from solver.slo import BATCH_GRID, SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
+from solver.slo import (
+    BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit, slo_view,
+)
 from solver.uncertainty import planning_multiplier, tail_adjust, widen
 from solver.units import GIB
 
@@ -131,6 +133,9 @@ class Candidate:
     :mod:`solver.costmodel.partition`); empty: whole GPUs."""
     per_gpu: int = 1
     """Replicas of this share one GPU holds (1: whole GPUs)."""
+    steps: tuple[float, ...] = ()
+    """Step tables for latencies under load (:meth:`solver.slo.StepTimes.at`, with the
+    calibration's TTFT tail and ``--confidence``'s multiplier applied); empty for units."""
 
     unit: "Unit | None" = None
     """A disaggregated unit (:mod:`solver.disagg`): then ``gpus`` and ``capacity_rps`` are the
@@ -513,9 +518,11 @@ def _shape_evals(d: ModelDemand, terms: list[ShapeTerms]) -> list[ShapeEval]:
         parts = [split_rows(x, counts) for x in
                  (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
                   kv_gib_per_gpu(rows, batch, ctx, prefix))]
+        ends = np.cumsum(counts)
         for j, (i, t) in enumerate(zip(members, group)):
             lim = int(limits[j])
-            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim)
+            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim,
+                        view.steps.rows(np.arange(ends[j] - counts[j], ends[j])))
             out[i] = ShapeEval(None, lim, v, lim >= 1, t.weight_bytes_gpu / GIB, parts[4][j],
                                stated_error_pct=t.stated_error_pct)
     return out  # type: ignore[return-value]
@@ -704,15 +711,13 @@ def _rows(
         tpot_ms=cat_([p.view.tpot_ms for p in pending]),
         e2e0_ms=cat_([p.view.e2e0_ms for p in pending]),
         max_concurrency=0,
+        steps=StepTimes.concat([p.view.steps for p in pending]),
     )
     owner = np.concatenate([np.full(len(p.view.batch), i) for i, p in enumerate(pending)])
     kv_gib = np.concatenate([p.kv_gib for p in pending])
     res = capacity_at_slo(view, d)
     cap = res.capacity_rps
-    q_ttft = d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99
-    q_e2e = d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99
-    w_ttft = wait_quantile_grid(view.batch, cap, view.service_s, q_ttft) * 1e3
-    w_e2e = wait_quantile_grid(view.batch, cap, view.service_s, q_e2e) * 1e3
+    ttft_at_cap, _, e2e_at_cap, _ = load_latencies_ms(view, d, cap)
     mask = (
         res.ttft_violated * _BITS[Family.TTFT] + res.tpot_violated * _BITS[Family.TPOT]
         + res.e2e_violated * _BITS[Family.E2E]
@@ -727,7 +732,8 @@ def _rows(
         keep[:] = False
         keep[order[first]] = True
         if by_latency:  # also every batch cap faster (e2e at capacity) than all bigger ones of its run
-            lat = np.array([scaling.latency_us(float(x)) for x in view.e2e0_ms + w_e2e], dtype=np.int64)
+            lat = np.array([scaling.latency_us(float(x)) if np.isfinite(x) else np.iinfo(np.int64).max
+                            for x in e2e_at_cap], dtype=np.int64)  # inf: the queue at capacity is unstable
             fastest = 0
             for j, i in enumerate(order):
                 if first[j] or lat[i] < fastest:
@@ -751,14 +757,14 @@ def _rows(
             max_batch=int(view.batch[i]), gpus=sh.gpus, gpus_per_node=p.per_node,
             usd_per_gpu_hour=p.price.usd_per_gpu_hour, price_id=p.price.id, tdp_w=p.tdp_w,
             quality_loss_points=p.loss, capacity_rps=float(cap[i]),
-            ttft_p99_ms=float(view.ttft0_ms[i] + w_ttft[i]), ttft_min_ms=float(view.ttft0_ms[i]),
+            ttft_p99_ms=float(ttft_at_cap[i]), ttft_min_ms=float(view.ttft0_ms[i]),
             tpot_p99_ms=float(view.tpot_ms[i]),
-            e2e_p99_ms=float(view.e2e0_ms[i] + w_e2e[i]), e2e_min_ms=float(view.e2e0_ms[i]),
+            e2e_p99_ms=float(e2e_at_cap[i]), e2e_min_ms=float(view.e2e0_ms[i]),
             service_s=float(view.service_s[i]), max_concurrency=max(p.limit, 0),
             weights_gib_per_gpu=p.weights_gib, kv_gib_per_gpu=float(kv_gib[i]),
             violations=frozenset(v), stated_error_pct=p.stated_error_pct, speculative=p.spec,
             partition=p.partition.label if p.partition else "",
-            per_gpu=p.partition.per_gpu if p.partition else 1,
+            per_gpu=p.partition.per_gpu if p.partition else 1, steps=view.steps.at(i),
         )
 
     sel = []
@@ -778,7 +784,8 @@ def _rows(
                                                   p.partition.label if p.partition else ""), len(group_of))
                              for p in pending])
         flag_bits = np.array([sum(_BITS[f] for f in p.flags) for p in pending], dtype=np.int64)
-        lat = (np.array([scaling.latency_us(float(view.e2e0_ms[i] + w_e2e[i])) for i in idx], dtype=np.int64)
+        lat = (np.array([scaling.latency_us(float(e2e_at_cap[i])) if np.isfinite(e2e_at_cap[i])
+                         else np.iinfo(np.int64).max for i in idx], dtype=np.int64)
                if by_latency else np.zeros(len(idx), dtype=np.int64))
         out = _dominated(by_owner[o], np.array([p.shape.gpus for p in pending], dtype=np.int64)[o],
                          cap_int[idx], flag_bits[o] | mask[idx], lat)

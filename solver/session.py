@@ -43,7 +43,7 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
     if c.unit is not None:
         return _unit_deployment(c, d, replicas, load_rps)
     lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d,
-                    load_rps / replicas)
+                    load_rps / replicas, c.steps)
     return Deployment(
         model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
         quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
