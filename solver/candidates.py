@@ -77,7 +77,8 @@ from solver.lora import demand_terms
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import (
-    BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit, slo_view,
+    BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit,
+    slo_view, slot_capacity, zero_load_misses,
 )
 from solver.uncertainty import planning_multiplier, tail_adjust, widen
 from solver.units import GIB
@@ -715,14 +716,46 @@ def _rows(
     )
     owner = np.concatenate([np.full(len(p.view.batch), i) for i, p in enumerate(pending)])
     kv_gib = np.concatenate([p.kv_gib for p in pending])
-    res = capacity_at_slo(view, d)
-    cap = res.capacity_rps
-    ttft_at_cap, _, e2e_at_cap, _ = load_latencies_ms(view, d, cap)
-    mask = (
-        res.ttft_violated * _BITS[Family.TTFT] + res.tpot_violated * _BITS[Family.TPOT]
-        + res.e2e_violated * _BITS[Family.E2E]
-    ).astype(np.int64)
-    cap_int = scaling.capacity_mrps_array(cap)
+    n = len(owner)
+    ttft_bad, tpot_bad, e2e_bad = zero_load_misses(view, d)
+    mask = (ttft_bad * _BITS[Family.TTFT] + tpot_bad * _BITS[Family.TPOT] + e2e_bad * _BITS[Family.E2E]).astype(np.int64)
+    cap = np.full(n, np.nan)
+    ttft_at_cap, e2e_at_cap = np.full(n, np.nan), np.full(n, np.nan)
+    done = np.zeros(n, dtype=bool)
+
+    def evaluate(idx: np.ndarray) -> None:
+        """Capacity and the latencies at capacity of rows ``idx`` (rows are independent)."""
+        idx = idx[~done[idx]]
+        if idx.size:
+            sub = view.rows(idx)
+            cap[idx] = capacity_at_slo(sub, d).capacity_rps
+            ttft_at_cap[idx], _, e2e_at_cap[idx], _ = load_latencies_ms(sub, d, cap[idx])
+            done[idx] = True
+
+    structural = np.array([not (p.flags - {Family.TTFT, Family.TPOT, Family.E2E}) for p in pending])[owner]
+    fastest: dict[str, int] = {}
+    if structural.any():
+        ok = np.flatnonzero(structural)
+        for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
+            fastest[key] = int(ok[np.argmin(metric[ok])])
+    if prune and not by_latency:
+        # only the rows that can be the first of their (shape, mask) run: the slot capacity
+        # bounds each row's capacity from above, so rows are evaluated best bound first per run
+        # until no unevaluated row's bound reaches the run's best capacity
+        ub = scaling.capacity_mrps_array(slot_capacity(view, d))
+        _, run = np.unique(owner * (1 << 16) + mask, return_inverse=True)
+        best_run = np.full(run.max() + 1, -1, dtype=np.int64)
+        # round one: the best bound of each run; round two: every row whose bound still reaches
+        # its run's best capacity (two vectorised calls, whatever the runs)
+        o = np.lexsort((np.arange(n), -ub, run))
+        head = o[np.r_[True, run[o][1:] != run[o][:-1]]]
+        evaluate(np.r_[head, list(fastest.values())].astype(np.int64))
+        np.maximum.at(best_run, run[head], scaling.capacity_mrps_array(cap[head]))
+        evaluate(np.flatnonzero(~done & (ub >= best_run[run])))
+    else:
+        evaluate(np.arange(n))
+    cap_int = np.where(done, scaling.capacity_mrps_array(np.nan_to_num(cap)), -1)
+    res_ttft, res_tpot, res_e2e = ttft_bad, tpot_bad, e2e_bad
     keep = np.ones(len(owner), dtype=bool)
     if prune:
         # stable order by (shape, mask, capacity desc, position): the first of each run wins
@@ -739,16 +772,16 @@ def _rows(
                 if first[j] or lat[i] < fastest:
                     keep[i] = True
                     fastest = lat[i] if first[j] else min(fastest, lat[i])
-        keep |= cap_int < 1  # rejected below, with their reason
+        keep |= done & (cap_int < 1)  # rejected below, with their reason
 
     def make(i: int) -> Candidate:
         p = pending[owner[i]]
         v = set(p.flags)
-        if res.ttft_violated[i]:
+        if res_ttft[i]:
             v.add(Family.TTFT)
-        if res.tpot_violated[i]:
+        if res_tpot[i]:
             v.add(Family.TPOT)
-        if res.e2e_violated[i]:
+        if res_e2e[i]:
             v.add(Family.E2E)
         sh = p.shape
         return Candidate(
@@ -791,13 +824,9 @@ def _rows(
                          cap_int[idx], flag_bits[o] | mask[idx], lat)
         dominated = int(out.sum())
         sel = [i for i, gone in zip(sel, out) if not gone]
+    evaluate(np.array(sel + list(fastest.values()), dtype=np.int64))
     rows = [make(i) for i in sel]
-    structural = np.array([not (p.flags - {Family.TTFT, Family.TPOT, Family.E2E}) for p in pending])[owner]
-    best: dict[str, Candidate] = {}
-    if structural.any():
-        ok = np.flatnonzero(structural)
-        for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
-            best[key] = make(int(ok[np.argmin(metric[ok])]))
+    best = {key: make(i) for key, i in fastest.items()}
     return rows, int((~keep).sum()) + dominated, best
 
 

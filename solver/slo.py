@@ -53,7 +53,7 @@ BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 
 """Batch caps (max concurrent sequences per replica) considered: a 1.5x/2x ladder; engines
 rarely run more than 1024 sequences per replica."""
 
-MIX_POINTS = 32
+MIX_POINTS = 8
 """Quantile points a percentile-given length distribution is discretised into."""
 
 
@@ -142,6 +142,16 @@ class StepTimes:
         rows = np.arange(table.shape[0])
         v0, v1 = table[rows, j], table[rows, j + 1]
         return v0 + (u - g0) / (g1 - g0) * (v1 - v0)
+
+    def both_at(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`decode_at`, :meth:`chunk_at`) at ``b``, sharing the grid look-up."""
+        u = np.minimum(np.maximum((np.asarray(b, dtype=float) - 1) / np.maximum(self.cap - 1, 1), 0.0), 1.0)
+        j = np.minimum(np.maximum(np.searchsorted(STEP_GRID, u, side="right") - 1, 0), len(STEP_GRID) - 2)
+        g0 = STEP_GRID[j]
+        w = (u - g0) / (STEP_GRID[j + 1] - g0)
+        rows = np.arange(self.decode_ms.shape[0])
+        d0, c0 = self.decode_ms[rows, j], self.chunk_ms[rows, j]
+        return d0 + w * (self.decode_ms[rows, j + 1] - d0), c0 + w * (self.chunk_ms[rows, j + 1] - c0)
 
     def decode_at(self, b: np.ndarray) -> np.ndarray:
         """Decode-only step (ms) at decoding batch ``b`` per row."""
@@ -257,7 +267,7 @@ class LoadState:
 def load_state(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix,
                iterations: int = 30) -> LoadState:
     """Solve the mean step at load (fixed point, see the module docstring; at most
-    ``iterations`` rounds, fewer once no step moves by 1e-12 relative) and the queue terms."""
+    ``iterations`` rounds, fewer once no step moves by 1e-7 relative) and the queue terms."""
     lam = np.asarray(lam_per_s, dtype=float) / 1e3  # per ms
     cap = np.asarray(cap, dtype=float)
     c = st.chunk
@@ -267,15 +277,15 @@ def load_state(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: Promp
     for _ in range(iterations):
         b = np.minimum(cap, lam * eo * tau)
         f = np.minimum(1.0, lam * ei * tau / c)
-        new = (1 - f) * st.decode_at(b) + f * st.chunk_at(b)
-        done = not np.any(np.abs(new - tau) > 1e-12 * np.abs(tau))
+        td, tc = st.both_at(b)
+        new = td + f * (tc - td)
+        done = not np.any(np.abs(new - tau) > 1e-7 * np.abs(tau))
         tau = new
         if done:
             break
     b = np.minimum(cap, lam * eo * tau)
     f = np.minimum(1.0, lam * ei * tau / c)
-    td = st.decode_at(b)
-    tc = st.chunk_at(b)
+    td, tc = st.both_at(b)
     rho_p = lam * ei * tc / c
     ok = rho_p < 1
     es2 = ei2 * (tc / c) ** 2
@@ -288,7 +298,7 @@ def load_state(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: Promp
     pw_s = erlang_c_rows(cap, a)
     # a request waits only while every slot is busy, and then the steps run at the full batch:
     # the queue drains at B / stay_full - lam (none at all when lam >= B / stay_full)
-    td_b, tc_b = st.decode_at(cap), st.chunk_at(cap)
+    td_b, tc_b = st.decode_ms[:, -1], st.chunk_ms[:, -1]  # at the full batch (grid end)
     with np.errstate(divide="ignore", invalid="ignore"):
         tau_full = td_b / np.maximum(1 - lam * ei * (tc_b - td_b) / c, 1e-9)
         tau_full = np.where(lam * ei * tau_full / c < 1, tau_full, tc_b)
@@ -370,8 +380,8 @@ def ttft_quantile_ms(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix:
     return _ttft_quantile(load_state(lam_per_s, cap, st, mix), lam_per_s, cap, st, mix, q)
 
 
-BISECTIONS = 24
-"""Halvings of the log-time bracket 1e-3 .. 1e7 ms for a quantile: 1.4e-6 relative."""
+BISECTIONS = 18
+"""Halvings of the log-time bracket 1e-3 .. 1e7 ms for a quantile: 8.8e-5 relative."""
 
 
 def _ttft_quantile(ls: LoadState, lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix,
@@ -476,7 +486,7 @@ def _target_quantiles(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix
     return ttft(_pct(d.slo.ttft)), tpot(_pct(d.slo.tpot)), e2e, ls
 
 
-SCAN_POINTS = np.geomspace(1e-3, 1.0, 12)
+SCAN_POINTS = np.geomspace(1e-3, 1.0, 8)
 """Loads (fractions of the upper bound) scanned before bisecting: a latency need not grow with
 load everywhere (with pipeline stages a lone decoding sequence leaves stages idle, so a prompt
 chunk beside one sequence is slower than beside several), and the capacity is the first crossing
@@ -585,6 +595,11 @@ class SloView:
     steps: StepTimes
     """Step tables for the latencies under load (:func:`step_times`)."""
 
+    def rows(self, idx: np.ndarray) -> "SloView":
+        """The view of batch-cap rows ``idx``."""
+        return SloView(self.batch[idx], self.service_s[idx], self.ttft0_ms[idx], self.tpot_ms[idx],
+                       self.e2e0_ms[idx], self.max_concurrency, self.steps.rows(idx))
+
 
 def _pct(target: object) -> float:
     return float(target.percentile) if target is not None else 99.0  # type: ignore[attr-defined]
@@ -637,31 +652,100 @@ class SloResult:
     capacity_rps: np.ndarray
 
 
+def slot_capacity(view: SloView, d: ModelDemand) -> np.ndarray:
+    """Largest rate (req/s) per row whose slot load ``lam x stay_full / B`` stays within
+    ``RHO_MAX``, in closed form: with ``A = E[osl] Td(B) / E``, ``D = E[isl] Tc(B) / C`` and
+    ``k = E[isl] (Tc(B) - Td(B)) / C`` the stay is ``A / (1 - lam k) + D``, so the bound is the
+    smaller root of ``D k lam^2 - (A + D + R k) lam + R = 0`` (``R = RHO_MAX B``; ``R / (A + D)``
+    when ``k = 0``); where the prefill budget is saturated at that root every step carries a
+    chunk and the bound is ``R / (E[osl] Tc(B) / E + D)``. Never above every slot busy at the
+    fastest step. It bounds every capacity from above (:func:`capacity_at_slo` starts from it)."""
+    mix, st, b = PromptMix.of(d), view.steps, view.batch.astype(float)
+    n = b.shape
+    lam_hi = b / (mix.osl_mean / st.tokens * st.decode_at(np.ones(n)) / 1e3)
+    td, tc = st.decode_at(b) / 1e3, st.chunk_at(b) / 1e3  # s
+    eo, ei, c = mix.osl_mean / st.tokens, mix.mean, st.chunk
+    a_, d_, k = eo * td, ei * tc / c, ei * (tc - td) / c
+    r = RHO_MAX * b
+    bq = a_ + d_ + r * k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.where(k * d_ > 0, (bq - np.sqrt(np.maximum(bq * bq - 4 * d_ * k * r, 0.0))) / (2 * d_ * k),
+                        r / (a_ + d_))
+        tau_full = td / np.maximum(1 - root * k, 1e-9)
+        lam = np.where(root * ei * tau_full / c < 1, root, r / (eo * tc + d_))
+    return np.minimum(lam, lam_hi)
+
+
+def zero_load_misses(view: SloView, d: ModelDemand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the TTFT, TPOT and E2E targets the zero-wait operating point misses."""
+    no = np.zeros(view.batch.shape, dtype=bool)
+    zero = {"ttft": view.ttft0_ms, "tpot": view.tpot_ms, "e2e": view.e2e0_ms}
+    out = [zero[name] > getattr(d.slo, name).max_ms if getattr(d.slo, name) is not None else no
+           for name in ("ttft", "tpot", "e2e")]
+    return out[0], out[1], out[2]
+
+
 def capacity_at_slo(view: SloView, d: ModelDemand) -> SloResult:
-    """Largest arrival rate per replica within every target the replica can meet at all: slot
-    occupancy at the load's stay within ``RHO_MAX``, and the rates at which the TTFT, TPOT and
-    E2E quantiles under load (continuous batching, see the module docstring) reach their
-    targets. A target is missed at zero load when the zero-wait operating point misses it."""
+    """Largest arrival rate per replica within every target the replica can meet at all: the
+    slot load within ``RHO_MAX`` (:func:`slot_capacity`), and the rates at which the TTFT, TPOT
+    and E2E quantiles under load (continuous batching, see the module docstring) reach their
+    targets. A target is missed at zero load when the zero-wait operating point misses it; the
+    capacity is then computed against the other targets. Rows are independent: a subset of
+    rows (:meth:`SloView.rows`) gets the same answers."""
     slo = d.slo
     n = view.batch.shape
-    no = np.zeros(n, dtype=bool)
     mix, st, b = PromptMix.of(d), view.steps, view.batch
-    # no rate beyond every slot busy at the fastest step can be served
-    lam_hi = b / (mix.osl_mean / st.tokens * st.decode_at(np.ones(n)) / 1e3)
-    cap = max_rate_within(np.zeros(n), lam_hi, b, st, mix, 0.5, "slots")
-    slots_cap = cap.copy()
-    bad = {}
-    for name in ("ttft", "tpot", "e2e"):
-        tgt = getattr(slo, name)
-        if tgt is None:
-            bad[name] = no
-            continue
-        zero = {"ttft": view.ttft0_ms, "tpot": view.tpot_ms, "e2e": view.e2e0_ms}[name]
-        bad[name] = zero > tgt.max_ms
-        lam = max_rate_within(np.full(n, float(tgt.max_ms)), slots_cap, b, st, mix, tgt.percentile / 100,
-                              name, osl_q=d.traffic.output_tokens.percentile(tgt.percentile))
-        cap = np.where(bad[name], cap, np.minimum(cap, lam))
+    cap = slot_capacity(view, d)
+    bad = dict(zip(("ttft", "tpot", "e2e"), zero_load_misses(view, d)))
+    active = [(name, getattr(slo, name)) for name in ("ttft", "tpot", "e2e") if getattr(slo, name) is not None]
+    if active:
+        lam = _first_miss(_keeps_targets(view, d, active, bad, mix), cap)
+        cap = np.minimum(cap, lam)
     return SloResult(bad["ttft"], bad["tpot"], bad["e2e"], cap)
+
+
+def _keeps_targets(view: SloView, d: ModelDemand, active: list, bad: dict, mix: PromptMix):  # type: ignore[no-untyped-def]
+    """The test 'this load keeps every target the row can meet at all', per row, from one load
+    state per call: TTFT and TPOT by their tails at the target; E2E as
+    ``TTFT_q <= budget - (OSL_q - 1) TPOT_q``, i.e. the TTFT tail at what the TPOT quantile
+    leaves (the same bound :func:`e2e_quantile_ms` computes, without its TTFT bisection)."""
+    st, b = view.steps, view.batch
+
+    def ok(lam: np.ndarray) -> np.ndarray:
+        ls = load_state(lam, b, st, mix)
+        own = (own_prefill_ms(mix.new_tokens, st, ls) + st.overhead_ms[:, None]) * st.own_scale[:, None]
+        good = np.ones(b.shape, dtype=bool)
+        for name, tgt in active:
+            q = tgt.percentile / 100
+            budget = np.full(b.shape, float(tgt.max_ms))
+            if name == "tpot":
+                g = (tpot_tail(budget, ls, mix) <= 1 - q) & (ls.rho_prefill < 1)
+            else:
+                k = max(d.traffic.output_tokens.percentile(tgt.percentile) - 1, 0) if name == "e2e" else 0
+                if k > 0:
+                    left = budget - k * _tpot_quantile(ls, lam, b, mix, q)
+                    g = np.isfinite(left) & (left > 0)
+                    g &= _ttft_tail(np.where(g, left, 1.0), ls, own, mix) <= 1 - q
+                else:
+                    g = _ttft_tail(budget, ls, own, mix) <= 1 - q
+            good &= bad[name] | g
+        return good
+
+    return ok
+
+
+def _first_miss(ok, lam_hi: np.ndarray, iterations: int = 15) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Largest rate in ``[0, lam_hi]`` below the first load at which ``ok`` fails: the loads
+    :data:`SCAN_POINTS` x ``lam_hi``, then bisection below the first that fails (rounded
+    down; ``lam_hi`` where none fails, 0 where the lightest fails)."""
+    n = np.shape(lam_hi)[0]
+    grid = lam_hi[:, None] * SCAN_POINTS[None, :]
+    bad = ~np.stack([ok(grid[:, k]) for k in range(len(SCAN_POINTS))], axis=1)
+    first = np.argmax(bad, axis=1)
+    rows = np.arange(n)
+    lo = np.where(first > 0, grid[rows, np.maximum(first - 1, 0)], 0.0)
+    hi = grid[rows, first]
+    return np.where(bad.any(axis=1), _bisect(ok, lo, hi, iterations), lam_hi)
 
 
 def load_latencies_ms(view: SloView, d: ModelDemand,
