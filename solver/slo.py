@@ -53,8 +53,6 @@ BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 
 """Batch caps (max concurrent sequences per replica) considered: a 1.5x/2x ladder; engines
 rarely run more than 1024 sequences per replica."""
 
-MIX_POINTS = 8
-"""Quantile points a percentile-given length distribution is discretised into."""
 
 
 def quantile_tokens(lengths: TokenLengths, u: np.ndarray) -> np.ndarray:
@@ -67,15 +65,23 @@ def quantile_tokens(lengths: TokenLengths, u: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.rint(np.exp(logq)))
 
 
-def length_mix(lengths: TokenLengths, points: int = MIX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """A length distribution as (tokens, weights): a histogram's bins, or ``points`` equally
-    weighted quantile midpoints of :func:`quantile_tokens`."""
+MIX_EDGES = np.array([0.0, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0])
+"""Quantile bins a percentile-given length distribution is discretised into (one point at each
+bin's middle quantile, weighted by its width): finer in the tail, which sets the p99 latencies,
+than equal bins would be with the same work."""
+
+
+def length_mix(lengths: TokenLengths, points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A length distribution as (tokens, weights): a histogram's bins, or the middle quantiles
+    of :data:`MIX_EDGES` bins of :func:`quantile_tokens` (``points``: that many equal bins
+    instead)."""
     if lengths.histogram is not None:
         tok = np.array([b.tokens for b in lengths.histogram], dtype=float)
         w = np.array([b.weight for b in lengths.histogram], dtype=float)
         return tok, w / w.sum()
-    u = (np.arange(points) + 0.5) / points
-    return quantile_tokens(lengths, u).astype(float), np.full(points, 1.0 / points)
+    edges = MIX_EDGES if points is None else np.linspace(0.0, 1.0, points + 1)
+    u = (edges[:-1] + edges[1:]) / 2
+    return quantile_tokens(lengths, u).astype(float), np.diff(edges)
 
 
 @dataclass(frozen=True)
@@ -144,12 +150,17 @@ class StepTimes:
         return v0 + (u - g0) / (g1 - g0) * (v1 - v0)
 
     def both_at(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(:meth:`decode_at`, :meth:`chunk_at`) at ``b``, sharing the grid look-up."""
-        u = np.minimum(np.maximum((np.asarray(b, dtype=float) - 1) / np.maximum(self.cap - 1, 1), 0.0), 1.0)
+        """(:meth:`decode_at`, :meth:`chunk_at`) at ``b`` (one per row, or a row of points per
+        row: shape (rows, k)), sharing the grid look-up."""
+        b = np.asarray(b, dtype=float)
+        cap = self.cap if b.ndim == 1 else self.cap[:, None]
+        u = np.minimum(np.maximum((b - 1) / np.maximum(cap - 1, 1), 0.0), 1.0)
         j = np.minimum(np.maximum(np.searchsorted(STEP_GRID, u, side="right") - 1, 0), len(STEP_GRID) - 2)
         g0 = STEP_GRID[j]
         w = (u - g0) / (STEP_GRID[j + 1] - g0)
         rows = np.arange(self.decode_ms.shape[0])
+        if b.ndim == 2:
+            rows = rows[:, None]
         d0, c0 = self.decode_ms[rows, j], self.chunk_ms[rows, j]
         return d0 + w * (self.decode_ms[rows, j + 1] - d0), c0 + w * (self.chunk_ms[rows, j + 1] - c0)
 
@@ -264,25 +275,62 @@ class LoadState:
     """Output tokens per sequence and step (:attr:`StepTimes.tokens`)."""
 
 
-def load_state(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix,
-               iterations: int = 30) -> LoadState:
-    """Solve the mean step at load (fixed point, see the module docstring; at most
-    ``iterations`` rounds, fewer once no step moves by 1e-7 relative) and the queue terms."""
+def mean_step_ms(lam_per_ms: np.ndarray, cap: np.ndarray, st: StepTimes, eo: np.ndarray | float,
+                 ei: float) -> np.ndarray:
+    """The least fixed point ``tau >= Td(1)`` of ``tau = g(tau) = Td(b) + f (Tc(b) - Td(b))``
+    with ``b = min(B, lam eo tau)`` and ``f = min(1, lam ei tau / C)`` (where plain iteration
+    from ``Td(1)`` converges, slowly near the slot bound), solved exactly: between the
+    breakpoints (``b`` at a table point, ``f`` reaching 1) ``g`` is a quadratic in ``tau``, so
+    the first interval where ``g(tau) - tau`` turns non-positive holds the root, found from
+    ``g`` at its ends and middle. A root lies below ``Tc(B)`` (no step is longer)."""
+    lam = np.asarray(lam_per_ms, dtype=float)
+    c = st.chunk
+    tau0 = st.decode_ms[:, 0]  # Td(1)
+    top = np.maximum(np.max(st.chunk_ms, axis=1), np.max(st.decode_ms, axis=1))
+    lb, kf = lam * eo, lam * ei / c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bps = np.concatenate([(1 + (cap[:, None] - 1) * STEP_GRID[None, :]) / lb[:, None],
+                              (1 / kf)[:, None]], axis=1)
+    bps = np.where(np.isfinite(bps), bps, top[:, None])
+    pts = np.sort(np.concatenate([tau0[:, None], np.clip(bps, tau0[:, None], top[:, None]), top[:, None]],
+                                 axis=1), axis=1)
+    mids = (pts[:, :-1] + pts[:, 1:]) / 2
+    every = np.concatenate([pts, mids], axis=1)
+
+    def h(t: np.ndarray) -> np.ndarray:
+        td, tc = st.both_at(np.minimum(cap[:, None], lb[:, None] * t))
+        return td + np.minimum(1.0, kf[:, None] * t) * (tc - td) - t
+
+    hv = h(every)
+    k = pts.shape[1]
+    hp, hm = hv[:, :k], hv[:, k:]
+    rows = np.arange(len(tau0))
+    hit = hp[:, 1:] <= 0
+    i = np.where(hit.any(axis=1), np.argmax(hit, axis=1), k - 2)  # first interval ending at or below 0
+    p0, p1 = pts[rows, i], pts[rows, i + 1]
+    y0, ym, y1 = hp[rows, i], hm[rows, i], hp[rows, i + 1]
+    a = 2 * (y1 - 2 * ym + y0)
+    bb = y1 - y0 - a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disc = np.sqrt(np.maximum(bb * bb - 4 * a * y0, 0.0))
+        qq = -0.5 * (bb + np.where(bb >= 0, disc, -disc))
+        r1, r2 = qq / a, y0 / qq
+        lin = np.where(y1 != y0, y0 / (y0 - y1), 0.0)
+    cand = np.where((r1 >= -1e-12) & (r1 <= 1 + 1e-12), r1, np.inf)
+    cand = np.minimum(cand, np.where((r2 >= -1e-12) & (r2 <= 1 + 1e-12), r2, np.inf))
+    x = np.where(np.isfinite(cand), cand, lin)
+    x = np.where(y0 <= 0, 0.0, np.clip(x, 0.0, 1.0))
+    return p0 + x * (p1 - p0)
+
+
+def load_state(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix) -> LoadState:
+    """Solve the mean step at load (:func:`mean_step_ms`) and the queue terms."""
     lam = np.asarray(lam_per_s, dtype=float) / 1e3  # per ms
     cap = np.asarray(cap, dtype=float)
     c = st.chunk
     ei, ei2 = mix.mean, mix.second_moment
     eo = mix.osl_mean / st.tokens  # decode steps per request (fewer with speculative decoding)
-    tau = st.decode_at(np.ones_like(cap))
-    for _ in range(iterations):
-        b = np.minimum(cap, lam * eo * tau)
-        f = np.minimum(1.0, lam * ei * tau / c)
-        td, tc = st.both_at(b)
-        new = td + f * (tc - td)
-        done = not np.any(np.abs(new - tau) > 1e-7 * np.abs(tau))
-        tau = new
-        if done:
-            break
+    tau = mean_step_ms(lam, cap, st, eo, ei)
     b = np.minimum(cap, lam * eo * tau)
     f = np.minimum(1.0, lam * ei * tau / c)
     td, tc = st.both_at(b)
