@@ -78,7 +78,7 @@ from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import (
     BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit,
-    slo_view, slot_capacity, zero_load_misses,
+    slo_view, zero_load_misses,
 )
 from solver.uncertainty import planning_multiplier, tail_adjust, widen
 from solver.units import GIB
@@ -719,41 +719,26 @@ def _rows(
     n = len(owner)
     ttft_bad, tpot_bad, e2e_bad = zero_load_misses(view, d)
     mask = (ttft_bad * _BITS[Family.TTFT] + tpot_bad * _BITS[Family.TPOT] + e2e_bad * _BITS[Family.E2E]).astype(np.int64)
-    cap = np.full(n, np.nan)
-    ttft_at_cap, e2e_at_cap = np.full(n, np.nan), np.full(n, np.nan)
-    done = np.zeros(n, dtype=bool)
-
-    def evaluate(idx: np.ndarray) -> None:
-        """Capacity and the latencies at capacity of rows ``idx`` (rows are independent)."""
-        idx = idx[~done[idx]]
-        if idx.size:
-            sub = view.rows(idx)
-            cap[idx] = capacity_at_slo(sub, d).capacity_rps
-            ttft_at_cap[idx], _, e2e_at_cap[idx], _ = load_latencies_ms(sub, d, cap[idx])
-            done[idx] = True
-
     structural = np.array([not (p.flags - {Family.TTFT, Family.TPOT, Family.E2E}) for p in pending])[owner]
-    fastest: dict[str, int] = {}
+    quickest: dict[str, int] = {}  # per metric, the row of lowest zero-load latency
     if structural.any():
         ok = np.flatnonzero(structural)
         for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
-            fastest[key] = int(ok[np.argmin(metric[ok])])
+            quickest[key] = int(ok[np.argmin(metric[ok])])
+    runs = None
     if prune and not by_latency:
-        # only the rows that can be the first of their (shape, mask) run: the slot capacity
-        # bounds each row's capacity from above, so rows are evaluated best bound first per run
-        # until no unevaluated row's bound reaches the run's best capacity
-        ub = scaling.capacity_mrps_array(slot_capacity(view, d))
-        _, run = np.unique(owner * (1 << 16) + mask, return_inverse=True)
-        best_run = np.full(run.max() + 1, -1, dtype=np.int64)
-        # round one: the best bound of each run; round two: every row whose bound still reaches
-        # its run's best capacity (two vectorised calls, whatever the runs)
-        o = np.lexsort((np.arange(n), -ub, run))
-        head = o[np.r_[True, run[o][1:] != run[o][:-1]]]
-        evaluate(np.r_[head, list(fastest.values())].astype(np.int64))
-        np.maximum.at(best_run, run[head], scaling.capacity_mrps_array(cap[head]))
-        evaluate(np.flatnonzero(~done & (ub >= best_run[run])))
-    else:
-        evaluate(np.arange(n))
+        # only the first row of highest capacity of each (shape, mask) run is kept: rows whose
+        # search shows them below another row of their run are left unfinished (NaN)
+        _, runs = np.unique(owner * (1 << 16) + mask, return_inverse=True)
+    protect = np.zeros(n, dtype=bool)
+    protect[list(quickest.values())] = True
+    res = capacity_at_slo(view, d, runs, protect)
+    cap = res.capacity_rps
+    done = np.isfinite(cap)
+    ttft_at_cap, e2e_at_cap = np.full(n, np.nan), np.full(n, np.nan)
+    if by_latency or not prune:
+        ttft_at_cap, _, e2e_at_cap, _ = load_latencies_ms(view, d, cap)
+
     cap_int = np.where(done, scaling.capacity_mrps_array(np.nan_to_num(cap)), -1)
     res_ttft, res_tpot, res_e2e = ttft_bad, tpot_bad, e2e_bad
     keep = np.ones(len(owner), dtype=bool)
@@ -824,9 +809,11 @@ def _rows(
                          cap_int[idx], flag_bits[o] | mask[idx], lat)
         dominated = int(out.sum())
         sel = [i for i, gone in zip(sel, out) if not gone]
-    evaluate(np.array(sel + list(fastest.values()), dtype=np.int64))
+    need = np.array(sorted(set(sel) | set(quickest.values())), dtype=np.int64)
+    if need.size and np.isnan(ttft_at_cap[need]).any():
+        ttft_at_cap[need], _, e2e_at_cap[need], _ = load_latencies_ms(view.rows(need), d, cap[need])
     rows = [make(i) for i in sel]
-    best = {key: make(i) for key, i in fastest.items()}
+    best = {key: make(i) for key, i in quickest.items()}
     return rows, int((~keep).sum()) + dominated, best
 
 

@@ -47,6 +47,7 @@ from solver.costmodel import operating_point as plain_operating_point
 from solver.costmodel.compute import attention_pair_layers
 from solver.costmodel.speculative import Speculation, cycle_ms, max_concurrency_spec, speculative_operating_point
 from solver.problem import ModelDemand, TokenLengths
+from solver import scaling
 from solver.queueing import RHO_MAX, erlang_c_rows
 
 BATCH_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -301,15 +302,21 @@ def mean_step_ms(lam_per_ms: np.ndarray, cap: np.ndarray, st: StepTimes, eo: np.
         td, tc = st.both_at(np.minimum(cap[:, None], lb[:, None] * t))
         return td + np.minimum(1.0, kf[:, None] * t) * (tc - td) - t
 
-    hv = h(every)
+    return _first_root(pts, -h(every))
+
+
+def _first_root(pts: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row, the first ``x`` at which a function that is quadratic between the sorted
+    points ``pts`` (rows, k) reaches 0 from below, from its values ``y`` at the points and then
+    at the interval middles (rows, 2k - 1); the last point where it stays below 0."""
     k = pts.shape[1]
-    hp, hm = hv[:, :k], hv[:, k:]
-    rows = np.arange(len(tau0))
-    hit = hp[:, 1:] <= 0
-    i = np.where(hit.any(axis=1), np.argmax(hit, axis=1), k - 2)  # first interval ending at or below 0
+    yp, ym = y[:, :k], y[:, k:]
+    rows = np.arange(pts.shape[0])
+    hit = yp[:, 1:] >= 0
+    i = np.where(hit.any(axis=1), np.argmax(hit, axis=1), k - 2)  # first interval ending at or above 0
     p0, p1 = pts[rows, i], pts[rows, i + 1]
-    y0, ym, y1 = hp[rows, i], hm[rows, i], hp[rows, i + 1]
-    a = 2 * (y1 - 2 * ym + y0)
+    y0, ym_, y1 = -yp[rows, i], -ym[rows, i], -yp[rows, i + 1]
+    a = 2 * (y1 - 2 * ym_ + y0)
     bb = y1 - y0 - a
     with np.errstate(divide="ignore", invalid="ignore"):
         disc = np.sqrt(np.maximum(bb * bb - 4 * a * y0, 0.0))
@@ -320,7 +327,34 @@ def mean_step_ms(lam_per_ms: np.ndarray, cap: np.ndarray, st: StepTimes, eo: np.
     cand = np.minimum(cand, np.where((r2 >= -1e-12) & (r2 <= 1 + 1e-12), r2, np.inf))
     x = np.where(np.isfinite(cand), cand, lin)
     x = np.where(y0 <= 0, 0.0, np.clip(x, 0.0, 1.0))
+    x = np.where(hit.any(axis=1), x, 1.0)
     return p0 + x * (p1 - p0)
+
+
+def mean_tpot_bound(view: "SloView", d: ModelDemand, lam_top: np.ndarray) -> np.ndarray:
+    """Largest rate (req/s, at most ``lam_top``) at which the mean step per output token
+    ``tau / E`` stays within the TPOT target (``lam_top`` without one): the TPOT quantile at a
+    percentile of 50 or more is at least that mean, so this bounds the capacity from above
+    (used to skip rows pruning cannot keep, never as a capacity). ``g(tau*)`` with
+    ``tau* = E x target`` is quadratic in the rate between breakpoints, like
+    :func:`mean_step_ms`; 0 where even the zero-load step exceeds it."""
+    tgt = d.slo.tpot
+    if tgt is None or tgt.percentile < 50:
+        return lam_top
+    mix, st = PromptMix.of(d), view.steps
+    cap = view.batch.astype(float)
+    tau_s = float(tgt.max_ms) * st.tokens
+    kb = mix.osl_mean / st.tokens * tau_s / 1e3  # decoding batch per req/s
+    kf = mix.mean * tau_s / (1e3 * st.chunk)  # chunk share per req/s
+    with np.errstate(divide="ignore"):
+        bps = np.concatenate([(1 + (cap[:, None] - 1) * STEP_GRID[None, :]) / kb[:, None], (1 / kf)[:, None]],
+                             axis=1)
+    top = lam_top[:, None]
+    pts = np.sort(np.concatenate([np.zeros_like(top), np.clip(bps, 0.0, top), top], axis=1), axis=1)
+    every = np.concatenate([pts, (pts[:, :-1] + pts[:, 1:]) / 2], axis=1)
+    td, tc = st.both_at(np.minimum(cap[:, None], kb[:, None] * every))
+    y = td + np.minimum(1.0, kf[:, None] * every) * (tc - td) - tau_s[:, None]
+    return np.where(y[:, 0] > 0, 0.0, _first_root(pts, y))
 
 
 def load_state(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix) -> LoadState:
@@ -733,67 +767,144 @@ def zero_load_misses(view: SloView, d: ModelDemand) -> tuple[np.ndarray, np.ndar
     return out[0], out[1], out[2]
 
 
-def capacity_at_slo(view: SloView, d: ModelDemand) -> SloResult:
+def capacity_at_slo(view: SloView, d: ModelDemand, runs: np.ndarray | None = None,
+                    protect: np.ndarray | None = None) -> SloResult:
     """Largest arrival rate per replica within every target the replica can meet at all: the
-    slot load within ``RHO_MAX`` (:func:`slot_capacity`), and the rates at which the TTFT, TPOT
-    and E2E quantiles under load (continuous batching, see the module docstring) reach their
-    targets. A target is missed at zero load when the zero-wait operating point misses it; the
-    capacity is then computed against the other targets. Rows are independent: a subset of
-    rows (:meth:`SloView.rows`) gets the same answers."""
+    slot load within ``RHO_MAX`` (:func:`slot_capacity`), and the first load at which the
+    TTFT, TPOT or E2E quantile under load (continuous batching, see the module docstring)
+    leaves its target (:func:`_first_miss`). A target is missed at zero load when the
+    zero-wait operating point misses it; the capacity is then computed against the other
+    targets. Rows are independent: a subset of rows (:meth:`SloView.rows`) gets the same
+    answers.
+
+    ``runs`` (one integer per row): only the best capacity of each run matters (the caller
+    keeps the first row of highest capacity in milli-req/s per run), so a row whose bracket
+    shows it below another row of its run is left unfinished, capacity NaN (never a row of
+    ``protect``)."""
     slo = d.slo
-    n = view.batch.shape
-    mix, st, b = PromptMix.of(d), view.steps, view.batch
+    mix = PromptMix.of(d)
     cap = slot_capacity(view, d)
     bad = dict(zip(("ttft", "tpot", "e2e"), zero_load_misses(view, d)))
     active = [(name, getattr(slo, name)) for name in ("ttft", "tpot", "e2e") if getattr(slo, name) is not None]
     if active:
-        lam = _first_miss(_keeps_targets(view, d, active, bad, mix), cap)
-        cap = np.minimum(cap, lam)
+        st = view.steps
+        monotone = (np.diff(st.decode_ms, axis=1) >= 0).all(axis=1) & (np.diff(st.chunk_ms, axis=1) >= 0).all(axis=1)
+        cap = _first_miss(lambda idx: _margin(view.rows(idx), d, active, {k: v[idx] for k, v in bad.items()}, mix),
+                          cap, runs, protect, monotone)
     return SloResult(bad["ttft"], bad["tpot"], bad["e2e"], cap)
 
 
-def _keeps_targets(view: SloView, d: ModelDemand, active: list, bad: dict, mix: PromptMix):  # type: ignore[no-untyped-def]
-    """The test 'this load keeps every target the row can meet at all', per row, from one load
-    state per call: TTFT and TPOT by their tails at the target; E2E as
-    ``TTFT_q <= budget - (OSL_q - 1) TPOT_q``, i.e. the TTFT tail at what the TPOT quantile
-    leaves (the same bound :func:`e2e_quantile_ms` computes, without its TTFT bisection)."""
+_OUT = 3.0
+"""Margin of a load at which a target cannot hold at all (an unstable queue), and the most
+negative margin (a tail far below the target): bounded margins keep regula falsi's steps
+useful."""
+
+
+def _margin(view: SloView, d: ModelDemand, active: list, bad: dict, mix: PromptMix):  # type: ignore[no-untyped-def]
+    """The margin of a load against every target the row can meet at all, per row: the
+    largest ``ln(P(X > target) / (1 - q))`` over TTFT and TPOT (their tails at the target) and
+    E2E (the TTFT tail at what ``(OSL_q - 1) TPOT_q`` leaves of the E2E target, the bound
+    :func:`e2e_quantile_ms` computes); <= 0: the load keeps them. One load state per call."""
     st, b = view.steps, view.batch
 
-    def ok(lam: np.ndarray) -> np.ndarray:
+    def margin(lam: np.ndarray) -> np.ndarray:
         ls = load_state(lam, b, st, mix)
         own = (own_prefill_ms(mix.new_tokens, st, ls) + st.overhead_ms[:, None]) * st.own_scale[:, None]
-        good = np.ones(b.shape, dtype=bool)
+        worst = np.full(b.shape, -np.inf)
         for name, tgt in active:
             q = tgt.percentile / 100
             budget = np.full(b.shape, float(tgt.max_ms))
             if name == "tpot":
-                g = (tpot_tail(budget, ls, mix) <= 1 - q) & (ls.rho_prefill < 1)
+                tail = tpot_tail(budget, ls, mix)
+                out = ls.rho_prefill >= 1
             else:
                 k = max(d.traffic.output_tokens.percentile(tgt.percentile) - 1, 0) if name == "e2e" else 0
-                if k > 0:
-                    left = budget - k * _tpot_quantile(ls, lam, b, mix, q)
-                    g = np.isfinite(left) & (left > 0)
-                    g &= _ttft_tail(np.where(g, left, 1.0), ls, own, mix) <= 1 - q
-                else:
-                    g = _ttft_tail(budget, ls, own, mix) <= 1 - q
-            good &= bad[name] | g
-        return good
+                left = budget - k * _tpot_quantile(ls, lam, b, mix, q) if k > 0 else budget
+                out = ~(np.isfinite(left) & (left > 0))
+                tail = _ttft_tail(np.where(out, 1.0, left), ls, own, mix)
+            m = np.where(out, _OUT, np.maximum(np.log(np.maximum(tail, 1e-300)) - math.log(1 - q), -_OUT))
+            worst = np.maximum(worst, np.where(bad[name], -np.inf, m))
+        return worst
 
-    return ok
+    return margin
 
 
-def _first_miss(ok, lam_hi: np.ndarray, iterations: int = 15) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Largest rate in ``[0, lam_hi]`` below the first load at which ``ok`` fails: the loads
-    :data:`SCAN_POINTS` x ``lam_hi``, then bisection below the first that fails (rounded
-    down; ``lam_hi`` where none fails, 0 where the lightest fails)."""
-    n = np.shape(lam_hi)[0]
-    grid = lam_hi[:, None] * SCAN_POINTS[None, :]
-    bad = ~np.stack([ok(grid[:, k]) for k in range(len(SCAN_POINTS))], axis=1)
-    first = np.argmax(bad, axis=1)
-    rows = np.arange(n)
-    lo = np.where(first > 0, grid[rows, np.maximum(first - 1, 0)], 0.0)
-    hi = grid[rows, first]
-    return np.where(bad.any(axis=1), _bisect(ok, lo, hi, iterations), lam_hi)
+SEARCH_STEPS = 12
+"""Most regula falsi (Illinois) steps after the scan; a row stops once its bracket is within
+1e-4 relative."""
+
+
+def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
+                protect: np.ndarray | None = None, monotone: np.ndarray | None = None) -> np.ndarray:
+    """Largest rate in ``[0, lam_hi]`` below the first load whose margin
+    (``margin_of(rows)(lam)``, <= 0 keeps the targets) is positive: the loads
+    :data:`SCAN_POINTS` x ``lam_hi`` in turn, then regula falsi (Illinois; the bracket's middle
+    where the secant leaves it) below the first that misses, on the rows
+    still open, all at once. ``lam_hi`` where none misses, the last load that keeps them
+    otherwise (0 where even the lightest misses). Rows marked ``monotone`` (step tables that
+    never fall as the batch grows: every latency then grows with the load) skip the scan below
+    ``lam_hi``. With ``runs`` see :func:`capacity_at_slo`."""
+    n = lam_hi.shape[0]
+    lo, hi = np.zeros(n), lam_hi.astype(float).copy()
+    flo, fhi = np.full(n, np.nan), np.full(n, np.nan)
+    side = np.zeros(n)
+    state = np.zeros(n, dtype=np.int8)  # 0 scanning, 1 bracketed, 2 done, 3 dropped
+    keep = np.zeros(n, dtype=bool) if protect is None else np.asarray(protect, dtype=bool)
+
+    def prune() -> None:
+        if runs is None:
+            return
+        open_ = (state == 0) | (state == 1)
+        low = scaling.capacity_mrps_array(np.where(state == 3, 0.0, lo))
+        up = scaling.capacity_mrps_array(hi)
+        best = np.full(int(runs.max()) + 1, -1, dtype=np.int64)
+        np.maximum.at(best, runs, np.where(state == 3, -1, low))
+        state[open_ & ~keep & (up < best[runs])] = 3
+
+    skip = np.zeros(n, dtype=bool) if monotone is None else np.asarray(monotone, dtype=bool)
+
+    def search(these: np.ndarray) -> None:
+        """Scan, then regula falsi, on the open rows among ``these``."""
+        for s in SCAN_POINTS:
+            idx = np.flatnonzero(these & (state == 0) & (~skip if s < 1 else True))
+            if not idx.size:
+                break
+            lam = lam_hi[idx] * s
+            m = margin_of(idx)(lam)
+            miss = m > 0
+            j, k = idx[miss], idx[~miss]
+            hi[j], fhi[j], state[j] = lam[miss], m[miss], 1
+            lo[k], flo[k] = lam[~miss], m[~miss]
+            prune()
+        kept = these & (state == 0)  # kept every target up to lam_hi
+        lo[kept], state[kept] = lam_hi[kept], 2
+        for _ in range(SEARCH_STEPS):
+            state[these & (state == 1) & (hi - lo <= 1e-4 * hi)] = 2
+            idx = np.flatnonzero(these & (state == 1))
+            if not idx.size:
+                break
+            a, b, fa, fb = lo[idx], hi[idx], flo[idx], fhi[idx]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = a - fa * (b - a) / (fb - fa)
+            x = np.where(np.isfinite(x) & (x > a) & (x < b), x, (a + b) / 2)
+            m = margin_of(idx)(x)
+            miss = m > 0
+            j, k = idx[miss], idx[~miss]
+            flo[j] = np.where(side[j] > 0, flo[j] / 2, flo[j])  # Illinois: the same end twice
+            fhi[k] = np.where(side[k] < 0, fhi[k] / 2, fhi[k])
+            hi[j], fhi[j], side[j] = x[miss], m[miss], 1
+            lo[k], flo[k], side[k] = x[~miss], m[~miss], -1
+            prune()
+        state[these & (state == 1)] = 2
+
+    if runs is not None:  # first the row of each run with the highest bound (and the protected)
+        o = np.lexsort((np.arange(n), -lam_hi, runs))
+        first = np.zeros(n, dtype=bool)
+        first[o[np.r_[True, runs[o][1:] != runs[o][:-1]]]] = True
+        search(first | keep)
+        prune()
+    search(np.ones(n, dtype=bool))
+    return np.where(state == 3, np.nan, lo)
 
 
 def load_latencies_ms(view: SloView, d: ModelDemand,
