@@ -295,28 +295,32 @@ def mean_step_ms(lam_per_ms: np.ndarray, cap: np.ndarray, st: StepTimes, eo: np.
     bps = np.where(np.isfinite(bps), bps, top[:, None])
     pts = np.sort(np.concatenate([tau0[:, None], np.clip(bps, tau0[:, None], top[:, None]), top[:, None]],
                                  axis=1), axis=1)
-    mids = (pts[:, :-1] + pts[:, 1:]) / 2
-    every = np.concatenate([pts, mids], axis=1)
 
     def h(t: np.ndarray) -> np.ndarray:
         td, tc = st.both_at(np.minimum(cap[:, None], lb[:, None] * t))
         return td + np.minimum(1.0, kf[:, None] * t) * (tc - td) - t
 
-    return _first_root(pts, -h(every))
-
-
-def _first_root(pts: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per row, the first ``x`` at which a function that is quadratic between the sorted
-    points ``pts`` (rows, k) reaches 0 from below, from its values ``y`` at the points and then
-    at the interval middles (rows, 2k - 1); the last point where it stays below 0."""
-    k = pts.shape[1]
-    yp, ym = y[:, :k], y[:, k:]
-    rows = np.arange(pts.shape[0])
-    hit = yp[:, 1:] >= 0
-    i = np.where(hit.any(axis=1), np.argmax(hit, axis=1), k - 2)  # first interval ending at or above 0
+    hp = h(pts)
+    i = _first_interval(-hp)
+    rows = np.arange(len(tau0))
     p0, p1 = pts[rows, i], pts[rows, i + 1]
-    y0, ym_, y1 = -yp[rows, i], -ym[rows, i], -yp[rows, i + 1]
-    a = 2 * (y1 - 2 * ym_ + y0)
+    hm = h(((p0 + p1) / 2)[:, None])[:, 0]
+    return _root_in(p0, p1, -hp[rows, i], -hm, -hp[rows, i + 1], (-hp[:, 1:] >= 0).any(axis=1))
+
+
+def _first_interval(y: np.ndarray) -> np.ndarray:
+    """Per row, the first interval ``[k, k + 1]`` of sorted points whose end value ``y`` is at
+    or above 0 (the last interval where there is none)."""
+    hit = y[:, 1:] >= 0
+    return np.where(hit.any(axis=1), np.argmax(hit, axis=1), y.shape[1] - 2)
+
+
+def _root_in(p0: np.ndarray, p1: np.ndarray, y0: np.ndarray, ym: np.ndarray, y1: np.ndarray,
+             found: np.ndarray) -> np.ndarray:
+    """Where a function that is quadratic on ``[p0, p1]`` (values ``y0``, ``ym``, ``y1`` at its
+    start, middle and end) first reaches 0 from below; ``p1`` where not ``found``."""
+    y0, ym, y1 = -y0, -ym, -y1
+    a = 2 * (y1 - 2 * ym + y0)
     bb = y1 - y0 - a
     with np.errstate(divide="ignore", invalid="ignore"):
         disc = np.sqrt(np.maximum(bb * bb - 4 * a * y0, 0.0))
@@ -327,8 +331,20 @@ def _first_root(pts: np.ndarray, y: np.ndarray) -> np.ndarray:
     cand = np.minimum(cand, np.where((r2 >= -1e-12) & (r2 <= 1 + 1e-12), r2, np.inf))
     x = np.where(np.isfinite(cand), cand, lin)
     x = np.where(y0 <= 0, 0.0, np.clip(x, 0.0, 1.0))
-    x = np.where(hit.any(axis=1), x, 1.0)
+    x = np.where(found, x, 1.0)
     return p0 + x * (p1 - p0)
+
+
+def _first_root(pts: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row, the first ``x`` at which a function that is quadratic between the sorted
+    points ``pts`` (rows, k) reaches 0 from below, from its values ``y`` at the points and then
+    at the interval middles (rows, 2k - 1); the last point where it stays below 0."""
+    k = pts.shape[1]
+    yp, ym = y[:, :k], y[:, k:]
+    rows = np.arange(pts.shape[0])
+    i = _first_interval(yp)
+    return _root_in(pts[rows, i], pts[rows, i + 1], yp[rows, i], ym[rows, i], yp[rows, i + 1],
+                    (yp[:, 1:] >= 0).any(axis=1))
 
 
 def mean_tpot_bound(view: "SloView", d: ModelDemand, lam_top: np.ndarray) -> np.ndarray:
@@ -778,9 +794,10 @@ def capacity_at_slo(view: SloView, d: ModelDemand, runs: np.ndarray | None = Non
     answers.
 
     ``runs`` (one integer per row): only the best capacity of each run matters (the caller
-    keeps the first row of highest capacity in milli-req/s per run), so a row whose bracket
-    shows it below another row of its run is left unfinished, capacity NaN (never a row of
-    ``protect``)."""
+    keeps the row of highest capacity in milli-req/s per run), so a row whose bracket shows it
+    below another row of its run, or no better than one already finished, is left unfinished,
+    capacity NaN (never a row of ``protect``): the row of each run with the highest slot bound
+    is searched first, and of rows with equal capacities the one found first is kept."""
     slo = d.slo
     mix = PromptMix.of(d)
     cap = slot_capacity(view, d)
@@ -857,9 +874,12 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
         open_ = (state == 0) | (state == 1)
         low = scaling.capacity_mrps_array(np.where(state == 3, 0.0, lo))
         up = scaling.capacity_mrps_array(hi)
-        best = np.full(int(runs.max()) + 1, -1, dtype=np.int64)
-        np.maximum.at(best, runs, np.where(state == 3, -1, low))
-        state[open_ & ~keep & (up < best[runs])] = 3
+        done, other = np.full((2, int(runs.max()) + 1), -1, dtype=np.int64)
+        np.maximum.at(done, runs, np.where(state == 2, low, -1))
+        np.maximum.at(other, runs, np.where(open_, low, -1))
+        # below an open row's bound, or at most a finished row's capacity (a tie goes to the
+        # row finished first)
+        state[open_ & ~keep & ((up <= done[runs]) | (up < other[runs]))] = 3
 
     skip = np.zeros(n, dtype=bool) if monotone is None else np.asarray(monotone, dtype=bool)
 
@@ -902,7 +922,19 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
         first = np.zeros(n, dtype=bool)
         first[o[np.r_[True, runs[o][1:] != runs[o][:-1]]]] = True
         search(first | keep)
-        prune()
+        # every other row is first tried just above its run's best capacity so far: missing
+        # there, it cannot beat it (its first miss is lower; a tie goes to the row found
+        # first); keeping it, a row of monotone latencies starts its bracket there
+        best = np.full(int(runs.max()) + 1, -1, dtype=np.int64)
+        np.maximum.at(best, runs, np.where(state == 2, scaling.capacity_mrps_array(lo), -1))
+        x = (best[runs] + 1) / scaling.MILLI
+        idx = np.flatnonzero((state == 0) & ~keep & (best[runs] >= 0) & (x < lam_hi))
+        if idx.size:
+            m = margin_of(idx)(x[idx])
+            miss = m > 0
+            state[idx[miss]] = 3
+            k = idx[~miss & skip[idx]]
+            lo[k], flo[k] = x[k], m[~miss & skip[idx]]
     search(np.ones(n, dtype=bool))
     return np.where(state == 3, np.nan, lo)
 
