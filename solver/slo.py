@@ -115,7 +115,7 @@ class PromptMix:
         return float(self.out_weights @ self.out_tokens)
 
 
-STEP_GRID = np.array([0.0, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0])
+STEP_GRID = np.array([0.0, 1 / 32, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0])
 """Decoding batches the step times are tabulated at, as ``1 + (cap - 1) x g``: the step time is
 far from linear in the batch (weights dominate a small batch), so a chord from 1 to the cap would
 over-state it in between."""
@@ -460,16 +460,20 @@ def ttft_tail(t_ms: np.ndarray, ls: LoadState, st: StepTimes, mix: PromptMix) ->
     return _ttft_tail(t_ms, ls, own, mix)
 
 
+_RESIDUAL_SHIFTS = np.concatenate([[0.0], _RESIDUAL_POINTS])
+
+
 def _ttft_tail(t_ms: np.ndarray, ls: LoadState, own: np.ndarray, mix: PromptMix) -> np.ndarray:
-    """:func:`ttft_tail` with the prompts' own chunks and overhead (ms) given."""
-    t = np.asarray(t_ms, dtype=float)[:, None]
-    total = np.zeros(t.shape[0])
-    busy = 1 - ls.p_idle
-    for r, wr in [(0.0, ls.p_idle)] + [(u, busy / 3) for u in _RESIDUAL_POINTS]:
-        x = t - own - r * ls.residual_ms[:, None]
-        g = np.where(x < 0, 1.0, _wait_tail(x, ls))
-        total = total + wr * (g @ mix.weights)
-    return total
+    """:func:`ttft_tail` with the prompts' own chunks and overhead (ms) given: the prompt mix
+    times the running step's residual (none with the idle probability, else each of
+    :data:`_RESIDUAL_POINTS` of it equally), in one array."""
+    t = np.asarray(t_ms, dtype=float)[:, None, None]
+    x = t - own[:, None, :] - _RESIDUAL_SHIFTS[None, :, None] * ls.residual_ms[:, None, None]
+    n, k, m = x.shape
+    g = _wait_tail(x.reshape(n, k * m), ls).reshape(n, k, m)
+    g = np.where(x < 0, 1.0, g) @ mix.weights  # (rows, shifts)
+    busy = (1 - ls.p_idle) / len(_RESIDUAL_POINTS)
+    return ls.p_idle * g[:, 0] + busy * g[:, 1:].sum(axis=1)
 
 
 def ttft_quantile_ms(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix,
