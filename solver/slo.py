@@ -892,7 +892,7 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
         for s in SCAN_POINTS:
             idx = np.flatnonzero(these & (state == 0) & (~skip if s < 1 else True))
             if not idx.size:
-                break
+                continue
             lam = lam_hi[idx] * s
             m = margin_of(idx)(lam)
             miss = m > 0
