@@ -138,9 +138,13 @@ class StepTimes:
     chunk_ms: np.ndarray
     tokens: np.ndarray
     """Output tokens per sequence and step (expected; 1 without speculative decoding)."""
-    own_scale: np.ndarray
+    own_scale: np.ndarray | None = None
     """Factor on a request's own prefill (overhead and own chunks): a calibration's measured
-    TTFT tail (:func:`solver.uncertainty.tail_adjust`); 1 without one."""
+    TTFT tail (:func:`solver.uncertainty.tail_adjust`); 1 (None: all ones) without one."""
+
+    def __post_init__(self) -> None:
+        if self.own_scale is None:
+            object.__setattr__(self, "own_scale", np.ones(np.shape(self.cap)))
 
     def _at(self, table: np.ndarray, b: np.ndarray) -> np.ndarray:
         u = np.minimum(np.maximum((np.asarray(b, dtype=float) - 1) / np.maximum(self.cap - 1, 1), 0.0), 1.0)
@@ -595,56 +599,32 @@ chunk beside one sequence is slower than beside several), and the capacity is th
 of the target, not any."""
 
 
-def _within(budget_ms: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix, q: float, metric: str,
-            osl_q: float):  # type: ignore[no-untyped-def]
-    """The test 'this load keeps the target' of :func:`max_rate_within`, per row."""
-
-    def ok(lam: np.ndarray) -> np.ndarray:
-        ls = load_state(lam, cap, st, mix)
-        if metric == "slots":
-            return lam / 1e3 * ls.stay_full_ms / cap <= RHO_MAX
-        if metric == "tpot":
-            return (tpot_tail(budget_ms, ls, mix) <= 1 - q) & (ls.rho_prefill < 1)
-        if metric == "e2e":
-            return e2e_quantile_ms(lam, cap, st, mix, q, osl_q) <= budget_ms
-        return ttft_tail(budget_ms, ls, st, mix) <= 1 - q
-
-    return ok
-
-
-def _bisect(ok, lo: np.ndarray, hi: np.ndarray, iterations: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        good = ok(mid)
-        lo = np.where(good, mid, lo)
-        hi = np.where(good, hi, mid)
-    return lo
-
-
 def max_rate_within(budget_ms: np.ndarray, lam_hi: np.ndarray, cap: np.ndarray, st: StepTimes,
-                    mix: PromptMix, q: float, metric: str = "ttft", iterations: int = 15,
-                    osl_q: float = 1.0) -> np.ndarray:
+                    mix: PromptMix, q: float, metric: str = "ttft", osl_q: float = 1.0) -> np.ndarray:
     """Largest arrival rate in ``[0, lam_hi]`` (req/s) below which the q-quantile TTFT
-    (``metric`` "tpot": TPOT; "e2e": the E2E bound at ``osl_q`` outputs; "slots": the slot
-    occupancy ``lam x stay_full / B <= RHO_MAX``, budget unused) stays within ``budget_ms``:
-    the loads :data:`SCAN_POINTS` x ``lam_hi`` are tried (not for "slots", monotone), then the
-    interval below the first that misses is bisected; rounded down, 0 if even the lightest
-    load misses it."""
-    budget_ms = np.broadcast_to(np.asarray(budget_ms, dtype=float), np.shape(cap))
+    (``metric`` "tpot": TPOT; "e2e": the E2E bound at ``osl_q`` outputs) stays within
+    ``budget_ms``: :func:`_first_miss` on one target's margin (what :func:`capacity_at_slo`
+    does for all targets at once)."""
+    budget = np.broadcast_to(np.asarray(budget_ms, dtype=float), np.shape(cap))
     lam_hi = np.asarray(lam_hi, dtype=float)
-    ok = _within(budget_ms, cap, st, mix, q, metric, osl_q)
-    n = np.shape(cap)[0]
-    if metric == "slots":
-        ok_hi = ok(lam_hi)
-        return np.where(ok_hi, lam_hi, _bisect(ok, np.zeros(n), lam_hi.copy(), iterations + 2))
-    grid = lam_hi[:, None] * SCAN_POINTS[None, :]
-    good = np.stack([ok(grid[:, k]) for k in range(len(SCAN_POINTS))], axis=1)
-    bad = ~good
-    first = np.argmax(bad, axis=1)
-    rows = np.arange(n)
-    lo = np.where(first > 0, grid[rows, np.maximum(first - 1, 0)], 0.0)
-    hi = grid[rows, first]
-    return np.where(bad.any(axis=1), _bisect(ok, lo, hi, iterations), lam_hi)
+    cap = np.asarray(cap, dtype=float)
+
+    def margin_of(idx: np.ndarray):  # type: ignore[no-untyped-def]
+        s_, c_, b_ = st.rows(idx), cap[idx], budget[idx]
+
+        def margin(lam: np.ndarray) -> np.ndarray:
+            ls = load_state(lam, c_, s_, mix)
+            if metric == "tpot":
+                tail = np.where(ls.rho_prefill >= 1, 1.0, tpot_tail(b_, ls, mix))
+            else:
+                left = b_ - (osl_q - 1) * _tpot_quantile(ls, lam, c_, mix, q) if metric == "e2e" and osl_q > 1 else b_
+                ok = np.isfinite(left) & (left > 0)
+                tail = np.where(ok, ttft_tail(np.where(ok, left, 1.0), ls, s_, mix), 1.0)
+            return np.maximum(np.log(np.maximum(tail, 1e-300)) - math.log(1 - q), -_OUT)
+
+        return margin
+
+    return _first_miss(margin_of, lam_hi)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from solver.slo import (
-    BATCH_GRID,
+    STEP_GRID,
     PromptMix,
     StepTimes,
     load_state,
@@ -24,7 +24,7 @@ from solver.slo import (
 )
 
 # Td(b) = 10 ms, Tc(b) = 50 ms (no batch slope), 1000 prompt tokens per step, 1 ms overhead
-K = len(BATCH_GRID)
+K = len(STEP_GRID)
 ONE = np.array([1.0])
 ST = StepTimes(np.array([1000.0]), np.array([1.0]), np.array([64.0]), np.full((1, K), 10.0), np.full((1, K), 50.0), ONE)
 
@@ -114,7 +114,7 @@ def test_capacity_is_where_the_quantile_reaches_the_budget() -> None:
     cap = np.array([64.0])
     lam = max_rate_within(np.array([300.0]), np.array([100.0]), cap, ST, m, 0.99)[0]
     assert 0 < lam < 100
-    assert ttft_quantile_ms(np.array([lam]), cap, ST, m, 0.99)[0] <= 300 * (1 + 1e-6)
+    assert ttft_quantile_ms(np.array([lam]), cap, ST, m, 0.99)[0] <= 300 * (1 + 1e-4)
     assert ttft_quantile_ms(np.array([lam * 1.02]), cap, ST, m, 0.99)[0] > 300
     assert max_rate_within(np.array([1e9]), np.array([0.5]), cap, ST, m, 0.99)[0] == 0.5
 
@@ -159,14 +159,14 @@ def test_tpot_capacity_is_where_the_quantile_reaches_the_target() -> None:
     cap = np.array([64.0])
     lam = max_rate_within(np.array([20.0]), np.array([100.0]), cap, ST, m, 0.99, "tpot")[0]
     assert 0 < lam < 100
-    assert tpot_quantile_ms(np.array([lam]), cap, ST, m, 0.99)[0] <= 20 * (1 + 1e-6)
+    assert tpot_quantile_ms(np.array([lam]), cap, ST, m, 0.99)[0] <= 20 * (1 + 1e-4)
     assert tpot_quantile_ms(np.array([lam * 1.02]), cap, ST, m, 0.99)[0] > 20
 
 
 def test_step_table_interpolates_between_batches() -> None:
     """Cap 65: the grid holds b = 1, 2, 3, 5, 9, 17, 25, 33, 49, 65; step = b ms there, so at
     b = 20 it is 20 ms (between 17 and 25), and beyond the cap or below 1 it is clamped."""
-    b = 1 + 64 * BATCH_GRID
+    b = 1 + 64 * STEP_GRID
     st = StepTimes(np.array([1000.0]), np.array([0.0]), np.array([65.0]), b[None, :], 2 * b[None, :], ONE)
     assert st.decode_at(np.array([20.0]))[0] == pytest.approx(20)
     assert st.chunk_at(np.array([20.0]))[0] == pytest.approx(40)
@@ -180,7 +180,7 @@ def test_slot_queue_drains_at_the_full_batch() -> None:
     request stays 100 x tau_full + 100 x 50 / 1000 ms, tau_full = 20 / (1 - lam E[isl] 30 / C);
     at 1.5 req/s that is ~2.0 s, so 4 slots drain 2.0 - 1.5 per s; at 2.5 req/s they cannot."""
     st = StepTimes(np.array([1000.0]), np.array([1.0]), np.array([4.0]),
-                   (10 + 10 * BATCH_GRID)[None, :], np.full((1, K), 50.0), ONE)
+                   (10 + 10 * STEP_GRID)[None, :], np.full((1, K), 50.0), ONE)
     ls = load_state(np.array([1.5]), np.array([4.0]), st, mix(100))
     tau_full = 20 / (1 - 1.5e-3 * 100 * 30 / 1000)
     full = 100 * tau_full + 5
