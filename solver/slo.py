@@ -486,8 +486,8 @@ def ttft_quantile_ms(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix:
     return _ttft_quantile(load_state(lam_per_s, cap, st, mix), lam_per_s, cap, st, mix, q)
 
 
-BISECTIONS = 18
-"""Halvings of the log-time bracket 1e-3 .. 1e7 ms for a quantile: 8.8e-5 relative."""
+BISECTIONS = 26
+"""Halvings of the log-time bracket 1e-3 .. 1e7 ms for a quantile: 3.4e-7 relative."""
 
 
 def _ttft_quantile(ls: LoadState, lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix,
@@ -674,8 +674,9 @@ class SloView:
     e2e0_ms: np.ndarray
     """E2E at zero wait (at the e2e target's percentile, p99 without one)."""
     max_concurrency: int
-    steps: StepTimes
-    """Step tables for the latencies under load (:func:`step_times`)."""
+    steps: StepTimes | None = None
+    """Step tables for the latencies under load (:func:`step_times`; every view
+    :func:`slo_view` makes has them)."""
 
     def rows(self, idx: np.ndarray) -> "SloView":
         """The view of batch-cap rows ``idx``."""
@@ -907,18 +908,13 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
         first[o[np.r_[True, runs[o][1:] != runs[o][:-1]]]] = True
         search(first | keep)
         # every other row is first tried just above its run's best capacity so far: missing
-        # there, it cannot beat it (its first miss is lower; a tie goes to the row found
-        # first); keeping it, a row of monotone latencies starts its bracket there
+        # there, it cannot beat it (its first miss is lower; a tie goes to the row found first)
         best = np.full(int(runs.max()) + 1, -1, dtype=np.int64)
         np.maximum.at(best, runs, np.where(state == 2, scaling.capacity_mrps_array(lo), -1))
         x = (best[runs] + 1) / scaling.MILLI
         idx = np.flatnonzero((state == 0) & ~keep & (best[runs] >= 0) & (x < lam_hi))
-        if idx.size:
-            m = margin_of(idx)(x[idx])
-            miss = m > 0
-            state[idx[miss]] = 3
-            k = idx[~miss & skip[idx]]
-            lo[k], flo[k] = x[k], m[~miss & skip[idx]]
+        if idx.size:  # (a row that keeps the targets there is then searched as it would be alone)
+            state[idx[margin_of(idx)(x[idx]) > 0]] = 3
     search(np.ones(n, dtype=bool))
     return np.where(state == 3, np.nan, lo)
 

@@ -210,7 +210,7 @@ def widen(view: SloView, multiplier: float | np.ndarray) -> SloView:
         return view
     return replace(view, service_s=view.service_s * multiplier, ttft0_ms=view.ttft0_ms * multiplier,
                    tpot_ms=view.tpot_ms * multiplier, e2e0_ms=view.e2e0_ms * multiplier,
-                   steps=view.steps.scaled(multiplier))
+                   steps=view.steps.scaled(multiplier) if view.steps is not None else None)
 
 
 def tail_adjust(view: SloView, cat: Catalog, d: "ModelDemand", accelerator: str, quant: str,
@@ -224,7 +224,9 @@ def tail_adjust(view: SloView, cat: Catalog, d: "ModelDemand", accelerator: str,
     if cal is None:
         return view
     k = cal.ttft_tail(d.slo.ttft.percentile if d.slo.ttft else 99.0)
-    return view if k == 1.0 else replace(view, ttft0_ms=view.ttft0_ms * k, steps=view.steps.own_scaled(k))
+    if k == 1.0:
+        return view
+    return replace(view, ttft0_ms=view.ttft0_ms * k, steps=view.steps.own_scaled(k) if view.steps is not None else None)
 
 
 def planning_multiplier(cat: Catalog, model: str, accelerator: str, quant: str, engine: str,
