@@ -853,18 +853,24 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
     state = np.zeros(n, dtype=np.int8)  # 0 scanning, 1 bracketed, 2 done, 3 dropped
     keep = np.zeros(n, dtype=bool) if protect is None else np.asarray(protect, dtype=bool)
 
+    if runs is not None:
+        by_run = np.argsort(runs, kind="stable")
+        starts = np.flatnonzero(np.r_[True, runs[by_run][1:] != runs[by_run][:-1]])
+        run_of = np.cumsum(np.r_[True, runs[by_run][1:] != runs[by_run][:-1]]) - 1  # dense, sorted order
+        dense = np.empty(n, dtype=np.int64)
+        dense[by_run] = run_of
+
     def prune() -> None:
         if runs is None:
             return
         open_ = (state == 0) | (state == 1)
         low = scaling.capacity_mrps_array(np.where(state == 3, 0.0, lo))
         up = scaling.capacity_mrps_array(hi)
-        done, other = np.full((2, int(runs.max()) + 1), -1, dtype=np.int64)
-        np.maximum.at(done, runs, np.where(state == 2, low, -1))
-        np.maximum.at(other, runs, np.where(open_, low, -1))
+        done = np.maximum.reduceat(np.where(state == 2, low, -1)[by_run], starts)
+        other = np.maximum.reduceat(np.where(open_, low, -1)[by_run], starts)
         # below an open row's bound, or at most a finished row's capacity (a tie goes to the
         # row finished first)
-        state[open_ & ~keep & ((up <= done[runs]) | (up < other[runs]))] = 3
+        state[open_ & ~keep & ((up <= done[dense]) | (up < other[dense]))] = 3
 
     skip = np.zeros(n, dtype=bool) if monotone is None else np.asarray(monotone, dtype=bool)
 
@@ -909,10 +915,9 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
         search(first | keep)
         # every other row is first tried just above its run's best capacity so far: missing
         # there, it cannot beat it (its first miss is lower; a tie goes to the row found first)
-        best = np.full(int(runs.max()) + 1, -1, dtype=np.int64)
-        np.maximum.at(best, runs, np.where(state == 2, scaling.capacity_mrps_array(lo), -1))
-        x = (best[runs] + 1) / scaling.MILLI
-        idx = np.flatnonzero((state == 0) & ~keep & (best[runs] >= 0) & (x < lam_hi))
+        best = np.maximum.reduceat(np.where(state == 2, scaling.capacity_mrps_array(lo), -1)[by_run], starts)[dense]
+        x = (best + 1) / scaling.MILLI
+        idx = np.flatnonzero((state == 0) & ~keep & (best >= 0) & (x < lam_hi))
         if idx.size:  # (a row that keeps the targets there is then searched as it would be alone)
             state[idx[margin_of(idx)(x[idx]) > 0]] = 3
     search(np.ones(n, dtype=bool))
