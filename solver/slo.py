@@ -1,14 +1,25 @@
-"""Percentile latencies of one replica under load: the cost model's operating point plus the
-queueing wait of :mod:`solver.queueing`.
+"""Percentile latencies of one replica under load: a continuous-batching model read from step
+tables of the cost model (issue 12 item 2), and the zero-load operating point.
+
+Two views per (shape, batch cap), both from the same cost-model code on one shape or on stacked
+shapes (:mod:`solver.costmodel.stacked`):
+
+- the zero-wait **operating point** at each target's percentile (:class:`SloView`
+  ``ttft0_ms``/``tpot_ms``/``e2e0_ms``/``service_s``: the prefill of the q-th percentile prompt
+  beside a full batch, the full batch's step): the floors a candidate reports and what flags a
+  target as missed at any load;
+- the **latencies under load** from :class:`StepTimes` (below): what sets the capacity and the
+  latencies at a load.
 
 For a replica of shape ``terms`` with batch cap ``B`` (slots) and Poisson arrivals ``lam``, the
 engine runs continuous batching with a prefill-token budget of ``C`` prompt tokens per step
 (chunked prefill, first come first served), as :mod:`solver.simulate` replays it:
 
-- **Step times at load.** Step times are linear in the decoding batch ``b`` (decode-only
-  ``Td(b)``, with a full chunk ``Tc(b)``, from the cost model at ``b = 1`` and ``b = B``). The mean
-  step ``tau`` solves ``tau = (1 - f) Td(b) + f Tc(b)`` with ``b = min(B, lam E[osl] tau)``
-  (Little) and ``f = min(1, lam E[isl_new] tau / C)`` (share of steps carrying a chunk).
+- **Step times at load.** Step times are tabulated over the decoding batch ``b`` (decode-only
+  ``Td(b)``, with a full chunk ``Tc(b)``, from the cost model at :data:`STEP_GRID`) and
+  interpolated linearly. The mean step ``tau`` solves ``tau = (1 - f) Td(b) + f Tc(b)`` with
+  ``b = min(B, lam E[osl] tau)`` (Little) and ``f = min(1, lam E[isl_new] tau / C)`` (share of
+  steps carrying a chunk), exactly (:func:`mean_step_ms`).
 - **TTFT_q(lam)** = the q-quantile over the prompt-length mix of
   ``overhead + R + Wp + Ws + own(isl_new)``: ``R`` the residual of the running step (uniform over
   a length-biased step, zero when the replica is idle, probability ``exp(-lam s)``); ``Wp`` the wait
@@ -29,10 +40,12 @@ engine runs continuous batching with a prefill-token budget of ``C`` prompt toke
 - the slot load is ``lam x stay_full / B`` with the stay while every slot is busy (steps at the
   full batch, where a queue for slots must drain): above 1 a queue that forms never empties.
 
-Capacity at the SLO is the largest ``lam`` that keeps every target (and slot load
-<= ``queueing.RHO_MAX``), found by bisection on the closed-form tails. A target that the replica misses even at zero load is reported as
-violated; the capacity is then computed against the other targets, so that the optimiser can
-tell *which* target makes a candidate unusable.
+Capacity at the SLO is the first ``lam`` at which a target is missed, below the slot load
+``queueing.RHO_MAX`` (closed form, :func:`slot_capacity`): a scan of loads, then regula falsi
+on the targets' tails, on every row at once (:func:`capacity_at_slo`); for candidate tables only
+the rows that can be the best of their shape's run are finished. A target that the replica
+misses even at zero load is reported as violated; the capacity is then computed against the
+other targets, so that the optimiser can tell *which* target makes a candidate unusable.
 """
 
 from __future__ import annotations
