@@ -128,7 +128,7 @@ class PromptMix:
         return float(self.out_weights @ self.out_tokens)
 
 
-STEP_GRID = np.array([0.0, 1 / 32, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0])
+STEP_GRID = np.array([0.0, 1 / 16, 1 / 4, 1 / 2, 1.0])
 """Decoding batches the step times are tabulated at, as ``1 + (cap - 1) x g``: the step time is
 far from linear in the batch (weights dominate a small batch), so a chord from 1 to the cap would
 over-state it in between."""

@@ -164,8 +164,8 @@ def test_tpot_capacity_is_where_the_quantile_reaches_the_target() -> None:
 
 
 def test_step_table_interpolates_between_batches() -> None:
-    """Cap 65: the grid holds b = 1, 2, 3, 5, 9, 17, 25, 33, 49, 65; step = b ms there, so at
-    b = 20 it is 20 ms (between 17 and 25), and beyond the cap or below 1 it is clamped."""
+    """Cap 65: the grid holds b = 1, 5, 17, 33, 65; step = b ms there, so at b = 20 it is 20 ms
+    (between 17 and 33), and beyond the cap or below 1 it is clamped."""
     b = 1 + 64 * STEP_GRID
     st = StepTimes(np.array([1000.0]), np.array([0.0]), np.array([65.0]), b[None, :], 2 * b[None, :], ONE)
     assert st.decode_at(np.array([20.0]))[0] == pytest.approx(20)
