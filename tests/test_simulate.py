@@ -132,7 +132,7 @@ def chat_sweep() -> tuple[float, list[float], list[float]]:
     d = problem.models[0]
     dep = solve(problem, cat).to_dict()["deployments"][0]
     one = {"deployments": [{**dep, "replicas": 1}]}
-    cap = dep["capacity_rps"] / dep["replicas"]
+    cap = dep["total_capacity_rps"] / dep["replicas"]
     terms = shape_terms(cat, Shape(dep["model_id"], dep["accelerator"], dep["system"], dep["quant"],
                                    dep["kv_dtype"], dep["tp"], dep["pp"], dep["ep"]))
     v = slo_view(terms, np.array([dep["max_batch"]]), d)

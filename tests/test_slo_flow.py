@@ -97,9 +97,9 @@ def test_speculative_candidate_reads_the_cycle_tables_and_accepted_tokens() -> N
     assert idle.tpot_ms == pytest.approx(want.decode_ms[0, 0] / want.tokens[0], rel=1e-4)
     # under load: the candidate's TTFT at its capacity is the tables' TTFT at that load
     v = slo_view(terms, np.array([c.max_batch]), d, sp)
-    assert latency_at_load(v, 0, d, c.capacity_rps).ttft_ms == pytest.approx(c.ttft_p99_ms, rel=1e-9)
+    assert latency_at_load(v, 0, d, c.capacity_rps_per_replica).ttft_ms == pytest.approx(c.ttft_p99_ms, rel=1e-9)
     plain = slo_view(terms, np.array([c.max_batch]), d)
-    lam = 0.5 * c.capacity_rps
+    lam = 0.5 * c.capacity_rps_per_replica
     assert latency_at_load(v, 0, d, lam).tpot_ms < latency_at_load(plain, 0, d, lam).tpot_ms
 
 
@@ -164,13 +164,13 @@ def test_confidence_scales_the_tables_and_rescales_time() -> None:
                                        np.array([c.max_batch]), d)[0])  # the batch's regime
         same_table(steps_of(c), steps_of(a).scaled(mc))
         if c.violations == a.violations:  # a target missed at zero load leaves the capacity
-            assert c.capacity_rps <= a.capacity_rps / mc * (1 + 1e-5)
+            assert c.capacity_rps_per_replica <= a.capacity_rps_per_replica / mc * (1 + 1e-5)
     assert n > 3
-    c = max(point, key=lambda x: x.capacity_rps)
+    c = max(point, key=lambda x: x.capacity_rps_per_replica)
     terms = shape_terms(CAT, c.shape, engine)
     v = slo_view(terms, np.array([c.max_batch]), d)
     w = widen(v, m)
-    lam = 0.7 * c.capacity_rps
+    lam = 0.7 * c.capacity_rps_per_replica
     a, b = latency_at_load(v, 0, d, lam), latency_at_load(w, 0, d, lam / m)
     assert b.ttft_ms == pytest.approx(m * a.ttft_ms, rel=1e-6)
     assert b.tpot_ms == pytest.approx(m * a.tpot_ms, rel=1e-6)
@@ -179,4 +179,4 @@ def test_confidence_scales_the_tables_and_rescales_time() -> None:
         "tpot": d.slo.tpot.model_copy(update={"max_ms": d.slo.tpot.max_ms / m})})})
     want = float(capacity_at_slo(v, tight).capacity_rps[0]) / m
     assert float(capacity_at_slo(w, d).capacity_rps[0]) == pytest.approx(want, rel=1e-5)
-    assert want < c.capacity_rps / m
+    assert want < c.capacity_rps_per_replica / m
