@@ -4,7 +4,7 @@ Run: ``python benchmarks/replay.py`` (prints tables; no assertions; a few minute
 
 1. Poisson load sweep on one replica of a bundled plan (problems/chat-assistant-70b.yaml):
    at fractions of the replica's planned capacity (the capacity at the SLO the optimiser uses),
-   the analytic p99 TTFT (:func:`solver.slo.latencies`, M/M/B wait + zero-load TTFT) beside the
+   the analytic p99 TTFT (:func:`solver.slo.latency_at_load`, the continuous-batching model) beside the
    simulated p99 TTFT and TPOT, lengths drawn from the problem's percentiles.
 2. The whole plan replaying the Azure conversation trace (Azure LLM inference trace 2023, Azure
    Public Dataset, CC-BY 4.0; Patel et al., "Splitwise", ISCA 2024), its arrival times scaled so
@@ -32,7 +32,7 @@ from solver.catalog import load_catalog
 from solver.costmodel import Shape, shape_terms
 from solver.problem import load_problem
 from solver.simulate import plan_replicas, poisson_workload, simulate, trace_workload
-from solver.slo import latencies, slo_view
+from solver.slo import latency_at_load, slo_view
 from solver.traffic import AZURE_CITATION, read_trace, traffic_stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +62,7 @@ def sweep(problem_file: Path, seed: int = 0) -> list[dict[str, float]]:
     rows = []
     for f in LOADS:
         lam = f * cap
-        lat = latencies(int(view.batch[0]), float(view.service_s[0]), float(view.ttft0_ms[0]),
-                        float(view.tpot_ms[0]), float(view.e2e0_ms[0]), d, lam)
+        lat = latency_at_load(view, 0, d, lam)
         w = poisson_workload(lam, REQUESTS_PER_POINT / lam, d.traffic.input_tokens,
                              d.traffic.output_tokens, seed, d.traffic.prefix_cache_hit_rate)
         r = simulate(reps, w, "round-robin", d.slo)

@@ -82,7 +82,10 @@ from solver.problem import ModelDemand, Problem, Speculative
 from solver.lora import demand_terms
 from solver.queueing import wait_quantile_grid
 from solver.schemas import Price
-from solver.slo import BATCH_GRID, SloView, capacity_at_slo, memory_context_tokens, memory_limit, slo_view
+from solver.slo import (
+    BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit,
+    slo_view, zero_load_misses,
+)
 from solver.uncertainty import planning_multiplier, tail_adjust, widen
 from solver.units import GIB
 
@@ -150,6 +153,9 @@ class Candidate:
     :mod:`solver.costmodel.partition`); empty: whole GPUs."""
     per_gpu: int = 1
     """Replicas of this share one GPU holds (1: whole GPUs)."""
+    steps: tuple[float, ...] = ()
+    """Step tables for latencies under load (:meth:`solver.slo.StepTimes.at`, with the
+    calibration's TTFT tail and ``--confidence``'s multiplier applied); empty for units."""
 
     unit: "Unit | None" = None
     """A disaggregated unit (:mod:`solver.disagg`): then ``gpus_per_replica`` and
@@ -623,9 +629,11 @@ def _shape_evals(d: ModelDemand, terms: list[ShapeTerms]) -> list[ShapeEval]:
         parts = [split_rows(x, counts) for x in
                  (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
                   kv_gib_per_gpu(rows, batch, ctx, prefix))]
+        ends = np.cumsum(counts)
         for j, (i, t) in enumerate(zip(members, group)):
             lim = int(limits[j])
-            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim)
+            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim,
+                        view.steps.rows(np.arange(ends[j] - counts[j], ends[j])))
             out[i] = ShapeEval(None, lim, v, lim >= 1, t.weight_bytes_gpu / GIB, parts[4][j],
                                stated_error_pct=t.stated_error_pct)
     return out  # type: ignore[return-value]
@@ -894,19 +902,35 @@ def _rows(
         tpot_ms=cat_([p.view.tpot_ms for p in pending]),
         e2e0_ms=cat_([p.view.e2e0_ms for p in pending]),
         max_concurrency=0,
+        steps=StepTimes.concat([p.view.steps for p in pending]),
     )
     owner = np.concatenate([np.full(len(p.view.batch), i) for i, p in enumerate(pending)])
     kv_gib = np.concatenate([p.kv_gib for p in pending])
-    res = capacity_at_slo(view, d)
+    n = len(owner)
+    ttft_bad, tpot_bad, e2e_bad = zero_load_misses(view, d)
+    mask = (ttft_bad * _BITS[Family.TTFT] + tpot_bad * _BITS[Family.TPOT] + e2e_bad * _BITS[Family.E2E]).astype(np.int64)
+    structural = np.array([not (p.flags - {Family.TTFT, Family.TPOT, Family.E2E}) for p in pending])[owner]
+    quickest: dict[str, int] = {}  # per metric, the row of lowest zero-load latency
+    if structural.any():
+        ok = np.flatnonzero(structural)
+        for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
+            quickest[key] = int(ok[np.argmin(metric[ok])])
+    runs = None
+    if prune and not by_latency:
+        # only the first row of highest capacity of each (shape, mask) run is kept: rows whose
+        # search shows them below another row of their run are left unfinished (NaN)
+        _, runs = np.unique(owner * (1 << 16) + mask, return_inverse=True)
+    protect = np.zeros(n, dtype=bool)
+    protect[list(quickest.values())] = True
+    res = capacity_at_slo(view, d, runs, protect)
     cap = res.capacity_rps
-    q_ttft, q_e2e = target_quantiles(d)
-    w_ttft = wait_quantile_grid(view.batch, cap, view.service_s, q_ttft) * 1e3
-    w_e2e = wait_quantile_grid(view.batch, cap, view.service_s, q_e2e) * 1e3
-    mask = (
-        res.ttft_violated * _BITS[Family.TTFT] + res.tpot_violated * _BITS[Family.TPOT]
-        + res.e2e_violated * _BITS[Family.E2E]
-    ).astype(np.int64)
-    cap_int = scaling.capacity_mrps_array(cap)
+    done = np.isfinite(cap)
+    ttft_at_cap, e2e_at_cap = np.full(n, np.nan), np.full(n, np.nan)
+    if by_latency or not prune:
+        ttft_at_cap, _, e2e_at_cap, _ = load_latencies_ms(view, d, cap)
+
+    cap_int = np.where(done, scaling.capacity_mrps_array(np.nan_to_num(cap)), -1)
+    res_ttft, res_tpot, res_e2e = ttft_bad, tpot_bad, e2e_bad
     keep = np.ones(len(owner), dtype=bool)
     if prune:
         # stable order by (shape, mask, capacity desc, position): the first of each run wins
@@ -916,22 +940,23 @@ def _rows(
         keep[:] = False
         keep[order[first]] = True
         if by_latency:  # also every batch cap faster (e2e at capacity) than all bigger ones of its run
-            lat = np.array([scaling.latency_us(float(x)) for x in view.e2e0_ms + w_e2e], dtype=np.int64)
+            lat = np.array([scaling.latency_us(float(x)) if np.isfinite(x) else np.iinfo(np.int64).max
+                            for x in e2e_at_cap], dtype=np.int64)  # inf: the queue at capacity is unstable
             fastest = 0
             for j, i in enumerate(order):
                 if first[j] or lat[i] < fastest:
                     keep[i] = True
                     fastest = lat[i] if first[j] else min(fastest, lat[i])
-        keep |= cap_int < 1  # rejected below, with their reason
+        keep |= done & (cap_int < 1)  # rejected below, with their reason
 
     def make(i: int) -> Candidate:
         p = pending[owner[i]]
         v = set(p.flags)
-        if res.ttft_violated[i]:
+        if res_ttft[i]:
             v.add(Family.TTFT)
-        if res.tpot_violated[i]:
+        if res_tpot[i]:
             v.add(Family.TPOT)
-        if res.e2e_violated[i]:
+        if res_e2e[i]:
             v.add(Family.E2E)
         sh = p.shape
         return Candidate(
@@ -939,14 +964,14 @@ def _rows(
             max_batch=int(view.batch[i]), gpus_per_replica=sh.gpus, gpus_per_node=p.per_node,
             usd_per_gpu_hour=p.price.usd_per_gpu_hour, price_id=p.price.id, tdp_w=p.tdp_w,
             quality_loss_points=p.loss, capacity_rps_per_replica=float(cap[i]),
-            ttft_p99_ms=float(view.ttft0_ms[i] + w_ttft[i]), ttft_min_ms=float(view.ttft0_ms[i]),
+            ttft_p99_ms=float(ttft_at_cap[i]), ttft_min_ms=float(view.ttft0_ms[i]),
             tpot_p99_ms=float(view.tpot_ms[i]),
-            e2e_p99_ms=float(view.e2e0_ms[i] + w_e2e[i]), e2e_min_ms=float(view.e2e0_ms[i]),
+            e2e_p99_ms=float(e2e_at_cap[i]), e2e_min_ms=float(view.e2e0_ms[i]),
             service_s=float(view.service_s[i]), max_concurrency=max(p.limit, 0),
             weights_gib_per_gpu=p.weights_gib, kv_gib_per_gpu=float(kv_gib[i]),
             violations=frozenset(v), stated_error_pct=p.stated_error_pct, speculative=p.spec,
             partition=p.partition.label if p.partition else "",
-            per_gpu=p.partition.per_gpu if p.partition else 1,
+            per_gpu=p.partition.per_gpu if p.partition else 1, steps=view.steps.at(i),
         )
 
     sel = []
@@ -966,19 +991,18 @@ def _rows(
                                                   p.partition.label if p.partition else ""), len(group_of))
                              for p in pending])
         flag_bits = np.array([sum(_BITS[f] for f in p.flags) for p in pending], dtype=np.int64)
-        lat = (np.array([scaling.latency_us(float(view.e2e0_ms[i] + w_e2e[i])) for i in idx], dtype=np.int64)
+        lat = (np.array([scaling.latency_us(float(e2e_at_cap[i])) if np.isfinite(e2e_at_cap[i])
+                         else np.iinfo(np.int64).max for i in idx], dtype=np.int64)
                if by_latency else np.zeros(len(idx), dtype=np.int64))
         out = _dominated(by_owner[o], np.array([p.shape.gpus for p in pending], dtype=np.int64)[o],
                          cap_int[idx], flag_bits[o] | mask[idx], lat)
         dominated = int(out.sum())
         sel = [i for i, gone in zip(sel, out) if not gone]
+    need = np.array(sorted(set(sel) | set(quickest.values())), dtype=np.int64)
+    if need.size and np.isnan(ttft_at_cap[need]).any():
+        ttft_at_cap[need], _, e2e_at_cap[need], _ = load_latencies_ms(view.rows(need), d, cap[need])
     rows = [make(i) for i in sel]
-    structural = np.array([not (p.flags - {Family.TTFT, Family.TPOT, Family.E2E}) for p in pending])[owner]
-    best: dict[str, Candidate] = {}
-    if structural.any():
-        ok = np.flatnonzero(structural)
-        for key, metric in (("ttft", view.ttft0_ms), ("tpot", view.tpot_ms), ("e2e", view.e2e0_ms)):
-            best[key] = make(int(ok[np.argmin(metric[ok])]))
+    best = {key: make(i) for key, i in quickest.items()}
     return rows, int((~keep).sum()) + dominated, best
 
 

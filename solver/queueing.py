@@ -68,6 +68,30 @@ def erlang_c(c: int, a: np.ndarray | float) -> np.ndarray:
     return out
 
 
+_RHO_POINTS = 4097
+
+
+@functools.lru_cache(maxsize=128)
+def _erlang_c_table(c: int) -> np.ndarray:
+    """Erlang C of ``c`` servers at utilisations ``linspace(0, 1, _RHO_POINTS)``."""
+    return erlang_c(c, np.linspace(0.0, 1.0, _RHO_POINTS) * c)
+
+
+def erlang_c_rows(c: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """:func:`erlang_c` per row of arrays of server counts ``c`` and offered loads ``a``
+    (Erlangs), read (linearly interpolated) off a utilisation grid of 4097 points per distinct
+    ``c`` (one Erlang recursion per ``c`` per process instead of one per call); 1.0 where
+    ``a >= c``. For the latency tables' many evaluations; :func:`erlang_c` is exact."""
+    c = np.asarray(c)
+    a = np.broadcast_to(np.asarray(a, dtype=float), c.shape)
+    grid = np.linspace(0.0, 1.0, _RHO_POINTS)
+    out = np.ones(c.shape)
+    for ci in np.unique(c):
+        sel = c == ci
+        out[sel] = np.interp(a[sel] / ci, grid, _erlang_c_table(int(ci)), left=0.0, right=1.0)
+    return out
+
+
 def wait_quantile_s(
     c: int, lam_per_s: np.ndarray | float, service_s: float, p: float = 0.99
 ) -> np.ndarray:

@@ -45,7 +45,7 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float,
     if c.unit is not None:
         return replace(_unit_deployment(c, d, replicas, load_rps), engine=engine)
     lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d,
-                    load_rps / replicas)
+                    load_rps / replicas, c.steps)
     return Deployment(
         model=d.name, shape=c.shape, max_batch=c.max_batch, replicas=replicas,
         total_gpus=-(-replicas // c.per_gpu) if c.partition else replicas * c.gpus_per_replica,

@@ -209,20 +209,24 @@ def widen(view: SloView, multiplier: float | np.ndarray) -> SloView:
     if np.ndim(multiplier) == 0 and float(multiplier) == 1.0:
         return view
     return replace(view, service_s=view.service_s * multiplier, ttft0_ms=view.ttft0_ms * multiplier,
-                   tpot_ms=view.tpot_ms * multiplier, e2e0_ms=view.e2e0_ms * multiplier)
+                   tpot_ms=view.tpot_ms * multiplier, e2e0_ms=view.e2e0_ms * multiplier,
+                   steps=view.steps.scaled(multiplier) if view.steps is not None else None)
 
 
 def tail_adjust(view: SloView, cat: Catalog, d: "ModelDemand", accelerator: str, quant: str,
                 engine: str) -> SloView:
     """The SLO view with a matching calibration's measured TTFT tail applied: the zero-wait TTFT
-    at the target's percentile times :meth:`~solver.overlay.Calibration.ttft_tail` (unchanged
+    at the target's percentile, and a request's own prefill in the step tables, times
+    :meth:`~solver.overlay.Calibration.ttft_tail` (unchanged
     without a calibration or without an applied TTFT tail). E2E is left alone: the jitter of the
     first token is a small part of a whole response and its percentile may differ."""
     cal = cat.calibration_for(d.model, accelerator, quant, engine)
     if cal is None:
         return view
     k = cal.ttft_tail(d.slo.ttft.percentile if d.slo.ttft else 99.0)
-    return view if k == 1.0 else replace(view, ttft0_ms=view.ttft0_ms * k)
+    if k == 1.0:
+        return view
+    return replace(view, ttft0_ms=view.ttft0_ms * k, steps=view.steps.own_scaled(k) if view.steps is not None else None)
 
 
 def planning_multiplier(cat: Catalog, model: str, accelerator: str, quant: str, engine: str,

@@ -123,11 +123,12 @@ def test_decode_pool_tpot_has_no_prompt_work():
 # -- the search -----------------------------------------------------------------------------
 
 def test_disaggregation_wins_for_long_prompts_and_a_tight_tpot():
-    """30K-token prompts, 500-token answers, TPOT 30 ms: aggregated replicas carry the prompts'
+    """30K-token prompts, 500-token answers, TPOT 25 ms: aggregated replicas carry the prompts'
     work in every decode step, so they hold few sequences; a unit of prefill replicas and a
-    decode replica is cheaper, and the plan says so."""
-    both = _solve(_problem(30000, 500, 15000, 30, 3))
-    agg = _solve(_problem(30000, 500, 15000, 30, 3, modes=["aggregated"]))
+    decode replica is cheaper ($150.64/h against $172.16/h), and the plan says so. (At TPOT 30 ms
+    the continuous-batching latency model lets aggregated replicas tie the unit.)"""
+    both = _solve(_problem(30000, 500, 15000, 25, 3))
+    agg = _solve(_problem(30000, 500, 15000, 25, 3, modes=["aggregated"]))
     assert both.cost_usd_per_hour < agg.cost_usd_per_hour
     modes = {x.serving_mode for x in both.deployments}
     assert modes == {"disaggregated"}
@@ -135,7 +136,7 @@ def test_disaggregation_wins_for_long_prompts_and_a_tight_tpot():
     assert {p.role for p in dep.pools} == {"prefill", "decode"}
     assert dep.gpus_per_replica == sum(p.replicas * p.gpus_per_replica for p in dep.pools)
     assert dep.kv_transfer_ms is not None and dep.kv_transfer_ms > 0
-    assert dep.ttft_p99_ms <= 15000 and dep.tpot_p99_ms <= 30
+    assert dep.ttft_p99_ms <= 15000 and dep.tpot_p99_ms <= 25
     assert any("disaggregated" in n for n in both.notes)
     assert all(x.serving_mode == "aggregated" and not x.pools for x in agg.deployments)
 

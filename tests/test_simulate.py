@@ -2,9 +2,8 @@
 
 First the cases with known answers (a hand-traced schedule, M/D/1 and M/M/c queues with
 constant step times), then the cost-model step-time table, then a bundled plan: the simulator
-and the analytic model (solver.slo) both find the knee where p99 TTFT leaves the target.
-How far apart they are below the knee is printed by benchmarks/replay.py, not asserted here:
-the analytic p99 is 5-80% below the simulated one between 30% and 90% of capacity.
+and the analytic model (solver.slo) agree within 15% on p99 TTFT below the knee and find the
+same knee where p99 TTFT leaves the target (benchmarks/replay.py prints the whole sweep).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from solver.simulate import (
     ConstantStepTimer, CostModelStepTimer, ReplicaSpec, SpeculativeStepTimer, Workload, build_workload, plan_replicas,
     poisson_workload, replay, simulate,
 )
-from solver.slo import latencies, slo_view
+from solver.slo import latency_at_load, slo_view
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT = ROOT / "problems" / "chat-assistant-70b.yaml"
@@ -120,15 +119,14 @@ def test_kv_memory_limits_admission() -> None:
     assert r.unservable == 1 and np.isinf(r.e2e_s[2])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect (issue 12 item 2, ../shared/findings/p99-under-real-traffic.md): the analytic "
-    "M/M/B latency model puts the TTFT knee at 1.1x the planned capacity, the replay at 1.4x; a "
-    "continuous-batching model with a prefill-token budget fixes it but is not merged yet. Strict: "
-    "this fails the suite as soon as the two agree, so the marker must then go."))
-def test_analytic_and_simulated_p99_ttft_find_the_same_knee() -> None:
-    """One replica of the bundled chat plan under Poisson load: the load at which p99 TTFT first
-    exceeds the 800 ms target is the same grid step (within 0.1 of capacity) for both, and both
-    rise more than 4x from half load to 1.4x the planned capacity."""
+LOADS = (0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4)
+"""Poisson loads as fractions of the planned capacity per replica."""
+
+
+@pytest.fixture(scope="module")
+def chat_sweep() -> tuple[float, list[float], list[float]]:
+    """One replica of the bundled chat plan at each of LOADS: (TTFT target, analytic p99 TTFT,
+    simulated p99 TTFT over 5000 Poisson arrivals, seed 0)."""
     cat = load_catalog()
     problem = load_problem(CHAT, cat)
     d = problem.models[0]
@@ -139,20 +137,35 @@ def test_analytic_and_simulated_p99_ttft_find_the_same_knee() -> None:
                                    dep["kv_dtype"], dep["tp"], dep["pp"], dep["ep"]))
     v = slo_view(terms, np.array([dep["max_batch"]]), d)
     reps = plan_replicas(one, cat, None, 6000)
-    loads = (0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4)
     ana, sim = [], []
-    for f in loads:
+    for f in LOADS:
         lam = f * cap
-        ana.append(latencies(int(v.batch[0]), float(v.service_s[0]), float(v.ttft0_ms[0]),
-                             float(v.tpot_ms[0]), float(v.e2e0_ms[0]), d, lam).ttft_ms)
+        ana.append(latency_at_load(v, 0, d, lam).ttft_ms)
         w = poisson_workload(lam, 5000 / lam, d.traffic.input_tokens, d.traffic.output_tokens, 0,
                              d.traffic.prefix_cache_hit_rate)
         sim.append(simulate(reps, w, "round-robin").ttft.p99_ms)
-    target = d.slo.ttft.max_ms  # type: ignore[union-attr]
-    knee_ana = next(f for f, t in zip(loads, ana) if t > target * 1.001)
-    knee_sim = next(f for f, t in zip(loads, sim) if t > target)
+    return d.slo.ttft.max_ms, ana, sim  # type: ignore[union-attr]
+
+
+def test_analytic_and_simulated_p99_ttft_find_the_same_knee(chat_sweep) -> None:
+    """The load at which p99 TTFT first exceeds the 800 ms target is the same grid step (within
+    0.1 of capacity) for both, and both rise more than 4x from half load to 1.4x the planned
+    capacity."""
+    target, ana, sim = chat_sweep
+    knee_ana = next(f for f, t in zip(LOADS, ana) if t > target * 1.001)
+    knee_sim = next(f for f, t in zip(LOADS, sim) if t > target)
     assert abs(knee_ana - knee_sim) <= 0.1 + 1e-9
-    assert ana[-1] > 4 * ana[0] and sim[-1] > 4 * sim[0]
+    assert ana[-1] > 4 * ana[1] and sim[-1] > 4 * sim[1]
+
+
+def test_analytic_p99_ttft_within_15_percent_of_the_replay_below_the_knee(chat_sweep) -> None:
+    """Every load from 0.3 to 0.9 of the planned capacity (both below the target there): the
+    analytic p99 TTFT within 15% of the simulated one."""
+    target, ana, sim = chat_sweep
+    below = [(f, a, s) for f, a, s in zip(LOADS, ana, sim) if f < 1.0]
+    assert len(below) == 5 and all(a < target and s < target for _, a, s in below)
+    for f, a, s in below:
+        assert abs(s / a - 1) <= 0.15, (f, a, s)
 
 
 def test_cli_replays_a_plan(tmp_path: Path) -> None:
@@ -239,9 +252,9 @@ def _trace_problem(tmp_path: Path, window: str, pct: float = 99) -> Path:
 @needs_traces
 def test_code_trace_needs_the_peak_at_a_short_window(tmp_path: Path) -> None:
     """The bursty code trace (inter-arrival CV 13) replayed as recorded: a plan sized on its p99
-    60 s rate misses p99 TTFT by >3x; sized on its p99 1 s rate (the burst allowance
-    `fleetplan traffic --window 1s` gives), the plan meets p99 TTFT; on its p99.5 1 s rate,
-    both targets (TPOT ~50 ms against 60)."""
+    60 s rate misses p99 TTFT by >2x (~2,400 ms against 1,000); sized on its p99 1 s rate (the
+    burst allowance `fleetplan traffic --window 1s` gives), the plan meets p99 TTFT (~610 ms; p99
+    TPOT ~83 ms misses 60); on its p99.5 1 s rate, both targets (TTFT ~380 ms, TPOT ~50 ms)."""
     from solver.simulate import replay, trace_workload
     from solver.traffic import read_trace
 
@@ -253,7 +266,7 @@ def test_code_trace_needs_the_peak_at_a_short_window(tmp_path: Path) -> None:
         d = problem.models[0]
         r = replay(solve(problem, cat).to_dict(), cat, w, None, "least-loaded", d.slo)
         ttft[window] = next(t for t in r.targets if t.metric == "ttft")
-    assert not ttft["60s"].met and ttft["60s"].simulated_ms > 3000
+    assert not ttft["60s"].met and ttft["60s"].simulated_ms > 2000
     assert ttft["1s"].met
     problem = load_problem(_trace_problem(tmp_path, "1s", 99.5), cat)
     r = replay(solve(problem, cat).to_dict(), cat, w, None, "least-loaded", problem.models[0].slo)

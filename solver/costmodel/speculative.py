@@ -212,3 +212,18 @@ def speculative_operating_point(
         kv_gib_per_gpu=kv_gib_per_gpu_spec(terms, spec, bf, isl + osl, shared_prefix_tokens),
         max_concurrency=cap, fits=b <= cap,
     )
+
+
+def cycle_ms(terms: ShapeTerms, spec: Speculation, batch: ArrayLike, context_tokens: float,
+             prefill_tokens: ArrayLike = 0.0, prefill_pairs: ArrayLike = 0.0,
+             draft_prefill_pairs: ArrayLike = 0.0) -> F:
+    """One draft-and-verify cycle (ms) of ``batch`` sequences, as
+    :func:`speculative_operating_point` composes it: the target's verification step and the
+    draft's first step both carry ``prefill_tokens`` prompt tokens (with ``prefill_pairs`` and,
+    for the draft, ``draft_prefill_pairs`` attention pairs), then ``k - 1`` plain draft steps.
+    Emits ``spec.expected_tokens`` per sequence; for :func:`solver.slo.step_times`."""
+    b = np.asarray(batch, dtype=float)
+    verify = verify_step_ms(terms, b, context_tokens, spec.draft_tokens, prefill_tokens, prefill_pairs)
+    first = _draft_step_ms(terms, spec, b, context_tokens, prefill_tokens, draft_prefill_pairs)
+    plain = _draft_step_ms(terms, spec, b, context_tokens)
+    return verify + first + (spec.draft_tokens - 1) * plain
