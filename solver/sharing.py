@@ -6,16 +6,28 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from solver.catalog import Catalog
+from solver.costmodel.partition import mig_gpus
 from solver.plan import Deployment
 from solver.problem import Problem
 
 
-def sharing_notes(problem: Problem, deployments: list[Deployment] | tuple[Deployment, ...]) -> tuple[str, ...]:
-    """One sentence per GPU share in use and per model that may share but does not."""
+def sharing_notes(problem: Problem, deployments: list[Deployment] | tuple[Deployment, ...],
+                  cat: Catalog | None = None) -> tuple[str, ...]:
+    """One sentence per GPU share in use and per model that may share but does not. With
+    ``cat``, MIG replicas of several profiles on one system are one sentence naming the layout
+    of each GPU (profiles mixed on a GPU where that saves GPUs)."""
     groups: dict[tuple[str, str], list[Deployment]] = defaultdict(list)
+    pools: dict[tuple[str, str], list[Deployment]] = defaultdict(list)
     for x in deployments:
-        if x.partition:
+        if x.partition and x.partition.startswith("mig ") and cat is not None:
+            pools[(x.accelerator, x.system)].append(x)
+        elif x.partition:
             groups[(x.accelerator, x.partition)].append(x)
+    for key, deps in list(pools.items()):
+        if len({x.partition for x in deps}) == 1:  # one profile: said as a share kind below
+            groups[(key[0], deps[0].partition)].extend(deps)
+            del pools[key]
     out = []
     for (acc, part), deps in sorted(groups.items()):
         k = deps[0].replicas_per_gpu
@@ -24,6 +36,18 @@ def sharing_notes(problem: Problem, deployments: list[Deployment] | tuple[Deploy
         who = ", ".join(f"{x.model} {x.replicas}" for x in deps)
         out.append(f"GPU share {part} on {acc}: {n} replicas ({who}) on {gpus} GPU(s), {k} per GPU"
                    + (f", {gpus * k - n} slot(s) free" if gpus * k > n else ""))
+    for (acc, system), deps in sorted(pools.items()):
+        counts: dict[str, int] = defaultdict(int)
+        for x in deps:
+            counts[x.partition.removeprefix("mig ")] += x.replicas
+        assert cat is not None
+        layouts: dict[str, int] = defaultdict(int)
+        for gpu in mig_gpus(cat, acc, counts):
+            layouts[" + ".join(f"{k} x {p}" for p, k in sorted(gpu.items()))] += 1
+        who = ", ".join(f"{x.model} {x.replicas} on {x.partition.removeprefix('mig ')}" for x in deps)
+        lays = "; ".join(f"{g} GPU(s) as {lay}" for lay, g in sorted(layouts.items()))
+        out.append(f"GPU share mixed MIG on {acc} ({system}): {sum(counts.values())} instances ({who}) "
+                   f"on {sum(layouts.values())} GPU(s): {lays}")
     used = {x.model for x in deployments if x.partition}
     for d in problem.models:
         if d.gpu_sharing is not None and d.name not in used and any(x.model == d.name for x in deployments):

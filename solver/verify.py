@@ -28,7 +28,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, shape_terms
-from solver.costmodel.partition import Partition, partition_terms, resolve_partition
+from solver.costmodel.partition import Partition, mig_gpus, partition_terms, resolve_partition
 from solver.costmodel.speculative import speculation
 from solver.lora import demand_terms
 from solver.plan import Deployment, Plan
@@ -399,13 +399,18 @@ def check_configs(ctx: _Ctx) -> list[Violation]:
 
 def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
     """Per (accelerator, system): GPUs per replica -> number of replicas. Replicas on a GPU
-    share count as the whole GPUs they fill: per (accelerator, system, share), all models'
-    replicas together, ``ceil(n / per_gpu)`` one-GPU units."""
+    share count as the whole GPUs they fill: per (accelerator, system, co-located share), all
+    models' replicas together, ``ceil(n / per_gpu)`` one-GPU units; per (accelerator, system),
+    all MIG replicas together, the fewest GPUs whose valid layouts hold them (recounted from the
+    catalog's profiles, not from the plan)."""
     used: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     shares: dict[tuple[str, str, str], int] = defaultdict(int)
     per_gpu: dict[tuple[str, str, str], int] = {}
+    mig: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for x in ctx.deps:
-        if x.part is not None:
+        if x.part is not None and x.part.kind == "mig":
+            mig[(x.dep.accelerator, x.dep.system)][x.part.name] += x.dep.replicas
+        elif x.part is not None:
             key = (x.dep.accelerator, x.dep.system, x.part.label)
             shares[key] += x.dep.replicas
             per_gpu[key] = x.part.per_gpu
@@ -413,6 +418,8 @@ def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
             used[(x.dep.accelerator, x.dep.system)][x.gpus] += x.dep.replicas
     for key, n in sorted(shares.items()):
         used[key[:2]][1] += -(-n // per_gpu[key])
+    for key, counts in sorted(mig.items()):
+        used[key][1] += len(mig_gpus(ctx.cat, key[0], counts))
     return used
 
 

@@ -24,10 +24,13 @@ Only single-GPU shapes (TP = PP = EP = 1) run on a share: a share cannot join a 
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from solver.catalog import Catalog
+from solver.schemas import MigProfile
 from solver.costmodel.shape import ShapeTerms, usable_bytes
 
 COLOCATE_MAX = 8
@@ -123,3 +126,108 @@ def resolve_partition(cat: Catalog, accelerator: str, label: str) -> Partition |
         if p.name == name:
             return mig_partition(p.name, p.memory_slices, p.compute_slices, p.max_count)
     return f"{accelerator} has no MIG profile {name!r}"
+
+
+# -- mixed MIG layouts: several profiles on one GPU ----------------------------------------------
+
+MIG_COMPUTE_SLICES = 7
+"""Compute slices of a MIG GPU: instances on one GPU use at most this many together."""
+
+
+def _fits(profiles: Sequence[MigProfile], counts: Sequence[int]) -> bool:
+    """Whether ``counts[i]`` instances of ``profiles[i]`` fit on one GPU together: compute
+    slices within 7, and a start for every instance among its profile's ``placements`` such
+    that no two instances share a memory slice. A profile without placements fits only alone,
+    up to its ``max_count``."""
+    used = [(p, n) for p, n in zip(profiles, counts) if n > 0]
+    if any(n > p.max_count for p, n in used):
+        return False
+    if len(used) == 1 and not used[0][0].placements:
+        return True
+    if any(not p.placements for p, _ in used):
+        return False
+    if sum(p.compute_slices * n for p, n in used) > MIG_COMPUTE_SLICES:
+        return False
+    items = sorted((p for p, n in used for _ in range(n)), key=lambda p: -p.memory_slices)
+
+    def place(i: int, taken: int) -> bool:
+        if i == len(items):
+            return True
+        p = items[i]
+        for start in p.placements:
+            mask = ((1 << p.memory_slices) - 1) << start
+            if not taken & mask and place(i + 1, taken | mask):
+                return True
+        return False
+
+    return place(0, 0)
+
+
+def mig_layouts(profiles: Sequence[MigProfile]) -> tuple[tuple[int, ...], ...]:
+    """Every maximal MIG layout of one GPU over ``profiles``: instance counts per profile (same
+    order) that fit together (:func:`_fits`) and to which no further instance of these profiles
+    can be added. Sorted, so the answer is deterministic. A GPU holding fewer instances than a
+    maximal layout is that layout with some left idle, so maximal ones are all a planner needs."""
+    k = len(profiles)
+    found: set[tuple[int, ...]] = set()
+
+    def grow(counts: list[int]) -> None:
+        grew = False
+        for i in range(k):
+            counts[i] += 1
+            if _fits(profiles, counts):
+                grew = True
+                key = tuple(counts)
+                if key not in found:
+                    found.add(key)
+                    grow(counts)
+            counts[i] -= 1
+        if not grew and any(counts):
+            found.add(tuple(counts))
+
+    grow([0] * k)
+    maximal = [x for x in found if not any(y != x and all(a <= b for a, b in zip(x, y)) for y in found)]
+    return tuple(sorted(maximal, reverse=True))
+
+
+def mig_cover(demand: Sequence[int], layouts: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """Fewest GPUs holding ``demand[i]`` instances of each profile, as the layout of each GPU
+    (an exact search over how many GPUs use each layout, memoised on the demand left; ties go
+    to the earliest layouts in ``layouts``' order). ``()`` when nothing is demanded. Raises
+    ``ValueError`` when a demanded profile appears in no layout."""
+    need = tuple(max(0, int(n)) for n in demand)
+    for i, n in enumerate(need):
+        if n and not any(lay[i] for lay in layouts):
+            raise ValueError(f"no MIG layout holds profile #{i}")
+
+    @functools.lru_cache(maxsize=None)
+    def best(left: tuple[int, ...]) -> tuple[int, int]:
+        """(GPUs, index of the first layout) for demand ``left``."""
+        if not any(left):
+            return 0, -1
+        first = next(i for i, n in enumerate(left) if n)  # some GPU must hold this profile
+        out = (1 << 30, -1)
+        for j, lay in enumerate(layouts):
+            if lay[first]:
+                rest = tuple(max(0, n - c) for n, c in zip(left, lay))
+                out = min(out, (best(rest)[0] + 1, j))
+        return out
+
+    gpus: list[tuple[int, ...]] = []
+    left = need
+    while any(left):
+        j = best(left)[1]
+        gpus.append(tuple(layouts[j]))
+        left = tuple(max(0, n - c) for n, c in zip(left, layouts[j]))
+    return tuple(gpus)
+
+
+def mig_gpus(cat: Catalog, accelerator: str, counts: Mapping[str, int]) -> tuple[dict[str, int], ...]:
+    """The GPUs of ``accelerator`` that hold ``counts[profile]`` MIG instances of each profile,
+    fewest first: one ``{profile: instances}`` per GPU (layouts over the profiles named, from
+    the catalog). Raises ``KeyError`` for a profile the accelerator lacks."""
+    known = {p.name: p for p in cat.accelerator(accelerator).mig_profiles}
+    names = sorted(n for n, k in counts.items() if k > 0)
+    profiles = [known[n] for n in names]
+    cover = mig_cover([counts[n] for n in names], mig_layouts(profiles))
+    return tuple({n: k for n, k in zip(names, lay) if k} for lay in cover)
