@@ -223,11 +223,16 @@ def mig_cover(demand: Sequence[int], layouts: Sequence[Sequence[int]]) -> tuple[
 
 
 def mig_gpus(cat: Catalog, accelerator: str, counts: Mapping[str, int]) -> tuple[dict[str, int], ...]:
-    """The GPUs of ``accelerator`` that hold ``counts[profile]`` MIG instances of each profile,
-    fewest first: one ``{profile: instances}`` per GPU (layouts over the profiles named, from
-    the catalog). Raises ``KeyError`` for a profile the accelerator lacks."""
+    """The fewest GPUs of ``accelerator`` that hold ``counts[profile]`` MIG instances of each
+    profile: one ``{profile: instances run}`` per GPU (layouts over the profiles named, from the
+    catalog; a GPU may leave slots of its layout idle). Raises ``KeyError`` for a profile the accelerator lacks."""
     known = {p.name: p for p in cat.accelerator(accelerator).mig_profiles}
     names = sorted(n for n, k in counts.items() if k > 0)
     profiles = [known[n] for n in names]
-    cover = mig_cover([counts[n] for n in names], mig_layouts(profiles))
-    return tuple({n: k for n, k in zip(names, lay) if k} for lay in cover)
+    left = [counts[n] for n in names]
+    out = []
+    for lay in mig_cover(left, mig_layouts(profiles)):  # the instances each GPU runs
+        placed = [min(k, n) for k, n in zip(lay, left)]
+        left = [n - k for n, k in zip(left, placed)]
+        out.append({n: k for n, k in zip(names, placed) if k})
+    return tuple(out)
