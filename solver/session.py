@@ -25,7 +25,7 @@ from solver.optimize.single import solve_single
 from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution
 from solver.disagg import unit_latencies
 from solver.modes import disaggregation_notes, speculation_notes
-from solver.sharing import sharing_notes
+from solver.sharing import attribute_mig_costs, sharing_notes
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import ModelDemand, Problem
 from solver.slo import latencies
@@ -188,6 +188,8 @@ class Session:
             total_cap = sum(c.capacity_rps * r for c, r in chosen)
             for c, r in chosen:
                 deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps * r / total_cap))
+        if self.ip.mig_pools:
+            deps = attribute_mig_costs(self.cat, deps)
         used = self.used_gpus(sol)
         systems = []
         for s, row in enumerate(self.ip.systems):

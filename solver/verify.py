@@ -535,12 +535,22 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
     fleet = ctx.problem.fleet
     out = []
     cost_deploy = 0.0
+    # MIG profiles mixed on GPUs: replicas x 1/k of a GPU each is scaled down to the GPUs the
+    # layouts fill (recounted here from the catalog's profiles)
+    mig_n: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    mig_share: dict[tuple[str, str], float] = defaultdict(float)
+    for x in ctx.deps:
+        if x.part is not None and x.part.kind == "mig":
+            mig_n[(x.dep.accelerator, x.dep.system)][x.part.name] += x.dep.replicas
+            mig_share[(x.dep.accelerator, x.dep.system)] += x.dep.replicas / x.part.per_gpu
+    scale = {k: min(1.0, len(mig_gpus(ctx.cat, k[0], n)) / mig_share[k]) for k, n in mig_n.items()}
     for x in ctx.deps:
         dep = x.dep
         price = ctx.cat.prices_for(dep.accelerator, fleet.pricing, fleet.provider)
+        f = scale.get((dep.accelerator, dep.system), 1.0) if x.part is not None and x.part.kind == "mig" else 1.0
         if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
             out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
-        elif abs(dep.cost_usd_per_hour - (dep.replicas * x.shape.gpus / x.part.per_gpu if x.part else dep.gpus)
+        elif abs(dep.cost_usd_per_hour - (dep.replicas * x.shape.gpus / x.part.per_gpu * f if x.part else dep.gpus)
                  * price[0].usd_per_gpu_hour) > 1e-6 * max(1.0, dep.cost_usd_per_hour):
             out.append(_v("accounting", dep.model, f"{x.where}: cost {dep.cost_usd_per_hour} != GPUs x price"))
         cost_deploy += dep.cost_usd_per_hour

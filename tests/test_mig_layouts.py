@@ -14,7 +14,7 @@ from solver.catalog import load_catalog
 from solver.costmodel import Shape, shape_terms
 from solver.costmodel.partition import _fits, mig_cover, mig_gpus, mig_layouts, mig_partition, partition_terms
 from solver.optimize.brute import brute_force, provisioned
-from solver.optimize.cpsat import FleetModel
+from solver.optimize.cpsat import FleetModel, max_capacity
 from solver.optimize.encode import encode
 from solver.plan import SolveStatus
 from solver.problem import Fleet, Problem
@@ -242,3 +242,64 @@ def test_catalog_plan_puts_two_profiles_on_one_gpu_and_verifies(cat) -> None:
     assert plan.gpus == 1
     assert violations(plan, p, cat) == []
     assert any("mixed MIG on h100-sxm" in n and "1 GPU(s) as 1 x 2g.20gb + 1 x 3g.40gb" in n for n in plan.notes)
+
+
+# -- capacity with shares, and the --mig / --colocate flags ----------------------------------
+
+def test_max_capacity_fills_a_gpu_with_a_mixed_layout() -> None:
+    """One GPU, two configurations: whole 1,000 mreq/s; three 2g at 500 = 1,500; 2g+2g+3g =
+    500+500+700 = 1,700; two 3g = 1,400. The mixed layout is the most."""
+    status, reps = max_capacity([1, 1, 1], [1000, 500, 700], 1, 2, share=[-1, 0, 1], per_gpu=[3, 2],
+                                pools=[((0, 1), ((3, 0), (2, 1), (0, 2)))])
+    assert status is SolveStatus.OPTIMAL and reps == (0, 2, 1)
+    # without the pool (one profile per GPU) one GPU holds one kind only: three 2g, 1,500
+    status, reps = max_capacity([1, 1, 1], [1000, 500, 700], 1, 2, share=[-1, 0, 1], per_gpu=[3, 2])
+    assert reps == (0, 3, 0)
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from solver.cli import main
+
+    return CliRunner().invoke(main, ["query", "--model", "llama-3.1-8b", "--isl", "300", "--osl", "100",
+                                     "--rps", "0.2", "--ttft-p99-ms", "2000", *args])
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--gpu", "h100-pcie", "--mig", "1g.5gb"], "--mig: h100-pcie has no MIG profile '1g.5gb'; its profiles: 1g.10gb"),
+    (["--gpu", "mi300x", "--mig", "3g.40gb"], "--mig: mi300x (amd) has no MIG profiles in the catalog"),
+    (["--gpu", "b300", "--mig", "1g.23gb"], "--mig: b300 (nvidia) has no MIG profiles in the catalog"),
+    (["--gpu", "h100-sxm", "--gpu", "b200", "--mig", "1g.18gb"], "--mig: no allowed accelerator has MIG profile '1g.18gb'"),
+    (["--mig", "9g.1gb"], "--mig: no catalog accelerator has MIG profile '9g.1gb'"),
+    (["--colocate", "9"], "'--colocate': 9 is not in the range 2<=x<=8"),
+])
+def test_bad_sharing_flags_one_line_exit_2(args, expect) -> None:
+    res = _cli(*args)
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert expect in lines[0], res.output
+
+
+def test_mig_flag_applies_each_profile_where_the_accelerator_has_it(cat) -> None:
+    from solver.problem import query_problem
+
+    p = query_problem("llama-3.1-8b", 1.0, (300, 300, 300), (100, 100, 100), 2000.0, None, None,
+                      gpus=["h100-sxm", "b200"], mig=["3g.40gb", "2g.45gb"], colocate=[2], cat=cat)
+    s = p.models[0].gpu_sharing
+    assert s is not None and s.mig == {"h100-sxm": ["3g.40gb"], "b200": ["2g.45gb"]} and s.colocate == [2]
+
+
+def test_mixed_gpu_cost_is_split_without_overcounting(cat) -> None:
+    """a: 2 replicas of 2g.20gb (min_replicas 2), b: 1 of 3g.40gb: one H100 as 2g+2g+3g. At
+    1/k of a GPU each they would cost 2/3 + 1/2 = 7/6 GPU; scaled by 6/7 they cost 4/7 and 3/7
+    of the one GPU, adding up to the plan's cost; the verifier recomputes the same split."""
+    a = {**_model("a", 0.05, "2g.20gb"), "min_replicas": 2}
+    p = Problem.model_validate({"name": "t", "models": [a, _model("b", 0.05, "3g.40gb")],
+                                "fleet": {"max_configs_per_model": 1}})
+    plan, _ = Session.prepare(p, cat).run()
+    assert plan.gpus == 1 and violations(plan, p, cat) == []
+    price = plan.deployments[0].usd_per_gpu_hour
+    cost = {d.model: d.cost_usd_per_hour for d in plan.deployments}
+    assert cost["a"] == pytest.approx(price * 4 / 7) and cost["b"] == pytest.approx(price * 3 / 7)
+    assert sum(cost.values()) == pytest.approx(plan.cost_usd_per_hour)

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 from ortools.sat.python import cp_model
 
@@ -429,16 +430,36 @@ class FleetModel:
 def max_capacity(
     gpus: list[int], cap_mrps: list[int], gpu_budget: int, max_configs: int,
     time_limit_s: float = 10.0, workers: int = DEFAULT_WORKERS,
+    share: Sequence[int] = (), per_gpu: Sequence[int] = (),
+    pools: Sequence[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]] = (),
 ) -> tuple[SolveStatus, tuple[int, ...]]:
     """The inverse question on one accelerator: maximise sum cap_c r_c subject to
-    sum gpus_c r_c <= G and at most K configurations (a bounded knapsack)."""
+    sum gpus_c r_c <= G and at most K configurations (a bounded knapsack). GPU shares, as in
+    :class:`FleetModel`: ``share[c]`` the share of candidate c (-1: whole GPUs), ``per_gpu[h]``
+    replicas per GPU of share h, ``pools`` (MIG shares, their layouts) counted by layout; the
+    GPUs the shares fill count in G."""
     md = cp_model.CpModel()
-    r = [md.new_int_var(0, gpu_budget // g, f"r{i}") for i, g in enumerate(gpus)]
+    share = list(share) or [-1] * len(gpus)
+    ub = [gpu_budget * per_gpu[share[i]] if share[i] >= 0 else gpu_budget // g for i, g in enumerate(gpus)]
+    r = [md.new_int_var(0, ub[i], f"r{i}") for i in range(len(gpus))]
     u = [md.new_bool_var(f"u{i}") for i in range(len(gpus))]
-    for i, g in enumerate(gpus):
-        md.add(r[i] <= (gpu_budget // g) * u[i])
+    for i in range(len(gpus)):
+        md.add(r[i] <= ub[i] * u[i])
         md.add(u[i] <= r[i])
-    md.add(sum(g * x for g, x in zip(gpus, r)) <= gpu_budget)
+    on = [sum(x for x, h in zip(r, share) if h == k) for k in range(len(per_gpu))]
+    pooled = {h for hs, _ in pools for h in hs}
+    used = [g * x for g, x, h in zip(gpus, r, share) if h < 0]
+    for k, n in enumerate(per_gpu):
+        if k not in pooled:
+            G = md.new_int_var(0, gpu_budget, f"G{k}")
+            md.add(n * G >= on[k])
+            used.append(G)
+    for hs, layouts in pools:
+        Y = [md.new_int_var(0, gpu_budget, f"Y{l}") for l in range(len(layouts))]
+        for j, h in enumerate(hs):
+            md.add(sum(lay[j] * y for lay, y in zip(layouts, Y) if lay[j]) >= on[h])
+        used.extend(Y)
+    md.add(sum(used) <= gpu_budget)
     md.add(sum(u) <= max_configs)
     md.add(sum(r) >= 1)
     md.maximize(sum(c * x for c, x in zip(cap_mrps, r)))
