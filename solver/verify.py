@@ -28,7 +28,9 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, shape_terms
-from solver.costmodel.partition import Partition, mig_gpus, partition_terms, resolve_partition
+from solver.costmodel.partition import (
+    Partition, mig_gpus, partition_speculation, partition_terms, resolve_partition,
+)
 from solver.costmodel.speculative import speculation
 from solver.lora import demand_terms
 from solver.plan import Deployment, Plan
@@ -200,6 +202,9 @@ def _prepare(ctx: _Ctx) -> None:
             if isinstance(spec, str):
                 ctx.found.append(Violation("shape", dep.model, f"{where}: speculative draft: {spec}"))
                 continue
+            if x.part is not None:  # the draft runs on the replica's share too
+                eng = ctx.cat.engine(terms.engine)
+                spec = partition_speculation(spec, x.part, eng.kv_memory_policy, eng.kv_memory_fraction)
         x.limit = memory_limit(terms, d, spec)
         view = widen(tail_adjust(slo_view(terms, np.array([dep.max_batch]), d, spec), ctx.cat, d, dep.accelerator,
                                  dep.quant, terms.engine), planning_multiplier(

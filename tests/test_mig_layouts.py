@@ -303,3 +303,76 @@ def test_mixed_gpu_cost_is_split_without_overcounting(cat) -> None:
     cost = {d.model: d.cost_usd_per_hour for d in plan.deployments}
     assert cost["a"] == pytest.approx(price * 4 / 7) and cost["b"] == pytest.approx(price * 3 / 7)
     assert sum(cost.values()) == pytest.approx(plan.cost_usd_per_hour)
+
+
+# -- speculative decoding on a GPU share -------------------------------------------------------
+
+def _spec_model(sharing: dict) -> dict:
+    return {
+        "name": "q", "model": "qwen2.5-32b",
+        "traffic": {"peak_rps": 0.2, "input_tokens": {"p50": 1000, "p90": 1000, "p99": 1000},
+                    "output_tokens": {"p50": 200, "p90": 200, "p99": 200}},
+        "slo": {"tpot": {"max_ms": 200.0}}, "allowed_accelerators": ["h200-sxm"],
+        "allowed_quantizations": ["fp8"], "allowed_kv_dtypes": ["fp8"], "min_replicas": 1,
+        "speculative": {"draft": "qwen2.5-7b", "acceptance_rate": 0.7, "draft_tokens": 3},
+        "gpu_sharing": sharing,
+    }
+
+
+def test_speculative_decoding_on_a_mig_share_by_hand(cat) -> None:
+    """Qwen2.5-32B fp8 with a Qwen2.5-7B fp8 draft on an H200 3g.71gb instance (4/8 of 141 GiB =
+    70.5 GiB, 3/7 of the SMs). KV per token: target 2 x 64 layers x 8 KV heads x 128 x 1 B =
+    131,072 B, draft 2 x 28 x 4 x 128 x 1 B = 28,672 B. Sequences held at 1,200 tokens: (the
+    share's KV budget - the draft's weights) / (1,200 x (131,072 + 28,672)). The draft runs on
+    the same instance: half the bandwidth and 3/7 of the FLOP/s of the whole GPU's draft."""
+    from solver.candidates import TableCache, build_tables
+    from solver.costmodel import kv_budget_bytes_gpu
+    from solver.costmodel.partition import partition_speculation
+    from solver.costmodel.speculative import max_concurrency_spec, speculation
+    from solver.problem import ModelDemand
+
+    target = Shape("qwen2.5-32b", "h200-sxm", None, "fp8", "fp8", 1, 1, 1)
+    prof = _prof(cat, "h200-sxm", "3g.71gb")
+    part = mig_partition(prof.name, prof.memory_slices, prof.compute_slices, prof.max_count)
+    whole = shape_terms(cat, target)
+    eng = cat.engine(whole.engine)
+    t = partition_terms(whole, part, eng.kv_memory_policy, eng.kv_memory_fraction)
+    assert t.hbm_bytes == pytest.approx(70.5 * GIB)
+    sp_whole = speculation(cat, target, "qwen2.5-7b", 0.7, 3)
+    sp = partition_speculation(sp_whole, part, eng.kv_memory_policy, eng.kv_memory_fraction)
+    assert t.kv_full_bytes_per_token_gpu == 131_072 and sp.draft.kv_full_bytes_per_token_gpu == 28_672
+    assert sp.draft.weight_bytes_gpu == sp_whole.draft.weight_bytes_gpu
+    assert sp.draft.bw_bytes_s == pytest.approx(sp_whole.draft.bw_bytes_s / 2)
+    assert sp.draft.peak_flop_s == pytest.approx(sp_whole.draft.peak_flop_s * 3 / 7)
+    budget = kv_budget_bytes_gpu(t) - sp.draft.weight_bytes_gpu
+    hand = int(budget // (1200 * (131_072 + 28_672)))
+    assert hand > 0 and max_concurrency_spec(t, sp, 1200) == hand
+    # the search offers it: a speculative candidate on the share, its memory limit the hand value
+    p = Problem.model_validate({"name": "t", "models": [_spec_model({"mig": {"h200-sxm": ["3g.71gb"]}})],
+                                "fleet": {"max_configs_per_model": 1}})
+    d: ModelDemand = p.models[0]
+    ev = TableCache().evaluate(cat, d, Shape("qwen2.5-32b", "h200-sxm", cat.systems_for("h200-sxm")[0].id,
+                                             "fp8", "fp8", 1, 1, 1), spec=d.speculative, partition=part)
+    assert ev.reason is None and ev.limit == hand and ev.speculation is not None
+    (table,) = build_tables(p, cat, prune=False)
+    assert any(c.partition == "mig 3g.71gb" and c.speculative for c in table.candidates)
+
+
+def test_speculative_share_plan_verifies(cat) -> None:
+    """A plan of speculative replicas on a share: the verifier rebuilds the draft on the share."""
+    p = Problem.model_validate({"name": "t", "models": [_spec_model({"mig": {"h200-sxm": ["3g.71gb"]}, "colocate": [2]})],
+                                "fleet": {"max_configs_per_model": 1}})
+    sess = Session.prepare(p, cat, prune=False)
+    plan, sol = sess.run()
+    assert plan.status is SolveStatus.OPTIMAL and violations(plan, p, cat) == []
+    # force the speculative share candidate and check the verifier accepts that plan too
+    idx = [i for i, c in enumerate(sess.ip.source) if c.partition and c.speculative and not c.violations]
+    assert idx
+    from dataclasses import replace as dc_replace
+
+    forced = dc_replace(sol, replicas=tuple(1 if i == idx[0] else 0 for i in range(len(sol.replicas))),
+                        provisioned=tuple(1 if s == sess.ip.candidates[idx[0]].system else 0
+                                          for s in range(len(sess.ip.systems))))
+    fplan = sess.plan(forced, 0.0, verify=False)
+    assert fplan.deployments[0].speculative and fplan.deployments[0].partition
+    assert violations(fplan, p, cat) == []

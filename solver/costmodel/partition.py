@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from solver.catalog import Catalog
 from solver.schemas import MigProfile
 from solver.costmodel.shape import ShapeTerms, usable_bytes
+from solver.costmodel.speculative import Speculation
 
 COLOCATE_MAX = 8
 """Most co-located replicas per GPU a problem may ask for (MIG stops at 7 instances)."""
@@ -236,3 +237,13 @@ def mig_gpus(cat: Catalog, accelerator: str, counts: Mapping[str, int]) -> tuple
         left = [n - k for n, k in zip(left, placed)]
         out.append({n: k for n, k in zip(names, placed) if k})
     return tuple(out)
+
+
+def partition_speculation(spec: Speculation, part: Partition, policy: str, util_fraction: float) -> Speculation:
+    """``spec`` with its draft on the same share as its target: a catalog draft's rates scaled
+    like the target's (:func:`partition_terms`; its weights and KV already come off the share's
+    memory through the target's budget). An MTP draft is a share of the target's own terms, so
+    it is unchanged."""
+    if spec.draft is None:
+        return spec
+    return replace(spec, draft=partition_terms(spec.draft, part, policy, util_fraction))
