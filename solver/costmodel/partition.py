@@ -1,11 +1,12 @@
 """One GPU shared by several replicas: NVIDIA MIG instances, or co-located replicas by memory
 fraction. Pure functions of a shape's terms; no solver code.
 
-A :class:`Partition` is the share of one GPU a replica runs on, and every GPU it is used on is
-split into ``per_gpu`` equal such shares (a GPU holds one kind of share: all instances of one
-MIG profile, or ``k`` co-located replicas). The planner counts these GPUs exactly: ``n``
-replicas on one kind of share need ``ceil(n / per_gpu)`` whole GPUs, and whole GPUs are what a
-fleet pays for.
+A :class:`Partition` is the share of one GPU a replica runs on. Co-located replicas fill GPUs
+of their own kind, ``per_gpu`` equal shares each: ``n`` of them need ``ceil(n / per_gpu)`` whole
+GPUs. MIG instances of different profiles may share a GPU in any valid layout (the profiles'
+memory-slice placements never overlap, compute slices add up to at most 7): :func:`mig_layouts`
+lists the maximal layouts over a set of profiles once, and :func:`mig_cover` the fewest GPUs
+holding a count of instances per profile. Whole GPUs are what a fleet pays for.
 
 - **MIG** (``kind="mig"``): a profile with ``m`` memory slices of 8 and ``c`` compute slices of
   7 gets ``m/8`` of the GPU's memory and of its memory bandwidth (its own memory controllers and
