@@ -125,6 +125,20 @@ def test_fewest_gpus_for_a_mix_of_profiles() -> None:
     assert len(mig_cover((0, 5), layouts)) == 3
 
 
+def test_large_demands_go_to_the_integer_program_with_the_same_optimum(cat) -> None:
+    """The memoised search and the integer program (used past 20,000 demand states) agree on
+    random demands over the H100's 28 layouts; a large demand is solved at once (7g.80gb alone
+    on its GPUs: 10 of them take 10 GPUs; 200 1g.10gb take ceil(200 / 7) = 29)."""
+    from solver.costmodel.partition import _cover_milp
+
+    layouts = mig_layouts(cat.accelerator("h100-sxm").mig_profiles)
+    rng = random.Random(7)
+    for _ in range(30):
+        d = tuple(rng.randint(0, 6) for _ in range(6))
+        assert len(mig_cover(d, layouts)) == (len(_cover_milp(d, layouts)) if any(d) else 0), d
+    assert len(mig_cover((200, 0, 0, 0, 0, 10), layouts)) == 29 + 10
+
+
 def test_mig_gpus_names_each_gpu_layout(cat) -> None:
     gpus = mig_gpus(cat, "h100-sxm", {"3g.40gb": 1, "2g.20gb": 2})
     assert gpus == ({"2g.20gb": 2, "3g.40gb": 1},)

@@ -26,9 +26,12 @@ Only single-GPU shapes (TP = PP = EP = 1) run on a share: a share cannot join a 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from solver.catalog import Catalog
 from solver.schemas import MigProfile
@@ -192,22 +195,48 @@ def mig_layouts(profiles: Sequence[MigProfile]) -> tuple[tuple[int, ...], ...]:
     return tuple(sorted(maximal, reverse=True))
 
 
+_DP_STATES = 20_000
+"""Demands with more states than this (product of count + 1 per profile) are covered by an
+integer program instead of the memoised search (same optimum, time independent of counts)."""
+
+
+def _cover_milp(need: tuple[int, ...], layouts: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """:func:`mig_cover` as an integer program (HiGHS through SciPy): minimise the GPUs
+    ``sum_l y_l`` with ``sum_l a_(l,i) y_l >= need_i``, ``y`` integer. Exact (zero gap)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    a = np.array(layouts, dtype=float).T  # profiles x layouts
+    res = milp(np.ones(len(layouts)), constraints=LinearConstraint(a, lb=np.array(need, dtype=float)),
+               integrality=np.ones(len(layouts)), bounds=Bounds(0, max(need)),
+               options={"mip_rel_gap": 0.0})
+    if res.x is None:
+        raise ValueError(f"no cover found for MIG demand {need}: {res.message}")
+    y = np.rint(res.x).astype(int)
+    return tuple(tuple(layouts[j]) for j in range(len(layouts)) for _ in range(y[j]))
+
+
 def mig_cover(demand: Sequence[int], layouts: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
     """Fewest GPUs holding ``demand[i]`` instances of each profile, as the layout of each GPU
     (an exact search over how many GPUs use each layout, memoised on the demand left; ties go
-    to the earliest layouts in ``layouts``' order). ``()`` when nothing is demanded. Raises
-    ``ValueError`` when a demanded profile appears in no layout."""
+    to the earliest layouts in ``layouts``' order; large demands go to :func:`_cover_milp`).
+    ``()`` when nothing is demanded. Raises ``ValueError`` when a demanded profile appears in
+    no layout."""
     need = tuple(max(0, int(n)) for n in demand)
     for i, n in enumerate(need):
         if n and not any(lay[i] for lay in layouts):
             raise ValueError(f"no MIG layout holds profile #{i}")
+    if math.prod(n + 1 for n in need) > _DP_STATES:
+        return _cover_milp(need, layouts)
+
+    holders = [sum(1 for lay in layouts if lay[i]) for i in range(len(need))]
 
     @functools.lru_cache(maxsize=None)
     def best(left: tuple[int, ...]) -> tuple[int, int]:
         """(GPUs, index of the first layout) for demand ``left``."""
         if not any(left):
             return 0, -1
-        first = next(i for i, n in enumerate(left) if n)  # some GPU must hold this profile
+        # some GPU must hold this profile: branch on the one the fewest layouts hold
+        first = min((i for i, n in enumerate(left) if n), key=lambda i: (holders[i], i))
         out = (1 << 30, -1)
         for j, lay in enumerate(layouts):
             if lay[first]:
