@@ -26,7 +26,7 @@ from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import (
     Fleet, LatencyTarget, ModelDemand, Problem, Slo, TokenLengths, Traffic, check_ids,
 )
-from solver.costmodel.partition import mig_layouts
+from solver.mig import mig_layouts
 from solver.session import Session, deployment, solve_problem
 from solver.sharing import attribute_mig_costs, gpus_by_system
 from solver.verify import verify_plan
@@ -170,7 +170,7 @@ def _capacity_shares(cat: Catalog, cands: Sequence[Candidate]) -> tuple[
         list[int], list[int], list[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]]]:
     """For :func:`~solver.optimize.cpsat.max_capacity`: each candidate's GPU share index (-1:
     whole GPUs), replicas per GPU of each share, and per system its MIG shares with their layouts
-    (:func:`~solver.costmodel.partition.mig_layouts`, from the catalog's profiles)."""
+    (:func:`~solver.mig.mig_layouts`, from the catalog's profiles)."""
     index: dict[tuple[str, str, str], int] = {}
     per_gpu: list[int] = []
     share = []

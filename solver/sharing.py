@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from solver.catalog import Catalog
-from solver.costmodel.partition import mig_gpus
+from solver.mig import mig_gpus
 from solver.plan import Deployment
 from solver.problem import Problem
 
@@ -59,7 +59,7 @@ def sharing_notes(problem: Problem, deployments: list[Deployment] | tuple[Deploy
 def gpus_by_system(cat: Catalog, deployments: list[Deployment] | tuple[Deployment, ...]) -> dict[tuple[str, str], int]:
     """Whole GPUs per (accelerator, system) the deployments fill: whole-GPU replicas x their
     GPUs; co-located replicas ``ceil(n / k)`` per share kind, all models together; MIG replicas
-    the fewest GPUs whose layouts hold them (:func:`~solver.costmodel.partition.mig_gpus`)."""
+    the fewest GPUs whose layouts hold them (:func:`~solver.mig.mig_gpus`)."""
     out: dict[tuple[str, str], int] = defaultdict(int)
     kinds: dict[tuple[str, str, str], list[int]] = {}
     mig: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))

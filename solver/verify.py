@@ -29,8 +29,9 @@ import numpy as np
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, shape_terms
 from solver.costmodel.partition import (
-    Partition, mig_gpus, partition_speculation, partition_terms, resolve_partition,
+    Partition, partition_speculation, partition_terms, resolve_partition,
 )
+from solver.mig import mig_gpus
 from solver.costmodel.speculative import speculation
 from solver.lora import demand_terms
 from solver.plan import Deployment, Plan

@@ -12,7 +12,8 @@ import pytest
 from solver.candidates import Candidate, ModelTable
 from solver.catalog import load_catalog
 from solver.costmodel import Shape, shape_terms
-from solver.costmodel.partition import _fits, mig_cover, mig_gpus, mig_layouts, mig_partition, partition_terms
+from solver.costmodel.partition import mig_partition, partition_terms
+from solver.mig import _fits, mig_cover, mig_gpus, mig_layouts
 from solver.optimize.brute import brute_force, provisioned
 from solver.optimize.cpsat import FleetModel, max_capacity
 from solver.optimize.encode import encode
@@ -129,7 +130,7 @@ def test_large_demands_go_to_the_integer_program_with_the_same_optimum(cat) -> N
     """The memoised search and the integer program (used past 20,000 demand states) agree on
     random demands over the H100's 28 layouts; a large demand is solved at once (7g.80gb alone
     on its GPUs: 10 of them take 10 GPUs; 200 1g.10gb take ceil(200 / 7) = 29)."""
-    from solver.costmodel.partition import _cover_milp
+    from solver.mig import _cover_milp
 
     layouts = mig_layouts(cat.accelerator("h100-sxm").mig_profiles)
     rng = random.Random(7)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from solver import chains, scaling
 from solver.candidates import Candidate, ModelTable
-from solver.costmodel.partition import mig_cover, mig_layouts
+from solver.mig import mig_cover, mig_layouts
 from solver.families import Family
 from solver.problem import MAX_MS, Application, Fleet
 from solver.schemas import MigProfile
@@ -56,7 +56,7 @@ class IntGpuShare:
 class IntMigPool:
     """The MIG shares of one system, packed together: a GPU holds any one of ``layouts``
     (instance counts per share of ``shares``, same order; the maximal valid MIG layouts,
-    :func:`solver.costmodel.partition.mig_layouts`), so replicas of different profiles, of one
+    :func:`solver.mig.mig_layouts`), so replicas of different profiles, of one
     model or several, may share a GPU. ``n_j`` replicas on share ``shares[j]`` take the fewest
     GPUs whose layouts hold them all."""
 
@@ -255,7 +255,7 @@ def _chains(tables: Sequence[ModelTable], applications: Sequence[Application]) -
 def share_gpus(ip: IntProblem, replicas_on_share: Sequence[int]) -> dict[int, int]:
     """Whole GPUs per system index that ``replicas_on_share[h]`` replicas on each GPU share h
     fill: ``ceil(n / per_gpu)`` per co-located share kind, and per MIG pool the fewest GPUs
-    whose layouts hold every profile's replicas (:func:`~solver.costmodel.partition.mig_cover`)."""
+    whose layouts hold every profile's replicas (:func:`~solver.mig.mig_cover`)."""
     used: dict[int, int] = {}
     for h, (share, n) in enumerate(zip(ip.gpu_shares, replicas_on_share)):
         if n and h not in ip.pooled:
