@@ -211,11 +211,11 @@ def capacity(
         return CapacityAnswer(SolveStatus.INFEASIBLE, d.name, str(gpu), gpus, 0, 0.0, 0.0, 0.0, 0.0, (),
                               time.perf_counter() - t0,
                               (f"no configuration of {d.model} on {gpu} meets every target", *why))
-    caps = [scaling.capacity_mrps(c.capacity_rps) for c in usable]
+    caps = [scaling.capacity_mrps(c.capacity_rps_per_replica) for c in usable]
     from solver.optimize.cpsat import max_capacity  # OR-Tools only where this question is asked
 
     share, per_gpu, pools = _capacity_shares(cat, usable)
-    status, reps = max_capacity([c.gpus for c in usable], caps, gpus,
+    status, reps = max_capacity([c.gpus_per_replica for c in usable], caps, gpus,
                                 problem.fleet.max_configs_per_model, time_limit_s, workers, share, per_gpu, pools)
     if not status.has_plan:
         return CapacityAnswer(status, d.name, str(gpu), gpus, 0, 0.0, 0.0, 0.0, 0.0, (),
@@ -235,8 +235,9 @@ def capacity(
         checked.append(dep)
         deps.append({**{k: dep.to_dict()[k] for k in (
             "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
-            "replicas", "gpus", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "cost_usd_per_hour")},
-            "capacity_rps": per_replica * r, **({"partition": dep.partition} if dep.partition else {})})
+            "replicas", "total_gpus", "gpus_per_replica", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms",
+            "cost_usd_per_hour")}, "total_capacity_rps": per_replica * r,
+            **({"partition": dep.partition} if dep.partition else {})})
     checked = attribute_mig_costs(cat, checked)
     for x, dep in zip(deps, checked):
         x["cost_usd_per_hour"] = dep.cost_usd_per_hour

@@ -82,7 +82,7 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
         secs = lead_time(cat, dep, gb_s)[0]
         label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
         pools.append(Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica,
-                          dep.capacity_rps / dep.replicas, lead_hours(secs)))
+                          dep.capacity_rps_per_replica, lead_hours(secs)))
     tiers: list[Tier] = []
     fleet = problem.fleet
     for acc in sorted({p.accelerator for p in pools}):

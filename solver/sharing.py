@@ -70,7 +70,7 @@ def gpus_by_system(cat: Catalog, deployments: list[Deployment] | tuple[Deploymen
         elif x.partition:
             kinds.setdefault((*key, x.partition), [0, x.replicas_per_gpu])[0] += x.replicas
         else:
-            out[key] += x.gpus
+            out[key] += x.total_gpus
     for (a, s, _), (n, k) in kinds.items():
         out[(a, s)] += -(-n // k)
     for key, counts in mig.items():

@@ -162,9 +162,9 @@ def _cand(model: str, gpu: str, cap: float, share: str = "") -> Candidate:
     k = _PER_GPU[share.removeprefix("mig ")] if share.startswith("mig ") else (
         int(share.split("/")[1]) if share else 1)
     return Candidate(
-        model=model, model_id="llama-3.1-8b", accelerator=gpu, system=system, quant="fp8", kv_dtype="fp8",
-        tp=1, pp=1, ep=1, max_batch=8, gpus=1, gpus_per_node=per_node, usd_per_gpu_hour=price,
-        price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0, capacity_rps=cap, ttft_p99_ms=100.0,
+        model=model, shape=Shape("llama-3.1-8b", gpu, system, "fp8", "fp8", 1), max_batch=8,
+        gpus_per_replica=1, gpus_per_node=per_node, usd_per_gpu_hour=price,
+        price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0, capacity_rps_per_replica=cap, ttft_p99_ms=100.0,
         ttft_min_ms=50.0, tpot_p99_ms=40.0, e2e_p99_ms=1000.0, e2e_min_ms=900.0, service_s=1.0,
         max_concurrency=64, partition=share, per_gpu=k)
 

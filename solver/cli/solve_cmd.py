@@ -355,7 +355,7 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
             shared = ["partition"] if any("partition" in d for d in ans.deployments) else []
             click.echo(table([{"partition": "whole", **d} for d in ans.deployments],
                              ["quant", "kv_dtype", "tp", "pp", "ep", "max_batch", *shared, "replicas",
-                              "gpus", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
+                              "total_gpus", "total_capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")
         for line in causes(problem, cat):
