@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from solver import guardrails, scaling
-from solver.candidates import TableCache, build_tables
+from solver.candidates import Candidate, TableCache, build_tables
 from solver.catalog import Catalog
 from solver.errors import InputError
 from solver.explain import Binding, bindings
@@ -26,7 +26,9 @@ from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import (
     Fleet, LatencyTarget, ModelDemand, Problem, Slo, TokenLengths, Traffic, check_ids,
 )
+from solver.mig import mig_layouts
 from solver.session import Session, deployment, solve_problem
+from solver.sharing import attribute_mig_costs, gpus_by_system
 from solver.verify import verify_plan
 
 
@@ -151,10 +153,8 @@ def _verify_capacity(
     inventory = {deps[0].accelerator: gpus} if deps else None
     as_problem = problem.model_copy(update={
         "models": [served], "fleet": problem.fleet.model_copy(update={"inventory": inventory})})
-    systems = {}
-    for dep in deps:
-        s = systems.setdefault((dep.accelerator, dep.system), [0, dep.usd_per_gpu_hour])
-        s[0] += dep.total_gpus
+    price = {(dep.accelerator, dep.system): dep.usd_per_gpu_hour for dep in deps}
+    systems = {key: (n, price[key]) for key, n in gpus_by_system(cat, deps).items()}
     uses = tuple(
         SystemUse(accelerator=a, system=sid, gpus_used=n, gpus_provisioned=n,
                   nodes=-(-n // cat.system(sid).gpus_per_node), cost_usd_per_hour=n * usd,
@@ -164,6 +164,32 @@ def _verify_capacity(
                 cost_usd_per_hour=sum(u.cost_usd_per_hour for u in uses), bound_usd_per_hour=None,
                 gap=None, solve_seconds=0.0, deployments=tuple(deps), systems=uses)
     verify_plan(plan, as_problem, cat)
+
+
+def _capacity_shares(cat: Catalog, cands: Sequence[Candidate]) -> tuple[
+        list[int], list[int], list[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]]]:
+    """For :func:`~solver.optimize.cpsat.max_capacity`: each candidate's GPU share index (-1:
+    whole GPUs), replicas per GPU of each share, and per system its MIG shares with their layouts
+    (:func:`~solver.mig.mig_layouts`, from the catalog's profiles)."""
+    index: dict[tuple[str, str, str], int] = {}
+    per_gpu: list[int] = []
+    share = []
+    for c in cands:
+        if c.partition:
+            key = (c.accelerator, c.system, c.partition)
+            if key not in index:
+                index[key] = len(per_gpu)
+                per_gpu.append(c.per_gpu)
+            share.append(index[key])
+        else:
+            share.append(-1)
+    pools = []
+    for acc, system in sorted({k[:2] for k in index if k[2].startswith("mig ")}):
+        hs = [(h, k[2].removeprefix("mig ")) for k, h in sorted(index.items(), key=lambda kv: kv[1])
+              if k[:2] == (acc, system) and k[2].startswith("mig ")]
+        known = {p.name: p for p in cat.accelerator(acc).mig_profiles}
+        pools.append((tuple(h for h, _ in hs), mig_layouts([known[n] for _, n in hs])))
+    return share, per_gpu, pools
 
 
 def capacity(
@@ -177,8 +203,8 @@ def capacity(
     (gpu,) = d.allowed_accelerators or [None]
     tables = build_tables(problem, cat, cache=cache)
     t = tables[0]
-    # whole GPUs only: a GPU share (gpu_sharing) is not a whole number of GPUs per replica
-    usable = [c for c in t.candidates if not c.violations and not c.partition]
+    # GPU shares (gpu_sharing) count the whole GPUs they fill, as in the fleet model
+    usable = [c for c in t.candidates if not c.violations]
     osl = d.traffic.output_tokens.mean()
     if not usable:
         why = [f"{k} target: best {t.best[k].label()}" for k in t.best] if t.best else []
@@ -188,15 +214,15 @@ def capacity(
     caps = [scaling.capacity_mrps(c.capacity_rps_per_replica) for c in usable]
     from solver.optimize.cpsat import max_capacity  # OR-Tools only where this question is asked
 
+    share, per_gpu, pools = _capacity_shares(cat, usable)
     status, reps = max_capacity([c.gpus_per_replica for c in usable], caps, gpus,
-                                problem.fleet.max_configs_per_model, time_limit_s, workers)
+                                problem.fleet.max_configs_per_model, time_limit_s, workers, share, per_gpu, pools)
     if not status.has_plan:
         return CapacityAnswer(status, d.name, str(gpu), gpus, 0, 0.0, 0.0, 0.0, 0.0, (),
                               time.perf_counter() - t0,
                               (f"no configuration of {d.model} fits in {gpus} {gpu} GPUs",))
     deps = []
     rps_mrps = 0
-    used = 0
     checked: list[Deployment] = []
     for c, cap_int, r in zip(usable, caps, reps):
         if r == 0:
@@ -206,12 +232,16 @@ def capacity(
         per_replica = scaling.mrps_to_rps(cap_int)
         dep = deployment(c, d, r, per_replica * r)
         rps_mrps += cap_int * r
-        used += dep.total_gpus
         checked.append(dep)
         deps.append({**{k: dep.to_dict()[k] for k in (
             "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch",
             "replicas", "total_gpus", "gpus_per_replica", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms",
-            "cost_usd_per_hour", "serving_mode", "pools")}, "total_capacity_rps": per_replica * r})
+            "cost_usd_per_hour", "serving_mode", "pools")}, "total_capacity_rps": per_replica * r,
+            **({"partition": dep.partition} if dep.partition else {})})
+    checked = attribute_mig_costs(cat, checked)
+    for x, dep in zip(deps, checked):
+        x["cost_usd_per_hour"] = dep.cost_usd_per_hour
+    used = sum(gpus_by_system(cat, checked).values())
     rps = scaling.mrps_to_rps(rps_mrps)
     _verify_capacity(problem, cat, d, checked, rps, gpus)
     return CapacityAnswer(

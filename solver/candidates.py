@@ -69,7 +69,9 @@ from solver.costmodel import (
     Shape, ShapeTerms, check_shape, kv_gib_per_gpu, shape_terms,
 )
 from solver.families import CANDIDATE_FAMILIES, Family
-from solver.costmodel.partition import Partition, mig_partition, partition_terms, shared_partition
+from solver.costmodel.partition import (
+    Partition, mig_partition, partition_speculation, partition_terms, shared_partition,
+)
 from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
 from solver.disagg import (
     MIXED_PREFILL_ACCELERATORS, PrefillTerms, RoleTerms, Unit, cheapest_prefill, mixed_units_for, prompt_cost,
@@ -518,6 +520,9 @@ class TableCache:
         sp: Speculation | str | None = None
         if spec is not None and not isinstance(terms, str):
             sp = speculation(cat, shape, spec.draft, spec.acceptance_rate, spec.draft_tokens, engine)
+            if partition is not None and not isinstance(sp, str):  # the draft runs on the same share
+                eng = cat.engine(terms.engine)
+                sp = partition_speculation(sp, partition, eng.kv_memory_policy, eng.kv_memory_fraction)
         value = ShapeEval(sp) if isinstance(sp, str) else _shape_eval(d, shape, terms, sp)
         self._data[k] = value
         return value
@@ -723,18 +728,20 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
                 ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
                 tuple(ev.speculation.describe().items()) if ev.speculation else ()))
         for part in partitions_for(cat, d, shape.accelerator) if shape.gpus == 1 else ():
-            ev = cache.evaluate(cat, d, shape, engine, key=lkey, partition=part)
-            what = f"{base} {part.label}"
-            if ev.reason:
-                rejected.append(Rejected(d.name, what, ev.reason))
-                continue
-            assert ev.view is not None and ev.kv_gib is not None
-            view = widened(ev, shape)
-            f = set(flags) | (set() if ev.fits else {Family.MEMORY})
-            pending.append(_ShapeRows(
-                shape, what, frozenset(f), per_node, price, tdp_w,
-                cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
-                ev.weights_gib, ev.kv_gib, ev.stated_error_pct, (), part))
+            for spec in specs:  # speculative decoding on a share: the draft shares it too
+                ev = cache.evaluate(cat, d, shape, engine, key=lkey, spec=spec, partition=part)
+                what = f"{base} {part.label}" + (f" speculative ({spec.draft})" if spec is not None else "")
+                if ev.reason:
+                    rejected.append(Rejected(d.name, what, ev.reason))
+                    continue
+                assert ev.view is not None and ev.kv_gib is not None
+                view = widened(ev, shape)
+                f = set(flags) | (set() if ev.fits else {Family.MEMORY})
+                pending.append(_ShapeRows(
+                    shape, what, frozenset(f), per_node, price, tdp_w,
+                    cat.quantization(shape.quant).quality_loss.points, ev.limit, view,
+                    ev.weights_gib, ev.kv_gib, ev.stated_error_pct,
+                    tuple(ev.speculation.describe().items()) if ev.speculation else (), part))
     by_latency = d.application_rps > 0  # a stage of an application: its latency counts too
     rows, dropped, best = _rows(d, pending, rejected, prune, by_latency)  # pruned across shapes too
     if units:  # disaggregated units (solver.disagg), pruned against the (pruned) replicas

@@ -601,13 +601,19 @@ def query_problem(
     headroom: float = 0.0, prefix_hit_rate: float = 0.0, shared_prefix_tokens: int = 0,
     pricing: str = "on-demand",
     max_configs: int = 2, max_quality_loss_points: float | None = None, cat: Catalog | None = None,
-    min_replicas: int = 1,
+    min_replicas: int = 1, mig: list[str] | None = None, colocate: list[int] | None = None,
 ) -> Problem:
     """The one-model problem behind ``query`` and ``capacity``: ``isl``/``osl`` are the
     (p50, p90, p99) token lengths, targets are p99. Validated like a problem file (every error
     one line naming the flag's field); ids checked against ``cat`` when given. ``min_replicas``
     defaults to 1 here (unlike problem files): these commands size hardware for a rate, and
-    ``query`` must find servable the fleet ``capacity`` promises."""
+    ``query`` must find servable the fleet ``capacity`` promises. ``mig``/``colocate``: GPU
+    sharing (:class:`GpuSharing`) from ``--mig``/``--colocate``; each MIG profile applies to
+    the allowed accelerators (all, without ``gpus``) that have it."""
+    sharing: dict = {}
+    if mig or colocate:
+        sharing = {"gpu_sharing": {**({"colocate": list(colocate)} if colocate else {}),
+                                   **({"mig": flag_mig(cat or load_catalog(), mig, gpus)} if mig else {})}}
     data = {
         "name": f"query-{model}",
         "models": [{
@@ -625,6 +631,7 @@ def query_problem(
             **({"allowed_quantizations": quants} if quants else {}),
             **({"allowed_kv_dtypes": kv_dtypes} if kv_dtypes else {}),
             **({"max_quality_loss_points": max_quality_loss_points} if max_quality_loss_points is not None else {}),
+            **sharing,
         }],
         "fleet": {"pricing": pricing, "max_configs_per_model": max_configs},
     }
@@ -637,6 +644,29 @@ def query_problem(
     return problem
 
 
+def flag_mig(cat: Catalog, profiles: list[str], gpus: list[str] | None) -> dict[str, list[str]]:
+    """``gpu_sharing.mig`` from ``--mig`` profiles: per allowed accelerator (every catalog one
+    without ``--gpu``), the named profiles it has. A profile none of them has is one ``--mig:``
+    line (an unknown ``--gpu`` is left to its own check)."""
+    accs = [g for g in (gpus or sorted(cat.accelerators)) if g in cat.accelerators]
+    have = {g: [p.name for p in cat.accelerator(g).mig_profiles] for g in accs}
+    out: dict[str, list[str]] = {}
+    errors = []
+    for name in dict.fromkeys(profiles):
+        where = [g for g in accs if name in have[g]]
+        if not where and len(accs) == 1:
+            g = accs[0]
+            errors.append(f"--mig: {g} has no MIG profile {name!r}; its profiles: {', '.join(have[g])}" if have[g]
+                          else f"--mig: {g} ({cat.accelerator(g).vendor}) has no MIG profiles in the catalog")
+        elif not where:
+            errors.append(f"--mig: no {'allowed' if gpus else 'catalog'} accelerator has MIG profile {name!r}")
+        for g in where:
+            out.setdefault(g, []).append(name)
+    if errors:
+        raise InputError(errors)
+    return out
+
+
 _FLAGS = (("traffic.peak_rps", "--rps"), ("traffic.input_tokens", "--isl/--isl-p90/--isl-p99"),
           ("traffic.output_tokens", "--osl/--osl-p90/--osl-p99"),
           ("traffic.prefix_cache_hit_rate", "--prefix-hit-rate"),
@@ -644,7 +674,8 @@ _FLAGS = (("traffic.peak_rps", "--rps"), ("traffic.input_tokens", "--isl/--isl-p
           ("slo.ttft", "--ttft-p99-ms"), ("slo.tpot", "--tpot-p99-ms"), ("slo.e2e", "--e2e-p99-ms"),
           ("slo", "targets"), ("allowed_accelerators", "--gpu"), ("allowed_quantizations", "--quant"),
           ("allowed_kv_dtypes", "--kv-dtype"), ("max_quality_loss_points", "--max-quality-loss"),
-          ("headroom", "--headroom"), ("model", "--model"), ("name", "--model"))
+          ("headroom", "--headroom"), ("model", "--model"), ("name", "--model"),
+          ("gpu_sharing.colocate", "--colocate"), ("gpu_sharing.mig", "--mig"), ("gpu_sharing", "--mig/--colocate"))
 
 
 def _flag_line(line: str) -> str:

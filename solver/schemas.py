@@ -62,7 +62,20 @@ class MigProfile(BaseModel):
     """Compute slices of 7 (the guide's "fraction of SMs" x 7)."""
     max_count: Annotated[int, Field(ge=1, le=7)]
     """Instances of this profile one GPU holds ("number of instances available")."""
+    placements: list[Annotated[int, Field(ge=0, le=7)]] = []
+    """Memory slices (0..7) an instance of this profile may start at; it occupies
+    ``memory_slices`` from there, and instances on one GPU never overlap (NVML's GPU instance
+    placements). Empty: not documented, so the profile shares a GPU only with itself
+    (``max_count`` instances)."""
     source: str = Field(min_length=4)
+
+    @model_validator(mode="after")
+    def _placements_fit(self) -> "MigProfile":
+        if any(s + self.memory_slices > 8 for s in self.placements):
+            raise ValueError(f"placements: an instance of {self.name} starting there runs past memory slice 8")
+        if len(set(self.placements)) != len(self.placements):
+            raise ValueError("placements: a start is listed twice")
+        return self
 
 
 class Accelerator(Entry):

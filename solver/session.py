@@ -19,13 +19,13 @@ from solver.candidates import Candidate, ModelTable, TableCache, build_tables
 from solver.catalog import Catalog
 from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
-from solver.optimize.encode import IntProblem, encode
+from solver.optimize.encode import IntProblem, encode, share_gpus
 from solver.optimize.decompose import as_fleet_plan, decompose, with_bound
 from solver.optimize.single import solve_single
 from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution
 from solver.disagg import unit_latencies
 from solver.modes import disaggregation_notes, speculation_notes
-from solver.sharing import sharing_notes
+from solver.sharing import attribute_mig_costs, sharing_notes
 from solver.plan import Deployment, Plan, SolveStatus, SystemUse
 from solver.problem import ModelDemand, Problem
 from solver.slo import latencies
@@ -106,7 +106,9 @@ class Session:
     def prepare(cls, problem: Problem, cat: Catalog, prune: bool = True,
                 cache: TableCache | None = None) -> "Session":
         tables = build_tables(problem, cat, prune=prune, cache=cache)
-        ip = encode(tables, problem.fleet, problem.applications)
+        accs = {c.accelerator for t in tables for c in t.candidates if c.partition.startswith("mig ")}
+        ip = encode(tables, problem.fleet, problem.applications,
+                    {a: cat.accelerator(a).mig_profiles for a in sorted(accs)})
         return cls(problem, cat, tables, ip, None, {t.name: m for m, t in enumerate(tables)})
 
     # -- solving -----------------------------------------------------------------------------
@@ -186,6 +188,8 @@ class Session:
             for c, r in chosen:
                 deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps_per_replica * r / total_cap,
                                        t.demand.engine or self.cat.default_engine))
+        if self.ip.mig_pools:
+            deps = attribute_mig_costs(self.cat, deps)
         used = self.used_gpus(sol)
         systems = []
         for s, row in enumerate(self.ip.systems):
@@ -209,7 +213,7 @@ class Session:
             candidates=self.candidate_counts(), pruned={t.name: t.pruned for t in self.tables},
             termination=sol.termination,
             unit_costs=plan_unit_costs(self.problem, deps, sum(s.cost_usd_per_hour for s in systems)),
-            notes=(speculation_notes(self.problem, deps) + sharing_notes(self.problem, deps)
+            notes=(speculation_notes(self.problem, deps) + sharing_notes(self.problem, deps, self.cat)
                    + disaggregation_notes(deps)),
             applications=_application_paths(self.problem, deps),
         )
@@ -281,7 +285,7 @@ class Session:
         """GPUs running replicas per system index: whole-GPU replicas x their GPUs, plus per GPU
         share the whole GPUs its replicas (of any model) fill, rounded up."""
         used: dict[int, int] = defaultdict(int)
-        shares: dict[int, int] = defaultdict(int)
+        shares = [0] * len(self.ip.gpu_shares)
         for i, r in enumerate(sol.replicas):
             c = self.ip.candidates[i]
             if c.gpu_share >= 0:
@@ -290,9 +294,8 @@ class Session:
                 used[c.system] += r * c.gpus
             for s, g in c.also:  # a mixed unit's GPUs on another node shape
                 used[s] += r * g
-        for h, n in shares.items():
-            share = self.ip.gpu_shares[h]
-            used[share.system] += -(-n // share.per_gpu)
+        for s, n in share_gpus(self.ip, shares).items():
+            used[s] += n
         return used
 
     def idle_gpus(self, sol: IntSolution) -> int:

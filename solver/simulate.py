@@ -47,7 +47,7 @@ import numpy as np
 from solver.catalog import Catalog
 from solver.costmodel import Shape, ShapeTerms, decode_step, kv_budget_bytes_gpu, kv_bytes_per_seq_gpu, shape_terms
 from solver.costmodel.compute import attention_pair_layers
-from solver.costmodel.partition import partition_terms, resolve_partition
+from solver.costmodel.partition import partition_speculation, partition_terms, resolve_partition
 from solver.costmodel.speculative import (
     Speculation, _draft_step_ms, draft_kv_bytes_per_seq_gpu, draft_weight_bytes_gpu, speculation, verify_step_ms,
 )
@@ -333,6 +333,8 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
                                      "(its LoRA adapters are sized for that model)")
                 terms = demand_terms(cat, demand, terms)
             spec = _plan_speculation(cat, shape, d.get("speculative"), plan_engine(d))
+            if spec is not None and part is not None:  # the draft runs on the same share
+                spec = partition_speculation(spec, share, eng.kv_memory_policy, eng.kv_memory_fraction)
         except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
             detail = exc.detail if isinstance(exc, InputError) else str(exc)
             raise InputError(f"PLAN: deployments[{k}]: {detail}") from None

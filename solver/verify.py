@@ -28,7 +28,10 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.costmodel import Shape, check_shape, shape_terms
-from solver.costmodel.partition import Partition, partition_terms, resolve_partition
+from solver.costmodel.partition import (
+    Partition, partition_speculation, partition_terms, resolve_partition,
+)
+from solver.mig import mig_gpus
 from solver.costmodel.speculative import speculation
 from solver.lora import demand_terms
 from solver.plan import Deployment, Plan
@@ -214,6 +217,9 @@ def _prepare(ctx: _Ctx) -> None:
             if isinstance(spec, str):
                 ctx.found.append(Violation("shape", dep.model, f"{where}: speculative draft: {spec}"))
                 continue
+            if x.part is not None:  # the draft runs on the replica's share too
+                eng = ctx.cat.engine(terms.engine)
+                spec = partition_speculation(spec, x.part, eng.kv_memory_policy, eng.kv_memory_fraction)
         x.limit = memory_limit(terms, d, spec)
         view = widen(tail_adjust(slo_view(terms, np.array([dep.max_batch]), d, spec), ctx.cat, d, dep.accelerator,
                                  dep.quant, terms.engine), planning_multiplier(
@@ -438,13 +444,18 @@ def check_configs(ctx: _Ctx) -> list[Violation]:
 
 def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
     """Per (accelerator, system): GPUs per replica -> number of replicas. Replicas on a GPU
-    share count as the whole GPUs they fill: per (accelerator, system, share), all models'
-    replicas together, ``ceil(n / per_gpu)`` one-GPU units."""
+    share count as the whole GPUs they fill: per (accelerator, system, co-located share), all
+    models' replicas together, ``ceil(n / per_gpu)`` one-GPU units; per (accelerator, system),
+    all MIG replicas together, the fewest GPUs whose valid layouts hold them (recounted from the
+    catalog's profiles, not from the plan)."""
     used: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     shares: dict[tuple[str, str, str], int] = defaultdict(int)
     per_gpu: dict[tuple[str, str, str], int] = {}
+    mig: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for x in ctx.deps:
-        if x.part is not None:
+        if x.part is not None and x.part.kind == "mig":
+            mig[(x.dep.accelerator, x.dep.system)][x.part.name] += x.dep.replicas
+        elif x.part is not None:
             key = (x.dep.accelerator, x.dep.system, x.part.label)
             shares[key] += x.dep.replicas
             per_gpu[key] = x.part.per_gpu
@@ -453,6 +464,8 @@ def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
                 used[(acc, sid)][part] += x.dep.replicas
     for key, n in sorted(shares.items()):
         used[key[:2]][1] += -(-n // per_gpu[key])
+    for key, counts in sorted(mig.items()):
+        used[key][1] += len(mig_gpus(ctx.cat, key[0], counts))
     return used
 
 
@@ -583,12 +596,22 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
     fleet = ctx.problem.fleet
     out = []
     cost_deploy = 0.0
+    # MIG profiles mixed on GPUs: replicas x 1/k of a GPU each is scaled down to the GPUs the
+    # layouts fill (recounted here from the catalog's profiles)
+    mig_n: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    mig_share: dict[tuple[str, str], float] = defaultdict(float)
+    for x in ctx.deps:
+        if x.part is not None and x.part.kind == "mig":
+            mig_n[(x.dep.accelerator, x.dep.system)][x.part.name] += x.dep.replicas
+            mig_share[(x.dep.accelerator, x.dep.system)] += x.dep.replicas / x.part.per_gpu
+    scale = {k: min(1.0, len(mig_gpus(ctx.cat, k[0], n)) / mig_share[k]) for k, n in mig_n.items()}
     for x in ctx.deps:
         dep = x.dep
         price = ctx.cat.prices_for(dep.accelerator, fleet.pricing, fleet.provider)
+        f = scale.get((dep.accelerator, dep.system), 1.0) if x.part is not None and x.part.kind == "mig" else 1.0
         if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
             out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
-        elif abs(dep.cost_usd_per_hour - _deployment_cost(ctx, x, price[0].usd_per_gpu_hour)) > 1e-6 * max(
+        elif abs(dep.cost_usd_per_hour - _deployment_cost(ctx, x, price[0].usd_per_gpu_hour) * f) > 1e-6 * max(
                 1.0, dep.cost_usd_per_hour):
             out.append(_v("accounting", dep.model, f"{x.where}: cost {dep.cost_usd_per_hour} != GPUs x price"))
         cost_deploy += dep.cost_usd_per_hour

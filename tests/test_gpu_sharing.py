@@ -157,7 +157,12 @@ def test_brute_force_agrees_with_cp_sat_on_shared_gpus(cat) -> None:
     sharing = {"mig": {"h100-sxm": ["1g.20gb", "3g.40gb"]}, "colocate": [2]}
     p = _problem([_model("a", "llama-3.1-8b", 0.5, sharing), _model("b", "qwen2.5-7b", 1.5, sharing)],
                  power_kw=2.0)
-    ip = encode(build_tables(p, cat), p.fleet)
+    tables = build_tables(p, cat)
+    # MIG profiles mixed on one GPU (layouts from the catalog) and one profile per GPU
+    for ip in (encode(tables, p.fleet, mig_profiles={"h100-sxm": cat.accelerator("h100-sxm").mig_profiles}),
+               encode(tables, p.fleet)):
+        sol = FleetModel(ip).solve()
+        assert sol.status is SolveStatus.OPTIMAL and sol.cost_cents == brute_force(ip).cost_cents
     assert ip.gpu_shares, "expected candidates on GPU shares"
     sol = FleetModel(ip).solve()
     ref = brute_force(ip)

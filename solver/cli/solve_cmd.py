@@ -230,6 +230,13 @@ def _targets(f):  # type: ignore[no-untyped-def]
         click.option("--shared-prefix-tokens", type=click.IntRange(0, MAX_TOKENS), default=0, show_default=True,
                      help="Cached shared prefix (e.g. a 2000-token system prompt) whose KV each replica "
                           "holds once, taken off the memory for sequences."),
+        click.option("--mig", "mig", multiple=True, metavar="PROFILE",
+                     help="Allow replicas on this NVIDIA MIG profile (repeatable, e.g. --mig 3g.40gb --mig "
+                          "2g.20gb; profiles may mix on one GPU where NVIDIA's placements allow; each "
+                          "accelerator's profiles: mig_profiles in catalogs/accelerators.yaml)."),
+        # 2..8: solver.costmodel.partition.COLOCATE_MAX (not imported here: --help stays light)
+        click.option("--colocate", "colocate", multiple=True, type=click.IntRange(2, 8), metavar="K",
+                     help="Allow K replicas time-sliced on one GPU, 1/K of its memory each (repeatable)."),
         click.option("--max-quality-loss", "max_loss", type=FiniteFloat(0.0, 100.0), default=None,
                      help="Largest published quality loss of a format, accuracy points (default: formats "
                           "losing more than 1 point only when named with --quant)."),
@@ -290,7 +297,8 @@ def _flag_problem(o: dict, rps: float, gpus: list[str] | None, headroom: float, 
         gpus=gpus, quants=list(o["quants"]) or None, kv_dtypes=list(o["kv_dtypes"]) or None,
         headroom=headroom, prefix_hit_rate=o["prefix_hit_rate"],
         shared_prefix_tokens=o["shared_prefix_tokens"], pricing=o["pricing"],
-        max_configs=max_configs, max_quality_loss_points=o["max_loss"], cat=cat)
+        max_configs=max_configs, max_quality_loss_points=o["max_loss"], cat=cat,
+        mig=list(o["mig"]) or None, colocate=list(o["colocate"]) or None)
     problem = _with_serving_mode(problem, str(o["serving_mode"]))
     return cat, _with_engine(cat, problem, o["engine"], tuple(gpus or ()))
 
@@ -352,6 +360,8 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
     \b
       fleetplan capacity --model llama-3.1-8b --gpu h100-sxm --gpus 8 --isl 3000 --osl 200 \\
           --ttft-p99-ms 300
+      fleetplan capacity --model qwen2.5-7b --gpu h100-sxm --gpus 1 --isl 300 --osl 100 \\
+          --ttft-p99-ms 2000 --mig 3g.40gb --mig 2g.20gb
     """
     model = flags["model"]
     cat, problem = _flag_problem(flags, 1.0, [gpu], 0.0, max_configs)
@@ -371,8 +381,9 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
                        f"({fmt(ans.output_tokens_per_s_per_gpu)} per GPU), {ans.gpus_used} GPUs used, "
                        f"${ans.cost_usd_per_hour:,.2f}/h")
             units = any(x.get("serving_mode") == "disaggregated" for x in ans.deployments)
-            click.echo(table(list(ans.deployments), ["serving_mode"] * units + [
-                "quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch", "replicas",
+            shared = ["partition"] if any("partition" in d for d in ans.deployments) else []
+            click.echo(table([{"partition": "whole", **d} for d in ans.deployments], ["serving_mode"] * units + [
+                "quant", "kv_dtype", "tp", "pp", "ep", "moe_tp", "max_batch", *shared, "replicas",
                 "total_gpus", "total_capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")

@@ -1,11 +1,11 @@
 """One GPU shared by several replicas: NVIDIA MIG instances, or co-located replicas by memory
 fraction. Pure functions of a shape's terms; no solver code.
 
-A :class:`Partition` is the share of one GPU a replica runs on, and every GPU it is used on is
-split into ``per_gpu`` equal such shares (a GPU holds one kind of share: all instances of one
-MIG profile, or ``k`` co-located replicas). The planner counts these GPUs exactly: ``n``
-replicas on one kind of share need ``ceil(n / per_gpu)`` whole GPUs, and whole GPUs are what a
-fleet pays for.
+A :class:`Partition` is the share of one GPU a replica runs on. Co-located replicas fill GPUs
+of their own kind, ``per_gpu`` equal shares each: ``n`` of them need ``ceil(n / per_gpu)`` whole
+GPUs. MIG instances of different profiles may share a GPU in any valid layout
+(:mod:`solver.mig`: which layouts are valid, and the fewest GPUs holding a count of instances
+per profile). Whole GPUs are what a fleet pays for.
 
 - **MIG** (``kind="mig"``): a profile with ``m`` memory slices of 8 and ``c`` compute slices of
   7 gets ``m/8`` of the GPU's memory and of its memory bandwidth (its own memory controllers and
@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 
 from solver.catalog import Catalog
 from solver.costmodel.shape import ShapeTerms, usable_bytes
+from solver.costmodel.speculative import Speculation
 
 COLOCATE_MAX = 8
 """Most co-located replicas per GPU a problem may ask for (MIG stops at 7 instances)."""
@@ -123,3 +124,13 @@ def resolve_partition(cat: Catalog, accelerator: str, label: str) -> Partition |
         if p.name == name:
             return mig_partition(p.name, p.memory_slices, p.compute_slices, p.max_count)
     return f"{accelerator} has no MIG profile {name!r}"
+
+
+def partition_speculation(spec: Speculation, part: Partition, policy: str, util_fraction: float) -> Speculation:
+    """``spec`` with its draft on the same share as its target: a catalog draft's rates scaled
+    like the target's (:func:`partition_terms`; its weights and KV already come off the share's
+    memory through the target's budget). An MTP draft is a share of the target's own terms, so
+    it is unchanged."""
+    if spec.draft is None:
+        return spec
+    return replace(spec, draft=partition_terms(spec.draft, part, policy, util_fraction))

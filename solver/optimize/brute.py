@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from solver.optimize.encode import IntProblem
+from solver.optimize.encode import IntProblem, share_gpus
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
             used[c.system] += r * c.gpus
         for s, g in c.also:  # a mixed unit's GPUs on another node shape
             used[s] += r * g
-    for share, n in zip(ip.gpu_shares, shares):  # a GPU share: whole GPUs, rounded up per share kind
-        used[share.system] += -(-n // share.per_gpu)
+    for s, n in share_gpus(ip, shares).items():  # GPU shares: the whole GPUs they fill
+        used[s] += n
     if ip.whole_nodes:
         return [-(-u // s.gpus_per_node) * s.gpus_per_node for u, s in zip(used, ip.systems)]
     return used

@@ -16,18 +16,22 @@ price; replica minimum R_m per model; N+1 models (set S) keep their demand cover
 largest replica.
 
 GPU shares h (:mod:`solver.costmodel.partition`): GPUs of system s(h) split into k_h equal shares
-(one MIG profile, or k co-located replicas); G_h whole GPUs hold them.
+of k co-located replicas; G_h whole GPUs hold them. MIG pools q (one per system with MIG shares):
+maximal layouts l, each a_(l,h) instances of MIG share h on one GPU; Y_(q,l) GPUs in layout l.
 
 Variables: replicas r_c in [0, M_c]; use u_c in {0, 1}; provisioned GPUs P_s >= 0; nodes N_s >= 0;
 owned GPUs in use o_s >= 0 (systems of owned accelerators); largest replica z_m (m in S).
 
     minimise    sum_s p_s P_s - sum_s (p_s - q) o_s                      (cents per hour)
+                (with MIG pools: W x that + sum Y, W above any sum Y: the fewest pool GPUs at
+                the least cost)
     subject to  r_c <= M_c u_c,  u_c <= r_c                              (link)
                 sum_{c in C_m} cap_c r_c >= D_m                for all m  (capacity, hard)
                 sum_{c in C_m} r_c >= R_m                      for all m  (replica minimum, hard)
                 z_m >= cap_c u_c,  sum_{c in C_m} cap_c r_c - z_m >= D_m   m in S  (N+1, hard)
-                P_s >= sum_{c in s, whole} gpus_c r_c + sum_{h of s} G_h   for all s  (hard)
-                k_h G_h >= sum_{c in h} r_c > k_h (G_h - 1)    for all GPU shares h (hard)
+                P_s >= sum_{c in s, whole} gpus_c r_c + sum_{h of s} G_h + sum_{l of q(s)} Y_(q,l)  (hard)
+                k_h G_h >= sum_{c in h} r_c > k_h (G_h - 1)    for co-located shares h (hard)
+                sum_l a_(l,h) Y_(q,l) >= sum_{c in h} r_c      for MIG shares h of pool q (hard)
                 o_s <= P_s,  sum_{s of a} o_s <= O_a           for all s, a (owned, hard)
       A_(f,m)   => sum_{c in C_m, f in V_c} r_c = 0     f in memory, ttft, tpot, e2e, topology,
                                                            quantization, quality
@@ -60,7 +64,9 @@ limit makes the result machine-dependent); candidates enter in their stable tabl
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 
 from ortools.sat.python import cp_model
 
@@ -149,15 +155,23 @@ class FleetModel:
         self.u = [md.new_bool_var(f"u{i}") for i in range(len(ip.candidates))]
         self.P, self.N = [], []
         p_ub: list[int] = []
-        self.G: list[cp_model.IntVar] = []
-        for h, share in enumerate(ip.gpu_shares):
-            n = sum(c.max_replicas for c in ip.candidates if c.gpu_share == h)
-            self.G.append(md.new_int_var(0, -(-n // share.per_gpu), f"G{h}"))
+        self.G: dict[int, cp_model.IntVar] = {}
+        share_ub = [-(-sum(c.max_replicas for c in ip.candidates if c.gpu_share == h) // share.per_gpu)
+                    for h, share in enumerate(ip.gpu_shares)]
+        for h in range(len(ip.gpu_shares)):
+            if h not in ip.pooled:
+                self.G[h] = md.new_int_var(0, share_ub[h], f"G{h}")
+        # MIG pools: Y[q][l] GPUs of pool q in layout l (at most one GPU per replica of the pool)
+        self.Y: list[list[cp_model.IntVar]] = []
+        self._y_ub = 0
+        for q, pool in enumerate(ip.mig_pools):
+            ub = sum(share_ub[h] for h in pool.shares)
+            self.Y.append([md.new_int_var(0, ub, f"Y{q}_{l}") for l in range(len(pool.layouts))])
+            self._y_ub += ub * len(pool.layouts)
         for s, sysrow in enumerate(ip.systems):
             ub = sum(c.max_replicas * c.gpus for c in ip.candidates if c.system == s and c.gpu_share < 0)
             ub += sum(c.max_replicas * g for c in ip.candidates for t, g in c.also if t == s)
-            ub += sum(-(-sum(c.max_replicas for c in ip.candidates if c.gpu_share == h) // share.per_gpu)
-                      for h, share in enumerate(ip.gpu_shares) if share.system == s)
+            ub += sum(share_ub[h] for h, share in enumerate(ip.gpu_shares) if share.system == s)
             nodes_ub = -(-ub // sysrow.gpus_per_node)
             self.P.append(md.new_int_var(0, nodes_ub * sysrow.gpus_per_node, f"P{s}"))
             p_ub.append(nodes_ub * sysrow.gpus_per_node)
@@ -189,14 +203,20 @@ class FleetModel:
             self.model.add(self.r[i] <= c.max_replicas * self.u[i])
             self.model.add(self.u[i] <= self.r[i])
         nodes = self.lit.get(Guard(Family.NODES))
-        for h, share in enumerate(self.ip.gpu_shares):
-            shares = sum(self.r[i] for i, c in enumerate(self.ip.candidates) if c.gpu_share == h)
-            self.model.add(share.per_gpu * self.G[h] >= shares)
-            self.model.add(share.per_gpu * self.G[h] <= shares + share.per_gpu - 1)
+        on_share = [sum(self.r[i] for i, c in enumerate(self.ip.candidates) if c.gpu_share == h)
+                    for h in range(len(self.ip.gpu_shares))]
+        for h, G in self.G.items():
+            k = self.ip.gpu_shares[h].per_gpu
+            self.model.add(k * G >= on_share[h])
+            self.model.add(k * G <= on_share[h] + k - 1)
+        for pool, Y in zip(self.ip.mig_pools, self.Y):
+            for j, h in enumerate(pool.shares):
+                self.model.add(sum(lay[j] * y for lay, y in zip(pool.layouts, Y) if lay[j]) >= on_share[h])
         for s, row in enumerate(self.ip.systems):
             used = sum(c.gpus * self.r[i] for i, c in enumerate(self.ip.candidates) if c.system == s and c.gpu_share < 0)
             used += sum(g * self.r[i] for i, c in enumerate(self.ip.candidates) for t, g in c.also if t == s)
-            used += sum(self.G[h] for h, share in enumerate(self.ip.gpu_shares) if share.system == s)
+            used += sum(G for h, G in self.G.items() if self.ip.gpu_shares[h].system == s)
+            used += sum(y for pool, Y in zip(self.ip.mig_pools, self.Y) if pool.system == s for y in Y)
             self.model.add(self.P[s] >= used)
             # No idle GPU beyond what whole nodes need (owned GPUs cost nothing, so the
             # objective alone would not keep P_s tight).
@@ -295,8 +315,19 @@ class FleetModel:
         return sum(row.price_cents_per_gpu * self.P[s] - (row.price_cents_per_gpu - q) * self.O[s]
                    for s, row in enumerate(self.ip.systems))
 
+    @property
+    def _pool_weight(self) -> int:
+        """Cost weight in the objective: 1 without MIG pools; with them, one more than the most
+        pool GPUs, so that the objective ``W x cost + pool GPUs`` minimises the cost first and
+        then the pool GPUs (a cover with a spare GPU could otherwise cost the same where owned
+        GPUs are free, and the plan would count GPUs no replica needs)."""
+        return 1 + self._y_ub if self.Y else 1
+
     def _add_objective(self) -> None:
-        self.model.minimize(self._cost())
+        if self.Y:
+            self.model.minimize(self._pool_weight * self._cost() + sum(y for Y in self.Y for y in Y))
+        else:
+            self.model.minimize(self._cost())
 
     # -- solving -----------------------------------------------------------------------------
     def _assume(self, relax: frozenset[Guard]) -> None:
@@ -339,11 +370,17 @@ class FleetModel:
             provisioned=tuple(int(solver.value(v)) for v in self.P),
             nodes=tuple(int(solver.value(v)) for v in self.N),
             owned=tuple(int(solver.value(v)) for v in self.O),
-            cost_cents=int(round(solver.objective_value)),
-            bound_cents=float(solver.best_objective_bound),
+            cost_cents=int(solver.value(self._cost())),
+            bound_cents=self._cost_bound(float(solver.best_objective_bound)),
             seconds=seconds,
             termination=term,
         )
+
+    def _cost_bound(self, objective_bound: float) -> float:
+        """A lower bound on the cost from CP-SAT's bound on the objective (:attr:`_pool_weight`:
+        the pool GPUs add less than one weight, and the cost is whole cents)."""
+        w = self._pool_weight
+        return objective_bound if w == 1 else float(math.ceil((objective_bound - (w - 1)) / w))
 
     def _feasible(self, model: cp_model.CpModel, relax: frozenset[Guard], time_limit_s: float) -> bool | None:
         """Is there any plan with the guards outside ``relax`` enforced? None: unknown."""
@@ -395,16 +432,36 @@ class FleetModel:
 def max_capacity(
     gpus: list[int], cap_mrps: list[int], gpu_budget: int, max_configs: int,
     time_limit_s: float = 10.0, workers: int = DEFAULT_WORKERS,
+    share: Sequence[int] = (), per_gpu: Sequence[int] = (),
+    pools: Sequence[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]] = (),
 ) -> tuple[SolveStatus, tuple[int, ...]]:
     """The inverse question on one accelerator: maximise sum cap_c r_c subject to
-    sum gpus_c r_c <= G and at most K configurations (a bounded knapsack)."""
+    sum gpus_c r_c <= G and at most K configurations (a bounded knapsack). GPU shares, as in
+    :class:`FleetModel`: ``share[c]`` the share of candidate c (-1: whole GPUs), ``per_gpu[h]``
+    replicas per GPU of share h, ``pools`` (MIG shares, their layouts) counted by layout; the
+    GPUs the shares fill count in G."""
     md = cp_model.CpModel()
-    r = [md.new_int_var(0, gpu_budget // g, f"r{i}") for i, g in enumerate(gpus)]
+    share = list(share) or [-1] * len(gpus)
+    ub = [gpu_budget * per_gpu[share[i]] if share[i] >= 0 else gpu_budget // g for i, g in enumerate(gpus)]
+    r = [md.new_int_var(0, ub[i], f"r{i}") for i in range(len(gpus))]
     u = [md.new_bool_var(f"u{i}") for i in range(len(gpus))]
-    for i, g in enumerate(gpus):
-        md.add(r[i] <= (gpu_budget // g) * u[i])
+    for i in range(len(gpus)):
+        md.add(r[i] <= ub[i] * u[i])
         md.add(u[i] <= r[i])
-    md.add(sum(g * x for g, x in zip(gpus, r)) <= gpu_budget)
+    on = [sum(x for x, h in zip(r, share) if h == k) for k in range(len(per_gpu))]
+    pooled = {h for hs, _ in pools for h in hs}
+    used = [g * x for g, x, h in zip(gpus, r, share) if h < 0]
+    for k, n in enumerate(per_gpu):
+        if k not in pooled:
+            G = md.new_int_var(0, gpu_budget, f"G{k}")
+            md.add(n * G >= on[k])
+            used.append(G)
+    for hs, layouts in pools:
+        Y = [md.new_int_var(0, gpu_budget, f"Y{l}") for l in range(len(layouts))]
+        for j, h in enumerate(hs):
+            md.add(sum(lay[j] * y for lay, y in zip(layouts, Y) if lay[j]) >= on[h])
+        used.extend(Y)
+    md.add(sum(used) <= gpu_budget)
     md.add(sum(u) <= max_configs)
     md.add(sum(r) >= 1)
     md.maximize(sum(c * x for c, x in zip(cap_mrps, r)))

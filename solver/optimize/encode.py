@@ -9,13 +9,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from solver import chains, scaling
 from solver.candidates import Candidate, ModelTable
+from solver.mig import mig_cover, mig_layouts
 from solver.families import Family
 from solver.problem import MAX_MS, Application, Fleet
+from solver.schemas import MigProfile
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,20 @@ class IntGpuShare:
     system: int
     partition: str
     per_gpu: int
+
+
+@dataclass(frozen=True)
+class IntMigPool:
+    """The MIG shares of one system, packed together: a GPU holds any one of ``layouts``
+    (instance counts per share of ``shares``, same order; the maximal valid MIG layouts,
+    :func:`solver.mig.mig_layouts`), so replicas of different profiles, of one
+    model or several, may share a GPU. ``n_j`` replicas on share ``shares[j]`` take the fewest
+    GPUs whose layouts hold them all."""
+
+    system: int
+    shares: tuple[int, ...]
+    """Indices into ``IntProblem.gpu_shares`` (MIG shares of ``system``)."""
+    layouts: tuple[tuple[int, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,14 @@ class IntProblem:
     """Applications with an ``e2e_budget_ms`` (empty without applications)."""
     gpu_shares: tuple[IntGpuShare, ...] = ()
     """GPU shares in use by some candidate (empty without ``gpu_sharing``)."""
+    mig_pools: tuple[IntMigPool, ...] = ()
+    """Per system with MIG shares, the layouts its GPUs may take (every MIG share is in one
+    pool; co-located shares are not: they fill GPUs of their own kind)."""
+
+    @functools.cached_property
+    def pooled(self) -> frozenset[int]:
+        """Indices of the GPU shares counted through a MIG pool."""
+        return frozenset(h for pool in self.mig_pools for h in pool.shares)
 
     def by_model(self, m: int) -> list[int]:
         """Indices of model ``m``'s candidates, in order (an index built once: fleets of
@@ -118,9 +142,13 @@ class IntProblem:
 
 
 def encode(tables: Sequence[ModelTable], fleet: Fleet,
-           applications: Sequence[Application] = ()) -> IntProblem:
+           applications: Sequence[Application] = (),
+           mig_profiles: Mapping[str, Sequence[MigProfile]] | None = None) -> IntProblem:
     """Scale every table entry to integers (see :mod:`solver.scaling`); ``applications``: the
-    problem's chains (those with a budget become :class:`IntChain`)."""
+    problem's chains (those with a budget become :class:`IntChain`); ``mig_profiles``: the
+    catalog's MIG profiles per accelerator, from which the layouts of each system's MIG pool
+    are enumerated once (without them, or for a profile missing there, a GPU holds one
+    profile only)."""
     systems: dict[tuple[str, str], int] = {}
     sys_rows: list[IntSystem] = []
     share_index: dict[tuple[int, str], int] = {}
@@ -189,7 +217,27 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
         n_plus_one=spare,
         chains=_chains(tables, applications),
         gpu_shares=tuple(share_rows),
+        mig_pools=_mig_pools(sys_rows, share_rows, mig_profiles or {}),
     )
+
+
+def _mig_pools(systems: Sequence[IntSystem], shares: Sequence[IntGpuShare],
+               profiles: Mapping[str, Sequence[MigProfile]]) -> tuple[IntMigPool, ...]:
+    """One pool per system with MIG shares, its maximal layouts enumerated from the catalog."""
+    out = []
+    for s, row in enumerate(systems):
+        idx = tuple(h for h, x in enumerate(shares) if x.system == s and x.partition.startswith("mig "))
+        if not idx:
+            continue
+        known = {p.name: p for p in profiles.get(row.accelerator, ())}
+        names = [shares[h].partition.removeprefix("mig ") for h in idx]
+        if all(n in known for n in names):
+            layouts = mig_layouts([known[n] for n in names])
+        else:  # one profile per GPU
+            layouts = tuple(tuple(shares[h].per_gpu if j == i else 0 for j in range(len(idx)))
+                            for i, h in enumerate(idx))
+        out.append(IntMigPool(s, idx, layouts))
+    return tuple(out)
 
 
 LAT_CAP_US = scaling.latency_budget_us(MAX_MS) + 1
@@ -214,3 +262,18 @@ def _chains(tables: Sequence[ModelTable], applications: Sequence[Application]) -
             budget_us=scaling.latency_budget_us(a.e2e_budget_ms),
         ))
     return tuple(out)
+
+
+def share_gpus(ip: IntProblem, replicas_on_share: Sequence[int]) -> dict[int, int]:
+    """Whole GPUs per system index that ``replicas_on_share[h]`` replicas on each GPU share h
+    fill: ``ceil(n / per_gpu)`` per co-located share kind, and per MIG pool the fewest GPUs
+    whose layouts hold every profile's replicas (:func:`~solver.mig.mig_cover`)."""
+    used: dict[int, int] = {}
+    for h, (share, n) in enumerate(zip(ip.gpu_shares, replicas_on_share)):
+        if n and h not in ip.pooled:
+            used[share.system] = used.get(share.system, 0) + -(-n // share.per_gpu)
+    for pool in ip.mig_pools:
+        demand = [replicas_on_share[h] for h in pool.shares]
+        if any(demand):
+            used[pool.system] = used.get(pool.system, 0) + len(mig_cover(demand, pool.layouts))
+    return used
