@@ -32,27 +32,28 @@ OFFERS = {"x": {"gpu-a": 2.0, "gpu-b": 5.0}, "y": {"gpu-a": 4.0, "gpu-b": 3.5}, 
 
 
 def _two_models() -> list:
-    """m0 runs only on gpu-a, m1 only on gpu-b: one 1-GPU replica each serves 1 req/s."""
+    """m0 runs only on gpu-a, m1 only on gpu-b: 1-GPU replicas of 1 req/s, two each (the
+    default replica minimum)."""
     return [table(demand("m0", 1.0), [cand("m0", "gpu-a", 1, 1.0)]),
             table(demand("m1", 1.0), [cand("m1", "gpu-b", 1, 1.0)])]
 
 
 def test_fleet_one_provider_hand_computed_cpsat_brute_and_decomposition():
-    """Mixed: a from x ($2) + b from y ($3.5) = $5.50/h. One provider: x $2 + $5 = $7.00,
-    y $4 + $3.5 = $7.50 -> x at $7.00/h. The models' own optima (mixed, $5.50) are a bound, never
-    the fleet's plan."""
+    """Two GPUs of each. Mixed: a from x ($2) + b from y ($3.5) = 2 x $5.50 = $11/h. One
+    provider: x 2 x ($2 + $5) = $14, y 2 x ($4 + $3.5) = $15 -> x at $14/h. The models' own
+    optima (mixed, $11) are a bound, never the fleet's plan. z rents no accelerator in use."""
     fleet = Fleet(one_provider="fleet")
     ip = encode(_two_models(), fleet, offers=OFFERS)
-    assert [p.key for p in ip.providers] == ["x", "y", "z"]
+    assert [p.key for p in ip.providers] == ["x", "y"]
     sol = FleetModel(ip).solve(time_limit_s=10, workers=1)
-    assert sol.status is SolveStatus.OPTIMAL and sol.cost_cents == 700
+    assert sol.status is SolveStatus.OPTIMAL and sol.cost_cents == 1400
     assert ip.providers[sol.provider].key == "x"
-    assert brute_force(ip).cost_cents == 700
+    assert brute_force(ip).cost_cents == 1400
     parts = decompose(ip)
-    assert parts is not None and parts.bound_cents == 550
+    assert parts is not None and parts.bound_cents == 1100
     assert as_fleet_plan(ip, parts, 0.0) is None
     free = encode(_two_models(), Fleet(), offers=OFFERS)  # without one_provider: no choice
-    assert free.providers == () and FleetModel(free).solve(10, 1).cost_cents == 550
+    assert free.providers == () and FleetModel(free).solve(10, 1).cost_cents == 1100
 
 
 def test_fleet_one_provider_no_provider_offers_both_is_infeasible_and_named():
@@ -66,7 +67,7 @@ def test_fleet_one_provider_no_provider_offers_both_is_infeasible_and_named():
     assert [g.name for g in model.core(10).guards] == ["one_provider"]
 
 
-@pytest.mark.parametrize("seed", range(15))
+@pytest.mark.parametrize("seed", range(20))
 def test_random_fleet_one_provider_matches_brute_force(seed):
     rng = random.Random(500 + seed)
     tables = []
@@ -74,11 +75,13 @@ def test_random_fleet_one_provider_matches_brute_force(seed):
         d = demand(f"m{m}", rng.choice([2.0, 5.0]), rng.choice([0.0, 0.2]))
         tables.append(table(d, [cand(f"m{m}", rng.choice(list(SYSTEMS)), rng.choice([1, 2]),
                                      round(rng.uniform(0.8, 4.0), 3)) for _ in range(rng.randint(1, 3))]))
-    offers = {k: {g: round(rng.uniform(1.0, 6.0), 2) for g in SYSTEMS if rng.random() < 0.7} for k in "pqr"}
-    for g, (_, _, price, _) in SYSTEMS.items():  # the tables carry each accelerator's cheapest price
-        offers.setdefault("p", {})[g] = min([price] + [o[g] for o in offers.values() if g in o])
-    tables = [dataclasses.replace(t, candidates=tuple(
-        dataclasses.replace(c, usd_per_gpu_hour=offers["p"][c.accelerator]) for c in t.candidates))
+    offers = {k: {g: round(rng.uniform(1.0, 6.0), 2) for g in SYSTEMS if rng.random() < 0.6} for k in "pqr"}
+    for g in SYSTEMS:  # every accelerator rented by someone
+        if not any(g in o for o in offers.values()):
+            offers[rng.choice("pqr")][g] = round(rng.uniform(1.0, 6.0), 2)
+    cheapest = {g: min(o[g] for o in offers.values() if g in o) for g in SYSTEMS}
+    tables = [dataclasses.replace(t, candidates=tuple(  # the tables carry each accelerator's cheapest price
+        dataclasses.replace(c, usd_per_gpu_hour=cheapest[c.accelerator]) for c in t.candidates))
         for t in tables]
     fleet = Fleet(one_provider="fleet", budget_usd_per_hour=rng.choice([None, 20.0, 40.0]),
                   owned=rng.choice([None, {"gpu-a": 2}]), max_configs_per_model=rng.choice([1, 2]))
@@ -150,3 +153,15 @@ def test_solve_keeps_each_accelerator_with_one_provider(tmp_path: Path, mode):
     deps = json.loads(res.output)["deployments"]
     for acc in {d["accelerator"] for d in deps}:
         assert len(_keys(cat, [d for d in deps if d["accelerator"] == acc])) == 1
+
+
+def test_solve_explains_a_fleet_no_single_provider_can_rent(tmp_path: Path):
+    """MI325X is priced by TensorWave alone, which has no H100 row: no one provider rents both."""
+    f = _problem(tmp_path, "fleet")
+    data = yaml.safe_load(f.read_text())
+    data["models"][0]["allowed_accelerators"] = ["mi325x"]
+    f.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(main, ["solve", str(f), "--json"])
+    d = json.loads(res.output)
+    assert d["status"] == "infeasible" and d["conflict"] == ["one_provider"], res.output
+    assert "no one provider rents every accelerator" in d["explanation"][0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from solver import chains, scaling
@@ -62,6 +62,19 @@ class IntSystem:
 
 
 @dataclass(frozen=True)
+class IntProvider:
+    """One provider a ``one_provider: fleet`` plan may rent every GPU from: its price per
+    system (cents per GPU-hour, its cheapest row of the system's accelerator), -1 where it has
+    no row for that accelerator."""
+
+    key: str
+    price_cents: tuple[int, ...]
+
+    def offers(self, s: int) -> bool:
+        return self.price_cents[s] >= 0
+
+
+@dataclass(frozen=True)
 class IntChain:
     """An application with a latency budget: its stages (model indices), edges and paths."""
 
@@ -100,6 +113,10 @@ class IntProblem:
     """Applications with an ``e2e_budget_ms`` (empty without applications)."""
     gpu_shares: tuple[IntGpuShare, ...] = ()
     """GPU shares in use by some candidate (empty without ``gpu_sharing``)."""
+    providers: tuple[IntProvider, ...] = ()
+    """``one_provider: fleet``: the providers to choose one from (every rented GPU from it at
+    its price); empty otherwise, and then each system costs its ``price_cents_per_gpu`` (the
+    cheapest row, a lower bound on any provider's price)."""
 
     def by_model(self, m: int) -> list[int]:
         """Indices of model ``m``'s candidates, in order (an index built once: fleets of
@@ -115,9 +132,12 @@ class IntProblem:
 
 
 def encode(tables: Sequence[ModelTable], fleet: Fleet,
-           applications: Sequence[Application] = ()) -> IntProblem:
+           applications: Sequence[Application] = (),
+           offers: Mapping[str, Mapping[str, float]] | None = None) -> IntProblem:
     """Scale every table entry to integers (see :mod:`solver.scaling`); ``applications``: the
-    problem's chains (those with a budget become :class:`IntChain`)."""
+    problem's chains (those with a budget become :class:`IntChain`); ``offers``: provider key ->
+    accelerator -> $/GPU-h (its cheapest row), read only under ``one_provider: fleet`` without
+    a named provider, where two or more providers make a choice."""
     systems: dict[tuple[str, str], int] = {}
     sys_rows: list[IntSystem] = []
     share_index: dict[tuple[int, str], int] = {}
@@ -177,7 +197,23 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
         n_plus_one=spare,
         chains=_chains(tables, applications),
         gpu_shares=tuple(share_rows),
+        providers=_providers(sys_rows, fleet, offers),
     )
+
+
+def _providers(systems: Sequence[IntSystem], fleet: Fleet,
+               offers: Mapping[str, Mapping[str, float]] | None) -> tuple[IntProvider, ...]:
+    """The provider choice of ``one_provider: fleet`` (providers with a row for some system in
+    use, in key order); empty when there is no choice to make."""
+    if fleet.one_provider != "fleet" or fleet.provider is not None or not offers:
+        return ()
+    out = []
+    for key in sorted(offers):
+        row = offers[key]
+        prices = tuple(scaling.price_cents(row[s.accelerator]) if s.accelerator in row else -1 for s in systems)
+        if any(p >= 0 for p in prices):
+            out.append(IntProvider(key, prices))
+    return tuple(out) if len(out) > 1 else ()
 
 
 LAT_CAP_US = scaling.latency_budget_us(MAX_MS) + 1
