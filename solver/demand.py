@@ -82,7 +82,8 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
         secs = lead_time(cat, dep, gb_s)[0]
         label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
         pools.append(Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica,
-                          dep.capacity_rps / dep.replicas, lead_hours(secs)))
+                          dep.capacity_rps / dep.replicas, lead_hours(secs), dep.system,
+                          cat.system(dep.system).gpus_per_node))
     tiers: list[Tier] = []
     fleet = problem.fleet
     for acc in sorted({p.accelerator for p in pools}):
@@ -96,4 +97,7 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
                                d.traffic.input_tokens.mean(), d.traffic.output_tokens.mean()))
     return PurchaseProblem(tuple(pools), tuple(tiers), tuple(needs), hours, allowance,
                            dict(fleet.owned or {}), dict(fleet.inventory) if fleet.inventory else None,
-                           one_provider_mode(problem))
+                           one_provider_mode(problem), budget_usd_per_hour=fleet.budget_usd_per_hour,
+                           power_kw=fleet.power_kw,
+                           tdp_w={p.accelerator: cat.accelerator(p.accelerator).tdp_w for p in pools},
+                           whole_nodes=fleet.whole_nodes)
