@@ -304,6 +304,25 @@ def test_reserved_and_spot_rows_are_compared_like_with_like():
     assert {t.kind for t in tiers.values()} == {"on-demand", "reserved", "spot"}
 
 
+def test_aws_reserved_and_spot_rows_are_read_with_their_on_demand_row():
+    """AWS p5/p4d/p4de/p5en/p6-b200/g6e rows (Vantage's EC2 records, 2025-11-30): each reserved or
+    spot row was read on the same day from the same source as the on-demand row it references;
+    the H100 tiers carry the Reserved Instance terms and their discounts (hand: 1 - 2.9722 /
+    6.88 = 56.8% for 3 years, 1 - 5.418 / 6.88 = 21.3% for 1 year)."""
+    cat = load_catalog()
+    for p in cat.prices.values():
+        if p.on_demand_ref:
+            ref = cat.prices[p.on_demand_ref]
+            assert (ref.date, ref.source) == (p.date, p.source), p.id
+    tiers = {t.price_id: t for t in tiers_for(cat, "h100-sxm", "AWS", True, True)}
+    assert tiers["h100-sxm-aws-ri-3y-reserved"].term_months == 36
+    assert tiers["h100-sxm-aws-ri-3y-reserved"].discount == pytest.approx(0.568, abs=1e-3)
+    assert tiers["h100-sxm-aws-ri-1y-reserved"].discount == pytest.approx(0.2125, abs=1e-3)
+    assert tiers["h100-sxm-aws-2025-spot"].usd_per_gpu_hour == pytest.approx(28.106467 / 8, abs=1e-4)
+    for acc in ("a100-40gb", "a100-80gb", "l40s"):
+        assert {t.kind for t in tiers_for(cat, acc, "AWS", True, True)} == {"on-demand", "reserved", "spot"}
+
+
 # -- a real problem ------------------------------------------------------------------------------
 
 def test_diurnal_chat_schedule_end_to_end():
