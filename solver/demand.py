@@ -18,7 +18,7 @@ import numpy as np
 from solver.catalog import Catalog
 from solver.errors import InputError
 from solver.guardrails import lead_time
-from solver.plan import Plan
+from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem
 from solver.purchasing import ModelNeed, Pool, PurchaseProblem, Tier, lead_hours, tiers_for
 
@@ -67,10 +67,11 @@ def one_provider_mode(problem: Problem) -> Literal["none", "accelerator", "fleet
 
 def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowance: float | None = None,
                      reserved: bool | None = None, min_warm: int | None = None,
-                     load_gb_s: float | None = None) -> PurchaseProblem:
-    """The purchasing input: the plan's configurations as pools, the catalog's tiers for their
-    accelerators, and each model's hourly needs. Keyword arguments override the problem's
-    ``purchasing`` block (the CLI's flags)."""
+                     load_gb_s: float | None = None, alternatives: Sequence[Deployment] = ()) -> PurchaseProblem:
+    """The purchasing input: the plan's configurations (and ``alternatives``, one replica each,
+    offered to every hour) as pools, the catalog's tiers for their accelerators, and each
+    model's hourly needs. Keyword arguments override the problem's ``purchasing`` block (the
+    CLI's flags)."""
     hours = hours_of(problem) or 24
     pur = problem.purchasing
     allowance = spot_allowance if spot_allowance is not None else pur.spot_interruption_allowance
@@ -78,7 +79,7 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
     warm_default = min_warm if min_warm is not None else pur.min_warm_replicas
     gb_s = load_gb_s if load_gb_s is not None else pur.load_gb_s
     pools = []
-    for dep in plan.deployments:
+    for dep in (*plan.deployments, *alternatives):
         secs = lead_time(cat, dep, gb_s)[0]
         label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
         pools.append(Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica,
@@ -100,4 +101,4 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
                            one_provider_mode(problem), budget_usd_per_hour=fleet.budget_usd_per_hour,
                            power_kw=fleet.power_kw,
                            tdp_w={p.accelerator: cat.accelerator(p.accelerator).tdp_w for p in pools},
-                           whole_nodes=fleet.whole_nodes)
+                           whole_nodes=fleet.whole_nodes, max_configs=fleet.max_configs_per_model)

@@ -363,6 +363,10 @@ class Purchasing(_Strict):
     (1 - allowance) of its throughput, the rest is the spare it implies. None: no spot."""
     min_warm_replicas: Annotated[int, Field(ge=1, le=MAX_GPUS)] | None = None
     """Non-spot replicas every model keeps in every hour (default: the model's ``min_replicas``)."""
+    alternatives: Annotated[int, Field(ge=0, le=4)] = 0
+    """Configurations per model offered to every hour besides the peak plan's: the model's
+    candidates meeting every target on the Pareto front of cost per replica and capacity, the
+    cheapest per unit of capacity first (0: each hour runs the peak plan's configurations)."""
     load_gb_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
     """Weight load bandwidth, GB/s, for the scale-up lead time (default: the accelerator's host
     link from the catalog, which makes the lead time a lower bound)."""

@@ -111,6 +111,9 @@ class PurchaseProblem:
     """Most GPU power (TDP of every GPU provisioned) in any one hour (``fleet.power_kw``)."""
     tdp_w: dict[str, float] = field(default_factory=dict)
     """TDP per accelerator, watts (for ``power_kw``)."""
+    max_configs: int | None = None
+    """Most configurations (pools) of one model running in any one hour
+    (``fleet.max_configs_per_model``); None: no limit."""
     whole_nodes: bool = False
     """Rented GPUs come in whole nodes: per hour, each (system, tier) is billed and powered for
     its GPUs in use rounded up to whole nodes (owned GPUs are not rounded)."""

@@ -49,6 +49,9 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
                 out.append(f"{need.model} hour {h}: capacity {'units ' if integer else ''}{cap:g} "
                            f"{'less the largest replica ' if need.n_plus_one else ''}below the need "
                            f"{need.need_rps[h]:.4g} req/s")
+            configs = len({p for p, t in mine if s.counts[p, t][h] > 0})
+            if pp.max_configs is not None and configs > pp.max_configs:
+                out.append(f"{need.model} hour {h}: {configs} configurations > {pp.max_configs} (max_configs_per_model)")
             warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot")
             if warm < need.min_warm:
                 out.append(f"{need.model} hour {h}: {warm} non-spot replica(s) < warm minimum {need.min_warm}")

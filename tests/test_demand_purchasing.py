@@ -415,3 +415,44 @@ def test_purchase_applies_whole_nodes_hour_by_hour(tmp_path: Path):
     for row in nodes["schedule"]["hourly"]:  # the billed GPUs of each hour fill whole nodes
         tiers = {t["kind"]: t["usd_per_gpu_hour"] for t in nodes["schedule"]["tiers"]}
         assert row["cost_usd"] >= 8 * min(tiers.values()) - 1e-9
+
+
+# -- per-hour re-planning among the configurations offered ---------------------------------------
+
+def test_each_hour_chooses_among_offered_configurations_hand_computed():
+    """A 2-GPU configuration serving 25 req/s (the peak plan's) and a 1-GPU one serving 10, both
+    $4/GPU-h on demand; needs 10, 35, 10. Peak configuration only: 1, 2, 1 big = $8 + $16 + $8 =
+    $32. Both offered, up to 2 configurations an hour: small, big + small, small = $4 + $12 + $4
+    = $20. One configuration an hour: $4 + $16 (2 big) + $4 = $24."""
+    pools = (Pool("m", "g", "big", 2, 25.0, 0.0), Pool("m", "g", "small", 1, 10.0, 0.0))
+    base = PurchaseProblem(pools[:1], (OD_A,), (need((10.0, 35.0, 10.0)),), 3, None)
+    assert solve_schedule(base).cost_usd == pytest.approx(32.0)
+    for k, cost in ((2, 20.0), (1, 24.0)):
+        pp = dataclasses.replace(base, pools=pools, max_configs=k)
+        res = solve_schedule(pp)
+        assert res.status == "optimal" and res.cost_usd == pytest.approx(cost)
+        assert schedule_violations(pp, res.schedule) == []
+        assert brute_force_schedule(pp, 2).cost_usd == pytest.approx(cost)
+    one = dataclasses.replace(base, pools=pools, max_configs=1)
+    mixed = Schedule({(0, 0): (0, 1, 0), (1, 0): (1, 1, 1)})
+    assert any("hour 1: 2 configurations > 1" in v for v in schedule_violations(one, mixed))
+
+
+def test_purchase_offers_alternative_configurations_to_every_hour(tmp_path: Path):
+    """diurnal-chat with ``purchasing.alternatives: 2``: the schedule may run two more
+    configurations of the model (its cheapest per unit of capacity on the Pareto front of cost
+    per replica and capacity) in any hour; it never costs more than the peak configuration alone
+    and it verifies."""
+    data = yaml.safe_load((ROOT / "problems/diurnal-chat.yaml").read_text())
+    data["purchasing"]["alternatives"] = 2
+    f = tmp_path / "alt.yaml"
+    f.write_text(yaml.safe_dump(data))
+    alt = json.loads(CliRunner().invoke(main, ["purchase", str(f), "--json"]).output)
+    plain = json.loads(CliRunner().invoke(main, ["purchase", str(ROOT / "problems/diurnal-chat.yaml"), "--json"]).output)
+    assert alt["violations"] == []
+    assert len(plain["schedule"]["pools"]) < len(alt["schedule"]["pools"]) <= len(plain["schedule"]["pools"]) + 2
+    assert alt["schedule"]["cost_usd"] <= plain["schedule"]["cost_usd"] + 1e-9
+    bad = dict(data, purchasing=dict(data["purchasing"], alternatives=-1))
+    f.write_text(yaml.safe_dump(bad))
+    res = CliRunner().invoke(main, ["purchase", str(f)])
+    assert res.exit_code == 2 and "alternatives" in res.output and "Traceback" not in res.output

@@ -5,6 +5,7 @@ one count for a reserved tier (held every hour), a count per hour otherwise, and
 replicas started (``>= n[h] - n[h-1]``, cyclic). Constraints per model and hour: capacity counted
 (spot at ``1 - allowance``; under N+1 less the largest replica of the model) >= need; non-spot
 replicas >= the warm minimum. Per accelerator and hour: GPUs <= inventory, owned GPUs <= owned.
+Per model and hour: at most ``max_configs`` pools (configurations) with replicas.
 Per hour: the cost billed in it <= ``budget_usd_per_hour``, the TDP of every GPU provisioned <=
 ``power_kw``; under ``whole_nodes`` the GPUs of each (system, rented tier) are whole nodes
 N[h] (``gpus_per_node x N[h] >=`` GPUs in use), billed and powered in full.
@@ -135,6 +136,18 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
         watts = math.floor(pp.power_kw * 1000 + 1e-9)
         for h in range(H):
             m.Add(sum(_tdp(pp, a) * sum(row[h]) for a, row in sorted(provisioned.items())) <= watts)
+    if pp.max_configs is not None:  # configurations of a model running in an hour
+        for need in pp.needs:
+            mine_pools = sorted({p for (p, _) in n if pp.pools[p].model == need.model})
+            if len(mine_pools) <= pp.max_configs:
+                continue
+            for h in range(H):
+                on = []
+                for p in mine_pools:
+                    v = m.NewBoolVar(f"v_{p}_{h}")
+                    m.Add(sum(n[p, t][h] for (q, t) in n if q == p) <= 0).OnlyEnforceIf(v.Not())
+                    on.append(v)
+                m.Add(sum(on) <= pp.max_configs)
     for need in pp.needs:
         mine = [(p, t) for (p, t) in n if pp.pools[p].model == need.model]
         spare = _largest(pp, need.model) if need.n_plus_one else 0
