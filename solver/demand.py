@@ -4,8 +4,9 @@ A model's ``traffic.hourly_rps`` gives the mean rate of each hour of a day (24) 
 (168). The configuration is planned at ``peak_rps`` (the busiest hour unless a higher short-window
 peak is given); hour ``h`` is then sized for ``hourly_rps[h] x burst`` where ``burst = own peak /
 busiest hour`` (>= 1: the peak's burst factor applied to every hour), plus any application load
-(constant over the day), times ``1 + headroom``. A model without hourly rates needs its peak in
-every hour.
+(an application with ``hourly_rps`` sends its stages their peak load times ``hourly_rps[h] /
+max(hourly_rps)``; without them its load is constant), times ``1 + headroom``. A model without
+hourly rates needs its own peak in every hour.
 """
 
 from __future__ import annotations
@@ -24,25 +25,54 @@ from solver.purchasing import ModelNeed, Pool, PurchaseProblem, Tier, lead_hours
 
 
 def hours_of(problem: Problem) -> int | None:
-    """Length of the problem's hourly profile (24 or 168), None when no model has one; an
-    ``InputError`` when models disagree."""
+    """Length of the problem's hourly profiles (24 or 168), None when no model or application
+    has one; an ``InputError`` when they disagree."""
     lengths = {len(m.traffic.hourly_rps) for m in problem.models if m.traffic.hourly_rps is not None}
+    lengths |= {len(a.hourly_rps) for a in problem.applications if a.hourly_rps is not None}
     if len(lengths) > 1:
-        raise InputError("models[].traffic.hourly_rps: every model's profile must have the same length "
-                         f"(got {', '.join(str(n) for n in sorted(lengths))})")
+        raise InputError("models[].traffic.hourly_rps: every model's and application's profile must have "
+                         f"the same length (got {', '.join(str(n) for n in sorted(lengths))})")
     return lengths.pop() if lengths else None
 
 
-def served_and_needed(d: ModelDemand, hours: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(requests/s served, capacity needed) in each hour for one model (see the module docstring)."""
+def model_hours(problem: Problem, d: ModelDemand, hours: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(requests/s served, capacity needed) in each hour for one model, its applications' load
+    following their hourly rates (see the module docstring)."""
+    from solver.chains import stage_loads
+
+    served_app = np.zeros(hours)
+    need_app = np.zeros(hours)
+    for a in problem.applications:
+        load = stage_loads(a).get(d.name, 0.0)
+        if load <= 0:
+            continue
+        if a.hourly_rps is None:
+            served_app += load
+            need_app += load
+        else:
+            rates = np.asarray(a.hourly_rps, dtype=float)
+            served_app += load * rates / a.peak_rps
+            need_app += load * rates / rates.max()
+    return served_and_needed(d, hours, (tuple(served_app.tolist()), tuple(need_app.tolist())))
+
+
+def served_and_needed(d: ModelDemand, hours: int,
+                      app_hours: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+                      ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(requests/s served, capacity needed) in each hour for one model (see the module
+    docstring); ``app_hours``: the applications' load (served, needed) per hour (default: their
+    peak load, ``application_rps``, in every hour)."""
     peak = float(d.traffic.peak_rps)  # type: ignore[arg-type]
     app = d.application_rps
+    app_served, app_need = (np.asarray(x, dtype=float) for x in app_hours) if app_hours else (app, app)
     if d.traffic.hourly_rps is None:
-        return (peak,) * hours, (peak * (1 + d.headroom),) * hours
+        served = np.full(hours, peak - app) + app_served
+        need = (np.full(hours, peak - app) + app_need) * (1 + d.headroom)
+        return tuple(served.tolist()), tuple(need.tolist())
     own = np.asarray(d.traffic.hourly_rps, dtype=float)
     burst = (peak - app) / own.max()
-    served = own + app
-    need = (own * burst + app) * (1 + d.headroom)
+    served = own + app_served
+    need = (own * burst + app_need) * (1 + d.headroom)
     return tuple(served.tolist()), tuple(need.tolist())
 
 
@@ -93,7 +123,7 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
         tiers.extend(tiers_for(cat, acc, fleet.provider, use_reserved, allowance is not None))
     needs = []
     for d in problem.models:
-        served, need = served_and_needed(d, hours)
+        served, need = model_hours(problem, d, hours)
         needs.append(ModelNeed(d.name, need, served, warm_default or d.min_replicas, d.redundancy == "n+1",
                                d.traffic.input_tokens.mean(), d.traffic.output_tokens.mean()))
     return PurchaseProblem(tuple(pools), tuple(tiers), tuple(needs), hours, allowance,

@@ -456,3 +456,69 @@ def test_purchase_offers_alternative_configurations_to_every_hour(tmp_path: Path
     f.write_text(yaml.safe_dump(bad))
     res = CliRunner().invoke(main, ["purchase", str(f)])
     assert res.exit_code == 2 and "alternatives" in res.output and "Traceback" not in res.output
+
+
+# -- application load over the day ----------------------------------------------------------------
+
+def _chain_problem(tmp_path: Path, app_hourly: list[float] | None, own_hourly: list[float] | None = None,
+                   peak: float = 10.0):
+    """A router calling a chat model once per request: the application enters at ``peak``
+    req/s; the chat model also has 4 req/s of its own at peak."""
+    lengths = {"p50": 300, "p90": 600, "p99": 1000}
+    chat_traffic = {"peak_rps": 4, "input_tokens": lengths, "output_tokens": lengths}
+    if own_hourly is not None:
+        chat_traffic["hourly_rps"] = own_hourly
+    app = {"name": "assist", "peak_rps": peak, "stages": ["router", "chat"],
+           "edges": [{"from": "router", "to": "chat"}]}
+    if app_hourly is not None:
+        app["hourly_rps"] = app_hourly
+    data = {"name": "chain-day", "models": [
+        {"name": "router", "model": "llama-3.1-8b", "traffic": {"input_tokens": lengths, "output_tokens": lengths},
+         "slo": {"tpot": {"max_ms": 60}}, "headroom": 0},
+        {"name": "chat", "model": "llama-3.1-8b", "traffic": chat_traffic, "slo": {"tpot": {"max_ms": 60}},
+         "headroom": 0}],
+        "applications": [app]}
+    f = tmp_path / "chain.yaml"
+    f.write_text(yaml.safe_dump(data))
+    return load_problem(f)
+
+
+def test_application_load_follows_its_hourly_curve_hand_computed(tmp_path: Path):
+    """Entering 2 req/s for 12 hours, then 5 (peak 10: burst 2): the router needs 10 x 2/5 = 4,
+    then 10; it serves the hourly mean, 2 then 5. chat adds its own 4 req/s all day (no own
+    profile): needs 4 + 4 = 8, then 14. Without an application profile the load is flat at its
+    peak (the earlier behaviour)."""
+    from solver.demand import hours_of, model_hours
+
+    curve = [2.0] * 12 + [5.0] * 12
+    p = _chain_problem(tmp_path, curve)
+    assert hours_of(p) == 24
+    served, needed = model_hours(p, p.models[0], 24)
+    assert needed == pytest.approx((4.0,) * 12 + (10.0,) * 12) and served == pytest.approx(tuple(curve))
+    served, needed = model_hours(p, p.models[1], 24)
+    assert needed == pytest.approx((8.0,) * 12 + (14.0,) * 12)
+    assert served == pytest.approx((6.0,) * 12 + (9.0,) * 12)
+    flat = _chain_problem(tmp_path, None)
+    assert model_hours(flat, flat.models[1], 24)[1] == pytest.approx((14.0,) * 24)
+
+
+def test_application_hourly_profile_bad_input(tmp_path: Path):
+    for bad, words in (([1.0] * 23, "24"), ([0.0] * 24, "0"), ([1.0] * 23 + [11.0], "peak_rps")):
+        with pytest.raises(Exception) as e:
+            _chain_problem(tmp_path, bad)
+        assert "hourly_rps" in str(e.value) and words in str(e.value)
+    f = tmp_path / "chain.yaml"
+    res = CliRunner().invoke(main, ["purchase", str(f)])
+    assert res.exit_code == 2 and "applications" in res.output and "hourly_rps" in res.output
+
+
+def test_purchase_schedules_an_application_that_follows_its_curve(tmp_path: Path):
+    """The chain above through ``fleetplan purchase``: quiet hours run fewer router replicas
+    than busy ones, and the schedule verifies."""
+    _chain_problem(tmp_path, [20.0] * 12 + [100.0] * 12, peak=100.0)
+    res = CliRunner().invoke(main, ["purchase", str(tmp_path / "chain.yaml"), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    rows = d["schedule"]["hourly"]
+    assert d["violations"] == [] and rows[0]["demand_rps"]["router"] == pytest.approx(20.0)
+    assert rows[0]["capacity_rps"]["router"] < rows[23]["capacity_rps"]["router"]
