@@ -438,6 +438,25 @@ def test_each_hour_chooses_among_offered_configurations_hand_computed():
     assert any("hour 1: 2 configurations > 1" in v for v in schedule_violations(one, mixed))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_alternatives_per_hour_equal_brute_force(seed: int):
+    rng = random.Random(700 + seed)
+    pools = (Pool("m", "g", "big", rng.choice([2, 4]), rng.choice([20.0, 30.0]), rng.choice([0.0, 0.25])),
+             Pool("m", "g", "small", 1, rng.choice([8.0, 12.0]), 0.0))
+    tiers = (Tier("g", "reserved", "a", rng.choice([1.5, 2.5]), "a-r", 12), OD_A)
+    rates = tuple(float(rng.randint(5, 45)) for _ in range(3))
+    pp = PurchaseProblem(pools, tiers, (need(rates, warm=1),), 3, None, max_configs=rng.choice([1, 2]))
+    res = solve_schedule(pp)
+    ref = brute_force_schedule(pp, 2)
+    if ref.cost_usd is None:
+        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 2
+        return
+    assert res.status == "optimal" and schedule_violations(pp, res.schedule) == []
+    assert res.cost_usd <= ref.cost_usd + 1e-9
+    if max(max(c) for c in res.schedule.counts.values()) <= 2:
+        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+
+
 def test_purchase_offers_alternative_configurations_to_every_hour(tmp_path: Path):
     """diurnal-chat with ``purchasing.alternatives: 2``: the schedule may run two more
     configurations of the model (its cheapest per unit of capacity on the Pareto front of cost
