@@ -45,11 +45,18 @@ class PurchasePlan:
 
 def plan_purchases(problem: Problem, cat: Catalog, *, time_limit_s: float = 30.0,
                    spot_allowance: float | None = None, reserved: bool | None = None,
-                   min_warm: int | None = None, load_gb_s: float | None = None) -> PurchasePlan:
+                   min_warm: int | None = None, load_gb_s: float | None = None,
+                   alternatives: int | None = None) -> PurchasePlan:
     """The peak plan and the cheapest schedule over the problem's hours (a problem without
-    ``hourly_rps`` is planned at its peak in all 24 hours)."""
+    ``hourly_rps`` is planned at its peak in all 24 hours). ``alternatives`` overrides
+    ``purchasing.alternatives``."""
     if spot_allowance is not None and not 0 <= spot_allowance <= 1:
         raise InputError(f"--spot-allowance: must be in [0, 1], got {spot_allowance:g}")
+    if alternatives is not None:
+        if not 0 <= alternatives <= 4:
+            raise InputError(f"--alternatives: must be 0 to 4, got {alternatives}")
+        purchasing = problem.purchasing.model_copy(update={"alternatives": alternatives})
+        problem = problem.model_copy(update={"purchasing": purchasing})
     hours_of(problem)  # profiles of different lengths: bad input before any solving
     kw = dict(time_limit_s=time_limit_s, spot_allowance=spot_allowance, reserved=reserved,
               min_warm=min_warm, load_gb_s=load_gb_s)

@@ -475,6 +475,8 @@ def test_purchase_offers_alternative_configurations_to_every_hour(tmp_path: Path
     f.write_text(yaml.safe_dump(bad))
     res = CliRunner().invoke(main, ["purchase", str(f)])
     assert res.exit_code == 2 and "alternatives" in res.output and "Traceback" not in res.output
+    flag = CliRunner().invoke(main, ["purchase", str(ROOT / "problems/diurnal-chat.yaml"), "--alternatives", "7"])
+    assert flag.exit_code == 2 and "--alternatives" in flag.output and "Traceback" not in flag.output
 
 
 # -- application load over the day ----------------------------------------------------------------
