@@ -370,6 +370,9 @@ def test_report_shows_the_schedule_with_its_plot():
     assert j["violations"] == [] and len(j["schedule"]["hourly"]) == 24 and "schedule_seconds" not in j
     plain = build_content(cat, load_problem(ROOT / "problems/owned-h100-fleet.yaml", cat), plan)
     assert _with_schedule(plain, cat, 30.0).schedule is None  # no hourly demand: no section
+    alt = problem.model_copy(update={"purchasing": problem.purchasing.model_copy(update={"alternatives": 2})})
+    offered = _with_schedule(build_content(cat, alt, plan), cat, 30.0).schedule
+    assert len(offered["schedule"]["pools"]) > len(j["schedule"]["pools"])  # as `fleetplan purchase` offers
 
 
 def test_one_provider_fleet_keeps_plan_and_schedule_with_one_provider(tmp_path: Path):
