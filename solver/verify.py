@@ -6,8 +6,8 @@ percentile latencies recomputed at the planned load share, and every fleet limit
 from the deployments.
 
 There is one check per constraint family (:mod:`solver.families`: memory, latency targets,
-topology, formats, quality, configurations, inventory, whole nodes, power, budget, one_provider) plus the
-bookkeeping ones (``shape``, ``capacity``, ``accounting``); each returns
+topology, formats, quality, configurations, inventory, whole nodes, power, budget,
+one_provider) plus the bookkeeping ones (``shape``, ``capacity``, ``accounting``); each returns
 :class:`Violation` records (family, scope, message). :func:`violations` lists them all and
 :func:`verify_plan` raises :class:`PlanViolation` when there is any: a violation means the
 encoding, the scaling or the plan assembly is wrong, and must never be caught and ignored.
