@@ -58,8 +58,10 @@ def _usage(prep: "Session", sol: "IntSolution", g: Guard) -> str:
         worst = max(path_latency_ms(p, stage) for p in paths(app))
         return f"slowest path {worst:,.0f} ms at capacity of {app.e2e_budget_ms:g} ms"
     if g.family is Family.PROVIDER:
-        accs = sorted({c.accelerator for c, _ in prep.chosen(sol)})
-        return f"{', '.join(accs)} at the cheapest row of any provider"
+        accs = ", ".join(sorted({c.accelerator for c, _ in prep.chosen(sol)}))
+        if sol.provider >= 0:
+            return f"{accs} all from {prep.ip.providers[sol.provider].key}"
+        return f"{accs} each at its cheapest provider"
     mine = [c for c, _ in prep.chosen(sol, g.scope)]
     if g.family is Family.CONFIGS:
         return f"{len(mine)} configuration(s) of {fleet.max_configs_per_model} allowed"
