@@ -74,12 +74,12 @@ def fleetplan_best(sc: tuple, quant: str) -> dict[str, tuple[float, str]]:
     table = model_table(cat, p, p.models[0], prune=False)
     out: dict[str, tuple[float, str]] = {}
     for c in table.candidates:
-        if c.violations or c.gpus > n:
+        if c.violations or c.gpus_per_replica > n:
             continue
         mode = "disagg" if c.unit is not None else "agg"
-        per_gpu = c.capacity_rps * osl / c.gpus
+        per_gpu = c.capacity_rps_per_replica * osl / c.gpus_per_replica
         if per_gpu > out.get(mode, (0.0, ""))[0]:
-            out[mode] = (per_gpu, f"{c.label()} ({c.gpus} GPUs, TTFT p99 {c.ttft_p99_ms:.0f} ms, "
+            out[mode] = (per_gpu, f"{c.label()} ({c.gpus_per_replica} GPUs, TTFT p99 {c.ttft_p99_ms:.0f} ms, "
                                   f"TPOT {c.tpot_p99_ms:.1f} ms)")
     return out
 

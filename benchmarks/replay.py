@@ -50,7 +50,7 @@ def sweep(problem_file: Path, seed: int = 0) -> list[dict[str, float]]:
     plan = solve(problem, cat).to_dict()
     dep = plan["deployments"][0]
     one = {**plan, "deployments": [{**dep, "replicas": 1}]}
-    cap = dep["capacity_rps"] / dep["replicas"]
+    cap = dep["total_capacity_rps"] / dep["replicas"]
     terms = shape_terms(cat, Shape(dep["model_id"], dep["accelerator"], dep["system"], dep["quant"],
                                    dep["kv_dtype"], dep["tp"], dep["pp"], dep["ep"]))
     view = slo_view(terms, np.array([dep["max_batch"]]), d)
@@ -158,7 +158,7 @@ def cross_check(tmp: Path) -> None:
     plan = solve(problem, cat).to_dict()
     tr = read_trace(CONV)
     reps = plan_replicas(plan, cat, None, int((tr.input_tokens + tr.output_tokens).max()))
-    cap = sum(x["capacity_rps"] for x in plan["deployments"])
+    cap = sum(x["total_capacity_rps"] for x in plan["deployments"])
     dep = plan["deployments"][0]
     print(f"\n4. Cross-check with the findings' simulator: {dep['replicas']} x TP{dep['tp']} batch cap "
           f"{dep['max_batch']}, planned p99 TTFT {dep['ttft_p99_ms']:.0f} ms, TPOT {dep['tpot_p99_ms']:.1f} ms, "

@@ -154,7 +154,7 @@ def _verify_capacity(
     systems = {}
     for dep in deps:
         s = systems.setdefault((dep.accelerator, dep.system), [0, dep.usd_per_gpu_hour])
-        s[0] += dep.gpus
+        s[0] += dep.total_gpus
     uses = tuple(
         SystemUse(accelerator=a, system=sid, gpus_used=n, gpus_provisioned=n,
                   nodes=-(-n // cat.system(sid).gpus_per_node), cost_usd_per_hour=n * usd,
@@ -185,10 +185,10 @@ def capacity(
         return CapacityAnswer(SolveStatus.INFEASIBLE, d.name, str(gpu), gpus, 0, 0.0, 0.0, 0.0, 0.0, (),
                               time.perf_counter() - t0,
                               (f"no configuration of {d.model} on {gpu} meets every target", *why))
-    caps = [scaling.capacity_mrps(c.capacity_rps) for c in usable]
+    caps = [scaling.capacity_mrps(c.capacity_rps_per_replica) for c in usable]
     from solver.optimize.cpsat import max_capacity  # OR-Tools only where this question is asked
 
-    status, reps = max_capacity([c.gpus for c in usable], caps, gpus,
+    status, reps = max_capacity([c.gpus_per_replica for c in usable], caps, gpus,
                                 problem.fleet.max_configs_per_model, time_limit_s, workers)
     if not status.has_plan:
         return CapacityAnswer(status, d.name, str(gpu), gpus, 0, 0.0, 0.0, 0.0, 0.0, (),
@@ -206,12 +206,12 @@ def capacity(
         per_replica = scaling.mrps_to_rps(cap_int)
         dep = deployment(c, d, r, per_replica * r)
         rps_mrps += cap_int * r
-        used += dep.gpus
+        used += dep.total_gpus
         checked.append(dep)
         deps.append({**{k: dep.to_dict()[k] for k in (
             "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch",
-            "replicas", "gpus", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms", "cost_usd_per_hour")},
-            "capacity_rps": per_replica * r})
+            "replicas", "total_gpus", "gpus_per_replica", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms",
+            "cost_usd_per_hour")}, "total_capacity_rps": per_replica * r})
     rps = scaling.mrps_to_rps(rps_mrps)
     _verify_capacity(problem, cat, d, checked, rps, gpus)
     return CapacityAnswer(

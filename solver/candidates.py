@@ -90,25 +90,23 @@ class Candidate:
 
     model: str
     """Name of the model entry in the problem (not the catalog id)."""
-    model_id: str
-    accelerator: str
-    system: str
-    quant: str
-    kv_dtype: str
-    tp: int
-    pp: int
-    ep: int
+    shape: Shape
+    """The deployment identity (catalog model id, accelerator, resolved system, quant, KV
+    dtype, TP/PP/EP); with ``max_batch`` the configuration. A disaggregated unit: its decode pool's."""
     max_batch: int
-    gpus: int
+    gpus_per_replica: int
+    """GPUs one replica (one unit, when disaggregated) occupies; on a GPU share 1 (``per_gpu``
+    replicas fill it)."""
     gpus_per_node: int
     usd_per_gpu_hour: float
     price_id: str
     tdp_w: float
     quality_loss_points: float
-    capacity_rps: float
-    """Largest arrival rate per replica within the targets it can meet (0 if none)."""
+    capacity_rps_per_replica: float
+    """Largest arrival rate one replica serves within the targets it can meet, requests/s
+    (0 if none)."""
     ttft_p99_ms: float
-    """TTFT at the target's percentile when loaded at ``capacity_rps``."""
+    """TTFT at the target's percentile when loaded at ``capacity_rps_per_replica``."""
     ttft_min_ms: float
     """TTFT at zero queueing wait (the floor no amount of replicas lowers)."""
     tpot_p99_ms: float
@@ -133,8 +131,43 @@ class Candidate:
     """Replicas of this share one GPU holds (1: whole GPUs)."""
 
     unit: "Unit | None" = None
-    """A disaggregated unit (:mod:`solver.disagg`): then ``gpus`` and ``capacity_rps`` are the
-    unit's, tp/pp/ep/max_batch the decode pool's; None: an aggregated replica."""
+    """A disaggregated unit (:mod:`solver.disagg`): then ``gpus_per_replica`` and
+    ``capacity_rps_per_replica`` are one unit's, tp/pp/ep/max_batch the decode pool's; None: an
+    aggregated replica."""
+
+    # the identity, read from ``shape`` (declared once, there)
+    @property
+    def model_id(self) -> str:
+        """Catalog id of the model (``shape.model``)."""
+        return self.shape.model
+
+    @property
+    def accelerator(self) -> str:
+        return self.shape.accelerator
+
+    @property
+    def system(self) -> str:
+        return str(self.shape.system)
+
+    @property
+    def quant(self) -> str:
+        return self.shape.quant
+
+    @property
+    def kv_dtype(self) -> str:
+        return self.shape.kv_dtype
+
+    @property
+    def tp(self) -> int:
+        return self.shape.tp
+
+    @property
+    def pp(self) -> int:
+        return self.shape.pp
+
+    @property
+    def ep(self) -> int:
+        return self.shape.ep
 
     @property
     def serving_mode(self) -> str:
@@ -146,19 +179,14 @@ class Candidate:
         return self.unit.pools() if self.unit is not None else ()
 
     @property
-    def shape(self) -> Shape:
-        """The deployment identity the cost model reads (with ``max_batch``: the configuration)."""
-        return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
-                     self.tp, self.pp, self.ep)
-
-    @property
     def cost_usd_per_hour(self) -> float:
-        """Cost of one replica (its share of a GPU's price on a GPU share)."""
-        return self.gpus * self.usd_per_gpu_hour / self.per_gpu
+        """Cost of one replica, $/h (its share of a GPU's price on a GPU share)."""
+        return self.gpus_per_replica * self.usd_per_gpu_hour / self.per_gpu
 
     @property
     def power_w(self) -> float:
-        return self.gpus * self.tdp_w / self.per_gpu
+        """TDP of one replica, W (its share on a GPU share)."""
+        return self.gpus_per_replica * self.tdp_w / self.per_gpu
 
     def label(self) -> str:
         par = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "") + (f" EP{self.ep}" if self.ep > 1 else "")
@@ -670,11 +698,11 @@ def _unit_candidates(cat: Catalog, d: ModelDemand, system_id: str, shapes: list[
         assert not isinstance(t, str)
         t = demand_terms(cat, d, t)
         out.append(Candidate(
-            model=d.name, model_id=d.model, accelerator=dec.accelerator, system=system_id,
-            quant=quant, kv_dtype=kv, tp=dec.tp, pp=dec.pp, ep=dec.ep, max_batch=u.decode.batch,
-            gpus=u.gpus, gpus_per_node=system.gpus_per_node, usd_per_gpu_hour=price.usd_per_gpu_hour,
+            model=d.name, shape=replace(dec, model=d.model, system=system_id, quant=quant, kv_dtype=kv),
+            max_batch=u.decode.batch, gpus_per_replica=u.gpus, gpus_per_node=system.gpus_per_node,
+            usd_per_gpu_hour=price.usd_per_gpu_hour,
             price_id=price.id, tdp_w=tdp_w, quality_loss_points=cat.quantization(quant).quality_loss.points,
-            capacity_rps=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
+            capacity_rps_per_replica=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
             tpot_p99_ms=u.decode.tpot_ms, e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
             service_s=u.decode.service_s, max_concurrency=u.decode.limit,
             weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
@@ -746,11 +774,10 @@ def _rows(
             v.add(Family.E2E)
         sh = p.shape
         return Candidate(
-            model=d.name, model_id=d.model, accelerator=sh.accelerator, system=str(sh.system),
-            quant=sh.quant, kv_dtype=sh.kv_dtype, tp=sh.tp, pp=sh.pp, ep=sh.ep,
-            max_batch=int(view.batch[i]), gpus=sh.gpus, gpus_per_node=p.per_node,
+            model=d.name, shape=replace(sh, model=d.model, system=str(sh.system)),
+            max_batch=int(view.batch[i]), gpus_per_replica=sh.gpus, gpus_per_node=p.per_node,
             usd_per_gpu_hour=p.price.usd_per_gpu_hour, price_id=p.price.id, tdp_w=p.tdp_w,
-            quality_loss_points=p.loss, capacity_rps=float(cap[i]),
+            quality_loss_points=p.loss, capacity_rps_per_replica=float(cap[i]),
             ttft_p99_ms=float(view.ttft0_ms[i] + w_ttft[i]), ttft_min_ms=float(view.ttft0_ms[i]),
             tpot_p99_ms=float(view.tpot_ms[i]),
             e2e_p99_ms=float(view.e2e0_ms[i] + w_e2e[i]), e2e_min_ms=float(view.e2e0_ms[i]),
@@ -822,8 +849,8 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False) -> tup
     keys: dict[tuple[str, str, str], int] = {}  # a GPU share is its own pool of GPUs
     dropped = _dominated(
         np.array([keys.setdefault((c.accelerator, c.system, c.partition), len(keys)) for c in cands]),
-        np.array([c.gpus for c in cands], dtype=np.int64),
-        np.array([scaling.capacity_mrps(c.capacity_rps) for c in cands], dtype=np.int64),
+        np.array([c.gpus_per_replica for c in cands], dtype=np.int64),
+        np.array([scaling.capacity_mrps(c.capacity_rps_per_replica) for c in cands], dtype=np.int64),
         np.array([violation_mask(c) for c in cands], dtype=np.int64),
         np.array([scaling.latency_us(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
     )

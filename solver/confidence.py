@@ -36,9 +36,9 @@ def hardware_within_error(problem: Problem, cat: Catalog, level: float | None,
         engine = t.demand.engine or cat.default_engine
         best: dict[str, tuple[float, Any]] = {}
         for c in t.candidates:
-            if c.violations or c.capacity_rps <= 0:
+            if c.violations or c.capacity_rps_per_replica <= 0:
                 continue
-            usd = c.cost_usd_per_hour / c.capacity_rps
+            usd = c.cost_usd_per_hour / c.capacity_rps_per_replica
             if c.accelerator not in best or usd < best[c.accelerator][0]:
                 best[c.accelerator] = (usd, c)
         if not best:

@@ -113,7 +113,7 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
         secs = lead_time(cat, dep, gb_s)[0]
         label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
         pools.append(Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica,
-                          dep.capacity_rps / dep.replicas, lead_hours(secs), dep.system,
+                          dep.capacity_rps_per_replica, lead_hours(secs), dep.system,
                           cat.system(dep.system).gpus_per_node))
     tiers: list[Tier] = []
     fleet = problem.fleet

@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from solver.catalog import Catalog
-from solver.costmodel import Shape, shape_terms
+from solver.costmodel import shape_terms
 from solver.costmodel.shape import UTILISATION
 from solver.plan import Deployment, Plan
 from solver.problem import ModelDemand, Problem, TokenLengths
@@ -115,8 +115,7 @@ def expected_use(dep: Deployment, d: ModelDemand) -> dict[str, float]:
 
 def lead_time(cat: Catalog, dep: Deployment, load_gb_s: float | None) -> tuple[float, float, str, float]:
     """(seconds, GB/s, source of the bandwidth, weight GB per GPU) to load one replica's weights."""
-    terms = shape_terms(cat, Shape(dep.model_id, dep.accelerator, dep.system, dep.quant,
-                                   dep.kv_dtype, dep.tp, dep.pp, dep.ep))
+    terms = shape_terms(cat, dep.shape)
     gb = terms.weight_bytes_gpu / 1e9
     if load_gb_s is not None:
         return gb / load_gb_s, load_gb_s, "given load bandwidth", gb
@@ -163,7 +162,7 @@ def for_model(cat: Catalog, d: ModelDemand, deps: Sequence[Deployment],
     wait, wait_from = max_wait_s(d)
     q, breaker = queue_limits(wait, d.traffic.peak_rps)
     replicas = sum(x.replicas for x in deps)
-    capacity = sum(x.capacity_rps for x in deps)
+    capacity = sum(x.total_capacity_rps for x in deps)
     warm = max(1, min(replicas, math.ceil(replicas * d.traffic.peak_rps / capacity - 1e-9)))
     leads = [lead_time(cat, x, load_gb_s) for x in deps]
     slow = max(leads)

@@ -60,8 +60,8 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
         if shared:  # a column only where some replica runs on a GPU share
             row["gpu_share"] = dep.partition or "whole"
         row["quality_loss_points"] = cat.quantization(dep.quant).quality_loss.points
-        row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep", "max_batch", "replicas", "gpus",
-                                      "load_rps", "capacity_rps")})
+        row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep", "max_batch", "replicas")})
+        row.update(gpus=d["total_gpus"], load_rps=d["load_rps"], capacity_rps=d["total_capacity_rps"])
         for k in ("ttft", "tpot", "e2e"):
             row[f"{k}_p{pcts[dep.model][k]:g}_ms"] = d[f"{k}_p99_ms"]
         row["cost_usd_per_hour"] = d["cost_usd_per_hour"]

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from solver.errors import InputError
+from solver.plan import saved_deployment
 from solver.measured import MeasuredPoint, Sweep
 
 KNEE_FRACTION = 0.9
@@ -176,13 +177,14 @@ def size_fleet(peak_rps: float, usable_rps: float, gpus_per_instance: int, safet
 def compare_with_plan(size: FleetSize, op: OperatingPoint, plan: dict[str, Any],
                       model: str | None = None) -> dict[str, Any]:
     """Measured sizing next to fleetplan's plan (its deployments of ``model``, or all)."""
-    deps = [d for d in plan.get("deployments", []) if model is None or d.get("model") == model]
+    deps = [saved_deployment(d) for d in plan.get("deployments", [])
+            if isinstance(d, dict) and (model is None or d.get("model") == model)]
     if not deps:
         raise InputError(f"the plan has no deployments{f' of model {model!r}' if model else ''}", where="--plan")
     try:
-        gpus = sum(int(d["gpus"]) for d in deps)
+        gpus = sum(int(d["total_gpus"]) for d in deps)
         replicas = sum(int(d["replicas"]) for d in deps)
-        capacity = sum(float(d["capacity_rps"]) for d in deps)
+        capacity = sum(float(d["total_capacity_rps"]) for d in deps)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"deployment lacks a numeric field ({exc})", where="--plan") from None
     if replicas <= 0 or gpus <= 0:

@@ -64,7 +64,7 @@ class ParetoPoint:
         out["status"] = self.plan.status.value
         out["deployments"] = [
             {k: d.to_dict()[k] for k in ("model", "serving_mode", "accelerator", "quant", "kv_dtype", "tp", "pp",
-                                         "ep", "max_batch", "replicas", "gpus", "ttft_p99_ms", "tpot_p99_ms",
+                                         "ep", "max_batch", "replicas", "total_gpus", "ttft_p99_ms", "tpot_p99_ms",
                                          "e2e_p99_ms", "cost_usd_per_hour")}
             | ({"pools": d.to_dict()["pools"]} if d.pools else {})
             for d in self.plan.deployments

@@ -72,21 +72,18 @@ class Deployment:
     """Replicas of one configuration of one model."""
 
     model: str
-    model_id: str
-    accelerator: str
-    system: str
-    quant: str
-    kv_dtype: str
-    tp: int
-    pp: int
-    ep: int
+    """Name of the model entry in the problem (not the catalog id)."""
+    shape: "Shape"
+    """The deployment identity (catalog model id, accelerator, system, quant, KV dtype,
+    TP/PP/EP), the candidate's; with ``max_batch`` the configuration."""
     max_batch: int
     replicas: int
-    gpus: int
+    total_gpus: int
     """GPUs of all replicas together."""
     gpus_per_replica: int
-    capacity_rps: float
-    """Capacity of all replicas at the SLO."""
+    """GPUs of one replica (one unit, when disaggregated)."""
+    total_capacity_rps: float
+    """Requests/s all replicas together serve within the targets."""
     load_rps: float
     """Share of the model's load (peak x (1 + headroom)) routed here, proportional to capacity."""
     ttft_p99_ms: float
@@ -107,8 +104,8 @@ class Deployment:
     acceptance_rate, draft_tokens and expected_tokens_per_step; ``None``: plain decoding."""
     partition: str | None = None
     """The GPU share each replica runs on (``mig 1g.10gb``: a MIG instance; ``shared 1/4``: one of
-    4 co-located replicas, time-sliced); ``None``: whole GPUs. On a share, ``gpus`` is the whole
-    GPUs its replicas fill alone (``ceil(replicas / replicas_per_gpu)``); the plan's systems count
+    4 co-located replicas, time-sliced); ``None``: whole GPUs. On a share, ``total_gpus`` is the whole
+    GPUs its replicas fill alone (``total_gpus = ceil(replicas / replicas_per_gpu)``); the plan's systems count
     GPUs shared with other models once, and ``cost_usd_per_hour`` is the replicas' share of them."""
     replicas_per_gpu: int = 1
     """Replicas of this share one GPU holds (1: whole GPUs)."""
@@ -124,18 +121,77 @@ class Deployment:
         """The pool of ``role`` (None for an aggregated deployment)."""
         return next((p for p in self.pools if p.role == role), None)
 
+    # the identity, read from ``shape`` (declared once, there)
     @property
-    def shape(self) -> "Shape":
-        """The same identity as the candidate it came from (see ``Candidate.shape``)."""
-        from solver.costmodel.shape import Shape
+    def model_id(self) -> str:
+        """Catalog id of the model (``shape.model``)."""
+        return self.shape.model
 
-        return Shape(self.model_id, self.accelerator, self.system, self.quant, self.kv_dtype,
-                     self.tp, self.pp, self.ep)
+    @property
+    def accelerator(self) -> str:
+        return self.shape.accelerator
+
+    @property
+    def system(self) -> str:
+        return str(self.shape.system)
+
+    @property
+    def quant(self) -> str:
+        return self.shape.quant
+
+    @property
+    def kv_dtype(self) -> str:
+        return self.shape.kv_dtype
+
+    @property
+    def tp(self) -> int:
+        return self.shape.tp
+
+    @property
+    def pp(self) -> int:
+        return self.shape.pp
+
+    @property
+    def ep(self) -> int:
+        return self.shape.ep
+
+    @property
+    def capacity_rps_per_replica(self) -> float:
+        """Requests/s one replica serves within the targets."""
+        return self.total_capacity_rps / self.replicas
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """Plain data with the identity as flat keys (``model_id``, ``accelerator``, ...)."""
+        rest = asdict(self)
+        del rest["model"], rest["shape"]
+        out = {"model": self.model, **identity_dict(self.shape), **rest}
         out["gpu_share_per_replica"] = 1.0 / self.replicas_per_gpu
         return out
+
+
+IDENTITY_KEYS = ("model_id", "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep")
+"""A deployment's identity as flat plan-JSON keys (``model_id`` is ``Shape.model``)."""
+
+
+def identity_dict(shape: "Shape") -> dict[str, Any]:
+    """``shape`` as the flat plan-JSON keys :data:`IDENTITY_KEYS`."""
+    return dict(zip(IDENTITY_KEYS, (shape.model, shape.accelerator, shape.system, shape.quant,
+                                     shape.kv_dtype, shape.tp, shape.pp, shape.ep)))
+
+
+RENAMED_KEYS = {"total_gpus": "gpus", "total_capacity_rps": "capacity_rps"}
+"""Deployment keys of plan JSON and the names plans saved by earlier versions gave them."""
+
+
+def saved_deployment(d: dict[str, Any]) -> dict[str, Any]:
+    """One deployment of a saved plan's JSON under this version's keys: a plan saved before the
+    per-replica/total rename has ``gpus`` and ``capacity_rps`` (totals) for ``total_gpus`` and
+    ``total_capacity_rps``, so older plans still load."""
+    out = dict(d)
+    for new, old in RENAMED_KEYS.items():
+        if new not in out and old in out:
+            out[new] = out.pop(old)
+    return out
 
 
 @dataclass(frozen=True)

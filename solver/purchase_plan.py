@@ -86,15 +86,16 @@ def alternative_configs(session: Session, plan: Plan, k: int) -> tuple[Deploymen
     out: list[Deployment] = []
     for t in session.tables:
         ok = [(i, c) for i, c in enumerate(t.candidates)
-              if not c.violations and c.unit is None and not c.partition and c.capacity_rps > 0
+              if not c.violations and c.unit is None and not c.partition and c.capacity_rps_per_replica > 0
               and config_key(t.name, c) not in used]
         front, best_cap = [], 0.0
-        for i, c in sorted(ok, key=lambda x: (x[1].cost_usd_per_hour, -x[1].capacity_rps, x[0])):
-            if c.capacity_rps > best_cap:
+        for i, c in sorted(ok, key=lambda x: (x[1].cost_usd_per_hour, -x[1].capacity_rps_per_replica, x[0])):
+            if c.capacity_rps_per_replica > best_cap:
                 front.append((i, c))
-                best_cap = c.capacity_rps
-        front.sort(key=lambda x: (x[1].cost_usd_per_hour / x[1].capacity_rps, x[1].cost_usd_per_hour, x[0]))
-        out.extend(deployment(c, t.demand, 1, c.capacity_rps) for _, c in front[:k])
+                best_cap = c.capacity_rps_per_replica
+        front.sort(key=lambda x: (x[1].cost_usd_per_hour / x[1].capacity_rps_per_replica,
+                                  x[1].cost_usd_per_hour, x[0]))
+        out.extend(deployment(c, t.demand, 1, c.capacity_rps_per_replica) for _, c in front[:k])
     return tuple(out)
 
 

@@ -46,11 +46,9 @@ def deployment(c: Candidate, d: ModelDemand, replicas: int, load_rps: float) -> 
     lat = latencies(c.max_batch, c.service_s, c.ttft_min_ms, c.tpot_p99_ms, c.e2e_min_ms, d,
                     load_rps / replicas)
     return Deployment(
-        model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
-        quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
-        max_batch=c.max_batch, replicas=replicas,
-        gpus=-(-replicas // c.per_gpu) if c.partition else replicas * c.gpus, gpus_per_replica=c.gpus,
-        capacity_rps=c.capacity_rps * replicas, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
+        model=d.name, shape=c.shape, max_batch=c.max_batch, replicas=replicas,
+        total_gpus=-(-replicas // c.per_gpu) if c.partition else replicas * c.gpus_per_replica,
+        gpus_per_replica=c.gpus_per_replica, total_capacity_rps=c.capacity_rps_per_replica * replicas, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
         tpot_p99_ms=lat.tpot_ms, e2e_p99_ms=lat.e2e_ms,
         cost_usd_per_hour=replicas * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
         price_id=c.price_id, stated_error_pct=c.stated_error_pct,
@@ -66,10 +64,9 @@ def _unit_deployment(c: Candidate, d: ModelDemand, units: int, load_rps: float) 
     per_unit = load_rps / units
     lat = unit_latencies(u, d, per_unit)
     return Deployment(
-        model=d.name, model_id=c.model_id, accelerator=c.accelerator, system=c.system,
-        quant=c.quant, kv_dtype=c.kv_dtype, tp=c.tp, pp=c.pp, ep=c.ep,
-        max_batch=c.max_batch, replicas=units, gpus=units * c.gpus, gpus_per_replica=c.gpus,
-        capacity_rps=c.capacity_rps * units, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
+        model=d.name, shape=c.shape, max_batch=c.max_batch, replicas=units,
+        total_gpus=units * c.gpus_per_replica, gpus_per_replica=c.gpus_per_replica,
+        total_capacity_rps=c.capacity_rps_per_replica * units, load_rps=load_rps, ttft_p99_ms=lat.ttft_ms,
         tpot_p99_ms=lat.tpot_ms, e2e_p99_ms=lat.e2e_ms,
         cost_usd_per_hour=units * c.cost_usd_per_hour, usd_per_gpu_hour=c.usd_per_gpu_hour,
         price_id=c.price_id, stated_error_pct=c.stated_error_pct, serving_mode="disaggregated",
@@ -189,9 +186,9 @@ class Session:
             chosen = [(c if c.accelerator not in rows else
                        replace(c, usd_per_gpu_hour=rows[c.accelerator].usd_per_gpu_hour, price_id=rows[c.accelerator].id), r)
                       for c, r in self.chosen(sol, t.name)]
-            total_cap = sum(c.capacity_rps * r for c, r in chosen)
+            total_cap = sum(c.capacity_rps_per_replica * r for c, r in chosen)
             for c, r in chosen:
-                deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps * r / total_cap))
+                deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps_per_replica * r / total_cap))
         used = self.used_gpus(sol)
         systems = []
         for s, row in enumerate(self.ip.systems):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -175,7 +175,7 @@ def _prepare(ctx: _Ctx) -> None:
             ctx.found.append(Violation("shape", dep.model, f"{where}: serving_mode {dep.serving_mode!r} "
                                                            f"with {len(dep.pools)} pool(s)"))
             continue
-        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
+        shape = replace(dep.shape, model=d.model)
         reason = check_shape(ctx.cat, shape)
         if reason:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid shape: {reason}"))
@@ -224,7 +224,7 @@ def _prepare_unit(ctx: _Ctx, dep: Deployment, d: ModelDemand, where: str) -> Non
         return
     terms = []
     for pool in (pre, dec):
-        shape = Shape(d.model, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, pool.tp, pool.pp, pool.ep)
+        shape = replace(dep.shape, model=d.model, tp=pool.tp, pp=pool.pp, ep=pool.ep)
         reason = check_shape(ctx.cat, shape)
         if reason:
             ctx.found.append(Violation("shape", dep.model, f"{where}: invalid {pool.role} shape: {reason}"))
@@ -294,11 +294,11 @@ def check_topology(ctx: _Ctx) -> list[Violation]:
                           f"{x.where}: {g}-GPU replica does not pack into {per_node}-GPU nodes"))
         if x.part is not None:
             k = x.part.per_gpu
-            if x.dep.replicas_per_gpu != k or x.dep.gpus != -(-x.dep.replicas // k):
-                out.append(_v("accounting", x.dep.model, f"{x.where}: {x.dep.gpus} GPUs for {x.dep.replicas} "
+            if x.dep.replicas_per_gpu != k or x.dep.total_gpus != -(-x.dep.replicas // k):
+                out.append(_v("accounting", x.dep.model, f"{x.where}: {x.dep.total_gpus} GPUs for {x.dep.replicas} "
                                                          f"replicas at {k} per GPU ({x.dep.partition})"))
-        elif g != x.dep.gpus_per_replica or x.dep.gpus != x.dep.replicas * g or x.dep.replicas_per_gpu != 1:
-            out.append(_v("accounting", x.dep.model, f"{x.where}: GPU count {x.dep.gpus} != {x.dep.replicas} x {g}"))
+        elif g != x.dep.gpus_per_replica or x.dep.total_gpus != x.dep.replicas * g or x.dep.replicas_per_gpu != 1:
+            out.append(_v("accounting", x.dep.model, f"{x.where}: GPU count {x.dep.total_gpus} != {x.dep.replicas} x {g}"))
     return out
 
 
@@ -577,7 +577,7 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
         price = _prices(ctx, dep.accelerator)
         if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
             out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
-        elif abs(dep.cost_usd_per_hour - (dep.replicas * x.shape.gpus / x.part.per_gpu if x.part else dep.gpus)
+        elif abs(dep.cost_usd_per_hour - (dep.replicas * x.shape.gpus / x.part.per_gpu if x.part else dep.total_gpus)
                  * price[0].usd_per_gpu_hour) > 1e-6 * max(1.0, dep.cost_usd_per_hour):
             out.append(_v("accounting", dep.model, f"{x.where}: cost {dep.cost_usd_per_hour} != GPUs x price"))
         cost_deploy += dep.cost_usd_per_hour

@@ -28,7 +28,7 @@ def _plan(model_id: str = "llama-3.3-70b", tp: int = 4, pp: int = 1, ep: int = 1
           quant: str = "fp8", kv: str = "fp8", hit: float = 0.3) -> dict:
     dep = {"model": "chat", "model_id": model_id, "accelerator": "h100-sxm", "system": "hgx-h100-8", "quant": quant,
            "kv_dtype": kv, "tp": tp, "pp": pp, "ep": ep, "max_batch": batch, "replicas": 3,
-           "gpus": 3 * max(tp, ep) * pp, "gpus_per_replica": max(tp, ep) * pp, "capacity_rps": 15.0,
+           "total_gpus": 3 * max(tp, ep) * pp, "gpus_per_replica": max(tp, ep) * pp, "total_capacity_rps": 15.0,
            "load_rps": 14.4, "ttft_p99_ms": 400.0, "tpot_p99_ms": 40.0, "e2e_p99_ms": 40000.0}
     return {"status": "optimal", "deployments": [dep],
             "guardrails": [{"model": "chat", "max_input_tokens": 9600, "max_new_tokens": 2000,

@@ -332,7 +332,7 @@ def test_applied_ttft_tail_lowers_ttft_bound_capacity_and_plans_verify() -> None
     cap = {}
     for name, cat in (("tail", with_tail), ("none", without)):
         (t,) = build_tables(p, cat, prune=False)
-        cap[name] = {(c.label(), c.max_batch): c.capacity_rps for c in t.candidates if not c.violations}
+        cap[name] = {(c.label(), c.max_batch): c.capacity_rps_per_replica for c in t.candidates if not c.violations}
     shared = set(cap["tail"]) & set(cap["none"])
     assert shared and all(cap["tail"][k] <= cap["none"][k] + 1e-9 for k in shared)
     assert any(cap["tail"][k] < cap["none"][k] - 1e-9 for k in shared)

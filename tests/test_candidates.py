@@ -52,7 +52,7 @@ def test_candidates_equal_the_one_shape_estimate(cat, query70) -> None:
         assert c.tpot_p99_ms == pytest.approx(e.tpot_ms, rel=1e-12), c.label()
         assert c.ttft_min_ms == pytest.approx(e.ttft_ms, rel=1e-12), c.label()
         assert c.max_concurrency == e.max_concurrency
-        assert c.gpus == e.gpus
+        assert c.gpus_per_replica == e.gpus
 
 
 def test_flags_follow_the_targets(cat, query70) -> None:
@@ -64,7 +64,7 @@ def test_flags_follow_the_targets(cat, query70) -> None:
         if not c.violations & {Family.TTFT}:
             # at capacity the queueing wait fills the TTFT budget, never more
             assert c.ttft_p99_ms <= d.slo.ttft.max_ms * (1 + 1e-6)
-        assert c.capacity_rps >= 1e-3
+        assert c.capacity_rps_per_replica >= 1e-3
 
 
 def test_identity_is_unique_within_a_table(cat, query70) -> None:
@@ -78,8 +78,8 @@ def test_pruned_table_is_a_subset_and_keeps_the_best(cat, query70) -> None:
     (pruned,) = build_tables(query70, cat)
     assert set(pruned.candidates) <= set(full.candidates)
     usable = [c for c in full.candidates if not c.violations]
-    best = min(c.cost_usd_per_hour / c.capacity_rps for c in usable)
-    assert min(c.cost_usd_per_hour / c.capacity_rps for c in pruned.candidates if not c.violations) == best
+    best = min(c.cost_usd_per_hour / c.capacity_rps_per_replica for c in usable)
+    assert min(c.cost_usd_per_hour / c.capacity_rps_per_replica for c in pruned.candidates if not c.violations) == best
 
 
 # -- the cache ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from solver.candidates import Candidate, ModelTable, prune_dominated
+from solver.costmodel import Shape
 from solver.chains import paths, stage_loads
 from solver.cli import main
 from solver.families import Family, Guard
@@ -41,10 +42,10 @@ def problem(models: dict[str, float | None], apps: list[dict]) -> Problem:
 def cand(model: str, gpu: str, gpus: int, cap: float, e2e_ms: float) -> Candidate:
     system, per_node, price, tdp = SYSTEMS[gpu]
     return Candidate(
-        model=model, model_id="llama-3.1-8b", accelerator=gpu, system=system, quant="fp8",
-        kv_dtype="fp8", tp=gpus, pp=1, ep=1, max_batch=8, gpus=gpus, gpus_per_node=per_node,
+        model=model, shape=Shape("llama-3.1-8b", gpu, system, "fp8",
+        "fp8", gpus), max_batch=8, gpus_per_replica=gpus, gpus_per_node=per_node,
         usd_per_gpu_hour=price, price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0,
-        capacity_rps=cap, ttft_p99_ms=100.0, ttft_min_ms=50.0, tpot_p99_ms=40.0,
+        capacity_rps_per_replica=cap, ttft_p99_ms=100.0, ttft_min_ms=50.0, tpot_p99_ms=40.0,
         e2e_p99_ms=e2e_ms, e2e_min_ms=e2e_ms / 2, service_s=1.0, max_concurrency=64,
     )
 

@@ -222,9 +222,9 @@ _SYS = {"gpu-a": ("sys-a", 8, 2.0, 700.0), "gpu-b": ("sys-b", 4, 3.0, 400.0)}
 def _cand(model: str, gpu: str, cap: float, k: int = 1, gpus: int = 1) -> Candidate:
     system, per_node, price, tdp = _SYS[gpu]
     return Candidate(
-        model=model, model_id="llama-3.1-8b", accelerator=gpu, system=system, quant="fp8", kv_dtype="fp8",
-        tp=gpus, pp=1, ep=1, max_batch=8, gpus=gpus, gpus_per_node=per_node, usd_per_gpu_hour=price,
-        price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0, capacity_rps=cap, ttft_p99_ms=100.0,
+        model=model, shape=Shape("llama-3.1-8b", gpu, system, "fp8", "fp8", gpus), max_batch=8,
+        gpus_per_replica=gpus, gpus_per_node=per_node, usd_per_gpu_hour=price,
+        price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0, capacity_rps_per_replica=cap, ttft_p99_ms=100.0,
         ttft_min_ms=50.0, tpot_p99_ms=40.0, e2e_p99_ms=1000.0, e2e_min_ms=900.0, service_s=1.0,
         max_concurrency=64, partition=f"shared 1/{k}" if k > 1 else "", per_gpu=k)
 

@@ -66,9 +66,9 @@ def test_config_label_tells_pp_and_ep_apart(solved) -> None:  # type: ignore[no-
     """'1x gb200 mxfp4 TP8' was printed for TP8 x PP2; two plans printed identically."""
     _, plan = solved
     d = plan.deployments[0]
-    a = dataclasses.replace(d, tp=8, pp=1, ep=8)
-    b = dataclasses.replace(d, tp=8, pp=2, ep=8)
-    c = dataclasses.replace(d, tp=2, pp=1, ep=8)
+    a = dataclasses.replace(d, shape=dataclasses.replace(d.shape, tp=8, pp=1, ep=8))
+    b = dataclasses.replace(d, shape=dataclasses.replace(d.shape, tp=8, pp=2, ep=8))
+    c = dataclasses.replace(d, shape=dataclasses.replace(d.shape, tp=2, pp=1, ep=8))
     labels = {config_label(x) for x in (a, b, c)}
     assert len(labels) == 3
     assert "TP8 PP2 EP8" in config_label(b) and "TP2 PP1 EP8 DP4" in config_label(c)

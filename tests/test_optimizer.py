@@ -8,6 +8,7 @@ import random
 import pytest
 
 from solver.candidates import Candidate, ModelTable, prune_dominated
+from solver.costmodel import Shape
 from solver.families import Family, Guard
 from solver.optimize.brute import brute_force
 from solver.optimize.cpsat import FleetModel
@@ -28,10 +29,10 @@ def demand(name: str, rps: float, headroom: float = 0.0) -> ModelDemand:
 def cand(model: str, gpu: str, gpus: int, cap: float, violations=(), batch: int = 8, quant: str = "fp8") -> Candidate:
     system, per_node, price, tdp = SYSTEMS[gpu]
     return Candidate(
-        model=model, model_id="llama-3.1-8b", accelerator=gpu, system=system, quant=quant,
-        kv_dtype="fp8", tp=gpus, pp=1, ep=1, max_batch=batch, gpus=gpus, gpus_per_node=per_node,
+        model=model, shape=Shape("llama-3.1-8b", gpu, system, quant,
+        "fp8", gpus), max_batch=batch, gpus_per_replica=gpus, gpus_per_node=per_node,
         usd_per_gpu_hour=price, price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0,
-        capacity_rps=cap, ttft_p99_ms=100.0, ttft_min_ms=50.0, tpot_p99_ms=40.0 if Family.TPOT not in violations else 80.0,
+        capacity_rps_per_replica=cap, ttft_p99_ms=100.0, ttft_min_ms=50.0, tpot_p99_ms=40.0 if Family.TPOT not in violations else 80.0,
         e2e_p99_ms=1000.0, e2e_min_ms=900.0, service_s=1.0, max_concurrency=64,
         violations=frozenset(violations),
     )
@@ -94,9 +95,9 @@ def test_pruning_never_removes_an_optimum(seed):
     # add near-duplicates so that pruning has something to do
     grown = []
     for t in tables:
-        extra = [cand(t.name, c.accelerator, c.gpus * 2, c.capacity_rps * rng.uniform(1.5, 2.5), c.violations, batch=c.max_batch * 2)
+        extra = [cand(t.name, c.accelerator, c.gpus_per_replica * 2, c.capacity_rps_per_replica * rng.uniform(1.5, 2.5), c.violations, batch=c.max_batch * 2)
                  for c in t.candidates]
-        extra += [cand(t.name, c.accelerator, c.gpus, c.capacity_rps * rng.uniform(0.5, 1.0), c.violations, batch=c.max_batch // 2)
+        extra += [cand(t.name, c.accelerator, c.gpus_per_replica, c.capacity_rps_per_replica * rng.uniform(0.5, 1.0), c.violations, batch=c.max_batch // 2)
                   for c in t.candidates]
         grown.append(table(t.demand, list(t.candidates) + extra))
     pruned = [table(t.demand, prune_dominated(t.candidates)[0]) for t in grown]

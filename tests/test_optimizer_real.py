@@ -64,7 +64,7 @@ def test_single_model_scarce_type_splits(cat):
     # the type the unconstrained plan leans on most (the cost model decides whether it mixes)
     per_type: dict[str, int] = {}
     for d in plan_free.deployments:
-        per_type[d.accelerator] = per_type.get(d.accelerator, 0) + d.gpus
+        per_type[d.accelerator] = per_type.get(d.accelerator, 0) + d.total_gpus
     gpu = max(per_type, key=lambda a: (per_type[a], a))
     used = per_type[gpu]
     scarce = _problem([base], {"inventory": {gpu: max(used // 2, 1)}})
@@ -114,7 +114,7 @@ def test_verifier_rejects_tampered_plans(cat):
     problem = load_problem(PROBLEMS / "chat-assistant-70b.yaml", cat)
     plan = api.solve(problem, cat)
     d = plan.deployments[0]
-    fewer = dataclasses.replace(d, replicas=d.replicas - 1, gpus=d.gpus - d.gpus_per_replica)
+    fewer = dataclasses.replace(d, replicas=d.replicas - 1, total_gpus=d.total_gpus - d.gpus_per_replica)
     with pytest.raises(PlanViolation):
         verify_plan(dataclasses.replace(plan, deployments=(fewer,)), problem, cat)
     bigger_batch = dataclasses.replace(d, max_batch=4096)

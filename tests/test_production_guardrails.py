@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from solver import api, guardrails
 from solver.catalog import load_catalog
 from solver.cli import main
+from solver.costmodel import Shape
 from solver.plan import Deployment
 from solver.problem import load_problem
 from solver.production import check
@@ -26,9 +27,8 @@ def _demand(ttft_ms: float | None = 800.0, e2e_ms: float | None = None, peak: fl
 
 
 def _dep(**kw) -> Deployment:
-    base = dict(model="llama-3.1-70b", model_id="llama-3.1-70b", accelerator="h100-sxm", system="hgx-h100-8",
-                quant="fp8", kv_dtype="fp8", tp=4, pp=1, ep=1, max_batch=64, replicas=5, gpus=20,
-                gpus_per_replica=4, capacity_rps=16.6, load_rps=14.4, ttft_p99_ms=400.0, tpot_p99_ms=40.0,
+    base = dict(model="llama-3.1-70b", shape=Shape("llama-3.1-70b", "h100-sxm", "hgx-h100-8", "fp8", "fp8", 4),
+                max_batch=64, replicas=5, total_gpus=20, gpus_per_replica=4, total_capacity_rps=16.6, load_rps=14.4, ttft_p99_ms=400.0, tpot_p99_ms=40.0,
                 e2e_p99_ms=8400.0, cost_usd_per_hour=50.0, usd_per_gpu_hour=2.5, price_id="x")
     return Deployment(**{**base, **kw})
 

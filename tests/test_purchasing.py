@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from solver.candidates import Candidate, ModelTable
+from solver.costmodel import Shape
 from solver.catalog import load_catalog, provider_matches
 from solver.cli import main
 from solver.optimize.brute import brute_force
@@ -37,10 +38,10 @@ def demand(name: str, rps: float, min_replicas: int = 1, redundancy: str = "none
 def cand(model: str, gpu: str, gpus: int, cap: float) -> Candidate:
     system, per_node, price, tdp = SYSTEMS[gpu]
     return Candidate(
-        model=model, model_id="llama-3.1-8b", accelerator=gpu, system=system, quant="fp8",
-        kv_dtype="fp8", tp=gpus, pp=1, ep=1, max_batch=8, gpus=gpus, gpus_per_node=per_node,
+        model=model, shape=Shape("llama-3.1-8b", gpu, system, "fp8",
+        "fp8", gpus), max_batch=8, gpus_per_replica=gpus, gpus_per_node=per_node,
         usd_per_gpu_hour=price, price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0,
-        capacity_rps=cap, ttft_p99_ms=100.0, ttft_min_ms=50.0, tpot_p99_ms=40.0,
+        capacity_rps_per_replica=cap, ttft_p99_ms=100.0, ttft_min_ms=50.0, tpot_p99_ms=40.0,
         e2e_p99_ms=1000.0, e2e_min_ms=900.0, service_s=1.0, max_concurrency=64,
         violations=frozenset(),
     )
@@ -204,9 +205,9 @@ def test_verifier_catches_owned_and_redundancy_breaches(cat):
     assert "inventory" in found
     # chat cut to the replicas that cover its load with none spare: N+1 broken
     chat = [d for d in plan.deployments if d.model == "chat"][0]
-    per_replica = chat.capacity_rps / chat.replicas
+    per_replica = chat.capacity_rps_per_replica
     k = math.ceil(plan_load(problem, "chat") / per_replica - 1e-9)
-    cut = replace(chat, replicas=k, gpus=k * chat.gpus_per_replica, capacity_rps=k * per_replica)
+    cut = replace(chat, replicas=k, total_gpus=k * chat.gpus_per_replica, total_capacity_rps=k * per_replica)
     deps = tuple(d for d in plan.deployments if d.model != "chat") + (cut,)
     found = [v for v in violations(replace(plan, deployments=deps), problem, cat) if v.family == "redundancy"]
     assert any("n+1" in v.message for v in found)
@@ -222,8 +223,8 @@ def test_n_plus_one_plan_survives_its_largest_replica(cat):
     plan = solve_problem(problem, cat, time_limit_s=30)
     assert plan.status.has_plan and violations(plan, problem, cat) == []
     chat_deps = [d for d in plan.deployments if d.model == "chat"]
-    total = sum(d.capacity_rps for d in chat_deps)
-    largest = max(d.capacity_rps / d.replicas for d in chat_deps)
+    total = sum(d.total_capacity_rps for d in chat_deps)
+    largest = max(d.capacity_rps_per_replica for d in chat_deps)
     assert total - largest >= plan_load(problem, "chat") * (1 - 1e-6)
     assert sum(d.replicas for d in plan.deployments if d.model == "router") >= 2
     assert sum(s.gpus_owned for s in plan.systems) <= 32

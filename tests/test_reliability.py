@@ -88,7 +88,7 @@ def test_tiny_rate_is_not_free(rps: str) -> None:
                "--tpot-p99-ms", "50", "--gpu", "h100-sxm", "--json"])
     assert res.exit_code == 0, res.output
     plan = json.loads(res.output)
-    assert sum(d["gpus"] for d in plan["deployments"]) >= 1 and plan["cost_usd_per_hour"] > 0
+    assert sum(d["total_gpus"] for d in plan["deployments"]) >= 1 and plan["cost_usd_per_hour"] > 0
 
 
 def test_scaling_demand_rounds_up_to_one_milli_request() -> None:
@@ -227,7 +227,7 @@ def test_verifier_handles_a_trillion_replicas() -> None:
                             gpus=["h100-sxm"], cat=CAT)
     plan = api.solve(problem, CAT)
     n = 10**12
-    deps = tuple(dataclasses.replace(d, replicas=n, gpus=n * d.gpus_per_replica, load_rps=d.load_rps)
+    deps = tuple(dataclasses.replace(d, replicas=n, total_gpus=n * d.gpus_per_replica, load_rps=d.load_rps)
                  for d in plan.deployments)
     with pytest.raises(PlanViolation) as err:
         verify_plan(dataclasses.replace(plan, deployments=deps), problem, CAT)

@@ -31,8 +31,8 @@ def test_deployments_keep_the_candidates_identity_and_totals(fleet_session) -> N
     for (c, r), d in zip(chosen, plan.deployments):
         assert (d.shape, d.max_batch) == (c.shape, c.max_batch)
         assert d.replicas == r
-        assert d.gpus == r * c.gpus and d.gpus_per_replica == c.gpus
-        assert d.capacity_rps == pytest.approx(r * c.capacity_rps)
+        assert d.total_gpus == r * c.gpus_per_replica and d.gpus_per_replica == c.gpus_per_replica
+        assert d.total_capacity_rps == pytest.approx(r * c.capacity_rps_per_replica)
         assert d.cost_usd_per_hour == pytest.approx(r * c.cost_usd_per_hour)
     assert sum(s.provisioned(sol, a) for a in {x.accelerator for x in plan.systems}) == plan.gpus
 

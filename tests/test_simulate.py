@@ -134,7 +134,7 @@ def test_analytic_and_simulated_p99_ttft_find_the_same_knee() -> None:
     d = problem.models[0]
     dep = solve(problem, cat).to_dict()["deployments"][0]
     one = {"deployments": [{**dep, "replicas": 1}]}
-    cap = dep["capacity_rps"] / dep["replicas"]
+    cap = dep["total_capacity_rps"] / dep["replicas"]
     terms = shape_terms(cat, Shape(dep["model_id"], dep["accelerator"], dep["system"], dep["quant"],
                                    dep["kv_dtype"], dep["tp"], dep["pp"], dep["ep"]))
     v = slo_view(terms, np.array([dep["max_batch"]]), d)

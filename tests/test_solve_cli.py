@@ -12,7 +12,7 @@ from solver.cli import main
 
 PROBLEMS = Path(__file__).resolve().parent.parent / "problems"
 DEPLOYMENT_KEYS = {"model", "accelerator", "quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas",
-                   "gpus", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms", "cost_usd_per_hour"}
+                   "total_gpus", "total_capacity_rps", "ttft_p99_ms", "tpot_p99_ms", "cost_usd_per_hour"}
 Q = ["--model", "llama-3.1-8b", "--isl", "1000", "--osl", "200", "--ttft-p99-ms", "500", "--tpot-p99-ms", "40"]
 
 
@@ -77,7 +77,7 @@ def test_query_json():
     for d in out["deployments"]:
         assert d["accelerator"] in ("h100-sxm", "l40s") and d["quant"] == "fp8"
         assert d["ttft_p99_ms"] <= 500 and d["tpot_p99_ms"] <= 40
-    assert sum(d["capacity_rps"] for d in out["deployments"]) >= 30
+    assert sum(d["total_capacity_rps"] for d in out["deployments"]) >= 30
 
 
 def test_capacity_json():

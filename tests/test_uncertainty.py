@@ -83,11 +83,11 @@ def test_confidence_plan_costs_at_least_the_point_plan_and_verifies() -> None:
     assert sure.cost_usd_per_hour >= point.cost_usd_per_hour
     # each deployment's reported p99 TPOT is the point estimate's times the multiplier
     m = planning_multiplier(cat, "llama-3.1-70b", "h100-sxm", "fp8", "vllm", 0.9)
-    cap_point = {(d.quant, d.tp, d.max_batch): d.capacity_rps / d.replicas for d in point.deployments}
+    cap_point = {(d.quant, d.tp, d.max_batch): d.capacity_rps_per_replica for d in point.deployments}
     for d in sure.deployments:
         key = (d.quant, d.tp, d.max_batch)
         if key in cap_point and d.quant == "fp8":
-            assert d.capacity_rps / d.replicas < cap_point[key]
+            assert d.capacity_rps_per_replica < cap_point[key]
     assert m > 1.0
 
 

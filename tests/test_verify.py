@@ -47,7 +47,7 @@ def test_the_solved_plan_passes(cat, solved) -> None:
      "accelerator not allowed"),
     ("formats", lambda p, d: _model_update(p, allowed_quantizations=["bf16"] if d.quant != "bf16" else ["fp8"]),
      "quantization not allowed"),
-    ("inventory", lambda p, d: _fleet_update(p, inventory={d.accelerator: d.gpus - 1}), "inventory of"),
+    ("inventory", lambda p, d: _fleet_update(p, inventory={d.accelerator: d.total_gpus - 1}), "inventory of"),
     ("power", lambda p, d: _fleet_update(p, power_kw=0.1), "power"),
     ("budget", lambda p, d: _fleet_update(p, budget_usd_per_hour=0.5), "budget"),
     ("ttft", lambda p, d: _model_update(p, slo=p.models[0].slo.model_copy(

@@ -343,7 +343,8 @@ def capacity(gpu: str, n_gpus: int, max_configs: int, time_limit: float, workers
                        f"({fmt(ans.output_tokens_per_s_per_gpu)} per GPU), {ans.gpus_used} GPUs used, "
                        f"${ans.cost_usd_per_hour:,.2f}/h")
             click.echo(table(list(ans.deployments), ["quant", "kv_dtype", "tp", "pp", "ep", "max_batch", "replicas",
-                                                     "gpus", "capacity_rps", "ttft_p99_ms", "tpot_p99_ms"]))
+                                                     "total_gpus", "total_capacity_rps", "ttft_p99_ms",
+                                                     "tpot_p99_ms"]))
         for line in ans.explanation:
             click.echo(f"  - {line}")
         for line in causes(problem, cat):

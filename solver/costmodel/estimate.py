@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from solver.catalog import Catalog
@@ -20,15 +20,10 @@ Concurrency = int | Literal["max"]
 class Estimate:
     """One replica's memory, latency and throughput. Units in names; ``None`` where nothing runs."""
 
-    model: str
-    accelerator: str
-    system: str
-    quant: str
-    kv_dtype: str
-    tp: int
-    pp: int
-    ep: int
+    shape: Shape
+    """The replica's identity, its system resolved (``None`` given: the accelerator's default)."""
     gpus: int
+    """GPUs of the one replica."""
     isl: int
     osl: int
     prefix_hit_rate: float
@@ -64,8 +59,47 @@ class Estimate:
     stated_error_pct: float | None
     """Stated throughput error on this family, % (wider where unmeasured; efficiency.yaml)."""
 
+    # the identity, read from ``shape`` (declared once, there)
+    @property
+    def model(self) -> str:
+        """Catalog id of the model."""
+        return self.shape.model
+
+    @property
+    def accelerator(self) -> str:
+        return self.shape.accelerator
+
+    @property
+    def system(self) -> str:
+        return str(self.shape.system)
+
+    @property
+    def quant(self) -> str:
+        return self.shape.quant
+
+    @property
+    def kv_dtype(self) -> str:
+        return self.shape.kv_dtype
+
+    @property
+    def tp(self) -> int:
+        return self.shape.tp
+
+    @property
+    def pp(self) -> int:
+        return self.shape.pp
+
+    @property
+    def ep(self) -> int:
+        return self.shape.ep
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data with the identity as flat keys (model, accelerator, system, ... ep)."""
+        rest = asdict(self)
+        del rest["shape"]
+        s = self.shape
+        return {"model": s.model, "accelerator": s.accelerator, "system": s.system, "quant": s.quant,
+                "kv_dtype": s.kv_dtype, "tp": s.tp, "pp": s.pp, "ep": s.ep, **rest}
 
 
 def estimate_terms(
@@ -83,8 +117,7 @@ def estimate_terms(
         raise InputError(f"concurrency must be an integer >= 1 or 'max', got {concurrency!r}")
     reason = fit_reason(terms, max(b, 1), isl + osl)
     base: dict[str, Any] = dict(
-        model=s.model, accelerator=s.accelerator, system=terms.system_id, quant=s.quant,
-        kv_dtype=s.kv_dtype, tp=s.tp, pp=s.pp, ep=s.ep, gpus=terms.gpus, isl=int(isl),
+        shape=replace(s, system=terms.system_id), gpus=terms.gpus, isl=int(isl),
         osl=int(osl), prefix_hit_rate=float(prefix_hit_rate), compute_dtype=terms.compute_dtype,
         hbm_gib_per_gpu=terms.hbm_bytes / GIB, usable_gib_per_gpu=terms.usable_bytes / GIB,
         weights_gib_per_gpu=terms.weight_bytes_gpu / GIB,

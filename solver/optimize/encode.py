@@ -158,7 +158,7 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
                 systems[key] = len(sys_rows)
                 sys_rows.append(IntSystem(c.accelerator, c.system, c.gpus_per_node, price,
                                           scaling.power_w(c.tdp_w)))
-            cap = scaling.capacity_mrps(c.capacity_rps)
+            cap = scaling.capacity_mrps(c.capacity_rps_per_replica)
             # More replicas of one candidate than cover the demand alone are never needed. The
             # inventory is *not* folded into this bound: it is a guarded family of its own, and
             # relaxing it must be able to lift the limit when infeasibility is explained.
@@ -174,9 +174,9 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
                     share_rows.append(IntGpuShare(systems[key], c.partition, c.per_gpu))
                 share = share_index[pkey]
             cands.append(IntCandidate(
-                model=m, system=systems[key], gpus=c.gpus, cap_mrps=cap,
-                cost_cents=-(-c.gpus * price // c.per_gpu),
-                power_w=-(-c.gpus * scaling.power_w(c.tdp_w) // c.per_gpu),
+                model=m, system=systems[key], gpus=c.gpus_per_replica, cap_mrps=cap,
+                cost_cents=-(-c.gpus_per_replica * price // c.per_gpu),
+                power_w=-(-c.gpus_per_replica * scaling.power_w(c.tdp_w) // c.per_gpu),
                 max_replicas=bound, violations=c.violations, lat_us=_lat_us(c.e2e_p99_ms), gpu_share=share,
             ))
             src.append(c)

@@ -12,7 +12,7 @@ import numpy as np
 
 from solver.catalog import Catalog
 from solver.uncertainty import band_for_demand
-from solver.costmodel import Shape, memory_budget, operating_point, shape_terms
+from solver.costmodel import memory_budget, operating_point, shape_terms
 from solver.labels import config_label
 from solver.lora import demand_terms
 from solver.unitcost import UnitCosts, unit_costs
@@ -121,7 +121,7 @@ def _knee(throughput: np.ndarray, tpot: np.ndarray) -> int | None:
 def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> DeploymentView:
     """Memory budget at the batch cap, throughput-latency curve and cost per token of one deployment."""
     d = _demand(problem, dep.model)
-    shape = Shape(dep.model_id, dep.accelerator, dep.system, dep.quant, dep.kv_dtype, dep.tp, dep.pp, dep.ep)
+    shape = dep.shape
     terms = shape_terms(cat, shape, d.engine)
     if dep.partition:  # the replica's share of its GPU (memory, bandwidth, SMs or time)
         from solver.costmodel.partition import partition_terms, resolve_partition

@@ -98,7 +98,7 @@ def plan_rows(content: ReportContent) -> list[list[str]]:
             d.model, d.accelerator + (f" ({d.partition})" if d.partition else ""), d.quant,
             _num(v.quality_loss_points), d.kv_dtype,
             _parallel_cell(d), str(d.max_batch),
-            str(d.replicas), str(d.gpus), _num(d.cost_usd_per_hour), _num(c.usd_per_million_input_tokens, 3),
+            str(d.replicas), str(d.total_gpus), _num(d.cost_usd_per_hour), _num(c.usd_per_million_input_tokens, 3),
             _num(c.usd_per_million_output_tokens, 3), _num(c.usd_per_million_tokens, 3),
             _num(c.usd_per_1k_requests, 3),
             _with_slo(d.ttft_p99_ms, v.percentiles["ttft"], v.slo["ttft_ms"]),
