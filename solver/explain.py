@@ -57,6 +57,11 @@ def _usage(prep: "Session", sol: "IntSolution", g: Guard) -> str:
             stage[c.model] = max(stage.get(c.model, 0.0), c.e2e_p99_ms)
         worst = max(path_latency_ms(p, stage) for p in paths(app))
         return f"slowest path {worst:,.0f} ms at capacity of {app.e2e_budget_ms:g} ms"
+    if g.family is Family.PROVIDER:
+        accs = ", ".join(sorted({c.accelerator for c, _ in prep.chosen(sol)}))
+        if sol.provider >= 0:
+            return f"{accs} all from {prep.ip.providers[sol.provider].key}"
+        return f"{accs} each at its cheapest provider"
     mine = [c for c, _ in prep.chosen(sol, g.scope)]
     if g.family is Family.CONFIGS:
         return f"{len(mine)} configuration(s) of {fleet.max_configs_per_model} allowed"
@@ -121,6 +126,8 @@ def _guard_sentence(prep: "Session", g: Guard) -> str:
         return f"power <= {fleet.power_kw:g} kW (GPU TDP)"
     if f is Family.BUDGET:
         return f"budget <= ${fleet.budget_usd_per_hour:g}/h"
+    if f is Family.PROVIDER:
+        return "one_provider: fleet: no one provider rents every accelerator the plan needs within the other limits"
     if f is Family.CHAIN:
         app = next(a for a in prep.problem.applications if a.name == g.scope)
         return (f"application {g.scope}: every path within {app.e2e_budget_ms:g} ms "

@@ -30,6 +30,7 @@ class Family(str, Enum):
     POWER = "power"
     BUDGET = "budget"
     CHAIN = "app_latency"
+    PROVIDER = "one_provider"
 
     @property
     def description(self) -> str:
@@ -40,7 +41,7 @@ class Family(str, Enum):
         """'model', 'accelerator' or 'fleet': what one literal of this family covers."""
         if self in (Family.INVENTORY,):
             return "accelerator"
-        if self in (Family.NODES, Family.POWER, Family.BUDGET):
+        if self in (Family.NODES, Family.POWER, Family.BUDGET, Family.PROVIDER):
             return "fleet"
         if self is Family.CHAIN:
             return "application"
@@ -61,6 +62,7 @@ _DESCRIPTIONS = {
     Family.POWER: "GPU power (TDP) within power_kw",
     Family.BUDGET: "cost within budget_usd_per_hour",
     Family.CHAIN: "every path of an application within its e2e_budget_ms (sum of stage e2e p99s)",
+    Family.PROVIDER: "every rented GPU of the fleet from one provider (one_provider: fleet)",
 }
 
 CANDIDATE_FAMILIES = (

@@ -265,6 +265,9 @@ class Plan:
     conflict_termination: Termination | None = None
     """Infeasible: whether the conflict search proved ``conflict`` (``INFEASIBLE_PROVEN``) or ran
     out of time (``UNKNOWN_AT_TIME_LIMIT``: ``conflict`` is then empty or not minimal)."""
+    provider: str | None = None
+    """``one_provider: fleet`` without a named provider: the provider (key) every rented GPU
+    comes from, chosen by the solve; None otherwise."""
 
     @property
     def gpus(self) -> int:
@@ -298,4 +301,6 @@ class Plan:
             out["notes"] = list(self.notes)
         if self.applications:
             out["applications"] = list(self.applications)
+        if self.provider is not None:
+            out["provider"] = self.provider
         return out

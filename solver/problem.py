@@ -363,6 +363,10 @@ class Purchasing(_Strict):
     (1 - allowance) of its throughput, the rest is the spare it implies. None: no spot."""
     min_warm_replicas: Annotated[int, Field(ge=1, le=MAX_GPUS)] | None = None
     """Non-spot replicas every model keeps in every hour (default: the model's ``min_replicas``)."""
+    alternatives: Annotated[int, Field(ge=0, le=4)] = 0
+    """Configurations per model offered to every hour besides the peak plan's: the model's
+    candidates meeting every target on the Pareto front of cost per replica and capacity, the
+    cheapest per unit of capacity first (0: each hour runs the peak plan's configurations)."""
     load_gb_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
     """Weight load bandwidth, GB/s, for the scale-up lead time (default: the accelerator's host
     link from the catalog, which makes the lead time a lower bound)."""
@@ -393,6 +397,22 @@ class Application(_Strict):
     edges: Annotated[list[Edge], Field(max_length=1000)] = []
     e2e_budget_ms: Annotated[float, Field(gt=0, le=MAX_MS)] | None = None
     """Budget for every entry-to-exit path: sum of calls x stage e2e p99 (ms); none: load only."""
+    hourly_rps: list[float] | None = None
+    """Mean requests/s entering the application in each hour (24 or 168): in a purchasing
+    schedule its stages' load follows them, the busiest hour carrying the load of ``peak_rps``
+    (:mod:`solver.demand`); none: the peak load in every hour."""
+
+    @field_validator("hourly_rps")
+    @classmethod
+    def _hourly_profile(cls, v: list[float] | None) -> list[float] | None:
+        return Traffic._hourly_profile(v)  # the same rules as a model's hourly rates
+
+    @model_validator(mode="after")
+    def _peak_covers_hours(self) -> "Application":
+        if self.hourly_rps is not None and self.peak_rps < max(self.hourly_rps) * (1 - 1e-12):
+            raise ValueError(f"hourly_rps: the busiest hour ({max(self.hourly_rps):g}) is above peak_rps "
+                             f"{self.peak_rps:g}")
+        return self
 
     @model_validator(mode="after")
     def _a_dag_over_its_stages(self) -> "Application":

@@ -70,6 +70,9 @@ class Pool:
     """Requests/s one replica serves within the targets."""
     lead_hours: float
     """Scale-up lead time in hours (a whole number of thousandths)."""
+    system: str = ""
+    """Node shape (catalog system id): pools of one system on one tier share whole nodes."""
+    gpus_per_node: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +105,18 @@ class PurchaseProblem:
     owned: dict[str, int] = field(default_factory=dict)
     inventory: dict[str, int] | None = None
     one_provider: Literal["none", "accelerator", "fleet"] = "none"
+    budget_usd_per_hour: float | None = None
+    """Most dollars billed in any one hour (``fleet.budget_usd_per_hour``)."""
+    power_kw: float | None = None
+    """Most GPU power (TDP of every GPU provisioned) in any one hour (``fleet.power_kw``)."""
+    tdp_w: dict[str, float] = field(default_factory=dict)
+    """TDP per accelerator, watts (for ``power_kw``)."""
+    max_configs: int | None = None
+    """Most configurations (pools) of one model running in any one hour
+    (``fleet.max_configs_per_model``); None: no limit."""
+    whole_nodes: bool = False
+    """Rented GPUs come in whole nodes: per hour, each (system, tier) is billed and powered for
+    its GPUs in use rounded up to whole nodes (owned GPUs are not rounded)."""
 
     def usable(self, p: int, t: int) -> bool:
         """Whether pool ``p`` may run on tier ``t`` (same accelerator; spot only when allowed)."""
@@ -157,13 +172,52 @@ def billed_gpu_hours(counts: Sequence[int], kind: TierKind, gpus_per_replica: in
     return [gpus_per_replica * (counts[h] + lead * started(counts, (h + 1) % n)) for h in range(n)]
 
 
+def node_gpus(pp: PurchaseProblem, s: Schedule) -> dict[tuple[str, int], list[int]]:
+    """Under ``whole_nodes``: GPUs provisioned per (system, rented tier) in each hour, the GPUs
+    its replicas use rounded up to whole nodes; empty otherwise."""
+    if not pp.whole_nodes:
+        return {}
+    used: dict[tuple[str, int], list[int]] = {}
+    per_node: dict[str, int] = {}
+    for (p, t), counts in s.counts.items():
+        pool = pp.pools[p]
+        if pp.tiers[t].kind == "owned":
+            continue
+        row = used.setdefault((pool.system, t), [0] * pp.hours)
+        per_node[pool.system] = pool.gpus_per_node
+        for h, c in enumerate(counts):
+            row[h] += c * pool.gpus_per_replica
+    return {k: [-(-g // per_node[k[0]]) * per_node[k[0]] for g in row] for k, row in used.items()}
+
+
 def hourly_costs(pp: PurchaseProblem, s: Schedule) -> list[float]:
-    """Dollars billed in each hour."""
+    """Dollars billed in each hour (under ``whole_nodes``, every GPU of a rented node)."""
     out = [0.0] * pp.hours
+    nodes = node_gpus(pp, s)
     for (p, t), counts in s.counts.items():
         tier, pool = pp.tiers[t], pp.pools[p]
         for h, g in enumerate(billed_gpu_hours(counts, tier.kind, pool.gpus_per_replica, pool.lead_hours)):
+            if nodes and tier.kind != "owned":
+                g -= counts[h] * pool.gpus_per_replica  # the running GPUs are billed as nodes below
             out[h] += g * tier.usd_per_gpu_hour
+    for (_, t), row in nodes.items():
+        for h, g in enumerate(row):
+            out[h] += g * pp.tiers[t].usd_per_gpu_hour
+    return out
+
+
+def provisioned_gpus(pp: PurchaseProblem, s: Schedule, h: int) -> dict[str, int]:
+    """GPUs provisioned per accelerator in hour ``h``: replicas' GPUs (owned ones, and rented
+    ones rounded up to whole nodes under ``whole_nodes``)."""
+    out: dict[str, int] = {}
+    nodes = node_gpus(pp, s)
+    for (p, t), counts in s.counts.items():
+        if not nodes or pp.tiers[t].kind == "owned":
+            acc = pp.pools[p].accelerator
+            out[acc] = out.get(acc, 0) + counts[h] * pp.pools[p].gpus_per_replica
+    for (system, t), row in nodes.items():
+        acc = pp.tiers[t].accelerator
+        out[acc] = out.get(acc, 0) + row[h]
     return out
 
 

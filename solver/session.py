@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from solver import scaling
 from solver.candidates import Candidate, ModelTable, TableCache, build_tables
-from solver.catalog import Catalog
+from solver.catalog import Catalog, provider_key
+from solver.schemas import Price
 from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.encode import IntProblem, encode, share_gpus
@@ -108,7 +109,9 @@ class Session:
         tables = build_tables(problem, cat, prune=prune, cache=cache)
         accs = {c.accelerator for t in tables for c in t.candidates if c.partition.startswith("mig ")}
         ip = encode(tables, problem.fleet, problem.applications,
-                    {a: cat.accelerator(a).mig_profiles for a in sorted(accs)})
+                    {a: cat.accelerator(a).mig_profiles for a in sorted(accs)},
+                    offers={k: {a: p.usd_per_gpu_hour for a, p in rows.items()}
+                            for k, rows in provider_offers(cat, problem).items()})
         return cls(problem, cat, tables, ip, None, {t.name: m for m, t in enumerate(tables)})
 
     # -- solving -----------------------------------------------------------------------------
@@ -182,8 +185,11 @@ class Session:
         """The verified plan of a solution that has one; load is split in proportion to
         capacity."""
         deps: list[Deployment] = []
+        rows = self._provider_rows(sol)
         for t in self.tables:
-            chosen = self.chosen(sol, t.name)
+            chosen = [(c if c.accelerator not in rows else
+                       replace(c, usd_per_gpu_hour=rows[c.accelerator].usd_per_gpu_hour, price_id=rows[c.accelerator].id), r)
+                      for c, r in self.chosen(sol, t.name)]
             total_cap = sum(c.capacity_rps_per_replica * r for c, r in chosen)
             for c, r in chosen:
                 deps.append(deployment(c, t.demand, r, t.load_rps * c.capacity_rps_per_replica * r / total_cap,
@@ -197,6 +203,7 @@ class Session:
             if prov == 0:
                 continue
             usd, tdp = self._price[(row.accelerator, row.system)]
+            usd = rows[row.accelerator].usd_per_gpu_hour if row.accelerator in rows else usd
             owned = sol.owned[s] if sol.owned else 0
             q = self.problem.fleet.owned_usd_per_gpu_hour
             systems.append(SystemUse(
@@ -216,6 +223,7 @@ class Session:
             notes=(speculation_notes(self.problem, deps) + sharing_notes(self.problem, deps, self.cat)
                    + disaggregation_notes(deps)),
             applications=_application_paths(self.problem, deps),
+            provider=self.ip.providers[sol.provider].key if sol.provider >= 0 else None,
         )
         if verify:
             verify_plan(plan, self.problem, self.cat)
@@ -309,10 +317,30 @@ class Session:
     def inventory(self, accelerator: str) -> int | None:
         return self.ip.inventory.get(accelerator)
 
+    def _provider_rows(self, sol: IntSolution) -> dict[str, Price]:
+        """``one_provider: fleet``: the chosen provider's cheapest row per accelerator (empty
+        without a provider choice: the tables' own, cheapest, prices hold)."""
+        if sol.provider < 0:
+            return {}
+        return provider_offers(self.cat, self.problem)[self.ip.providers[sol.provider].key]
+
     @property
     def _price(self) -> dict[tuple[str, str], tuple[float, float]]:
         out = {(a.accelerator, a.system): (a.usd_per_gpu_hour, a.tdp_w) for c in self.ip.source for a in c.also}
         return out | {(c.accelerator, c.system): (c.usd_per_gpu_hour, c.tdp_w) for c in self.ip.source}
+
+
+def provider_offers(cat: Catalog, problem: Problem) -> dict[str, dict[str, Price]]:
+    """``one_provider: fleet`` without a named provider: provider key -> accelerator -> that
+    provider's cheapest row for ``fleet.pricing`` (the choice CP-SAT makes); empty otherwise."""
+    fleet = problem.fleet
+    if fleet.one_provider != "fleet" or fleet.provider is not None:
+        return {}
+    out: dict[str, dict[str, Price]] = {}
+    for acc in sorted(cat.accelerators):
+        for p in cat.prices_for(acc, fleet.pricing):  # cheapest first
+            out.setdefault(provider_key(p.provider), {}).setdefault(acc, p)
+    return out
 
 
 def _application_paths(problem: Problem, deps: list[Deployment]) -> tuple[dict, ...]:

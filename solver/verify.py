@@ -6,8 +6,8 @@ percentile latencies recomputed at the planned load share, and every fleet limit
 from the deployments.
 
 There is one check per constraint family (:mod:`solver.families`: memory, latency targets,
-topology, formats, quality, configurations, inventory, whole nodes, power, budget) plus the
-bookkeeping ones (``shape``, ``capacity``, ``accounting``); each returns
+topology, formats, quality, configurations, inventory, whole nodes, power, budget,
+one_provider) plus the bookkeeping ones (``shape``, ``capacity``, ``accounting``); each returns
 :class:`Violation` records (family, scope, message). :func:`violations` lists them all and
 :func:`verify_plan` raises :class:`PlanViolation` when there is any: a violation means the
 encoding, the scaling or the plan assembly is wrong, and must never be caught and ignored.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from solver.catalog import Catalog
+from solver.catalog import Catalog, provider_key
 from solver.costmodel import Shape, check_shape, shape_terms
 from solver.costmodel.partition import (
     Partition, partition_speculation, partition_terms, resolve_partition,
@@ -545,12 +545,57 @@ def check_power(ctx: _Ctx) -> list[Violation]:
     return []
 
 
+def _provider(ctx: _Ctx) -> str | None:
+    """Whose prices the plan pays: ``fleet.provider``; under ``one_provider: fleet`` without
+    one, the plan's stated provider, else its first deployment's (``check_one_provider`` flags
+    a plan that mixes providers); None: each accelerator's cheapest row of any provider."""
+    fleet = ctx.problem.fleet
+    if fleet.provider is not None or fleet.one_provider != "fleet":
+        return fleet.provider
+    if ctx.plan.provider is not None:
+        return ctx.plan.provider
+    rows = [ctx.cat.prices.get(d.price_id) for d in ctx.plan.deployments]
+    return next((provider_key(r.provider) for r in rows if r is not None), None)
+
+
+def _prices(ctx: _Ctx, accelerator: str) -> list:
+    """The catalog's rows the plan may pay for ``accelerator``, cheapest first."""
+    return ctx.cat.prices_for(accelerator, ctx.problem.fleet.pricing, _provider(ctx))
+
+
+def check_one_provider(ctx: _Ctx) -> list[Violation]:
+    """``one_provider``: every deployment's price row from one provider (key) per accelerator
+    (``true``/``accelerator``) or for the whole fleet (``fleet``, and the plan's stated one)."""
+    mode = ctx.problem.fleet.one_provider
+    if mode is False:
+        return []
+    out = []
+    by_acc: dict[str, set[str]] = defaultdict(set)
+    for d in ctx.plan.deployments:
+        row = ctx.cat.prices.get(d.price_id)
+        if row is None:
+            out.append(_v("one_provider", d.model, f"{_where(d)}: price {d.price_id!r} is not in the catalog"))
+            continue
+        by_acc[d.accelerator].add(provider_key(row.provider))
+    if mode == "fleet":
+        keys = set().union(*by_acc.values()) | ({ctx.plan.provider} if ctx.plan.provider else set())
+        if len(keys) > 1:
+            out.append(_v("one_provider", "", f"one_provider: fleet rents from {len(keys)} providers "
+                                              f"({', '.join(sorted(keys))})"))
+        return out
+    for acc, keys in sorted(by_acc.items()):
+        if len(keys) > 1:
+            out.append(_v("one_provider", acc, f"one_provider: {acc} rents from {len(keys)} providers "
+                                               f"({', '.join(sorted(keys))})"))
+    return out
+
+
 def _system_costs(ctx: _Ctx) -> list[tuple[str, float, float]]:
     """(system, listed cost, recomputed cost) per system of the plan."""
     fleet = ctx.problem.fleet
     out = []
     for s in ctx.plan.systems:
-        prices = ctx.cat.prices_for(s.accelerator, fleet.pricing, fleet.provider)
+        prices = _prices(ctx, s.accelerator)
         price = prices[0].usd_per_gpu_hour if prices else math.nan
         out.append((s.system, s.cost_usd_per_hour,
                     (s.gpus_provisioned - s.gpus_owned) * price + s.gpus_owned * fleet.owned_usd_per_gpu_hour))
@@ -560,10 +605,9 @@ def _system_costs(ctx: _Ctx) -> list[tuple[str, float, float]]:
 def _rental_cost(ctx: _Ctx) -> float:
     """Every provisioned GPU at its rental price ($/h): what the deployments' costs (always at
     the rental price) add up to at most."""
-    fleet = ctx.problem.fleet
     total = 0.0
     for s in ctx.plan.systems:
-        prices = ctx.cat.prices_for(s.accelerator, fleet.pricing, fleet.provider)
+        prices = _prices(ctx, s.accelerator)
         total += s.gpus_provisioned * (prices[0].usd_per_gpu_hour if prices else math.nan)
     return total
 
@@ -585,15 +629,14 @@ def _deployment_cost(ctx: _Ctx, x: _Dep, usd_per_gpu_hour: float) -> float:
     if x.remote is None:
         return dep.total_gpus * usd_per_gpu_hour
     acc, _, _, g = x.remote
-    fleet = ctx.problem.fleet
-    prices = ctx.cat.prices_for(acc, fleet.pricing, fleet.provider)
+    prices = _prices(ctx, acc)
     remote = prices[0].usd_per_gpu_hour if prices else math.nan
     return dep.replicas * ((x.gpus - g) * usd_per_gpu_hour + g * remote)
 
 
 def check_accounting(ctx: _Ctx) -> list[Violation]:
-    """Prices are the catalog's cheapest; costs add up from GPUs x price."""
-    fleet = ctx.problem.fleet
+    """Prices are the catalog's cheapest (the one provider's under ``one_provider: fleet``); costs
+    add up from GPUs x price."""
     out = []
     cost_deploy = 0.0
     # MIG profiles mixed on GPUs: replicas x 1/k of a GPU each is scaled down to the GPUs the
@@ -607,7 +650,7 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
     scale = {k: min(1.0, len(mig_gpus(ctx.cat, k[0], n)) / mig_share[k]) for k, n in mig_n.items()}
     for x in ctx.deps:
         dep = x.dep
-        price = ctx.cat.prices_for(dep.accelerator, fleet.pricing, fleet.provider)
+        price = _prices(ctx, dep.accelerator)
         f = scale.get((dep.accelerator, dep.system), 1.0) if x.part is not None and x.part.kind == "mig" else 1.0
         if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
             out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
@@ -634,6 +677,7 @@ CHECKS: tuple[Callable[[_Ctx], list[Violation]], ...] = (
     check_memory, _check_latency("ttft"), _check_latency("tpot"), _check_latency("e2e"),
     check_topology, check_sharing, check_formats, check_quality, check_capacity, check_chains, check_configs, check_systems,
     check_whole_nodes, check_inventory, check_power, check_budget, check_accounting, check_redundancy,
+    check_one_provider,
 )
 """One check per constraint family (and the bookkeeping ones), run in this order."""
 

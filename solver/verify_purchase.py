@@ -5,7 +5,10 @@ cannot reach a user silently. One line per broken constraint."""
 from __future__ import annotations
 
 from solver.catalog import Catalog, provider_key
-from solver.purchasing import PurchaseProblem, Schedule, Tier, cap_units, need_units
+import math
+
+from solver.purchasing import (PurchaseProblem, Schedule, Tier, cap_units, hourly_costs, need_units, node_gpus,
+                               provisioned_gpus, started)
 
 
 def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
@@ -46,19 +49,23 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
                 out.append(f"{need.model} hour {h}: capacity {'units ' if integer else ''}{cap:g} "
                            f"{'less the largest replica ' if need.n_plus_one else ''}below the need "
                            f"{need.need_rps[h]:.4g} req/s")
+            configs = len({p for p, t in mine if s.counts[p, t][h] > 0})
+            if pp.max_configs is not None and configs > pp.max_configs:
+                out.append(f"{need.model} hour {h}: {configs} configurations > {pp.max_configs} (max_configs_per_model)")
             warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot")
             if warm < need.min_warm:
                 out.append(f"{need.model} hour {h}: {warm} non-spot replica(s) < warm minimum {need.min_warm}")
     for acc in sorted({q.accelerator for q in pp.pools}):
         on_acc = [(p, t) for (p, t) in s.counts if pp.pools[p].accelerator == acc]
         for h in range(H):
-            gpus = sum(pp.pools[p].gpus_per_replica * s.counts[p, t][h] for p, t in on_acc)
+            gpus = provisioned_gpus(pp, s, h).get(acc, 0)
             owned = sum(pp.pools[p].gpus_per_replica * s.counts[p, t][h] for p, t in on_acc
                         if pp.tiers[t].kind == "owned")
             if pp.inventory is not None and acc in pp.inventory and gpus > pp.inventory[acc]:
                 out.append(f"{acc} hour {h}: {gpus} GPUs > inventory {pp.inventory[acc]}")
             if owned > pp.owned.get(acc, 0):
                 out.append(f"{acc} hour {h}: {owned} owned GPUs in use > {pp.owned.get(acc, 0)} owned")
+    out.extend(_hourly_limits(pp, s, integer))
     if pp.one_provider != "none":
         seen: dict[str, set[str]] = {}
         for (p, t), counts in s.counts.items():
@@ -78,4 +85,42 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
             if row is None or row.usd_per_gpu_hour != tier.usd_per_gpu_hour or row.pricing != tier.kind \
                     or provider_key(row.provider) != tier.provider or row.accelerator != tier.accelerator:
                 out.append(f"tier {tier.price_id}: price, kind, provider or accelerator differs from the catalog")
+    return out
+
+
+def _hourly_limits(pp: PurchaseProblem, s: Schedule, integer: bool) -> list[str]:
+    """Budget and power in every hour (GPUs provisioned: whole nodes where asked). ``integer``:
+    the cost in 1e-7 dollars (prices to 1e-4 $, hours to 1e-3) as the optimiser counts it."""
+    out = []
+    costs = _cost_units(pp, s) if integer else hourly_costs(pp, s)
+    for h in range(pp.hours):
+        if pp.budget_usd_per_hour is not None:
+            limit = (math.floor(pp.budget_usd_per_hour * 1e7 + 1e-6) if integer
+                     else pp.budget_usd_per_hour * (1 + 1e-9) + 1e-9)
+            if costs[h] > limit:
+                usd = costs[h] / 1e7 if integer else costs[h]
+                out.append(f"hour {h}: cost ${usd:.4f} > budget ${pp.budget_usd_per_hour:g}/h")
+        if pp.power_kw is not None:
+            watts = sum(g * math.ceil(pp.tdp_w.get(a, 0.0) - 1e-9) for a, g in provisioned_gpus(pp, s, h).items())
+            if watts > pp.power_kw * 1000 + 1e-6:
+                out.append(f"hour {h}: power {watts / 1000:g} kW > {pp.power_kw:g} kW")
+    return out
+
+
+def _cost_units(pp: PurchaseProblem, s: Schedule) -> list[int]:
+    """Each hour's cost in 1e-7 dollars, in integers (see :func:`_hourly_limits`)."""
+    out = [0] * pp.hours
+    nodes = node_gpus(pp, s)
+    for (p, t), counts in s.counts.items():
+        pool, tier = pp.pools[p], pp.tiers[t]
+        price = round(tier.usd_per_gpu_hour * 10_000)
+        lead = round(pool.lead_hours * 1000)
+        for h in range(pp.hours):
+            if not (nodes and tier.kind != "owned"):
+                out[h] += price * pool.gpus_per_replica * 1000 * counts[h]
+            if tier.kind != "reserved":
+                out[h] += price * pool.gpus_per_replica * lead * started(counts, (h + 1) % pp.hours)
+    for (_, t), row in nodes.items():
+        for h, g in enumerate(row):
+            out[h] += round(pp.tiers[t].usd_per_gpu_hour * 10_000) * 1000 * g
     return out

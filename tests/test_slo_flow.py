@@ -11,7 +11,7 @@ import pytest
 
 from solver.candidates import Candidate, model_table
 from solver.catalog import load_catalog
-from solver.costmodel import Shape, shape_terms
+from solver.costmodel import shape_terms
 from solver.costmodel.speculative import cycle_ms, speculation
 from solver.lora import demand_terms
 from solver.overlay import Calibration, FitQuality, Scope

@@ -22,13 +22,16 @@ EXIT_INFEASIBLE = 1
               help="Offer the catalog's reserved/committed rows (default: the problem's purchasing.reserved, true).")
 @click.option("--min-warm", type=click.IntRange(min=1), default=None,
               help="Non-spot replicas each model keeps every hour (default: its min_replicas).")
+@click.option("--alternatives", type=int, default=None,
+              help="Configurations per model (0-4) offered to every hour besides the peak plan's "
+                   "(default: the problem's purchasing.alternatives, 0).")
 @click.option("--load-gb-s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Weight load bandwidth for the scale-up lead time, GB/s (default: the host link).")
 @click.option("--time-limit", type=click.FloatRange(min=0.1, max=3600), default=30.0, show_default=True,
               help="Seconds for each of the two solves (configuration, then schedule).")
 @click.option("--json", "as_json", is_flag=True, help="Print the peak plan, the schedule and unit costs as JSON.")
 def purchase(problem_file: Path, spot_allowance: float | None, reserved: bool | None, min_warm: int | None,
-             load_gb_s: float | None, time_limit: float, as_json: bool) -> None:
+             alternatives: int | None, load_gb_s: float | None, time_limit: float, as_json: bool) -> None:
     """What to buy in every hour of PROBLEM_FILE's demand: a reserved/committed base held all
     day, on-demand and (with --spot-allowance) spot replicas per hour, at the least cost for
     the period.
@@ -42,6 +45,7 @@ def purchase(problem_file: Path, spot_allowance: float | None, reserved: bool | 
     \b
       fleetplan purchase problems/diurnal-chat.yaml
       fleetplan purchase problems/diurnal-chat.yaml --spot-allowance 0.3 --json
+      fleetplan purchase problems/diurnal-chat.yaml --alternatives 2
     """
     from solver.catalog import load_catalog
     from solver.problem import load_problem
@@ -50,7 +54,8 @@ def purchase(problem_file: Path, spot_allowance: float | None, reserved: bool | 
     cat = load_catalog()
     problem = load_problem(problem_file, cat)
     out = plan_purchases(problem, cat, time_limit_s=time_limit, spot_allowance=spot_allowance,
-                         reserved=reserved, min_warm=min_warm, load_gb_s=load_gb_s)
+                         reserved=reserved, min_warm=min_warm, load_gb_s=load_gb_s,
+                         alternatives=alternatives)
     d = out.to_dict()
     if as_json:
         emit_json(d)

@@ -49,18 +49,39 @@ def _model_options(ip: IntProblem, m: int) -> list[dict[int, int]]:
     return out
 
 
-def owned_cost(ip: IntProblem, prov: list[int]) -> int:
+def owned_cost(ip: IntProblem, prov: list[int], prices: tuple[int, ...] | None = None) -> int | None:
     """Cents per hour of provisioned GPUs ``prov`` (per system) with the owned GPUs of each
-    accelerator placed on its dearest systems first (where owning saves the most)."""
-    cost = sum(p * s.price_cents_per_gpu for p, s in zip(prov, ip.systems))
+    accelerator placed on its dearest systems first (where owning saves the most). ``prices``:
+    cents per GPU-hour per system (default: each system's own; -1: not for rent there, so its
+    GPUs must all be owned, else None)."""
+    price = list(prices) if prices is not None else [s.price_cents_per_gpu for s in ip.systems]
+    rented = list(prov)
     for a, n in ip.owned.items():
-        rows = sorted(((s.price_cents_per_gpu, p) for p, s in zip(prov, ip.systems) if s.accelerator == a),
+        # systems not for rent first (owning them is the only way), then the dearest
+        rows = sorted(((price[s] < 0, price[s], s) for s, row in enumerate(ip.systems) if row.accelerator == a),
                       reverse=True)
-        for price, p in rows:
-            take = min(n, p) if price > ip.owned_cents_per_gpu else 0
-            cost -= take * (price - ip.owned_cents_per_gpu)
+        for missing, p, s in rows:
+            take = min(n, rented[s]) if missing or p > ip.owned_cents_per_gpu else 0
+            rented[s] -= take
             n -= take
-    return cost
+    if any(r > 0 and p < 0 for r, p in zip(rented, price)):
+        return None
+    return (sum(r * p for r, p in zip(rented, price) if r > 0)
+            + (sum(prov) - sum(rented)) * ip.owned_cents_per_gpu)
+
+
+def fleet_cost(ip: IntProblem, prov: list[int]) -> tuple[int, int] | None:
+    """(cents per hour, provider index) of provisioned GPUs ``prov``: under a provider choice
+    (``ip.providers``) the cheapest provider that rents every GPU not owned (ties: the first),
+    None when none does; otherwise the systems' own prices and provider -1."""
+    if not ip.providers:
+        return owned_cost(ip, prov), -1  # type: ignore[return-value]
+    best: tuple[int, int] | None = None
+    for k, p in enumerate(ip.providers):
+        cost = owned_cost(ip, prov, p.price_cents)
+        if cost is not None and (best is None or cost < best[0]):
+            best = (cost, k)
+    return best
 
 
 def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
@@ -116,7 +137,10 @@ def brute_force(ip: IntProblem) -> BruteResult:
         for d in choice:
             reps.update(d)
         prov = provisioned(ip, reps)
-        cost = owned_cost(ip, prov)
+        priced = fleet_cost(ip, prov)
+        if priced is None:
+            continue
+        cost = priced[0]
         if not within_shared_limits(ip, prov, cost) or not chains_hold(ip, reps):
             continue
         if best is None or cost < best[0]:

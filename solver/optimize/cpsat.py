@@ -44,6 +44,13 @@ owned GPUs in use o_s >= 0 (systems of owned accelerators); largest replica z_m 
                 T_(a,v) >= L_v (entry),  T_(a,v) >= T_(a,u) + k_uv L_v   for edges u -> v of a
       A_(app_latency,a) => T_(a,v) <= B_a                      for all v of a
 
+``one_provider: fleet`` (providers k with price p_(s,k) per system, where they rent it): Y_k in
+{0, 1}, rented GPUs R_(s,k) >= 0 (0 where k has no row), and the cost term p_s P_s - (p_s - q) o_s
+becomes sum_(s,k) p_(s,k) R_(s,k) + q sum_s o_s (the budget too):
+
+                sum_k R_(s,k) = P_s - o_s,  R_(s,k) <= ub(P_s) Y_k     for all s, k (hard)
+      A_one_provider => sum_k Y_k = 1
+
 Applications (:mod:`solver.chains`): lat_c is candidate c's e2e at its percentile under capacity
 load (microseconds, rounded up), k_uv the edge's calls, B_a the budget (rounded down). L_m is at
 least the slowest configuration in use, T the longest path to a stage, so the budget holds on
@@ -101,6 +108,8 @@ def guards_of(ip: IntProblem) -> list[Guard]:
         out.append(Guard(Family.BUDGET))
     for ch in ip.chains:
         out.append(Guard(Family.CHAIN, ch.name))
+    if ip.providers:
+        out.append(Guard(Family.PROVIDER))
     return out
 
 
@@ -180,6 +189,11 @@ class FleetModel:
             self.lit[g] = md.new_bool_var(g.name)
         self.O = [md.new_int_var(0, min(ip.owned.get(row.accelerator, 0), p_ub[s]), f"O{s}")
                   for s, row in enumerate(ip.systems)]
+        self.p_ub = p_ub
+        # one_provider: fleet: Y_k chooses provider k; R_(s,k) GPUs of system s rented from k
+        self.Y = [md.new_bool_var(f"Y[{p.key}]") for p in ip.providers]
+        self.R = [[md.new_int_var(0, p_ub[s] if p.offers(s) else 0, f"R{s}[{p.key}]") for p in ip.providers]
+                  for s in range(len(ip.systems))]
         self.Z: dict[int, cp_model.IntVar] = {}
         for m, spare in enumerate(ip.n_plus_one):
             caps = [ip.candidates[i].cap_mrps for i in ip.by_model(m)]
@@ -197,6 +211,7 @@ class FleetModel:
         self._define_power_constraints()
         self._define_budget_constraints()
         self._define_chain_constraints()
+        self._define_provider_constraints()
 
     def _define_link_constraints(self) -> None:
         for i, c in enumerate(self.ip.candidates):
@@ -310,8 +325,24 @@ class FleetModel:
             for m in ch.stages:
                 md.add(T[m] <= ch.budget_us).only_enforce_if(lit)
 
+    def _define_provider_constraints(self) -> None:
+        """Rented GPUs R_(s,k) split P_s - O_s among providers, only from a chosen one; the guard
+        chooses exactly one (relaxed: any, so each system from its cheapest)."""
+        if not self.ip.providers:
+            return
+        for s, rows in enumerate(self.R):
+            self.model.add(sum(rows) == self.P[s] - self.O[s])
+            for k, var in enumerate(rows):
+                if self.ip.providers[k].offers(s):
+                    self.model.add(var <= self.p_ub[s] * self.Y[k])
+        self.model.add(sum(self.Y) == 1).only_enforce_if(self.lit[Guard(Family.PROVIDER)])
+
     def _cost(self) -> cp_model.LinearExpr:
         q = self.ip.owned_cents_per_gpu
+        if self.ip.providers:
+            return (sum(p.price_cents[s] * self.R[s][k] for s in range(len(self.ip.systems))
+                        for k, p in enumerate(self.ip.providers) if p.offers(s))
+                    + q * sum(self.O))
         return sum(row.price_cents_per_gpu * self.P[s] - (row.price_cents_per_gpu - q) * self.O[s]
                    for s, row in enumerate(self.ip.systems))
 
@@ -364,6 +395,7 @@ class FleetModel:
         status = term.status
         if not status.has_plan:
             return IntSolution(status, seconds=seconds, termination=term)
+        chosen = [k for k, y in enumerate(self.Y) if solver.boolean_value(y)]
         return IntSolution(
             status,
             replicas=tuple(int(solver.value(v)) for v in self.r),
@@ -374,6 +406,7 @@ class FleetModel:
             bound_cents=self._cost_bound(float(solver.best_objective_bound)),
             seconds=seconds,
             termination=term,
+            provider=chosen[0] if len(chosen) == 1 else -1,
         )
 
     def _cost_bound(self, objective_bound: float) -> float:

@@ -10,6 +10,8 @@ model and it falls apart into one problem per model, each solved exactly by
 - a candidate plan: all the models' optima together. When it also meets the shared limits (GPUs
   per accelerator within the inventory, power and budget within theirs, whole nodes rounded up)
   and rounding adds nothing, it costs exactly the bound, so it is optimal and CP-SAT is not needed.
+  Under ``one_provider: fleet`` the tables carry each accelerator's cheapest row, so the bound
+  still holds; the plan is claimed only when one provider rents all of it at those prices.
 
 Fleets with owned GPUs (a second cost tier), GPU shares (replicas of several models fill one
 GPU) or application budgets (latency couples stages) are left to CP-SAT, as is any fleet where a
@@ -21,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from solver.optimize.brute import owned_cost, provisioned, within_shared_limits
+from solver.optimize.brute import fleet_cost, provisioned, within_shared_limits
 from solver.optimize.encode import IntProblem
 from solver.optimize.single import solve_single
 from solver.optimize.solution import IntSolution
@@ -76,14 +78,18 @@ def as_fleet_plan(ip: IntProblem, d: Decomposition, seconds: float) -> IntSoluti
     """``d``'s plan as the fleet's proven optimum when it meets every shared limit at the cost of
     the bound (module docstring); None otherwise."""
     prov = provisioned(ip, {i: r for i, r in enumerate(d.replicas) if r})
-    cost = owned_cost(ip, prov)  # no owned GPUs here: the plain price sum
+    priced = fleet_cost(ip, prov)  # no owned GPUs here: the plain price sum (one provider's)
+    if priced is None:
+        return None  # one_provider: fleet and no provider rents every accelerator of these optima
+    cost, provider = priced
     if cost != d.bound_cents or not within_shared_limits(ip, prov, cost):
-        return None  # whole nodes added GPUs (not proven by the bound alone), or a limit binds
+        return None  # whole nodes added GPUs, the one provider costs more than the cheapest
+        # rows (neither proven by the bound alone), or a limit binds
     nodes = [-(-p // row.gpus_per_node) for p, row in zip(prov, ip.systems)]
     return IntSolution(
         SolveStatus.OPTIMAL, replicas=d.replicas, provisioned=tuple(prov), nodes=tuple(nodes),
         cost_cents=cost, bound_cents=float(d.bound_cents), seconds=seconds,
-        owned=tuple(0 for _ in ip.systems), termination=Termination.OPTIMAL,
+        owned=tuple(0 for _ in ip.systems), termination=Termination.OPTIMAL, provider=provider,
     )
 
 

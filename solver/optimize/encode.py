@@ -81,6 +81,19 @@ class IntSystem:
 
 
 @dataclass(frozen=True)
+class IntProvider:
+    """One provider a ``one_provider: fleet`` plan may rent every GPU from: its price per
+    system (cents per GPU-hour, its cheapest row of the system's accelerator), -1 where it has
+    no row for that accelerator."""
+
+    key: str
+    price_cents: tuple[int, ...]
+
+    def offers(self, s: int) -> bool:
+        return self.price_cents[s] >= 0
+
+
+@dataclass(frozen=True)
 class IntChain:
     """An application with a latency budget: its stages (model indices), edges and paths."""
 
@@ -127,6 +140,10 @@ class IntProblem:
     def pooled(self) -> frozenset[int]:
         """Indices of the GPU shares counted through a MIG pool."""
         return frozenset(h for pool in self.mig_pools for h in pool.shares)
+    providers: tuple[IntProvider, ...] = ()
+    """``one_provider: fleet``: the providers to choose one from (every rented GPU from it at
+    its price); empty otherwise, and then each system costs its ``price_cents_per_gpu`` (the
+    cheapest row, a lower bound on any provider's price)."""
 
     def by_model(self, m: int) -> list[int]:
         """Indices of model ``m``'s candidates, in order (an index built once: fleets of
@@ -143,12 +160,15 @@ class IntProblem:
 
 def encode(tables: Sequence[ModelTable], fleet: Fleet,
            applications: Sequence[Application] = (),
-           mig_profiles: Mapping[str, Sequence[MigProfile]] | None = None) -> IntProblem:
+           mig_profiles: Mapping[str, Sequence[MigProfile]] | None = None,
+           offers: Mapping[str, Mapping[str, float]] | None = None) -> IntProblem:
     """Scale every table entry to integers (see :mod:`solver.scaling`); ``applications``: the
     problem's chains (those with a budget become :class:`IntChain`); ``mig_profiles``: the
     catalog's MIG profiles per accelerator, from which the layouts of each system's MIG pool
     are enumerated once (without them, or for a profile missing there, a GPU holds one
-    profile only)."""
+    profile only); ``offers``: provider key -> accelerator -> $/GPU-h (its cheapest row), read
+    only under ``one_provider: fleet`` without a named provider, where two or more providers
+    make a choice."""
     systems: dict[tuple[str, str], int] = {}
     sys_rows: list[IntSystem] = []
     share_index: dict[tuple[int, str], int] = {}
@@ -218,6 +238,7 @@ def encode(tables: Sequence[ModelTable], fleet: Fleet,
         chains=_chains(tables, applications),
         gpu_shares=tuple(share_rows),
         mig_pools=_mig_pools(sys_rows, share_rows, mig_profiles or {}),
+        providers=_providers(sys_rows, fleet, offers),
     )
 
 
@@ -238,6 +259,21 @@ def _mig_pools(systems: Sequence[IntSystem], shares: Sequence[IntGpuShare],
                             for i, h in enumerate(idx))
         out.append(IntMigPool(s, idx, layouts))
     return tuple(out)
+
+
+def _providers(systems: Sequence[IntSystem], fleet: Fleet,
+               offers: Mapping[str, Mapping[str, float]] | None) -> tuple[IntProvider, ...]:
+    """The provider choice of ``one_provider: fleet`` (providers with a row for some system in
+    use, in key order); empty when there is no choice to make."""
+    if fleet.one_provider != "fleet" or fleet.provider is not None or not offers:
+        return ()
+    out = []
+    for key in sorted(offers):
+        row = offers[key]
+        prices = tuple(scaling.price_cents(row[s.accelerator]) if s.accelerator in row else -1 for s in systems)
+        if any(p >= 0 for p in prices):
+            out.append(IntProvider(key, prices))
+    return tuple(out) if len(out) > 1 else ()
 
 
 LAT_CAP_US = scaling.latency_budget_us(MAX_MS) + 1

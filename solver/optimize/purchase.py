@@ -5,6 +5,10 @@ one count for a reserved tier (held every hour), a count per hour otherwise, and
 replicas started (``>= n[h] - n[h-1]``, cyclic). Constraints per model and hour: capacity counted
 (spot at ``1 - allowance``; under N+1 less the largest replica of the model) >= need; non-spot
 replicas >= the warm minimum. Per accelerator and hour: GPUs <= inventory, owned GPUs <= owned.
+Per model and hour: at most ``max_configs`` pools (configurations) with replicas.
+Per hour: the cost billed in it <= ``budget_usd_per_hour``, the TDP of every GPU provisioned <=
+``power_kw``; under ``whole_nodes`` the GPUs of each (system, rented tier) are whole nodes
+N[h] (``gpus_per_node x N[h] >=`` GPUs in use), billed and powered in full.
 ``one_provider``: a chosen provider per accelerator (or one for the fleet); rented tiers of other
 providers hold no replicas. Objective: the period's cost in 1e-7 dollars (price in 1e-4 $ x GPU
 x thousandths of an hour), exactly the arithmetic of :func:`solver.purchasing.hourly_costs`;
@@ -60,6 +64,11 @@ def _upper_bound(pp: PurchaseProblem, p: int) -> int:
     return math.ceil((top + (biggest if need.n_plus_one else 0)) / smallest) + need.min_warm + 1
 
 
+def _tdp(pp: PurchaseProblem, accelerator: str) -> int:
+    """An accelerator's TDP in whole watts, rounded up (as :mod:`solver.verify_purchase`)."""
+    return math.ceil(pp.tdp_w.get(accelerator, 0.0) - 1e-9)
+
+
 def _largest(pp: PurchaseProblem, model: str) -> int:
     """Capacity units of the model's largest replica (what N+1 takes away)."""
     return max(cap_units(q.capacity_rps, Tier(q.accelerator, "on-demand", "", 0.0), None)
@@ -71,27 +80,74 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
     m = cp_model.CpModel()
     H = pp.hours
     n: dict[tuple[int, int], list[cp_model.IntVar]] = {}
-    cost_terms: list[cp_model.LinearExpr] = []
+    hour_cost: list[list[cp_model.LinearExpr]] = [[] for _ in range(H)]
+    """Cost billed in each hour, 1e-7 dollars."""
     ub = {p: _upper_bound(pp, p) for p in range(len(pp.pools))}
     for p, pool in enumerate(pp.pools):
         for t, tier in enumerate(pp.tiers):
             if not pp.usable(p, t):
                 continue
             price = _price_units(tier.usd_per_gpu_hour) * pool.gpus_per_replica
+            in_nodes = pp.whole_nodes and tier.kind != "owned"  # running GPUs billed as nodes below
             if tier.kind == "reserved":
                 r = m.NewIntVar(0, ub[p], f"r_{p}_{t}")
                 n[p, t] = [r] * H
-                cost_terms.append(price * LEAD_STEPS_PER_HOUR * H * r)
+                if not in_nodes:
+                    for h in range(H):
+                        hour_cost[h].append(price * LEAD_STEPS_PER_HOUR * r)
                 continue
             xs = [m.NewIntVar(0, ub[p], f"n_{p}_{t}_{h}") for h in range(H)]
             n[p, t] = xs
             lead = _lead_units(pool.lead_hours)
-            cost_terms.append(price * LEAD_STEPS_PER_HOUR * sum(xs))
+            if not in_nodes:
+                for h in range(H):
+                    hour_cost[h].append(price * LEAD_STEPS_PER_HOUR * xs[h])
             if lead > 0 and price > 0:
                 for h in range(H):
                     up = m.NewIntVar(0, ub[p], f"up_{p}_{t}_{h}")
                     m.Add(up >= xs[h] - xs[h - 1])
-                    cost_terms.append(price * lead * up)
+                    hour_cost[(h - 1) % H].append(price * lead * up)  # loads in the hour before
+    provisioned: dict[str, list[list[cp_model.LinearExpr]]] = {}
+    """GPUs provisioned per accelerator and hour (whole nodes where asked)."""
+    for (p, t), xs in n.items():
+        if pp.whole_nodes and pp.tiers[t].kind != "owned":
+            continue
+        row = provisioned.setdefault(pp.pools[p].accelerator, [[] for _ in range(H)])
+        for h in range(H):
+            row[h].append(pp.pools[p].gpus_per_replica * xs[h])
+    if pp.whole_nodes:
+        for system, t in sorted({(pp.pools[p].system, t) for (p, t) in n if pp.tiers[t].kind != "owned"}):
+            on = [(p, t2) for (p, t2) in n if t2 == t and pp.pools[p].system == system]
+            per_node = pp.pools[on[0][0]].gpus_per_node
+            top = -(-sum(ub[p] * pp.pools[p].gpus_per_replica for p, _ in on) // per_node)
+            price = _price_units(pp.tiers[t].usd_per_gpu_hour) * per_node
+            row = provisioned.setdefault(pp.tiers[t].accelerator, [[] for _ in range(H)])
+            for h in range(H):
+                nodes = m.NewIntVar(0, top, f"N_{system}_{t}_{h}")
+                m.Add(per_node * nodes >= sum(pp.pools[p].gpus_per_replica * n[p, t][h] for p, _ in on))
+                hour_cost[h].append(price * LEAD_STEPS_PER_HOUR * nodes)
+                row[h].append(per_node * nodes)
+    cost_terms = [term for terms in hour_cost for term in terms]
+    if pp.budget_usd_per_hour is not None:
+        limit = math.floor(pp.budget_usd_per_hour * PRICE_SCALE * LEAD_STEPS_PER_HOUR + 1e-6)
+        for h in range(H):
+            m.Add(sum(hour_cost[h]) <= limit)
+    if pp.power_kw is not None:
+        watts = math.floor(pp.power_kw * 1000 + 1e-9)
+        for h in range(H):
+            m.Add(sum(_tdp(pp, a) * sum(row[h]) for a, row in sorted(provisioned.items())) <= watts)
+    if pp.max_configs is not None:  # configurations of a model running in an hour
+        for need in pp.needs:
+            mine_pools = sorted({p for (p, _) in n if pp.pools[p].model == need.model})
+            if len(mine_pools) <= pp.max_configs:
+                continue
+            for h in range(H):
+                on = []
+                for p in mine_pools:
+                    v = m.NewBoolVar(f"v_{p}_{h}")
+                    m.Add(sum(n[p, t][h] for (q, t) in n if q == p) <= 0).OnlyEnforceIf(v.Not())
+                    on.append(v)
+                m.Add(sum(on) <= pp.max_configs)
     for need in pp.needs:
         mine = [(p, t) for (p, t) in n if pp.pools[p].model == need.model]
         spare = _largest(pp, need.model) if need.n_plus_one else 0
@@ -102,8 +158,8 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
     for acc in sorted({p.accelerator for p in pp.pools}):
         on_acc = [(p, t) for (p, t) in n if pp.pools[p].accelerator == acc]
         for h in range(H):
-            if pp.inventory is not None and acc in pp.inventory:
-                m.Add(sum(pp.pools[p].gpus_per_replica * n[p, t][h] for p, t in on_acc) <= pp.inventory[acc])
+            if pp.inventory is not None and acc in pp.inventory and acc in provisioned:
+                m.Add(sum(provisioned[acc][h]) <= pp.inventory[acc])
             owned = [(p, t) for p, t in on_acc if pp.tiers[t].kind == "owned"]
             if owned:
                 m.Add(sum(pp.pools[p].gpus_per_replica * n[p, t][h] for p, t in owned) <= pp.owned.get(acc, 0))

@@ -48,7 +48,7 @@ def applies(ip: IntProblem) -> bool:
     """Whether ``ip`` is in the class :func:`solve_single` solves exactly (module docstring)."""
     return (len(ip.models) == 1 and not ip.gpu_shares and not ip.chains and not ip.whole_nodes
             and not any(c.also for c in ip.candidates)  # mixed units: GPUs on two node shapes
-            and ip.power_limit_w is None and ip.budget_cents is None and not ip.owned
+            and ip.power_limit_w is None and ip.budget_cents is None and not ip.owned and not ip.providers
             and not any(s.accelerator in ip.inventory for s in ip.systems))
 
 

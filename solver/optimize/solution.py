@@ -27,6 +27,9 @@ class IntSolution:
     """Owned GPUs in use per system (0 where none are owned)."""
     termination: Termination | None = None
     """Why the search stopped; see :class:`~solver.plan.Termination`."""
+    provider: int = -1
+    """``one_provider: fleet``: index into ``IntProblem.providers`` of the provider every rented
+    GPU comes from; -1 without a provider choice."""
 
     @property
     def gap(self) -> float | None:

@@ -67,9 +67,13 @@ def _with_schedule(content: ReportContent, cat: Catalog, time_limit_s: float) ->
 
     if not content.feasible or hours_of(content.problem) is None:
         return content
-    from solver.purchase_plan import schedule_for_plan
+    from solver.purchase_plan import alternative_configs, schedule_for_plan
+    from solver.session import Session
 
-    out = schedule_for_plan(content.problem, content.plan, cat, time_limit_s=time_limit_s).to_dict()
+    k = content.problem.purchasing.alternatives  # as `fleetplan purchase` offers them
+    extra = alternative_configs(Session.prepare(content.problem, cat), content.plan, k) if k else ()
+    out = schedule_for_plan(content.problem, content.plan, cat, time_limit_s=time_limit_s,
+                            alternatives=extra).to_dict()
     out.pop("peak_plan", None)
     out.pop("schedule_seconds", None)  # wall-clock: would make reports non-reproducible
     return replace(content, schedule=out)
