@@ -97,3 +97,69 @@ def with_bound(sol: IntSolution, bound_cents: int) -> IntSolution:
         return dataclasses.replace(sol, status=SolveStatus.OPTIMAL, bound_cents=bound,
                                    termination=Termination.OPTIMAL)
     return dataclasses.replace(sol, bound_cents=bound)
+
+
+def within_inventory(ip: IntProblem, d: Decomposition) -> Decomposition | None:
+    """The models' own optima ``d`` moved, greedily, off accelerators whose inventory they
+    overfill: a start for CP-SAT where the shared inventory binds (it then need not find a first
+    plan itself, which on a thousand models it may not within its time limit). None when no
+    such moves empty every overfilled accelerator. Not an optimum; hints guide the search only.
+
+    While an accelerator is over its inventory, each model on it gets its own optimum over the
+    candidates on accelerators that are neither over nor full; moves are taken cheapest extra
+    cost per GPU freed first, each only where its GPUs fit in what is left."""
+    if not ip.inventory:
+        return None
+    replicas = list(d.replicas)
+    acc_of = [ip.systems[c.system].accelerator for c in ip.candidates]
+
+    def used() -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p, s in zip(provisioned(ip, {i: r for i, r in enumerate(replicas) if r}), ip.systems):
+            out[s.accelerator] = out.get(s.accelerator, 0) + p
+        return out
+
+    def on(m: int, accs: set[str]) -> int:
+        return sum(replicas[i] * ip.candidates[i].gpus for i in ip.by_model(m) if acc_of[i] in accs)
+
+    for _ in range(len({s.accelerator for s in ip.systems}) + 1):  # each round fills or empties one
+        use = used()
+        over = {a for a, n in ip.inventory.items() if use.get(a, 0) > n}
+        if not over:
+            return Decomposition(d.bound_cents, tuple(replicas))
+        closed = over | {a for a, n in ip.inventory.items() if use.get(a, 0) >= n}
+        moves = []
+        for m in range(len(ip.models)):
+            freed = on(m, over)
+            if not freed:
+                continue
+            sub = model_problem(ip, m)
+            keep = [j for j, i in enumerate(ip.by_model(m)) if acc_of[i] not in closed]
+            alt = solve_single(dataclasses.replace(sub, candidates=tuple(sub.candidates[j] for j in keep),
+                                                   source=tuple(sub.source[j] for j in keep)))
+            if alt is None or not alt.status.has_plan or alt.cost_cents is None:
+                continue
+            now = sum(replicas[i] * ip.candidates[i].cost_cents for i in ip.by_model(m))
+            moves.append(((alt.cost_cents - now) / freed, m, {ip.by_model(m)[keep[j]]: r
+                                                            for j, r in enumerate(alt.replicas) if r}))
+        moved = False
+        for _, m, new in sorted(moves, key=lambda t: (t[0], t[1])):
+            need: dict[str, int] = {}
+            for i, r in new.items():
+                need[acc_of[i]] = need.get(acc_of[i], 0) + r * ip.candidates[i].gpus
+            if any(use.get(a, 0) + k > ip.inventory[a] for a, k in need.items() if a in ip.inventory) \
+                    or not on(m, over):
+                continue
+            for i in ip.by_model(m):  # GPUs in use move; whole-node rounding is rechecked next round
+                if replicas[i]:
+                    use[acc_of[i]] -= replicas[i] * ip.candidates[i].gpus
+                replicas[i] = new.get(i, 0)
+            for a, k in need.items():
+                use[a] = use.get(a, 0) + k
+            over = {a for a, n in ip.inventory.items() if use.get(a, 0) > n}
+            moved = True
+            if not over:
+                break
+        if not moved:
+            return None
+    return None
