@@ -20,8 +20,8 @@ from solver.catalog import Catalog
 from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.encode import IntProblem, encode
-from solver.optimize.brute import provisioned
-from solver.optimize.decompose import as_fleet_plan, decompose, with_bound, within_inventory
+from solver.optimize.brute import owned_cost, provisioned, within_shared_limits
+from solver.optimize.decompose import as_fleet_plan, decompose, inventory_bound, with_bound, within_inventory
 from solver.optimize.single import solve_single
 from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution
 from solver.disagg import unit_latencies
@@ -179,6 +179,11 @@ class Session:
                 bound = parts.bound_cents
                 if hint is None:
                     hint = IntSolution(SolveStatus.FEASIBLE, replicas=parts.replicas)
+                elif len(self.tables) >= STANDALONE_HINT_MODELS and not isinstance(hint, Plan) and hint.provisioned:
+                    # a big fleet started within its inventory: price the inventory for a tighter bound
+                    known = owned_cost(self.ip, list(hint.provisioned))
+                    if within_shared_limits(self.ip, list(hint.provisioned), known):
+                        bound = inventory_bound(self.ip, parts, known)
         if isinstance(hint, Plan):
             hint = self.hint_from(hint) if hint.status.has_plan else None
         sol = self.model.solve(time_limit_s, workers, relax=relax, hint=hint)

@@ -103,10 +103,11 @@ def test_binding_inventory_keeps_the_bound_and_cpsats_answer(cat, cache) -> None
 
 def test_own_optima_moved_within_a_binding_inventory(cat, cache) -> None:
     """Where the models' own optima overfill an accelerator's inventory, the moved start
-    (within_inventory) fits every shared limit, meets each model's demand, costs no less than
-    the bound and no less than CP-SAT's proven optimum; where no plan exists it finds none."""
+    (within_inventory) fits every shared limit, meets each model's demand and costs no less
+    than CP-SAT's proven optimum, and the inventory-priced bound lies between the models'
+    optima summed and that optimum."""
     from solver.optimize.brute import owned_cost, provisioned, within_shared_limits
-    from solver.optimize.decompose import within_inventory
+    from solver.optimize.decompose import inventory_bound, within_inventory
 
     checked = 0
     rng = random.Random(5)
@@ -140,5 +141,7 @@ def test_own_optima_moved_within_a_binding_inventory(cat, cache) -> None:
             assert sum(1 for i in idx if moved.replicas[i]) <= st.ip.max_configs
         assert ref.status.has_plan and ref.termination is Termination.OPTIMAL
         assert parts_t.bound_cents <= ref.cost_cents <= cost
+        # the inventory priced (Lagrangian): still a lower bound, never below the plain sum
+        assert parts_t.bound_cents <= inventory_bound(st.ip, parts_t, cost) <= ref.cost_cents
         checked += 1
     assert checked >= 2

@@ -163,3 +163,42 @@ def within_inventory(ip: IntProblem, d: Decomposition) -> Decomposition | None:
         if not moved:
             return None
     return None
+
+
+def inventory_bound(ip: IntProblem, d: Decomposition, upper_cents: int, rounds: int = 12) -> int:
+    """A lower bound on the fleet's optimum at least ``d.bound_cents``, tighter where the
+    inventory binds: the Lagrangian relaxation of the inventory. For prices ``l_a >= 0`` (cents
+    per GPU-hour) added to accelerator ``a``'s GPUs, every model's own optimum at the raised
+    prices, summed, less ``sum_a l_a x inventory_a``, bounds the optimum from below (a plan within
+    the inventory pays at most that much less with the raised prices). The prices follow the
+    subgradient (GPUs in use over the inventory) with Polyak steps towards ``upper_cents``, the
+    cost of a known plan; the best bound met is returned."""
+    best = d.bound_cents
+    if not ip.inventory or upper_cents <= best:
+        return best
+    lam = dict.fromkeys(ip.inventory, 0)
+    replicas, value, scale = d.replicas, best, 1.0
+    for _ in range(rounds):
+        use: dict[str, int] = {}
+        for i, r in enumerate(replicas):
+            if r:
+                a = ip.systems[ip.candidates[i].system].accelerator
+                use[a] = use.get(a, 0) + r * ip.candidates[i].gpus
+        g = {a: use.get(a, 0) - n for a, n in ip.inventory.items()}
+        norm = sum(v * v for a, v in g.items() if v > 0 or lam[a] > 0)
+        if norm == 0:
+            break
+        step = scale * (upper_cents - value) / norm
+        lam = {a: max(0, lam[a] + round(step * g[a])) for a in lam}
+        priced = tuple(dataclasses.replace(s, price_cents_per_gpu=s.price_cents_per_gpu + lam.get(s.accelerator, 0))
+                       for s in ip.systems)
+        at = decompose(dataclasses.replace(ip, systems=priced))
+        if at is None:
+            break
+        value = at.bound_cents - sum(lam[a] * n for a, n in ip.inventory.items())
+        replicas = at.replicas
+        if value > best:
+            best = value
+        else:
+            scale /= 2
+    return best
