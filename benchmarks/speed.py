@@ -139,7 +139,8 @@ def bind_row(n: int, cpsat_s: float) -> dict[str, Any]:
                       None, {t.name: m for m, t in enumerate(prep.tables)})
     plan, _ = session.run(cpsat_s)
     t_solve = time.perf_counter() - t1
-    out: dict[str, Any] = {"seconds": t_tables + t_solve, "status": plan.status.value, "gap": plan.gap,
+    out: dict[str, Any] = {"seconds": t_tables + t_solve, "status": plan.status.value,
+                           "gap": None if plan.gap is None else round(plan.gap, 4),
                            "candidates": sum(plan.candidates.values()),
                            "tables_s": round(t_tables, 1), "solve_s": round(t_solve, 1)}
     if plan.status.has_plan and plan.cost_usd_per_hour is not None:
