@@ -21,7 +21,8 @@ from solver.schemas import Price
 from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from solver.optimize.encode import IntProblem, encode, share_gpus
-from solver.optimize.decompose import as_fleet_plan, decompose, with_bound
+from solver.optimize.brute import owned_cost, provisioned, within_shared_limits
+from solver.optimize.decompose import as_fleet_plan, decompose, inventory_bound, with_bound, within_inventory
 from solver.optimize.single import solve_single
 from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution
 from solver.disagg import unit_latencies
@@ -152,6 +153,19 @@ class Session:
             replicas[best] = -(-demand // self.ip.candidates[best].cap_mrps)
         return IntSolution(SolveStatus.FEASIBLE, replicas=tuple(replicas))
 
+    def inventory_hint(self) -> IntSolution | None:
+        """The models' own optima moved off the accelerators whose inventory they overfill
+        (:func:`solver.optimize.decompose.within_inventory`): a start within the inventory for
+        big fleets where it binds, so CP-SAT need not find a first plan itself. None where the
+        decomposition does not apply, the own optima fit already, or no such moves are found."""
+        parts = decompose(self.ip)
+        fits = within_inventory(self.ip, parts) if parts is not None else None
+        if fits is None or fits.replicas == parts.replicas:
+            return None
+        prov = provisioned(self.ip, {i: r for i, r in enumerate(fits.replicas) if r})
+        return IntSolution(SolveStatus.FEASIBLE, replicas=fits.replicas, provisioned=tuple(prov),
+                           nodes=tuple(-(-p // s.gpus_per_node) for p, s in zip(prov, self.ip.systems)))
+
     def solve(self, time_limit_s: float = DEFAULT_TIME_LIMIT_S, workers: int = DEFAULT_WORKERS,
               relax: frozenset[Guard] = frozenset(), hint: IntSolution | Plan | None = None) -> IntSolution:
         """Optimise with every guard but those in ``relax``; ``hint``: a solution or plan to
@@ -172,6 +186,11 @@ class Session:
                 bound = parts.bound_cents
                 if hint is None:
                     hint = IntSolution(SolveStatus.FEASIBLE, replicas=parts.replicas)
+                elif len(self.tables) >= STANDALONE_HINT_MODELS and not isinstance(hint, Plan) and hint.provisioned:
+                    # a big fleet started within its inventory: price the inventory for a tighter bound
+                    known = owned_cost(self.ip, list(hint.provisioned))
+                    if within_shared_limits(self.ip, list(hint.provisioned), known):
+                        bound = inventory_bound(self.ip, parts, known)
         if isinstance(hint, Plan):
             hint = self.hint_from(hint) if hint.status.has_plan else None
         sol = self.model.solve(time_limit_s, workers, relax=relax, hint=hint)
@@ -265,7 +284,7 @@ class Session:
         if conflict_time_limit_s is None:
             conflict_time_limit_s = max(time_limit_s, CORE_TIME_LIMIT_S)
         if hint is None and len(self.tables) >= STANDALONE_HINT_MODELS:
-            hint = self.standalone_hint()
+            hint = self.inventory_hint() or self.standalone_hint()
         t0 = time.perf_counter()
         sol = self.solve(time_limit_s, workers, hint=hint)
         if sol.status.has_plan:

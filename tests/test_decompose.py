@@ -99,3 +99,49 @@ def test_binding_inventory_keeps_the_bound_and_cpsats_answer(cat, cache) -> None
             assert got.bound_cents is not None and got.bound_cents >= parts_t.bound_cents
             checked += 1
     assert checked >= 3
+
+
+def test_own_optima_moved_within_a_binding_inventory(cat, cache) -> None:
+    """Where the models' own optima overfill an accelerator's inventory, the moved start
+    (within_inventory) fits every shared limit, meets each model's demand and costs no less
+    than CP-SAT's proven optimum, and the inventory-priced bound lies between the models'
+    optima summed and that optimum."""
+    from solver.optimize.brute import owned_cost, provisioned, within_shared_limits
+    from solver.optimize.decompose import inventory_bound, within_inventory
+
+    checked = 0
+    rng = random.Random(5)
+    for _ in range(12):
+        p = _fleet_problem(cat, rng)
+        s = Session.prepare(p, cat, cache=cache)
+        parts = decompose(s.ip)
+        if parts is None:
+            continue
+        used: dict[str, int] = {}
+        for c, r in zip(s.ip.candidates, parts.replicas):
+            acc = s.ip.systems[c.system].accelerator
+            used[acc] = used.get(acc, 0) + c.gpus * r
+        acc, n = max(used.items(), key=lambda kv: kv[1])
+        if n < 2:
+            continue
+        tight = p.model_copy(update={"fleet": p.fleet.model_copy(update={"inventory": {acc: n // 2}})})
+        st = Session.prepare(tight, cat, cache=cache)
+        parts_t = decompose(st.ip)
+        assert parts_t is not None
+        moved = within_inventory(st.ip, parts_t)
+        ref = FleetModel(st.ip).solve(20, 1)
+        if moved is None:
+            continue
+        prov = provisioned(st.ip, {i: r for i, r in enumerate(moved.replicas) if r})
+        cost = owned_cost(st.ip, prov)
+        assert within_shared_limits(st.ip, prov, cost)
+        for m, demand in enumerate(st.ip.demand_mrps):
+            idx = st.ip.by_model(m)
+            assert sum(st.ip.candidates[i].cap_mrps * moved.replicas[i] for i in idx) >= demand
+            assert sum(1 for i in idx if moved.replicas[i]) <= st.ip.max_configs
+        assert ref.status.has_plan and ref.termination is Termination.OPTIMAL
+        assert parts_t.bound_cents <= ref.cost_cents <= cost
+        # the inventory priced (Lagrangian): still a lower bound, never below the plain sum
+        assert parts_t.bound_cents <= inventory_bound(st.ip, parts_t, cost) <= ref.cost_cents
+        checked += 1
+    assert checked >= 2

@@ -377,6 +377,8 @@ class FleetModel:
             self.model.clear_hints()
             for var, value in zip(self.r, hint.replicas):
                 self.model.add_hint(var, value)
+            for var, value in zip(self.u, hint.replicas):  # whether a configuration is used
+                self.model.add_hint(var, int(value > 0))
             for var, value in zip(self.P, hint.provisioned):
                 self.model.add_hint(var, value)
             for var, value in zip(self.N, hint.nodes):

@@ -103,3 +103,108 @@ def with_bound(sol: IntSolution, bound_cents: int) -> IntSolution:
         return dataclasses.replace(sol, status=SolveStatus.OPTIMAL, bound_cents=bound,
                                    termination=Termination.OPTIMAL)
     return dataclasses.replace(sol, bound_cents=bound)
+
+
+def within_inventory(ip: IntProblem, d: Decomposition) -> Decomposition | None:
+    """The models' own optima ``d`` moved, greedily, off accelerators whose inventory they
+    overfill: a start for CP-SAT where the shared inventory binds (it then need not find a first
+    plan itself, which on a thousand models it may not within its time limit). None when no
+    such moves empty every overfilled accelerator. Not an optimum; hints guide the search only.
+
+    While an accelerator is over its inventory, each model on it gets its own optimum over the
+    candidates on accelerators that are neither over nor full; moves are taken cheapest extra
+    cost per GPU freed first, each only where its GPUs fit in what is left."""
+    if not ip.inventory:
+        return None
+    replicas = list(d.replicas)
+    acc_of = [ip.systems[c.system].accelerator for c in ip.candidates]
+
+    def used() -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p, s in zip(provisioned(ip, {i: r for i, r in enumerate(replicas) if r}), ip.systems):
+            out[s.accelerator] = out.get(s.accelerator, 0) + p
+        return out
+
+    def on(m: int, accs: set[str]) -> int:
+        return sum(replicas[i] * ip.candidates[i].gpus for i in ip.by_model(m) if acc_of[i] in accs)
+
+    for _ in range(len({s.accelerator for s in ip.systems}) + 1):  # each round fills or empties one
+        use = used()
+        over = {a for a, n in ip.inventory.items() if use.get(a, 0) > n}
+        if not over:
+            return Decomposition(d.bound_cents, tuple(replicas))
+        closed = over | {a for a, n in ip.inventory.items() if use.get(a, 0) >= n}
+        moves = []
+        for m in range(len(ip.models)):
+            freed = on(m, over)
+            if not freed:
+                continue
+            sub = model_problem(ip, m)
+            keep = [j for j, i in enumerate(ip.by_model(m)) if acc_of[i] not in closed]
+            alt = solve_single(dataclasses.replace(sub, candidates=tuple(sub.candidates[j] for j in keep),
+                                                   source=tuple(sub.source[j] for j in keep)))
+            if alt is None or not alt.status.has_plan or alt.cost_cents is None:
+                continue
+            now = sum(replicas[i] * ip.candidates[i].cost_cents for i in ip.by_model(m))
+            moves.append(((alt.cost_cents - now) / freed, m, {ip.by_model(m)[keep[j]]: r
+                                                            for j, r in enumerate(alt.replicas) if r}))
+        moved = False
+        for _, m, new in sorted(moves, key=lambda t: (t[0], t[1])):
+            need: dict[str, int] = {}
+            for i, r in new.items():
+                need[acc_of[i]] = need.get(acc_of[i], 0) + r * ip.candidates[i].gpus
+            if any(use.get(a, 0) + k > ip.inventory[a] for a, k in need.items() if a in ip.inventory) \
+                    or not on(m, over):
+                continue
+            for i in ip.by_model(m):  # GPUs in use move; whole-node rounding is rechecked next round
+                if replicas[i]:
+                    use[acc_of[i]] -= replicas[i] * ip.candidates[i].gpus
+                replicas[i] = new.get(i, 0)
+            for a, k in need.items():
+                use[a] = use.get(a, 0) + k
+            over = {a for a, n in ip.inventory.items() if use.get(a, 0) > n}
+            moved = True
+            if not over:
+                break
+        if not moved:
+            return None
+    return None
+
+
+def inventory_bound(ip: IntProblem, d: Decomposition, upper_cents: int, rounds: int = 12) -> int:
+    """A lower bound on the fleet's optimum at least ``d.bound_cents``, tighter where the
+    inventory binds: the Lagrangian relaxation of the inventory. For prices ``l_a >= 0`` (cents
+    per GPU-hour) added to accelerator ``a``'s GPUs, every model's own optimum at the raised
+    prices, summed, less ``sum_a l_a x inventory_a``, bounds the optimum from below (a plan within
+    the inventory pays at most that much less with the raised prices). The prices follow the
+    subgradient (GPUs in use over the inventory) with Polyak steps towards ``upper_cents``, the
+    cost of a known plan; the best bound met is returned."""
+    best = d.bound_cents
+    if not ip.inventory or upper_cents <= best:
+        return best
+    lam = dict.fromkeys(ip.inventory, 0)
+    replicas, value, scale = d.replicas, best, 1.0
+    for _ in range(rounds):
+        use: dict[str, int] = {}
+        for i, r in enumerate(replicas):
+            if r:
+                a = ip.systems[ip.candidates[i].system].accelerator
+                use[a] = use.get(a, 0) + r * ip.candidates[i].gpus
+        g = {a: use.get(a, 0) - n for a, n in ip.inventory.items()}
+        norm = sum(v * v for a, v in g.items() if v > 0 or lam[a] > 0)
+        if norm == 0:
+            break
+        step = scale * (upper_cents - value) / norm
+        lam = {a: max(0, lam[a] + round(step * g[a])) for a in lam}
+        priced = tuple(dataclasses.replace(s, price_cents_per_gpu=s.price_cents_per_gpu + lam.get(s.accelerator, 0))
+                       for s in ip.systems)
+        at = decompose(dataclasses.replace(ip, systems=priced))
+        if at is None:
+            break
+        value = at.bound_cents - sum(lam[a] * n for a, n in ip.inventory.items())
+        replicas = at.replicas
+        if value > best:
+            best = value
+        else:
+            scale /= 2
+    return best
