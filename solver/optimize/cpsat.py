@@ -44,12 +44,12 @@ owned GPUs in use o_s >= 0 (systems of owned accelerators); largest replica z_m 
                 T_(a,v) >= L_v (entry),  T_(a,v) >= T_(a,u) + k_uv L_v   for edges u -> v of a
       A_(app_latency,a) => T_(a,v) <= B_a                      for all v of a
 
-``one_provider: fleet`` (providers k with price p_(s,k) per system, where they rent it): Y_k in
+``one_provider: fleet`` (providers k with price p_(s,k) per system, where they rent it): V_k in
 {0, 1}, rented GPUs R_(s,k) >= 0 (0 where k has no row), and the cost term p_s P_s - (p_s - q) o_s
 becomes sum_(s,k) p_(s,k) R_(s,k) + q sum_s o_s (the budget too):
 
-                sum_k R_(s,k) = P_s - o_s,  R_(s,k) <= ub(P_s) Y_k     for all s, k (hard)
-      A_one_provider => sum_k Y_k = 1
+                sum_k R_(s,k) = P_s - o_s,  R_(s,k) <= ub(P_s) V_k     for all s, k (hard)
+      A_one_provider => sum_k V_k = 1
 
 Applications (:mod:`solver.chains`): lat_c is candidate c's e2e at its percentile under capacity
 load (microseconds, rounded up), k_uv the edge's calls, B_a the budget (rounded down). L_m is at
@@ -190,8 +190,8 @@ class FleetModel:
         self.O = [md.new_int_var(0, min(ip.owned.get(row.accelerator, 0), p_ub[s]), f"O{s}")
                   for s, row in enumerate(ip.systems)]
         self.p_ub = p_ub
-        # one_provider: fleet: Y_k chooses provider k; R_(s,k) GPUs of system s rented from k
-        self.Y = [md.new_bool_var(f"Y[{p.key}]") for p in ip.providers]
+        # one_provider: fleet: V_k chooses provider k; R_(s,k) GPUs of system s rented from k
+        self.V = [md.new_bool_var(f"V[{p.key}]") for p in ip.providers]
         self.R = [[md.new_int_var(0, p_ub[s] if p.offers(s) else 0, f"R{s}[{p.key}]") for p in ip.providers]
                   for s in range(len(ip.systems))]
         self.Z: dict[int, cp_model.IntVar] = {}
@@ -334,8 +334,8 @@ class FleetModel:
             self.model.add(sum(rows) == self.P[s] - self.O[s])
             for k, var in enumerate(rows):
                 if self.ip.providers[k].offers(s):
-                    self.model.add(var <= self.p_ub[s] * self.Y[k])
-        self.model.add(sum(self.Y) == 1).only_enforce_if(self.lit[Guard(Family.PROVIDER)])
+                    self.model.add(var <= self.p_ub[s] * self.V[k])
+        self.model.add(sum(self.V) == 1).only_enforce_if(self.lit[Guard(Family.PROVIDER)])
 
     def _cost(self) -> cp_model.LinearExpr:
         q = self.ip.owned_cents_per_gpu
@@ -397,7 +397,7 @@ class FleetModel:
         status = term.status
         if not status.has_plan:
             return IntSolution(status, seconds=seconds, termination=term)
-        chosen = [k for k, y in enumerate(self.Y) if solver.boolean_value(y)]
+        chosen = [k for k, y in enumerate(self.V) if solver.boolean_value(y)]
         return IntSolution(
             status,
             replicas=tuple(int(solver.value(v)) for v in self.r),
