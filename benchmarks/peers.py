@@ -342,7 +342,7 @@ def print_summary(title: str, summary: list[dict]) -> None:
     print(f"\n{title}")
     print(f"  {'regime':24} {'points':>6} {'within 25%':>10} {'tok/s/GPU':>10} {'TPOT':>7} {'TTFT':>7}")
     for s in summary:
-        print(f"  {s['group']:24} {s['n']:>6} {100 * s['within']:>9.0f}% {s['med_tok']:>10.2f} "
+        print(f"  {s['group']:24} {s['n']:>6} {100 * s['within']:>9.1f}% {s['med_tok']:>10.2f} "
               f"{s['med_tpot']:>7.2f} {s['med_ttft']:>7.2f}")
 
 
