@@ -73,6 +73,7 @@ from solver.costmodel.partition import (
     Partition, mig_partition, partition_speculation, partition_terms, shared_partition,
 )
 from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
+from solver.identity import ShapeIdentity
 from solver.disagg import (
     MIXED_PREFILL_ACCELERATORS, PrefillTerms, RoleTerms, Unit, cheapest_prefill, mixed_units_for, prompt_cost,
     role_terms, same_vendor, unit_label, units_for,
@@ -111,7 +112,7 @@ class GpuUse:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Candidate(ShapeIdentity):
     """One deployment shape of one model with its analytical terms (floats, real units)."""
 
     model: str
@@ -172,45 +173,6 @@ class Candidate:
         """GPUs of one replica on the candidate's own node shape (``gpus_per_replica`` less
         those in :attr:`also`)."""
         return self.gpus_per_replica - sum(a.gpus for a in self.also)
-
-    # the identity, read from ``shape`` (declared once, there)
-    @property
-    def model_id(self) -> str:
-        """Catalog id of the model (``shape.model``)."""
-        return self.shape.model
-
-    @property
-    def accelerator(self) -> str:
-        return self.shape.accelerator
-
-    @property
-    def system(self) -> str:
-        return str(self.shape.system)
-
-    @property
-    def quant(self) -> str:
-        return self.shape.quant
-
-    @property
-    def kv_dtype(self) -> str:
-        return self.shape.kv_dtype
-
-    @property
-    def tp(self) -> int:
-        return self.shape.tp
-
-    @property
-    def pp(self) -> int:
-        return self.shape.pp
-
-    @property
-    def ep(self) -> int:
-        return self.shape.ep
-
-    @property
-    def moe_tp(self) -> int:
-        """Expert TP inside attention DP (``Shape.moe_tp``; 0: derived from tp and ep)."""
-        return self.shape.moe_tp
 
     @property
     def serving_mode(self) -> str:

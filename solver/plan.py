@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from solver.identity import ShapeIdentity
+
 if TYPE_CHECKING:
     from solver.costmodel.shape import Shape
 
@@ -75,7 +77,7 @@ class Pool:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class Deployment(ShapeIdentity):
     """Replicas of one configuration of one model."""
 
     model: str
@@ -130,45 +132,6 @@ class Deployment:
     def pool(self, role: str) -> Pool | None:
         """The pool of ``role`` (None for an aggregated deployment)."""
         return next((p for p in self.pools if p.role == role), None)
-
-    # the identity, read from ``shape`` (declared once, there)
-    @property
-    def model_id(self) -> str:
-        """Catalog id of the model (``shape.model``)."""
-        return self.shape.model
-
-    @property
-    def accelerator(self) -> str:
-        return self.shape.accelerator
-
-    @property
-    def system(self) -> str:
-        return str(self.shape.system)
-
-    @property
-    def quant(self) -> str:
-        return self.shape.quant
-
-    @property
-    def kv_dtype(self) -> str:
-        return self.shape.kv_dtype
-
-    @property
-    def tp(self) -> int:
-        return self.shape.tp
-
-    @property
-    def pp(self) -> int:
-        return self.shape.pp
-
-    @property
-    def ep(self) -> int:
-        return self.shape.ep
-
-    @property
-    def moe_tp(self) -> int:
-        """Expert TP inside attention DP (``Shape.moe_tp``; 0: derived from tp and ep)."""
-        return self.shape.moe_tp
 
     @property
     def capacity_rps_per_replica(self) -> float:

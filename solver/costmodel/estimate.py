@@ -11,13 +11,14 @@ from solver.costmodel.memory import fit_reason, kv_budget_bytes_gpu, max_concurr
 from solver.costmodel.operating import check_lengths, operating_point
 from solver.costmodel.shape import Shape, ShapeTerms, shape_terms
 from solver.errors import InputError
+from solver.identity import ShapeIdentity
 from solver.units import GIB
 
 Concurrency = int | Literal["max"]
 
 
 @dataclass(frozen=True)
-class Estimate:
+class Estimate(ShapeIdentity):
     """One replica's memory, latency and throughput. Units in names; ``None`` where nothing runs."""
 
     shape: Shape
@@ -63,39 +64,11 @@ class Estimate:
     dp_attn: int = 1
     """Data-parallel copies of attention in a pipeline stage."""
 
-    # the identity, read from ``shape`` (declared once, there)
     @property
     def model(self) -> str:
-        """Catalog id of the model."""
+        """Catalog id of the model (the identity's other attributes: :class:`ShapeIdentity`;
+        ``moe_tp`` here is the field above, the effective split)."""
         return self.shape.model
-
-    @property
-    def accelerator(self) -> str:
-        return self.shape.accelerator
-
-    @property
-    def system(self) -> str:
-        return str(self.shape.system)
-
-    @property
-    def quant(self) -> str:
-        return self.shape.quant
-
-    @property
-    def kv_dtype(self) -> str:
-        return self.shape.kv_dtype
-
-    @property
-    def tp(self) -> int:
-        return self.shape.tp
-
-    @property
-    def pp(self) -> int:
-        return self.shape.pp
-
-    @property
-    def ep(self) -> int:
-        return self.shape.ep
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with the identity as flat keys (model, accelerator, system, ... ep)."""
