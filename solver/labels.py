@@ -74,7 +74,7 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
         # moe_tp: a column only where some replica splits its expert groups under attention DP
         row.update({k: d[k] for k in ("kv_dtype", "tp", "pp", "ep") + (("moe_tp",) if expert_tp else ())
                     + ("max_batch", "replicas")})
-        row.update(gpus=d["total_gpus"], load_rps=d["load_rps"], capacity_rps=d["total_capacity_rps"])
+        row.update(total_gpus=d["total_gpus"], load_rps=d["load_rps"], total_capacity_rps=d["total_capacity_rps"])
         for k in ("ttft", "tpot", "e2e"):
             row[f"{k}_p{pcts[dep.model][k]:g}_ms"] = d[f"{k}_p99_ms"]
         row["cost_usd_per_hour"] = d["cost_usd_per_hour"]
@@ -86,7 +86,10 @@ def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str
                 rows.append({"model": "", "serving_mode": f"  {pool.role} x{pool.replicas}",
                              **({"accelerator": pool.accelerator, "quant": pool.quant} if other else {}),
                              "tp": pool.tp, "pp": pool.pp, "ep": pool.ep, "max_batch": pool.max_batch,
-                             "capacity_rps": pool.capacity_rps, "load_rps": pool.load_rps})
+                             # the pool's totals over the deployment's units, as in the row above
+                             "total_gpus": pool.gpus_per_replica * pool.replicas * dep.replicas,
+                             "load_rps": pool.load_rps * pool.replicas * dep.replicas,
+                             "total_capacity_rps": pool.capacity_rps_per_replica * pool.replicas * dep.replicas})
             continue
         rows.append(row)
     return rows

@@ -60,7 +60,7 @@ class Pool:
     gpus_per_replica: int
     max_batch: int
     """Decode: sequences per replica; prefill: prompts in flight (one per attention rank)."""
-    capacity_rps: float
+    capacity_rps_per_replica: float
     """Requests/s one replica of the pool serves within the targets."""
     load_rps: float = 0.0
     """Planned requests/s per replica of the pool."""

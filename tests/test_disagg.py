@@ -222,7 +222,7 @@ def test_plan_json_states_serving_mode_with_both_pools(tmp_path):
     assert dep["serving_mode"] == "disaggregated"
     assert sorted(x["role"] for x in dep["pools"]) == ["decode", "prefill"]
     for x in dep["pools"]:
-        assert {"tp", "pp", "ep", "replicas", "gpus_per_replica", "max_batch", "capacity_rps"} <= set(x)
+        assert {"tp", "pp", "ep", "replicas", "gpus_per_replica", "max_batch", "capacity_rps_per_replica"} <= set(x)
     text = CliRunner().invoke(main, ["solve", str(f)])
     assert "disaggregated" in text.output and "prefill x" in text.output
 
