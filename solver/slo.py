@@ -205,7 +205,8 @@ class StepTimes:
 
     def rows(self, idx: np.ndarray) -> "StepTimes":
         """The table of rows ``idx``."""
-        return StepTimes(*(getattr(self, f)[idx] for f in StepTimes.__dataclass_fields__))
+        return StepTimes(self.chunk[idx], self.overhead_ms[idx], self.cap[idx], self.decode_ms[idx],
+                         self.chunk_ms[idx], self.tokens[idx], self.own_scale[idx])
 
     def scaled(self, multiplier: float | np.ndarray) -> "StepTimes":
         """Every step time and the per-request overhead times ``multiplier`` (``--confidence``;
