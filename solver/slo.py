@@ -1003,7 +1003,27 @@ def latencies(batch: int, service_s: float, ttft0_ms: float, tpot_ms: float, e2e
     """Percentile latencies of a replica with ``batch`` slots at arrival rate ``lam_per_s``
     (``steps``: :meth:`StepTimes.at` of its shape; the zero-load figures are carried along
     unused): TTFT, TPOT and E2E under load at each target's percentile (p99 if none), and the
-    slot load at a full batch."""
+    slot load at a full batch. A pure function of its arguments, so answers are memoised
+    (a plan's deployments are built and then verified at the same loads, and a Pareto sweep
+    meets the same configurations at the same loads again); the demand enters the key by what
+    is read of it: its traffic and its targets' percentiles."""
+    t = d.traffic
+    key = (batch, service_s, ttft0_ms, tpot_ms, e2e0_ms, lam_per_s, steps, t.model_dump_json(),
+           _pct(d.slo.ttft), _pct(d.slo.tpot), _pct(d.slo.e2e))
+    hit = _LATENCIES.get(key)
+    if hit is None:
+        if len(_LATENCIES) >= _LATENCIES_MAX:
+            _LATENCIES.clear()
+        hit = _LATENCIES[key] = _latencies(batch, service_s, ttft0_ms, tpot_ms, e2e0_ms, d, lam_per_s, steps)
+    return hit
+
+
+_LATENCIES: dict[tuple, LatencyAtLoad] = {}
+_LATENCIES_MAX = 4096
+
+
+def _latencies(batch: int, service_s: float, ttft0_ms: float, tpot_ms: float, e2e0_ms: float,
+               d: ModelDemand, lam_per_s: float, steps: tuple[float, ...]) -> LatencyAtLoad:
     view = SloView(np.array([batch]), np.array([service_s]), np.array([ttft0_ms]),
                    np.array([tpot_ms]), np.array([e2e0_ms]), 0, StepTimes.of(steps))
     ttft, tpot, e2e, occ = load_latencies_ms(view, d, np.array([lam_per_s]))
