@@ -1027,7 +1027,8 @@ def _dominated(group: np.ndarray, gpus_all: np.ndarray, cap_all: np.ndarray, vio
     latency); ``new``: only pairs with a new candidate are compared. Returns which candidates
     are dominated."""
     dropped = np.zeros(len(group), dtype=bool)
-    for g in np.unique(group):
+    gs = np.sort(group, axis=None)
+    for g in gs[np.r_[True, gs[1:] != gs[:-1]]] if gs.size else gs:  # np.unique's values (it imports numpy.ma)
         idx = np.flatnonzero(group == g)
         cols = (gpus_all[idx], cap_all[idx], viol_all[idx], lat_all[idx], idx)
         every = np.arange(len(idx))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar
@@ -84,6 +84,10 @@ class Catalog:
     default_engine: str
     calibrations: tuple[Calibration, ...] = ()
     """Calibration overlays in effect (see :meth:`efficiency_for`); none when loaded."""
+    _efficiency_memo: dict[tuple[str | None, ...], Efficiency] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    """:meth:`efficiency_for` answers by its arguments (the catalog is immutable; ``replace``
+    makes a fresh memo): the candidate tables ask once per shape, twice."""
 
     # -- look-ups that raise a helpful InputError -------------------------------------------
     def accelerator(self, gpu_id: str) -> Accelerator:
@@ -189,6 +193,14 @@ class Catalog:
         """Efficiency factors for the accelerator's family (engine-specific if present); with
         ``model``, ``quant`` and ``serving_engine`` given, a matching calibration overlay's
         fitted factors replace the catalog's (the one place overlays take effect)."""
+        key = (gpu_id, engine, model, quant, serving_engine)
+        hit = self._efficiency_memo.get(key)
+        if hit is None:
+            hit = self._efficiency_memo[key] = self._efficiency_for(gpu_id, engine, model, quant, serving_engine)
+        return hit
+
+    def _efficiency_for(self, gpu_id: str, engine: str, model: str | None, quant: str | None,
+                        serving_engine: str | None) -> Efficiency:
         fam = self.accelerator(gpu_id).family
         matches = [e for _, e in sorted(self.efficiency.items()) if e.family == fam]
         base = next((e for e in matches if e.engine == engine), matches[0] if matches else None)

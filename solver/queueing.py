@@ -69,12 +69,13 @@ def erlang_c(c: int, a: np.ndarray | float) -> np.ndarray:
 
 
 _RHO_POINTS = 4097
+_RHO_GRID = np.linspace(0.0, 1.0, _RHO_POINTS)
 
 
 @functools.lru_cache(maxsize=128)
 def _erlang_c_table(c: int) -> np.ndarray:
     """Erlang C of ``c`` servers at utilisations ``linspace(0, 1, _RHO_POINTS)``."""
-    return erlang_c(c, np.linspace(0.0, 1.0, _RHO_POINTS) * c)
+    return erlang_c(c, _RHO_GRID * c)
 
 
 def erlang_c_rows(c: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -84,11 +85,11 @@ def erlang_c_rows(c: np.ndarray, a: np.ndarray) -> np.ndarray:
     ``a >= c``. For the latency tables' many evaluations; :func:`erlang_c` is exact."""
     c = np.asarray(c)
     a = np.broadcast_to(np.asarray(a, dtype=float), c.shape)
-    grid = np.linspace(0.0, 1.0, _RHO_POINTS)
     out = np.ones(c.shape)
-    for ci in np.unique(c):
+    cs = np.sort(c, axis=None)
+    for ci in cs[np.r_[True, cs[1:] != cs[:-1]]] if cs.size else cs:  # np.unique's values, without its overhead
         sel = c == ci
-        out[sel] = np.interp(a[sel] / ci, grid, _erlang_c_table(int(ci)), left=0.0, right=1.0)
+        out[sel] = np.interp(a[sel] / ci, _RHO_GRID, _erlang_c_table(int(ci)), left=0.0, right=1.0)
     return out
 
 

@@ -205,7 +205,8 @@ class StepTimes:
 
     def rows(self, idx: np.ndarray) -> "StepTimes":
         """The table of rows ``idx``."""
-        return StepTimes(*(getattr(self, f)[idx] for f in StepTimes.__dataclass_fields__))
+        return StepTimes(self.chunk[idx], self.overhead_ms[idx], self.cap[idx], self.decode_ms[idx],
+                         self.chunk_ms[idx], self.tokens[idx], self.own_scale[idx])
 
     def scaled(self, multiplier: float | np.ndarray) -> "StepTimes":
         """Every step time and the per-request overhead times ``multiplier`` (``--confidence``;
@@ -453,22 +454,39 @@ the knee)."""
 def _wait_tail(x: np.ndarray, ls: LoadState) -> np.ndarray:
     """P(Wp + Ws > x) for the prefill-token wait and the slot wait (independent, each zero or
     exponential); x in ms, candidates along axis 0."""
+    return _wait_tail_fn(ls)(x)
+
+
+def _wait_tail_fn(ls: LoadState):  # type: ignore[no-untyped-def]
+    """:func:`_wait_tail` as a function of ``x`` alone, the load's terms read once (a
+    bisection evaluates it many times at one load)."""
     pp, tp = ls.p_wait_prefill[:, None], ls.theta_prefill[:, None]
-    x = np.maximum(x, 0.0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = pp * np.exp(-tp * x)
     rows = np.flatnonzero(ls.p_wait_slot > SLOT_WAIT_NEGLIGIBLE)
     if rows.size:
-        xs, pps, tps = x[rows], pp[rows], tp[rows]
+        pps, tps = pp[rows], tp[rows]
         ps, ts = ls.p_wait_slot[rows, None], ls.theta_slot[rows, None]
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ep, es = np.exp(-tps * xs), np.exp(-ts * xs)
+        with np.errstate(over="ignore", invalid="ignore"):
             diff = ts - tps
             close = np.abs(diff) <= 1e-9 * np.maximum(ts, tps)
-            both = np.where(close, (1 + tps * xs) * ep, (ts * ep - tps * es) / np.where(close, 1.0, diff))
-        out[rows] = pps * (1 - ps) * ep + ps * (1 - pps) * es + pps * ps * both
-        out[rows] = np.where((ts <= 0) & (ps > 0), 1.0, out[rows])
-    return np.where(pp >= 1, 1.0, np.minimum(np.maximum(out, 0.0), 1.0))
+            denom = np.where(close, 1.0, diff)
+            a_, b_, c_ = pps * (1 - ps), ps * (1 - pps), pps * ps
+        stuck = (ts <= 0) & (ps > 0)
+    full = pp >= 1
+
+    def tail(x: np.ndarray) -> np.ndarray:
+        x = np.maximum(x, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = pp * np.exp(-tp * x)
+        if rows.size:
+            xs = x[rows]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                ep, es = np.exp(-tps * xs), np.exp(-ts * xs)
+                both = np.where(close, (1 + tps * xs) * ep, (ts * ep - tps * es) / denom)
+            out[rows] = a_ * ep + b_ * es + c_ * both
+            out[rows] = np.where(stuck, 1.0, out[rows])
+        return np.where(full, 1.0, np.minimum(np.maximum(out, 0.0), 1.0))
+
+    return tail
 
 
 def ttft_tail(t_ms: np.ndarray, ls: LoadState, st: StepTimes, mix: PromptMix) -> np.ndarray:
@@ -484,13 +502,26 @@ def _ttft_tail(t_ms: np.ndarray, ls: LoadState, own: np.ndarray, mix: PromptMix)
     """:func:`ttft_tail` with the prompts' own chunks and overhead (ms) given: the prompt mix
     times the running step's residual (none with the idle probability, else each of
     :data:`_RESIDUAL_POINTS` of it equally), in one array."""
-    t = np.asarray(t_ms, dtype=float)[:, None, None]
-    x = t - own[:, None, :] - _RESIDUAL_SHIFTS[None, :, None] * ls.residual_ms[:, None, None]
-    n, k, m = x.shape
-    g = _wait_tail(x.reshape(n, k * m), ls).reshape(n, k, m)
-    g = np.where(x < 0, 1.0, g) @ mix.weights  # (rows, shifts)
+    return _ttft_tail_fn(ls, own, mix)(t_ms)
+
+
+def _ttft_tail_fn(ls: LoadState, own: np.ndarray, mix: PromptMix):  # type: ignore[no-untyped-def]
+    """:func:`_ttft_tail` as a function of ``t_ms`` alone, what does not depend on it computed
+    once (a bisection evaluates it many times at one load)."""
+    own3 = own[:, None, :]
+    shift = _RESIDUAL_SHIFTS[None, :, None] * ls.residual_ms[:, None, None]
+    wait = _wait_tail_fn(ls)
     busy = (1 - ls.p_idle) / len(_RESIDUAL_POINTS)
-    return ls.p_idle * g[:, 0] + busy * g[:, 1:].sum(axis=1)
+
+    def tail(t_ms: np.ndarray) -> np.ndarray:
+        t = np.asarray(t_ms, dtype=float)[:, None, None]
+        x = t - own3 - shift
+        n, k, m = x.shape
+        g = wait(x.reshape(n, k * m)).reshape(n, k, m)
+        g = np.where(x < 0, 1.0, g) @ mix.weights  # (rows, shifts)
+        return ls.p_idle * g[:, 0] + busy * g[:, 1:].sum(axis=1)
+
+    return tail
 
 
 def ttft_quantile_ms(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix,
@@ -513,10 +544,11 @@ def _ttft_quantile(ls: LoadState, lam_per_s: np.ndarray, cap: np.ndarray, st: St
         return np.take_along_axis(own, order, axis=1)[np.arange(own.shape[0]), k]
     lo = np.full(np.shape(cap), 1e-3)
     hi = np.full(np.shape(cap), 1e7)
-    bad = _ttft_tail(hi, ls, own, mix) > 1 - q
+    tail = _ttft_tail_fn(ls, own, mix)
+    bad = tail(hi) > 1 - q
     for _ in range(BISECTIONS):  # bisection in log time
         mid = np.sqrt(lo * hi)
-        over = _ttft_tail(mid, ls, own, mix) > 1 - q
+        over = tail(mid) > 1 - q
         lo = np.where(over, mid, lo)
         hi = np.where(over, hi, mid)
     return np.where(bad, np.inf, hi)
@@ -538,17 +570,28 @@ def tpot_tail(t_ms: np.ndarray, ls: LoadState, mix: PromptMix) -> np.ndarray:
     ``step_sd / (E sqrt(m))``; chunk interference is in the step's spread, so short outputs see
     the widest TPOT. Requests with one output token have no TPOT. (With speculative decoding the
     spread of accepted tokens per cycle is left out.)"""
-    t = np.asarray(t_ms, dtype=float)[:, None]
+    return _tpot_tail_fn(ls, mix)(t_ms)
+
+
+def _tpot_tail_fn(ls: LoadState, mix: PromptMix):  # type: ignore[no-untyped-def]
+    """:func:`tpot_tail` as a function of ``t_ms`` alone, what does not depend on it computed
+    once (a bisection evaluates it many times at one load)."""
     e = ls.tokens[:, None]
     m = np.maximum(mix.out_tokens - 1, 0)[None, :] / e
     w = np.where(mix.out_tokens > 1, mix.out_weights, 0.0)
     w = w / max(float(w.sum()), 1e-300)
     sd = ls.step_sd_ms[:, None]
     mean = ls.tau_ms[:, None] / e
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, (t - mean) * e * np.sqrt(np.maximum(m, 1)) / sd,
-                     np.where(t >= mean, np.inf, -np.inf))
-    return _normal_tail(z) @ w
+    spread = sd > 0
+    root = np.sqrt(np.maximum(m, 1))
+
+    def tail(t_ms: np.ndarray) -> np.ndarray:
+        t = np.asarray(t_ms, dtype=float)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(spread, (t - mean) * e * root / sd, np.where(t >= mean, np.inf, -np.inf))
+        return _normal_tail(z) @ w
+
+    return tail
 
 
 def tpot_quantile_ms(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix: PromptMix,
@@ -563,9 +606,10 @@ def _tpot_quantile(ls: LoadState, lam_per_s: np.ndarray, cap: np.ndarray, mix: P
         return ls.tau_ms / ls.tokens
     lo = np.full(np.shape(cap), 1e-3)
     hi = np.full(np.shape(cap), 1e7)
+    tail = _tpot_tail_fn(ls, mix)
     for _ in range(BISECTIONS):
         mid = np.sqrt(lo * hi)
-        over = tpot_tail(mid, ls, mix) > 1 - q
+        over = tail(mid) > 1 - q
         lo = np.where(over, mid, lo)
         hi = np.where(over, hi, mid)
     return np.where(ls.rho_prefill < 1, hi, np.inf)
@@ -959,7 +1003,27 @@ def latencies(batch: int, service_s: float, ttft0_ms: float, tpot_ms: float, e2e
     """Percentile latencies of a replica with ``batch`` slots at arrival rate ``lam_per_s``
     (``steps``: :meth:`StepTimes.at` of its shape; the zero-load figures are carried along
     unused): TTFT, TPOT and E2E under load at each target's percentile (p99 if none), and the
-    slot load at a full batch."""
+    slot load at a full batch. A pure function of its arguments, so answers are memoised
+    (a plan's deployments are built and then verified at the same loads, and a Pareto sweep
+    meets the same configurations at the same loads again); the demand enters the key by what
+    is read of it: its traffic and its targets' percentiles."""
+    t = d.traffic
+    key = (batch, service_s, ttft0_ms, tpot_ms, e2e0_ms, lam_per_s, steps, t.model_dump_json(),
+           _pct(d.slo.ttft), _pct(d.slo.tpot), _pct(d.slo.e2e))
+    hit = _LATENCIES.get(key)
+    if hit is None:
+        if len(_LATENCIES) >= _LATENCIES_MAX:
+            _LATENCIES.clear()
+        hit = _LATENCIES[key] = _latencies(batch, service_s, ttft0_ms, tpot_ms, e2e0_ms, d, lam_per_s, steps)
+    return hit
+
+
+_LATENCIES: dict[tuple, LatencyAtLoad] = {}
+_LATENCIES_MAX = 4096
+
+
+def _latencies(batch: int, service_s: float, ttft0_ms: float, tpot_ms: float, e2e0_ms: float,
+               d: ModelDemand, lam_per_s: float, steps: tuple[float, ...]) -> LatencyAtLoad:
     view = SloView(np.array([batch]), np.array([service_s]), np.array([ttft0_ms]),
                    np.array([tpot_ms]), np.array([e2e0_ms]), 0, StepTimes.of(steps))
     ttft, tpot, e2e, occ = load_latencies_ms(view, d, np.array([lam_per_s]))

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from solver.architecture import param_counts
+from solver.architecture import ParamCounts, param_counts
 from solver.catalog import Catalog
 from solver.costmodel.comm import NO_LINK, LinkCost
 from solver.errors import InputError
@@ -317,15 +317,16 @@ class WeightGroups:
     """Matmul weights among ``plain_dense_params`` (the input embedding, a lookup, excluded)."""
 
 
-def weight_groups(m: ModelArch, bytes_per_weight: float) -> WeightGroups:
+def weight_groups(m: ModelArch, bytes_per_weight: float, pc: ParamCounts | None = None) -> WeightGroups:
     """Split a model's weights by format scope.
 
     Quantised checkpoints (FP8, FP4, INT4: ``bytes_per_weight < 2``) keep the token embedding,
     the LM head, the router and the norms in 16-bit (ModelOpt, llm-compressor and the native
     FP8/MXFP4 releases all exclude them); a model whose release also keeps attention in 16-bit
-    says ``quant_scope: experts``. 16-bit or wider formats store everything alike.
+    says ``quant_scope: experts``. 16-bit or wider formats store everything alike. ``pc``:
+    ``param_counts(m)`` when the caller has it.
     """
-    pc = param_counts(m)
+    pc = pc if pc is not None else param_counts(m)
     hi = max(bytes_per_weight, 2.0)
     matmul = pc.attention + pc.dense_ffn + pc.shared_expert
     side = pc.embedding_input + pc.lm_head + pc.router + pc.norms
@@ -498,7 +499,7 @@ def shape_terms(
     # the rest (see weight_groups); dense parts over TP x PP, routed experts over all GPUs of
     # the replica (see module docstring).
     bpw = q.bytes_per_weight
-    wg = weight_groups(m, bpw)
+    wg = weight_groups(m, bpw, pc)
     dense_w = wg.dense_bytes / (tp * pp)
     expert_w = wg.expert_bytes / (stage * pp)
     n_exp = m.moe.num_experts if m.moe else 0
