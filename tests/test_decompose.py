@@ -14,7 +14,7 @@ from solver.catalog import load_catalog
 from solver.optimize.cpsat import FleetModel
 from solver.optimize.decompose import applies, as_fleet_plan, decompose
 from solver.plan import SolveStatus, Termination
-from solver.problem import query_problem
+from solver.problem import Problem, query_problem
 from solver.session import Session
 
 MODELS = ("llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b", "qwen3-30b-a3b")
@@ -66,6 +66,22 @@ def test_slack_limits_give_the_proven_optimum_without_cpsat(cat, cache) -> None:
     assert checked >= 8
 
 
+
+def _busiest_accelerator(p: Problem, cat, cache) -> tuple[str, int, int] | None:
+    """The accelerator whose GPUs the models' own optima use most, how many, and the optima's
+    summed cost in cents (None where the fleet does not decompose or uses fewer than 2 GPUs of
+    it)."""
+    s = Session.prepare(p, cat, cache=cache)
+    parts = decompose(s.ip)
+    if parts is None:
+        return None
+    used: dict[str, int] = {}
+    for c, r in zip(s.ip.candidates, parts.replicas):
+        acc = s.ip.systems[c.system].accelerator
+        used[acc] = used.get(acc, 0) + c.gpus * r
+    acc, n = max(used.items(), key=lambda kv: kv[1])
+    return (acc, n, parts.bound_cents) if n >= 2 else None
+
 def test_binding_inventory_keeps_the_bound_and_cpsats_answer(cat, cache) -> None:
     """An inventory below what the models' optima use together: the sum is still a lower bound
     on CP-SAT's optimum, the decomposition's plan is refused, and the session answers what
@@ -74,21 +90,14 @@ def test_binding_inventory_keeps_the_bound_and_cpsats_answer(cat, cache) -> None
     rng = random.Random(5)
     for _ in range(12):
         p = _fleet_problem(cat, rng)
-        s = Session.prepare(p, cat, cache=cache)
-        parts = decompose(s.ip)
-        if parts is None:
+        busiest = _busiest_accelerator(p, cat, cache)
+        if busiest is None:
             continue
-        used: dict[str, int] = {}
-        for c, r in zip(s.ip.candidates, parts.replicas):
-            acc = s.ip.systems[c.system].accelerator
-            used[acc] = used.get(acc, 0) + c.gpus * r
-        acc, n = max(used.items(), key=lambda kv: kv[1])
-        if n < 2:
-            continue
+        acc, n, bound_cents = busiest
         tight = p.model_copy(update={"fleet": p.fleet.model_copy(update={"inventory": {acc: n - 1}})})
         st = Session.prepare(tight, cat, cache=cache)
         parts_t = decompose(st.ip)
-        assert parts_t is not None and parts_t.bound_cents == parts.bound_cents
+        assert parts_t is not None and parts_t.bound_cents == bound_cents
         assert as_fleet_plan(st.ip, parts_t, 0.0) is None
         ref = FleetModel(st.ip).solve(20, 1)
         got = st.solve(20, 1)
@@ -113,17 +122,10 @@ def test_own_optima_moved_within_a_binding_inventory(cat, cache) -> None:
     rng = random.Random(5)
     for _ in range(12):
         p = _fleet_problem(cat, rng)
-        s = Session.prepare(p, cat, cache=cache)
-        parts = decompose(s.ip)
-        if parts is None:
+        busiest = _busiest_accelerator(p, cat, cache)
+        if busiest is None:
             continue
-        used: dict[str, int] = {}
-        for c, r in zip(s.ip.candidates, parts.replicas):
-            acc = s.ip.systems[c.system].accelerator
-            used[acc] = used.get(acc, 0) + c.gpus * r
-        acc, n = max(used.items(), key=lambda kv: kv[1])
-        if n < 2:
-            continue
+        acc, n, bound_cents = busiest
         tight = p.model_copy(update={"fleet": p.fleet.model_copy(update={"inventory": {acc: n // 2}})})
         st = Session.prepare(tight, cat, cache=cache)
         parts_t = decompose(st.ip)
