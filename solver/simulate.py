@@ -22,7 +22,11 @@ Model of one replica (vLLM-style scheduler, FCFS, no preemption):
   replica shape (:class:`CostModelStepTimer`, interpolated; its error is tested).
 - **Prefix cache.** The cached share of each prompt (``prefix_hit_rate``) is skipped.
 
-Router: ``round-robin`` (arrival i to replica i mod R) or ``least-loaded`` (the replica with the
+Router: ``round-robin`` (arrival i to replica i mod R), ``weighted`` (smooth weighted
+round-robin, as nginx's upstream balancer: each replica's counter gains its weight, the largest
+counter (ties to the lowest index) takes the request and loses the weights' total; the weights
+are the plan's load per replica, ``load_rps / replicas``, so requests split as the planner
+assumed -- replicas of 7x different capacity get 7x different shares) or ``least-loaded`` (the replica with the
 least outstanding work at the arrival instant: requests in flight or waiting as a share of its
 batch cap, plus prompt tokens not yet prefilled in units of its chunk budget; ties to the lowest
 index). Counting the prompt tokens matters: by request count alone, a replica still prefilling
@@ -56,8 +60,31 @@ from solver.lora import demand_terms
 from solver.problem import ModelDemand, Slo, TokenLengths
 from solver.traffic import Trace
 
-Router = Literal["round-robin", "least-loaded"]
-ROUTERS: tuple[str, ...] = ("round-robin", "least-loaded")
+Router = Literal["round-robin", "weighted", "least-loaded"]
+ROUTERS: tuple[str, ...] = ("round-robin", "weighted", "least-loaded")
+
+
+class WeightedRoundRobin:
+    """Smooth weighted round-robin (nginx's upstream rule): deterministic, and each replica's
+    share of any long run of picks is its weight's share of the total."""
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        if not weights or not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
+            raise InputError(f"weighted router: weights must be >= 0 and not all 0, got {list(weights)}")
+        self.weights = [float(w) for w in weights]
+        self.total = sum(self.weights)
+        self.current = [0.0] * len(self.weights)
+
+    def pick(self) -> int:
+        """The next replica's index."""
+        cur = self.current
+        best = 0
+        for j, w in enumerate(self.weights):
+            cur[j] += w
+            if cur[j] > cur[best]:
+                best = j
+        cur[best] -= self.total
+        return best
 
 
 # -- step times -------------------------------------------------------------------------------
@@ -277,6 +304,9 @@ class ReplicaSpec:
     speculation: Speculation | None = None
     """Speculative decoding: every step is one draft-and-verify cycle and requests also hold
     the draft's KV."""
+    weight: float = 1.0
+    """Share of requests under the ``weighted`` router (relative; from a plan: its load per
+    replica, req/s)."""
 
     @property
     def tokens_per_step(self) -> float:
@@ -292,6 +322,16 @@ class ReplicaSpec:
         if self.speculation is not None:
             kv = kv + draft_kv_bytes_per_seq_gpu(self.terms, self.speculation, total_tokens)
         return kv / self.terms.dp_attn
+
+
+def _planned_load(d: dict[str, Any], replicas: int) -> float:
+    """The planned load (req/s) on each replica of deployment ``d``: the ``weighted`` router's
+    weight; 1 (an even split) when the plan gives no positive ``load_rps``."""
+    try:
+        load = float(d.get("load_rps", 0.0)) / replicas
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 1.0
+    return load if math.isfinite(load) and load > 0 else 1.0
 
 
 def _steps_for(tokens: int, per_step: float) -> int:
@@ -348,7 +388,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
             label += f" speculative ({spec.draft_id})"
         if part is not None:
             label += f" {part}"
-        out += [ReplicaSpec(timer, batch, budget, terms, label, spec)] * reps
+        out += [ReplicaSpec(timer, batch, budget, terms, label, spec, _planned_load(d, reps))] * reps
     if not out:
         raise InputError(f"PLAN: {model!r} has no replicas")
     return out
@@ -593,6 +633,8 @@ class SimResult:
     tpot_s: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     e2e_s: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     wait_s: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    replica: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=int))
+    """The replica (index into the replayed list) each request was sent to."""
 
     @property
     def meets(self) -> bool | None:
@@ -654,9 +696,13 @@ def simulate(replicas: Sequence[ReplicaSpec], workload: Workload, router: Router
         reps.append(_Replica(s, reqs, kv_by_spec[id(s)]))
     arrivals = np.asarray(workload.arrival_s, dtype=float).tolist()
     n_rep = len(reps)
+    wrr = WeightedRoundRobin([s.weight for s in replicas]) if router == "weighted" else None
     for k, t in enumerate(arrivals):
         if router == "round-robin":
             j = k % n_rep
+            reps[j].advance(t)
+        elif wrr is not None:
+            j = wrr.pick()
             reps[j].advance(t)
         else:
             best, j = math.inf, 0
@@ -689,7 +735,7 @@ def simulate(replicas: Sequence[ReplicaSpec], workload: Workload, router: Router
         utilisation=busy / (n_rep * span), unservable=int(np.sum(np.isinf(admit))),
         steps=sum(r.step for r in reps),
         targets=_checks(slo, {"ttft": ttft, "tpot": tpot, "e2e": e2e}),
-        ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, wait_s=wait,
+        ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, wait_s=wait, replica=np.asarray(reqs.replica, dtype=int),
     )
 
 

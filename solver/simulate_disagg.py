@@ -52,8 +52,8 @@ from solver.errors import InputError
 from solver.lora import demand_terms
 from solver.problem import ModelDemand, Slo
 from solver.simulate import (
-    ROUTERS, CostModelStepTimer, Percentiles, ReplicaSpec, Router, SimResult, Workload, _checks, _Replica,
-    _Requests,
+    ROUTERS, CostModelStepTimer, Percentiles, ReplicaSpec, Router, SimResult, WeightedRoundRobin, Workload, _checks,
+    _Replica, _Requests,
 )
 
 GB = 1e9
@@ -117,9 +117,13 @@ def _route(reps: list[_Replica], order: Sequence[int], times: Sequence[float], r
     (the routing rule of :func:`solver.simulate.simulate`)."""
     out = []
     n = len(reps)
+    wrr = WeightedRoundRobin([r.spec.weight for r in reps]) if router == "weighted" else None
     for k, (i, t) in enumerate(zip(order, times)):
         if router == "round-robin":
             j = k % n
+            reps[j].advance(t)
+        elif wrr is not None:  # pool replicas keep weight 1: an even split, as round-robin
+            j = wrr.pick()
             reps[j].advance(t)
         else:
             best, j = math.inf, 0

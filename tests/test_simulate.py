@@ -447,3 +447,59 @@ def test_cli_replays_lora_with_the_problem_and_refuses_a_bad_share(tmp_path: Pat
     out = runner.invoke(main, args + ["--problem", str(lora)])
     assert out.exit_code == 2
     assert out.output.strip().count("\n") == 0 and "deployments[0]: partition: co-located" in out.output
+
+
+def test_weighted_router_is_smooth_weighted_round_robin() -> None:
+    """Weights 3:1, by hand (smooth WRR: add each weight to its counter, send to the largest
+    counter, ties to the lower index, take the weights' total off the chosen one): counters
+    (3,1) -> replica 0 -> (-1,1); (2,2) -> 0 -> (-2,2); (1,3) -> 1 -> (1,-1); (4,0) -> 0 -> (0,0),
+    so the order 0,0,1,0 repeats and 400 requests split 300/100."""
+    spec = [ReplicaSpec(ConstantStepTimer(1.0), 4, weight=3.0), ReplicaSpec(ConstantStepTimer(1.0), 4, weight=1.0)]
+    n = 400
+    w = Workload(np.arange(n) * 0.01, np.full(n, 10), np.full(n, 2))
+    r = simulate(spec, w, "weighted")
+    assert r.replica[:8].tolist() == [0, 0, 1, 0, 0, 0, 1, 0]
+    assert np.bincount(r.replica).tolist() == [300, 100]
+    assert simulate(spec, w, "round-robin").replica[:4].tolist() == [0, 1, 0, 1]
+
+
+def test_weighted_router_weights_are_the_planned_load_per_replica() -> None:
+    cat = load_catalog()
+    plan = solve(load_problem(CHAT, cat), cat).to_dict()
+    reps = plan_replicas(plan, cat, None, 6000)
+    deps = plan["deployments"]
+    want = [float(d["load_rps"]) / int(d["replicas"]) for d in deps for _ in range(int(d["replicas"]))]
+    assert [s.weight for s in reps] == pytest.approx(want)
+    bad = {**plan, "deployments": [{k: v for k, v in d.items() if k != "load_rps"} for d in deps]}
+    assert [s.weight for s in plan_replicas(bad, cat, None, 6000)] == [1.0] * len(reps)
+
+
+@needs_traces
+def test_weighted_router_meets_p99_where_round_robin_misses_on_the_chat_plan() -> None:
+    """The chat plan's two replicas differ ~7x in capacity (b200 TP2 B128 vs mi300x TP2 B32):
+    round-robin gives each half of the scaled conversation trace and the small one falls behind
+    (p99 TTFT in minutes); the weighted router splits as the planner does and meets both p99
+    targets."""
+    from solver.simulate import trace_workload
+    from solver.traffic import read_trace
+
+    cat = load_catalog()
+    problem = load_problem(CHAT, cat)
+    d = problem.models[0]
+    tr = read_trace(TRACES / "azure-llm-2023-conv.csv")
+    w = trace_workload(tr, d.traffic.peak_rps / (tr.requests / tr.span_s), d.traffic.prefix_cache_hit_rate)
+    plan = solve(problem, cat).to_dict()
+    rr = replay(plan, cat, w, None, "round-robin", d.slo)
+    wr = replay(plan, cat, w, None, "weighted", d.slo)
+    assert rr.meets is False
+    assert wr.meets and all(t.within >= 0.99 for t in wr.targets)
+    assert wr.router == "weighted"
+
+
+def test_cli_bad_router_is_one_line_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    plan = tmp_path / "plan.json"
+    plan.write_text(runner.invoke(main, ["solve", str(CHAT), "--no-pareto", "--json"]).output)
+    res = runner.invoke(main, ["simulate", str(plan), "--poisson", "5", "--problem", str(CHAT), "--router", "nope"])
+    assert res.exit_code == 2 and "--router" in res.output and "weighted" in res.output
+    assert len(res.output.strip().splitlines()) == 1

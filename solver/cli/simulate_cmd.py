@@ -57,7 +57,12 @@ def _print(res: SimResult) -> None:
 @click.option("--scale-to", "scale_to", type=float, default=None,
               help="Scale the trace's arrival times so that its mean rate is this (req/s).")
 @click.option("--router", type=click.Choice(ROUTERS), default="least-loaded", show_default=True,
-              help="How requests are spread over replicas.")
+              help="How requests are spread over replicas: least-loaded sends each to the replica "
+                   "with the least outstanding work (what a load-aware gateway does); weighted splits "
+                   "them in the plan's load shares (load_rps per replica, smooth weighted round-robin: "
+                   "the split the planner assumed, for a gateway with static weights); round-robin "
+                   "splits evenly, which overloads the smaller replicas when a model's deployments "
+                   "differ in capacity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None,
              problem_file: Path | None, model: str | None, cv: float, duration: float, seed: int,
@@ -73,6 +78,8 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
       fleetplan simulate plan.json --poisson 14.4 --cv 3 --problem problems/chat-assistant-70b.yaml
       fleetplan simulate plan.json --trace ../shared/traces/azure-llm-2023-conv.csv \\
           --scale-to 12 --problem problems/chat-assistant-70b.yaml
+      fleetplan simulate plan.json --trace ../shared/traces/azure-llm-2023-conv.csv \\
+          --scale-to 12 --problem problems/chat-assistant-70b.yaml --router weighted
 
     A disaggregated deployment replays through its prefill pool, the KV transfer and its decode
     pool (TTFT = prefill done + transfer); a model with both kinds splits requests by the plan's
