@@ -100,7 +100,7 @@ def trace_replay(problem_file: Path) -> None:
           f"{len(reps)} replicas")
     for label, scale in (("mean rate = peak_rps", d.traffic.peak_rps / st.mean_rps),
                          ("p99 10 s rate = peak_rps", d.traffic.peak_rps / st.peak_rps)):
-        for router in ("round-robin", "least-loaded"):
+        for router in ("round-robin", "weighted", "least-loaded"):
             r = simulate(reps, trace_workload(tr, scale, d.traffic.prefix_cache_hit_rate), router, d.slo)
             checks = "; ".join(f"{t.metric} p{t.percentile:g} {t.simulated_ms:.0f} ms vs {t.max_ms:g} "
                                f"({'met' if t.met else 'MISSED'}, {t.within:.2%} within)" for t in r.targets)
@@ -128,7 +128,7 @@ def burst_allowance(tmp: Path) -> None:
             plan = solve(problem, cat).to_dict()
             desc = "; ".join(f"{x['replicas']}x TP{x['tp']} B{x['max_batch']}" for x in plan["deployments"])
             reps = plan_replicas(plan, cat, None, int((w.input_tokens + w.output_tokens).max()))
-            for router in ("round-robin", "least-loaded"):
+            for router in ("round-robin", "weighted", "least-loaded"):
                 r = simulate(reps, w, router, d.slo)
                 t = {c.metric: c for c in r.targets}
                 print(f"{name:<6} {window:>4} {pct:>5} {d.traffic.peak_rps:>8.2f} {plan['gpus']:>5} "
