@@ -19,8 +19,8 @@ Model (the planner's terms in :mod:`solver.disagg`, here run request by request)
   adds it to TTFT (the decode pool emits every token in real deployments where the prefill
   worker returns only KV: NVIDIA Dynamo, SGLang PD). The replay follows the planner: TTFT =
   arrival -> prefill done + transfer.
-- **Decode pool.** The request joins a decode replica (the same routers, at the instant its
-  KV has arrived) and is decoded with continuous batching like any request, with no prompt
+- **Decode pool.** The request joins a decode replica (the same routers -- ``weighted`` splits
+  each pool evenly, its replicas being alike -- at the instant its KV has arrived) and is decoded with continuous batching like any request, with no prompt
   work (its ``osl - 1`` remaining tokens, one per step; the KV reserved at its final length).
   A request with one output token ends at the prefill pool.
 

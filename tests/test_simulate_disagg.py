@@ -239,3 +239,11 @@ def test_lora_adapters_ride_on_both_pools():
     with_lora = replay(plan.to_dict(), CAT, w, demand=d)
     bare = replay(plan.to_dict(), CAT, w)
     assert with_lora.ttft_s[0] > bare.ttft_s[0] and with_lora.e2e_s[0] > bare.e2e_s[0]
+
+
+def test_weighted_router_splits_a_pool_evenly():
+    """Pool replicas carry weight 1, so the weighted router replays a pool as round-robin does."""
+    w = poisson_workload(20.0, 30.0, _lengths(500), _lengths(20), seed=2)
+    g = [_group(10.0, 4.0, n_prefill=2, n_decode=3)]
+    wr, rr = simulate_disaggregated(g, w, "weighted"), simulate_disaggregated(g, w, "round-robin")
+    assert wr.router == "weighted" and np.array_equal(wr.e2e_s, rr.e2e_s)
