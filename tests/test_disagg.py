@@ -9,6 +9,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -78,32 +79,68 @@ def test_unit_kv_transfer_by_hand_within_a_node_and_over_the_nic():
 
 
 def test_prefill_pool_ttft_and_capacity_by_hand():
-    """A TP8 prefill replica serves one prompt at a time (M/M/1): TTFT_p99 = prefill(ISL) +
-    transfer + the wait quantile, P(W > t) = rho exp(-(1 - rho) t / s). Its capacity is the
-    largest rate with P(W > budget) <= 1 %, budget = target - prefill - transfer."""
+    """A TP8 prefill replica serves one prompt at a time; equal prompts take equal times
+    (cs^2 = 0), so the queue is M/D/1, its wait quantile M/M/1's times Allen-Cunneen's
+    (1 + 0) / 2: P(W > t) = rho exp(-2 (1 - rho) t / s). TTFT_p99 = prefill(ISL) + transfer +
+    that quantile; capacity is the largest rate with P(W > budget) <= 1 %, budget = target -
+    prefill - transfer."""
     p = _problem(8000, 500, 3000, 50, 1)
     d = p.models[0]
     t8 = shape_terms(CAT, _shape(8))
     pt = prefill_terms(t8, d)
     s = float(prefill_only_ms(t8, 8000)) / 1e3
-    assert pt.servers == 1 and pt.service_s == pytest.approx(s)
+    assert pt.servers == 1 and pt.service_s == pytest.approx(s) and pt.service_cv2 == 0.0
     assert pt.prefill_ttft_ms == pytest.approx(s * 1e3)
     x = 10.0
     budget = (3000 - s * 1e3 - x) / 1e3
     cap = prefill_capacity(pt, x, d)
     rho = cap * s
     # at the capacity the tail is within 1 %, and 0.05 % more load would break it
-    assert rho * math.exp(-(1 - rho) * budget / s) <= 0.01 + 1e-9
+    assert rho * math.exp(-2 * (1 - rho) * budget / s) <= 0.01 + 1e-9
     rho_up = rho + RHO_MAX / 2000
-    assert rho_up * math.exp(-(1 - rho_up) * budget / s) > 0.01
+    assert rho_up <= RHO_MAX and rho_up * math.exp(-2 * (1 - rho_up) * budget / s) > 0.01
     # the unit's TTFT at that load: prefill + transfer + wait (rebuilt by hand)
     system = CAT.system(CAT.systems_for("h100-sxm")[0].id)
     u = make_unit(pt, decode_terms(t8, d)[-1], 1, 1, t8.kv_bytes_per_token_model, system, d)
     lat = unit_latencies(u, d, u.prefill_cap_rps)
     lam = u.prefill_cap_rps
-    w99 = max(0.0, s / (1 - lam * s) * math.log(lam * s / 0.01))  # M/M/1: solve rho e^{-(1-rho)t/s} = 0.01
+    w99 = max(0.0, 0.5 * s / (1 - lam * s) * math.log(lam * s / 0.01))  # solve rho e^{-2(1-rho)t/s} = 0.01
     assert lat.ttft_ms == pytest.approx(s * 1e3 + u.transfer_ttft_ms + w99 * 1e3, rel=1e-6)
     assert lat.ttft_ms <= 3000 + 1e-6
+
+
+def test_prefill_pool_is_one_m_g_c_queue_by_hand():
+    """Two prefill replicas behind a least-loaded router are one queue of two servers (M/G/2):
+    Erlang C(2, a) = a^2 / (2 + a) (a = lam s), P(W > t) = C exp(-(2/s - lam) t) for
+    exponential service, times (1 + cs^2) / 2 on the quantile. Spread prompts (p50 2,000 /
+    p90 8,000 / p99 16,000 tokens) are a mix of 25:20:5 of the 50 quantiles read, whose
+    prefill times give cs^2."""
+    p = _problem(8000, 500, 3000, 50, 1)
+    d = p.models[0]
+    d = d.model_copy(update={"traffic": d.traffic.model_copy(update={
+        "input_tokens": d.traffic.input_tokens.model_copy(update={"p50": 2000, "p90": 8000, "p99": 16000})})})
+    t8 = shape_terms(CAT, _shape(8))
+    pt = prefill_terms(t8, d)
+    ms = np.array([float(prefill_only_ms(t8, n)) for n in (2000, 8000, 16000)])
+    w = np.array([25, 20, 5]) / 50
+    mean = float(w @ ms)
+    cv2 = float(w @ (ms - mean) ** 2) / mean ** 2
+    assert pt.service_cv2 == pytest.approx(cv2)
+    assert 0.3 < cv2 < 1  # far less variable than exponential
+    system = CAT.system(CAT.systems_for("h100-sxm")[0].id)
+    u = make_unit(pt, decode_terms(t8, d)[-1], 2, 1, t8.kv_bytes_per_token_model, system, d)
+    lam, s = 1.5, pt.service_s
+    a = lam * s
+    c2 = a * a / (2 + a)
+    w99 = max(0.0, math.log(c2 / 0.01) / (2 / s - lam)) * (1 + cv2) / 2
+    assert unit_latencies(u, d, lam).ttft_ms == pytest.approx(u.ttft_min_ms + w99 * 1e3, rel=1e-6)
+    # the pool's capacity per replica: at two replicas' load the tail just fits the budget
+    budget = (3000 - pt.prefill_ttft_ms - u.transfer_ttft_ms) / 1e3
+    lam = 2 * u.prefill_cap_rps
+    a = lam * s
+    t = math.log(a * a / (2 + a) / 0.01) / (2 / s - lam) * (1 + cv2) / 2
+    assert t <= budget + 1e-9
+    assert u.prefill_cap_rps > prefill_capacity(pt, u.transfer_ttft_ms, d)  # pooling beats one replica
 
 
 def test_decode_pool_tpot_has_no_prompt_work():
