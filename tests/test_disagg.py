@@ -162,7 +162,7 @@ def test_decode_pool_tpot_has_no_prompt_work():
 def test_disaggregation_wins_for_long_prompts_and_a_tight_tpot():
     """30K-token prompts, 500-token answers, TPOT 25 ms: aggregated replicas carry the prompts'
     work in every decode step, so they hold few sequences; a unit of prefill replicas and a
-    decode replica is cheaper ($150.64/h against $172.16/h), and the plan says so. (At TPOT 30 ms
+    decode replica is cheaper ($86.08/h against $172.16/h), and the plan says so. (At TPOT 30 ms
     the continuous-batching latency model lets aggregated replicas tie the unit.)"""
     both = _solve(_problem(30000, 500, 15000, 25, 3))
     agg = _solve(_problem(30000, 500, 15000, 25, 3, modes=["aggregated"]))
@@ -339,7 +339,7 @@ _RAG_FLAGS = ["--model", "llama-3.1-70b", "--isl", "30000", "--osl", "500", "--t
 
 def test_query_serving_mode_flag_offers_units():
     """The 30K-token RAG case without a problem file: aggregated by default ($172.16/h), a
-    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($150.64/h, as the
+    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($86.08/h, as the
     problem-file test above)."""
     got = {}
     for mode in (None, "any", "disaggregated"):
@@ -349,7 +349,7 @@ def test_query_serving_mode_flag_offers_units():
         out = json.loads(r.output)
         got[mode] = ({d["serving_mode"] for d in out["deployments"]}, out["cost_usd_per_hour"])
     assert got[None][0] == {"aggregated"} and got["any"][0] == got["disaggregated"][0] == {"disaggregated"}
-    assert got["any"][1] == pytest.approx(150.64) and got[None][1] == pytest.approx(172.16)
+    assert got["any"][1] == pytest.approx(86.08) and got[None][1] == pytest.approx(172.16)
     helptext = CliRunner().invoke(main, ["query", "--help"]).output
     assert "--serving-mode" in helptext and "disaggregated" in helptext
 
@@ -388,7 +388,7 @@ def _chain(budget_ms: float) -> Problem:
 @pytest.mark.parametrize("budget_ms, mode", [(40000, "disaggregated"), (24000, "aggregated")])
 def test_a_chain_stage_may_run_disaggregated_within_its_path_budget(budget_ms, mode):
     """The RAG generator as the second stage of a router -> generator chain: with a loose path
-    budget the unit wins as it does alone ($150.64/h of the generator's); a 24 s budget is below
+    budget the unit wins as it does alone ($86.08/h of the generator's); a 24 s budget is below
     the unit's e2e p99 at capacity (24.4 s), so aggregated replicas are planned. Brute force
     over the encoding agrees with CP-SAT; the verifier checks the path with the unit's latency."""
     p = _chain(budget_ms)
@@ -405,13 +405,14 @@ def test_a_chain_stage_may_run_disaggregated_within_its_path_budget(budget_ms, m
 # -- pools on two accelerators (mixed units) ------------------------------------------------------
 
 def _mixed_problem(gpus: list[str], inventory: dict[str, int] | None = None) -> Problem:
-    """Llama-3.1-8B, 16K-token prompts, 300-token answers, 3 req/s, TTFT 8 s, TPOT 25 ms: prefill
+    """Llama-3.1-8B, 16K-token prompts, 300-token answers, 6 req/s, TTFT 8 s, TPOT 20 ms: prefill
     heavy, with a TPOT that aggregated H200 replicas meet only with small batches (at 30-40 ms
-    the continuous-batching latency model lets one aggregated H200 replica serve it, $7.18/h)."""
+    the continuous-batching latency model lets one aggregated H200 replica serve 3 req/s,
+    $7.18/h; at 3 req/s and 25 ms, with the M/G/c prefill pool, L40S units alone win)."""
     m = {"name": "m", "model": "llama-3.1-8b",
-         "traffic": {"peak_rps": 3, "input_tokens": {"p50": 16000, "p90": 16000, "p99": 16000},
+         "traffic": {"peak_rps": 6, "input_tokens": {"p50": 16000, "p90": 16000, "p99": 16000},
                      "output_tokens": {"p50": 300, "p90": 300, "p99": 300}},
-         "slo": {"ttft": {"max_ms": 8000}, "tpot": {"max_ms": 25}},
+         "slo": {"ttft": {"max_ms": 8000}, "tpot": {"max_ms": 20}},
          "allowed_accelerators": gpus, "allowed_quantizations": ["fp8", "bf16"],
          "allowed_kv_dtypes": ["fp8", "bf16"], "headroom": 0, "min_replicas": 1,
          "serving_modes": ["aggregated", "disaggregated"]}
@@ -431,8 +432,8 @@ def mixed():
 
 def test_a_mixed_unit_wins_compute_on_l40s_decode_on_h200(mixed):
     """8 x L40S (TP1, fp8, $0.79/h each) prefill + 1 x H200 (TP1, $3.59/h) decode: $9.91/h,
-    below the best plan of either accelerator alone (H200 aggregated, $10.77/h; L40S units
-    $11.06/h). Each pool's GPUs are counted on their own accelerator: 8 L40S ($6.32/h) and 1
+    below the best plan of either accelerator alone (H200 units, $14.36/h; L40S units
+    $12.64/h). Each pool's GPUs are counted on their own accelerator: 8 L40S ($6.32/h) and 1
     H200 ($3.59/h) in the plan's systems; the KV moves over the NIC."""
     p, _, plan = mixed
     (dep,) = plan.deployments
@@ -445,7 +446,7 @@ def test_a_mixed_unit_wins_compute_on_l40s_decode_on_h200(mixed):
     assert dep.cost_usd_per_hour == pytest.approx(9.91) and dep.total_gpus == 9
     alone = [Session.prepare(_mixed_problem([g]), CAT).run(time_limit_s=30)[0].cost_usd_per_hour
              for g in ("h200-sxm", "l40s")]
-    assert alone == [pytest.approx(10.77), pytest.approx(11.06)]
+    assert alone == [pytest.approx(14.36), pytest.approx(12.64)]
     assert "on l40s fp8" in dep_label(dep)
 
 
