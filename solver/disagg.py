@@ -17,7 +17,7 @@ Per pool (terms in :mod:`solver.costmodel.disaggregated`):
   (``c = P x servers``, arrivals the unit's load): Erlang C's wait quantile (:mod:`solver.queueing`)
   times Allen-Cunneen's ``(1 + cs^2) / 2``, ``cs^2`` the squared coefficient of variation of the
   prefill time over the prompt-length mix (0 for equal prompts; exponential service, the former
-  M/M/1 per replica, over-stated the replay's p99 wait 4-9x). The TTFT tail is
+  M/M/1 per replica, over-stated the replay's TTFT p99 3-6x). The TTFT tail is
   ``wait_q + prefill(ISL_q) + KV transfer(ISL_q)``;
   its memory must hold one p99 prompt's KV per rank;
 * KV transfer: ``ISL_q x KV bytes per token`` over the link between the pools (NVLink when the
