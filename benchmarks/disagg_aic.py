@@ -15,7 +15,7 @@ by capacity at the targets x OSL / GPUs, in bf16 and in fp8 (the issue's AIC fig
 aggregated and 932 disaggregated tokens/s/GPU, were for fp8).
 
 The two tools do not measure the same thing: fleetplan's capacity keeps the p99 TTFT *with
-queueing* (an M/M/c wait at the prefill pool, :mod:`solver.disagg`), AIC's TTFT is a static
+queueing* (an M/G/c wait at the prefill pool, :mod:`solver.disagg`), AIC's TTFT is a static
 prefill latency at its chosen batch. So the script also prints fleetplan's terms under AIC's
 rule (zero-load TTFT within the target, every pool at utilisation RHO_MAX; a diagnostic, not a
 plan), which separates what the queueing tail costs from what the terms say. Printed side by

@@ -83,7 +83,7 @@ from solver.costmodel.speculative import (
 )
 from solver.problem import ModelDemand, Problem, Speculative
 from solver.lora import demand_terms
-from solver.queueing import wait_quantile_grid
+from solver.queueing import allen_cunneen, wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import (
     BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit,
@@ -810,10 +810,11 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
     q_ttft, q_e2e = target_quantiles(d)
 
     def wait_ms(pool: str, q: float) -> np.ndarray:
-        if pool == "prefill":
-            c = np.array([u.prefill.servers for u in units])
-            lam = cap / np.array([u.n_prefill for u in units])
+        if pool == "prefill":  # one M/G/c queue of the pool's servers (solver.disagg)
+            c = np.array([u.n_prefill * u.prefill.servers for u in units])
             s = np.array([u.prefill.service_s for u in units])
+            mg = allen_cunneen(np.array([u.prefill.service_cv2 for u in units]))
+            return wait_quantile_grid(c, cap, s, q) * mg * 1e3
         else:
             c = np.array([u.decode.batch for u in units])
             lam = cap / np.array([u.n_decode for u in units])

@@ -12,8 +12,13 @@ Per pool (terms in :mod:`solver.costmodel.disaggregated`):
 
 * prefill replica: one prompt at a time per attention rank (``servers`` = attention data-parallel
   ranks, 1 for dense models), prompt alone on the replica (no decode riding along); service
-  time = prefill of the mean prompt + the engine's request overhead; its queue is M/M/c
-  (:mod:`solver.queueing`), so the TTFT tail is ``wait_q + prefill(ISL_q) + KV transfer(ISL_q)``;
+  time = prefill of the mean prompt + the engine's request overhead. The router sends each
+  prompt to the least-loaded replica, so the unit's ``P`` replicas queue as one M/G/c pool
+  (``c = P x servers``, arrivals the unit's load): Erlang C's wait quantile (:mod:`solver.queueing`)
+  times Allen-Cunneen's ``(1 + cs^2) / 2``, ``cs^2`` the squared coefficient of variation of the
+  prefill time over the prompt-length mix (0 for equal prompts; exponential service, the former
+  M/M/1 per replica, over-stated the replay's TTFT p99 3-6x). The TTFT tail is
+  ``wait_q + prefill(ISL_q) + KV transfer(ISL_q)``;
   its memory must hold one p99 prompt's KV per rank;
 * KV transfer: ``ISL_q x KV bytes per token`` over the link between the pools (NVLink when the
   unit fits one node, else the NIC), the shards of ``min(gA, gB)`` GPUs moving in parallel;
@@ -53,7 +58,7 @@ from solver.costmodel.disaggregated import (
 )
 from solver.plan import Pool
 from solver.problem import ModelDemand
-from solver.queueing import RHO_MAX, max_arrival_rate, wait_quantile_s
+from solver.queueing import RHO_MAX, allen_cunneen, max_arrival_rate, wait_quantile_s
 from solver.schemas import System
 from solver.slo import BATCH_GRID, Lengths, memory_limit  # decode batch caps: the aggregated ladder
 
@@ -76,6 +81,8 @@ class PrefillTerms:
     prefill_e2e_ms: float
     """Prefill of the prompt at the E2E target's percentile."""
     fits: bool
+    service_cv2: float = 1.0
+    """Squared coefficient of variation of the prefill time over the prompt-length mix."""
 
 
 @dataclass(frozen=True)
@@ -178,10 +185,13 @@ def prefill_terms(terms: ShapeTerms, d: ModelDemand, multiplier: float = 1.0) ->
                         t.input_tokens.percentile(_pct(slo.e2e))], dtype=float)
     ms = prefill_only_ms(terms, lengths, hit)
     service, ttft, e2e = float(ms[0]) / 1e3, float(ms[1]), float(ms[2])
+    # the prompt-length mix at 50 equal-weight quantiles (1st, 3rd, ..., 99th): its prefill times' cs^2
+    mix = prefill_only_ms(terms, np.array([t.input_tokens.percentile(q) for q in range(1, 100, 2)], dtype=float), hit)
+    cv2 = float(np.var(mix) / np.mean(mix) ** 2)
     servers = terms.shape.dp_attn
     held = int(max_concurrency(terms, t.input_tokens.percentile(99), shared_prefix_tokens=t.shared_prefix_tokens))
     m = multiplier
-    return PrefillTerms(terms.shape, servers, service * m, ttft * m, e2e * m, held >= servers)
+    return PrefillTerms(terms.shape, servers, service * m, ttft * m, e2e * m, held >= servers, cv2)
 
 
 def decode_terms(terms: ShapeTerms, d: ModelDemand, batches: Sequence[int] | None = None,
@@ -230,20 +240,23 @@ def mixed_transfer_ms(kv_bytes_per_token: float, prefill_system: System, decode_
                           min(prefill.gpus, decode.gpus))
 
 
-def prefill_capacity(pt: PrefillTerms, transfer_ms_: float, d: ModelDemand) -> float:
-    """Requests/s one prefill replica takes within the TTFT target (its M/M/c wait at the
-    target's percentile within what prefill and transfer leave) and utilisation <= RHO_MAX."""
+def prefill_capacity(pt: PrefillTerms, transfer_ms_: float, d: ModelDemand, n_prefill: int = 1) -> float:
+    """Requests/s per prefill replica of a pool of ``n_prefill`` within the TTFT target (the
+    pool's M/G/c wait at the target's percentile within what prefill and transfer leave) and
+    utilisation <= RHO_MAX."""
     slo = d.slo
     budget_s = math.inf if slo.ttft is None else (slo.ttft.max_ms - pt.prefill_ttft_ms - transfer_ms_) / 1e3
     if budget_s < 0:
         return 0.0
-    return float(max_arrival_rate(np.array([pt.servers]), np.array([pt.service_s]),
-                                  np.array([budget_s]), p=_pct(slo.ttft) / 100)[0])
+    # the M/G/c quantile is the M/M/c one times the Allen-Cunneen factor: divide the budget by it
+    budget_s /= float(allen_cunneen(pt.service_cv2))
+    return float(max_arrival_rate(np.array([n_prefill * pt.servers]), np.array([pt.service_s]),
+                                  np.array([budget_s]), p=_pct(slo.ttft) / 100)[0]) / n_prefill
 
 
 def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, kv_bytes_per_token: float,
               system: System, d: ModelDemand,
-              prefill_cap: Callable[[PrefillTerms, float], float] | None = None,
+              prefill_cap: Callable[[PrefillTerms, float, int], float] | None = None,
               prefill_system: System | None = None) -> Unit:
     """The unit ``n_prefill x pt + n_decode x dt`` with its transfer and per-pool capacities
     (``kv_bytes_per_token``: the whole model's, in the KV dtype both pools share;
@@ -258,14 +271,14 @@ def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, 
     else:
         link, x_ttft = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.ttft))
         _, x_e2e = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.e2e))
-    p_cap = prefill_cap(pt, x_ttft) if prefill_cap else prefill_capacity(pt, x_ttft, d)
+    p_cap = prefill_cap(pt, x_ttft, n_prefill) if prefill_cap else prefill_capacity(pt, x_ttft, d, n_prefill)
     d_cap = RHO_MAX * dt.batch / dt.service_s
     return Unit(pt, dt, n_prefill, n_decode, link, x_ttft, x_e2e, p_cap, d_cap)
 
 
 def unit_latencies(u: Unit, d: ModelDemand, unit_load_rps: float) -> UnitLatency:
-    """Percentile latencies of a unit carrying ``unit_load_rps`` (split evenly over each
-    pool's replicas)."""
+    """Percentile latencies of a unit carrying ``unit_load_rps`` (the prefill pool one M/G/c
+    queue, the decode load split evenly over its replicas)."""
     slo = d.slo
     lp = unit_load_rps / u.n_prefill
     ld = unit_load_rps / u.n_decode
@@ -273,9 +286,13 @@ def unit_latencies(u: Unit, d: ModelDemand, unit_load_rps: float) -> UnitLatency
     def wait_ms(c: int, lam: float, s: float, q: float) -> float:
         return float(wait_quantile_s(c, lam, s, q / 100)[0]) * 1e3
 
-    ttft = u.ttft_min_ms + wait_ms(u.prefill.servers, lp, u.prefill.service_s, _pct(slo.ttft))
+    def prefill_wait_ms(q: float) -> float:
+        return (wait_ms(u.n_prefill * u.prefill.servers, unit_load_rps, u.prefill.service_s, q)
+                * float(allen_cunneen(u.prefill.service_cv2)))
+
+    ttft = u.ttft_min_ms + prefill_wait_ms(_pct(slo.ttft))
     qe = _pct(slo.e2e)
-    e2e = (u.e2e_min_ms + wait_ms(u.prefill.servers, lp, u.prefill.service_s, qe)
+    e2e = (u.e2e_min_ms + prefill_wait_ms(qe)
            + wait_ms(u.decode.batch, ld, u.decode.service_s, qe))
     return UnitLatency(ttft, u.decode.tpot_ms, e2e, lp * u.prefill.service_s / u.prefill.servers,
                        ld * u.decode.service_s / u.decode.batch)
@@ -370,12 +387,12 @@ def units_for(d: ModelDemand, system: System, roles: Sequence[RoleTerms], multip
             dec.append((best, r.kv_bytes_per_token))
     dec = [dec[i] for i in _undominated([(x.shape.gpus, x.batch / x.service_s) for x, _ in dec])]
     per_node = system.gpus_per_node
-    caps: dict[tuple[PrefillTerms, float], float] = {}
+    caps: dict[tuple[PrefillTerms, float, int], float] = {}
 
-    def cap_of(pt: PrefillTerms, x_ms: float) -> float:
-        if (pt, x_ms) not in caps:
-            caps[(pt, x_ms)] = prefill_capacity(pt, x_ms, d)
-        return caps[(pt, x_ms)]
+    def cap_of(pt: PrefillTerms, x_ms: float, n_p: int) -> float:
+        if (pt, x_ms, n_p) not in caps:
+            caps[(pt, x_ms, n_p)] = prefill_capacity(pt, x_ms, d, n_p)
+        return caps[(pt, x_ms, n_p)]
 
     out = []
     for pt in pre:
@@ -450,14 +467,15 @@ def mixed_units_for(d: ModelDemand, prefill_system: System, decode_system: Syste
     out: list[Unit] = []
     for pt in prefill:
         for dt, kv_bytes in dec:
-            # transfer and prefill capacity are the same for every ratio of the pair
+            # the transfer is the same for every ratio of the pair; the prefill capacity per
+            # replica depends on the pool's size (one M/G/c queue), never below one replica's
             x_ttft, x_e2e = (mixed_transfer_ms(kv_bytes, prefill_system, decode_system, d, pt.shape, dt.shape, q)
                              for q in (_pct(slo.ttft), _pct(slo.e2e)))
-            p_cap = prefill_capacity(pt, x_ttft, d)
             d_cap = RHO_MAX * dt.batch / dt.service_s
-            if p_cap <= 0 or d_cap <= 0:
+            if prefill_capacity(pt, x_ttft, d) <= 0 or d_cap <= 0:
                 continue
-            pair = [Unit(pt, dt, n_p, n_d, "nic", x_ttft, x_e2e, p_cap, d_cap) for n_p, n_d in RATIOS
+            pair = [Unit(pt, dt, n_p, n_d, "nic", x_ttft, x_e2e, prefill_capacity(pt, x_ttft, d, n_p), d_cap)
+                    for n_p, n_d in RATIOS
                     if packs(n_p * pt.shape.gpus, pa) and packs(n_d * dt.shape.gpus, pb)]
             # (n_p, n_d) is beaten by (m_p, m_d) <= it with capacity >= (ratios are distinct)
             caps = np.array([u.capacity_rps for u in pair])

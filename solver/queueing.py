@@ -196,6 +196,16 @@ def wait_quantile_grid(
     return out
 
 
+def allen_cunneen(service_cv2: np.ndarray | float) -> np.ndarray:
+    """Allen-Cunneen's M/G/c correction to an M/M/c wait: ``(1 + cs^2) / 2``, ``cs^2`` the
+    squared coefficient of variation of the service time (1 for exponential, 0 for constant).
+    Applied to the wait quantile (the conditional wait's scale), as queueing texts apply it to
+    the mean wait (e.g. Hopp & Spearman, *Factory Physics*, the Kingman/Allen-Cunneen VUT
+    equation). Used for prefill pools, whose service times are the prompt-length mix's prefill
+    times, far less variable than exponential."""
+    return (1.0 + np.asarray(service_cv2, dtype=float)) / 2.0
+
+
 def littles_law_concurrency(lam_per_s: float, service_s: float) -> float:
     """Mean number of busy slots (Little's law), for sanity checks and reports."""
     return lam_per_s * service_s

@@ -9,6 +9,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -78,32 +79,68 @@ def test_unit_kv_transfer_by_hand_within_a_node_and_over_the_nic():
 
 
 def test_prefill_pool_ttft_and_capacity_by_hand():
-    """A TP8 prefill replica serves one prompt at a time (M/M/1): TTFT_p99 = prefill(ISL) +
-    transfer + the wait quantile, P(W > t) = rho exp(-(1 - rho) t / s). Its capacity is the
-    largest rate with P(W > budget) <= 1 %, budget = target - prefill - transfer."""
+    """A TP8 prefill replica serves one prompt at a time; equal prompts take equal times
+    (cs^2 = 0), so the queue is M/D/1, its wait quantile M/M/1's times Allen-Cunneen's
+    (1 + 0) / 2: P(W > t) = rho exp(-2 (1 - rho) t / s). TTFT_p99 = prefill(ISL) + transfer +
+    that quantile; capacity is the largest rate with P(W > budget) <= 1 %, budget = target -
+    prefill - transfer."""
     p = _problem(8000, 500, 3000, 50, 1)
     d = p.models[0]
     t8 = shape_terms(CAT, _shape(8))
     pt = prefill_terms(t8, d)
     s = float(prefill_only_ms(t8, 8000)) / 1e3
-    assert pt.servers == 1 and pt.service_s == pytest.approx(s)
+    assert pt.servers == 1 and pt.service_s == pytest.approx(s) and pt.service_cv2 == 0.0
     assert pt.prefill_ttft_ms == pytest.approx(s * 1e3)
     x = 10.0
     budget = (3000 - s * 1e3 - x) / 1e3
     cap = prefill_capacity(pt, x, d)
     rho = cap * s
     # at the capacity the tail is within 1 %, and 0.05 % more load would break it
-    assert rho * math.exp(-(1 - rho) * budget / s) <= 0.01 + 1e-9
+    assert rho * math.exp(-2 * (1 - rho) * budget / s) <= 0.01 + 1e-9
     rho_up = rho + RHO_MAX / 2000
-    assert rho_up * math.exp(-(1 - rho_up) * budget / s) > 0.01
+    assert rho_up <= RHO_MAX and rho_up * math.exp(-2 * (1 - rho_up) * budget / s) > 0.01
     # the unit's TTFT at that load: prefill + transfer + wait (rebuilt by hand)
     system = CAT.system(CAT.systems_for("h100-sxm")[0].id)
     u = make_unit(pt, decode_terms(t8, d)[-1], 1, 1, t8.kv_bytes_per_token_model, system, d)
     lat = unit_latencies(u, d, u.prefill_cap_rps)
     lam = u.prefill_cap_rps
-    w99 = max(0.0, s / (1 - lam * s) * math.log(lam * s / 0.01))  # M/M/1: solve rho e^{-(1-rho)t/s} = 0.01
+    w99 = max(0.0, 0.5 * s / (1 - lam * s) * math.log(lam * s / 0.01))  # solve rho e^{-2(1-rho)t/s} = 0.01
     assert lat.ttft_ms == pytest.approx(s * 1e3 + u.transfer_ttft_ms + w99 * 1e3, rel=1e-6)
     assert lat.ttft_ms <= 3000 + 1e-6
+
+
+def test_prefill_pool_is_one_m_g_c_queue_by_hand():
+    """Two prefill replicas behind a least-loaded router are one queue of two servers (M/G/2):
+    Erlang C(2, a) = a^2 / (2 + a) (a = lam s), P(W > t) = C exp(-(2/s - lam) t) for
+    exponential service, times (1 + cs^2) / 2 on the quantile. Spread prompts (p50 2,000 /
+    p90 8,000 / p99 16,000 tokens) are a mix of 25:20:5 of the 50 quantiles read, whose
+    prefill times give cs^2."""
+    p = _problem(8000, 500, 3000, 50, 1)
+    d = p.models[0]
+    d = d.model_copy(update={"traffic": d.traffic.model_copy(update={
+        "input_tokens": d.traffic.input_tokens.model_copy(update={"p50": 2000, "p90": 8000, "p99": 16000})})})
+    t8 = shape_terms(CAT, _shape(8))
+    pt = prefill_terms(t8, d)
+    ms = np.array([float(prefill_only_ms(t8, n)) for n in (2000, 8000, 16000)])
+    w = np.array([25, 20, 5]) / 50
+    mean = float(w @ ms)
+    cv2 = float(w @ (ms - mean) ** 2) / mean ** 2
+    assert pt.service_cv2 == pytest.approx(cv2)
+    assert 0.3 < cv2 < 1  # far less variable than exponential
+    system = CAT.system(CAT.systems_for("h100-sxm")[0].id)
+    u = make_unit(pt, decode_terms(t8, d)[-1], 2, 1, t8.kv_bytes_per_token_model, system, d)
+    lam, s = 1.5, pt.service_s
+    a = lam * s
+    c2 = a * a / (2 + a)
+    w99 = max(0.0, math.log(c2 / 0.01) / (2 / s - lam)) * (1 + cv2) / 2
+    assert unit_latencies(u, d, lam).ttft_ms == pytest.approx(u.ttft_min_ms + w99 * 1e3, rel=1e-6)
+    # the pool's capacity per replica: at two replicas' load the tail just fits the budget
+    budget = (3000 - pt.prefill_ttft_ms - u.transfer_ttft_ms) / 1e3
+    lam = 2 * u.prefill_cap_rps
+    a = lam * s
+    t = math.log(a * a / (2 + a) / 0.01) / (2 / s - lam) * (1 + cv2) / 2
+    assert t <= budget + 1e-9
+    assert u.prefill_cap_rps > prefill_capacity(pt, u.transfer_ttft_ms, d)  # pooling beats one replica
 
 
 def test_decode_pool_tpot_has_no_prompt_work():
@@ -125,8 +162,8 @@ def test_decode_pool_tpot_has_no_prompt_work():
 def test_disaggregation_wins_for_long_prompts_and_a_tight_tpot():
     """30K-token prompts, 500-token answers, TPOT 25 ms: aggregated replicas carry the prompts'
     work in every decode step, so they hold few sequences; a unit of prefill replicas and a
-    decode replica is cheaper ($150.64/h against $172.16/h), and the plan says so. (At TPOT 30 ms
-    the continuous-batching latency model lets aggregated replicas tie the unit.)"""
+    decode replica is cheaper ($86.08/h against $172.16/h), and the plan says so. (At TPOT 30 ms
+    units are cheaper still than aggregated replicas: $86.08/h against $139.88/h.)"""
     both = _solve(_problem(30000, 500, 15000, 25, 3))
     agg = _solve(_problem(30000, 500, 15000, 25, 3, modes=["aggregated"]))
     assert both.cost_usd_per_hour < agg.cost_usd_per_hour
@@ -302,7 +339,7 @@ _RAG_FLAGS = ["--model", "llama-3.1-70b", "--isl", "30000", "--osl", "500", "--t
 
 def test_query_serving_mode_flag_offers_units():
     """The 30K-token RAG case without a problem file: aggregated by default ($172.16/h), a
-    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($150.64/h, as the
+    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($86.08/h, as the
     problem-file test above)."""
     got = {}
     for mode in (None, "any", "disaggregated"):
@@ -312,7 +349,7 @@ def test_query_serving_mode_flag_offers_units():
         out = json.loads(r.output)
         got[mode] = ({d["serving_mode"] for d in out["deployments"]}, out["cost_usd_per_hour"])
     assert got[None][0] == {"aggregated"} and got["any"][0] == got["disaggregated"][0] == {"disaggregated"}
-    assert got["any"][1] == pytest.approx(150.64) and got[None][1] == pytest.approx(172.16)
+    assert got["any"][1] == pytest.approx(86.08) and got[None][1] == pytest.approx(172.16)
     helptext = CliRunner().invoke(main, ["query", "--help"]).output
     assert "--serving-mode" in helptext and "disaggregated" in helptext
 
@@ -351,7 +388,7 @@ def _chain(budget_ms: float) -> Problem:
 @pytest.mark.parametrize("budget_ms, mode", [(40000, "disaggregated"), (24000, "aggregated")])
 def test_a_chain_stage_may_run_disaggregated_within_its_path_budget(budget_ms, mode):
     """The RAG generator as the second stage of a router -> generator chain: with a loose path
-    budget the unit wins as it does alone ($150.64/h of the generator's); a 24 s budget is below
+    budget the unit wins as it does alone ($86.08/h of the generator's); a 24 s budget is below
     the unit's e2e p99 at capacity (24.4 s), so aggregated replicas are planned. Brute force
     over the encoding agrees with CP-SAT; the verifier checks the path with the unit's latency."""
     p = _chain(budget_ms)
@@ -368,13 +405,14 @@ def test_a_chain_stage_may_run_disaggregated_within_its_path_budget(budget_ms, m
 # -- pools on two accelerators (mixed units) ------------------------------------------------------
 
 def _mixed_problem(gpus: list[str], inventory: dict[str, int] | None = None) -> Problem:
-    """Llama-3.1-8B, 16K-token prompts, 300-token answers, 3 req/s, TTFT 8 s, TPOT 25 ms: prefill
+    """Llama-3.1-8B, 16K-token prompts, 300-token answers, 6 req/s, TTFT 8 s, TPOT 20 ms: prefill
     heavy, with a TPOT that aggregated H200 replicas meet only with small batches (at 30-40 ms
-    the continuous-batching latency model lets one aggregated H200 replica serve it, $7.18/h)."""
+    the continuous-batching latency model lets one aggregated H200 replica serve 3 req/s,
+    $7.18/h; at 3 req/s and 25 ms, with the M/G/c prefill pool, L40S units alone win)."""
     m = {"name": "m", "model": "llama-3.1-8b",
-         "traffic": {"peak_rps": 3, "input_tokens": {"p50": 16000, "p90": 16000, "p99": 16000},
+         "traffic": {"peak_rps": 6, "input_tokens": {"p50": 16000, "p90": 16000, "p99": 16000},
                      "output_tokens": {"p50": 300, "p90": 300, "p99": 300}},
-         "slo": {"ttft": {"max_ms": 8000}, "tpot": {"max_ms": 25}},
+         "slo": {"ttft": {"max_ms": 8000}, "tpot": {"max_ms": 20}},
          "allowed_accelerators": gpus, "allowed_quantizations": ["fp8", "bf16"],
          "allowed_kv_dtypes": ["fp8", "bf16"], "headroom": 0, "min_replicas": 1,
          "serving_modes": ["aggregated", "disaggregated"]}
@@ -394,8 +432,8 @@ def mixed():
 
 def test_a_mixed_unit_wins_compute_on_l40s_decode_on_h200(mixed):
     """8 x L40S (TP1, fp8, $0.79/h each) prefill + 1 x H200 (TP1, $3.59/h) decode: $9.91/h,
-    below the best plan of either accelerator alone (H200 aggregated, $10.77/h; L40S units
-    $11.06/h). Each pool's GPUs are counted on their own accelerator: 8 L40S ($6.32/h) and 1
+    below the best plan of either accelerator alone (H200 units, $14.36/h; L40S units
+    $12.64/h). Each pool's GPUs are counted on their own accelerator: 8 L40S ($6.32/h) and 1
     H200 ($3.59/h) in the plan's systems; the KV moves over the NIC."""
     p, _, plan = mixed
     (dep,) = plan.deployments
@@ -408,7 +446,7 @@ def test_a_mixed_unit_wins_compute_on_l40s_decode_on_h200(mixed):
     assert dep.cost_usd_per_hour == pytest.approx(9.91) and dep.total_gpus == 9
     alone = [Session.prepare(_mixed_problem([g]), CAT).run(time_limit_s=30)[0].cost_usd_per_hour
              for g in ("h200-sxm", "l40s")]
-    assert alone == [pytest.approx(10.77), pytest.approx(11.06)]
+    assert alone == [pytest.approx(14.36), pytest.approx(12.64)]
     assert "on l40s fp8" in dep_label(dep)
 
 

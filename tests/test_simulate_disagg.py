@@ -145,25 +145,47 @@ def test_a_lone_request_replays_the_planners_zero_load_ttft(rag):
     assert r.ttft_s[0] < r.e2e_s[0] < r.ttft_s[0] + 499 * u.decode.tpot_ms / 1e3
 
 
-def test_replay_ttft_tail_lies_between_the_planners_zero_load_ttft_and_its_m_m_c_bound(rag):
-    """Below capacity the replay's TTFT p99 lies between the planner's zero-load TTFT (prefill +
-    transfer, -1%) and its p99 with an M/M/c prefill queue (exponential service; the replay's
-    equal prompts make an M/D/c queue with a far shorter tail). The gap is documented (README,
-    "Disaggregated replay"): at 90% of the planned load the replay's p99 is under a third of
-    the planner's (measured 1.56 s against 8.24 s). TPOT stays within the planner's (a full
-    decode batch at p99 lengths)."""
+def test_replay_ttft_tail_lies_above_the_planners_zero_load_ttft(rag):
+    """At light load the replay's TTFT p99 is the planner's zero-load TTFT (prefill + transfer,
+    -1%) and within the planner's p99; TPOT stays within the planner's (a full decode batch at
+    p99 lengths)."""
     p, plan = rag
     dep, d = plan.deployments[0], p.models[0]
     u = _unit(dep, d)
-    for frac in (0.1, 0.9):
-        rate = dep.load_rps * frac
-        w = poisson_workload(rate, 3000 / rate, d.traffic.input_tokens, d.traffic.output_tokens, seed=1)
-        r = replay(plan.to_dict(), CAT, w, slo=d.slo)
-        lat = unit_latencies(u, d, rate / dep.replicas)
-        assert 0.99 * u.ttft_min_ms < r.ttft.p99_ms < lat.ttft_ms
-        assert r.tpot.p99_ms <= lat.tpot_ms
-        assert r.meets
-    assert r.ttft.p99_ms < lat.ttft_ms / 3
+    rate = dep.load_rps * 0.1
+    w = poisson_workload(rate, 1000 / rate, d.traffic.input_tokens, d.traffic.output_tokens, seed=1)
+    r = replay(plan.to_dict(), CAT, w, slo=d.slo)
+    lat = unit_latencies(u, d, rate / dep.replicas)
+    assert 0.99 * u.ttft_min_ms < r.ttft.p99_ms < 1.05 * lat.ttft_ms
+    assert r.tpot.p99_ms <= lat.tpot_ms
+    assert r.meets
+
+
+@pytest.fixture(scope="module")
+def one_unit():
+    """The RAG case at 1.5 req/s: one unit (6 x TP2 prefill + 1 x TP4 decode)."""
+    p = _problem(30000, 500, 15000, 30, 1.5)
+    plan, _ = Session.prepare(p, CAT).run(time_limit_s=20)
+    assert plan.status.has_plan and plan.deployments[0].replicas == 1
+    return p, plan
+
+
+@pytest.mark.parametrize("frac", [0.5, 0.9])
+def test_planner_ttft_p99_is_within_a_quarter_of_the_replay(one_unit, frac):
+    """The planner's unit TTFT p99 (the prefill pool as one M/G/c queue, Allen-Cunneen's
+    (1 + cs^2) / 2 on Erlang C's wait quantile; cs^2 = 0 for equal prompts) is within 25% of
+    the replay's at 50% and 90% of the unit's planned load (measured: -7% and +8%, 2,000
+    Poisson requests each; the former M/M/1 per replica was 3-6x the replay's)."""
+    p, plan = one_unit
+    dep, d = plan.deployments[0], p.models[0]
+    u = _unit(dep, d)
+    assert u.prefill.service_cv2 == 0.0
+    rate = dep.load_rps * frac
+    w = poisson_workload(rate, 2000 / rate, d.traffic.input_tokens, d.traffic.output_tokens, seed=1)
+    r = replay(plan.to_dict(), CAT, w, slo=d.slo)
+    lat = unit_latencies(u, d, rate)
+    assert lat.ttft_ms == pytest.approx(r.ttft.p99_ms, rel=0.25)
+    assert r.ttft.p99_ms > 1.02 * u.ttft_min_ms  # the queue is real at this load: the test can fail
 
 
 def test_simulate_cli_replays_a_disaggregated_plan(tmp_path, rag):
