@@ -10,7 +10,6 @@ of the integer encoding's internals.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -20,8 +19,8 @@ from solver.catalog import Catalog, provider_key
 from solver.schemas import Price
 from solver.families import Guard
 from solver.optimize import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
-from solver.optimize.encode import IntProblem, encode, share_gpus
-from solver.optimize.brute import owned_cost, provisioned, within_shared_limits
+from solver.optimize.encode import IntProblem, encode
+from solver.optimize.brute import owned_cost, provisioned, used_gpus, within_shared_limits
 from solver.optimize.decompose import as_fleet_plan, decompose, inventory_bound, with_bound, within_inventory
 from solver.optimize.single import solve_single
 from solver.optimize.solution import CORE_TIME_LIMIT_S, Conflict, IntSolution
@@ -308,26 +307,13 @@ class Session:
         return sum(p for p, s in zip(sol.provisioned, self.ip.systems)
                    if accelerator is None or s.accelerator == accelerator)
 
-    def used_gpus(self, sol: IntSolution) -> dict[int, int]:
-        """GPUs running replicas per system index: whole-GPU replicas x their GPUs, plus per GPU
-        share the whole GPUs its replicas (of any model) fill, rounded up."""
-        used: dict[int, int] = defaultdict(int)
-        shares = [0] * len(self.ip.gpu_shares)
-        for i, r in enumerate(sol.replicas):
-            c = self.ip.candidates[i]
-            if c.gpu_share >= 0:
-                shares[c.gpu_share] += r
-            else:
-                used[c.system] += r * c.gpus
-            for s, g in c.also:  # a mixed unit's GPUs on another node shape
-                used[s] += r * g
-        for s, n in share_gpus(self.ip, shares).items():
-            used[s] += n
-        return used
+    def used_gpus(self, sol: IntSolution) -> list[int]:
+        """GPUs running replicas per system index (:func:`~solver.optimize.brute.used_gpus`)."""
+        return used_gpus(self.ip, {i: r for i, r in enumerate(sol.replicas) if r > 0})
 
     def idle_gpus(self, sol: IntSolution) -> int:
         """GPUs provisioned but not running a replica (partly used whole nodes)."""
-        return self.provisioned(sol) - sum(self.used_gpus(sol).values())
+        return self.provisioned(sol) - sum(self.used_gpus(sol))
 
     def power_kw(self, sol: IntSolution) -> float:
         """GPU TDP of every GPU provisioned, kW."""

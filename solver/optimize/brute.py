@@ -86,6 +86,15 @@ def fleet_cost(ip: IntProblem, prov: list[int]) -> tuple[int, int] | None:
 
 def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
     """GPUs provisioned per system for a replica assignment (whole nodes when asked)."""
+    used = used_gpus(ip, replicas)
+    if ip.whole_nodes:
+        return [-(-u // s.gpus_per_node) * s.gpus_per_node for u, s in zip(used, ip.systems)]
+    return used
+
+
+def used_gpus(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
+    """GPUs running replicas per system: whole-GPU replicas x their GPUs (a mixed unit's on both
+    node shapes), plus per GPU share the whole GPUs its replicas (of any model) fill."""
     used = [0] * len(ip.systems)
     shares = [0] * len(ip.gpu_shares)
     for i, r in replicas.items():
@@ -98,8 +107,6 @@ def provisioned(ip: IntProblem, replicas: dict[int, int]) -> list[int]:
             used[s] += r * g
     for s, n in share_gpus(ip, shares).items():  # GPU shares: the whole GPUs they fill
         used[s] += n
-    if ip.whole_nodes:
-        return [-(-u // s.gpus_per_node) * s.gpus_per_node for u, s in zip(used, ip.systems)]
     return used
 
 
