@@ -849,8 +849,7 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
 def target_quantiles(d: ModelDemand) -> tuple[float, float]:
     """(TTFT, E2E) quantiles in (0, 1) that a row's latencies at capacity are read at: the
     targets' percentiles, 0.99 where a target is absent (aggregated rows and units alike)."""
-    return (d.slo.ttft.percentile / 100 if d.slo.ttft else 0.99,
-            d.slo.e2e.percentile / 100 if d.slo.e2e else 0.99)
+    return d.slo.percentile("ttft") / 100, d.slo.percentile("e2e") / 100
 
 
 def _rows(

@@ -170,10 +170,6 @@ class UnitLatency:
     decode_utilisation: float
 
 
-def _pct(target: object | None) -> float:
-    return float(getattr(target, "percentile", 99.0)) if target is not None else 99.0
-
-
 def prefill_terms(terms: ShapeTerms, d: ModelDemand, multiplier: float = 1.0) -> PrefillTerms:
     """A prefill replica's terms for ``d``'s traffic (see the module docstring); step times
     times ``multiplier`` (``--confidence``, :func:`solver.uncertainty.planning_multiplier`)."""
@@ -181,8 +177,8 @@ def prefill_terms(terms: ShapeTerms, d: ModelDemand, multiplier: float = 1.0) ->
     hit = t.prefix_cache_hit_rate
     ln = Lengths.of(d)
     # one evaluation of the prompt lengths read (mean, TTFT and E2E percentiles), as an array
-    lengths = np.array([ln.isl_mean, t.input_tokens.percentile(_pct(slo.ttft)),
-                        t.input_tokens.percentile(_pct(slo.e2e))], dtype=float)
+    lengths = np.array([ln.isl_mean, t.input_tokens.percentile(slo.percentile("ttft")),
+                        t.input_tokens.percentile(slo.percentile("e2e"))], dtype=float)
     ms = prefill_only_ms(terms, lengths, hit)
     service, ttft, e2e = float(ms[0]) / 1e3, float(ms[1]), float(ms[2])
     # the prompt-length mix at 50 equal-weight quantiles (1st, 3rd, ..., 99th): its prefill times' cs^2
@@ -205,7 +201,7 @@ def decode_terms(terms: ShapeTerms, d: ModelDemand, batches: Sequence[int] | Non
     if not len(b):
         return []
     ln = Lengths.of(d)
-    qt, qe = _pct(slo.tpot), _pct(slo.e2e)
+    qt, qe = slo.percentile("tpot"), slo.percentile("e2e")
     at: dict[tuple[int, int], np.ndarray] = {}  # lengths -> TPOT at every batch cap
 
     def tpot_at(isl: int, osl: int) -> np.ndarray:
@@ -251,7 +247,7 @@ def prefill_capacity(pt: PrefillTerms, transfer_ms_: float, d: ModelDemand, n_pr
     # the M/G/c quantile is the M/M/c one times the Allen-Cunneen factor: divide the budget by it
     budget_s /= float(allen_cunneen(pt.service_cv2))
     return float(max_arrival_rate(np.array([n_prefill * pt.servers]), np.array([pt.service_s]),
-                                  np.array([budget_s]), p=_pct(slo.ttft) / 100)[0]) / n_prefill
+                                  np.array([budget_s]), p=slo.percentile("ttft") / 100)[0]) / n_prefill
 
 
 def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, kv_bytes_per_token: float,
@@ -266,11 +262,11 @@ def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, 
     gpus = n_prefill * pt.shape.gpus + n_decode * dt.shape.gpus
     if prefill_system is not None and prefill_system.id != system.id:
         x_ttft, x_e2e = (mixed_transfer_ms(kv_bytes_per_token, prefill_system, system, d, pt.shape, dt.shape, q)
-                         for q in (_pct(d.slo.ttft), _pct(d.slo.e2e)))
+                         for q in (d.slo.percentile("ttft"), d.slo.percentile("e2e")))
         link = "nic"
     else:
-        link, x_ttft = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.ttft))
-        _, x_e2e = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, _pct(d.slo.e2e))
+        link, x_ttft = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, d.slo.percentile("ttft"))
+        _, x_e2e = transfer_ms(kv_bytes_per_token, system, d, pt.shape, dt.shape, gpus, d.slo.percentile("e2e"))
     p_cap = prefill_cap(pt, x_ttft, n_prefill) if prefill_cap else prefill_capacity(pt, x_ttft, d, n_prefill)
     d_cap = RHO_MAX * dt.batch / dt.service_s
     return Unit(pt, dt, n_prefill, n_decode, link, x_ttft, x_e2e, p_cap, d_cap)
@@ -290,8 +286,8 @@ def unit_latencies(u: Unit, d: ModelDemand, unit_load_rps: float) -> UnitLatency
         return (wait_ms(u.n_prefill * u.prefill.servers, unit_load_rps, u.prefill.service_s, q)
                 * float(allen_cunneen(u.prefill.service_cv2)))
 
-    ttft = u.ttft_min_ms + prefill_wait_ms(_pct(slo.ttft))
-    qe = _pct(slo.e2e)
+    ttft = u.ttft_min_ms + prefill_wait_ms(slo.percentile("ttft"))
+    qe = slo.percentile("e2e")
     e2e = (u.e2e_min_ms + prefill_wait_ms(qe)
            + wait_ms(u.decode.batch, ld, u.decode.service_s, qe))
     return UnitLatency(ttft, u.decode.tpot_ms, e2e, lp * u.prefill.service_s / u.prefill.servers,
@@ -470,7 +466,7 @@ def mixed_units_for(d: ModelDemand, prefill_system: System, decode_system: Syste
             # the transfer is the same for every ratio of the pair; the prefill capacity per
             # replica depends on the pool's size (one M/G/c queue), never below one replica's
             x_ttft, x_e2e = (mixed_transfer_ms(kv_bytes, prefill_system, decode_system, d, pt.shape, dt.shape, q)
-                             for q in (_pct(slo.ttft), _pct(slo.e2e)))
+                             for q in (slo.percentile("ttft"), slo.percentile("e2e")))
             d_cap = RHO_MAX * dt.batch / dt.service_s
             if prefill_capacity(pt, x_ttft, d) <= 0 or d_cap <= 0:
                 continue

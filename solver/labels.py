@@ -54,8 +54,7 @@ def pools_label(pools: Any) -> str:
 
 def latency_percentiles(problem: Problem) -> dict[str, dict[str, float]]:
     """Per model: the percentile each latency figure of a plan is at (the target's, else 99)."""
-    return {d.name: {k: (getattr(d.slo, k).percentile if getattr(d.slo, k) else 99.0) for k in ("ttft", "tpot", "e2e")}
-            for d in problem.models}
+    return {d.name: {k: d.slo.percentile(k) for k in ("ttft", "tpot", "e2e")} for d in problem.models}
 
 
 def plan_table_rows(cat: Catalog, problem: Problem, plan: Plan) -> list[dict[str, Any]]:

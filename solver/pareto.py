@@ -116,7 +116,7 @@ def _scaled(problem: Problem, axis: str, factor: float, base: dict[str, float]) 
     for d in problem.models:
         target: LatencyTarget | None = getattr(d.slo, axis)
         ms = (target.max_ms if target else base[d.name]) * factor
-        pct = target.percentile if target else 99.0
+        pct = d.slo.percentile(axis)
         slo = d.slo.model_copy(update={axis: LatencyTarget(max_ms=ms, percentile=pct)})
         models.append(d.model_copy(update={"slo": slo}))
     return problem.model_copy(update={"models": models})

@@ -174,6 +174,12 @@ class Slo(_Strict):
     tpot: LatencyTarget | None = None
     e2e: LatencyTarget | None = None
 
+    def percentile(self, axis: str) -> float:
+        """The percentile a latency on ``axis`` (ttft, tpot, e2e) is read at: its target's,
+        99 where the axis has no target."""
+        target = getattr(self, axis)
+        return float(target.percentile) if target is not None else 99.0
+
     @model_validator(mode="after")
     def _consistent(self) -> "Slo":
         if self.ttft is None and self.tpot is None and self.e2e is None:

@@ -643,10 +643,10 @@ def _target_quantiles(lam_per_s: np.ndarray, cap: np.ndarray, st: StepTimes, mix
             tpot_q[q] = _tpot_quantile(ls, lam, cap, mix, q / 100)
         return tpot_q[q]
 
-    q = _pct(d.slo.e2e)
+    q = d.slo.percentile("e2e")
     k = max(d.traffic.output_tokens.percentile(q) - 1, 0)
     e2e = ttft(q) + k * tpot(q) if k > 0 else ttft(q)  # one output token: no TPOT (and no inf x 0)
-    return ttft(_pct(d.slo.ttft)), tpot(_pct(d.slo.tpot)), e2e, ls
+    return ttft(d.slo.percentile("ttft")), tpot(d.slo.percentile("tpot")), e2e, ls
 
 
 SCAN_POINTS = np.geomspace(1e-3, 1.0, 8)
@@ -741,10 +741,6 @@ class SloView:
                        self.e2e0_ms[idx], self.max_concurrency, self.steps.rows(idx))
 
 
-def _pct(target: object) -> float:
-    return float(target.percentile) if target is not None else 99.0  # type: ignore[attr-defined]
-
-
 def slo_view(terms: ShapeTerms, batch: np.ndarray, d: ModelDemand, spec: Speculation | None = None) -> SloView:
     """Evaluate the cost model at every batch cap for the demand's lengths and targets (with
     speculative decoding when ``spec`` is given): the zero-wait operating point at each target's
@@ -772,10 +768,9 @@ def slo_view(terms: ShapeTerms, batch: np.ndarray, d: ModelDemand, spec: Specula
             )
         return cache[q]
 
-    tpot_q = slo.tpot.percentile if slo.tpot else 99.0
-    tpot_ms = op_at(tpot_q).tpot_ms
-    ttft0 = op_at(slo.ttft.percentile if slo.ttft else 99.0).ttft_ms
-    q = slo.e2e.percentile if slo.e2e else 99.0
+    tpot_ms = op_at(slo.percentile("tpot")).tpot_ms
+    ttft0 = op_at(slo.percentile("ttft")).ttft_ms
+    q = slo.percentile("e2e")
     op = op_at(q)
     e2e0 = op.ttft_ms + t.output_tokens.percentile(q) * op.tpot_ms
     cap = memory_limit(terms, d, spec)
@@ -1009,7 +1004,7 @@ def latencies(batch: int, service_s: float, ttft0_ms: float, tpot_ms: float, e2e
     is read of it: its traffic and its targets' percentiles."""
     t = d.traffic
     key = (batch, service_s, ttft0_ms, tpot_ms, e2e0_ms, lam_per_s, steps, t.model_dump_json(),
-           _pct(d.slo.ttft), _pct(d.slo.tpot), _pct(d.slo.e2e))
+           d.slo.percentile("ttft"), d.slo.percentile("tpot"), d.slo.percentile("e2e"))
     hit = _LATENCIES.get(key)
     if hit is None:
         if len(_LATENCIES) >= _LATENCIES_MAX:

@@ -223,7 +223,7 @@ def tail_adjust(view: SloView, cat: Catalog, d: "ModelDemand", accelerator: str,
     cal = cat.calibration_for(d.model, accelerator, quant, engine)
     if cal is None:
         return view
-    k = cal.ttft_tail(d.slo.ttft.percentile if d.slo.ttft else 99.0)
+    k = cal.ttft_tail(d.slo.percentile("ttft"))
     if k == 1.0:
         return view
     return replace(view, ttft0_ms=view.ttft0_ms * k, steps=view.steps.own_scaled(k) if view.steps is not None else None)

@@ -177,7 +177,7 @@ def deployment_view(cat: Catalog, problem: Problem, dep: Deployment) -> Deployme
         hbm_gib=round(float(mem.hbm_gib), 3),
         curve=curve,
         slo=slo,
-        percentiles={k: (getattr(d.slo, k).percentile if getattr(d.slo, k) else 99.0) for k in ("ttft", "tpot", "e2e")},
+        percentiles={k: d.slo.percentile(k) for k in ("ttft", "tpot", "e2e")},
         quality_loss_points=cat.quantization(dep.quant).quality_loss.points,
         costs=costs,
     )

@@ -55,7 +55,7 @@ def axis_label(content: ReportContent) -> tuple[str, str]:
     axis = content.pareto_axis or "ttft"
     key, label = AXIS_LABELS.get(axis, AXIS_LABELS["ttft"])
     if axis in _AXIS_NAMES:
-        pcts = {(getattr(d.slo, axis).percentile if getattr(d.slo, axis) else 99.0) for d in content.problem.models}
+        pcts = {d.slo.percentile(axis) for d in content.problem.models}
         name = _AXIS_NAMES[axis]
         label = (f"worst p{pcts.pop():g} {name} (ms)" if len(pcts) == 1
                  else f"worst {name} at each model's target percentile (ms)")
