@@ -281,6 +281,13 @@ def _check_references(cat: Catalog) -> None:
                                 or provider_key(ref.provider) != provider_key(p.provider)):
             raise InputError(f"prices[{p.id}].on_demand_ref: {p.on_demand_ref!r} is not an on-demand row of "
                              f"the same accelerator and provider", where=where)
+        if p.pricing == "on-demand" and (p.on_demand_ref or p.unpaired_reason):
+            field = "on_demand_ref" if p.on_demand_ref else "unpaired_reason"
+            raise InputError(f"prices[{p.id}].{field}: only reserved and spot rows are compared with an "
+                             f"on-demand row", where=where)
+        if p.on_demand_ref and p.unpaired_reason:
+            raise InputError(f"prices[{p.id}].unpaired_reason: the row names on_demand_ref {p.on_demand_ref!r}; "
+                             f"give one or the other", where=where)
     for q in cat.quantizations.values():
         for kv in q.kv_dtypes:
             if kv not in cat.kv_dtypes:

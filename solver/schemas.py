@@ -302,6 +302,9 @@ class Price(Entry):
     on_demand_ref: str | None = Field(default=None, description=(
         "reserved/spot rows: id of the same provider's on-demand row read from the same source, "
         "against which the discount is stated (like with like)"))
+    unpaired_reason: str | None = Field(default=None, description=(
+        "reserved/spot rows without on_demand_ref: why no on-demand row of the same provider and "
+        "accelerator, read from the same source, exists to state the discount against"))
 
 
 class Efficiency(Entry):
