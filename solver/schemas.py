@@ -323,9 +323,9 @@ class Efficiency(Entry):
     stream_kernel_us: NonNeg = Field(
         default=0.0,
         description=(
-            "fixed time (microseconds) of one streaming kernel beyond bytes / (peak x eta_bw): "
-            "launch, fill, drain; a kernel of S bytes reaches eta(S) = eta_bw x S / (S + S_half), "
-            "S_half = peak x eta_bw x t0; 0 = eta_bw at every size"
+            "fixed time (microseconds) of one kernel beyond bytes / (peak x eta_bw) or FLOP / rate: "
+            "launch, fill, drain, paid whichever bounds it; a kernel of S bytes reaches "
+            "eta(S) = eta_bw x S / (S + S_half), S_half = peak x eta_bw x t0; 0 = eta_bw at every size"
         ),
     )
     moe_layer_fixed_us: NonNeg = Field(

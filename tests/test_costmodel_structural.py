@@ -153,7 +153,9 @@ def test_dp_attention_prefill_runs_on_one_rank(cat):
     # the same prompt on TP8 (no DP) splits the dense work 8 ways
     t8 = _t(cat, "deepseek-r1", tp=8)
     dense8 = dense / 8
-    assert float(prefill(t8, n).compute_ms) < (dense + attn) * 1e3 / 2
+    # (under half of the one-rank prefill's compute time: both now also carry their compute-bound
+    # kernels' fixed time, tests/test_kernel_fixed_time.py)
+    assert float(prefill(t8, n).compute_ms) < float(p.compute_ms) / 2
     assert float(prefill(t8, n).compute_ms) >= (dense8 + attn / 8) * 1e3 * 0.999
 
 

@@ -162,8 +162,8 @@ def test_decode_pool_tpot_has_no_prompt_work():
 def test_disaggregation_wins_for_long_prompts_and_a_tight_tpot():
     """30K-token prompts, 500-token answers, TPOT 25 ms: aggregated replicas carry the prompts'
     work in every decode step, so they hold few sequences; a unit of prefill replicas and a
-    decode replica is cheaper ($86.08/h against $172.16/h), and the plan says so. (At TPOT 30 ms
-    units are cheaper still than aggregated replicas: $86.08/h against $139.88/h.)"""
+    decode replica is cheaper ($107.60/h against $215.20/h), and the plan says so. (At TPOT 30 ms
+    units are cheaper still than aggregated replicas: $86.08/h against $150.64/h.)"""
     both = _solve(_problem(30000, 500, 15000, 25, 3))
     agg = _solve(_problem(30000, 500, 15000, 25, 3, modes=["aggregated"]))
     assert both.cost_usd_per_hour < agg.cost_usd_per_hour
@@ -338,9 +338,9 @@ _RAG_FLAGS = ["--model", "llama-3.1-70b", "--isl", "30000", "--osl", "500", "--t
 
 
 def test_query_serving_mode_flag_offers_units():
-    """The 30K-token RAG case without a problem file: aggregated by default ($172.16/h), a
-    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($86.08/h, as the
-    problem-file test above)."""
+    """The 30K-token RAG case without a problem file: aggregated by default ($193.68/h), a
+    disaggregated unit with ``--serving-mode any`` or ``disaggregated`` ($96.84/h; ``query`` may
+    use two configurations, the problem-file test above one: $107.60/h)."""
     got = {}
     for mode in (None, "any", "disaggregated"):
         args = ["query", *_RAG_FLAGS, "--rps", "3", "--gpu", "h100-sxm", "--json"]
@@ -349,7 +349,7 @@ def test_query_serving_mode_flag_offers_units():
         out = json.loads(r.output)
         got[mode] = ({d["serving_mode"] for d in out["deployments"]}, out["cost_usd_per_hour"])
     assert got[None][0] == {"aggregated"} and got["any"][0] == got["disaggregated"][0] == {"disaggregated"}
-    assert got["any"][1] == pytest.approx(86.08) and got[None][1] == pytest.approx(172.16)
+    assert got["any"][1] == pytest.approx(96.84) and got[None][1] == pytest.approx(193.68)
     helptext = CliRunner().invoke(main, ["query", "--help"]).output
     assert "--serving-mode" in helptext and "disaggregated" in helptext
 
@@ -385,12 +385,12 @@ def _chain(budget_ms: float) -> Problem:
         "fleet": {"pricing": "on-demand", "max_configs_per_model": 1}})
 
 
-@pytest.mark.parametrize("budget_ms, mode", [(40000, "disaggregated"), (24000, "aggregated")])
+@pytest.mark.parametrize("budget_ms, mode", [(40000, "disaggregated"), (28000, "aggregated")])
 def test_a_chain_stage_may_run_disaggregated_within_its_path_budget(budget_ms, mode):
     """The RAG generator as the second stage of a router -> generator chain: with a loose path
-    budget the unit wins as it does alone ($86.08/h of the generator's); a 24 s budget is below
-    the unit's e2e p99 at capacity (24.4 s), so aggregated replicas are planned. Brute force
-    over the encoding agrees with CP-SAT; the verifier checks the path with the unit's latency."""
+    budget the unit wins as it does alone; with a 28 s budget aggregated replicas ($153.33/h for
+    the chain) are cheaper than any plan of units that meets the path. Brute force over the
+    encoding agrees with CP-SAT; the verifier checks the path with the unit's latency."""
     p = _chain(budget_ms)
     session = Session.prepare(p, CAT)
     assert any(c.unit is not None for c in session.ip.source)

@@ -174,12 +174,12 @@ def one_unit():
 def test_planner_ttft_p99_is_within_a_quarter_of_the_replay(one_unit, frac):
     """The planner's unit TTFT p99 (the prefill pool as one M/G/c queue, Allen-Cunneen's
     (1 + cs^2) / 2 on Erlang C's wait quantile; cs^2 = 0 for equal prompts) is within 25% of
-    the replay's at 50% and 90% of the unit's planned load (measured: -7% and +8%, 2,000
+    the replay's at 50% and 90% of the unit's planned load (measured: -7% and +9%, 2,000
     Poisson requests each; the former M/M/1 per replica was 3-6x the replay's)."""
     p, plan = one_unit
     dep, d = plan.deployments[0], p.models[0]
     u = _unit(dep, d)
-    assert u.prefill.service_cv2 == 0.0
+    assert u.prefill.service_cv2 == pytest.approx(0.0, abs=1e-12)  # equal prompts, to rounding
     rate = dep.load_rps * frac
     w = poisson_workload(rate, 2000 / rate, d.traffic.input_tokens, d.traffic.output_tokens, seed=1)
     r = replay(plan.to_dict(), CAT, w, slo=d.slo)

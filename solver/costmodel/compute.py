@@ -13,6 +13,12 @@ arrays broadcast); operators run one after another and communication is not over
   (QKV, O, gate/up, down), so at high TP each reads little and streams far below the plateau;
   GEMMs in FP8/FP4/INT8 math add one activation-quantise kernel per GEMM input
   (:func:`dense_kernels_per_layer`).
+* Kernel fixed time (:func:`kernel_fixed_s`): every kernel pays ``t0 = stream_kernel_us``
+  (launch from the CUDA graph or stream, the first tiles' loads before the pipeline is full, the
+  last wave's drain) whatever bounds its main loop, so an operator of ``K`` kernels takes
+  ``max(bytes / BW, FLOP / rate) + K x t0``: the memory side carries t0 through ``eta(S)``, the
+  compute side adds it. (A compute-bound operator used to hide its kernels' fixed time under its
+  FLOP time; large-batch and prompt-chunk steps were too fast -- issue 8, AIC grid.)
 * Dense GEMMs: the GPU's dense weights (the input embedding is a row lookup, not read), FLOP at
   the compute dtype's peak (16-bit weights -- LM head, attention for ``quant_scope: experts`` --
   at the bf16 peak) x ``mfu_decode`` for decode tokens, ``mfu_prefill`` for prompt tokens.
@@ -44,8 +50,9 @@ arrays broadcast); operators run one after another and communication is not over
   steps that carry a prefill chunk run eagerly (``host_overhead_eager_ms``), per engine
   (``catalogs/engines.yaml``).
 
-The breakdown is an exact partition of the time: each operator's roofline time is attributed to
-memory or compute (whichever bounds it), the MoE layers' fixed time and the host time to
+The breakdown is an exact partition of the time: each operator's roofline time (its kernels'
+fixed time included) is attributed to memory or compute (whichever bounds it), the MoE layers'
+fixed time and the host time to
 overhead, so ``memory + compute + comm + overhead = total``.
 """
 
@@ -83,8 +90,8 @@ class StepTime:
     """A step's time and an exact partition of it (ms), arrays of the broadcast input shape.
 
     ``total = memory + compute + comm + overhead``: each operator's roofline time counts as
-    memory or compute (whichever bounds it; a streaming kernel's fixed time is part of its
-    memory time); ``overhead`` is the engine's host time and the MoE layers' fixed time.
+    memory or compute (whichever bounds it; its kernels' fixed time t0 is part of that side);
+    ``overhead`` is the engine's host time and the MoE layers' fixed time.
     """
 
     total_ms: F
@@ -110,6 +117,15 @@ def hbm_stream_s(nbytes: ArrayLike, kernels: ArrayLike, bw_bytes_s: float, half_
     n = np.asarray(nbytes, dtype=float)
     k = np.asarray(kernels, dtype=float)
     return np.where(n > 0, (n + k * half_bytes) / bw_bytes_s, 0.0)
+
+
+def kernel_fixed_s(kernels: ArrayLike, bw_bytes_s: float, half_bytes: float) -> F:
+    """Fixed time (s) of ``kernels`` kernel launches: ``kernels x t0``, where ``t0`` (the
+    family's ``stream_kernel_us``: launch, pipeline fill, last-wave drain) is what the achievable
+    bandwidth moves in ``half_bytes`` (``S_half = BW x t0``). It is paid whether a kernel's main
+    loop is bound by bandwidth or by math, so it is added to both sides of an operator's
+    roofline: operator time = ``max(bytes / BW, FLOP / rate) + kernels x t0``."""
+    return np.asarray(kernels, dtype=float) * (half_bytes / bw_bytes_s)
 
 
 def touched_experts(tokens: ArrayLike, num_experts: int, k: int, local_experts: float) -> F:
@@ -149,13 +165,16 @@ def grouped_gemm_s(
     ``tokens`` of the stage route ``k`` copies each uniformly over ``num_experts``; the GPU holds
     ``local_experts`` (each ``expert_bytes``, ``flop_per_row`` FLOP per token row). Memory: the
     touched experts' weights in two kernels (gate/up, down); compute: the tile-padded rows at
-    ``rate`` FLOP/s; fixed: the layer's kernels' fixed time, paid whenever a token arrives.
+    ``rate`` FLOP/s; both sides carry the two kernels' fixed time (:func:`kernel_fixed_s`);
+    fixed: the layer's other kernels' fixed time (``moe_layer_fixed_us``), paid whenever a token
+    arrives.
     """
     t = np.asarray(tokens, dtype=float)
     n = touched_experts(t, num_experts, k, local_experts)
     rows = t * k * local_experts / max(num_experts, 1)
     mem = hbm_stream_s(n * expert_bytes, 2.0, bw_bytes_s, half_bytes)
     cmp = padded_rows(rows, n, tile) * flop_per_row / np.asarray(rate, dtype=float)
+    cmp = cmp + np.where(n > 0, kernel_fixed_s(2.0, bw_bytes_s, half_bytes), 0.0)
     fixed = np.where(t > 0, fixed_s, 0.0) * (num_experts > 0)
     return mem, cmp, fixed
 
@@ -244,13 +263,13 @@ def stage_pass_s(
     # prompt tokens on the busiest rank, in units of "evenly spread over the stage's GPUs"
     p_busy = p * dp / r
     # Dense GEMMs
-    dense_mem = hbm_stream_s(terms.dense_read_bytes_gpu, dense_kernels_per_layer(terms.compute_dtype) * layers + 1,
-                             bw, half)
+    dense_k = dense_kernels_per_layer(terms.compute_dtype) * layers + 1
+    dense_mem = hbm_stream_s(terms.dense_read_bytes_gpu, dense_k, bw, half)
     flop16 = terms.dense_flop16_per_token / g
     flop_q = terms.dense_flop_per_token / g - flop16
     dense_cmp = (flop_q / rate_dec + flop16 / (a16 * terms.mfu_decode)) * b + (
         flop_q / rate_pre + flop16 / (a16 * terms.mfu_prefill)
-    ) * p_busy
+    ) * p_busy + kernel_fixed_s(dense_k, bw, half)
     dm, dc = _roofline(np.broadcast_to(dense_mem, np.shape(dense_cmp)), dense_cmp)
     # Routed experts: grouped GEMMs per MoE layer over the stage's tokens
     tokens = b + p
@@ -275,6 +294,7 @@ def stage_pass_s(
     att_bytes = b / dp * kv_bytes_per_seq_gpu(terms, c)
     att_mem = hbm_stream_s(att_bytes, layers, bw, half)
     att_cmp = b * decode_pair_layers(terms, c) * terms.attn_decode_flop_per_pair_layer / g / (a16 * terms.mfu_decode)
+    att_cmp = att_cmp + np.where(att_bytes > 0, kernel_fixed_s(layers, bw, half), 0.0)
     am, ac = _roofline(att_mem, att_cmp)
     # Prefill attention: compute-bound
     pre_cmp = pairs * dp / r * terms.attn_flop_per_pair_layer / g / (a16 * terms.mfu_prefill)
