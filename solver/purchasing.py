@@ -75,6 +75,11 @@ class Pool:
     system: str = ""
     """Node shape (catalog system id): pools of one system on one tier share whole nodes."""
     gpus_per_node: int = 1
+    unit_of: int | None = None
+    """A mixed disaggregated unit's prefill part: the index of the pool holding the unit's decode
+    part (and its capacity). This pool serves nothing alone (``capacity_rps`` 0); every hour it
+    runs as many replicas (summed over tiers) as that pool runs units, on its own accelerator,
+    system and tiers. None: a configuration of its own (or a unit's decode part)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,10 +126,20 @@ class PurchaseProblem:
     its GPUs in use rounded up to whole nodes (owned GPUs are not rounded)."""
 
     def usable(self, p: int, t: int) -> bool:
-        """Whether pool ``p`` may run on tier ``t`` (same accelerator; spot only when allowed)."""
+        """Whether pool ``p`` may run on tier ``t``: same accelerator; spot only when allowed,
+        and never for a part of a mixed unit (an interrupted part would take the unit's capacity
+        with it, which the allowance, counted per replica, does not cover)."""
         tier = self.tiers[t]
         return (tier.accelerator == self.pools[p].accelerator
-                and (tier.kind != "spot" or self.spot_allowance is not None))
+                and (tier.kind != "spot" or self.spot_allowance is not None and not self.in_unit(p)))
+
+    def in_unit(self, p: int) -> bool:
+        """Whether pool ``p`` is a part of a mixed unit (its prefill part or its decode part)."""
+        return self.pools[p].unit_of is not None or any(q.unit_of == p for q in self.pools)
+
+    def configs(self, model: str) -> list[int]:
+        """The model's pools that are configurations (a mixed unit once, by its decode part)."""
+        return [p for p, q in enumerate(self.pools) if q.model == model and q.unit_of is None]
 
     def need(self, model: str) -> ModelNeed:
         return next(n for n in self.needs if n.model == model)
@@ -247,8 +262,10 @@ def capacity_rps(pp: PurchaseProblem, s: Schedule, model: str, h: int) -> float:
 
 
 def replicas(pp: PurchaseProblem, s: Schedule, model: str, h: int, kinds: Sequence[str] | None = None) -> int:
+    """The model's replicas in hour ``h`` on tiers of ``kinds`` (a mixed unit counts once)."""
     return sum(c[h] for (p, t), c in s.counts.items()
-               if pp.pools[p].model == model and (kinds is None or pp.tiers[t].kind in kinds))
+               if pp.pools[p].model == model and pp.pools[p].unit_of is None
+               and (kinds is None or pp.tiers[t].kind in kinds))
 
 
 def tiers_for(cat: Catalog, accelerator: str, provider: str | None, reserved: bool, spot: bool) -> list[Tier]:

@@ -31,6 +31,16 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
             out.append(f"pool {p} tier {tier.price_id}: reserved replicas change over the period {counts}")
         if min(counts) < 0:
             out.append(f"pool {p} tier {t}: negative replicas")
+        if tier.kind == "spot" and pp.in_unit(p) and any(counts):
+            out.append(f"pool {p}: a part of a mixed unit runs on spot ({tier.price_id})")
+    for q, part in enumerate(pp.pools):
+        if part.unit_of is None:
+            continue
+        for h in range(H):
+            parts = sum(c[h] for (p, _), c in s.counts.items() if p == q)
+            units = sum(c[h] for (p, _), c in s.counts.items() if p == part.unit_of)
+            if parts != units:
+                out.append(f"pool {q} hour {h}: {parts} prefill part(s) for {units} unit(s) of pool {part.unit_of}")
     for need in pp.needs:
         mine = [(p, t) for (p, t) in s.counts if pp.pools[p].model == need.model]
         largest = max(q.capacity_rps for q in pp.pools if q.model == need.model)
@@ -49,10 +59,10 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
                 out.append(f"{need.model} hour {h}: capacity {'units ' if integer else ''}{cap:g} "
                            f"{'less the largest replica ' if need.n_plus_one else ''}below the need "
                            f"{need.need_rps[h]:.4g} req/s")
-            configs = len({p for p, t in mine if s.counts[p, t][h] > 0})
+            configs = len({p for p, t in mine if s.counts[p, t][h] > 0 and pp.pools[p].unit_of is None})
             if pp.max_configs is not None and configs > pp.max_configs:
                 out.append(f"{need.model} hour {h}: {configs} configurations > {pp.max_configs} (max_configs_per_model)")
-            warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot")
+            warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot" and pp.pools[p].unit_of is None)
             if warm < need.min_warm:
                 out.append(f"{need.model} hour {h}: {warm} non-spot replica(s) < warm minimum {need.min_warm}")
     for acc in sorted({q.accelerator for q in pp.pools}):

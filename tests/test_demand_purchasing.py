@@ -271,6 +271,56 @@ def test_loading_replicas_within_limits_equal_brute_force(seed: int):
         assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
 
 
+# -- mixed disaggregated units: each pool's GPUs on its own accelerator ---------------------------
+
+def unit_case(**kw: object) -> PurchaseProblem:
+    """Needs 10, 20, 10 req/s over 3 hours. A mixed unit: its decode part 1 GPU of g ($3) serving
+    10 req/s, its prefill part 2 GPUs of k ($1) serving nothing alone; or an aggregated replica of
+    2 g GPUs ($6) serving 10. A spot g tier at $0.50 with allowance 0."""
+    pools = (Pool("m", "g", "unit decode", 1, 10.0, 0.0), Pool("m", "k", "unit prefill", 2, 0.0, 0.0, unit_of=0),
+             Pool("m", "g", "aggregated", 2, 10.0, 0.0))
+    tiers = (Tier("g", "on-demand", "a", 3.0, "g-od"), Tier("k", "on-demand", "a", 1.0, "k-od"),
+             Tier("g", "spot", "a", 0.5, "g-spot"))
+    return PurchaseProblem(pools, tiers, (need((10.0, 20.0, 10.0)),), 3, kw.pop("spot", None), **kw)  # type: ignore[arg-type]
+
+
+def test_mixed_unit_parts_run_together_on_their_own_accelerators_hand_computed():
+    """A unit costs $3 + 2 x $1 = $5 an hour against $6 for the aggregated replica: units 1, 2, 1
+    = $20. With 2 k GPUs (one unit's prefill part) hour 1 runs 1 unit + 1 aggregated replica:
+    $5 + $11 + $5 = $21. A decode part without its prefill part (or the reverse) is flagged; no
+    part of a unit runs on spot (a lost part would take the unit's capacity down with it)."""
+    pp = unit_case()
+    hand = Schedule({(0, 0): (1, 2, 1), (1, 1): (1, 2, 1)})
+    assert schedule_violations(pp, hand) == []
+    assert hourly_costs(pp, hand) == pytest.approx([5.0, 10.0, 5.0])
+    res = solve_schedule(pp)
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(20.0)
+    assert res.schedule.counts == hand.counts
+    assert brute_force_schedule(pp, 2).cost_usd == pytest.approx(20.0)
+    tight = unit_case(inventory={"k": 2})
+    res = solve_schedule(tight)
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(21.0)
+    assert schedule_violations(tight, res.schedule) == []
+    assert brute_force_schedule(tight, 2).cost_usd == pytest.approx(21.0)
+    assert any("k hour 1: 4 GPUs > inventory 2" in v for v in schedule_violations(tight, hand))
+    alone = schedule_violations(pp, Schedule({(0, 0): (1, 2, 1), (1, 1): (1, 1, 1)}))
+    assert any("pool 1 hour 1: 1 prefill part(s) for 2 unit(s) of pool 0" in v for v in alone), alone
+    spot = unit_case(spot=0.0)
+    assert not spot.usable(0, 2) and not spot.usable(1, 2) and spot.usable(2, 2)
+    # one warm non-spot replica an hour (a unit, $5) and hour 1's other 10 req/s on spot (2 GPUs x $0.50)
+    assert solve_schedule(spot).cost_usd == pytest.approx(5.0 + 6.0 + 5.0)
+    assert any("runs on spot" in v for v in schedule_violations(spot, Schedule({(0, 2): (1, 2, 1), (1, 1): (1, 2, 1)})))
+
+
+def test_mixed_unit_warm_minimum_and_configurations_count_units_once():
+    """The warm minimum and max_configs_per_model count a unit once (its decode part)."""
+    pp = dataclasses.replace(unit_case(), needs=(need((10.0, 20.0, 10.0), warm=2),), max_configs=1)
+    res = solve_schedule(pp)
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(30.0)  # units 2, 2, 2
+    assert schedule_violations(pp, res.schedule) == []
+    assert brute_force_schedule(pp, 2).cost_usd == pytest.approx(30.0)
+
+
 # -- the independent check ----------------------------------------------------------------------
 
 def test_verifier_finds_each_broken_constraint():

@@ -74,9 +74,11 @@ def _print(d: dict) -> None:  # type: ignore[type-arg]
         return
     click.echo(f"Peak plan: ${plan['cost_usd_per_hour']:.2f}/h ({plan['gpus']} GPUs at the problem's "
                "pricing and owned cost)")
-    for p in s["pools"]:
-        click.echo(f"  pool {p['model']}: {p['config']}, {p['gpus_per_replica']} GPU(s)/replica, "
-                   f"{fmt(p['capacity_rps'])} req/s per replica, lead {p['lead_hours'] * 3600:.0f} s")
+    for i, p in enumerate(s["pools"]):
+        serves = (f"{fmt(p['capacity_rps'])} req/s per replica" if p.get("unit_of") is None
+                  else "runs with each unit, serves nothing alone")
+        click.echo(f"  pool {i} {p['model']}: {p['config']}, {p['gpus_per_replica']} GPU(s)/replica, "
+                   f"{serves}, lead {p['lead_hours'] * 3600:.0f} s")
     click.echo("Tiers used:")
     for t in s["tiers"]:
         extra = (f", term {t['term_months']} months" if t["term_months"] else "") + \

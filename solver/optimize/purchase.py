@@ -6,7 +6,9 @@ replicas started (``>= n[h] - n[h-1]``, cyclic). Constraints per model and hour:
 (spot at ``1 - allowance``; under N+1 less the largest replica of the model) >= need; non-spot
 replicas >= the warm minimum. Per accelerator and hour: GPUs held <= inventory, owned GPUs held
 <= owned, where a replica started for hour h+1 (with a lead time) holds its GPUs in hour h too.
-Per model and hour: at most ``max_configs`` pools (configurations) with replicas.
+Per model and hour: at most ``max_configs`` pools (configurations) with replicas. A mixed
+unit's prefill part (``Pool.unit_of``) runs, every hour, as many replicas as its decode part
+(each summed over tiers); it counts neither as a configuration nor towards the warm minimum.
 Per hour: the cost billed in it <= ``budget_usd_per_hour``, the TDP of every GPU provisioned <=
 ``power_kw`` (GPUs held, as for inventory); under ``whole_nodes`` the GPUs of each (system, rented
 tier) are whole nodes N[h] (``gpus_per_node x N[h] >=`` GPUs running), billed in full, and the
@@ -87,6 +89,7 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
     hour_cost: list[list[cp_model.LinearExpr]] = [[] for _ in range(H)]
     """Cost billed in each hour, 1e-7 dollars."""
     ub = {p: _upper_bound(pp, p) for p in range(len(pp.pools))}
+    ub.update({p: ub[q.unit_of] for p, q in enumerate(pp.pools) if q.unit_of is not None})
     for p, pool in enumerate(pp.pools):
         for t, tier in enumerate(pp.tiers):
             if not pp.usable(p, t):
@@ -145,9 +148,14 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
         watts = math.floor(pp.power_kw * 1000 + 1e-9)
         for h in range(H):
             m.Add(sum(_tdp(pp, a) * sum(row[h]) for a, row in sorted(provisioned.items())) <= watts)
+    for q, part in enumerate(pp.pools):  # a mixed unit's prefill part runs with each unit
+        if part.unit_of is not None:
+            for h in range(H):
+                m.Add(sum(xs[h] for (p, _), xs in n.items() if p == q)
+                      == sum(xs[h] for (p, _), xs in n.items() if p == part.unit_of))
     if pp.max_configs is not None:  # configurations of a model running in an hour
         for need in pp.needs:
-            mine_pools = sorted({p for (p, _) in n if pp.pools[p].model == need.model})
+            mine_pools = sorted({p for (p, _) in n if p in pp.configs(need.model)})
             if len(mine_pools) <= pp.max_configs:
                 continue
             for h in range(H):
@@ -163,7 +171,8 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
         for h in range(H):
             m.Add(sum(cap_units(pp.pools[p].capacity_rps, pp.tiers[t], pp.spot_allowance) * n[p, t][h]
                       for p, t in mine) >= need_units(need.need_rps[h]) + spare)
-            m.Add(sum(n[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot") >= need.min_warm)
+            m.Add(sum(n[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot" and pp.pools[p].unit_of is None)
+                  >= need.min_warm)
     for acc in sorted({p.accelerator for p in pp.pools}):
         on_acc = [(p, t) for (p, t) in n if pp.pools[p].accelerator == acc]
         for h in range(H):
