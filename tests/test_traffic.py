@@ -129,6 +129,11 @@ def test_problem_can_point_at_a_trace(tmp_path: Path) -> None:
     ("timestamp_s,input_tokens,output_tokens\n0,5,5\n1,x,5\n", "row 3, column input_tokens"),
     ("timestamp_s,input_tokens,output_tokens\n0,5,0\n", "row 2, column output_tokens"),
     ("timestamp_s,input_tokens,output_tokens\nyesterday,5,5\n", "row 2, column timestamp_s"),
+    ("timestamp_s,input_tokens,output_tokens\nnan,5,5\n1,5,5\n", "row 2, column timestamp_s: not a finite"),
+    ("timestamp_s,input_tokens,output_tokens\n0,5,5\ninf,5,5\n", "row 3, column timestamp_s: not a finite"),
+    ("timestamp_s,input_tokens,output_tokens\n0,nan,5\n", "row 2, column input_tokens: must be a whole"),
+    ("timestamp_s,input_tokens,output_tokens\n0,5,inf\n", "row 2, column output_tokens: must be a whole"),
+    ("timestamp_s,input_tokens,output_tokens\n0,1e30,5\n", "row 2, column input_tokens: must be a whole"),
 ])
 def test_bad_traces_name_the_column_or_row(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
