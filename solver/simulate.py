@@ -43,7 +43,7 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -62,6 +62,11 @@ from solver.traffic import Trace
 
 Router = Literal["round-robin", "weighted", "least-loaded"]
 ROUTERS: tuple[str, ...] = ("round-robin", "weighted", "least-loaded")
+PLAN_ROUTER = "plan"
+"""What :func:`replay` (and ``fleetplan simulate``) route by default: the routing the plan
+assumes. Aggregated replicas take the plan's ``router_weight`` shares (``weighted``); a
+disaggregated deployment's pools are ``least-loaded`` (the planner pools each prefill pool as one
+M/G/c queue, which an even split does not give)."""
 
 
 class WeightedRoundRobin:
@@ -325,10 +330,13 @@ class ReplicaSpec:
 
 
 def _planned_load(d: dict[str, Any], replicas: int) -> float:
-    """The planned load (req/s) on each replica of deployment ``d``: the ``weighted`` router's
-    weight; 1 (an even split) when the plan gives no positive ``load_rps``."""
+    """The ``weighted`` router's weight for each replica of deployment ``d``: the plan's stated
+    ``router_weight`` (:func:`solver.plan.router_weights`), else (plans written before it) the
+    planned load per replica, ``load_rps / replicas`` (the same proportions); 1 (an even split)
+    when the plan gives neither as a positive number."""
     try:
-        load = float(d.get("load_rps", 0.0)) / replicas
+        load = (float(d["router_weight"]) if d.get("router_weight") is not None
+                else float(d.get("load_rps", 0.0)) / replicas)
     except (TypeError, ValueError, ZeroDivisionError):
         return 1.0
     return load if math.isfinite(load) and load > 0 else 1.0
@@ -787,28 +795,40 @@ def build_workload(trace: Trace | None, poisson_rps: float | None, duration_s: f
 
 
 def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | None = None,
-           router: Router = "least-loaded", slo: Slo | None = None,
+           router: Router | Literal["plan"] = PLAN_ROUTER, slo: Slo | None = None,
            demand: ModelDemand | None = None) -> SimResult:
     """Simulate ``workload`` on the replicas a plan gives one of its models (``demand``: the
     problem's entry for it, whose LoRA adapters the replicas carry); disaggregated deployments
-    through their pools (:mod:`solver.simulate_disagg`)."""
+    through their pools (:mod:`solver.simulate_disagg`). ``router``: one of :data:`ROUTERS`, or
+    ``plan`` (:data:`PLAN_ROUTER`; the result's ``router`` then reads ``plan: <the rule used>``)."""
+    if router == PLAN_ROUTER:
+        res = _replay(plan, cat, workload, model, "weighted", slo, demand, "least-loaded")
+        return replace(res, router=f"{PLAN_ROUTER}: {res.router}")
+    return _replay(plan, cat, workload, model, router, slo, demand, router)
+
+
+def _replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | None, router: Router,
+            slo: Slo | None, demand: ModelDemand | None, dis_router: Router) -> SimResult:
+    """:func:`replay` with ``router`` for aggregated deployments and ``dis_router`` for
+    disaggregated ones."""
     name, deps = model_deployments(plan, model)
     dis = [(k, d) for k, d in deps if d.get("serving_mode") == "disaggregated"]
     if dis:
         from solver.simulate_disagg import merge_results, part, replay_disaggregated, split_by_share
 
         if len(dis) == len(deps):
-            return replay_disaggregated(dis, cat, workload, router, slo, demand, plan_engine)
+            return replay_disaggregated(dis, cat, workload, dis_router, slo, demand, plan_engine)
         # both modes: each request to one side, in proportion to the plan's load shares
         share = _load_share(dis, deps)
         to_dis = split_by_share(workload, share)
         agg_plan = {**plan, "deployments": [d for _, d in deps if d.get("serving_mode") != "disaggregated"]}
         parts = []
         if to_dis.any():
-            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), router, slo, demand,
+            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), dis_router, slo, demand,
                                                        plan_engine)))
         if (~to_dis).any():
-            parts.append((~to_dis, replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand)))
+            parts.append((~to_dis, _replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand,
+                                           dis_router)))
         return merge_results(parts, workload, slo)
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
     return simulate(plan_replicas(plan, cat, model, longest, demand), workload, router, slo)
