@@ -255,6 +255,11 @@ def sample_lengths(lengths: TokenLengths, n: int, rng: np.random.Generator) -> n
     return np.maximum(1, np.rint(np.exp(logq))).astype(np.int64)
 
 
+MAX_REPLAY_REQUESTS = 10_000_000
+"""Most requests one generated replay holds: a memory bound (about ten arrays of one number per
+request, under 1 GB), not a limit of the model."""
+
+
 def poisson_workload(rate_rps: float, duration_s: float, input_tokens: TokenLengths,
                      output_tokens: TokenLengths, seed: int = 0, prefix_hit_rate: float = 0.0,
                      lengths_from: Trace | None = None, cv: float = 1.0) -> Workload:
@@ -264,12 +269,15 @@ def poisson_workload(rate_rps: float, duration_s: float, input_tokens: TokenLeng
     ``cv`` != 1 makes the stream bursty (or smoother): gaps between arrivals are gamma
     distributed with mean ``1 / rate_rps`` and coefficient of variation ``cv`` (a renewal
     process; ``rate_rps x duration_s`` arrivals, rounded)."""
-    if not rate_rps > 0:
-        raise InputError(f"--poisson: rate must be > 0 req/s, got {rate_rps:g}")
-    if not duration_s > 0:
-        raise InputError(f"--duration: must be > 0 s, got {duration_s:g}")
-    if not cv > 0:
-        raise InputError(f"--cv: must be > 0 (1 = Poisson), got {cv:g}")
+    if not (rate_rps > 0 and math.isfinite(rate_rps)):
+        raise InputError(f"--poisson: rate must be a finite number > 0 req/s, got {rate_rps:g}")
+    if not (duration_s > 0 and math.isfinite(duration_s)):
+        raise InputError(f"--duration: must be a finite number > 0 s, got {duration_s:g}")
+    if not (cv > 0 and math.isfinite(cv)):
+        raise InputError(f"--cv: must be a finite number > 0 (1 = Poisson), got {cv:g}")
+    if rate_rps * duration_s > MAX_REPLAY_REQUESTS:
+        raise InputError(f"--poisson x --duration: {rate_rps * duration_s:.3g} requests, more than one replay "
+                         f"holds ({MAX_REPLAY_REQUESTS:,}); shorten --duration")
     rng = np.random.default_rng(seed)
     if cv == 1.0:
         n = max(1, int(rng.poisson(rate_rps * duration_s)))
@@ -289,8 +297,8 @@ def poisson_workload(rate_rps: float, duration_s: float, input_tokens: TokenLeng
 
 def trace_workload(trace: Trace, scale: float = 1.0, prefix_hit_rate: float = 0.0) -> Workload:
     """A trace's requests with arrival times divided by ``scale`` (``scale`` x the rate)."""
-    if not scale > 0:
-        raise InputError(f"--scale: must be > 0, got {scale:g}")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise InputError(f"--scale: must be > 0 and finite, got {scale:g}")
     return Workload(trace.arrival_s / scale, trace.input_tokens, trace.output_tokens,
                     prefix_hit_rate, f"{trace.source} x{scale:.4g}")
 
@@ -785,13 +793,13 @@ def build_workload(trace: Trace | None, poisson_rps: float | None, duration_s: f
     if scale is not None and scale_to_rps is not None:
         raise InputError("--scale and --scale-to: give one")
     if scale_to_rps is not None:
-        if not scale_to_rps > 0:
-            raise InputError(f"--scale-to: must be > 0 req/s, got {scale_to_rps:g}")
+        if not (scale_to_rps > 0 and math.isfinite(scale_to_rps)):
+            raise InputError(f"--scale-to: must be > 0 req/s and finite, got {scale_to_rps:g}")
         mean = trace.requests / trace.span_s if trace.span_s > 0 else float("nan")
         if not mean > 0:
             raise InputError("--scale-to: the trace spans no time")
         scale = scale_to_rps / mean
-    return trace_workload(trace, scale or 1.0, prefix_hit_rate)
+    return trace_workload(trace, 1.0 if scale is None else scale, prefix_hit_rate)
 
 
 def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | None = None,

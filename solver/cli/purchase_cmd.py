@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from solver.cli.output import emit_json, fmt, table
+from solver.cli.params import FiniteFloat
 
 EXIT_INFEASIBLE = 1
 
@@ -25,9 +26,9 @@ EXIT_INFEASIBLE = 1
 @click.option("--alternatives", type=int, default=None,
               help="Configurations per model (0-4) offered to every hour besides the peak plan's "
                    "(default: the problem's purchasing.alternatives, 0).")
-@click.option("--load-gb-s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--load-gb-s", type=FiniteFloat(0.0, None, lo_open=True), default=None,
               help="Weight load bandwidth for the scale-up lead time, GB/s (default: the host link).")
-@click.option("--time-limit", type=click.FloatRange(min=0.1, max=3600), default=30.0, show_default=True,
+@click.option("--time-limit", type=FiniteFloat(0.1, 3600), default=30.0, show_default=True,
               help="Seconds for each of the two solves (configuration, then schedule).")
 @click.option("--json", "as_json", is_flag=True, help="Print the peak plan, the schedule and unit costs as JSON.")
 def purchase(problem_file: Path, spot_allowance: float | None, reserved: bool | None, min_warm: int | None,
