@@ -80,18 +80,19 @@ def simulate(plan_file: Path, trace_file: Path | None, poisson_rps: float | None
       fleetplan simulate plan.json --trace ../shared/traces/azure-llm-2023-conv.csv \\
           --scale-to 12 --problem problems/chat-assistant-70b.yaml
       fleetplan simulate plan.json --trace ../shared/traces/azure-llm-2023-conv.csv \\
-          --scale-to 12 --problem problems/chat-assistant-70b.yaml --router weighted
+          --scale-to 12 --problem problems/chat-assistant-70b.yaml --router least-loaded
 
     A disaggregated deployment replays through its prefill pool, the KV transfer and its decode
     pool (TTFT = prefill done + transfer); a model with both kinds splits requests by the plan's
     load shares. Step times use the engine each deployment names (`engine`).
 
-    Router: by default the plan's own weights (default: weighted by each deployment's
-    router_weight, as the planner split the load), because a plan that mixes replicas of very
-    different capacity meets its targets only when requests are split that way; on the bundled
-    problems (python benchmarks/routers.py) it meets every target at Poisson peak load as
-    least-loaded does, and more of them under bursts. --router least-loaded replays a load-aware
-    gateway instead (better under bursts when all replicas are alike).
+    Router: by default `plan`, the routing the plan was sized for: aggregated replicas get each
+    deployment's router_weight (weighted), a disaggregated deployment's pools are least-loaded.
+    A plan that mixes replicas of very different capacity meets its targets only under that
+    split. On the bundled problems (python benchmarks/routers.py) it meets every target at
+    Poisson peak load, as least-loaded does, and more of them in bursts on mixed plans;
+    --router least-loaded replays a load-aware gateway instead (better in bursts when a model's
+    replicas are alike).
 
     Deterministic: the same inputs and --seed give the same figures.
     """
