@@ -272,6 +272,10 @@ class TrafficStats:
         return out
 
 
+MAX_WINDOWS = 10_000_000
+"""Most windows one trace is counted in (a memory bound: one 8-byte count per window)."""
+
+
 def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0,
                   histogram_bins: int = 0, window_field: str = "--window") -> TrafficStats:
     """Rates, lengths and burstiness of a trace at windows of ``window_s`` seconds; lengths as
@@ -282,6 +286,9 @@ def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0
     t = trace.arrival_s
     n = trace.requests
     span = trace.span_s
+    if span / window_s > MAX_WINDOWS:
+        raise InputError(f"{window_field}: {window_s:g} s windows split the trace's {span:.3g} s into more than "
+                         f"{MAX_WINDOWS:,} windows; use a longer window")
     counts = window_counts(t, window_s)
     if span < window_s:
         raise InputError(f"{window_field}: the trace spans {span:.3g} s, less than one {window_s:g} s "

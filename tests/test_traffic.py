@@ -192,3 +192,13 @@ def test_trace_shorter_than_a_window_is_bad_input(tmp_path: Path, text: str) -> 
     res = CliRunner().invoke(main, ["traffic", str(f), "--window", "10s"])
     assert res.exit_code == 2 and "--window: the trace spans" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_a_window_too_short_for_the_trace_is_one_line(tmp_path: Path) -> None:
+    """A 100 s trace at 1 microsecond windows would need 1e8 counts (was a MemoryError at 1e-9 s)."""
+    f = tmp_path / "t.csv"
+    f.write_text("timestamp_s,input_tokens,output_tokens\n0,5,5\n50,5,5\n100,5,5\n")
+    res = CliRunner().invoke(main, ["traffic", str(f), "--window", "0.000001"])
+    assert res.exit_code == 2 and "--window" in res.output and "windows" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert CliRunner().invoke(main, ["traffic", str(f), "--window", "0.001"]).exit_code == 0
