@@ -341,10 +341,19 @@ def _planned_load(d: dict[str, Any], replicas: int) -> float:
     """The ``weighted`` router's weight for each replica of deployment ``d``: the plan's stated
     ``router_weight`` (:func:`solver.plan.router_weights`), else (plans written before it) the
     planned load per replica, ``load_rps / replicas`` (the same proportions); 1 (an even split)
-    when the plan gives neither as a positive number."""
+    when the plan gives neither as a positive number. A stated weight that is not a number >= 0
+    is a ``ValueError`` (bad input)."""
+    stated = d.get("router_weight")
+    if stated is not None:  # the plan's own figure: a bad one is bad input (a ValueError)
+        try:
+            weight = float(stated)
+        except (TypeError, ValueError):
+            weight = math.nan
+        if isinstance(stated, bool) or not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"router_weight: expected a number >= 0, got {stated!r}")
+        return weight
     try:
-        load = (float(d["router_weight"]) if d.get("router_weight") is not None
-                else float(d.get("load_rps", 0.0)) / replicas)
+        load = float(d.get("load_rps", 0.0)) / replicas
     except (TypeError, ValueError, ZeroDivisionError):
         return 1.0
     return load if math.isfinite(load) and load > 0 else 1.0
@@ -391,6 +400,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
             spec = _plan_speculation(cat, shape, d.get("speculative"), plan_engine(d))
             if spec is not None and part is not None:  # the draft runs on the same share
                 spec = partition_speculation(spec, share, eng.kv_memory_policy, eng.kv_memory_fraction)
+            weight = _planned_load(d, reps)
         except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
             detail = exc.detail if isinstance(exc, InputError) else str(exc)
             raise InputError(f"PLAN: deployments[{k}]: {detail}") from None
@@ -404,7 +414,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
             label += f" speculative ({spec.draft_id})"
         if part is not None:
             label += f" {part}"
-        out += [ReplicaSpec(timer, batch, budget, terms, label, spec, _planned_load(d, reps))] * reps
+        out += [ReplicaSpec(timer, batch, budget, terms, label, spec, weight)] * reps
     if not out:
         raise InputError(f"PLAN: {model!r} has no replicas")
     return out

@@ -86,3 +86,15 @@ def test_simulate_defaults_to_the_plans_weights(chat, tmp_path: Path) -> None:
                               "--json", "--router", "least-loaded"])
     assert json.loads(ll.output)["router"] == "least-loaded" and json.loads(ll.output) != got
     assert "Default: plan" in " ".join(runner.invoke(main, ["simulate", "--help"]).output.split())
+
+
+@pytest.mark.parametrize("weight", ["heavy", -1, float("nan")])
+def test_a_bad_router_weight_is_one_line_exit_2(chat, tmp_path: Path, weight: object) -> None:
+    _, plan = chat
+    d = plan.to_dict()
+    d["deployments"][0]["router_weight"] = weight
+    f = tmp_path / "plan.json"
+    f.write_text(json.dumps(d))
+    res = CliRunner().invoke(main, ["simulate", str(f), "--poisson", "2", "--duration", "10", "--problem", str(CHAT)])
+    assert res.exit_code == 2, res.output
+    assert "deployments[0]: router_weight" in res.output and len(res.output.strip().splitlines()) == 1
