@@ -40,7 +40,10 @@ def purchase(problem_file: Path, spot_allowance: float | None, reserved: bool | 
     The configuration is planned at the peak hour (as `fleetplan solve` does); then a CP-SAT
     model over the hours (traffic.hourly_rps: 24 or 168 rates per model) chooses the replicas on
     each price tier, keeping a warm minimum and paying the scale-up lead time (weights / load
-    bandwidth) for every replica started. Prints one row per hour (demand, replicas per tier,
+    bandwidth) for every replica started; while it loads, in the hour before, it holds its GPUs
+    against inventory, owned GPUs and power. A disaggregated unit whose prefill pool runs on
+    another accelerator is bought as two pools, each on its own accelerator's tiers, one prefill
+    part per unit every hour (never on spot). Prints one row per hour (demand, replicas per tier,
     utilisation, cost, $/M tokens) and unit costs at peak and over the period.
 
     \b
