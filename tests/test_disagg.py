@@ -585,3 +585,22 @@ def test_purchase_cli_follows_the_day_with_mixed_units(tmp_path):
     assert by_pool[0] == by_pool[1] == units and out["violations"] == []
     r = CliRunner().invoke(main, ["purchase", str(f)])
     assert r.exit_code == 0 and "x8 prefill of pool 0's units, 8 GPU(s)/replica, runs with each unit" in r.output
+
+
+def test_purchase_offers_units_as_alternative_configurations(tmp_path):
+    """With --alternatives 2 the day of the mixed example may also run the next units on the
+    table's front (mixed ones included, each with its own prefill part): the schedule passes its
+    check and costs no more than with the peak unit alone."""
+    day = [5, 5, 5, 5, 5, 5, 10, 15, 20, 25, 30, 30, 30, 30, 30, 25, 25, 20, 15, 15, 10, 10, 5, 5]
+    doc = _mixed_problem(["h200-sxm", "l40s"]).model_dump(mode="json", exclude_none=True)
+    doc["models"][0]["traffic"].update(peak_rps=30, hourly_rps=day)
+    f = tmp_path / "day.yaml"
+    f.write_text(json.dumps(doc))
+    runs = {k: json.loads(CliRunner().invoke(main, ["purchase", str(f), "--json", "--alternatives", str(k)]).output)
+            for k in (0, 2)}
+    pools = runs[2]["schedule"]["pools"]
+    parts = [p for p in pools if p["unit_of"] is not None]
+    assert len(pools) > 2 and len(parts) >= 2  # the plan's unit and at least one more mixed unit
+    assert all(pools[p["unit_of"]]["accelerator"] == "h200-sxm" and p["accelerator"] == "l40s" for p in parts)
+    assert runs[2]["violations"] == []
+    assert runs[2]["schedule"]["cost_usd"] <= runs[0]["schedule"]["cost_usd"] + 1e-6
