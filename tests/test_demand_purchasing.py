@@ -321,6 +321,37 @@ def test_mixed_unit_warm_minimum_and_configurations_count_units_once():
     assert brute_force_schedule(pp, 2).cost_usd == pytest.approx(30.0)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_mixed_units_within_limits_equal_brute_force(seed: int):
+    """A mixed unit (decode part on g, prefill part on k) beside an aggregated g replica over two
+    hours, with lead times, reserved or spot tiers, whole nodes, an inventory on either
+    accelerator and one configuration per model drawn at random: CP-SAT equals the brute force
+    over every schedule of up to 2 replicas per pool and tier."""
+    rng = random.Random(seed)
+    lead = rng.choice([0.0, 0.25])
+    pools = (Pool("m", "g", "dec", rng.choice([1, 2]), 10.0, lead, "ng", rng.choice([1, 2])),
+             Pool("m", "k", "pre", rng.choice([1, 2, 4]), 0.0, lead, "nk", rng.choice([1, 2, 4]), unit_of=0),
+             Pool("m", "g", "agg", 2, rng.choice([8.0, 10.0]), lead, "ng", 2))
+    tiers = (Tier("g", "on-demand", "a", rng.choice([2.0, 3.0]), "g-od"),
+             Tier("k", "on-demand", "a", rng.choice([0.5, 1.0]), "k-od"),
+             rng.choice([Tier("g", "reserved", "a", 1.5, "g-r", 12), Tier("k", "reserved", "a", 0.4, "k-r", 12),
+                         Tier("g", "spot", "a", 0.5, "g-s")]))
+    rates = tuple(float(rng.randint(5, 25)) for _ in range(2))
+    pp = PurchaseProblem(pools, tiers, (need(rates, warm=rng.choice([1, 2])),), 2, rng.choice([None, 0.2]),
+                         whole_nodes=rng.random() < 0.4,
+                         inventory=rng.choice([None, {"k": rng.choice([2, 4, 6])}, {"g": rng.choice([3, 4, 6])}]),
+                         max_configs=rng.choice([None, 1]))
+    res = solve_schedule(pp)
+    ref = brute_force_schedule(pp, 2)
+    if ref.cost_usd is None:
+        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 2
+        return
+    assert res.status == "optimal" and schedule_violations(pp, res.schedule) == []
+    assert res.cost_usd <= ref.cost_usd + 1e-9
+    if max(max(c) for c in res.schedule.counts.values()) <= 2:
+        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+
+
 # -- the independent check ----------------------------------------------------------------------
 
 def test_verifier_finds_each_broken_constraint():
