@@ -12,6 +12,7 @@ hourly rates needs its own peak in every hour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -95,6 +96,33 @@ def one_provider_mode(problem: Problem) -> Literal["none", "accelerator", "fleet
     return "none" if v is False else v
 
 
+def deployment_pools(cat: Catalog, dep: Deployment, load_gb_s: float | None, first: int) -> list[Pool]:
+    """A deployment as purchasing pools (``first``: the index its first pool will have): one
+    pool, or for a mixed disaggregated unit (its prefill pool on another accelerator) two: the
+    decode part (the unit's capacity) and the prefill part (``unit_of`` the decode part), each
+    with its own accelerator, GPUs per unit, node shape and lead time (its own weights)."""
+    pre = dep.pool("prefill")
+    mixed = pre is not None and pre.accelerator not in (None, dep.accelerator)
+    label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
+    if not mixed:
+        return [Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica, dep.capacity_rps_per_replica,
+                     lead_hours(lead_time(cat, dep, load_gb_s)[0]), dep.system,
+                     cat.system(dep.system).gpus_per_node)]
+    dec = dep.pool("decode")
+    assert pre is not None and dec is not None and pre.system is not None  # a mixed unit names both pools
+    pre_dep = replace(dep, shape=replace(dep.shape, accelerator=pre.accelerator, system=pre.system,
+                                         quant=pre.quant or dep.quant, tp=pre.tp, pp=pre.pp, ep=pre.ep, moe_tp=0))
+    decode = Pool(dep.model, dep.accelerator, f"{label} x{dec.replicas} decode of a unit",
+                  dec.replicas * dec.gpus_per_replica, dep.capacity_rps_per_replica,
+                  lead_hours(lead_time(cat, dep, load_gb_s)[0]), dep.system, cat.system(dep.system).gpus_per_node)
+    prefill = Pool(dep.model, pre.accelerator,
+                   f"{pre.accelerator} {pre_dep.quant}/kv-{dep.kv_dtype} TP{pre.tp} PP{pre.pp} EP{pre.ep} "
+                   f"x{pre.replicas} prefill of pool {first}'s units",
+                   pre.replicas * pre.gpus_per_replica, 0.0, lead_hours(lead_time(cat, pre_dep, load_gb_s)[0]),
+                   pre.system, cat.system(pre.system).gpus_per_node, unit_of=first)
+    return [decode, prefill]
+
+
 def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowance: float | None = None,
                      reserved: bool | None = None, min_warm: int | None = None,
                      load_gb_s: float | None = None, alternatives: Sequence[Deployment] = ()) -> PurchaseProblem:
@@ -108,19 +136,9 @@ def purchase_problem(problem: Problem, plan: Plan, cat: Catalog, *, spot_allowan
     use_reserved = pur.reserved if reserved is None else reserved
     warm_default = min_warm if min_warm is not None else pur.min_warm_replicas
     gb_s = load_gb_s if load_gb_s is not None else pur.load_gb_s
-    pools = []
-    for dep in plan.deployments:
-        if any(x.accelerator not in (None, dep.accelerator) for x in dep.pools):  # a mixed unit
-            raise InputError(f"{dep.model}: a disaggregated unit with its prefill pool on another accelerator "
-                             "cannot be purchased per hour (one accelerator per configuration); plan it with "
-                             "allowed_accelerators of one accelerator")
-    mixed = [a for a in alternatives if any(x.accelerator not in (None, a.accelerator) for x in a.pools)]
-    for dep in (*plan.deployments, *(a for a in alternatives if a not in mixed)):
-        secs = lead_time(cat, dep, gb_s)[0]
-        label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
-        pools.append(Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica,
-                          dep.capacity_rps_per_replica, lead_hours(secs), dep.system,
-                          cat.system(dep.system).gpus_per_node))
+    pools: list[Pool] = []
+    for dep in (*plan.deployments, *alternatives):
+        pools.extend(deployment_pools(cat, dep, gb_s, len(pools)))
     tiers: list[Tier] = []
     fleet = problem.fleet
     for acc in sorted({p.accelerator for p in pools}):

@@ -147,6 +147,18 @@ class Deployment(ShapeIdentity):
         return out
 
 
+def router_weights(deployments: tuple[Deployment, ...]) -> list[float | None]:
+    """Per deployment, the share of its model's requests each of its replicas receives: its
+    planned load per replica over the model's load (``load_rps / replicas / sum of the model's
+    load_rps``; the model's replicas' shares sum to 1). What a gateway with static weights
+    needs to split load as the plan assumed; None where the model carries no load."""
+    total: dict[str, float] = {}
+    for d in deployments:
+        total[d.model] = total.get(d.model, 0.0) + d.load_rps
+    return [d.load_rps / d.replicas / total[d.model] if total[d.model] > 0 and d.replicas > 0 else None
+            for d in deployments]
+
+
 IDENTITY_KEYS = ("model_id", "accelerator", "system", "quant", "kv_dtype", "tp", "pp", "ep", "moe_tp")
 """A deployment's identity as flat plan-JSON keys (``model_id`` is ``Shape.model``)."""
 
@@ -246,7 +258,8 @@ class Plan:
             "gap": self.gap,
             "solve_seconds": self.solve_seconds,
             "gpus": self.gpus,
-            "deployments": [d.to_dict() for d in self.deployments],
+            "deployments": [{**d.to_dict(), "router_weight": w}
+                            for d, w in zip(self.deployments, router_weights(self.deployments))],
             "systems": [s.to_dict() for s in self.systems],
             "candidates": dict(self.candidates),
             "pruned": dict(self.pruned),

@@ -79,14 +79,15 @@ def peak_plan(problem: Problem, cat: Catalog, time_limit_s: float) -> tuple[Plan
 
 def alternative_configs(session: Session, plan: Plan, k: int) -> tuple[Deployment, ...]:
     """Per model, up to ``k`` configurations besides the plan's, as one-replica deployments:
-    candidates meeting every target (whole GPUs, aggregated serving) on the Pareto front of cost
-    per replica (lower) and capacity (higher), the cheapest per unit of capacity first (ties:
-    table order). Small configurations on the front let quiet hours run fewer GPUs."""
+    candidates meeting every target (whole GPUs; aggregated replicas or disaggregated units,
+    mixed ones bought as two pools) on the Pareto front of cost per replica (lower) and capacity
+    (higher), the cheapest per unit of capacity first (ties: table order). Small configurations
+    on the front let quiet hours run fewer GPUs."""
     used = {config_key(d.model, d) for d in plan.deployments}
     out: list[Deployment] = []
     for t in session.tables:
         ok = [(i, c) for i, c in enumerate(t.candidates)
-              if not c.violations and c.unit is None and not c.partition and c.capacity_rps_per_replica > 0
+              if not c.violations and not c.partition and c.capacity_rps_per_replica > 0
               and config_key(t.name, c) not in used]
         front, best_cap = [], 0.0
         for i, c in sorted(ok, key=lambda x: (x[1].cost_usd_per_hour, -x[1].capacity_rps_per_replica, x[0])):

@@ -17,7 +17,9 @@ scale-up lead time) and says, hour by hour, how many replicas of each pool run o
 Scale-up lead time: a replica started for hour ``h`` loads its weights before the hour begins,
 so every replica added over the hour before (counted cyclically: hour 0 follows the last hour,
 the day repeats) is billed ``lead_hours`` more. Lead hours are rounded up to 1/1000 h (3.6 s) so
-that this arithmetic and the CP-SAT model (:mod:`solver.optimize.purchase`) agree exactly.
+that this arithmetic and the CP-SAT model (:mod:`solver.optimize.purchase`) agree exactly. While
+it loads, such a replica holds its GPUs: inventory, owned GPUs and power count it in the hour
+before as well as the replicas running then (:func:`occupied_gpus`).
 
 Everything here is plain arithmetic on numbers: no solver code. Units: requests/s, US dollars,
 hours.
@@ -73,6 +75,11 @@ class Pool:
     system: str = ""
     """Node shape (catalog system id): pools of one system on one tier share whole nodes."""
     gpus_per_node: int = 1
+    unit_of: int | None = None
+    """A mixed disaggregated unit's prefill part: the index of the pool holding the unit's decode
+    part (and its capacity). This pool serves nothing alone (``capacity_rps`` 0); every hour it
+    runs as many replicas (summed over tiers) as that pool runs units, on its own accelerator,
+    system and tiers. None: a configuration of its own (or a unit's decode part)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,10 +126,20 @@ class PurchaseProblem:
     its GPUs in use rounded up to whole nodes (owned GPUs are not rounded)."""
 
     def usable(self, p: int, t: int) -> bool:
-        """Whether pool ``p`` may run on tier ``t`` (same accelerator; spot only when allowed)."""
+        """Whether pool ``p`` may run on tier ``t``: same accelerator; spot only when allowed,
+        and never for a part of a mixed unit (an interrupted part would take the unit's capacity
+        with it, which the allowance, counted per replica, does not cover)."""
         tier = self.tiers[t]
         return (tier.accelerator == self.pools[p].accelerator
-                and (tier.kind != "spot" or self.spot_allowance is not None))
+                and (tier.kind != "spot" or self.spot_allowance is not None and not self.in_unit(p)))
+
+    def in_unit(self, p: int) -> bool:
+        """Whether pool ``p`` is a part of a mixed unit (its prefill part or its decode part)."""
+        return self.pools[p].unit_of is not None or any(q.unit_of == p for q in self.pools)
+
+    def configs(self, model: str) -> list[int]:
+        """The model's pools that are configurations (a mixed unit once, by its decode part)."""
+        return [p for p, q in enumerate(self.pools) if q.model == model and q.unit_of is None]
 
     def need(self, model: str) -> ModelNeed:
         return next(n for n in self.needs if n.model == model)
@@ -161,6 +178,12 @@ def started(counts: Sequence[int], h: int) -> int:
     return max(0, counts[h] - counts[h - 1])
 
 
+def loading(counts: Sequence[int], kind: TierKind, lead: float, h: int) -> int:
+    """Replicas loading their weights in hour ``h`` for hour ``h + 1`` (cyclic); none on a
+    reserved tier, whose count never changes, nor without a lead time (``lead``, hours)."""
+    return 0 if kind == "reserved" or lead <= 0 else started(counts, (h + 1) % len(counts))
+
+
 def billed_gpu_hours(counts: Sequence[int], kind: TierKind, gpus_per_replica: int,
                      lead: float) -> list[float]:
     """GPU-hours billed in each hour for these replica counts on one tier: reserved capacity is
@@ -172,21 +195,23 @@ def billed_gpu_hours(counts: Sequence[int], kind: TierKind, gpus_per_replica: in
     return [gpus_per_replica * (counts[h] + lead * started(counts, (h + 1) % n)) for h in range(n)]
 
 
-def node_gpus(pp: PurchaseProblem, s: Schedule) -> dict[tuple[str, int], list[int]]:
+def node_gpus(pp: PurchaseProblem, s: Schedule, with_loading: bool = False) -> dict[tuple[str, int], list[int]]:
     """Under ``whole_nodes``: GPUs provisioned per (system, rented tier) in each hour, the GPUs
-    its replicas use rounded up to whole nodes; empty otherwise."""
+    its replicas use (``with_loading``: plus those of replicas loading for the next hour) rounded
+    up to whole nodes; empty otherwise."""
     if not pp.whole_nodes:
         return {}
     used: dict[tuple[str, int], list[int]] = {}
     per_node: dict[str, int] = {}
     for (p, t), counts in s.counts.items():
         pool = pp.pools[p]
-        if pp.tiers[t].kind == "owned":
+        kind = pp.tiers[t].kind
+        if kind == "owned":
             continue
         row = used.setdefault((pool.system, t), [0] * pp.hours)
         per_node[pool.system] = pool.gpus_per_node
         for h, c in enumerate(counts):
-            row[h] += c * pool.gpus_per_replica
+            row[h] += (c + (loading(counts, kind, pool.lead_hours, h) if with_loading else 0)) * pool.gpus_per_replica
     return {k: [-(-g // per_node[k[0]]) * per_node[k[0]] for g in row] for k, row in used.items()}
 
 
@@ -206,15 +231,19 @@ def hourly_costs(pp: PurchaseProblem, s: Schedule) -> list[float]:
     return out
 
 
-def provisioned_gpus(pp: PurchaseProblem, s: Schedule, h: int) -> dict[str, int]:
-    """GPUs provisioned per accelerator in hour ``h``: replicas' GPUs (owned ones, and rented
-    ones rounded up to whole nodes under ``whole_nodes``)."""
+def occupied_gpus(pp: PurchaseProblem, s: Schedule, h: int) -> dict[str, int]:
+    """GPUs occupied per accelerator in hour ``h`` at its busiest (its end): the replicas running
+    in it plus those loading their weights for hour ``h + 1`` (which hold their GPUs from the
+    start of loading); owned GPUs as they are, rented ones rounded up to whole nodes per (system,
+    tier) under ``whole_nodes``. What inventory and power must hold."""
     out: dict[str, int] = {}
-    nodes = node_gpus(pp, s)
+    nodes = node_gpus(pp, s, with_loading=True)
     for (p, t), counts in s.counts.items():
-        if not nodes or pp.tiers[t].kind == "owned":
-            acc = pp.pools[p].accelerator
-            out[acc] = out.get(acc, 0) + counts[h] * pp.pools[p].gpus_per_replica
+        kind = pp.tiers[t].kind
+        if not nodes or kind == "owned":
+            pool = pp.pools[p]
+            out[pool.accelerator] = (out.get(pool.accelerator, 0)
+                                     + (counts[h] + loading(counts, kind, pool.lead_hours, h)) * pool.gpus_per_replica)
     for (system, t), row in nodes.items():
         acc = pp.tiers[t].accelerator
         out[acc] = out.get(acc, 0) + row[h]
@@ -233,8 +262,10 @@ def capacity_rps(pp: PurchaseProblem, s: Schedule, model: str, h: int) -> float:
 
 
 def replicas(pp: PurchaseProblem, s: Schedule, model: str, h: int, kinds: Sequence[str] | None = None) -> int:
+    """The model's replicas in hour ``h`` on tiers of ``kinds`` (a mixed unit counts once)."""
     return sum(c[h] for (p, t), c in s.counts.items()
-               if pp.pools[p].model == model and (kinds is None or pp.tiers[t].kind in kinds))
+               if pp.pools[p].model == model and pp.pools[p].unit_of is None
+               and (kinds is None or pp.tiers[t].kind in kinds))
 
 
 def tiers_for(cat: Catalog, accelerator: str, provider: str | None, reserved: bool, spot: bool) -> list[Tier]:

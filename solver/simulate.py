@@ -43,7 +43,7 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -62,6 +62,11 @@ from solver.traffic import Trace
 
 Router = Literal["round-robin", "weighted", "least-loaded"]
 ROUTERS: tuple[str, ...] = ("round-robin", "weighted", "least-loaded")
+PLAN_ROUTER = "plan"
+"""What :func:`replay` (and ``fleetplan simulate``) route by default: the routing the plan
+assumes. Aggregated replicas take the plan's ``router_weight`` shares (``weighted``); a
+disaggregated deployment's pools are ``least-loaded`` (the planner pools each prefill pool as one
+M/G/c queue, which an even split does not give)."""
 
 
 class WeightedRoundRobin:
@@ -250,6 +255,11 @@ def sample_lengths(lengths: TokenLengths, n: int, rng: np.random.Generator) -> n
     return np.maximum(1, np.rint(np.exp(logq))).astype(np.int64)
 
 
+MAX_REPLAY_REQUESTS = 10_000_000
+"""Most requests one generated replay holds: a memory bound (about ten arrays of one number per
+request, under 1 GB), not a limit of the model."""
+
+
 def poisson_workload(rate_rps: float, duration_s: float, input_tokens: TokenLengths,
                      output_tokens: TokenLengths, seed: int = 0, prefix_hit_rate: float = 0.0,
                      lengths_from: Trace | None = None, cv: float = 1.0) -> Workload:
@@ -259,12 +269,15 @@ def poisson_workload(rate_rps: float, duration_s: float, input_tokens: TokenLeng
     ``cv`` != 1 makes the stream bursty (or smoother): gaps between arrivals are gamma
     distributed with mean ``1 / rate_rps`` and coefficient of variation ``cv`` (a renewal
     process; ``rate_rps x duration_s`` arrivals, rounded)."""
-    if not rate_rps > 0:
-        raise InputError(f"--poisson: rate must be > 0 req/s, got {rate_rps:g}")
-    if not duration_s > 0:
-        raise InputError(f"--duration: must be > 0 s, got {duration_s:g}")
-    if not cv > 0:
-        raise InputError(f"--cv: must be > 0 (1 = Poisson), got {cv:g}")
+    if not (rate_rps > 0 and math.isfinite(rate_rps)):
+        raise InputError(f"--poisson: rate must be a finite number > 0 req/s, got {rate_rps:g}")
+    if not (duration_s > 0 and math.isfinite(duration_s)):
+        raise InputError(f"--duration: must be a finite number > 0 s, got {duration_s:g}")
+    if not (cv > 0 and math.isfinite(cv)):
+        raise InputError(f"--cv: must be a finite number > 0 (1 = Poisson), got {cv:g}")
+    if rate_rps * duration_s > MAX_REPLAY_REQUESTS:
+        raise InputError(f"--poisson x --duration: {rate_rps * duration_s:.3g} requests, more than one replay "
+                         f"holds ({MAX_REPLAY_REQUESTS:,}); shorten --duration")
     rng = np.random.default_rng(seed)
     if cv == 1.0:
         n = max(1, int(rng.poisson(rate_rps * duration_s)))
@@ -284,8 +297,8 @@ def poisson_workload(rate_rps: float, duration_s: float, input_tokens: TokenLeng
 
 def trace_workload(trace: Trace, scale: float = 1.0, prefix_hit_rate: float = 0.0) -> Workload:
     """A trace's requests with arrival times divided by ``scale`` (``scale`` x the rate)."""
-    if not scale > 0:
-        raise InputError(f"--scale: must be > 0, got {scale:g}")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise InputError(f"--scale: must be > 0 and finite, got {scale:g}")
     return Workload(trace.arrival_s / scale, trace.input_tokens, trace.output_tokens,
                     prefix_hit_rate, f"{trace.source} x{scale:.4g}")
 
@@ -325,8 +338,20 @@ class ReplicaSpec:
 
 
 def _planned_load(d: dict[str, Any], replicas: int) -> float:
-    """The planned load (req/s) on each replica of deployment ``d``: the ``weighted`` router's
-    weight; 1 (an even split) when the plan gives no positive ``load_rps``."""
+    """The ``weighted`` router's weight for each replica of deployment ``d``: the plan's stated
+    ``router_weight`` (:func:`solver.plan.router_weights`), else (plans written before it) the
+    planned load per replica, ``load_rps / replicas`` (the same proportions); 1 (an even split)
+    when the plan gives neither as a positive number. A stated weight that is not a number >= 0
+    is a ``ValueError`` (bad input)."""
+    stated = d.get("router_weight")
+    if stated is not None:  # the plan's own figure: a bad one is bad input (a ValueError)
+        try:
+            weight = float(stated)
+        except (TypeError, ValueError):
+            weight = math.nan
+        if isinstance(stated, bool) or not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"router_weight: expected a number >= 0, got {stated!r}")
+        return weight
     try:
         load = float(d.get("load_rps", 0.0)) / replicas
     except (TypeError, ValueError, ZeroDivisionError):
@@ -375,6 +400,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
             spec = _plan_speculation(cat, shape, d.get("speculative"), plan_engine(d))
             if spec is not None and part is not None:  # the draft runs on the same share
                 spec = partition_speculation(spec, share, eng.kv_memory_policy, eng.kv_memory_fraction)
+            weight = _planned_load(d, reps)
         except (TypeError, ValueError, KeyError) as exc:  # InputError is a ValueError
             detail = exc.detail if isinstance(exc, InputError) else str(exc)
             raise InputError(f"PLAN: deployments[{k}]: {detail}") from None
@@ -388,7 +414,7 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
             label += f" speculative ({spec.draft_id})"
         if part is not None:
             label += f" {part}"
-        out += [ReplicaSpec(timer, batch, budget, terms, label, spec, _planned_load(d, reps))] * reps
+        out += [ReplicaSpec(timer, batch, budget, terms, label, spec, weight)] * reps
     if not out:
         raise InputError(f"PLAN: {model!r} has no replicas")
     return out
@@ -777,38 +803,50 @@ def build_workload(trace: Trace | None, poisson_rps: float | None, duration_s: f
     if scale is not None and scale_to_rps is not None:
         raise InputError("--scale and --scale-to: give one")
     if scale_to_rps is not None:
-        if not scale_to_rps > 0:
-            raise InputError(f"--scale-to: must be > 0 req/s, got {scale_to_rps:g}")
+        if not (scale_to_rps > 0 and math.isfinite(scale_to_rps)):
+            raise InputError(f"--scale-to: must be > 0 req/s and finite, got {scale_to_rps:g}")
         mean = trace.requests / trace.span_s if trace.span_s > 0 else float("nan")
         if not mean > 0:
             raise InputError("--scale-to: the trace spans no time")
         scale = scale_to_rps / mean
-    return trace_workload(trace, scale or 1.0, prefix_hit_rate)
+    return trace_workload(trace, 1.0 if scale is None else scale, prefix_hit_rate)
 
 
 def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | None = None,
-           router: Router = "least-loaded", slo: Slo | None = None,
+           router: Router | Literal["plan"] = PLAN_ROUTER, slo: Slo | None = None,
            demand: ModelDemand | None = None) -> SimResult:
     """Simulate ``workload`` on the replicas a plan gives one of its models (``demand``: the
     problem's entry for it, whose LoRA adapters the replicas carry); disaggregated deployments
-    through their pools (:mod:`solver.simulate_disagg`)."""
+    through their pools (:mod:`solver.simulate_disagg`). ``router``: one of :data:`ROUTERS`, or
+    ``plan`` (:data:`PLAN_ROUTER`; the result's ``router`` then reads ``plan: <the rule used>``)."""
+    if router == PLAN_ROUTER:
+        res = _replay(plan, cat, workload, model, "weighted", slo, demand, "least-loaded")
+        return replace(res, router=f"{PLAN_ROUTER}: {res.router}")
+    return _replay(plan, cat, workload, model, router, slo, demand, router)
+
+
+def _replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | None, router: Router,
+            slo: Slo | None, demand: ModelDemand | None, dis_router: Router) -> SimResult:
+    """:func:`replay` with ``router`` for aggregated deployments and ``dis_router`` for
+    disaggregated ones."""
     name, deps = model_deployments(plan, model)
     dis = [(k, d) for k, d in deps if d.get("serving_mode") == "disaggregated"]
     if dis:
         from solver.simulate_disagg import merge_results, part, replay_disaggregated, split_by_share
 
         if len(dis) == len(deps):
-            return replay_disaggregated(dis, cat, workload, router, slo, demand, plan_engine)
+            return replay_disaggregated(dis, cat, workload, dis_router, slo, demand, plan_engine)
         # both modes: each request to one side, in proportion to the plan's load shares
         share = _load_share(dis, deps)
         to_dis = split_by_share(workload, share)
         agg_plan = {**plan, "deployments": [d for _, d in deps if d.get("serving_mode") != "disaggregated"]}
         parts = []
         if to_dis.any():
-            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), router, slo, demand,
+            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), dis_router, slo, demand,
                                                        plan_engine)))
         if (~to_dis).any():
-            parts.append((~to_dis, replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand)))
+            parts.append((~to_dis, _replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand,
+                                           dis_router)))
         return merge_results(parts, workload, slo)
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
     return simulate(plan_replicas(plan, cat, model, longest, demand), workload, router, slo)

@@ -86,9 +86,16 @@ def parse_window(text: str | float, field_name: str = "--window") -> float:
 def _timestamps(values: list[str], column: str, where: str) -> np.ndarray:
     """Seconds since the first row, from numbers of seconds or ISO date-times."""
     try:
-        return np.array([float(v) for v in values])
+        t = np.array([float(v) for v in values])
     except ValueError:
         pass
+    else:
+        bad = np.flatnonzero(~np.isfinite(t))
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(f"row {i + 2}, column {column}: not a finite number of seconds: {values[i]!r}",
+                             where=where)
+        return t
     try:
         t = np.array([v.strip() for v in values], dtype="datetime64[ns]")
     except ValueError:
@@ -111,6 +118,11 @@ def _is_time(v: str) -> bool:
         return False
 
 
+MAX_TOKENS = 1e9
+"""Most tokens one request's prompt or answer may hold in a trace: a sanity bound (far above any
+context window) that keeps the counts within 64-bit integers, not a model limit."""
+
+
 def _tokens(values: list[str], column: str, where: str) -> np.ndarray:
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
@@ -118,9 +130,9 @@ def _tokens(values: list[str], column: str, where: str) -> np.ndarray:
             x = float(v)
         except ValueError:
             raise InputError(f"row {i + 2}, column {column}: not a number: {v!r}", where=where) from None
-        if x < 1 or x != math.floor(x):
-            raise InputError(f"row {i + 2}, column {column}: must be a whole number >= 1, got {v!r}",
-                             where=where)
+        if not (1 <= x <= MAX_TOKENS) or x != math.floor(x):
+            raise InputError(f"row {i + 2}, column {column}: must be a whole number from 1 to {MAX_TOKENS:.0e}, "
+                             f"got {v!r}", where=where)
         out[i] = int(x)
     return out
 
@@ -260,6 +272,10 @@ class TrafficStats:
         return out
 
 
+MAX_WINDOWS = 10_000_000
+"""Most windows one trace is counted in (a memory bound: one 8-byte count per window)."""
+
+
 def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0,
                   histogram_bins: int = 0, window_field: str = "--window") -> TrafficStats:
     """Rates, lengths and burstiness of a trace at windows of ``window_s`` seconds; lengths as
@@ -270,6 +286,9 @@ def traffic_stats(trace: Trace, window_s: float = 10.0, percentile: float = 99.0
     t = trace.arrival_s
     n = trace.requests
     span = trace.span_s
+    if span / window_s > MAX_WINDOWS:
+        raise InputError(f"{window_field}: {window_s:g} s windows split the trace's {span:.3g} s into more than "
+                         f"{MAX_WINDOWS:,} windows; use a longer window")
     counts = window_counts(t, window_s)
     if span < window_s:
         raise InputError(f"{window_field}: the trace spans {span:.3g} s, less than one {window_s:g} s "

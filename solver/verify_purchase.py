@@ -7,8 +7,8 @@ from __future__ import annotations
 from solver.catalog import Catalog, provider_key
 import math
 
-from solver.purchasing import (PurchaseProblem, Schedule, Tier, cap_units, hourly_costs, need_units, node_gpus,
-                               provisioned_gpus, started)
+from solver.purchasing import (PurchaseProblem, Schedule, Tier, cap_units, hourly_costs, loading, need_units,
+                               node_gpus, occupied_gpus, started)
 
 
 def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
@@ -31,6 +31,16 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
             out.append(f"pool {p} tier {tier.price_id}: reserved replicas change over the period {counts}")
         if min(counts) < 0:
             out.append(f"pool {p} tier {t}: negative replicas")
+        if tier.kind == "spot" and pp.in_unit(p) and any(counts):
+            out.append(f"pool {p}: a part of a mixed unit runs on spot ({tier.price_id})")
+    for q, part in enumerate(pp.pools):
+        if part.unit_of is None:
+            continue
+        for h in range(H):
+            parts = sum(c[h] for (p, _), c in s.counts.items() if p == q)
+            units = sum(c[h] for (p, _), c in s.counts.items() if p == part.unit_of)
+            if parts != units:
+                out.append(f"pool {q} hour {h}: {parts} prefill part(s) for {units} unit(s) of pool {part.unit_of}")
     for need in pp.needs:
         mine = [(p, t) for (p, t) in s.counts if pp.pools[p].model == need.model]
         largest = max(q.capacity_rps for q in pp.pools if q.model == need.model)
@@ -49,22 +59,25 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
                 out.append(f"{need.model} hour {h}: capacity {'units ' if integer else ''}{cap:g} "
                            f"{'less the largest replica ' if need.n_plus_one else ''}below the need "
                            f"{need.need_rps[h]:.4g} req/s")
-            configs = len({p for p, t in mine if s.counts[p, t][h] > 0})
+            configs = len({p for p, t in mine if s.counts[p, t][h] > 0 and pp.pools[p].unit_of is None})
             if pp.max_configs is not None and configs > pp.max_configs:
                 out.append(f"{need.model} hour {h}: {configs} configurations > {pp.max_configs} (max_configs_per_model)")
-            warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot")
+            warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot" and pp.pools[p].unit_of is None)
             if warm < need.min_warm:
                 out.append(f"{need.model} hour {h}: {warm} non-spot replica(s) < warm minimum {need.min_warm}")
     for acc in sorted({q.accelerator for q in pp.pools}):
         on_acc = [(p, t) for (p, t) in s.counts if pp.pools[p].accelerator == acc]
         for h in range(H):
-            gpus = provisioned_gpus(pp, s, h).get(acc, 0)
-            owned = sum(pp.pools[p].gpus_per_replica * s.counts[p, t][h] for p, t in on_acc
-                        if pp.tiers[t].kind == "owned")
+            gpus = occupied_gpus(pp, s, h).get(acc, 0)
+            owned = sum(pp.pools[p].gpus_per_replica
+                        * (s.counts[p, t][h] + loading(s.counts[p, t], "owned", pp.pools[p].lead_hours, h))
+                        for p, t in on_acc if pp.tiers[t].kind == "owned")
             if pp.inventory is not None and acc in pp.inventory and gpus > pp.inventory[acc]:
-                out.append(f"{acc} hour {h}: {gpus} GPUs > inventory {pp.inventory[acc]}")
+                out.append(f"{acc} hour {h}: {gpus} GPUs > inventory {pp.inventory[acc]} "
+                           f"(running, and loading for hour {(h + 1) % H})")
             if owned > pp.owned.get(acc, 0):
-                out.append(f"{acc} hour {h}: {owned} owned GPUs in use > {pp.owned.get(acc, 0)} owned")
+                out.append(f"{acc} hour {h}: {owned} owned GPUs in use > {pp.owned.get(acc, 0)} owned "
+                           f"(running, and loading for hour {(h + 1) % H})")
     out.extend(_hourly_limits(pp, s, integer))
     if pp.one_provider != "none":
         seen: dict[str, set[str]] = {}
@@ -89,7 +102,8 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
 
 
 def _hourly_limits(pp: PurchaseProblem, s: Schedule, integer: bool) -> list[str]:
-    """Budget and power in every hour (GPUs provisioned: whole nodes where asked). ``integer``:
+    """Budget and power in every hour (power: GPUs occupied, running or loading for the next
+    hour, in whole nodes where asked; :func:`solver.purchasing.occupied_gpus`). ``integer``:
     the cost in 1e-7 dollars (prices to 1e-4 $, hours to 1e-3) as the optimiser counts it."""
     out = []
     costs = _cost_units(pp, s) if integer else hourly_costs(pp, s)
@@ -101,9 +115,10 @@ def _hourly_limits(pp: PurchaseProblem, s: Schedule, integer: bool) -> list[str]
                 usd = costs[h] / 1e7 if integer else costs[h]
                 out.append(f"hour {h}: cost ${usd:.4f} > budget ${pp.budget_usd_per_hour:g}/h")
         if pp.power_kw is not None:
-            watts = sum(g * math.ceil(pp.tdp_w.get(a, 0.0) - 1e-9) for a, g in provisioned_gpus(pp, s, h).items())
+            watts = sum(g * math.ceil(pp.tdp_w.get(a, 0.0) - 1e-9) for a, g in occupied_gpus(pp, s, h).items())
             if watts > pp.power_kw * 1000 + 1e-6:
-                out.append(f"hour {h}: power {watts / 1000:g} kW > {pp.power_kw:g} kW")
+                out.append(f"hour {h}: power {watts / 1000:g} kW > {pp.power_kw:g} kW "
+                           f"(GPUs running, and loading for hour {(h + 1) % pp.hours})")
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 from pathlib import Path
 
@@ -175,6 +176,180 @@ def test_whole_nodes_bill_every_gpu_of_a_node_each_hour_hand_computed():
     assert set(res.schedule.counts) == {(0, 0)}  # reserved replicas only, in one node
     assert brute_force_schedule(pp, 3).cost_usd == pytest.approx(24.0)
     assert solve_schedule(dataclasses.replace(pp, whole_nodes=False)).cost_usd == pytest.approx(14.0)
+
+
+# -- replicas loading for the next hour hold their GPUs ------------------------------------------
+
+G_OD = Tier("g", "on-demand", "a", 2.0, "g-od")
+K_OD = Tier("k", "on-demand", "a", 3.0, "k-od")
+SWAP_POOLS = (Pool("A", "g", "cfg", 1, 10.0, 0.25), Pool("A", "k", "cfg", 1, 10.0, 0.25),
+              Pool("B", "g", "cfg", 1, 10.0, 0.25), Pool("B", "k", "cfg", 1, 10.0, 0.25))
+
+
+def swap(**kw: object) -> PurchaseProblem:
+    """Two hours; model A needs 30 then 10 req/s, model B 10 then 30; 1-GPU replicas of 10 req/s
+    on g ($2/GPU-h) or k ($3), lead 0.25 h."""
+    return PurchaseProblem(SWAP_POOLS, (G_OD, K_OD), (need((30.0, 10.0), model="A"), need((10.0, 30.0), model="B")),
+                           2, None, **kw)  # type: ignore[arg-type]
+
+
+def test_replicas_loading_for_the_next_hour_count_against_inventory_hand_computed():
+    """Inventory 4 g GPUs. All on g: A 3, 1 and B 1, 3 run 4 GPUs each hour ($16) and start 2
+    replicas each hour ($0.50 each): $18; but at the end of hour 0 B's 2 replicas for hour 1 are
+    loading beside A's 3 and B's 1: 6 g GPUs. Within 4 occupied g GPUs a pool's g GPUs in an hour are
+    max(its count now, next hour) (two hours, cyclic): A on g 2, 1 and B on g 1, 2 (2 + 2), the
+    rest on k: A on k 1, 0 and B on k 0, 1. Running: 6 g-hours x $2 + 2 k-hours x $3 = $18;
+    starts: 2 on g x $0.50 + 2 on k x $0.75 = $2.50; $20.50. With 6 g GPUs the $18 mix fits."""
+    all_g = Schedule({(0, 0): (3, 1), (2, 0): (1, 3)})
+    assert sum(hourly_costs(swap(), all_g)) == pytest.approx(18.0)
+    tight = swap(inventory={"g": 4})
+    bad = schedule_violations(tight, all_g)
+    assert any(v.startswith("g hour 0: 6 GPUs > inventory 4") for v in bad), bad
+    assert any(v.startswith("g hour 1: 6 GPUs > inventory 4") for v in bad), bad  # A's 2 load for hour 0
+    hand = Schedule({(0, 0): (2, 1), (1, 1): (1, 0), (2, 0): (1, 2), (3, 1): (0, 1)})
+    assert schedule_violations(tight, hand) == []
+    assert sum(hourly_costs(tight, hand)) == pytest.approx(20.5)
+    res = solve_schedule(tight)
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(20.5)
+    assert schedule_violations(tight, res.schedule) == []
+    assert brute_force_schedule(tight, 3).cost_usd == pytest.approx(20.5)
+    assert solve_schedule(swap(inventory={"g": 6})).cost_usd == pytest.approx(18.0)
+
+
+def test_replicas_loading_for_the_next_hour_count_against_power_and_owned_gpus():
+    """Same case, 1 kW per GPU: 4 GPUs run in each hour, but the end of each hour holds A's (or
+    B's) 3 running and 3 for the next: 6 kW. Within 5 kW no schedule exists; within 6 kW the $18
+    mix fits. Owned g GPUs (free) are held the same way: with 4 owned and no other g tier, the
+    owned pools' max(now, next) over both models is at most 4."""
+    tdp = {"g": 1000.0, "k": 1000.0}
+    all_g = Schedule({(0, 0): (3, 1), (2, 0): (1, 3)})
+    assert any(v.startswith("hour 0: power 6 kW > 5 kW") for v in schedule_violations(swap(tdp_w=tdp, power_kw=5.0), all_g))
+    assert solve_schedule(swap(tdp_w=tdp, power_kw=5.0)).status == "infeasible"
+    assert solve_schedule(swap(tdp_w=tdp, power_kw=6.0)).cost_usd == pytest.approx(18.0)
+    owned = PurchaseProblem(SWAP_POOLS, (Tier("g", "owned", "owned", 0.0, "fleet.owned"), K_OD),
+                            (need((30.0, 10.0), model="A"), need((10.0, 30.0), model="B")), 2, None, owned={"g": 4})
+    bad = schedule_violations(owned, Schedule({(0, 0): (3, 1), (2, 0): (1, 3)}))
+    assert any(v.startswith("g hour 0: 6 owned GPUs in use > 4 owned") for v in bad), bad
+    res = solve_schedule(owned)
+    # k pays for what 4 owned GPUs cannot hold: A 3 + B 3 at the hours' ends need 2 k replicas
+    # running one hour each (A's hour 0, B's hour 1): $6 + two starts x $0.75 = $7.50
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(7.5)
+    assert schedule_violations(owned, res.schedule) == []
+    assert brute_force_schedule(owned, 3).cost_usd == pytest.approx(7.5)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_loading_replicas_within_limits_equal_brute_force(seed: int):
+    """Two models share accelerator g (inventory or power binding, sometimes whole nodes and
+    owned GPUs) over two hours with lead times: CP-SAT equals the brute force over every
+    schedule of up to 3 replicas per pool and tier."""
+    rng = random.Random(100 + seed)
+    gpr = rng.choice([1, 2])
+    lead = rng.choice([0.25, 0.5])
+    node = rng.choice([1, 2, 4])
+    pools = (Pool("A", "g", "cfg", gpr, 10.0, lead, "n", node), Pool("B", "g", "cfg", gpr, 10.0, lead, "n", node))
+    tiers = (Tier("g", "on-demand", "a", rng.choice([2.0, 3.0]), "g-od"),
+             rng.choice([Tier("g", "reserved", "a", 1.5, "g-r", 12), Tier("g", "owned", "owned", 0.5, "fleet.owned")]))
+    needs = (need((float(rng.randint(10, 30)), float(rng.randint(1, 10))), model="A"),
+             need((float(rng.randint(1, 10)), float(rng.randint(10, 30))), model="B"))
+    pp = PurchaseProblem(pools, tiers, needs, 2, None, owned={"g": rng.choice([0, 2, 4])}, tdp_w={"g": 1000.0},
+                         whole_nodes=rng.random() < 0.4)
+    running = max(math.ceil(needs[0].need_rps[h] / 10) + math.ceil(needs[1].need_rps[h] / 10) for h in range(2))
+    running += rng.choice([0, 1])  # limits at 1-2 replicas above the busiest hour's running need
+    if rng.random() < 0.5:
+        pp = dataclasses.replace(pp, inventory={"g": (running + 1) * gpr})
+    else:
+        pp = dataclasses.replace(pp, power_kw=(running + 1) * gpr)
+    res = solve_schedule(pp)
+    ref = brute_force_schedule(pp, 3)
+    if ref.cost_usd is None:
+        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 3
+        return
+    assert res.status == "optimal" and schedule_violations(pp, res.schedule) == []
+    assert res.cost_usd <= ref.cost_usd + 1e-9
+    if max(max(c) for c in res.schedule.counts.values()) <= 3:
+        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+
+
+# -- mixed disaggregated units: each pool's GPUs on its own accelerator ---------------------------
+
+def unit_case(**kw: object) -> PurchaseProblem:
+    """Needs 10, 20, 10 req/s over 3 hours. A mixed unit: its decode part 1 GPU of g ($3) serving
+    10 req/s, its prefill part 2 GPUs of k ($1) serving nothing alone; or an aggregated replica of
+    2 g GPUs ($6) serving 10. A spot g tier at $0.50 with allowance 0."""
+    pools = (Pool("m", "g", "unit decode", 1, 10.0, 0.0), Pool("m", "k", "unit prefill", 2, 0.0, 0.0, unit_of=0),
+             Pool("m", "g", "aggregated", 2, 10.0, 0.0))
+    tiers = (Tier("g", "on-demand", "a", 3.0, "g-od"), Tier("k", "on-demand", "a", 1.0, "k-od"),
+             Tier("g", "spot", "a", 0.5, "g-spot"))
+    return PurchaseProblem(pools, tiers, (need((10.0, 20.0, 10.0)),), 3, kw.pop("spot", None), **kw)  # type: ignore[arg-type]
+
+
+def test_mixed_unit_parts_run_together_on_their_own_accelerators_hand_computed():
+    """A unit costs $3 + 2 x $1 = $5 an hour against $6 for the aggregated replica: units 1, 2, 1
+    = $20. With 2 k GPUs (one unit's prefill part) hour 1 runs 1 unit + 1 aggregated replica:
+    $5 + $11 + $5 = $21. A decode part without its prefill part (or the reverse) is flagged; no
+    part of a unit runs on spot (a lost part would take the unit's capacity down with it)."""
+    pp = unit_case()
+    hand = Schedule({(0, 0): (1, 2, 1), (1, 1): (1, 2, 1)})
+    assert schedule_violations(pp, hand) == []
+    assert hourly_costs(pp, hand) == pytest.approx([5.0, 10.0, 5.0])
+    res = solve_schedule(pp)
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(20.0)
+    assert res.schedule.counts == hand.counts
+    assert brute_force_schedule(pp, 2).cost_usd == pytest.approx(20.0)
+    tight = unit_case(inventory={"k": 2})
+    res = solve_schedule(tight)
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(21.0)
+    assert schedule_violations(tight, res.schedule) == []
+    assert brute_force_schedule(tight, 2).cost_usd == pytest.approx(21.0)
+    assert any("k hour 1: 4 GPUs > inventory 2" in v for v in schedule_violations(tight, hand))
+    alone = schedule_violations(pp, Schedule({(0, 0): (1, 2, 1), (1, 1): (1, 1, 1)}))
+    assert any("pool 1 hour 1: 1 prefill part(s) for 2 unit(s) of pool 0" in v for v in alone), alone
+    spot = unit_case(spot=0.0)
+    assert not spot.usable(0, 2) and not spot.usable(1, 2) and spot.usable(2, 2)
+    # one warm non-spot replica an hour (a unit, $5) and hour 1's other 10 req/s on spot (2 GPUs x $0.50)
+    assert solve_schedule(spot).cost_usd == pytest.approx(5.0 + 6.0 + 5.0)
+    assert any("runs on spot" in v for v in schedule_violations(spot, Schedule({(0, 2): (1, 2, 1), (1, 1): (1, 2, 1)})))
+
+
+def test_mixed_unit_warm_minimum_and_configurations_count_units_once():
+    """The warm minimum and max_configs_per_model count a unit once (its decode part)."""
+    pp = dataclasses.replace(unit_case(), needs=(need((10.0, 20.0, 10.0), warm=2),), max_configs=1)
+    res = solve_schedule(pp)
+    assert res.status == "optimal" and res.cost_usd == pytest.approx(30.0)  # units 2, 2, 2
+    assert schedule_violations(pp, res.schedule) == []
+    assert brute_force_schedule(pp, 2).cost_usd == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_mixed_units_within_limits_equal_brute_force(seed: int):
+    """A mixed unit (decode part on g, prefill part on k) beside an aggregated g replica over two
+    hours, with lead times, reserved or spot tiers, whole nodes, an inventory on either
+    accelerator and one configuration per model drawn at random: CP-SAT equals the brute force
+    over every schedule of up to 2 replicas per pool and tier."""
+    rng = random.Random(seed)
+    lead = rng.choice([0.0, 0.25])
+    pools = (Pool("m", "g", "dec", rng.choice([1, 2]), 10.0, lead, "ng", rng.choice([1, 2])),
+             Pool("m", "k", "pre", rng.choice([1, 2, 4]), 0.0, lead, "nk", rng.choice([1, 2, 4]), unit_of=0),
+             Pool("m", "g", "agg", 2, rng.choice([8.0, 10.0]), lead, "ng", 2))
+    tiers = (Tier("g", "on-demand", "a", rng.choice([2.0, 3.0]), "g-od"),
+             Tier("k", "on-demand", "a", rng.choice([0.5, 1.0]), "k-od"),
+             rng.choice([Tier("g", "reserved", "a", 1.5, "g-r", 12), Tier("k", "reserved", "a", 0.4, "k-r", 12),
+                         Tier("g", "spot", "a", 0.5, "g-s")]))
+    rates = tuple(float(rng.randint(5, 25)) for _ in range(2))
+    pp = PurchaseProblem(pools, tiers, (need(rates, warm=rng.choice([1, 2])),), 2, rng.choice([None, 0.2]),
+                         whole_nodes=rng.random() < 0.4,
+                         inventory=rng.choice([None, {"k": rng.choice([2, 4, 6])}, {"g": rng.choice([3, 4, 6])}]),
+                         max_configs=rng.choice([None, 1]))
+    res = solve_schedule(pp)
+    ref = brute_force_schedule(pp, 2)
+    if ref.cost_usd is None:
+        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 2
+        return
+    assert res.status == "optimal" and schedule_violations(pp, res.schedule) == []
+    assert res.cost_usd <= ref.cost_usd + 1e-9
+    if max(max(c) for c in res.schedule.counts.values()) <= 2:
+        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
 
 
 # -- the independent check ----------------------------------------------------------------------

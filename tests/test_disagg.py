@@ -541,11 +541,66 @@ def test_a_mixed_unit_replays_with_each_pool_on_its_accelerator(mixed):
     assert r.ttft_s[0] * 1e3 == pytest.approx(floor, rel=0.01) and r.ttft_s[0] * 1e3 <= ttft_min
 
 
-def test_purchase_refuses_a_mixed_unit_in_one_line(mixed):
-    """Purchasing per hour prices one accelerator per configuration: a unit on two is refused."""
+def test_purchase_schedules_a_mixed_unit_with_each_pool_on_its_accelerator(mixed):
+    """Purchasing per hour splits the $9.91/h unit into its H200 decode part (1 GPU) and its L40S
+    prefill part (8 GPUs), each priced on its own accelerator's tiers; at a flat peak every hour
+    runs one of each (no reserved rows for these parts' providers are cheaper: at most $9.91/h)."""
     from solver.demand import purchase_problem
-    from solver.errors import InputError
+    from solver.optimize.purchase import solve_schedule
+    from solver.purchasing import occupied_gpus
+    from solver.verify_purchase import schedule_violations
 
     p, _, plan = mixed
-    with pytest.raises(InputError, match="prefill pool on another accelerator"):
-        purchase_problem(p, plan, CAT)
+    pp = purchase_problem(p, plan, CAT)
+    dec, pre = pp.pools
+    assert (dec.accelerator, dec.gpus_per_replica, dec.unit_of) == ("h200-sxm", 1, None)
+    assert (pre.accelerator, pre.gpus_per_replica, pre.unit_of, pre.capacity_rps) == ("l40s", 8, 0, 0.0)
+    assert pre.system == "pcie-l40s-8" and pre.lead_hours > 0
+    res = solve_schedule(pp)
+    assert res.status == "optimal" and schedule_violations(pp, res.schedule, cat=CAT) == []
+    for h in range(pp.hours):
+        assert occupied_gpus(pp, res.schedule, h) == {"h200-sxm": 1, "l40s": 8}
+    assert res.cost_usd <= 24 * 9.91 + 1e-6
+
+def test_purchase_cli_follows_the_day_with_mixed_units(tmp_path):
+    """`fleetplan purchase` on a day of 5-30 req/s served by the mixed unit (6.74 req/s each):
+    every hour runs ceil(rate / 6.74) units, each with its 8 L40S prefill GPUs, and the schedule
+    passes its check; the text output names the prefill part as running with each unit."""
+    day = [5, 5, 5, 5, 5, 5, 10, 15, 20, 25, 30, 30, 30, 30, 30, 25, 25, 20, 15, 15, 10, 10, 5, 5]
+    doc = _mixed_problem(["h200-sxm", "l40s"]).model_dump(mode="json", exclude_none=True)
+    doc["models"][0]["traffic"].update(peak_rps=30, hourly_rps=day)
+    f = tmp_path / "day.yaml"
+    f.write_text(json.dumps(doc))
+    r = CliRunner().invoke(main, ["purchase", str(f), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    s = out["schedule"]
+    dec, pre = s["pools"]
+    assert (dec["accelerator"], pre["accelerator"], pre["unit_of"], pre["gpus_per_replica"]) == ("h200-sxm", "l40s", 0, 8)
+    units = [sum(row["replicas"]["m"].values()) for row in s["hourly"]]
+    assert units == [math.ceil(x / dec["capacity_rps"] - 1e-9) for x in day]
+    by_pool = {p: [0] * 24 for p in (0, 1)}
+    for c in s["counts"]:
+        by_pool[c["pool"]] = [a + b for a, b in zip(by_pool[c["pool"]], c["replicas"])]
+    assert by_pool[0] == by_pool[1] == units and out["violations"] == []
+    r = CliRunner().invoke(main, ["purchase", str(f)])
+    assert r.exit_code == 0 and "x8 prefill of pool 0's units, 8 GPU(s)/replica, runs with each unit" in r.output
+
+
+def test_purchase_offers_units_as_alternative_configurations(tmp_path):
+    """With --alternatives 2 the day of the mixed example may also run the next units on the
+    table's front (mixed ones included, each with its own prefill part): the schedule passes its
+    check and costs no more than with the peak unit alone."""
+    day = [5, 5, 5, 5, 5, 5, 10, 15, 20, 25, 30, 30, 30, 30, 30, 25, 25, 20, 15, 15, 10, 10, 5, 5]
+    doc = _mixed_problem(["h200-sxm", "l40s"]).model_dump(mode="json", exclude_none=True)
+    doc["models"][0]["traffic"].update(peak_rps=30, hourly_rps=day)
+    f = tmp_path / "day.yaml"
+    f.write_text(json.dumps(doc))
+    runs = {k: json.loads(CliRunner().invoke(main, ["purchase", str(f), "--json", "--alternatives", str(k)]).output)
+            for k in (0, 2)}
+    pools = runs[2]["schedule"]["pools"]
+    parts = [p for p in pools if p["unit_of"] is not None]
+    assert len(pools) > 2 and len(parts) >= 2  # the plan's unit and at least one more mixed unit
+    assert all(pools[p["unit_of"]]["accelerator"] == "h200-sxm" and p["accelerator"] == "l40s" for p in parts)
+    assert runs[2]["violations"] == []
+    assert runs[2]["schedule"]["cost_usd"] <= runs[0]["schedule"]["cost_usd"] + 1e-6

@@ -469,8 +469,10 @@ def test_weighted_router_weights_are_the_planned_load_per_replica() -> None:
     reps = plan_replicas(plan, cat, None, 6000)
     deps = plan["deployments"]
     want = [float(d["load_rps"]) / int(d["replicas"]) for d in deps for _ in range(int(d["replicas"]))]
-    assert [s.weight for s in reps] == pytest.approx(want)
-    bad = {**plan, "deployments": [{k: v for k, v in d.items() if k != "load_rps"} for d in deps]}
+    got = [s.weight for s in reps]  # the plan's router_weight: the same shares, summing to 1
+    assert got == pytest.approx([x / sum(want) for x in want]) and sum(got) == pytest.approx(1.0)
+    bad = {**plan, "deployments": [{k: v for k, v in d.items() if k not in ("load_rps", "router_weight")}
+                                   for d in deps]}
     assert [s.weight for s in plan_replicas(bad, cat, None, 6000)] == [1.0] * len(reps)
 
 

@@ -269,3 +269,16 @@ def test_weighted_router_splits_a_pool_evenly():
     g = [_group(10.0, 4.0, n_prefill=2, n_decode=3)]
     wr, rr = simulate_disaggregated(g, w, "weighted"), simulate_disaggregated(g, w, "round-robin")
     assert wr.router == "weighted" and np.array_equal(wr.e2e_s, rr.e2e_s)
+
+
+def test_the_plans_routing_keeps_a_units_pools_least_loaded(rag):
+    """``router="plan"`` (the default of replay and `fleetplan simulate`) routes a disaggregated
+    deployment's pools least-loaded (the planner pools each prefill pool as one M/G/c queue),
+    not by static weights."""
+    p, plan = rag
+    dep, d = plan.deployments[0], p.models[0]
+    w = poisson_workload(dep.load_rps * 0.5, 200 / dep.load_rps, d.traffic.input_tokens, d.traffic.output_tokens, seed=2)
+    got = replay(plan.to_dict(), CAT, w, slo=d.slo)
+    ll = replay(plan.to_dict(), CAT, w, router="least-loaded", slo=d.slo)
+    assert got.router == "plan: least-loaded"
+    assert got.ttft.p99_ms == ll.ttft.p99_ms and got.tpot.p99_ms == ll.tpot.p99_ms

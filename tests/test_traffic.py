@@ -129,6 +129,11 @@ def test_problem_can_point_at_a_trace(tmp_path: Path) -> None:
     ("timestamp_s,input_tokens,output_tokens\n0,5,5\n1,x,5\n", "row 3, column input_tokens"),
     ("timestamp_s,input_tokens,output_tokens\n0,5,0\n", "row 2, column output_tokens"),
     ("timestamp_s,input_tokens,output_tokens\nyesterday,5,5\n", "row 2, column timestamp_s"),
+    ("timestamp_s,input_tokens,output_tokens\nnan,5,5\n1,5,5\n", "row 2, column timestamp_s: not a finite"),
+    ("timestamp_s,input_tokens,output_tokens\n0,5,5\ninf,5,5\n", "row 3, column timestamp_s: not a finite"),
+    ("timestamp_s,input_tokens,output_tokens\n0,nan,5\n", "row 2, column input_tokens: must be a whole"),
+    ("timestamp_s,input_tokens,output_tokens\n0,5,inf\n", "row 2, column output_tokens: must be a whole"),
+    ("timestamp_s,input_tokens,output_tokens\n0,1e30,5\n", "row 2, column input_tokens: must be a whole"),
 ])
 def test_bad_traces_name_the_column_or_row(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
@@ -187,3 +192,13 @@ def test_trace_shorter_than_a_window_is_bad_input(tmp_path: Path, text: str) -> 
     res = CliRunner().invoke(main, ["traffic", str(f), "--window", "10s"])
     assert res.exit_code == 2 and "--window: the trace spans" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_a_window_too_short_for_the_trace_is_one_line(tmp_path: Path) -> None:
+    """A 100 s trace at 1 microsecond windows would need 1e8 counts (was a MemoryError at 1e-9 s)."""
+    f = tmp_path / "t.csv"
+    f.write_text("timestamp_s,input_tokens,output_tokens\n0,5,5\n50,5,5\n100,5,5\n")
+    res = CliRunner().invoke(main, ["traffic", str(f), "--window", "0.000001"])
+    assert res.exit_code == 2 and "--window" in res.output and "windows" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert CliRunner().invoke(main, ["traffic", str(f), "--window", "0.001"]).exit_code == 0

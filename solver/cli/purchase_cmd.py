@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from solver.cli.output import emit_json, fmt, table
+from solver.cli.params import FiniteFloat
 
 EXIT_INFEASIBLE = 1
 
@@ -25,9 +26,9 @@ EXIT_INFEASIBLE = 1
 @click.option("--alternatives", type=int, default=None,
               help="Configurations per model (0-4) offered to every hour besides the peak plan's "
                    "(default: the problem's purchasing.alternatives, 0).")
-@click.option("--load-gb-s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--load-gb-s", type=FiniteFloat(0.0, None, lo_open=True), default=None,
               help="Weight load bandwidth for the scale-up lead time, GB/s (default: the host link).")
-@click.option("--time-limit", type=click.FloatRange(min=0.1, max=3600), default=30.0, show_default=True,
+@click.option("--time-limit", type=FiniteFloat(0.1, 3600), default=30.0, show_default=True,
               help="Seconds for each of the two solves (configuration, then schedule).")
 @click.option("--json", "as_json", is_flag=True, help="Print the peak plan, the schedule and unit costs as JSON.")
 def purchase(problem_file: Path, spot_allowance: float | None, reserved: bool | None, min_warm: int | None,
@@ -39,7 +40,10 @@ def purchase(problem_file: Path, spot_allowance: float | None, reserved: bool | 
     The configuration is planned at the peak hour (as `fleetplan solve` does); then a CP-SAT
     model over the hours (traffic.hourly_rps: 24 or 168 rates per model) chooses the replicas on
     each price tier, keeping a warm minimum and paying the scale-up lead time (weights / load
-    bandwidth) for every replica started. Prints one row per hour (demand, replicas per tier,
+    bandwidth) for every replica started; while it loads, in the hour before, it holds its GPUs
+    against inventory, owned GPUs and power. A disaggregated unit whose prefill pool runs on
+    another accelerator is bought as two pools, each on its own accelerator's tiers, one prefill
+    part per unit every hour (never on spot). Prints one row per hour (demand, replicas per tier,
     utilisation, cost, $/M tokens) and unit costs at peak and over the period.
 
     \b
@@ -74,9 +78,11 @@ def _print(d: dict) -> None:  # type: ignore[type-arg]
         return
     click.echo(f"Peak plan: ${plan['cost_usd_per_hour']:.2f}/h ({plan['gpus']} GPUs at the problem's "
                "pricing and owned cost)")
-    for p in s["pools"]:
-        click.echo(f"  pool {p['model']}: {p['config']}, {p['gpus_per_replica']} GPU(s)/replica, "
-                   f"{fmt(p['capacity_rps'])} req/s per replica, lead {p['lead_hours'] * 3600:.0f} s")
+    for i, p in enumerate(s["pools"]):
+        serves = (f"{fmt(p['capacity_rps'])} req/s per replica" if p.get("unit_of") is None
+                  else "runs with each unit, serves nothing alone")
+        click.echo(f"  pool {i} {p['model']}: {p['config']}, {p['gpus_per_replica']} GPU(s)/replica, "
+                   f"{serves}, lead {p['lead_hours'] * 3600:.0f} s")
     click.echo("Tiers used:")
     for t in s["tiers"]:
         extra = (f", term {t['term_months']} months" if t["term_months"] else "") + \

@@ -4,11 +4,15 @@ Variables, for each pool ``p`` and usable tier ``t`` (:class:`solver.purchasing.
 one count for a reserved tier (held every hour), a count per hour otherwise, and per hour the
 replicas started (``>= n[h] - n[h-1]``, cyclic). Constraints per model and hour: capacity counted
 (spot at ``1 - allowance``; under N+1 less the largest replica of the model) >= need; non-spot
-replicas >= the warm minimum. Per accelerator and hour: GPUs <= inventory, owned GPUs <= owned.
-Per model and hour: at most ``max_configs`` pools (configurations) with replicas.
+replicas >= the warm minimum. Per accelerator and hour: GPUs held <= inventory, owned GPUs held
+<= owned, where a replica started for hour h+1 (with a lead time) holds its GPUs in hour h too.
+Per model and hour: at most ``max_configs`` pools (configurations) with replicas. A mixed
+unit's prefill part (``Pool.unit_of``) runs, every hour, as many replicas as its decode part
+(each summed over tiers); it counts neither as a configuration nor towards the warm minimum.
 Per hour: the cost billed in it <= ``budget_usd_per_hour``, the TDP of every GPU provisioned <=
-``power_kw``; under ``whole_nodes`` the GPUs of each (system, rented tier) are whole nodes
-N[h] (``gpus_per_node x N[h] >=`` GPUs in use), billed and powered in full.
+``power_kw`` (GPUs held, as for inventory); under ``whole_nodes`` the GPUs of each (system, rented
+tier) are whole nodes N[h] (``gpus_per_node x N[h] >=`` GPUs running), billed in full, and the
+nodes powered and counted against inventory cover the GPUs held.
 ``one_provider``: a chosen provider per accelerator (or one for the fleet); rented tiers of other
 providers hold no replicas. Objective: the period's cost in 1e-7 dollars (price in 1e-4 $ x GPU
 x thousandths of an hour), exactly the arithmetic of :func:`solver.purchasing.hourly_costs`;
@@ -80,9 +84,12 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
     m = cp_model.CpModel()
     H = pp.hours
     n: dict[tuple[int, int], list[cp_model.IntVar]] = {}
+    held: dict[tuple[int, int], list[cp_model.LinearExpr]] = {}
+    """Replicas holding GPUs in each hour: running, plus loading for the next hour."""
     hour_cost: list[list[cp_model.LinearExpr]] = [[] for _ in range(H)]
     """Cost billed in each hour, 1e-7 dollars."""
     ub = {p: _upper_bound(pp, p) for p in range(len(pp.pools))}
+    ub.update({p: ub[q.unit_of] for p, q in enumerate(pp.pools) if q.unit_of is not None})
     for p, pool in enumerate(pp.pools):
         for t, tier in enumerate(pp.tiers):
             if not pp.usable(p, t):
@@ -92,6 +99,7 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
             if tier.kind == "reserved":
                 r = m.NewIntVar(0, ub[p], f"r_{p}_{t}")
                 n[p, t] = [r] * H
+                held[p, t] = [r] * H
                 if not in_nodes:
                     for h in range(H):
                         hour_cost[h].append(price * LEAD_STEPS_PER_HOUR * r)
@@ -102,14 +110,16 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
             if not in_nodes:
                 for h in range(H):
                     hour_cost[h].append(price * LEAD_STEPS_PER_HOUR * xs[h])
-            if lead > 0 and price > 0:
+            held[p, t] = list(xs)
+            if lead > 0:
                 for h in range(H):
                     up = m.NewIntVar(0, ub[p], f"up_{p}_{t}_{h}")
                     m.Add(up >= xs[h] - xs[h - 1])
-                    hour_cost[(h - 1) % H].append(price * lead * up)  # loads in the hour before
+                    hour_cost[(h - 1) % H].append(price * lead * up)  # loads in the hour before,
+                    held[p, t][(h - 1) % H] = xs[(h - 1) % H] + up    # holding its GPUs there
     provisioned: dict[str, list[list[cp_model.LinearExpr]]] = {}
     """GPUs provisioned per accelerator and hour (whole nodes where asked)."""
-    for (p, t), xs in n.items():
+    for (p, t), xs in held.items():
         if pp.whole_nodes and pp.tiers[t].kind != "owned":
             continue
         row = provisioned.setdefault(pp.pools[p].accelerator, [[] for _ in range(H)])
@@ -126,7 +136,9 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
                 nodes = m.NewIntVar(0, top, f"N_{system}_{t}_{h}")
                 m.Add(per_node * nodes >= sum(pp.pools[p].gpus_per_replica * n[p, t][h] for p, _ in on))
                 hour_cost[h].append(price * LEAD_STEPS_PER_HOUR * nodes)
-                row[h].append(per_node * nodes)
+                busiest = m.NewIntVar(0, 2 * top, f"Nh_{system}_{t}_{h}")  # with replicas loading
+                m.Add(per_node * busiest >= sum(pp.pools[p].gpus_per_replica * held[p, t][h] for p, _ in on))
+                row[h].append(per_node * busiest)
     cost_terms = [term for terms in hour_cost for term in terms]
     if pp.budget_usd_per_hour is not None:
         limit = math.floor(pp.budget_usd_per_hour * PRICE_SCALE * LEAD_STEPS_PER_HOUR + 1e-6)
@@ -136,9 +148,14 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
         watts = math.floor(pp.power_kw * 1000 + 1e-9)
         for h in range(H):
             m.Add(sum(_tdp(pp, a) * sum(row[h]) for a, row in sorted(provisioned.items())) <= watts)
+    for q, part in enumerate(pp.pools):  # a mixed unit's prefill part runs with each unit
+        if part.unit_of is not None:
+            for h in range(H):
+                m.Add(sum(xs[h] for (p, _), xs in n.items() if p == q)
+                      == sum(xs[h] for (p, _), xs in n.items() if p == part.unit_of))
     if pp.max_configs is not None:  # configurations of a model running in an hour
         for need in pp.needs:
-            mine_pools = sorted({p for (p, _) in n if pp.pools[p].model == need.model})
+            mine_pools = sorted({p for (p, _) in n if p in pp.configs(need.model)})
             if len(mine_pools) <= pp.max_configs:
                 continue
             for h in range(H):
@@ -154,7 +171,8 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
         for h in range(H):
             m.Add(sum(cap_units(pp.pools[p].capacity_rps, pp.tiers[t], pp.spot_allowance) * n[p, t][h]
                       for p, t in mine) >= need_units(need.need_rps[h]) + spare)
-            m.Add(sum(n[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot") >= need.min_warm)
+            m.Add(sum(n[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot" and pp.pools[p].unit_of is None)
+                  >= need.min_warm)
     for acc in sorted({p.accelerator for p in pp.pools}):
         on_acc = [(p, t) for (p, t) in n if pp.pools[p].accelerator == acc]
         for h in range(H):
@@ -162,7 +180,7 @@ def solve_schedule(pp: PurchaseProblem, time_limit_s: float = 30.0, workers: int
                 m.Add(sum(provisioned[acc][h]) <= pp.inventory[acc])
             owned = [(p, t) for p, t in on_acc if pp.tiers[t].kind == "owned"]
             if owned:
-                m.Add(sum(pp.pools[p].gpus_per_replica * n[p, t][h] for p, t in owned) <= pp.owned.get(acc, 0))
+                m.Add(sum(pp.pools[p].gpus_per_replica * held[p, t][h] for p, t in owned) <= pp.owned.get(acc, 0))
     if pp.one_provider != "none":
         groups: dict[tuple[str, str], cp_model.IntVar] = {}
         for (p, t) in n:
