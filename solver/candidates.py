@@ -909,8 +909,7 @@ def _rows(
         keep[:] = False
         keep[order[first]] = True
         if by_latency:  # also every batch cap faster (e2e at capacity) than all bigger ones of its run
-            lat = np.array([scaling.latency_us(float(x)) if np.isfinite(x) else np.iinfo(np.int64).max
-                            for x in e2e_at_cap], dtype=np.int64)  # inf: the queue at capacity is unstable
+            lat = np.array([_latency_key(float(x)) for x in e2e_at_cap], dtype=np.int64)
             fastest = 0
             for j, i in enumerate(order):
                 if first[j] or lat[i] < fastest:
@@ -960,8 +959,7 @@ def _rows(
                                                   p.partition.label if p.partition else ""), len(group_of))
                              for p in pending])
         flag_bits = np.array([sum(_BITS[f] for f in p.flags) for p in pending], dtype=np.int64)
-        lat = (np.array([scaling.latency_us(float(e2e_at_cap[i])) if np.isfinite(e2e_at_cap[i])
-                         else np.iinfo(np.int64).max for i in idx], dtype=np.int64)
+        lat = (np.array([_latency_key(float(e2e_at_cap[i])) for i in idx], dtype=np.int64)
                if by_latency else np.zeros(len(idx), dtype=np.int64))
         out = _dominated(by_owner[o], np.array([p.shape.gpus for p in pending], dtype=np.int64)[o],
                          cap_int[idx], flag_bits[o] | mask[idx], lat)
@@ -982,6 +980,12 @@ _BITS = {f: 1 << i for i, f in enumerate(CANDIDATE_FAMILIES)}
 
 def violation_mask(c: Candidate) -> int:
     return sum(_BITS[f] for f in c.violations)
+
+
+def _latency_key(e2e_ms: float) -> int:
+    """A row's e2e at capacity as latency-aware pruning compares it: integer microseconds, the
+    largest integer where it is unbounded (the queue at capacity is unstable: the slowest)."""
+    return scaling.latency_us(e2e_ms) if math.isfinite(e2e_ms) else int(np.iinfo(np.int64).max)
 
 
 def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False,
@@ -1012,7 +1016,7 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False,
         np.array([c.gpus_per_replica for c in cands], dtype=np.int64),
         np.array([scaling.capacity_mrps(c.capacity_rps_per_replica) for c in cands], dtype=np.int64),
         np.array([violation_mask(c) for c in cands], dtype=np.int64),
-        np.array([scaling.latency_us(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
+        np.array([_latency_key(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
         None if new is None else np.asarray(new, dtype=bool),
     )
     kept = [c for c, d in zip(cands, dropped) if not d]
