@@ -76,14 +76,13 @@ from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_
 from solver.identity import ShapeIdentity
 from solver.disagg import (
     MIXED_PREFILL_ACCELERATORS, PrefillTerms, RoleTerms, Unit, cheapest_prefill, mixed_units_for, prompt_cost,
-    role_terms, same_vendor, unit_label, units_for,
+    role_terms, same_vendor, unit_label, unit_latencies, units_for,
 )
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
 from solver.problem import ModelDemand, Problem, Speculative
 from solver.lora import demand_terms
-from solver.queueing import allen_cunneen, wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import (
     BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit,
@@ -804,25 +803,10 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
     if not found:
         return []
     system = cat.system(system_id)
-    # latencies at capacity, all units at once (the queueing grid, as for aggregated rows)
+    # latencies at capacity, all units at once: the verifier's formula (solver.disagg)
     units = [u for _, _, u in found]
-    cap = np.array([u.capacity_rps for u in units])
-    q_ttft, q_e2e = target_quantiles(d)
-
-    def wait_ms(pool: str, q: float) -> np.ndarray:
-        if pool == "prefill":  # one M/G/c queue of the pool's servers (solver.disagg)
-            c = np.array([u.n_prefill * u.prefill.servers for u in units])
-            s = np.array([u.prefill.service_s for u in units])
-            mg = allen_cunneen(np.array([u.prefill.service_cv2 for u in units]))
-            return wait_quantile_grid(c, cap, s, q) * mg * 1e3
-        else:
-            c = np.array([u.decode.batch for u in units])
-            lam = cap / np.array([u.n_decode for u in units])
-            s = np.array([u.decode.service_s for u in units])
-        return wait_quantile_grid(c, lam, s, q) * 1e3
-
-    ttft = np.array([u.ttft_min_ms for u in units]) + wait_ms("prefill", q_ttft)
-    e2e = np.array([u.e2e_min_ms for u in units]) + wait_ms("prefill", q_e2e) + wait_ms("decode", q_e2e)
+    lat = unit_latencies(units, d, np.array([u.capacity_rps for u in units]))
+    ttft, tpot, e2e = lat.ttft_ms, lat.tpot_ms, lat.e2e_ms
     out = []
     for i, (quant, kv, u) in enumerate(found):
         dec = u.decode.shape
@@ -836,7 +820,7 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
             quality_loss_points=max(cat.quantization(q).quality_loss.points  # both pools' formats
                                     for q in (quant, u.prefill.shape.quant)),
             capacity_rps_per_replica=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
-            tpot_p99_ms=u.decode.tpot_ms, e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
+            tpot_p99_ms=float(tpot[i]), e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
             service_s=u.decode.service_s, max_concurrency=u.decode.limit,
             weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
             kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
@@ -844,12 +828,6 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
             stated_error_pct=t.stated_error_pct, unit=u, also=also(u) if also is not None and u.mixed else (),
         ))
     return out
-
-
-def target_quantiles(d: ModelDemand) -> tuple[float, float]:
-    """(TTFT, E2E) quantiles in (0, 1) that a row's latencies at capacity are read at: the
-    targets' percentiles, 0.99 where a target is absent (aggregated rows and units alike)."""
-    return d.slo.percentile("ttft") / 100, d.slo.percentile("e2e") / 100
 
 
 def _rows(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from solver.candidates import build_tables
+from solver.candidates import ModelTable, build_tables
 from solver.catalog import load_catalog
 from solver.disagg import unit_latencies
 from solver.problem import Problem
@@ -48,11 +48,17 @@ def test_every_unit_of_the_bundled_problems_has_the_verifiers_latencies() -> Non
     assert sum(per_problem.values()) > 100 and sum(1 for n in per_problem.values() if n) >= 5, per_problem
 
 
-def test_unit_latencies_over_many_units_is_each_units_own() -> None:
+@pytest.fixture(scope="module")
+def chat_table() -> ModelTable:
+    """The chat example's table with units offered."""
+    return next(t for t in build_tables(_with_units(ROOT / "problems" / "chat-assistant-70b.yaml"), CAT, workers=1)
+                if any(c.unit for c in t.candidates))
+
+
+def test_unit_latencies_over_many_units_is_each_units_own(chat_table: ModelTable) -> None:
     """The array form (a sequence of units and their loads) gives, per unit, what the one-unit
     call gives: the same numbers, not merely close ones."""
-    table = next(t for t in build_tables(_with_units(ROOT / "problems" / "chat-assistant-70b.yaml"), CAT, workers=1)
-                 if any(c.unit for c in t.candidates))
+    table = chat_table
     units = [c.unit for c in table.candidates if c.unit is not None]
     assert len(units) > 10
     loads = np.array([u.capacity_rps * f for u, f in zip(units, np.linspace(0.2, 1.0, len(units)))])
@@ -64,14 +70,13 @@ def test_unit_latencies_over_many_units_is_each_units_own() -> None:
                                                 one.prefill_utilisation, one.decode_utilisation)
 
 
-def test_unit_latencies_by_hand_at_one_load() -> None:
+def test_unit_latencies_by_hand_at_one_load(chat_table: ModelTable) -> None:
     """One unit at half its capacity: TTFT = prefill + transfer floor + the pool's M/M/c wait
     quantile (Erlang C, exact) x Allen-Cunneen; E2E adds the decode pool's slot wait at the E2E
     percentile; utilisations are load x service / servers."""
     from solver.queueing import allen_cunneen, erlang_c
 
-    table = next(t for t in build_tables(_with_units(ROOT / "problems" / "chat-assistant-70b.yaml"), CAT, workers=1)
-                 if any(c.unit for c in t.candidates))
+    table = chat_table
     u = next(c.unit for c in table.candidates if c.unit is not None and c.unit.n_prefill > 1)
     d = table.demand
     lam = u.capacity_rps / 2
