@@ -48,8 +48,10 @@ fleet that share a model and traffic reuse one evaluation; capacity at the targe
 pruning are then recomputed from the cached arrays (numpy, cheap).
 
 Evaluation (:meth:`TableCache.evaluate_many`): the shapes of a model the cache lacks are
-evaluated together -- their ``ShapeTerms`` stacked into arrays (:mod:`solver.costmodel.stacked`),
-one row per (shape, batch cap), and the cost model's own functions run once on them; the
+evaluated together -- their ``ShapeTerms`` built as arrays at once
+(:mod:`solver.costmodel.stacked_shapes`; laid out as :mod:`solver.costmodel.stacked` lays out
+per-shape terms), one row per (shape, batch cap), and the cost model's own functions run once
+on them; the
 one-shape path (``estimate``) is the same code on scalars. Capacities are rounded and dominated
 candidates pruned on arrays too, before any :class:`Candidate` is built.
 """
@@ -72,7 +74,8 @@ from solver.families import CANDIDATE_FAMILIES, Family
 from solver.costmodel.partition import (
     Partition, mig_partition, partition_speculation, partition_terms, shared_partition,
 )
-from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
+from solver.costmodel.stacked import repeat_rows, split_rows
+from solver.costmodel.stacked_shapes import stacked_shape_terms
 from solver.identity import ShapeIdentity
 from solver.disagg import (
     MIXED_PREFILL_ACCELERATORS, PrefillTerms, RoleTerms, Unit, cheapest_prefill, mixed_units_for, prompt_cost,
@@ -493,25 +496,25 @@ class TableCache:
         """:meth:`evaluate` of many (shape, speculation) pairs of one model entry, in order.
 
         The shapes the cache lacks (without speculation) are evaluated together: their terms
-        stacked into arrays (:mod:`solver.costmodel.stacked`) and the cost model run once over
-        every shape x batch cap (:func:`_shape_evals`), which gives the same numbers as one
-        shape at a time. Speculative pairs go through :meth:`evaluate`."""
+        built as arrays at once (:func:`~solver.costmodel.stacked_shapes.stacked_shape_terms`)
+        and the cost model run once over every shape x batch cap (:func:`_shape_evals`), which
+        gives the same numbers as one shape at a time. Speculative pairs, and shapes that cannot
+        run (their reason), go through :meth:`evaluate`."""
         ck = cost_model_key(cat)
         self._catalogs.setdefault(ck, cat)
         lkey = key if key is not None else lengths_key(d)
-        todo: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, None], ShapeTerms] = {}
+        todo: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, None], Shape] = {}
         for shape, spec in wanted:
             k = (ck, engine, lkey, shape, spec, None)
             if spec is not None or k in self._data or k in todo:
                 continue
-            terms = self.terms(cat, shape, engine, ck)
-            if isinstance(terms, str):
-                continue  # evaluate() records the reason
-            todo[k] = demand_terms(cat, d, terms)
+            todo[k] = shape
         if todo:
-            for k, value in zip(todo, _shape_evals(d, list(todo.values()))):
-                self._data[k] = value
-            self.misses += len(todo)
+            keys = list(todo)
+            for index, stacked in stacked_shape_terms(cat, list(todo.values()), engine):
+                for i, value in zip(index, _shape_evals(d, demand_terms(cat, d, stacked), len(index))):
+                    self._data[keys[i]] = value
+                self.misses += len(index)
         out = []
         for shape, spec in wanted:
             k = (ck, engine, lkey, shape, spec, None)
@@ -570,39 +573,41 @@ def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
                      stated_error_pct=terms.stated_error_pct, speculation=spec)
 
 
-def _shape_evals(d: ModelDemand, terms: list[ShapeTerms]) -> list[ShapeEval]:
-    """:func:`_shape_eval` (no speculation) of many shapes of one model entry at once.
-
-    Per group of shapes that agree on the fields the cost model branches on (one group per
-    model and engine): the memory limits of all shapes in one call, then every shape's batch
-    caps laid out as rows and the SLO view and KV evaluated in one call of the same functions
-    (:func:`solver.slo.slo_view`, :func:`~solver.costmodel.kv_gib_per_gpu`) on stacked terms."""
-    out: list[ShapeEval | None] = [None] * len(terms)
-    groups: dict[tuple[object, ...], list[int]] = {}
-    for i, t in enumerate(terms):
-        groups.setdefault(branch_key(t), []).append(i)
+def _shape_evals(d: ModelDemand, one: ShapeTerms, n: int) -> list[ShapeEval]:
+    """:func:`_shape_eval` (no speculation) of ``n`` shapes of one model entry at once, from
+    their stacked terms ``one`` (a row per shape, one
+    :func:`~solver.costmodel.stacked.branch_key`): the memory limits of
+    all shapes in one call, then every shape's batch caps laid out as rows and the SLO view and
+    KV evaluated in one call of the same functions (:func:`solver.slo.slo_view`,
+    :func:`~solver.costmodel.kv_gib_per_gpu`)."""
     ctx, prefix = memory_context_tokens(d), d.traffic.shared_prefix_tokens
-    for members in groups.values():
-        group = [terms[i] for i in members]
-        one = stack_terms(group)  # a row per shape
-        limits = np.broadcast_to(np.asarray(memory_limit(one, d)), (len(group),))
-        batches = [np.array([b for b in BATCH_GRID if b <= lim] if lim >= 1 else [1], dtype=np.int64)
-                   for lim in limits]
-        counts = [len(b) for b in batches]
-        rows = repeat_rows(one, counts)  # a row per (shape, batch cap)
-        batch = np.concatenate(batches)
-        view = slo_view(rows, batch, d)
-        parts = [split_rows(x, counts) for x in
-                 (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
-                  kv_gib_per_gpu(rows, batch, ctx, prefix))]
-        ends = np.cumsum(counts)
-        for j, (i, t) in enumerate(zip(members, group)):
-            lim = int(limits[j])
-            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim,
-                        view.steps.rows(np.arange(ends[j] - counts[j], ends[j])))
-            out[i] = ShapeEval(None, lim, v, lim >= 1, t.weight_bytes_gpu / GIB, parts[4][j],
-                               stated_error_pct=t.stated_error_pct)
-    return out  # type: ignore[return-value]
+    limits = np.broadcast_to(np.asarray(memory_limit(one, d)), (n,))
+    batches = [np.array([b for b in BATCH_GRID if b <= lim] if lim >= 1 else [1], dtype=np.int64)
+               for lim in limits]
+    counts = [len(b) for b in batches]
+    rows = repeat_rows(one, counts)  # a row per (shape, batch cap)
+    batch = np.concatenate(batches)
+    view = slo_view(rows, batch, d)
+    parts = [split_rows(x, counts) for x in
+             (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
+              kv_gib_per_gpu(rows, batch, ctx, prefix))]
+    weights = split_rows(one.weight_bytes_gpu, [1] * n)
+    error = one.stated_error_pct
+    ends = np.cumsum(counts)
+    out = []
+    for j in range(n):
+        lim = int(limits[j])
+        v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim,
+                    view.steps.rows(np.arange(ends[j] - counts[j], ends[j])))
+        out.append(ShapeEval(None, lim, v, lim >= 1, float(weights[j][0]) / GIB, parts[4][j],
+                             stated_error_pct=_row(error, j)))
+    return out
+
+
+def _row(value: object, j: int) -> object:
+    """Row ``j`` of a stacked field as a plain value (a field equal on every row is that value)."""
+    x = value[j] if isinstance(value, np.ndarray) else value
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
