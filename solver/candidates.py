@@ -51,8 +51,7 @@ Evaluation (:meth:`TableCache.evaluate_many`): the shapes of a model the cache l
 evaluated together -- their ``ShapeTerms`` built as arrays at once
 (:mod:`solver.costmodel.stacked_shapes`; laid out as :mod:`solver.costmodel.stacked` lays out
 per-shape terms), one row per (shape, batch cap), and the cost model's own functions run once
-on them; the
-one-shape path (``estimate``) is the same code on scalars. Capacities are rounded and dominated
+on them; the one-shape path (``estimate``) is the same code on scalars. Capacities are rounded and dominated
 candidates pruned on arrays too, before any :class:`Candidate` is built.
 """
 
@@ -61,6 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -575,11 +575,10 @@ def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
 
 def _shape_evals(d: ModelDemand, one: ShapeTerms, n: int) -> list[ShapeEval]:
     """:func:`_shape_eval` (no speculation) of ``n`` shapes of one model entry at once, from
-    their stacked terms ``one`` (a row per shape, one
-    :func:`~solver.costmodel.stacked.branch_key`): the memory limits of
-    all shapes in one call, then every shape's batch caps laid out as rows and the SLO view and
-    KV evaluated in one call of the same functions (:func:`solver.slo.slo_view`,
-    :func:`~solver.costmodel.kv_gib_per_gpu`)."""
+    their stacked terms ``one`` (a row per shape, one :func:`~solver.costmodel.stacked.branch_key`):
+    the memory limits of all shapes in one call, then every shape's batch caps laid out as rows
+    and the SLO view and KV evaluated in one call of the same functions
+    (:func:`solver.slo.slo_view`, :func:`~solver.costmodel.kv_gib_per_gpu`)."""
     ctx, prefix = memory_context_tokens(d), d.traffic.shared_prefix_tokens
     limits = np.broadcast_to(np.asarray(memory_limit(one, d)), (n,))
     batches = [np.array([b for b in BATCH_GRID if b <= lim] if lim >= 1 else [1], dtype=np.int64)
@@ -591,20 +590,18 @@ def _shape_evals(d: ModelDemand, one: ShapeTerms, n: int) -> list[ShapeEval]:
     parts = [split_rows(x, counts) for x in
              (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
               kv_gib_per_gpu(rows, batch, ctx, prefix))]
-    weights = split_rows(one.weight_bytes_gpu, [1] * n)
-    error = one.stated_error_pct
     ends = np.cumsum(counts)
     out = []
     for j in range(n):
         lim = int(limits[j])
         v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim,
                     view.steps.rows(np.arange(ends[j] - counts[j], ends[j])))
-        out.append(ShapeEval(None, lim, v, lim >= 1, float(weights[j][0]) / GIB, parts[4][j],
-                             stated_error_pct=_row(error, j)))
+        out.append(ShapeEval(None, lim, v, lim >= 1, float(_row(one.weight_bytes_gpu, j)) / GIB, parts[4][j],
+                             stated_error_pct=_row(one.stated_error_pct, j)))
     return out
 
 
-def _row(value: object, j: int) -> object:
+def _row(value: Any, j: int) -> Any:
     """Row ``j`` of a stacked field as a plain value (a field equal on every row is that value)."""
     x = value[j] if isinstance(value, np.ndarray) else value
     return x.item() if isinstance(x, np.generic) else x

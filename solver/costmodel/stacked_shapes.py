@@ -29,7 +29,14 @@ import numpy as np
 from solver.architecture import param_counts
 from solver.catalog import Catalog
 from solver.costmodel.shape import (
-    ACT_BYTES, Shape, ShapeTerms, check_shape, link_cost, scale_collectives, shape_terms, usable_bytes,
+    ACT_BYTES,
+    Shape,
+    ShapeTerms,
+    check_shape,
+    link_cost,
+    scale_collectives,
+    shape_terms,
+    usable_bytes,
     weight_groups,
 )
 from solver.costmodel.stacked import _column, _repeat, branch_key
