@@ -48,9 +48,10 @@ fleet that share a model and traffic reuse one evaluation; capacity at the targe
 pruning are then recomputed from the cached arrays (numpy, cheap).
 
 Evaluation (:meth:`TableCache.evaluate_many`): the shapes of a model the cache lacks are
-evaluated together -- their ``ShapeTerms`` stacked into arrays (:mod:`solver.costmodel.stacked`),
-one row per (shape, batch cap), and the cost model's own functions run once on them; the
-one-shape path (``estimate``) is the same code on scalars. Capacities are rounded and dominated
+evaluated together -- their ``ShapeTerms`` built as arrays at once
+(:mod:`solver.costmodel.stacked_shapes`; laid out as :mod:`solver.costmodel.stacked` lays out
+per-shape terms), one row per (shape, batch cap), and the cost model's own functions run once
+on them; the one-shape path (``estimate``) is the same code on scalars. Capacities are rounded and dominated
 candidates pruned on arrays too, before any :class:`Candidate` is built.
 """
 
@@ -59,6 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -72,18 +74,18 @@ from solver.families import CANDIDATE_FAMILIES, Family
 from solver.costmodel.partition import (
     Partition, mig_partition, partition_speculation, partition_terms, shared_partition,
 )
-from solver.costmodel.stacked import branch_key, repeat_rows, split_rows, stack_terms
+from solver.costmodel.stacked import repeat_rows, split_rows
+from solver.costmodel.stacked_shapes import stacked_shape_terms
 from solver.identity import ShapeIdentity
 from solver.disagg import (
     MIXED_PREFILL_ACCELERATORS, PrefillTerms, RoleTerms, Unit, cheapest_prefill, mixed_units_for, prompt_cost,
-    role_terms, same_vendor, unit_label, units_for,
+    role_terms, same_vendor, unit_label, unit_latencies, units_for,
 )
 from solver.costmodel.speculative import (
     Speculation, draft_weight_bytes_gpu, kv_gib_per_gpu_spec, speculation,
 )
 from solver.problem import ModelDemand, Problem, Speculative
 from solver.lora import demand_terms
-from solver.queueing import allen_cunneen, wait_quantile_grid
 from solver.schemas import Price
 from solver.slo import (
     BATCH_GRID, SloView, StepTimes, capacity_at_slo, load_latencies_ms, memory_context_tokens, memory_limit,
@@ -494,25 +496,25 @@ class TableCache:
         """:meth:`evaluate` of many (shape, speculation) pairs of one model entry, in order.
 
         The shapes the cache lacks (without speculation) are evaluated together: their terms
-        stacked into arrays (:mod:`solver.costmodel.stacked`) and the cost model run once over
-        every shape x batch cap (:func:`_shape_evals`), which gives the same numbers as one
-        shape at a time. Speculative pairs go through :meth:`evaluate`."""
+        built as arrays at once (:func:`~solver.costmodel.stacked_shapes.stacked_shape_terms`)
+        and the cost model run once over every shape x batch cap (:func:`_shape_evals`), which
+        gives the same numbers as one shape at a time. Speculative pairs, and shapes that cannot
+        run (their reason), go through :meth:`evaluate`."""
         ck = cost_model_key(cat)
         self._catalogs.setdefault(ck, cat)
         lkey = key if key is not None else lengths_key(d)
-        todo: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, None], ShapeTerms] = {}
+        todo: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, None], Shape] = {}
         for shape, spec in wanted:
             k = (ck, engine, lkey, shape, spec, None)
             if spec is not None or k in self._data or k in todo:
                 continue
-            terms = self.terms(cat, shape, engine, ck)
-            if isinstance(terms, str):
-                continue  # evaluate() records the reason
-            todo[k] = demand_terms(cat, d, terms)
+            todo[k] = shape
         if todo:
-            for k, value in zip(todo, _shape_evals(d, list(todo.values()))):
-                self._data[k] = value
-            self.misses += len(todo)
+            keys = list(todo)
+            for index, stacked in stacked_shape_terms(cat, list(todo.values()), engine):
+                for i, value in zip(index, _shape_evals(d, demand_terms(cat, d, stacked), len(index))):
+                    self._data[keys[i]] = value
+                self.misses += len(index)
         out = []
         for shape, spec in wanted:
             k = (ck, engine, lkey, shape, spec, None)
@@ -571,39 +573,38 @@ def _shape_eval(d: ModelDemand, shape: Shape, terms: ShapeTerms | str,
                      stated_error_pct=terms.stated_error_pct, speculation=spec)
 
 
-def _shape_evals(d: ModelDemand, terms: list[ShapeTerms]) -> list[ShapeEval]:
-    """:func:`_shape_eval` (no speculation) of many shapes of one model entry at once.
-
-    Per group of shapes that agree on the fields the cost model branches on (one group per
-    model and engine): the memory limits of all shapes in one call, then every shape's batch
-    caps laid out as rows and the SLO view and KV evaluated in one call of the same functions
-    (:func:`solver.slo.slo_view`, :func:`~solver.costmodel.kv_gib_per_gpu`) on stacked terms."""
-    out: list[ShapeEval | None] = [None] * len(terms)
-    groups: dict[tuple[object, ...], list[int]] = {}
-    for i, t in enumerate(terms):
-        groups.setdefault(branch_key(t), []).append(i)
+def _shape_evals(d: ModelDemand, one: ShapeTerms, n: int) -> list[ShapeEval]:
+    """:func:`_shape_eval` (no speculation) of ``n`` shapes of one model entry at once, from
+    their stacked terms ``one`` (a row per shape, one :func:`~solver.costmodel.stacked.branch_key`):
+    the memory limits of all shapes in one call, then every shape's batch caps laid out as rows
+    and the SLO view and KV evaluated in one call of the same functions
+    (:func:`solver.slo.slo_view`, :func:`~solver.costmodel.kv_gib_per_gpu`)."""
     ctx, prefix = memory_context_tokens(d), d.traffic.shared_prefix_tokens
-    for members in groups.values():
-        group = [terms[i] for i in members]
-        one = stack_terms(group)  # a row per shape
-        limits = np.broadcast_to(np.asarray(memory_limit(one, d)), (len(group),))
-        batches = [np.array([b for b in BATCH_GRID if b <= lim] if lim >= 1 else [1], dtype=np.int64)
-                   for lim in limits]
-        counts = [len(b) for b in batches]
-        rows = repeat_rows(one, counts)  # a row per (shape, batch cap)
-        batch = np.concatenate(batches)
-        view = slo_view(rows, batch, d)
-        parts = [split_rows(x, counts) for x in
-                 (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
-                  kv_gib_per_gpu(rows, batch, ctx, prefix))]
-        ends = np.cumsum(counts)
-        for j, (i, t) in enumerate(zip(members, group)):
-            lim = int(limits[j])
-            v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim,
-                        view.steps.rows(np.arange(ends[j] - counts[j], ends[j])))
-            out[i] = ShapeEval(None, lim, v, lim >= 1, t.weight_bytes_gpu / GIB, parts[4][j],
-                               stated_error_pct=t.stated_error_pct)
-    return out  # type: ignore[return-value]
+    limits = np.broadcast_to(np.asarray(memory_limit(one, d)), (n,))
+    batches = [np.array([b for b in BATCH_GRID if b <= lim] if lim >= 1 else [1], dtype=np.int64)
+               for lim in limits]
+    counts = [len(b) for b in batches]
+    rows = repeat_rows(one, counts)  # a row per (shape, batch cap)
+    batch = np.concatenate(batches)
+    view = slo_view(rows, batch, d)
+    parts = [split_rows(x, counts) for x in
+             (view.service_s, view.ttft0_ms, view.tpot_ms, view.e2e0_ms,
+              kv_gib_per_gpu(rows, batch, ctx, prefix))]
+    ends = np.cumsum(counts)
+    out = []
+    for j in range(n):
+        lim = int(limits[j])
+        v = SloView(batches[j], parts[0][j], parts[1][j], parts[2][j], parts[3][j], lim,
+                    view.steps.rows(np.arange(ends[j] - counts[j], ends[j])))
+        out.append(ShapeEval(None, lim, v, lim >= 1, float(_row(one.weight_bytes_gpu, j)) / GIB, parts[4][j],
+                             stated_error_pct=_row(one.stated_error_pct, j)))
+    return out
+
+
+def _row(value: Any, j: int) -> Any:
+    """Row ``j`` of a stacked field as a plain value (a field equal on every row is that value)."""
+    x = value[j] if isinstance(value, np.ndarray) else value
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = True,
@@ -804,25 +805,10 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
     if not found:
         return []
     system = cat.system(system_id)
-    # latencies at capacity, all units at once (the queueing grid, as for aggregated rows)
+    # latencies at capacity, all units at once: the verifier's formula (solver.disagg)
     units = [u for _, _, u in found]
-    cap = np.array([u.capacity_rps for u in units])
-    q_ttft, q_e2e = target_quantiles(d)
-
-    def wait_ms(pool: str, q: float) -> np.ndarray:
-        if pool == "prefill":  # one M/G/c queue of the pool's servers (solver.disagg)
-            c = np.array([u.n_prefill * u.prefill.servers for u in units])
-            s = np.array([u.prefill.service_s for u in units])
-            mg = allen_cunneen(np.array([u.prefill.service_cv2 for u in units]))
-            return wait_quantile_grid(c, cap, s, q) * mg * 1e3
-        else:
-            c = np.array([u.decode.batch for u in units])
-            lam = cap / np.array([u.n_decode for u in units])
-            s = np.array([u.decode.service_s for u in units])
-        return wait_quantile_grid(c, lam, s, q) * 1e3
-
-    ttft = np.array([u.ttft_min_ms for u in units]) + wait_ms("prefill", q_ttft)
-    e2e = np.array([u.e2e_min_ms for u in units]) + wait_ms("prefill", q_e2e) + wait_ms("decode", q_e2e)
+    lat = unit_latencies(units, d, np.array([u.capacity_rps for u in units]))
+    ttft, tpot, e2e = lat.ttft_ms, lat.tpot_ms, lat.e2e_ms
     out = []
     for i, (quant, kv, u) in enumerate(found):
         dec = u.decode.shape
@@ -836,7 +822,7 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
             quality_loss_points=max(cat.quantization(q).quality_loss.points  # both pools' formats
                                     for q in (quant, u.prefill.shape.quant)),
             capacity_rps_per_replica=u.capacity_rps, ttft_p99_ms=float(ttft[i]), ttft_min_ms=u.ttft_min_ms,
-            tpot_p99_ms=u.decode.tpot_ms, e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
+            tpot_p99_ms=float(tpot[i]), e2e_p99_ms=float(e2e[i]), e2e_min_ms=u.e2e_min_ms,
             service_s=u.decode.service_s, max_concurrency=u.decode.limit,
             weights_gib_per_gpu=t.weight_bytes_gpu / GIB,
             kv_gib_per_gpu=float(kv_gib_per_gpu(t, u.decode.batch, memory_context_tokens(d),
@@ -844,12 +830,6 @@ def _units_as_candidates(cat: Catalog, d: ModelDemand, system_id: str, price: Pr
             stated_error_pct=t.stated_error_pct, unit=u, also=also(u) if also is not None and u.mixed else (),
         ))
     return out
-
-
-def target_quantiles(d: ModelDemand) -> tuple[float, float]:
-    """(TTFT, E2E) quantiles in (0, 1) that a row's latencies at capacity are read at: the
-    targets' percentiles, 0.99 where a target is absent (aggregated rows and units alike)."""
-    return d.slo.percentile("ttft") / 100, d.slo.percentile("e2e") / 100
 
 
 def _rows(
@@ -909,8 +889,7 @@ def _rows(
         keep[:] = False
         keep[order[first]] = True
         if by_latency:  # also every batch cap faster (e2e at capacity) than all bigger ones of its run
-            lat = np.array([scaling.latency_us(float(x)) if np.isfinite(x) else np.iinfo(np.int64).max
-                            for x in e2e_at_cap], dtype=np.int64)  # inf: the queue at capacity is unstable
+            lat = np.array([_latency_key(float(x)) for x in e2e_at_cap], dtype=np.int64)
             fastest = 0
             for j, i in enumerate(order):
                 if first[j] or lat[i] < fastest:
@@ -960,8 +939,7 @@ def _rows(
                                                   p.partition.label if p.partition else ""), len(group_of))
                              for p in pending])
         flag_bits = np.array([sum(_BITS[f] for f in p.flags) for p in pending], dtype=np.int64)
-        lat = (np.array([scaling.latency_us(float(e2e_at_cap[i])) if np.isfinite(e2e_at_cap[i])
-                         else np.iinfo(np.int64).max for i in idx], dtype=np.int64)
+        lat = (np.array([_latency_key(float(e2e_at_cap[i])) for i in idx], dtype=np.int64)
                if by_latency else np.zeros(len(idx), dtype=np.int64))
         out = _dominated(by_owner[o], np.array([p.shape.gpus for p in pending], dtype=np.int64)[o],
                          cap_int[idx], flag_bits[o] | mask[idx], lat)
@@ -982,6 +960,12 @@ _BITS = {f: 1 << i for i, f in enumerate(CANDIDATE_FAMILIES)}
 
 def violation_mask(c: Candidate) -> int:
     return sum(_BITS[f] for f in c.violations)
+
+
+def _latency_key(e2e_ms: float) -> int:
+    """A row's e2e at capacity as latency-aware pruning compares it: integer microseconds, the
+    largest integer where it is unbounded (the queue at capacity is unstable: the slowest)."""
+    return scaling.latency_us(e2e_ms) if math.isfinite(e2e_ms) else int(np.iinfo(np.int64).max)
 
 
 def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False,
@@ -1012,7 +996,7 @@ def prune_dominated(cands: Sequence[Candidate], by_latency: bool = False,
         np.array([c.gpus_per_replica for c in cands], dtype=np.int64),
         np.array([scaling.capacity_mrps(c.capacity_rps_per_replica) for c in cands], dtype=np.int64),
         np.array([violation_mask(c) for c in cands], dtype=np.int64),
-        np.array([scaling.latency_us(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
+        np.array([_latency_key(c.e2e_p99_ms) if by_latency else 0 for c in cands], dtype=np.int64),
         None if new is None else np.asarray(new, dtype=bool),
     )
     kept = [c for c, d in zip(cands, dropped) if not d]

@@ -58,7 +58,7 @@ from solver.costmodel.disaggregated import (
 )
 from solver.plan import Pool
 from solver.problem import ModelDemand
-from solver.queueing import RHO_MAX, allen_cunneen, max_arrival_rate, wait_quantile_s
+from solver.queueing import RHO_MAX, allen_cunneen, max_arrival_rate, wait_quantile_many
 from solver.schemas import System
 from solver.slo import BATCH_GRID, Lengths, memory_limit  # decode batch caps: the aggregated ladder
 
@@ -163,6 +163,9 @@ class Unit:
 
 @dataclass(frozen=True)
 class UnitLatency:
+    """A unit's percentile latencies (ms) and pools' utilisations at one load: floats for one
+    unit, arrays over units for many (:func:`unit_latencies`)."""
+
     ttft_ms: float
     tpot_ms: float
     e2e_ms: float
@@ -272,26 +275,39 @@ def make_unit(pt: PrefillTerms, dt: DecodeTerms, n_prefill: int, n_decode: int, 
     return Unit(pt, dt, n_prefill, n_decode, link, x_ttft, x_e2e, p_cap, d_cap)
 
 
-def unit_latencies(u: Unit, d: ModelDemand, unit_load_rps: float) -> UnitLatency:
+def unit_latencies(u: Unit | Sequence[Unit], d: ModelDemand, unit_load_rps: float | np.ndarray) -> UnitLatency:
     """Percentile latencies of a unit carrying ``unit_load_rps`` (the prefill pool one M/G/c
-    queue, the decode load split evenly over its replicas)."""
+    queue, the decode load split evenly over its replicas; waits exact, Erlang C).
+
+    One formula for every caller: with one unit and its load the fields are floats (the
+    verifier, the plan); with a sequence of units and their loads (an array, or one load for
+    all) they are arrays, entry ``i`` unit ``i``'s, the same numbers a one-unit call gives (the
+    candidate table)."""
+    units = [u] if isinstance(u, Unit) else list(u)
     slo = d.slo
-    lp = unit_load_rps / u.n_prefill
-    ld = unit_load_rps / u.n_decode
 
-    def wait_ms(c: int, lam: float, s: float, q: float) -> float:
-        return float(wait_quantile_s(c, lam, s, q / 100)[0]) * 1e3
+    def col(get: Callable[[Unit], float]) -> np.ndarray:
+        return np.array([get(x) for x in units], dtype=float)
 
-    def prefill_wait_ms(q: float) -> float:
-        return (wait_ms(u.n_prefill * u.prefill.servers, unit_load_rps, u.prefill.service_s, q)
-                * float(allen_cunneen(u.prefill.service_cv2)))
+    lam = np.broadcast_to(np.asarray(unit_load_rps, dtype=float), (len(units),))
+    n_p, n_d = col(lambda x: x.n_prefill), col(lambda x: x.n_decode)
+    servers, batch = col(lambda x: x.prefill.servers), col(lambda x: x.decode.batch)
+    s_p, s_d = col(lambda x: x.prefill.service_s), col(lambda x: x.decode.service_s)
+    c_p = np.array([x.n_prefill * x.prefill.servers for x in units], dtype=np.int64)
+    c_d = np.array([x.decode.batch for x in units], dtype=np.int64)
+    mg = allen_cunneen(col(lambda x: x.prefill.service_cv2))
+    lp, ld = lam / n_p, lam / n_d
 
-    ttft = u.ttft_min_ms + prefill_wait_ms(slo.percentile("ttft"))
+    def prefill_wait_ms(q: float) -> np.ndarray:
+        return wait_quantile_many(c_p, lam, s_p, q / 100) * 1e3 * mg
+
     qe = slo.percentile("e2e")
-    e2e = (u.e2e_min_ms + prefill_wait_ms(qe)
-           + wait_ms(u.decode.batch, ld, u.decode.service_s, qe))
-    return UnitLatency(ttft, u.decode.tpot_ms, e2e, lp * u.prefill.service_s / u.prefill.servers,
-                       ld * u.decode.service_s / u.decode.batch)
+    ttft = col(lambda x: x.ttft_min_ms) + prefill_wait_ms(slo.percentile("ttft"))
+    e2e = col(lambda x: x.e2e_min_ms) + prefill_wait_ms(qe) + wait_quantile_many(c_d, ld, s_d, qe / 100) * 1e3
+    out = (ttft, col(lambda x: x.decode.tpot_ms), e2e, lp * s_p / servers, ld * s_d / batch)
+    if isinstance(u, Unit):
+        return UnitLatency(*(float(x[0]) for x in out))
+    return UnitLatency(*out)
 
 
 def meets_targets(u: Unit, d: ModelDemand) -> bool:

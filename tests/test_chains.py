@@ -4,6 +4,7 @@ the verifier's path check, and bad input."""
 
 from __future__ import annotations
 
+import math
 import random
 
 from pathlib import Path
@@ -192,6 +193,16 @@ def test_latency_aware_pruning_keeps_a_faster_dominated_candidate():
     small_slow = cand("m", "gpu-a", 1, 2.0, 2500.0)
     assert prune_dominated([big, small_fast, small_slow])[0] == [big]
     assert prune_dominated([big, small_fast, small_slow], by_latency=True)[0] == [big, small_fast]
+
+
+def test_latency_aware_pruning_takes_an_unbounded_latency_as_the_slowest():
+    """A row whose e2e at capacity is unbounded (the queue at its capacity is unstable: inf) is
+    the slowest of its stage, as the table's own pruning counts it; it used to crash the pruning
+    that disaggregated units join (rag-chain with units offered to every stage)."""
+    fast = cand("m", "gpu-a", 1, 2.0, 500.0)
+    unbounded = cand("m", "gpu-a", 1, 2.0, math.inf)
+    assert prune_dominated([unbounded, fast], by_latency=True)[0] == [fast]
+    assert prune_dominated([fast, unbounded], by_latency=True)[0] == [fast]
 
 
 # -- real problems: every path within its budget, and the budget binds -------------------------
