@@ -127,7 +127,8 @@ def estimate(
     A replica is TP x PP GPUs (max(TP, EP) x PP for MoE with EP > TP, which runs attention
     data-parallel; EP x MoE-TP x PP with --moe-tp, attention DP with expert groups split). The model is a roofline per operator (dense GEMMs, grouped expert GEMMs,
     attention): each costs max(bytes read / achievable HBM bandwidth, FLOPs / achievable
-    compute), with bandwidth falling for small kernels; a step adds them, the MoE layers' fixed
+    compute), with bandwidth falling for small kernels, plus a fixed time per kernel (launch,
+    pipeline fill, last wave) whichever bound wins; a step adds them, the MoE layers' fixed
     kernel time, TP/EP/PP collectives (latency + bytes / (link bandwidth x efficiency(size))) and
     the engine's host time per step (CUDA graphs for decode-only steps). The step breakdown
     (memory + compute + comm + overhead) adds up to TPOT. Efficiency factors come from
