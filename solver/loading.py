@@ -9,7 +9,8 @@ fleetplan read without end, recurse without end or expand without end:
 - ``MAX_NODES`` (200,000): values counted with anchors/aliases expanded; an "anchor bomb" that
   expands to more is refused while it is walked, before anything validates it.
 
-YAML is parsed with the safe loader only: tags that construct Python objects are errors.
+YAML is parsed with the safe loader only: tags that construct Python objects are errors, and so
+is a key written twice in one mapping.
 """
 
 from __future__ import annotations
@@ -44,6 +45,31 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _map_without_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    """A mapping, refusing a key written twice in it (PyYAML keeps the last silently, so a
+    repeated ``pricing:`` or ``traffic:`` would plan on values the user did not mean). Keys merged
+    in with ``<<`` may still be overridden, as YAML intends."""
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            seen = first.get(key)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if seen is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen + 1})", key_node.start_mark)
+        first[key] = key_node.start_mark.line
+    yield from loader.construct_yaml_map(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _map_without_duplicate_keys)
+
 _FastLoader: type | None = None
 """The same loader on libyaml's C parser (about 5x faster on the catalog) where PyYAML has
 it; resolvers and constructors are the Python ones above, so documents load identically. Any
@@ -53,6 +79,7 @@ if getattr(yaml, "__with_libyaml__", False):
         pass
 
     _CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+    _CLoader.add_constructor("tag:yaml.org,2002:map", _map_without_duplicate_keys)
     _FastLoader = _CLoader
 
 
