@@ -214,6 +214,8 @@ class Rejected:
     model: str
     what: str
     reason: str
+    no_price: bool = False
+    """The accelerator has no price for the fleet's pricing (and provider): ``what`` is its id."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,11 @@ class ModelTable:
     @property
     def name(self) -> str:
         return self.demand.name
+
+    @property
+    def unpriced(self) -> tuple[str, ...]:
+        """Allowed accelerators left out because they have no price for the fleet's pricing."""
+        return tuple(r.what for r in self.rejected if r.no_price)
 
     @property
     def load_rps(self) -> float:
@@ -627,7 +634,7 @@ def model_table(cat: Catalog, problem: Problem, d: ModelDemand, prune: bool = Tr
         prices = cat.prices_for(gpu, fleet.pricing, fleet.provider)
         if not prices:
             who = f" from {fleet.provider}" if fleet.provider else ""
-            trail.append(Rejected(d.name, gpu, f"no {fleet.pricing} price{who} in the catalog"))
+            trail.append(Rejected(d.name, gpu, f"no {fleet.pricing} price{who} in the catalog", no_price=True))
             continue
         acc = cat.accelerator(gpu)
         unsupported = [q for q in sorted(cat.quantizations) if cat.quant_support(gpu, q) is None]

@@ -73,7 +73,18 @@ def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s:
         if point.cost_usd_per_hour is not None and plan.cost_usd_per_hour is not None:
             out["cost_of_confidence_usd_per_hour"] = round(plan.cost_usd_per_hour - point.cost_usd_per_hour, 6)
     out["hardware"] = hardware_within_error(problem, cat, level, cache)
+    out["pricing"] = problem.fleet.pricing
+    out["provider"] = problem.fleet.provider
+    out["unpriced"] = unpriced_accelerators(problem, cat, cache)
     return out
+
+
+def unpriced_accelerators(problem: Problem, cat: Catalog, cache: TableCache | None = None) -> dict[str, list[str]]:
+    """Per model (only those with any): allowed accelerators that were not planned because the
+    catalog has no price for the fleet's ``pricing`` (and ``provider``). Why a ``reserved`` plan
+    can cost more than the on-demand one: its cheapest hardware may have no reserved row."""
+    point = problem.model_copy(update={"confidence": None})
+    return {t.name: sorted(t.unpriced) for t in build_tables(point, cat, cache=cache) if t.unpriced}
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -87,6 +98,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"${summary['cost_of_confidence_usd_per_hour']:,.2f}/h")
     elif summary.get("level") is not None:
         lines.append(f"confidence {summary['level']:g}: no plan at the point estimate to compare with")
+    who = f" from {summary['provider']}" if summary.get("provider") else ""
+    for model, gpus in summary.get("unpriced", {}).items():
+        lines.append(f"{model}: no {summary['pricing']} price{who} for {', '.join(gpus)} in the catalog: not planned")
     for model, rows in summary["hardware"].items():
         close = [r["accelerator"] for r in rows if r["within_error_of_cheapest"]]
         lines.append(f"{model}: cheapest per req/s {rows[0]['accelerator']}; within the error of it: "

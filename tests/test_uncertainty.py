@@ -340,3 +340,24 @@ def test_report_without_confidence_has_no_margin_section(tmp_path: Path) -> None
     assert run(["report", pf, "--out", tmp_path / "r", "--points", "2"]).exit_code == 0
     assert "Cost of confidence" not in (tmp_path / "r.md").read_text()
     assert "confidence" not in json.loads((tmp_path / "r.json").read_text())
+
+
+def test_accelerators_without_a_price_for_the_pricing_are_named(tmp_path: Path) -> None:
+    """`pricing: reserved` on the chat example: the allowed accelerators with no reserved row
+    are not planned, and the plan says which, so a reserved plan dearer than the on-demand one
+    explains itself (issue 12)."""
+    src = (Path(__file__).resolve().parent.parent / "problems" / "chat-assistant-70b.yaml").read_text()
+    path = tmp_path / "reserved.yaml"
+    path.write_text(src.replace("pricing: on-demand", "pricing: reserved"))
+    cat = load_catalog()
+    allowed = yaml.safe_load(src)["models"][0]["allowed_accelerators"]
+    expect = sorted(g for g in allowed if not cat.prices_for(g, "reserved", None))
+    assert expect and len(expect) < len(allowed)  # some priced, some not
+    r = run(["solve", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    c = json.loads(r.output)["confidence"]
+    assert c["unpriced"] == {"chat": expect}
+    assert c["pricing"] == "reserved"
+    assert not {row["accelerator"] for row in c["hardware"]["chat"]} & set(expect)
+    text = run(["solve", str(path)]).output
+    assert f"chat: no reserved price for {', '.join(expect)} in the catalog: not planned" in text
