@@ -15,7 +15,7 @@ from statistics import NormalDist
 from typing import Any
 
 from solver import api
-from solver.candidates import TableCache, build_tables
+from solver.candidates import ModelTable, TableCache, build_tables
 from solver.catalog import Catalog
 from solver.plan import Plan
 from solver.problem import Problem
@@ -24,15 +24,21 @@ from solver.uncertainty import band_for_demand
 DEFAULT_LEVEL = 0.9
 
 
+def point_tables(problem: Problem, cat: Catalog, cache: TableCache | None = None) -> list[ModelTable]:
+    """The problem's candidate tables at the point estimate (no confidence level)."""
+    return build_tables(problem.model_copy(update={"confidence": None}), cat, cache=cache)
+
+
 def hardware_within_error(problem: Problem, cat: Catalog, level: float | None,
-                          cache: TableCache | None = None) -> dict[str, list[dict[str, Any]]]:
+                          cache: TableCache | None = None,
+                          tables: list[ModelTable] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Per model: each accelerator's cheapest $/h per req/s at the point estimate, its band, and
     whether it is within the error of the cheapest (see module docstring). ``cache``: the
-    shape evaluations the plan was solved with, reused."""
-    point = problem.model_copy(update={"confidence": None})
+    shape evaluations the plan was solved with, reused; ``tables``: :func:`point_tables`, if
+    the caller has them already."""
     z = NormalDist().inv_cdf(level or DEFAULT_LEVEL)
     out: dict[str, list[dict[str, Any]]] = {}
-    for t in build_tables(point, cat, cache=cache):
+    for t in tables if tables is not None else point_tables(problem, cat, cache):
         engine = t.demand.engine or cat.default_engine
         best: dict[str, tuple[float, Any]] = {}
         for c in t.candidates:
@@ -72,19 +78,19 @@ def confidence_summary(problem: Problem, cat: Catalog, plan: Plan, time_limit_s:
         out["gpus"] = plan.gpus if plan.status.has_plan else None
         if point.cost_usd_per_hour is not None and plan.cost_usd_per_hour is not None:
             out["cost_of_confidence_usd_per_hour"] = round(plan.cost_usd_per_hour - point.cost_usd_per_hour, 6)
-    out["hardware"] = hardware_within_error(problem, cat, level, cache)
+    tables = point_tables(problem, cat, cache)
+    out["hardware"] = hardware_within_error(problem, cat, level, cache, tables)
     out["pricing"] = problem.fleet.pricing
     out["provider"] = problem.fleet.provider
-    out["unpriced"] = unpriced_accelerators(problem, cat, cache)
+    out["unpriced"] = unpriced_accelerators(tables)
     return out
 
 
-def unpriced_accelerators(problem: Problem, cat: Catalog, cache: TableCache | None = None) -> dict[str, list[str]]:
+def unpriced_accelerators(tables: list[ModelTable]) -> dict[str, list[str]]:
     """Per model (only those with any): allowed accelerators that were not planned because the
     catalog has no price for the fleet's ``pricing`` (and ``provider``). Why a ``reserved`` plan
     can cost more than the on-demand one: its cheapest hardware may have no reserved row."""
-    point = problem.model_copy(update={"confidence": None})
-    return {t.name: sorted(t.unpriced) for t in build_tables(point, cat, cache=cache) if t.unpriced}
+    return {t.name: sorted(t.unpriced) for t in tables if t.unpriced}
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
