@@ -462,6 +462,10 @@ class TableCache:
         self._terms: dict[tuple[tuple[int, ...], str | None, Shape], ShapeTerms | str] = {}
         self._roles: dict[tuple[tuple[int, ...], str | None, str, Shape], RoleTerms | None] = {}
         self._catalogs: dict[tuple[int, ...], Catalog] = {}
+        self._tables: dict[tuple[int, bool, str], tuple[ModelTable, ...]] = {}
+        """Whole builds by (catalog identity, prune, problem as JSON): a plan's confidence
+        summary asks again for the tables the plan was solved with."""
+        self._table_catalogs: dict[int, Catalog] = {}  # keeps ids in _tables from being reused
         self.hits = 0
         self.misses = 0
 
@@ -1094,6 +1098,10 @@ def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
     folder (workers reload it there), else this process. Work is split by traffic, so models
     that share evaluations share a worker."""
     cache = cache if cache is not None else TableCache()
+    whole_key = (id(cat), prune, problem.model_dump_json())
+    built = cache._tables.get(whole_key)
+    if built is not None:
+        return built
     firsts: dict[str, ModelDemand] = {}
     for d in problem.models:
         firsts.setdefault(_table_key(d), d)
@@ -1109,7 +1117,9 @@ def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
     for d in problem.models:
         t = done[_table_key(d)]
         out.append(t if t.demand is d else _renamed(t, d))
-    return tuple(out)
+    cache._table_catalogs.setdefault(id(cat), cat)
+    built = cache._tables[whole_key] = tuple(out)
+    return built
 
 
 def _table_workers(workers: int | None, evaluations: int, cat: Catalog) -> int:

@@ -98,6 +98,21 @@ def test_cached_tables_equal_fresh_ones(cat, path: Path) -> None:
     assert cache.hits >= misses
 
 
+def test_a_repeated_build_is_reused_and_equals_a_fresh_one(cat, query70) -> None:
+    """The same problem and catalog through one cache (a plan, then its confidence summary)
+    returns the first build; another problem, catalog or prune flag builds again."""
+    cache = TableCache()
+    first = build_tables(query70, cat, cache=cache)
+    assert build_tables(query70, cat, cache=cache) is first
+    assert first == build_tables(query70, cat)
+    assert build_tables(query70, cat, prune=False, cache=cache) is not first
+    looser = _scaled_targets(query70, 2.0)
+    other = build_tables(looser, cat, cache=cache)
+    assert other is not first and other == build_tables(looser, cat)
+    renamed = query70.model_copy(update={"models": [query70.models[0].model_copy(update={"name": "other"})]})
+    assert build_tables(renamed, cat, cache=cache)[0].name == "other"
+
+
 def test_cache_keys_on_lengths_and_percentiles_not_on_targets(cat, query70) -> None:
     d = query70.models[0]
     looser = _scaled_targets(query70, 2.0).models[0]
