@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from solver import api
-from solver.candidates import TableCache
+from solver.candidates import TableCache, build_tables
 from solver.catalog import load_catalog
-from solver.confidence import confidence_summary
+from solver.confidence import confidence_summary, point_tables
 from solver.loading import _FastLoader, _Loader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,8 @@ def test_fast_and_python_yaml_loaders_read_every_bundled_file_alike() -> None:
 
 def test_confidence_summary_reuses_the_plans_shape_evaluations() -> None:
     """The query command passes one TableCache to the solve and to the confidence summary:
-    the summary's tables are all cache hits (before, every shape was evaluated twice)."""
+    the summary evaluates no shape again (before, every shape was evaluated twice), and its
+    tables are the plan's own build, not a rebuild."""
     cat = load_catalog()
     p = api.single_model_problem(model="llama-3.1-8b", rps=5, isl=1000, osl=200, ttft_p99_ms=800,
                                  tpot_p99_ms=40, gpus=["l40s", "h100-sxm"], cat=cat)
@@ -56,4 +57,5 @@ def test_confidence_summary_reuses_the_plans_shape_evaluations() -> None:
     assert misses > 0
     summary = confidence_summary(p, cat, plan, 10.0, 1, cache)
     assert summary["hardware"]
-    assert cache.misses == misses and cache.hits > hits
+    assert cache.misses == misses and cache.hits == hits
+    assert point_tables(p, cat, cache) is build_tables(p, cat, cache=cache)
