@@ -454,7 +454,9 @@ class TableCache:
     Entries are immutable and a catalog is immutable, so a hit is the same evaluation a fresh
     build would make (tested). One cache may serve several catalogs: each is keyed by the
     identity of its cost-model mappings (:func:`cost_model_key`), which the cache holds alive.
-    ``hits``/``misses`` count look-ups."""
+    Whole builds are kept too (:func:`build_tables` of the same problem, catalog and prune flag
+    returns its first build), so a plan's confidence summary does not rebuild the plan's tables.
+    ``hits``/``misses`` count look-ups (a whole build reused is one hit)."""
 
     def __init__(self) -> None:
         self._data: dict[tuple[tuple[int, ...], str | None, str, Shape, Speculative | None, Partition | None],
@@ -1101,6 +1103,7 @@ def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
     whole_key = (id(cat), prune, problem.model_dump_json())
     built = cache._tables.get(whole_key)
     if built is not None:
+        cache.hits += 1  # one look-up, answered whole
         return built
     firsts: dict[str, ModelDemand] = {}
     for d in problem.models:

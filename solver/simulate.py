@@ -818,7 +818,9 @@ def replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str | 
     """Simulate ``workload`` on the replicas a plan gives one of its models (``demand``: the
     problem's entry for it, whose LoRA adapters the replicas carry); disaggregated deployments
     through their pools (:mod:`solver.simulate_disagg`). ``router``: one of :data:`ROUTERS`, or
-    ``plan`` (:data:`PLAN_ROUTER`; the result's ``router`` then reads ``plan: <the rule used>``)."""
+    ``plan`` (:data:`PLAN_ROUTER`; the result's ``router`` then reads ``plan: <the rule used>``).
+    A model with both kinds of deployment names each side's rule: ``<rule> (aggregated), <rule>
+    (disaggregated)``."""
     if router == PLAN_ROUTER:
         res = _replay(plan, cat, workload, model, "weighted", slo, demand, "least-loaded")
         return replace(res, router=f"{PLAN_ROUTER}: {res.router}")
@@ -847,7 +849,10 @@ def _replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str |
         if (~to_dis).any():
             parts.append((~to_dis, _replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand,
                                            dis_router)))
-        return merge_results(parts, workload, slo)
+        res = merge_results(parts, workload, slo)
+        if len(parts) == 2 and router != dis_router:  # each side by its own rule: name both
+            res = replace(res, router=f"{router} (aggregated), {dis_router} (disaggregated)")
+        return res
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
     return simulate(plan_replicas(plan, cat, model, longest, demand), workload, router, slo)
 

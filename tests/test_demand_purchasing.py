@@ -39,6 +39,22 @@ def need(rates: tuple[float, ...], warm: int = 1, n1: bool = False, model: str =
 
 # -- hand-computed arithmetic --------------------------------------------------------------------
 
+def assert_cpsat_equals_brute_force(pp: PurchaseProblem, most: int) -> None:
+    """CP-SAT's schedule passes the verifier and costs what the brute force over every schedule
+    of up to ``most`` replicas per (pool, tier, hour) finds -- or less where it runs more
+    replicas than that; where the brute force finds nothing, CP-SAT is infeasible or runs more."""
+    res = solve_schedule(pp)
+    ref = brute_force_schedule(pp, most)
+    if ref.cost_usd is None:  # nothing within the range: the optimiser may use more
+        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > most
+        return
+    assert res.status == "optimal" and res.schedule is not None
+    assert schedule_violations(pp, res.schedule) == []
+    assert res.cost_usd <= ref.cost_usd + 1e-9  # never worse than the best within the range
+    if max(max(c) for c in res.schedule.counts.values()) <= most:  # within the brute force's range: equal
+        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+
+
 def test_lead_time_bills_the_hour_before_each_start():
     """Counts 0, 2, 1 with a 0.25 h lead: 2 replicas start for hour 1, billed 0.5 GPU-h in hour
     0; nothing starts for hours 2 or 0 (cyclic). A reserved count is billed flat."""
@@ -112,16 +128,7 @@ def test_purchasing_mix_equals_brute_force(seed: int):
             top_gpus = max(sum(c[h] * pools[0].gpus_per_replica for c in free.counts.values()) for h in range(3))
             pp = dataclasses.replace(pp, budget_usd_per_hour=usd and round(usd * max(hourly_costs(pp, free)), 2),
                                      power_kw=kw and round(kw * top_gpus * 0.7, 2))
-    res = solve_schedule(pp)
-    ref = brute_force_schedule(pp, 3)
-    if ref.cost_usd is None:  # nothing within 3 replicas per tier: the optimiser may use more
-        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 3
-        return
-    assert res.status == "optimal" and res.schedule is not None
-    assert schedule_violations(pp, res.schedule) == []
-    assert res.cost_usd <= ref.cost_usd + 1e-9  # never worse than the best with 3 replicas per tier
-    if max(max(c) for c in res.schedule.counts.values()) <= 3:  # within the brute force's range: equal
-        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+    assert_cpsat_equals_brute_force(pp, 3)
     # beyond it the optimum is cheaper or ties (whole nodes: 3 or 4 replicas fill one node alike)
 
 
@@ -260,15 +267,7 @@ def test_loading_replicas_within_limits_equal_brute_force(seed: int):
         pp = dataclasses.replace(pp, inventory={"g": (running + 1) * gpr})
     else:
         pp = dataclasses.replace(pp, power_kw=(running + 1) * gpr)
-    res = solve_schedule(pp)
-    ref = brute_force_schedule(pp, 3)
-    if ref.cost_usd is None:
-        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 3
-        return
-    assert res.status == "optimal" and schedule_violations(pp, res.schedule) == []
-    assert res.cost_usd <= ref.cost_usd + 1e-9
-    if max(max(c) for c in res.schedule.counts.values()) <= 3:
-        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+    assert_cpsat_equals_brute_force(pp, 3)
 
 
 # -- mixed disaggregated units: each pool's GPUs on its own accelerator ---------------------------
@@ -341,15 +340,7 @@ def test_mixed_units_within_limits_equal_brute_force(seed: int):
                          whole_nodes=rng.random() < 0.4,
                          inventory=rng.choice([None, {"k": rng.choice([2, 4, 6])}, {"g": rng.choice([3, 4, 6])}]),
                          max_configs=rng.choice([None, 1]))
-    res = solve_schedule(pp)
-    ref = brute_force_schedule(pp, 2)
-    if ref.cost_usd is None:
-        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 2
-        return
-    assert res.status == "optimal" and schedule_violations(pp, res.schedule) == []
-    assert res.cost_usd <= ref.cost_usd + 1e-9
-    if max(max(c) for c in res.schedule.counts.values()) <= 2:
-        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+    assert_cpsat_equals_brute_force(pp, 2)
 
 
 # -- the independent check ----------------------------------------------------------------------
@@ -624,15 +615,7 @@ def test_alternatives_per_hour_equal_brute_force(seed: int):
     tiers = (Tier("g", "reserved", "a", rng.choice([1.5, 2.5]), "a-r", 12), OD_A)
     rates = tuple(float(rng.randint(5, 45)) for _ in range(3))
     pp = PurchaseProblem(pools, tiers, (need(rates, warm=1),), 3, None, max_configs=rng.choice([1, 2]))
-    res = solve_schedule(pp)
-    ref = brute_force_schedule(pp, 2)
-    if ref.cost_usd is None:
-        assert res.status == "infeasible" or max(max(c) for c in res.schedule.counts.values()) > 2
-        return
-    assert res.status == "optimal" and schedule_violations(pp, res.schedule) == []
-    assert res.cost_usd <= ref.cost_usd + 1e-9
-    if max(max(c) for c in res.schedule.counts.values()) <= 2:
-        assert res.cost_usd == pytest.approx(ref.cost_usd, abs=1e-9)
+    assert_cpsat_equals_brute_force(pp, 2)
 
 
 def test_purchase_offers_alternative_configurations_to_every_hour(tmp_path: Path):

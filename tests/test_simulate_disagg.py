@@ -243,6 +243,10 @@ def test_a_model_with_both_modes_replays_each_request_on_its_side(rag):
     assert r.requests == w.requests and r.replicas == alone_dis.replicas + alone_agg.replicas
     assert np.array_equal(r.ttft_s[side], alone_dis.ttft_s) and np.array_equal(r.e2e_s[~side], alone_agg.e2e_s)
     assert r.ttft.p99_ms == pytest.approx(float(np.percentile(r.ttft_s * 1e3, 99)))
+    # the result names the rule each side was routed by (the plan's: weighted aggregated replicas,
+    # least-loaded pools), not only the first side's
+    assert r.router == "plan: weighted (aggregated), least-loaded (disaggregated)"
+    assert (alone_dis.router, alone_agg.router) == ("plan: least-loaded", "plan: weighted")
 
 
 
