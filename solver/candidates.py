@@ -468,6 +468,8 @@ class TableCache:
         """Whole builds by (catalog identity, prune, problem as JSON): a plan's confidence
         summary asks again for the tables the plan was solved with."""
         self._table_catalogs: dict[int, Catalog] = {}  # keeps ids in _tables from being reused
+        self.max_builds = 16
+        """Whole builds kept (the oldest goes first); shape evaluations are not bounded."""
         self.hits = 0
         self.misses = 0
 
@@ -1121,6 +1123,8 @@ def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
         t = done[_table_key(d)]
         out.append(t if t.demand is d else _renamed(t, d))
     cache._table_catalogs.setdefault(id(cat), cat)
+    while len(cache._tables) >= cache.max_builds:  # oldest first: a long sweep stays bounded
+        del cache._tables[next(iter(cache._tables))]
     built = cache._tables[whole_key] = tuple(out)
     return built
 

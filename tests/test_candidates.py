@@ -113,6 +113,16 @@ def test_a_repeated_build_is_reused_and_equals_a_fresh_one(cat, query70) -> None
     assert build_tables(renamed, cat, cache=cache)[0].name == "other"
 
 
+def test_whole_builds_kept_are_bounded_oldest_first(cat, query70) -> None:
+    cache = TableCache()
+    cache.max_builds = 2
+    builds = [build_tables(_scaled_targets(query70, f), cat, cache=cache) for f in (1.0, 1.5, 2.0)]
+    assert build_tables(_scaled_targets(query70, 2.0), cat, cache=cache) is builds[2]
+    assert build_tables(_scaled_targets(query70, 1.5), cat, cache=cache) is builds[1]
+    again = build_tables(_scaled_targets(query70, 1.0), cat, cache=cache)  # evicted: built again
+    assert again is not builds[0] and again == builds[0]
+
+
 def test_cache_keys_on_lengths_and_percentiles_not_on_targets(cat, query70) -> None:
     d = query70.models[0]
     looser = _scaled_targets(query70, 2.0).models[0]
