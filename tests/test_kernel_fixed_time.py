@@ -73,3 +73,14 @@ def test_dense_pass_pays_every_kernels_fixed_time_in_both_regimes(cat):
     # the large pass really is compute-bound on its dense GEMMs (else the case proves nothing)
     mem, cmp, _, _ = stage_pass_s(t_ten, 256.0, 512.0, 2048.0, 0.0)
     assert float(cmp) > float(mem)
+
+
+def test_prefill_only_pass_pays_its_attention_kernels_fixed_time(cat):
+    # A pass with a prompt chunk and no decoding sequence (zero-load TTFT, a disaggregated
+    # prefill pool) still launches one attention kernel per layer: the same 129 dense + 32
+    # attention kernels = 161 as a decoding pass, so t0 = 10 us adds exactly 1.61 ms.
+    base = shape_terms(cat, Shape("llama-3.1-8b", "h100-sxm", None, "bf16", "bf16"), "tensorrt-llm")
+    t_zero = with_efficiency(base, stream_kernel_us=0.0)
+    t_ten = with_efficiency(base, stream_kernel_us=10.0)
+    delta = _pass_s(t_ten, 0.0, 2048.0) - _pass_s(t_zero, 0.0, 2048.0)
+    assert delta == pytest.approx(161 * 10e-6, rel=1e-9)

@@ -290,11 +290,12 @@ def stage_pass_s(
         xfix = efix * moe
     else:
         xm = xc = xfix = np.zeros_like(tokens)
-    # Decode attention: the busiest rank's sequences' KV, one kernel per layer
+    # Decode attention: the busiest rank's sequences' KV, one kernel per layer; that kernel
+    # (varlen: decode and prompt tokens in one launch) runs whenever the pass has either
     att_bytes = b / dp * kv_bytes_per_seq_gpu(terms, c)
     att_mem = hbm_stream_s(att_bytes, layers, bw, half)
     att_cmp = b * decode_pair_layers(terms, c) * terms.attn_decode_flop_per_pair_layer / g / (a16 * terms.mfu_decode)
-    att_cmp = att_cmp + np.where(att_bytes > 0, kernel_fixed_s(layers, bw, half), 0.0)
+    att_cmp = att_cmp + np.where((att_bytes > 0) | (p > 0), kernel_fixed_s(layers, bw, half), 0.0)
     am, ac = _roofline(att_mem, att_cmp)
     # Prefill attention: compute-bound
     pre_cmp = pairs * dp / r * terms.attn_flop_per_pair_layer / g / (a16 * terms.mfu_prefill)
