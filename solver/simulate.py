@@ -374,7 +374,8 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
     :class:`SpeculativeStepTimer`); ``demand`` (the problem's entry for the model, from
     ``--problem``) adds its LoRA adapters' memory and per-token work (:func:`solver.lora.demand_terms`)."""
     out: list[ReplicaSpec] = []
-    for k, d in model_deployments(plan, model)[1]:
+    name, deployments = model_deployments(plan, model)
+    for k, d in deployments:
         if d.get("serving_mode", "aggregated") != "aggregated":  # units of two pools: solver.simulate_disagg
             raise InputError(f"PLAN: deployments[{k}]: serving_mode {d.get('serving_mode')!r}; "
                              "replay it with `replay` (solver.simulate_disagg), not as aggregated replicas")
@@ -417,6 +418,9 @@ def plan_replicas(plan: dict[str, Any], cat: Catalog, model: str | None, max_con
         out += [ReplicaSpec(timer, batch, budget, terms, label, spec, weight)] * reps
     if not out:
         raise InputError(f"PLAN: {model!r} has no replicas")
+    if not any(r.weight > 0 for r in out):
+        raise InputError(f"PLAN: deployments[*].router_weight: all 0 for model {name!r}; the weighted "
+                         "router has no replica to send a request to")
     return out
 
 

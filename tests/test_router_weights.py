@@ -98,3 +98,19 @@ def test_a_bad_router_weight_is_one_line_exit_2(chat, tmp_path: Path, weight: ob
     res = CliRunner().invoke(main, ["simulate", str(f), "--poisson", "2", "--duration", "10", "--problem", str(CHAT)])
     assert res.exit_code == 2, res.output
     assert "deployments[0]: router_weight" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_all_router_weights_zero_names_the_field(chat, tmp_path: Path) -> None:
+    """Every deployment of a model stating router_weight 0 leaves the weighted router nothing to
+    route to: one line naming the plan field, exit 2."""
+    _, plan = chat
+    d = plan.to_dict()
+    zero = {**d, "deployments": [{**x, "router_weight": 0} for x in d["deployments"]]}
+    f = tmp_path / "plan.json"
+    f.write_text(json.dumps(zero))
+    out = CliRunner().invoke(main, ["simulate", str(f), "--poisson", "6", "--duration", "30",
+                                    "--problem", str(CHAT)])
+    assert out.exit_code == 2, out.output
+    lines = [ln for ln in out.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.output
+    assert "deployments[*].router_weight" in lines[0] and "chat" in lines[0], lines[0]
