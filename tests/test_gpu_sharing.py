@@ -224,14 +224,17 @@ def test_plan_json_states_the_share(cat) -> None:
 _SYS = {"gpu-a": ("sys-a", 8, 2.0, 700.0), "gpu-b": ("sys-b", 4, 3.0, 400.0)}
 
 
-def _cand(model: str, gpu: str, cap: float, k: int = 1, gpus: int = 1) -> Candidate:
+def _cand(model: str, gpu: str, cap: float, k: int = 1, gpus: int = 1, partition: str | None = None) -> Candidate:
+    """A synthetic candidate: ``k`` replicas per GPU, on ``partition`` (default: ``shared 1/k``)."""
     system, per_node, price, tdp = _SYS[gpu]
+    if partition is None:
+        partition = f"shared 1/{k}" if k > 1 else ""
     return Candidate(
         model=model, shape=Shape("llama-3.1-8b", gpu, system, "fp8", "fp8", gpus), max_batch=8,
         gpus_per_replica=gpus, gpus_per_node=per_node, usd_per_gpu_hour=price,
         price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0, capacity_rps_per_replica=cap, ttft_p99_ms=100.0,
         ttft_min_ms=50.0, tpot_p99_ms=40.0, e2e_p99_ms=1000.0, e2e_min_ms=900.0, service_s=1.0,
-        max_concurrency=64, partition=f"shared 1/{k}" if k > 1 else "", per_gpu=k)
+        max_concurrency=64, partition=partition, per_gpu=k)
 
 
 def _table(name: str, rps: float, cands: list) -> ModelTable:

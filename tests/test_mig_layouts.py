@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from solver.candidates import Candidate, ModelTable
+from solver.candidates import Candidate
 from solver.catalog import load_catalog
 from solver.costmodel import Shape, shape_terms
 from solver.costmodel.partition import mig_partition, partition_terms
@@ -22,6 +22,8 @@ from solver.problem import Fleet, Problem
 from solver.session import Session
 from solver.units import GIB
 from solver.verify import violations
+from test_gpu_sharing import _SYS, _table
+from test_gpu_sharing import _cand as _sharing_cand
 
 
 @pytest.fixture(scope="module")
@@ -153,30 +155,14 @@ def test_profile_without_placements_shares_a_gpu_with_itself_only(cat) -> None:
 
 # -- the optimiser: CP-SAT, brute force and the verifier --------------------------------------
 
-_SYS = {"gpu-a": ("sys-a", 8, 2.0, 700.0), "gpu-b": ("sys-b", 4, 3.0, 400.0)}
 _PER_GPU = {"1g.10gb": 7, "1g.20gb": 4, "2g.20gb": 3, "3g.40gb": 2, "4g.40gb": 1}
 
 
 def _cand(model: str, gpu: str, cap: float, share: str = "") -> Candidate:
-    system, per_node, price, tdp = _SYS[gpu]
+    """test_gpu_sharing's synthetic candidate on ``share`` (``mig PROFILE``, ``shared 1/k`` or whole)."""
     k = _PER_GPU[share.removeprefix("mig ")] if share.startswith("mig ") else (
         int(share.split("/")[1]) if share else 1)
-    return Candidate(
-        model=model, shape=Shape("llama-3.1-8b", gpu, system, "fp8", "fp8", 1), max_batch=8,
-        gpus_per_replica=1, gpus_per_node=per_node, usd_per_gpu_hour=price,
-        price_id=f"{gpu}-price", tdp_w=tdp, quality_loss_points=0.0, capacity_rps_per_replica=cap, ttft_p99_ms=100.0,
-        ttft_min_ms=50.0, tpot_p99_ms=40.0, e2e_p99_ms=1000.0, e2e_min_ms=900.0, service_s=1.0,
-        max_concurrency=64, partition=share, per_gpu=k)
-
-
-def _table(name: str, rps: float, cands: list) -> ModelTable:
-    from solver.problem import LatencyTarget, ModelDemand, Slo, TokenLengths, Traffic
-
-    lengths = TokenLengths(p50=100, p90=200, p99=400)
-    d = ModelDemand(name=name, model="llama-3.1-8b", min_replicas=1, headroom=0.0,
-                    traffic=Traffic(peak_rps=rps, input_tokens=lengths, output_tokens=lengths),
-                    slo=Slo(tpot=LatencyTarget(max_ms=50)))
-    return ModelTable(d, tuple(cands), ())
+    return _sharing_cand(model, gpu, cap, k=k, partition=share)
 
 
 def _profiles(cat) -> dict:
