@@ -6,6 +6,7 @@ answers, and the session's answer costs what CP-SAT's does."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -82,11 +83,11 @@ def _busiest_accelerator(p: Problem, cat, cache) -> tuple[str, int, int] | None:
     acc, n = max(used.items(), key=lambda kv: kv[1])
     return (acc, n, parts.bound_cents) if n >= 2 else None
 
-def test_binding_inventory_keeps_the_bound_and_cpsats_answer(cat, cache) -> None:
-    """An inventory below what the models' optima use together: the sum is still a lower bound
-    on CP-SAT's optimum, the decomposition's plan is refused, and the session answers what
-    CP-SAT proves."""
-    checked = 0
+
+def _tight_fleets(cat, cache, inventory: Callable[[int], int]) -> Iterator[tuple[Problem, int]]:
+    """Twelve seeded random fleets, each with its busiest accelerator's inventory set to
+    ``inventory(GPUs the models' optima use of it)``, and the optima's summed cost in cents
+    (fleets where no accelerator is used twice are skipped)."""
     rng = random.Random(5)
     for _ in range(12):
         p = _fleet_problem(cat, rng)
@@ -94,7 +95,14 @@ def test_binding_inventory_keeps_the_bound_and_cpsats_answer(cat, cache) -> None
         if busiest is None:
             continue
         acc, n, bound_cents = busiest
-        tight = p.model_copy(update={"fleet": p.fleet.model_copy(update={"inventory": {acc: n - 1}})})
+        yield p.model_copy(update={"fleet": p.fleet.model_copy(update={"inventory": {acc: inventory(n)}})}), bound_cents
+
+def test_binding_inventory_keeps_the_bound_and_cpsats_answer(cat, cache) -> None:
+    """An inventory below what the models' optima use together: the sum is still a lower bound
+    on CP-SAT's optimum, the decomposition's plan is refused, and the session answers what
+    CP-SAT proves."""
+    checked = 0
+    for tight, bound_cents in _tight_fleets(cat, cache, lambda n: n - 1):
         st = Session.prepare(tight, cat, cache=cache)
         parts_t = decompose(st.ip)
         assert parts_t is not None and parts_t.bound_cents == bound_cents
@@ -119,14 +127,7 @@ def test_own_optima_moved_within_a_binding_inventory(cat, cache) -> None:
     from solver.optimize.decompose import inventory_bound, within_inventory
 
     checked = 0
-    rng = random.Random(5)
-    for _ in range(12):
-        p = _fleet_problem(cat, rng)
-        busiest = _busiest_accelerator(p, cat, cache)
-        if busiest is None:
-            continue
-        acc, n, bound_cents = busiest
-        tight = p.model_copy(update={"fleet": p.fleet.model_copy(update={"inventory": {acc: n // 2}})})
+    for tight, _ in _tight_fleets(cat, cache, lambda n: n // 2):
         st = Session.prepare(tight, cat, cache=cache)
         parts_t = decompose(st.ip)
         assert parts_t is not None
