@@ -4,9 +4,9 @@ cannot reach a user silently. One line per broken constraint."""
 
 from __future__ import annotations
 
-from solver.catalog import Catalog, provider_key
 import math
 
+from solver.catalog import Catalog, provider_key
 from solver.purchasing import (PurchaseProblem, Schedule, Tier, cap_units, hourly_costs, loading, need_units,
                                node_gpus, occupied_gpus, started)
 
