@@ -104,17 +104,17 @@ def deployment_pools(cat: Catalog, dep: Deployment, load_gb_s: float | None, fir
     pre = dep.pool("prefill")
     mixed = pre is not None and pre.accelerator not in (None, dep.accelerator)
     label = f"{dep.accelerator} {dep.quant}/kv-{dep.kv_dtype} TP{dep.tp} PP{dep.pp} EP{dep.ep}"
+    lead = lead_hours(lead_time(cat, dep, load_gb_s)[0])
+    per_node = cat.system(dep.system).gpus_per_node
     if not mixed:
         return [Pool(dep.model, dep.accelerator, label, dep.gpus_per_replica, dep.capacity_rps_per_replica,
-                     lead_hours(lead_time(cat, dep, load_gb_s)[0]), dep.system,
-                     cat.system(dep.system).gpus_per_node)]
+                     lead, dep.system, per_node)]
     dec = dep.pool("decode")
     assert pre is not None and dec is not None and pre.system is not None  # a mixed unit names both pools
     pre_dep = replace(dep, shape=replace(dep.shape, accelerator=pre.accelerator, system=pre.system,
                                          quant=pre.quant or dep.quant, tp=pre.tp, pp=pre.pp, ep=pre.ep, moe_tp=0))
     decode = Pool(dep.model, dep.accelerator, f"{label} x{dec.replicas} decode of a unit",
-                  dec.replicas * dec.gpus_per_replica, dep.capacity_rps_per_replica,
-                  lead_hours(lead_time(cat, dep, load_gb_s)[0]), dep.system, cat.system(dep.system).gpus_per_node)
+                  dec.replicas * dec.gpus_per_replica, dep.capacity_rps_per_replica, lead, dep.system, per_node)
     prefill = Pool(dep.model, pre.accelerator,
                    f"{pre.accelerator} {pre_dep.quant}/kv-{dep.kv_dtype} TP{pre.tp} PP{pre.pp} EP{pre.ep} "
                    f"x{pre.replicas} prefill of pool {first}'s units",

@@ -21,7 +21,7 @@ def sharing_notes(problem: Problem, deployments: list[Deployment] | tuple[Deploy
     groups: dict[tuple[str, str], list[Deployment]] = defaultdict(list)
     pools: dict[tuple[str, str], list[Deployment]] = defaultdict(list)
     for x in deployments:
-        if x.partition and x.partition.startswith("mig ") and cat is not None:
+        if _mig_profile(x) is not None and cat is not None:
             pools[(x.accelerator, x.system)].append(x)
         elif x.partition:
             groups[(x.accelerator, x.partition)].append(x)
@@ -38,14 +38,12 @@ def sharing_notes(problem: Problem, deployments: list[Deployment] | tuple[Deploy
         out.append(f"GPU share {part} on {acc}: {n} replicas ({who}) on {gpus} GPU(s), {k} per GPU"
                    + (f", {gpus * k - n} slot(s) free" if gpus * k > n else ""))
     for (acc, system), deps in sorted(pools.items()):
-        counts: dict[str, int] = defaultdict(int)
-        for x in deps:
-            counts[x.partition.removeprefix("mig ")] += x.replicas
         assert cat is not None
+        counts = _mig_instances(deps)[(acc, system)]
         layouts: dict[str, int] = defaultdict(int)
         for gpu in mig_gpus(cat, acc, counts):
             layouts[" + ".join(f"{k} x {p}" for p, k in sorted(gpu.items()))] += 1
-        who = ", ".join(f"{x.model} {x.replicas} on {x.partition.removeprefix('mig ')}" for x in deps)
+        who = ", ".join(f"{x.model} {x.replicas} on {_mig_profile(x)}" for x in deps)
         lays = "; ".join(f"{g} GPU(s) as {lay}" for lay, g in sorted(layouts.items()))
         out.append(f"GPU share mixed MIG on {acc} ({system}): {sum(counts.values())} instances ({who}) "
                    f"on {sum(layouts.values())} GPU(s): {lays}")
@@ -62,18 +60,17 @@ def gpus_by_system(cat: Catalog, deployments: list[Deployment] | tuple[Deploymen
     the fewest GPUs whose layouts hold them (:func:`~solver.mig.mig_gpus`)."""
     out: dict[tuple[str, str], int] = defaultdict(int)
     kinds: dict[tuple[str, str, str], list[int]] = {}
-    mig: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for x in deployments:
         key = (x.accelerator, x.system)
-        if x.partition and x.partition.startswith("mig "):
-            mig[key][x.partition.removeprefix("mig ")] += x.replicas
-        elif x.partition:
+        if _mig_profile(x) is not None:
+            continue  # counted below, all profiles of a system together
+        if x.partition:
             kinds.setdefault((*key, x.partition), [0, x.replicas_per_gpu])[0] += x.replicas
         else:
             out[key] += x.total_gpus
     for (a, s, _), (n, k) in kinds.items():
         out[(a, s)] += -(-n // k)
-    for key, counts in mig.items():
+    for key, counts in _mig_instances(deployments).items():
         out[key] += len(mig_gpus(cat, key[0], counts))
     return dict(out)
 
@@ -86,16 +83,32 @@ def attribute_mig_costs(cat: Catalog, deployments: list[Deployment]) -> list[Dep
     GPUs / sum(replicas / k), and 1 otherwise (idle slots stay unattributed, as before)."""
     factor = mig_cost_factors(cat, deployments)
     return [replace(x, cost_usd_per_hour=x.cost_usd_per_hour * factor[(x.accelerator, x.system)])
-            if x.partition and x.partition.startswith("mig ") else x for x in deployments]
+            if _mig_profile(x) is not None else x for x in deployments]
 
 
 def mig_cost_factors(cat: Catalog, deployments: list[Deployment] | tuple[Deployment, ...]) -> dict[tuple[str, str], float]:
     """Per (accelerator, system) with MIG deployments: min(1, GPUs / sum(replicas / k)) (see
     :func:`attribute_mig_costs`)."""
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     share: dict[tuple[str, str], float] = defaultdict(float)
     for x in deployments:
-        if x.partition and x.partition.startswith("mig "):
-            counts[(x.accelerator, x.system)][x.partition.removeprefix("mig ")] += x.replicas
+        if _mig_profile(x) is not None:
             share[(x.accelerator, x.system)] += x.replicas / x.replicas_per_gpu
-    return {key: min(1.0, len(mig_gpus(cat, key[0], c)) / share[key]) for key, c in counts.items()}
+    return {key: min(1.0, len(mig_gpus(cat, key[0], c)) / share[key])
+            for key, c in _mig_instances(deployments).items()}
+
+
+def _mig_profile(x: Deployment) -> str | None:
+    """The MIG profile ``x``'s replicas run on (``1g.10gb`` for ``mig 1g.10gb``); None: whole
+    GPUs or a co-located share."""
+    return x.partition.removeprefix("mig ") if x.partition and x.partition.startswith("mig ") else None
+
+
+def _mig_instances(deployments: list[Deployment] | tuple[Deployment, ...]) -> dict[tuple[str, str], dict[str, int]]:
+    """MIG replicas per (accelerator, system) and profile, all models together (in the order
+    the deployments first name them)."""
+    out: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for x in deployments:
+        profile = _mig_profile(x)
+        if profile is not None:
+            out[(x.accelerator, x.system)][profile] += x.replicas
+    return out

@@ -143,6 +143,11 @@ class _Dep:
     node shape than the deployment's."""
 
     @property
+    def mig(self) -> bool:
+        """Whether each replica runs on a MIG instance."""
+        return self.part is not None and self.part.kind == "mig"
+
+    @property
     def gpus(self) -> int:
         """GPUs of one replica (of one unit when disaggregated)."""
         return self.unit_gpus or self.shape.gpus
@@ -451,11 +456,10 @@ def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
     used: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     shares: dict[tuple[str, str, str], int] = defaultdict(int)
     per_gpu: dict[tuple[str, str, str], int] = {}
-    mig: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for x in ctx.deps:
-        if x.part is not None and x.part.kind == "mig":
-            mig[(x.dep.accelerator, x.dep.system)][x.part.name] += x.dep.replicas
-        elif x.part is not None:
+        if x.mig:
+            continue  # counted by _mig_gpus below
+        if x.part is not None:
             key = (x.dep.accelerator, x.dep.system, x.part.label)
             shares[key] += x.dep.replicas
             per_gpu[key] = x.part.per_gpu
@@ -464,9 +468,19 @@ def _used(ctx: _Ctx) -> dict[tuple[str, str], dict[int, int]]:
                 used[(acc, sid)][part] += x.dep.replicas
     for key, n in sorted(shares.items()):
         used[key[:2]][1] += -(-n // per_gpu[key])
-    for key, counts in sorted(mig.items()):
-        used[key][1] += len(mig_gpus(ctx.cat, key[0], counts))
+    for key, gpus in _mig_gpus(ctx).items():
+        used[key][1] += gpus
     return used
+
+
+def _mig_gpus(ctx: _Ctx) -> dict[tuple[str, str], int]:
+    """Per (accelerator, system) with MIG replicas, sorted: the fewest GPUs whose valid layouts
+    hold all of them (recounted from the catalog's profiles, not from the plan)."""
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for x in ctx.deps:
+        if x.mig:
+            counts[(x.dep.accelerator, x.dep.system)][x.part.name] += x.dep.replicas  # type: ignore[union-attr]
+    return {key: len(mig_gpus(ctx.cat, key[0], n)) for key, n in sorted(counts.items())}
 
 
 def check_systems(ctx: _Ctx) -> list[Violation]:
@@ -641,17 +655,15 @@ def check_accounting(ctx: _Ctx) -> list[Violation]:
     cost_deploy = 0.0
     # MIG profiles mixed on GPUs: replicas x 1/k of a GPU each is scaled down to the GPUs the
     # layouts fill (recounted here from the catalog's profiles)
-    mig_n: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     mig_share: dict[tuple[str, str], float] = defaultdict(float)
     for x in ctx.deps:
-        if x.part is not None and x.part.kind == "mig":
-            mig_n[(x.dep.accelerator, x.dep.system)][x.part.name] += x.dep.replicas
-            mig_share[(x.dep.accelerator, x.dep.system)] += x.dep.replicas / x.part.per_gpu
-    scale = {k: min(1.0, len(mig_gpus(ctx.cat, k[0], n)) / mig_share[k]) for k, n in mig_n.items()}
+        if x.mig:
+            mig_share[(x.dep.accelerator, x.dep.system)] += x.dep.replicas / x.part.per_gpu  # type: ignore[union-attr]
+    scale = {k: min(1.0, g / mig_share[k]) for k, g in _mig_gpus(ctx).items()}
     for x in ctx.deps:
         dep = x.dep
         price = _prices(ctx, dep.accelerator)
-        f = scale.get((dep.accelerator, dep.system), 1.0) if x.part is not None and x.part.kind == "mig" else 1.0
+        f = scale.get((dep.accelerator, dep.system), 1.0) if x.mig else 1.0
         if not price or abs(price[0].usd_per_gpu_hour - dep.usd_per_gpu_hour) > 1e-9:
             out.append(_v("accounting", dep.model, f"{x.where}: price {dep.usd_per_gpu_hour} is not the catalog's cheapest"))
         elif abs(dep.cost_usd_per_hour - _deployment_cost(ctx, x, price[0].usd_per_gpu_hour) * f) > 1e-6 * max(

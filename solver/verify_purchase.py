@@ -4,9 +4,9 @@ cannot reach a user silently. One line per broken constraint."""
 
 from __future__ import annotations
 
-from solver.catalog import Catalog, provider_key
 import math
 
+from solver.catalog import Catalog, provider_key
 from solver.purchasing import (PurchaseProblem, Schedule, Tier, cap_units, hourly_costs, loading, need_units,
                                node_gpus, occupied_gpus, started)
 
@@ -65,10 +65,11 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
             warm = sum(s.counts[p, t][h] for p, t in mine if pp.tiers[t].kind != "spot" and pp.pools[p].unit_of is None)
             if warm < need.min_warm:
                 out.append(f"{need.model} hour {h}: {warm} non-spot replica(s) < warm minimum {need.min_warm}")
+    occupied = [occupied_gpus(pp, s, h) for h in range(H)]  # per hour: accelerator -> GPUs
     for acc in sorted({q.accelerator for q in pp.pools}):
         on_acc = [(p, t) for (p, t) in s.counts if pp.pools[p].accelerator == acc]
         for h in range(H):
-            gpus = occupied_gpus(pp, s, h).get(acc, 0)
+            gpus = occupied[h].get(acc, 0)
             owned = sum(pp.pools[p].gpus_per_replica
                         * (s.counts[p, t][h] + loading(s.counts[p, t], "owned", pp.pools[p].lead_hours, h))
                         for p, t in on_acc if pp.tiers[t].kind == "owned")
@@ -78,7 +79,7 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
             if owned > pp.owned.get(acc, 0):
                 out.append(f"{acc} hour {h}: {owned} owned GPUs in use > {pp.owned.get(acc, 0)} owned "
                            f"(running, and loading for hour {(h + 1) % H})")
-    out.extend(_hourly_limits(pp, s, integer))
+    out.extend(_hourly_limits(pp, s, integer, occupied))
     if pp.one_provider != "none":
         seen: dict[str, set[str]] = {}
         for (p, t), counts in s.counts.items():
@@ -101,9 +102,10 @@ def schedule_violations(pp: PurchaseProblem, s: Schedule, integer: bool = False,
     return out
 
 
-def _hourly_limits(pp: PurchaseProblem, s: Schedule, integer: bool) -> list[str]:
-    """Budget and power in every hour (power: GPUs occupied, running or loading for the next
-    hour, in whole nodes where asked; :func:`solver.purchasing.occupied_gpus`). ``integer``:
+def _hourly_limits(pp: PurchaseProblem, s: Schedule, integer: bool, occupied: list[dict[str, int]]) -> list[str]:
+    """Budget and power in every hour (power: ``occupied[h]``, the GPUs per accelerator running
+    or loading for the next hour, in whole nodes where asked;
+    :func:`solver.purchasing.occupied_gpus`). ``integer``:
     the cost in 1e-7 dollars (prices to 1e-4 $, hours to 1e-3) as the optimiser counts it."""
     out = []
     costs = _cost_units(pp, s) if integer else hourly_costs(pp, s)
@@ -115,7 +117,7 @@ def _hourly_limits(pp: PurchaseProblem, s: Schedule, integer: bool) -> list[str]
                 usd = costs[h] / 1e7 if integer else costs[h]
                 out.append(f"hour {h}: cost ${usd:.4f} > budget ${pp.budget_usd_per_hour:g}/h")
         if pp.power_kw is not None:
-            watts = sum(g * math.ceil(pp.tdp_w.get(a, 0.0) - 1e-9) for a, g in occupied_gpus(pp, s, h).items())
+            watts = sum(g * math.ceil(pp.tdp_w.get(a, 0.0) - 1e-9) for a, g in occupied[h].items())
             if watts > pp.power_kw * 1000 + 1e-6:
                 out.append(f"hour {h}: power {watts / 1000:g} kW > {pp.power_kw:g} kW "
                            f"(GPUs running, and loading for hour {(h + 1) % pp.hours})")

@@ -135,15 +135,15 @@ class IntProblem:
     mig_pools: tuple[IntMigPool, ...] = ()
     """Per system with MIG shares, the layouts its GPUs may take (every MIG share is in one
     pool; co-located shares are not: they fill GPUs of their own kind)."""
+    providers: tuple[IntProvider, ...] = ()
+    """``one_provider: fleet``: the providers to choose one from (every rented GPU from it at
+    its price); empty otherwise, and then each system costs its ``price_cents_per_gpu`` (the
+    cheapest row, a lower bound on any provider's price)."""
 
     @functools.cached_property
     def pooled(self) -> frozenset[int]:
         """Indices of the GPU shares counted through a MIG pool."""
         return frozenset(h for pool in self.mig_pools for h in pool.shares)
-    providers: tuple[IntProvider, ...] = ()
-    """``one_provider: fleet``: the providers to choose one from (every rented GPU from it at
-    its price); empty otherwise, and then each system costs its ``price_cents_per_gpu`` (the
-    cheapest row, a lower bound on any provider's price)."""
 
     def by_model(self, m: int) -> list[int]:
         """Indices of model ``m``'s candidates, in order (an index built once: fleets of
