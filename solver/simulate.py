@@ -849,15 +849,14 @@ def _replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str |
         from solver.simulate_disagg import merge_results, part, replay_disaggregated, split_by_share
 
         if len(dis) == len(deps):
-            return replay_disaggregated(dis, cat, workload, dis_router, slo, demand, plan_engine)
+            return replay_disaggregated(dis, cat, workload, dis_router, slo, demand)
         # both modes: each request to one side, in proportion to the plan's load shares
         share = _load_share(dis, deps)
         to_dis = split_by_share(workload, share)
         agg_plan = {**plan, "deployments": [d for _, d in deps if d.get("serving_mode") != "disaggregated"]}
         parts = []
         if to_dis.any():
-            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), dis_router, slo, demand,
-                                                       plan_engine)))
+            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), dis_router, slo, demand)))
         if (~to_dis).any():
             parts.append((~to_dis, _replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand,
                                            dis_router)))

@@ -52,7 +52,7 @@ from solver.lora import demand_terms
 from solver.problem import ModelDemand, Slo
 from solver.simulate import (
     ROUTERS, CostModelStepTimer, Percentiles, ReplicaSpec, Router, SimResult, Workload, _checks, _Replica,
-    _Requests, route,
+    _Requests, plan_engine, route,
 )
 
 GB = 1e9
@@ -209,11 +209,11 @@ def _pool(d: dict[str, Any], role: str) -> dict[str, Any]:
 
 
 def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, max_context: int,
-                engine_of: Any = None, demand: ModelDemand | None = None) -> list[DisaggGroup]:
+                demand: ModelDemand | None = None) -> list[DisaggGroup]:
     """The :class:`DisaggGroup` of each disaggregated deployment ``(index, deployment)`` of a plan
-    (``fleetplan solve --json``), with step-time tables up to ``max_context`` tokens;
-    ``engine_of(deployment)``: the engine its terms use (None: the catalog's default);
-    ``demand``: the problem's entry for the model, whose LoRA adapters both pools carry."""
+    (``fleetplan solve --json``), with step-time tables up to ``max_context`` tokens, each on the
+    engine it was planned with (:func:`~solver.simulate.plan_engine`); ``demand``: the problem's
+    entry for the model, whose LoRA adapters both pools carry."""
     out = []
     for k, d in plan_deps:
         try:
@@ -238,7 +238,7 @@ def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, m
                 acc, sid, quant = (str(p.get(f) or d[f]) for f in ("accelerator", "system", "quant"))
                 systems[role] = sid
                 shape = Shape(str(d["model_id"]), acc, sid, quant, str(d["kv_dtype"]), tp, pp, ep)
-                terms = shape_terms(cat, shape, engine_of(d) if engine_of else None)
+                terms = shape_terms(cat, shape, plan_engine(d))
                 kv_bytes = terms.kv_bytes_per_token_model
                 if demand is not None and demand.lora is not None:
                     terms = demand_terms(cat, demand, terms)
@@ -260,11 +260,11 @@ def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, m
 
 def replay_disaggregated(deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, workload: Workload,
                          router: Router = "least-loaded", slo: Slo | None = None,
-                         demand: ModelDemand | None = None, engine_of: Any = None) -> SimResult:
+                         demand: ModelDemand | None = None) -> SimResult:
     """Simulate ``workload`` on a plan's disaggregated deployments of one model (``demand``: the
     problem's entry for it, whose LoRA adapters both pools carry)."""
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
-    return simulate_disaggregated(plan_groups(deps, cat, longest, engine_of, demand), workload, router, slo)
+    return simulate_disaggregated(plan_groups(deps, cat, longest, demand), workload, router, slo)
 
 
 def split_by_share(workload: Workload, share: float) -> np.ndarray:
