@@ -293,8 +293,7 @@ def unit_latencies(u: Unit | Sequence[Unit], d: ModelDemand, unit_load_rps: floa
     n_p, n_d = col(lambda x: x.n_prefill), col(lambda x: x.n_decode)
     servers, batch = col(lambda x: x.prefill.servers), col(lambda x: x.decode.batch)
     s_p, s_d = col(lambda x: x.prefill.service_s), col(lambda x: x.decode.service_s)
-    c_p = np.array([x.n_prefill * x.prefill.servers for x in units], dtype=np.int64)
-    c_d = np.array([x.decode.batch for x in units], dtype=np.int64)
+    c_p, c_d = (n_p * servers).astype(np.int64), batch.astype(np.int64)  # servers of each queue
     mg = allen_cunneen(col(lambda x: x.prefill.service_cv2))
     lp, ld = lam / n_p, lam / n_d
 

@@ -602,7 +602,6 @@ class _Requests:
         self.first = [math.nan] * n
         self.finish = [math.nan] * n
         self.queued_full = [False] * n
-        self.replica = [0] * n
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -707,6 +706,34 @@ def _checks(slo: Slo | None, metrics: dict[str, np.ndarray]) -> tuple[TargetChec
     return tuple(out)
 
 
+def route(reps: list[_Replica], order: Sequence[int], times: Sequence[float], router: Router) -> list[int]:
+    """Enqueue requests ``order`` (at ``times``, non-decreasing) on ``reps`` by ``router`` and run
+    the replicas to the end: the replica (index into ``reps``) of each."""
+    out = []
+    n = len(reps)
+    wrr = WeightedRoundRobin([r.spec.weight for r in reps]) if router == "weighted" else None
+    for k, (i, t) in enumerate(zip(order, times)):
+        if router == "round-robin":
+            j = k % n
+            reps[j].advance(t)
+        elif wrr is not None:
+            j = wrr.pick()
+            reps[j].advance(t)
+        else:
+            best, j = math.inf, 0
+            for jj, rep in enumerate(reps):
+                if rep.now < t:  # else its running step straddles t: nothing to advance
+                    rep.advance(t)
+                load = rep.load
+                if load < best:
+                    best, j = load, jj
+        reps[j].enqueue(i, t)
+        out.append(j)
+    for rep in reps:
+        rep.advance(math.inf)
+    return out
+
+
 def simulate(replicas: Sequence[ReplicaSpec], workload: Workload, router: Router = "least-loaded",
              slo: Slo | None = None) -> SimResult:
     """Replay ``workload`` through ``replicas`` behind ``router``; percentiles and target shares."""
@@ -726,26 +753,7 @@ def simulate(replicas: Sequence[ReplicaSpec], workload: Workload, router: Router
         reps.append(_Replica(s, reqs, kv_by_spec[id(s)]))
     arrivals = np.asarray(workload.arrival_s, dtype=float).tolist()
     n_rep = len(reps)
-    wrr = WeightedRoundRobin([s.weight for s in replicas]) if router == "weighted" else None
-    for k, t in enumerate(arrivals):
-        if router == "round-robin":
-            j = k % n_rep
-            reps[j].advance(t)
-        elif wrr is not None:
-            j = wrr.pick()
-            reps[j].advance(t)
-        else:
-            best, j = math.inf, 0
-            for jj, rep in enumerate(reps):
-                if rep.now < t:  # else its running step straddles t: nothing to advance
-                    rep.advance(t)
-                load = rep.load
-                if load < best:
-                    best, j = load, jj
-        reqs.replica[k] = j
-        reps[j].enqueue(k, t)
-    for rep in reps:
-        rep.advance(math.inf)
+    where = route(reps, range(workload.requests), arrivals, router)
     arr = np.asarray(arrivals)
     first, finish, admit = (np.asarray(x, dtype=float) for x in (reqs.first, reqs.finish, reqs.admit))
     osl = np.asarray(reqs.osl)
@@ -765,7 +773,7 @@ def simulate(replicas: Sequence[ReplicaSpec], workload: Workload, router: Router
         utilisation=busy / (n_rep * span), unservable=int(np.sum(np.isinf(admit))),
         steps=sum(r.step for r in reps),
         targets=_checks(slo, {"ttft": ttft, "tpot": tpot, "e2e": e2e}),
-        ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, wait_s=wait, replica=np.asarray(reqs.replica, dtype=int),
+        ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, wait_s=wait, replica=np.asarray(where, dtype=int),
     )
 
 
@@ -841,15 +849,14 @@ def _replay(plan: dict[str, Any], cat: Catalog, workload: Workload, model: str |
         from solver.simulate_disagg import merge_results, part, replay_disaggregated, split_by_share
 
         if len(dis) == len(deps):
-            return replay_disaggregated(dis, cat, workload, dis_router, slo, demand, plan_engine)
+            return replay_disaggregated(dis, cat, workload, dis_router, slo, demand)
         # both modes: each request to one side, in proportion to the plan's load shares
         share = _load_share(dis, deps)
         to_dis = split_by_share(workload, share)
         agg_plan = {**plan, "deployments": [d for _, d in deps if d.get("serving_mode") != "disaggregated"]}
         parts = []
         if to_dis.any():
-            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), dis_router, slo, demand,
-                                                       plan_engine)))
+            parts.append((to_dis, replay_disaggregated(dis, cat, part(workload, to_dis), dis_router, slo, demand)))
         if (~to_dis).any():
             parts.append((~to_dis, _replay(agg_plan, cat, part(workload, ~to_dis), name, router, slo, demand,
                                            dis_router)))

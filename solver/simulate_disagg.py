@@ -37,7 +37,6 @@ a user sees that wait as a longer gap before the second token.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +51,8 @@ from solver.errors import InputError
 from solver.lora import demand_terms
 from solver.problem import ModelDemand, Slo
 from solver.simulate import (
-    ROUTERS, CostModelStepTimer, Percentiles, ReplicaSpec, Router, SimResult, WeightedRoundRobin, Workload, _checks,
-    _Replica, _Requests,
+    ROUTERS, CostModelStepTimer, Percentiles, ReplicaSpec, Router, SimResult, Workload, _checks, _Replica,
+    _Requests, plan_engine, route,
 )
 
 GB = 1e9
@@ -112,33 +111,6 @@ class DisaggGroup:
                 + tokens * self.kv_bytes_per_token / (self.link_gb_s * GB * self.parallel_gpus))
 
 
-def _route(reps: list[_Replica], order: Sequence[int], times: Sequence[float], router: Router) -> list[int]:
-    """Enqueue requests ``order`` (at ``times``, non-decreasing) on ``reps``: the replica of each
-    (the routing rule of :func:`solver.simulate.simulate`)."""
-    out = []
-    n = len(reps)
-    wrr = WeightedRoundRobin([r.spec.weight for r in reps]) if router == "weighted" else None
-    for k, (i, t) in enumerate(zip(order, times)):
-        if router == "round-robin":
-            j = k % n
-            reps[j].advance(t)
-        elif wrr is not None:  # pool replicas keep weight 1: an even split, as round-robin
-            j = wrr.pick()
-            reps[j].advance(t)
-        else:
-            best, j = math.inf, 0
-            for jj, rep in enumerate(reps):
-                if rep.now < t:
-                    rep.advance(t)
-                if rep.load < best:
-                    best, j = rep.load, jj
-        reps[j].enqueue(i, t)
-        out.append(j)
-    for rep in reps:
-        rep.advance(math.inf)
-    return out
-
-
 def simulate_disaggregated(groups: Sequence[DisaggGroup], workload: Workload, router: Router = "least-loaded",
                            slo: Slo | None = None) -> SimResult:
     """Replay ``workload`` through the prefill pools, KV transfers and decode pools of
@@ -166,7 +138,7 @@ def simulate_disaggregated(groups: Sequence[DisaggGroup], workload: Workload, ro
                 kv_pre[id(s)] = s.kv_bytes(isl + 1).tolist()
             pre_reps.append(_Replica(s, pre_r, kv_pre[id(s)]))
             owner.append(gi)
-    where = _route(pre_reps, range(n), arr.tolist(), router)
+    where = route(pre_reps, range(n), arr.tolist(), router)
     prefilled = np.asarray(pre_r.first, dtype=float)
     pre_admit = np.asarray(pre_r.admit, dtype=float)
     group_of = np.array([owner[j] for j in where], dtype=np.int64)
@@ -199,7 +171,7 @@ def simulate_disaggregated(groups: Sequence[DisaggGroup], workload: Workload, ro
                 kv_dec[id(s)] = s.kv_bytes(total).tolist()
             reps.append(_Replica(s, dec_r, kv_dec[id(s)]))
         order = todo[np.argsort(ready[todo], kind="stable")]
-        _route(reps, order.tolist(), ready[order].tolist(), router)
+        route(reps, order.tolist(), ready[order].tolist(), router)
         dec_reps += reps
         got = np.asarray(dec_r.finish, dtype=float)[order]
         finish[order] = got
@@ -237,11 +209,11 @@ def _pool(d: dict[str, Any], role: str) -> dict[str, Any]:
 
 
 def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, max_context: int,
-                engine_of: Any = None, demand: ModelDemand | None = None) -> list[DisaggGroup]:
+                demand: ModelDemand | None = None) -> list[DisaggGroup]:
     """The :class:`DisaggGroup` of each disaggregated deployment ``(index, deployment)`` of a plan
-    (``fleetplan solve --json``), with step-time tables up to ``max_context`` tokens;
-    ``engine_of(deployment)``: the engine its terms use (None: the catalog's default);
-    ``demand``: the problem's entry for the model, whose LoRA adapters both pools carry."""
+    (``fleetplan solve --json``), with step-time tables up to ``max_context`` tokens, each on the
+    engine it was planned with (:func:`~solver.simulate.plan_engine`); ``demand``: the problem's
+    entry for the model, whose LoRA adapters both pools carry."""
     out = []
     for k, d in plan_deps:
         try:
@@ -266,7 +238,7 @@ def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, m
                 acc, sid, quant = (str(p.get(f) or d[f]) for f in ("accelerator", "system", "quant"))
                 systems[role] = sid
                 shape = Shape(str(d["model_id"]), acc, sid, quant, str(d["kv_dtype"]), tp, pp, ep)
-                terms = shape_terms(cat, shape, engine_of(d) if engine_of else None)
+                terms = shape_terms(cat, shape, plan_engine(d))
                 kv_bytes = terms.kv_bytes_per_token_model
                 if demand is not None and demand.lora is not None:
                     terms = demand_terms(cat, demand, terms)
@@ -288,11 +260,11 @@ def plan_groups(plan_deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, m
 
 def replay_disaggregated(deps: Sequence[tuple[int, dict[str, Any]]], cat: Catalog, workload: Workload,
                          router: Router = "least-loaded", slo: Slo | None = None,
-                         demand: ModelDemand | None = None, engine_of: Any = None) -> SimResult:
+                         demand: ModelDemand | None = None) -> SimResult:
     """Simulate ``workload`` on a plan's disaggregated deployments of one model (``demand``: the
     problem's entry for it, whose LoRA adapters both pools carry)."""
     longest = int(np.max(np.asarray(workload.input_tokens) + np.asarray(workload.output_tokens)))
-    return simulate_disaggregated(plan_groups(deps, cat, longest, engine_of, demand), workload, router, slo)
+    return simulate_disaggregated(plan_groups(deps, cat, longest, demand), workload, router, slo)
 
 
 def split_by_share(workload: Workload, share: float) -> np.ndarray:

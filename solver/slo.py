@@ -907,10 +907,15 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
 
     if runs is not None:
         by_run = np.argsort(runs, kind="stable")
-        starts = np.flatnonzero(np.r_[True, runs[by_run][1:] != runs[by_run][:-1]])
-        run_of = np.cumsum(np.r_[True, runs[by_run][1:] != runs[by_run][:-1]]) - 1  # dense, sorted order
-        dense = np.empty(n, dtype=np.int64)
-        dense[by_run] = run_of
+        sorted_runs = runs[by_run]
+        new_run = np.r_[True, sorted_runs[1:] != sorted_runs[:-1]]
+        starts = np.flatnonzero(new_run)
+        dense = np.empty(n, dtype=np.int64)  # each row's run, numbered 0, 1, ... in sorted order
+        dense[by_run] = np.cumsum(new_run) - 1
+
+    def run_max(x: np.ndarray) -> np.ndarray:
+        """Per row, the largest ``x`` over its run."""
+        return np.maximum.reduceat(x[by_run], starts)[dense]
 
     def prune() -> None:
         if runs is None:
@@ -918,11 +923,11 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
         open_ = (state == 0) | (state == 1)
         low = scaling.capacity_mrps_array(np.where(state == 3, 0.0, lo))
         up = scaling.capacity_mrps_array(hi)
-        done = np.maximum.reduceat(np.where(state == 2, low, -1)[by_run], starts)
-        other = np.maximum.reduceat(np.where(open_, low, -1)[by_run], starts)
+        done = run_max(np.where(state == 2, low, -1))
+        other = run_max(np.where(open_, low, -1))
         # below an open row's bound, or at most a finished row's capacity (a tie goes to the
         # row finished first)
-        state[open_ & ~keep & ((up <= done[dense]) | (up < other[dense]))] = 3
+        state[open_ & ~keep & ((up <= done) | (up < other))] = 3
 
     skip = np.zeros(n, dtype=bool) if monotone is None else np.asarray(monotone, dtype=bool)
 
@@ -967,7 +972,7 @@ def _first_miss(margin_of, lam_hi: np.ndarray, runs: np.ndarray | None = None,
         search(first | keep)
         # every other row is first tried just above its run's best capacity so far: missing
         # there, it cannot beat it (its first miss is lower; a tie goes to the row found first)
-        best = np.maximum.reduceat(np.where(state == 2, scaling.capacity_mrps_array(lo), -1)[by_run], starts)[dense]
+        best = run_max(np.where(state == 2, scaling.capacity_mrps_array(lo), -1))
         x = (best + 1) / scaling.MILLI
         idx = np.flatnonzero((state == 0) & ~keep & (best >= 0) & (x < lam_hi))
         if idx.size:  # (a row that keeps the targets there is then searched as it would be alone)

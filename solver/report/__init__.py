@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from solver.api import DEFAULT_TIME_LIMIT_S, explain
 from solver.catalog import Catalog
@@ -18,6 +19,9 @@ from solver.pareto import pareto
 from solver.problem import Problem
 from solver.report.content import ReportContent, build_content
 from solver.report.render import to_html, to_json_text, to_markdown
+
+if TYPE_CHECKING:
+    from solver.candidates import TableCache
 
 
 def binding_lines(bindings: Sequence[Binding]) -> tuple[str, ...]:
@@ -56,11 +60,13 @@ def make_report(
         from solver.confidence import confidence_summary
         conf = confidence_summary(problem, cat, plan, time_limit_s, DEFAULT_WORKERS, cache)
     content = build_content(cat, problem, plan, ",".join(axes), pts, binding_lines(ex.bindings), conf)
-    return _with_schedule(content, cat, time_limit_s)
+    return _with_schedule(content, cat, time_limit_s, cache)
 
 
-def _with_schedule(content: ReportContent, cat: Catalog, time_limit_s: float) -> ReportContent:
-    """Add the purchasing schedule when the problem gives hourly demand (issue 12)."""
+def _with_schedule(content: ReportContent, cat: Catalog, time_limit_s: float,
+                   cache: TableCache | None = None) -> ReportContent:
+    """Add the purchasing schedule when the problem gives hourly demand (issue 12); ``cache``:
+    the shape evaluations (and tables) the plan was solved with, reused for the alternatives."""
     from dataclasses import replace
 
     from solver.demand import hours_of
@@ -71,7 +77,7 @@ def _with_schedule(content: ReportContent, cat: Catalog, time_limit_s: float) ->
     from solver.session import Session
 
     k = content.problem.purchasing.alternatives  # as `fleetplan purchase` offers them
-    extra = alternative_configs(Session.prepare(content.problem, cat), content.plan, k) if k else ()
+    extra = alternative_configs(Session.prepare(content.problem, cat, cache=cache), content.plan, k) if k else ()
     out = schedule_for_plan(content.problem, content.plan, cat, time_limit_s=time_limit_s,
                             alternatives=extra).to_dict()
     out.pop("peak_plan", None)

@@ -83,13 +83,12 @@ PLAN_HEADERS = ["model", "accelerator", "quant", "quality loss (points)", "KV", 
 
 
 def _parallel_cell(d: Any) -> str:
-    """``TP/PP/EP`` of a replica; a disaggregated unit names both pools (``disaggregated: 2x
+    """``TP/PP/EP`` of a replica (``d``: a :class:`~solver.plan.Deployment`); a disaggregated unit names both pools (``disaggregated: 2x
     prefill 1/1/1 + 1x decode 2/1/1``; its batch cap is the decode pool's)."""
     if d.pools:
         return "disaggregated: " + " + ".join(f"{p.replicas}x {p.role} {p.tp}/{p.pp}/{p.ep}" for p in d.pools)
-    stage = max(d.tp, d.ep * d.moe_tp if d.moe_tp else d.ep)
     return (f"{d.tp}/{d.pp}/{d.ep}" + (f" x MoE-TP{d.moe_tp}" if d.moe_tp else "")
-            + (f" (DP{stage // d.tp})" if stage > d.tp else ""))
+            + (f" (DP{d.shape.dp_attn})" if d.shape.stage_gpus > d.tp else ""))
 
 
 def plan_rows(content: ReportContent) -> list[list[str]]:
