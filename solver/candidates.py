@@ -473,6 +473,21 @@ class TableCache:
         self.hits = 0
         self.misses = 0
 
+    def whole_build(self, key: tuple[int, bool, str]) -> tuple[ModelTable, ...] | None:
+        """The tables :func:`build_tables` kept under ``key`` (catalog identity, prune flag,
+        problem as JSON), if any (a hit)."""
+        built = self._tables.get(key)
+        if built is not None:
+            self.hits += 1  # one look-up, answered whole
+        return built
+
+    def keep_build(self, key: tuple[int, bool, str], cat: Catalog, tables: tuple[ModelTable, ...]) -> None:
+        """Keep a whole build of ``cat`` under ``key``, dropping the oldest beyond ``max_builds``."""
+        self._table_catalogs.setdefault(id(cat), cat)
+        while len(self._tables) >= self.max_builds:  # oldest first: a long sweep stays bounded
+            del self._tables[next(iter(self._tables))]
+        self._tables[key] = tables
+
     def __len__(self) -> int:
         return len(self._data)
 
@@ -1103,9 +1118,8 @@ def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
     that share evaluations share a worker."""
     cache = cache if cache is not None else TableCache()
     whole_key = (id(cat), prune, problem.model_dump_json())
-    built = cache._tables.get(whole_key)
+    built = cache.whole_build(whole_key)
     if built is not None:
-        cache.hits += 1  # one look-up, answered whole
         return built
     firsts: dict[str, ModelDemand] = {}
     for d in problem.models:
@@ -1122,10 +1136,8 @@ def build_tables(problem: Problem, cat: Catalog, prune: bool = True,
     for d in problem.models:
         t = done[_table_key(d)]
         out.append(t if t.demand is d else _renamed(t, d))
-    cache._table_catalogs.setdefault(id(cat), cat)
-    while len(cache._tables) >= cache.max_builds:  # oldest first: a long sweep stays bounded
-        del cache._tables[next(iter(cache._tables))]
-    built = cache._tables[whole_key] = tuple(out)
+    built = tuple(out)
+    cache.keep_build(whole_key, cat, built)
     return built
 
 
